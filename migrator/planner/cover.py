@@ -1,0 +1,160 @@
+"""The planner's combinatorial core: the fewest groups (mailbox sets) that give every app exactly its mailboxes.
+
+Every app's SendAs set must be exactly the union of the groups assigned to it: no mailbox gained, none lost.
+Groups may overlap. This is the minimum biclique cover of the app x mailbox bipartite graph (the Boolean rank of
+the 0/1 matrix; the Basic Role Mining Problem). Pure: sets in, sets out, no I/O.
+
+Entry point: `solve_cover()`; `verify_cover()` re-checks any result from scratch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+STRATEGIES = ("minimal", "per-app")
+
+
+@dataclass(frozen=True)
+class CoverResult:
+    """A cover of every app's mailbox set by groups.
+
+    groups: the mailbox sets, one per group, in a deterministic order (see `_group_key`).
+    app_groups: app id -> indices into `groups`; the union of those groups is exactly the app's set.
+    lower_bound: a proven lower bound on the number of groups any exact cover needs.
+    optimal: True when the count is proven minimal (it meets the lower bound, or the exact solver proved it).
+    strategy: "minimal" or "per-app".
+    stats: what the solver did (reductions, components, bicliques, timings, gap); informative only.
+    """
+
+    groups: tuple[frozenset[str], ...]
+    app_groups: dict[str, tuple[int, ...]]
+    lower_bound: int
+    optimal: bool
+    strategy: str
+    stats: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def gap(self) -> int:
+        return len(self.groups) - self.lower_bound
+
+
+def _group_key(members: frozenset[str]) -> tuple:
+    """Stable order for groups: larger first, then by sorted members (ties impossible: groups are distinct)."""
+    return (-len(members), sorted(members))
+
+
+def order_groups(app_sets: Mapping[str, frozenset[str]],
+                 groups: Iterable[frozenset[str]]) -> tuple[tuple[frozenset[str], ...], dict[str, tuple[int, ...]]]:
+    """Sort distinct groups deterministically and assign each app a minimal exact subset of them.
+
+    An app may use a group only if the group is inside its set; among those, a greedy pick (largest new coverage
+    first, ties by group order) followed by dropping redundant picks keeps the number of role assignments low.
+    Raises ValueError when the groups cannot cover some app exactly.
+    """
+    ordered = tuple(sorted({frozenset(g) for g in groups if g}, key=_group_key))
+    index_of_mailbox: dict[str, list[int]] = {}
+    for gi, g in enumerate(ordered):
+        for m in g:
+            index_of_mailbox.setdefault(m, []).append(gi)
+    app_groups: dict[str, tuple[int, ...]] = {}
+    for app in sorted(app_sets):
+        target = app_sets[app]
+        if not target:
+            app_groups[app] = ()
+            continue
+        # candidates: groups touching the app's set and contained in it
+        touching = {gi for m in target for gi in index_of_mailbox.get(m, ())}
+        candidates = sorted(gi for gi in touching if ordered[gi] <= target)
+        chosen = _pick_cover(target, [ordered[gi] for gi in candidates])
+        if chosen is None:
+            raise ValueError(f"app {app!r}: its mailbox set is not a union of the groups")
+        app_groups[app] = tuple(sorted(candidates[i] for i in chosen))
+    return ordered, app_groups
+
+
+def _pick_cover(target: frozenset[str], sets: list[frozenset[str]]) -> list[int] | None:
+    """Greedy cover of `target` by `sets` (all subsets of it), then drop any pick made redundant by later ones."""
+    uncovered = set(target)
+    chosen: list[int] = []
+    remaining = list(range(len(sets)))
+    while uncovered:
+        best, best_gain = -1, 0
+        for i in remaining:
+            gain = len(sets[i] & uncovered) if len(sets[i]) > best_gain else 0
+            if gain > best_gain:
+                best, best_gain = i, gain
+        if best < 0:
+            return None
+        chosen.append(best)
+        remaining.remove(best)
+        uncovered -= sets[best]
+    # drop redundant picks (smallest first) so each assignment is necessary
+    for i in sorted(chosen, key=lambda i: (len(sets[i]), i)):
+        rest = [j for j in chosen if j != i]
+        if rest and frozenset().union(*(sets[j] for j in rest)) == target:
+            chosen = rest
+    return chosen
+
+
+def per_app_groups(app_sets: Mapping[str, frozenset[str]]) -> set[frozenset[str]]:
+    """One group per distinct non-empty app set."""
+    return {frozenset(s) for s in app_sets.values() if s}
+
+
+def solve_cover(app_sets: Mapping[str, frozenset[str]], *, strategy: str = "minimal", time_limit: float = 60.0,
+                preferred: Iterable[frozenset[str]] = ()) -> CoverResult:
+    """Cover every app's mailbox set exactly by groups; see the module docstring.
+
+    strategy "minimal" (default) minimises the number of groups (exact unless `time_limit` runs out, in which case
+    the best cover found is returned with `optimal=False` and the proven lower bound); "per-app" makes one group per
+    distinct app set. `preferred`: mailbox sets that already exist as groups or attribute values in the tenant;
+    among covers of equal size, one using them is preferred.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    app_sets = {app: frozenset(s) for app, s in app_sets.items()}
+    if strategy == "per-app":
+        groups = per_app_groups(app_sets)
+        ordered, app_groups = order_groups(app_sets, groups)
+        from migrator.planner.exact import minimal_cover_lower_bound  # local: keeps per-app free of numpy work
+        lb = minimal_cover_lower_bound(app_sets)
+        result = CoverResult(ordered, app_groups, lb, len(ordered) == lb, strategy, {"groups": len(ordered)})
+    else:
+        from migrator.planner.exact import minimal_cover
+        result = minimal_cover(app_sets, time_limit=time_limit, preferred=tuple(preferred))
+    verify_cover(app_sets, result)
+    return result
+
+
+def verify_cover(app_sets: Mapping[str, frozenset[str]], result: CoverResult) -> None:
+    """Raise ValueError unless `result` reproduces every app's set exactly (never trust a solver)."""
+    groups = result.groups
+    if len(set(groups)) != len(groups):
+        raise ValueError("cover has duplicate groups")
+    if any(not g for g in groups):
+        raise ValueError("cover has an empty group")
+    if set(result.app_groups) != set(app_sets):
+        missing = sorted(set(app_sets) - set(result.app_groups))[:5]
+        extra = sorted(set(result.app_groups) - set(app_sets))[:5]
+        raise ValueError(f"cover apps differ from input apps: missing {missing}, unknown {extra}")
+    used: set[int] = set()
+    for app, target in app_sets.items():
+        idx = result.app_groups[app]
+        got: set[str] = set()
+        for i in idx:
+            if not 0 <= i < len(groups):
+                raise ValueError(f"app {app!r}: group index {i} out of range")
+            g = groups[i]
+            if not g <= target:
+                extra = sorted(g - target)[:3]
+                raise ValueError(f"app {app!r}: group {i} would grant mailboxes it does not have, e.g. {extra}")
+            got |= g
+        if got != target:
+            lost = sorted(target - got)[:3]
+            raise ValueError(f"app {app!r}: {len(target - got)} mailboxes not covered, e.g. {lost}")
+        used.update(idx)
+    if len(used) != len(groups):
+        raise ValueError(f"cover has {len(groups) - len(used)} groups no app uses")
+    if len(groups) < result.lower_bound:
+        raise ValueError(f"cover has {len(groups)} groups, fewer than its claimed lower bound {result.lower_bound}")
