@@ -1,0 +1,401 @@
+"""The executor's journal: `<plan>/journal.db`, SQLite in WAL mode.
+
+What it holds, and why:
+- `steps`: per batch, generation (a batch executed again after a full rollback starts a new generation), phase
+  (`execute` or `rollback`) and step: its status (`running`, `waiting`, `done`, `failed`), the time it may go on
+  (`not_before`, for the propagation and token-lifetime waits) and a JSON detail.
+- `actions`: one row per object a step touches: the intent, the prior state captured *before* the write (JSON;
+  never overwritten once recorded, so a resume after the write cannot replace it with the already-changed state),
+  the result, the verification, the status (`intent` → `applied` → `verified`, or `failed`) and timestamps.
+- `objects`: objects the tool created (groups, scopes, role assignments, service-principal pointers), recorded with
+  their exact name *before* the create call: that record is how an `AlreadyExists` answer is told apart from
+  someone else's object, and what rollback may delete.
+- `runs`: who ran what, when, and how it ended.
+Every recorded step is one transaction (`with self._tx()`), so a crash leaves either the old or the new row.
+
+Locking: an exclusive `fcntl.flock` on `<plan>/journal.lock`, held for the life of the process. The kernel drops it
+when the process dies (SIGKILL included), so a crashed run never leaves a stale lock behind, and a second executor
+on the same plan is refused at once with the holder's pid and host. (flock is not reliable on network filesystems:
+keep plan folders on a local disk.)
+
+Schema changes go through `MIGRATIONS` (name, SQL), applied in order and recorded in `_migrations`, the way
+sqlite-utils' migrations.py does it: never edit an applied migration, append a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from migrator.errors import MigratorError
+
+JOURNAL_NAME = "journal.db"
+LOCK_NAME = "journal.lock"
+
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    (
+        "0001_initial",
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY, command TEXT NOT NULL, batch INTEGER, pid INTEGER, host TEXT,
+            options TEXT, started_at REAL NOT NULL, ended_at REAL, outcome TEXT);
+        CREATE TABLE batches (
+            batch INTEGER PRIMARY KEY, generation INTEGER NOT NULL DEFAULT 1,
+            state TEXT NOT NULL, updated_at REAL NOT NULL);
+        CREATE TABLE steps (
+            batch INTEGER NOT NULL, generation INTEGER NOT NULL, phase TEXT NOT NULL, step TEXT NOT NULL,
+            status TEXT NOT NULL, not_before REAL, started_at REAL, finished_at REAL, detail TEXT,
+            PRIMARY KEY (batch, generation, phase, step));
+        CREATE TABLE actions (
+            id INTEGER PRIMARY KEY, batch INTEGER NOT NULL, generation INTEGER NOT NULL, phase TEXT NOT NULL,
+            step TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, op TEXT NOT NULL,
+            intent TEXT, prior TEXT, result TEXT, verification TEXT, status TEXT NOT NULL, error TEXT,
+            created_at REAL NOT NULL, updated_at REAL NOT NULL, run_id INTEGER);
+        CREATE UNIQUE INDEX actions_unique ON actions (batch, generation, phase, kind, key, op);
+        CREATE TABLE objects (
+            kind TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL, identity TEXT,
+            created_batch INTEGER NOT NULL, state TEXT NOT NULL, detail TEXT,
+            created_at REAL NOT NULL, updated_at REAL NOT NULL,
+            PRIMARY KEY (kind, key));
+        """,
+    ),
+)
+
+
+class JournalLocked(MigratorError):
+    """Another executor holds this plan's journal."""
+
+    exit_code = 5
+
+
+@dataclass(frozen=True)
+class StepRow:
+    batch: int
+    generation: int
+    phase: str
+    step: str
+    status: str
+    not_before: float | None
+    started_at: float | None
+    finished_at: float | None
+    detail: dict
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    id: int
+    batch: int
+    generation: int
+    phase: str
+    step: str
+    kind: str
+    key: str
+    op: str
+    intent: Any
+    prior: Any
+    result: Any
+    verification: Any
+    status: str
+    error: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    kind: str
+    key: str
+    name: str
+    identity: str | None
+    created_batch: int
+    state: str  # intent | created | removed
+    detail: dict
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class Journal:
+    """One plan's journal. Thread-safe (one connection guarded by a lock); use as a context manager."""
+
+    def __init__(self, plan_dir: Path, *, lock: bool = True, readonly: bool = False, clock=time.time) -> None:
+        self.plan_dir = Path(plan_dir)
+        self.path = self.plan_dir / JOURNAL_NAME
+        self._clock = clock
+        self._mutex = threading.RLock()
+        self._lock_fh = None
+        self.readonly = readonly
+        if lock and not readonly:
+            self._acquire_lock()
+        if readonly:
+            if not self.path.exists():
+                self._db = sqlite3.connect(":memory:", check_same_thread=False)
+                self._migrate()
+            else:
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a recorded step survives power loss, not just a crash
+            self._migrate()
+        self._db.row_factory = sqlite3.Row
+        self.run_id: int | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+
+    def _acquire_lock(self) -> None:
+        self.plan_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(self.plan_dir / LOCK_NAME, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown process"
+            fh.close()
+            raise JournalLocked(
+                f"{self.plan_dir}: another executor is running this plan ({holder}); "
+                "wait for it to finish (or stop it) and run the command again"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
+        fh.flush()
+        self._lock_fh = fh
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            if self._lock_fh is not None:
+                fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
+                self._lock_fh.close()
+                self._lock_fh = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+        for name, sql in MIGRATIONS:
+            if name in done:
+                continue
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in filter(str.strip, sql.split(";")):
+                    db.execute(statement)
+                db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def _tx(self):
+        if self.readonly:
+            raise RuntimeError("journal opened read-only")
+        with self._mutex:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def now(self) -> float:
+        return self._clock()
+
+    # ---- meta and runs -------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._mutex:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                       (key, value))
+
+    def start_run(self, command: str, batch: int | None, options: dict) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO runs (command, batch, pid, host, options, started_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (command, batch, os.getpid(), socket.gethostname(), _dumps(options), self.now()))
+            self.run_id = cur.lastrowid
+        return self.run_id
+
+    def end_run(self, outcome: str) -> None:
+        if self.run_id is None:
+            return
+        with self._tx() as db:
+            db.execute("UPDATE runs SET ended_at=?, outcome=? WHERE id=?", (self.now(), outcome, self.run_id))
+
+    def runs(self) -> list[dict]:
+        with self._mutex:
+            return [dict(r) for r in self._db.execute("SELECT * FROM runs ORDER BY id")]
+
+    # ---- batches -------------------------------------------------------------------------------------------
+
+    def batch_state(self, batch: int) -> tuple[str, int]:
+        """(state, generation); ('new', 1) for a batch never touched."""
+        with self._mutex:
+            row = self._db.execute("SELECT state, generation FROM batches WHERE batch=?", (batch,)).fetchone()
+        return (row[0], row[1]) if row else ("new", 1)
+
+    def set_batch_state(self, batch: int, state: str, generation: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO batches (batch, generation, state, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(batch) DO UPDATE SET generation=excluded.generation, state=excluded.state, "
+                "updated_at=excluded.updated_at", (batch, generation, state, self.now()))
+
+    def batch_states(self) -> dict[int, tuple[str, int]]:
+        with self._mutex:
+            return {r[0]: (r[1], r[2]) for r in self._db.execute("SELECT batch, state, generation FROM batches")}
+
+    # ---- steps ---------------------------------------------------------------------------------------------
+
+    def step(self, batch: int, generation: int, phase: str, step: str) -> StepRow | None:
+        with self._mutex:
+            row = self._db.execute(
+                "SELECT * FROM steps WHERE batch=? AND generation=? AND phase=? AND step=?",
+                (batch, generation, phase, step)).fetchone()
+        return self._step_row(row) if row else None
+
+    def steps(self, batch: int | None = None, generation: int | None = None) -> list[StepRow]:
+        sql, args = "SELECT * FROM steps WHERE 1=1", []
+        if batch is not None:
+            sql += " AND batch=?"
+            args.append(batch)
+        if generation is not None:
+            sql += " AND generation=?"
+            args.append(generation)
+        with self._mutex:
+            return [self._step_row(r) for r in self._db.execute(sql + " ORDER BY batch, generation, started_at", args)]
+
+    @staticmethod
+    def _step_row(row) -> StepRow:
+        return StepRow(row["batch"], row["generation"], row["phase"], row["step"], row["status"], row["not_before"],
+                       row["started_at"], row["finished_at"], _loads(row["detail"]) or {})
+
+    def set_step(self, batch: int, generation: int, phase: str, step: str, status: str, *,
+                 not_before: float | None = None, detail: dict | None = None) -> None:
+        now = self.now()
+        finished = now if status in ("done", "failed") else None
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO steps (batch, generation, phase, step, status, not_before, started_at, finished_at, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(batch, generation, phase, step) DO UPDATE SET"
+                " status=excluded.status, not_before=COALESCE(excluded.not_before, steps.not_before),"
+                " finished_at=excluded.finished_at, detail=COALESCE(excluded.detail, steps.detail)",
+                (batch, generation, phase, step, status, not_before, now, finished, _dumps(detail)))
+
+    # ---- actions -------------------------------------------------------------------------------------------
+
+    def record_intent(self, *, batch: int, generation: int, phase: str, step: str, kind: str, key: str, op: str,
+                      intent: Any = None, prior: Any = None) -> int:
+        """Record what is about to be written and the state before it, in one transaction, before the write.
+
+        A row that exists already (a resumed run) keeps its first prior state: by now the write may have happened.
+        """
+        now = self.now()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO actions (batch, generation, phase, step, kind, key, op, intent, prior, status,"
+                " created_at, updated_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?)"
+                " ON CONFLICT(batch, generation, phase, kind, key, op) DO UPDATE SET"
+                " intent=excluded.intent, prior=COALESCE(actions.prior, excluded.prior),"
+                " status=CASE WHEN actions.status='verified' THEN actions.status ELSE 'intent' END,"
+                " error=NULL, updated_at=excluded.updated_at, run_id=excluded.run_id",
+                (batch, generation, phase, step, kind, key, op, _dumps(intent), _dumps(prior), now, now, self.run_id))
+            row = db.execute("SELECT id FROM actions WHERE batch=? AND generation=? AND phase=? AND kind=? AND key=?"
+                             " AND op=?", (batch, generation, phase, kind, key, op)).fetchone()
+        return row[0]
+
+    def mark_action(self, action_id: int, status: str, *, result: Any = None, verification: Any = None,
+                    error: str | None = None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE actions SET status=?, result=COALESCE(?, result), verification=COALESCE(?, verification),"
+                " error=?, updated_at=? WHERE id=?",
+                (status, _dumps(result), _dumps(verification), error, self.now(), action_id))
+
+    def actions(self, *, batch: int | None = None, generation: int | None = None, phase: str | None = None,
+                kind: str | None = None, op: str | None = None, key: str | None = None) -> list[ActionRow]:
+        sql, args = "SELECT * FROM actions WHERE 1=1", []
+        for col, val in (("batch", batch), ("generation", generation), ("phase", phase), ("kind", kind),
+                         ("op", op), ("key", key)):
+            if val is not None:
+                sql += f" AND {col}=?"
+                args.append(val)
+        with self._mutex:
+            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        return [ActionRow(r["id"], r["batch"], r["generation"], r["phase"], r["step"], r["kind"], r["key"], r["op"],
+                          _loads(r["intent"]), _loads(r["prior"]), _loads(r["result"]), _loads(r["verification"]),
+                          r["status"], r["error"], r["created_at"], r["updated_at"]) for r in rows]
+
+    def action(self, *, batch: int, generation: int, phase: str, kind: str, key: str, op: str) -> ActionRow | None:
+        found = self.actions(batch=batch, generation=generation, phase=phase, kind=kind, key=key, op=op)
+        return found[0] if found else None
+
+    # ---- objects the tool created --------------------------------------------------------------------------
+
+    def claim_object(self, kind: str, key: str, name: str, batch: int, detail: dict | None = None) -> None:
+        """Record, before creating it, that the tool is about to create object `key` named `name`."""
+        now = self.now()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO objects (kind, key, name, created_batch, state, detail, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, 'intent', ?, ?, ?) ON CONFLICT(kind, key) DO UPDATE SET"
+                " name=excluded.name, created_batch=CASE WHEN objects.state='removed' THEN excluded.created_batch"
+                " ELSE objects.created_batch END,"
+                " state=CASE WHEN objects.state='removed' THEN 'intent' ELSE objects.state END,"
+                " updated_at=excluded.updated_at",
+                (kind, key, name, batch, _dumps(detail), now, now))
+
+    def set_object(self, kind: str, key: str, state: str, identity: str | None = None,
+                   detail: dict | None = None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE objects SET state=?, identity=COALESCE(?, identity), detail=COALESCE(?, detail),"
+                       " updated_at=? WHERE kind=? AND key=?",
+                       (state, identity, _dumps(detail), self.now(), kind, key))
+
+    def object(self, kind: str, key: str) -> ObjectRow | None:
+        with self._mutex:
+            r = self._db.execute("SELECT * FROM objects WHERE kind=? AND key=?", (kind, key)).fetchone()
+        if not r:
+            return None
+        return ObjectRow(r["kind"], r["key"], r["name"], r["identity"], r["created_batch"], r["state"],
+                         _loads(r["detail"]) or {})
+
+    def objects(self, kind: str | None = None) -> list[ObjectRow]:
+        sql, args = "SELECT * FROM objects", []
+        if kind:
+            sql += " WHERE kind=?"
+            args.append(kind)
+        with self._mutex:
+            rows = self._db.execute(sql + " ORDER BY kind, key", args).fetchall()
+        return [ObjectRow(r["kind"], r["key"], r["name"], r["identity"], r["created_batch"], r["state"],
+                          _loads(r["detail"]) or {}) for r in rows]
