@@ -1,0 +1,267 @@
+"""Exchange Online through the admin REST endpoint the ExchangeOnlineManagement V3 module uses (InvokeCommand).
+
+`invoke(cmdlet, params)` posts the CmdletInput envelope and follows @odata.nextLink. Typed helpers cover the
+cmdlets of EXCHANGE.md §3. Two safety rules live here:
+- the guard: Get-* cmdlets that answer an empty or unresolved identity with *every* object never get one
+  (ValueError before any call);
+- "absent" only from ManagementObjectNotFoundException (errors.NotFound); any other failure raises.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from migrator.exchange.errors import NotFound
+from migrator.exchange.http import ApiSession
+from migrator.exchange.profile import Profile
+from migrator.model import RBAC_ROLE_SMTP_SEND_AS
+
+# Cmdlets that return every object for a $null / empty identity (EXCHANGE.md §3 hazards), and the parameters
+# that must then be set and non-empty.
+GUARDED: dict[str, tuple[str, ...]] = {
+    "Get-ServicePrincipal": ("Identity",),
+    "Get-MailboxPermission": ("Identity",),
+    "Get-EXOMailboxPermission": ("Identity",),
+    "Get-RecipientPermission": ("Identity", "Trustee"),
+    "Get-ManagementRoleAssignment": ("Identity", "Role", "RoleAssignee"),
+    "Get-DistributionGroupMember": ("Identity",),
+    "Get-ApplicationAccessPolicy": ("Identity",),
+    "Get-DistributionGroup": ("Identity",),
+    "Get-ManagementScope": ("Identity",),
+    "Get-Mailbox": ("Identity",),
+    "Get-EXOMailbox": ("Identity",),
+}
+
+# Deliberate whole-tenant reads (listing methods): allowed without an identity, nothing else.
+_SCAN_OK = "_scan"
+
+
+def _blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip() or value.strip().lower() in ("$null", "null", "none")
+    if isinstance(value, (list, tuple, set, dict)):
+        return not value or any(_blank(v) for v in value) if not isinstance(value, dict) else not value
+    return False
+
+
+def check_identity(cmdlet: str, params: dict[str, Any], *, scan: bool = False) -> None:
+    """The $null-identity guard. A scan (no identity parameter at all) must be asked for explicitly."""
+    keys = GUARDED.get(cmdlet)
+    if not keys:
+        return
+    present = [k for k in keys if k in params]
+    for k in present:
+        if _blank(params[k]):
+            raise ValueError(f"{cmdlet}: refusing an empty or unresolved -{k} ({params[k]!r}); this cmdlet would "
+                             f"return every object")
+    if not present and not scan:
+        raise ValueError(f"{cmdlet} without -{' / -'.join(keys)} returns every object; call the listing method "
+                         f"for a deliberate scan")
+
+
+class ExchangeClient:
+    def __init__(self, session: ApiSession, profile: Profile) -> None:
+        self.session, self.profile = session, profile
+
+    # -- the envelope ---------------------------------------------------------------------------------
+    def invoke(self, cmdlet: str, params: dict[str, Any] | None = None, select: list[str] | None = None, *,
+               scan: bool = False) -> list[dict]:
+        """Run a cmdlet; all pages of its `value`. Raises a typed ApiError; NotFound only when the object is absent."""
+        params = {k: v for k, v in (params or {}).items()}
+        check_identity(cmdlet, params, scan=scan)
+        body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": params}}
+        url = self.profile.invoke_url
+        if select:
+            url = f"{url}?$select={','.join(select)}"
+        headers = {"X-AnchorMailbox": self.profile.anchor_mailbox, "Prefer": "odata.maxpagesize=1000",
+                   "X-ResponseFormat": "json", "Content-Type": "application/json"}
+        rows: list[dict] = []
+        seen: set[str] = set()
+        while url:
+            data = self.session.request("POST", url, resource=self.profile.exchange_resource, operation=cmdlet,
+                                        service="exchange", json=body, headers=headers, error_params=params)
+            if data is None:
+                break
+            if not isinstance(data, dict):
+                from migrator.exchange.errors import ApiError
+                raise ApiError("answered with JSON that is not an object", operation=cmdlet, params=params)
+            value = data.get("value", [])
+            if isinstance(value, dict):
+                value = [value]
+            rows.extend(v for v in value if isinstance(v, dict))
+            url = data.get("@odata.nextLink") or ""
+            if url in seen:  # a server repeating a link would loop forever
+                from migrator.exchange.errors import ApiError
+                raise ApiError("the server repeated a nextLink (paging loop)", operation=cmdlet, params=params)
+            seen.add(url)
+        return rows
+
+    def _get_one(self, cmdlet: str, identity: str, **params) -> dict | None:
+        try:
+            rows = self.invoke(cmdlet, {"Identity": identity, **params})
+        except NotFound:
+            return None
+        return rows[0] if rows else None
+
+    # -- service principals ----------------------------------------------------------------------------
+    def get_service_principals(self) -> list[dict]:
+        return self.invoke("Get-ServicePrincipal", {}, scan=True)
+
+    def get_service_principal(self, identity: str) -> dict | None:
+        return self._get_one("Get-ServicePrincipal", identity)
+
+    def new_service_principal(self, app_id: str, object_id: str, display_name: str = "") -> dict:
+        params = {"AppId": app_id, "ObjectId": object_id}
+        if display_name:
+            params["DisplayName"] = display_name
+        rows = self.invoke("New-ServicePrincipal", params)
+        return rows[0] if rows else {}
+
+    # -- mailboxes and permissions ---------------------------------------------------------------------
+    def get_mailboxes(self, properties: list[str] | None = None) -> list[dict]:
+        params: dict[str, Any] = {"ResultSize": "Unlimited"}
+        if properties:
+            params["Properties"] = list(properties)
+        return self.invoke("Get-EXOMailbox" if properties else "Get-Mailbox", params, scan=True)
+
+    def scan_recipient_permissions(self) -> list[dict]:
+        """Every SendAs row of the organisation (-ResultSize Unlimited), to be filtered client-side."""
+        return self.invoke("Get-RecipientPermission", {"ResultSize": "Unlimited", "AccessRights": "SendAs"}, scan=True)
+
+    def get_recipient_permissions(self, mailbox: str, trustee: str | None = None) -> list[dict]:
+        params: dict[str, Any] = {"Identity": mailbox}
+        if trustee is not None:
+            params["Trustee"] = trustee
+        return self.invoke("Get-RecipientPermission", params)
+
+    def get_recipient_permissions_by_trustee(self, trustee: str) -> list[dict]:
+        """All SendAs rows of one trustee. May miss rows for trustees with several SIDs (EXCHANGE.md §3)."""
+        return self.invoke("Get-RecipientPermission", {"Trustee": trustee, "ResultSize": "Unlimited"})
+
+    def add_recipient_permission(self, mailbox: str, trustee: str) -> list[dict]:
+        check_identity("Get-RecipientPermission", {"Identity": mailbox, "Trustee": trustee})
+        return self.invoke("Add-RecipientPermission", {"Identity": mailbox, "Trustee": trustee,
+                                                       "AccessRights": "SendAs", "Confirm": False})
+
+    def remove_recipient_permission(self, mailbox: str, trustee: str) -> list[dict]:
+        check_identity("Get-RecipientPermission", {"Identity": mailbox, "Trustee": trustee})
+        return self.invoke("Remove-RecipientPermission", {"Identity": mailbox, "Trustee": trustee,
+                                                          "AccessRights": "SendAs", "Confirm": False})
+
+    def scan_mailbox_permissions(self) -> list[dict]:
+        """Every mailbox permission row (Get-EXOMailboxPermission's documented Default parameter set)."""
+        return self.invoke("Get-EXOMailboxPermission", {"ResultSize": "Unlimited"}, scan=True)
+
+    def get_mailbox_permissions(self, mailbox: str, user: str | None = None) -> list[dict]:
+        params: dict[str, Any] = {"Identity": mailbox}
+        if user is not None:
+            params["User"] = user
+        return self.invoke("Get-MailboxPermission", params)
+
+    def add_mailbox_permission(self, mailbox: str, user: str) -> list[dict]:
+        check_identity("Get-MailboxPermission", {"Identity": mailbox, "User": user})
+        return self.invoke("Add-MailboxPermission", {"Identity": mailbox, "User": user, "AccessRights": ["FullAccess"],
+                                                     "InheritanceType": "All", "Confirm": False})
+
+    def remove_mailbox_permission(self, mailbox: str, user: str) -> list[dict]:
+        check_identity("Get-MailboxPermission", {"Identity": mailbox, "User": user})
+        return self.invoke("Remove-MailboxPermission", {"Identity": mailbox, "User": user,
+                                                        "AccessRights": ["FullAccess"], "InheritanceType": "All",
+                                                        "Confirm": False})
+
+    # -- groups ----------------------------------------------------------------------------------------
+    def get_distribution_group(self, identity: str) -> dict | None:
+        return self._get_one("Get-DistributionGroup", identity)
+
+    def get_distribution_groups(self) -> list[dict]:
+        return self.invoke("Get-DistributionGroup", {"ResultSize": "Unlimited"}, scan=True)
+
+    def new_distribution_group(self, name: str, alias: str, primary_smtp: str | None = None) -> dict:
+        params: dict[str, Any] = {"Name": name, "Alias": alias, "Type": "Security",
+                                  "MemberJoinRestriction": "Closed", "MemberDepartRestriction": "Closed"}
+        if primary_smtp:
+            params["PrimarySmtpAddress"] = primary_smtp
+        rows = self.invoke("New-DistributionGroup", params)
+        return rows[0] if rows else {}
+
+    def set_distribution_group(self, identity: str, **params: Any) -> list[dict]:
+        check_identity("Get-DistributionGroup", {"Identity": identity})
+        return self.invoke("Set-DistributionGroup", {"Identity": identity, **params})
+
+    def remove_distribution_group(self, identity: str) -> list[dict]:
+        check_identity("Get-DistributionGroup", {"Identity": identity})
+        return self.invoke("Remove-DistributionGroup", {"Identity": identity, "Confirm": False,
+                                                        "BypassSecurityGroupManagerCheck": True})
+
+    def get_group_members(self, identity: str) -> list[dict]:
+        return self.invoke("Get-DistributionGroupMember", {"Identity": identity, "ResultSize": "Unlimited"})
+
+    def update_group_members(self, identity: str, members: list[str]) -> list[dict]:
+        check_identity("Get-DistributionGroupMember", {"Identity": identity})
+        return self.invoke("Update-DistributionGroupMember", {"Identity": identity, "Members": list(members),
+                                                              "Confirm": False,
+                                                              "BypassSecurityGroupManagerCheck": True})
+
+    def add_group_member(self, identity: str, member: str) -> list[dict]:
+        check_identity("Get-DistributionGroupMember", {"Identity": identity, "Member": member})
+        if _blank(member):
+            raise ValueError("Add-DistributionGroupMember: empty -Member")
+        return self.invoke("Add-DistributionGroupMember", {"Identity": identity, "Member": member,
+                                                           "BypassSecurityGroupManagerCheck": True})
+
+    def remove_group_member(self, identity: str, member: str) -> list[dict]:
+        check_identity("Get-DistributionGroupMember", {"Identity": identity})
+        if _blank(member):
+            raise ValueError("Remove-DistributionGroupMember: empty -Member")
+        return self.invoke("Remove-DistributionGroupMember", {"Identity": identity, "Member": member,
+                                                              "Confirm": False,
+                                                              "BypassSecurityGroupManagerCheck": True})
+
+    # -- scopes and role assignments ---------------------------------------------------------------------
+    def get_management_scope(self, name: str) -> dict | None:
+        return self._get_one("Get-ManagementScope", name)
+
+    def get_management_scopes(self) -> list[dict]:
+        return self.invoke("Get-ManagementScope", {}, scan=True)
+
+    def new_management_scope(self, name: str, recipient_filter: str) -> dict:
+        rows = self.invoke("New-ManagementScope", {"Name": name, "RecipientRestrictionFilter": recipient_filter})
+        return rows[0] if rows else {}
+
+    def remove_management_scope(self, name: str) -> list[dict]:
+        check_identity("Get-ManagementScope", {"Identity": name})
+        return self.invoke("Remove-ManagementScope", {"Identity": name, "Confirm": False})
+
+    def get_role_assignments(self, role: str = RBAC_ROLE_SMTP_SEND_AS) -> list[dict]:
+        """Assignments of one role (Get-ManagementRoleAssignment has no -App filter: filter client-side)."""
+        return self.invoke("Get-ManagementRoleAssignment", {"Role": role})
+
+    def get_role_assignment(self, name: str) -> dict | None:
+        return self._get_one("Get-ManagementRoleAssignment", name)
+
+    def new_role_assignment(self, name: str, role: str, app: str, custom_resource_scope: str) -> dict:
+        for key, value in (("Name", name), ("App", app), ("CustomResourceScope", custom_resource_scope)):
+            if _blank(value):
+                raise ValueError(f"New-ManagementRoleAssignment: empty -{key}")
+        rows = self.invoke("New-ManagementRoleAssignment", {"Name": name, "Role": role, "App": app,
+                                                            "CustomResourceScope": custom_resource_scope})
+        return rows[0] if rows else {}
+
+    def remove_role_assignment(self, name: str) -> list[dict]:
+        check_identity("Get-ManagementRoleAssignment", {"Identity": name})
+        return self.invoke("Remove-ManagementRoleAssignment", {"Identity": name, "Confirm": False})
+
+    def test_sp_authorization(self, sp_identity: str, resource: str | None = None) -> list[dict]:
+        if _blank(sp_identity):
+            raise ValueError("Test-ServicePrincipalAuthorization: empty -Identity")
+        params: dict[str, Any] = {"Identity": sp_identity}
+        if resource is not None:
+            if _blank(resource):
+                raise ValueError("Test-ServicePrincipalAuthorization: empty -Resource")
+            params["Resource"] = resource
+        return self.invoke("Test-ServicePrincipalAuthorization", params)
+
+    def get_application_access_policies(self) -> list[dict]:
+        return self.invoke("Get-ApplicationAccessPolicy", {}, scan=True)

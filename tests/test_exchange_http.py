@@ -1,0 +1,195 @@
+"""ApiSession: retries, Retry-After, throttling text, NUL-byte 403, 401 refresh, typed errors, redaction."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+
+import pytest
+import requests
+import responses
+
+from migrator.exchange.errors import (AlreadyExists, ApiError, AuthError, Forbidden, NotFound, Throttled,
+                                      Unreachable, parse_error_body)
+from migrator.exchange.exo import ExchangeClient
+from migrator.exchange.http import parse_retry_after
+
+from exchange_helpers import INVOKE, profile, session
+
+
+def exo_error(etype, text, code="BadRequest"):
+    return {"error": {"code": code, "message": text,
+                      "details": [{"message": f"ABC123|Microsoft.Exchange.Configuration.Tasks.{etype}|{text}"}]}}
+
+
+def client(**kw):
+    s = session(**kw)
+    return ExchangeClient(s, s.profile), s
+
+
+@responses.activate
+def test_retries_429_honouring_retry_after_seconds_then_succeeds():
+    responses.post(INVOKE, status=429, headers={"Retry-After": "7"}, body="")
+    responses.post(INVOKE, status=503, headers={"Retry-After": "2"}, body="")
+    responses.post(INVOKE, json={"value": [{"Name": "a"}]})
+    exo, s = client()
+    assert exo.invoke("Get-Mailbox", {"Identity": "a@x.com"}) == [{"Name": "a"}]
+    assert s.sleeps == [7.0, 2.0]
+    assert s.calls["Get-Mailbox"] == 3
+    assert s.limiter.throttles == 2
+
+
+@responses.activate
+def test_retry_after_http_date_is_honoured():
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= parse_retry_after(when) <= 31
+    assert parse_retry_after("garbage") is None
+    assert parse_retry_after(None) is None
+
+
+@responses.activate
+def test_backoff_without_retry_after_is_capped_jittered_exponential():
+    for _ in range(4):
+        responses.post(INVOKE, status=502, body="bad gateway")
+    responses.post(INVOKE, json={"value": []})
+    exo, s = client(backoff=1.0, backoff_cap=3.0)
+    assert exo.invoke("Get-Mailbox", {"Identity": "a@x.com"}) == []
+    assert len(s.sleeps) == 4
+    assert all(0 <= w <= 3.0 for w in s.sleeps)
+
+
+@responses.activate
+def test_concurrency_text_is_retried_as_throttling():
+    text = "Fail to process request: You have reached the maximum number of concurrent requests per tenant."
+    responses.post(INVOKE, status=500, body=text, content_type="text/plain")
+    responses.post(INVOKE, json={"value": [{"x": 1}]})
+    exo, s = client()
+    assert exo.invoke("Get-Mailbox", {"Identity": "a"}) == [{"x": 1}]
+    assert s.limiter.throttles == 1
+
+
+@responses.activate
+def test_throttled_after_all_attempts_raises_throttled_not_empty():
+    responses.post(INVOKE, status=429, body="")
+    exo, s = client(max_attempts=3)
+    with pytest.raises(Throttled) as info:
+        exo.invoke("Get-RecipientPermission", {"Identity": "a@x.com"})
+    assert info.value.status == 429 and info.value.operation == "Get-RecipientPermission"
+    assert s.calls["Get-RecipientPermission"] == 3
+
+
+@responses.activate
+def test_nul_byte_403_gives_forbidden_with_a_grant_hint():
+    responses.post(INVOKE, status=403, body=b"\x00" * 64)
+    exo, _ = client()
+    with pytest.raises(Forbidden) as info:
+        exo.invoke("Get-Mailbox", {"Identity": "a@x.com"})
+    msg = str(info.value)
+    assert "Exchange.ManageAsApp" in msg and "Exchange Administrator" in msg
+    assert "\x00" not in msg
+    assert info.value.exit_code == 4
+
+
+@responses.activate
+def test_401_refreshes_the_token_once_then_succeeds():
+    responses.post(INVOKE, status=401, json={"error": {"code": "InvalidToken", "message": "expired"}})
+    responses.post(INVOKE, json={"value": []})
+    exo, s = client()
+    exo.invoke("Get-Mailbox", {"Identity": "a"})
+    assert s.tokens.calls[-1][1] is True  # forced refresh
+    assert responses.calls[1].request.headers["Authorization"] == "Bearer tok-1"
+
+
+@responses.activate
+def test_401_twice_is_an_auth_error():
+    responses.post(INVOKE, status=401, json={"error": {"code": "InvalidToken", "message": "nope"}})
+    exo, s = client()
+    with pytest.raises(AuthError):
+        exo.invoke("Get-Mailbox", {"Identity": "a"})
+    assert s.calls["Get-Mailbox"] == 2
+
+
+@responses.activate
+def test_not_found_only_from_management_object_not_found():
+    responses.post(INVOKE, status=400, json=exo_error("ManagementObjectNotFoundException", "no such object"))
+    exo, _ = client()
+    assert exo.get_distribution_group("ghost@x.com") is None
+    responses.replace(responses.POST, INVOKE, status=400,
+                      json=exo_error("InvalidOperationException", "something else"))
+    with pytest.raises(ApiError) as info:
+        exo.get_distribution_group("ghost@x.com")
+    assert not isinstance(info.value, NotFound)
+    assert info.value.exception_type.endswith("InvalidOperationException") and info.value.errid == "ABC123"
+
+
+@responses.activate
+def test_already_exists_is_typed():
+    responses.post(INVOKE, status=400, json=exo_error("ADObjectAlreadyExistsException", "exists"))
+    exo, _ = client()
+    with pytest.raises(AlreadyExists):
+        exo.new_distribution_group("G", "g")
+
+
+@responses.activate
+def test_dropped_connection_is_retried():
+    responses.post(INVOKE, body=requests.exceptions.ConnectionError("Connection aborted: ConnectionResetError(104)"))
+    responses.post(INVOKE, body=requests.exceptions.ChunkedEncodingError("Connection broken"))
+    responses.post(INVOKE, json={"value": [{"ok": True}]})
+    exo, s = client()
+    assert exo.invoke("Get-Mailbox", {"Identity": "a"}) == [{"ok": True}]
+    assert s.calls["Get-Mailbox"] == 3
+
+
+@responses.activate
+def test_tls_failure_is_unreachable_at_once_with_a_ca_hint():
+    responses.post(INVOKE, body=requests.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"))
+    exo, s = client()
+    with pytest.raises(Unreachable) as info:
+        exo.invoke("Get-Mailbox", {"Identity": "a"})
+    assert "outlook.office365.com" in str(info.value) and "ca_bundle" in str(info.value)
+    assert s.calls["Get-Mailbox"] == 1
+
+
+def test_unreachable_host_names_the_host():
+    prof = profile(exchange_url="https://127.0.0.1:9", timeout=2)
+    s = session(prof, refused_attempts=2)
+    exo = ExchangeClient(s, prof)
+    with pytest.raises(Unreachable) as info:
+        exo.invoke("Get-Mailbox", {"Identity": "a"})
+    assert "127.0.0.1" in str(info.value) and "check" in str(info.value)
+    assert s.calls["Get-Mailbox"] == 2
+
+
+@responses.activate
+def test_paging_follows_next_link_with_the_same_body_and_headers():
+    nxt = INVOKE + "?$skiptoken=abc"
+    responses.post(INVOKE, json={"value": [{"n": 1}], "@odata.nextLink": nxt})
+    responses.post(nxt, json={"value": [{"n": 2}]})
+    exo, s = client()
+    assert [r["n"] for r in exo.get_mailboxes()] == [1, 2]
+    first, second = responses.calls[0].request, responses.calls[1].request
+    assert first.body == second.body
+    assert b'"CmdletName": "Get-Mailbox"' in first.body and b'"ResultSize": "Unlimited"' in first.body
+    h = first.headers
+    assert h["Prefer"] == "odata.maxpagesize=1000" and h["X-ResponseFormat"] == "json"
+    assert h["X-AnchorMailbox"].startswith("APP:SystemMailbox{bb558c35") and h["client-request-id"]
+    assert s.calls["Get-Mailbox"] == 2
+
+
+@responses.activate
+def test_error_carries_redacted_params_and_no_token():
+    responses.post(INVOKE, status=400, json={"error": {"code": "x", "message": "bad Bearer eyJhbGciOi.eyJzdWIiOi.sig"}})
+    exo, _ = client()
+    with pytest.raises(ApiError) as info:
+        exo.invoke("Set-Thing", {"Identity": "a", "Password": "hunter22"})
+    msg = str(info.value)
+    assert "hunter22" not in msg and "eyJhbGciOi" not in msg and "tok-" not in msg
+    assert "Set-Thing" in msg and '"Identity": "a"' in msg
+
+
+def test_parse_error_body_variants():
+    assert parse_error_body(b"\x00\x00")["text"] == ""
+    e = parse_error_body(json.dumps(exo_error("ManagementObjectNotFoundException", "gone")).encode())
+    assert e["exception_type"].endswith("ManagementObjectNotFoundException") and e["text"] == "gone"
+    assert parse_error_body("<html>proxy</html>")["text"] == "<html>proxy</html>"
