@@ -97,6 +97,15 @@ def _pick_cover(target: frozenset[str], sets: list[frozenset[str]]) -> list[int]
     return chosen
 
 
+def _finalize(groups: list[frozenset[str]], app_groups: Mapping[str, Iterable[int]]
+              ) -> tuple[tuple[frozenset[str], ...], dict[str, tuple[int, ...]]]:
+    """Order groups by `_group_key` and renumber every app's indices to match (apps in sorted order)."""
+    order = sorted(range(len(groups)), key=lambda i: _group_key(groups[i]))
+    new_index = {old: new for new, old in enumerate(order)}
+    ordered = tuple(groups[i] for i in order)
+    return ordered, {app: tuple(sorted(new_index[i] for i in app_groups[app])) for app in sorted(app_groups)}
+
+
 def per_app_groups(app_sets: Mapping[str, frozenset[str]]) -> set[frozenset[str]]:
     """One group per distinct non-empty app set."""
     return {frozenset(s) for s in app_sets.values() if s}
@@ -114,15 +123,11 @@ def solve_cover(app_sets: Mapping[str, frozenset[str]], *, strategy: str = "mini
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     app_sets = {app: frozenset(s) for app, s in app_sets.items()}
-    if strategy == "per-app":
-        groups = per_app_groups(app_sets)
-        ordered, app_groups = order_groups(app_sets, groups)
-        from migrator.planner.exact import minimal_cover_lower_bound  # local: keeps per-app free of numpy work
-        lb = minimal_cover_lower_bound(app_sets)
-        result = CoverResult(ordered, app_groups, lb, len(ordered) == lb, strategy, {"groups": len(ordered)})
-    else:
-        from migrator.planner.exact import minimal_cover
-        result = minimal_cover(app_sets, time_limit=time_limit, preferred=tuple(preferred))
+    from migrator.planner.exact import solve_classes  # numpy/scipy work lives there
+    groups, app_groups, lower, optimal, stats = solve_classes(app_sets, strategy, time_limit)
+    ordered, remapped = _finalize(groups, app_groups)
+    stats["gap"] = len(ordered) - lower
+    result = CoverResult(ordered, remapped, lower, optimal, strategy, stats)
     verify_cover(app_sets, result)
     return result
 
