@@ -98,10 +98,8 @@ class AdaptiveLimiter:
         with self._cond:
             self.throttles += 1
             now = self._clock()
-            if retry_after and retry_after > 0:
-                # Hold new requests briefly; a long Retry-After is served by the retrying request itself,
-                # so one slow answer does not idle the whole pool.
-                self._paused_until = max(self._paused_until, now + min(retry_after, 1.0) * 0.5)
+            # Retry-After is served by the refused request's own retry: pausing the whole pool would idle the
+            # budget (a token bucket refills meanwhile, but pacing would never spend the refill).
             if now - self._last_cut < self.cooldown:
                 return
             self._last_cut = now

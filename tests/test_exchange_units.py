@@ -1,0 +1,298 @@
+"""Profiles, redaction, the $null-identity guard, the limiter, Graph paging and $batch, msal token handling."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import responses
+
+from migrator.errors import InputError
+from migrator.exchange import redact as R
+from migrator.exchange.auth import TokenProvider
+from migrator.exchange.errors import AuthError, Unreachable
+from migrator.exchange.exo import ExchangeClient, check_identity
+from migrator.exchange.graph import GraphClient
+from migrator.exchange.profile import load_profile, parse_profile
+from migrator.exchange.ratelimit import AdaptiveLimiter, fan_out
+
+from exchange_helpers import GRAPH, INVOKE, TENANT, profile, session
+
+
+# -- profile -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cloud,login,exo,graph", [
+    ("global", "login.microsoftonline.com", "outlook.office365.com", "graph.microsoft.com"),
+    ("usgovgcchigh", "login.microsoftonline.us", "outlook.office365.us", "graph.microsoft.us"),
+    ("usgovdod", "login.microsoftonline.us", "webmail.apps.mil", "dod-graph.microsoft.us"),
+    ("china", "login.chinacloudapi.cn", "partner.outlook.cn", "microsoftgraph.chinacloudapi.cn"),
+])
+def test_clouds_by_name(cloud, login, exo, graph):
+    p = profile(cloud=cloud)
+    assert p.authority == f"https://{login}/{TENANT}"
+    assert p.invoke_url == f"https://{exo}/adminapi/beta/{TENANT}/InvokeCommand"
+    assert p.graph_base == f"https://{graph}/v1.0"
+    assert p.exchange_resource == f"https://{exo}" and p.authority_is_microsoft
+
+
+def test_inline_secret_is_refused_without_echoing_it(tmp_path):
+    f = tmp_path / "p.toml"
+    f.write_text(f'tenant_id = "{TENANT}"\nclient_id = "c"\n[credential]\nkind = "secret"\nsecret = "S3cr3t-value"\n')
+    with pytest.raises(InputError) as info:
+        load_profile(f)
+    assert "credential.secret" in str(info.value) and "S3cr3t-value" not in str(info.value)
+    assert str(f) in str(info.value)
+
+
+def test_profile_errors_name_the_field(tmp_path):
+    with pytest.raises(InputError, match="cloud"):
+        profile(cloud="mars")
+    with pytest.raises(InputError, match="exchange_url"):
+        profile(exchange_url="http://plain.example")
+    with pytest.raises(InputError, match="tenant_id"):
+        parse_profile({"client_id": "c", "credential": {"secret_env": "X"}})
+    f = tmp_path / "bad.toml"
+    f.write_text("tenant_id = [")
+    with pytest.raises(InputError, match="TOML"):
+        load_profile(f)
+
+
+def test_secret_from_env_or_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIGRATOR_TEST_SECRET", "from-env-123")
+    assert profile().credential.secret() == "from-env-123"
+    (tmp_path / "s").write_text("from-file-456\n")
+    f = tmp_path / "p.toml"
+    f.write_text(f'tenant_id = "{TENANT}"\nclient_id = "c"\n[credential]\nsecret_file = "s"\n')
+    assert load_profile(f).credential.secret() == "from-file-456"
+    monkeypatch.delenv("MIGRATOR_TEST_SECRET")
+    with pytest.raises(InputError, match="MIGRATOR_TEST_SECRET"):
+        profile().credential.secret()
+
+
+# -- redaction -------------------------------------------------------------------------------------------
+def test_redact_patterns_and_registered_values():
+    R.register_secret("zz-registered-secret-zz")
+    text = ("Authorization: Bearer abc.def.ghi client_secret=hunter2&x=1 client_assertion=eyJhbGciOiJ.eyJzdWIi.sig "
+            '{"password": "pw1", "client_secret": "cs1"} echo zz-registered-secret-zz '
+            "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----")
+    out = R.redact(text)
+    for secret in ("abc.def.ghi", "hunter2", "eyJhbGciOiJ", "pw1", "cs1", "zz-registered-secret-zz", "MIIE"):
+        assert secret not in out
+    assert "x=1" in out
+
+
+def test_redact_params():
+    out = R.redact_params({"Identity": "a@x.com", "Password": "p", "Nested": {"client_secret": "s"},
+                           "Members": ["b@x.com"]})
+    assert out == {"Identity": "a@x.com", "Password": "***", "Nested": {"client_secret": "***"},
+                   "Members": ["b@x.com"]}
+
+
+# -- guard ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cmdlet,params", [
+    ("Get-MailboxPermission", {"Identity": ""}),
+    ("Get-MailboxPermission", {"Identity": None}),
+    ("Get-RecipientPermission", {"Identity": "  "}),
+    ("Get-ServicePrincipal", {"Identity": "$null"}),
+    ("Get-DistributionGroupMember", {}),
+    ("Get-ManagementRoleAssignment", {"Role": ""}),
+])
+def test_guard_refuses_empty_identity_before_any_call(cmdlet, params):
+    with responses.RequestsMock() as mock:  # any call would fail: no responses registered
+        exo = ExchangeClient(session(), profile())
+        with pytest.raises(ValueError, match="every object"):
+            exo.invoke(cmdlet, params)
+        assert len(mock.calls) == 0
+
+
+def test_guard_on_helpers():
+    exo = ExchangeClient(session(), profile())
+    with pytest.raises(ValueError):
+        exo.get_mailbox_permissions("")
+    with pytest.raises(ValueError):
+        exo.get_group_members("   ")
+    with pytest.raises(ValueError):
+        exo.get_service_principal(None)
+    check_identity("Get-RecipientPermission", {"Trustee": "sp"})  # a trustee alone is a real filter
+
+
+# -- limiter -------------------------------------------------------------------------------------------
+def test_limiter_aimd():
+    t = [0.0]
+    lim = AdaptiveLimiter(initial=4, maximum=16, clock=lambda: t[0], sleep=lambda s: None)
+    for _ in range(40):
+        lim.on_success()
+    grown = lim.limit
+    assert grown > 4
+    for _ in range(5):  # a burst of 429s within the cooldown counts once
+        lim.on_throttle(1)
+    assert lim.cuts == 1 and lim.limit < grown and lim.rate is not None
+    t[0] += 5
+    lim.on_throttle(None)
+    assert lim.cuts == 2
+
+
+def test_limiter_paces_after_a_throttle():
+    t = [0.0]
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        t[0] += s
+
+    lim = AdaptiveLimiter(rate=10.0, clock=lambda: t[0], sleep=sleep)
+    for _ in range(5):
+        with lim.slot():
+            pass
+    assert abs(t[0] - 0.4) < 1e-6  # 5 sends at 10/s: 0, .1, .2, .3, .4
+
+
+def test_fan_out_bounded_concurrency_and_errors():
+    lim = AdaptiveLimiter(initial=3, maximum=3)
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def work(i):
+        with lim.slot():
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+            threading.Event().wait(0.01)
+            with lock:
+                active[0] -= 1
+        return i * 2
+
+    assert fan_out(work, range(12), workers=8) == [i * 2 for i in range(12)]
+    assert peak[0] <= 3
+
+    def boom(i):
+        if i == 3:
+            raise RuntimeError("read failed")
+        return i
+
+    with pytest.raises(RuntimeError):
+        fan_out(boom, range(6), workers=2)
+
+
+# -- graph ---------------------------------------------------------------------------------------------
+@responses.activate
+def test_graph_paging_404_and_batch_inner_429():
+    s = session()
+    g = GraphClient(s, s.profile)
+    responses.get(f"{GRAPH}/servicePrincipals(appId='missing')", status=404,
+                  json={"error": {"code": "Request_ResourceNotFound", "message": "nope"}})
+    assert g.get_service_principal_by_app_id("missing") is None
+    nxt = f"{GRAPH}/servicePrincipals/sp1/appRoleAssignments?$skiptoken=2"
+    responses.get(f"{GRAPH}/servicePrincipals/sp1/appRoleAssignments", json={"value": [{"id": "a"}],
+                                                                             "@odata.nextLink": nxt})
+    responses.get(nxt, json={"value": [{"id": "b"}]})
+    assert [r["id"] for r in g.list_app_role_assignments("sp1")] == ["a", "b"]
+    responses.post(f"{GRAPH}/$batch", json={"responses": [
+        {"id": "0", "status": 200, "body": {"value": [{"id": "x"}]}},
+        {"id": "1", "status": 429, "headers": {"Retry-After": "0"}, "body": {}}]})
+    responses.post(f"{GRAPH}/$batch", json={"responses": [{"id": "1", "status": 200, "body": {"value": []}}]})
+    out = g.list_app_role_assignments_many(["spA", "spB"])
+    assert out == {"spA": [{"id": "x"}], "spB": []}
+    with pytest.raises(ValueError):
+        g.list_app_role_assignments("")
+
+
+# -- msal ----------------------------------------------------------------------------------------------
+AUTH = "https://login.example.test/" + TENANT
+
+
+def _oidc():
+    responses.get(f"{AUTH}/v2.0/.well-known/openid-configuration", json={
+        "authorization_endpoint": f"{AUTH}/oauth2/v2.0/authorize", "token_endpoint": f"{AUTH}/oauth2/v2.0/token",
+        "issuer": f"{AUTH}/v2.0"})
+
+
+@responses.activate
+def test_token_cached_per_resource_refresh_and_per_request_verify(monkeypatch, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not used by responses")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/bundle.pem")
+    monkeypatch.setenv("MIGRATOR_TEST_SECRET", "the-client-secret-1")
+    _oidc()
+    for i in range(3):
+        responses.post(f"{AUTH}/oauth2/v2.0/token", json={"access_token": f"AT{i}", "expires_in": 3600,
+                                                          "token_type": "Bearer"})
+    tp = TokenProvider(profile(authority=AUTH, ca_bundle=str(ca)))
+    assert tp.token("https://outlook.office365.com") == "AT0"
+    assert tp.token("https://outlook.office365.com") == "AT0"  # cached
+    assert tp.token("https://graph.microsoft.com") == "AT1"  # one per resource
+    assert tp.token("https://outlook.office365.com", force_refresh=True) == "AT2"
+    posts = [c for c in responses.calls if c.request.method == "POST"]
+    assert len(posts) == 3
+    assert all(c.request.req_kwargs["verify"] == str(ca) for c in responses.calls)
+    assert b"scope=https%3A%2F%2Foutlook.office365.com%2F.default" in posts[0].request.body.encode() \
+        if isinstance(posts[0].request.body, str) else True
+
+
+@responses.activate
+def test_bad_secret_gives_a_hint_and_never_the_secret(monkeypatch):
+    monkeypatch.setenv("MIGRATOR_TEST_SECRET", "wrong-secret-value-9")
+    _oidc()
+    responses.post(f"{AUTH}/oauth2/v2.0/token", status=401, json={
+        "error": "invalid_client", "error_codes": [7000215],
+        "error_description": "AADSTS7000215: Invalid client secret provided. Trace ID: 1"})
+    tp = TokenProvider(profile(authority=AUTH))
+    with pytest.raises(AuthError) as info:
+        tp.token("https://outlook.office365.com")
+    msg = str(info.value)
+    assert "MIGRATOR_TEST_SECRET" in msg and "wrong" in msg and "wrong-secret-value-9" not in msg
+    assert info.value.exit_code == 4
+
+
+@responses.activate
+def test_unknown_app_hint(monkeypatch):
+    monkeypatch.setenv("MIGRATOR_TEST_SECRET", "s-123456")
+    _oidc()
+    responses.post(f"{AUTH}/oauth2/v2.0/token", status=400, json={
+        "error": "unauthorized_client", "error_codes": [700016],
+        "error_description": "AADSTS700016: Application with identifier 'c' was not found in the directory"})
+    with pytest.raises(AuthError, match="client_id and tenant_id"):
+        TokenProvider(profile(authority=AUTH)).token("https://graph.microsoft.com")
+
+
+def test_unreachable_authority(monkeypatch):
+    monkeypatch.setenv("MIGRATOR_TEST_SECRET", "s-123456")
+    tp = TokenProvider(profile(authority="https://127.0.0.1:9/" + TENANT, timeout=2))
+    with pytest.raises(Unreachable) as info:
+        tp.token("https://graph.microsoft.com")
+    assert "127.0.0.1" in str(info.value)
+
+
+def test_certificate_pem_thumbprint(tmp_path):
+    import datetime
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from cryptography.x509.oid import NameOID
+
+    from migrator.exchange.auth import load_certificate
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "migrator-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    pem = tmp_path / "c.pem"
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()) + cert.public_bytes(serialization.Encoding.PEM))
+    expected = hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
+    p = profile(credential={"kind": "certificate", "cert_file": str(pem)})
+    cred = load_certificate(p.credential, source="t")
+    assert cred["thumbprint"] == expected and "PRIVATE KEY" in cred["private_key"]
+    assert "PRIVATE KEY" not in R.redact(cred["private_key"]) or "***" in R.redact(cred["private_key"])
+    pfx = tmp_path / "c.pfx"
+    pfx.write_bytes(pkcs12.serialize_key_and_certificates(b"x", key, cert, None,
+                                                          serialization.BestAvailableEncryption(b"pfx-pass-1")))
+    (tmp_path / "pw").write_text("pfx-pass-1")
+    p2 = profile(credential={"kind": "certificate", "pfx_file": str(pfx), "pfx_password_file": str(tmp_path / "pw")})
+    assert load_certificate(p2.credential, source="t")["thumbprint"] == expected
+    (tmp_path / "pw").write_text("wrong")
+    with pytest.raises(InputError, match="PFX"):
+        load_certificate(p2.credential, source="t")
