@@ -1,0 +1,132 @@
+"""`migrator plan` (inventory -> plan folder) and `migrator show` (summary of a plan folder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from migrator.cli.options import force_option, json_option
+from migrator.model import RBAC_ROLE_SMTP_SEND_AS
+from migrator.planner import naming
+from migrator.planner.build import PlanOptions, build_plan
+from migrator.planner.cover import STRATEGIES
+from migrator.planner.plan import Plan, load_plan, plan_counts, write_plan
+from migrator.planner.source import load_source
+
+
+@click.command("plan")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Plan folder to write (default: plans/<name of INPUT>).")
+@force_option
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="minimal", show_default=True,
+              help="minimal: fewest exact groups (proven minimum unless the time limit runs out); "
+                   "per-app: one group per distinct app mailbox set.")
+@click.option("--pilot", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Apps in the pilot batch (batch 1), smallest blast radius first; 0 for no pilot.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Apps per batch after the pilot. An app is never split across batches.")
+@click.option("--prefix", default=naming.DEFAULT_PREFIX, show_default=True,
+              help="Prefix of the names of the groups, scopes and role assignments the plan creates.")
+@click.option("--allow-attribute-scopes", is_flag=True,
+              help="Use an attribute filter (e.g. CustomAttribute1 -eq 'x') instead of a new group where it "
+                   "matches exactly the needed mailboxes. Future mailboxes given that value will be in scope.")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Seconds the exact solver may spend; past it the best cover found is used and the gap "
+                   "to the proven lower bound is reported.")
+@click.option("--role", default=RBAC_ROLE_SMTP_SEND_AS, show_default=True,
+              help="The RBAC for Applications role each assignment grants.")
+def plan_command(input_path: Path, out: Path | None, force: bool, strategy: str, pilot: int, batch_size: int,
+                 prefix: str, allow_attribute_scopes: bool, time_limit: float, role: str) -> None:
+    """Plan the fewest exact groups, scopes and role assignments for INPUT and write them as a plan folder.
+
+    INPUT is an inventory folder (from `migrator inventory`) or a grants CSV with the columns
+    app_id, mailbox[, right][, app_name]. The plan is checked for exactness before it is written: every app keeps
+    exactly the mailboxes it can send as today, no more, no fewer.
+    """
+    options = PlanOptions(strategy=strategy, pilot=pilot, batch_size=batch_size, prefix=prefix,
+                          allow_attribute_scopes=allow_attribute_scopes, time_limit=time_limit, role=role)
+    source = load_source(input_path)
+    out = out or Path("plans") / (input_path.stem if input_path.is_file() else input_path.name)
+    plan = build_plan(source, options)
+    write_plan(plan, out, overwrite=force)
+    click.echo(render_text(load_plan(out)))
+    click.echo(f"\nWrote {out}. Review its CSV files, then run `migrator execute {out} --batch 1`.")
+
+
+@click.command("show")
+@click.argument("plan_path", metavar="PLAN", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@json_option
+def show_command(plan_path: Path, as_json: bool) -> None:
+    """Summarise a plan folder: apps, mailboxes, grants, groups against the lower bound, scopes, assignments
+    and batches. The plan's hashes and exactness are checked first."""
+    plan = load_plan(plan_path)
+    if as_json:
+        click.echo(json.dumps(summary(plan), indent=2))
+    else:
+        click.echo(render_text(plan))
+
+
+def summary(plan: Plan) -> dict:
+    meta = plan.meta
+    return {
+        "path": str(plan.path) if plan.path else None,
+        "created": meta.get("created"),
+        "source": meta.get("source"),
+        "role": meta.get("role"),
+        "options": meta.get("options"),
+        "cover": meta.get("cover"),
+        "counts": plan_counts(plan),
+        "batches": [{"batch": b.number, "apps": list(b.apps), "grants": b.grants, "mailboxes": b.mailboxes,
+                     "new_groups": b.new_groups, "scopes": b.scopes, "assignments": b.assignments, "note": b.note}
+                    for b in plan.batches],
+        "flagged_apps": meta.get("flagged_apps", []),
+    }
+
+
+def render_text(plan: Plan) -> str:
+    meta, c = plan.meta, plan_counts(plan)
+    cover = meta.get("cover", {})
+    src = meta.get("source", {})
+    attr_scopes = sum(1 for s in plan.scopes if s.attributes)
+    bound = f"lower bound {cover.get('lower_bound')}"
+    if cover.get("optimal"):
+        bound += ", optimal"
+    else:
+        bound += f", not proven optimal (gap {c['cover_elements'] - (cover.get('lower_bound') or 0)})"
+    lines = [
+        f"Plan:        {plan.path}",
+        f"Created:     {meta.get('created')}",
+        f"Source:      {src.get('path')} ({src.get('kind')}, sha256 {str(src.get('sha256'))[:12]})",
+        f"Role:        {meta.get('role')}",
+        f"Apps:        {c['apps']} ({c['apps_migrating']} migrating, {c['apps_flagged']} flagged)",
+        f"Mailboxes:   {c['mailboxes']}",
+        f"Grants:      {c['grants_migrate']} migrate (SendAs), {c['grants_keep']} keep (FullAccess)",
+        f"Groups:      {c['groups']} ({c['groups_new']} new, {c['groups_reuse']} reuse)",
+        f"Cover:       {c['cover_elements']} sets ({c['groups']} groups, {c['attribute_terms']} attribute values); "
+        f"{bound}; strategy {cover.get('strategy')}",
+        f"Scopes:      {c['scopes']} ({attr_scopes} with attribute filters)",
+        f"Assignments: {c['assignments']}",
+        f"Batches:     {c['batches']}",
+    ]
+    if plan.batches:
+        header = ("Batch", "Apps", "Grants", "Mailboxes", "New groups", "Scopes", "Assignments", "Note")
+        rows = [(str(b.number), str(len(b.apps)), str(b.grants), str(b.mailboxes), str(b.new_groups),
+                 str(b.scopes), str(b.assignments), b.note) for b in plan.batches]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+        lines.append("")
+        for r in [header, *rows]:
+            lines.append("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) + "  " + r[-1])
+    flagged = meta.get("flagged_apps", [])
+    if flagged:
+        lines.append("")
+        lines.append("Flagged apps (unscoped Entra permissions: RBAC scoping does not limit them until removed):")
+        for f in flagged:
+            name = f" ({f['app_name']})" if f.get("app_name") else ""
+            lines.append(f"  {f['app_id']}{name}: {', '.join(f['permissions'])}")
+    return "\n".join(lines)
+
+
+commands = [plan_command, show_command]

@@ -1,0 +1,226 @@
+"""Inventory in, plan out: cover -> reuse -> batches -> names -> scopes -> assignments -> grants -> Plan.
+
+Pure: no tenant I/O. The result is checked for exactness by plan.write_plan before anything is written.
+
+Scopes, one per distinct combination of cover sets an app uses (`MemberOfGroup -eq 'A' -or MemberOfGroup -eq
+'B'`), so every app gets exactly one role assignment. Why not one scope per group and one assignment per (app,
+group)? Both are exact (the role grants the union of an app's scopes), but the combination never needs more
+objects: an app with k groups costs k assignments the other way and at most one scope plus one assignment this
+way, and apps with the same combination share the scope. One assignment per app also makes an app's cut-over
+and rollback a single object to verify. A combination longer than MAX_TERMS_PER_SCOPE terms is split into
+several scopes (and assignments) to keep each filter a reasonable length; Microsoft documents no limit, so this
+is a caution, not a known cap.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from migrator.errors import InputError
+from migrator.model import RBAC_ROLE_SMTP_SEND_AS, Right
+from migrator.planner import naming, opath, reuse
+from migrator.planner.batches import AppRadius, first_batch, make_batches
+from migrator.planner.cover import STRATEGIES, solve_cover
+from migrator.planner.plan import (FUTURE_NOTE, KEEP, MIGRATE, NEW, REUSE, FORMAT, Plan, PlanAssignment,
+                                   PlanBatch, PlanGrant, PlanGroup, PlanScope, render_filter, scope_kind)
+from migrator.planner.source import Source
+
+MAX_TERMS_PER_SCOPE = 20
+
+# Entra application permissions that let an app send as (or act fully on) every mailbox, whatever RBAC says:
+# Entra and Exchange grants are a union (EXCHANGE.md §2), so scoping such an app is moot until they go.
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
+_GRAPH = {"microsoft graph", GRAPH_APP_ID}
+_EXCHANGE = {"office 365 exchange online", EXCHANGE_APP_ID}
+UNSCOPED_PERMISSIONS = {
+    ("graph", "mail.send"),
+    ("exchange", "mail.send"),
+    ("exchange", "full_access_as_app"),
+}
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    strategy: str = "minimal"
+    pilot: int = 1
+    batch_size: int = 25
+    prefix: str = naming.DEFAULT_PREFIX
+    allow_attribute_scopes: bool = False
+    time_limit: float = 60.0
+    role: str = RBAC_ROLE_SMTP_SEND_AS
+
+    def checked(self) -> PlanOptions:
+        if self.strategy not in STRATEGIES:
+            raise InputError(f"must be one of {', '.join(STRATEGIES)}", field="--strategy", value=self.strategy)
+        if not self.time_limit > 0:
+            raise InputError("must be more than 0 seconds", field="--time-limit", value=str(self.time_limit))
+        if not self.role.startswith("Application "):
+            raise InputError("must be an RBAC for Applications role, e.g. 'Application SMTP.SendAsApp'",
+                             field="--role", value=self.role)
+        naming.check_prefix(self.prefix)
+        return self
+
+
+def unscoped_permissions(app_permissions: Iterable[tuple[str, str, str]]) -> dict[str, list[str]]:
+    """app id -> the unscoped Entra permissions it holds, as 'Resource/Permission' strings (sorted)."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for app_id, resource, permission in app_permissions:
+        res = resource.strip().lower()
+        kind = "graph" if res in _GRAPH else "exchange" if res in _EXCHANGE else None
+        if kind and (kind, permission.strip().lower()) in UNSCOPED_PERMISSIONS:
+            found[app_id].add(f"{resource.strip()}/{permission.strip()}")
+    return {app: sorted(perms) for app, perms in found.items()}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created: str | None = None) -> Plan:
+    options = options.checked()
+    inv = source.inventory
+    app_names = {sp.app_id: sp.display_name for sp in inv.service_principals}
+    sendas: dict[str, set[str]] = defaultdict(set)
+    for g in inv.grants:
+        if g.right is Right.SEND_AS:
+            sendas[g.app_id].add(g.mailbox)
+    app_sets = {app: frozenset(s) for app, s in sendas.items()}
+    flagged = unscoped_permissions(inv.app_permissions)
+
+    # 1. the cover, preferring sets the tenant already has (an exact group, or an attribute value)
+    found = reuse.candidates(inv.groups, inv.mailboxes, allow_attributes=options.allow_attribute_scopes)
+    preferred = reuse.useful(found, app_sets.values())
+    cover = solve_cover(app_sets, strategy=options.strategy, time_limit=options.time_limit, preferred=preferred)
+    elements = list(cover.groups)
+    existing = [found.get(e) for e in elements]
+    is_new = [x is None for x in existing]
+
+    # 2. batches: smallest blast radius first
+    radius = [AppRadius(app, len(app_sets[app]), sum(1 for i in cover.app_groups[app] if is_new[i]))
+              for app in app_sets]
+    batches = make_batches(radius, pilot=options.pilot, batch_size=options.batch_size)
+    batch_of = {app: n for n, apps in enumerate(batches, start=1) for app in apps}
+    position = {app: i for i, app in enumerate(a for apps in batches for a in apps)}
+    first = first_batch(batches, cover.app_groups)
+    first_app: dict[int, int] = {}
+    for app in sorted(app_sets, key=position.__getitem__):
+        for i in cover.app_groups[app]:
+            first_app.setdefault(i, position[app])
+    apps_using: dict[int, int] = defaultdict(int)
+    for idx in cover.app_groups.values():
+        for i in idx:
+            apps_using[i] += 1
+
+    # 3. groups (new or reused) get keys in the order batches first need them; attribute values get none
+    group_elems = sorted((i for i, x in enumerate(existing) if x is None or x.kind == "group"),
+                         key=lambda i: (first_app[i], -len(elements[i]), sorted(elements[i])))
+    width = max(4, len(str(len(group_elems))))
+    key_of = {i: f"G{n:0{width}d}" for n, i in enumerate(group_elems, start=1)}
+    term_of = {i: existing[i].attribute for i, x in enumerate(existing) if x is not None and x.kind == "attribute"}
+
+    namer = naming.Namer(options.prefix, naming.taken_names(inv.mailboxes, inv.groups),
+                         naming.group_domain(m.address for m in inv.mailboxes))
+    elem_hash = {i: naming.members_hash(elements[i]) for i in range(len(elements))}
+    groups: list[PlanGroup] = []
+    for i in group_elems:
+        key = key_of[i]
+        if existing[i] is None:
+            name = namer.name(key, elem_hash[i])
+            alias = namer.alias(name)
+            groups.append(PlanGroup(key, name, NEW, "", elements[i], alias, namer.address(alias), first[i],
+                                    apps_using[i]))
+        else:
+            g = existing[i].group
+            groups.append(PlanGroup(key, g.name, REUSE, g.dn, elements[i], g.address.split("@", 1)[0], g.address,
+                                    first[i], apps_using[i]))
+    groups_by_key = {g.key: g for g in groups}
+
+    # 4. scopes (one per distinct combination of an app's sets) and one assignment per app (per chunk)
+    scopes: list[PlanScope] = []
+    scope_by_sig: dict[tuple, PlanScope] = {}
+    assignments: list[PlanAssignment] = []
+    scope_of_elem: dict[tuple[str, int], str] = {}
+    ordered_apps = [a for apps in batches for a in apps]
+    s_width = max(4, len(str(len(ordered_apps))))
+    a_width = max(5, len(str(len(ordered_apps))))
+    for app in ordered_apps:
+        idx = cover.app_groups[app]
+        gterms = sorted((i for i in idx if i in key_of), key=lambda i: key_of[i])
+        aterms = sorted((i for i in idx if i in term_of), key=lambda i: term_of[i])
+        terms = gterms + aterms
+        for start in range(0, len(terms), MAX_TERMS_PER_SCOPE):
+            chunk = terms[start:start + MAX_TERMS_PER_SCOPE]
+            sig = tuple(chunk)
+            scope = scope_by_sig.get(sig)
+            if scope is None:
+                gkeys = tuple(key_of[i] for i in chunk if i in key_of)
+                attrs = tuple(term_of[i] for i in chunk if i in term_of)
+                key = f"S{len(scopes) + 1:0{s_width}d}"
+                name = namer.name(key, naming.short_hash(*(elem_hash[i] for i in chunk)))
+                note = (f"{FUTURE_NOTE}: " + "; ".join(f"{a} = {opath.quote(v)}" for a, v in attrs)) if attrs else ""
+                scope = PlanScope(key, name, render_filter(gkeys, attrs, groups_by_key), gkeys,
+                                  scope_kind(gkeys, attrs), attrs, batch_of[app], note)
+                scope_by_sig[sig] = scope
+                scopes.append(scope)
+            for i in chunk:
+                scope_of_elem[(app, i)] = scope.key
+            key = f"A{len(assignments) + 1:0{a_width}d}"
+            name = namer.name(key, naming.short_hash(app, scope.name))
+            assignments.append(PlanAssignment(key, app, app_names.get(app, ""), options.role, scope.key,
+                                              batch_of[app], name))
+
+    # 5. grants: SendAs migrate (with the set that carries it), FullAccess keep
+    via: dict[tuple[str, str], str] = {}
+    for app in ordered_apps:
+        idx = cover.app_groups[app]
+        for i in sorted(idx, key=lambda i: (i not in key_of, key_of.get(i, ""), term_of.get(i, ("", "")))):
+            label = key_of[i] if i in key_of else f"{term_of[i][0]} = {opath.quote(term_of[i][1])}"
+            for m in elements[i]:
+                via.setdefault((app, m), f"scope {scope_of_elem[(app, i)]} via {label}")
+    plan_grants: list[PlanGrant] = []
+    for g in sorted(set(inv.grants), key=lambda g: (g.app_id, g.mailbox, g.right.value)):
+        flag = (f"; app also holds unscoped {', '.join(flagged[g.app_id])}: RBAC scoping does not limit it"
+                if g.app_id in flagged else "")
+        if g.right is Right.SEND_AS:
+            plan_grants.append(PlanGrant(g.app_id, app_names.get(g.app_id, ""), g.mailbox, g.right.value, MIGRATE,
+                                         f"{options.role} in {via[(g.app_id, g.mailbox)]}{flag}",
+                                         batch_of[g.app_id]))
+        else:
+            plan_grants.append(PlanGrant(g.app_id, app_names.get(g.app_id, ""), g.mailbox, g.right.value, KEEP,
+                                         f"kept: RBAC for Applications has no IMAP/POP role{flag}", None))
+
+    # 6. batch rows
+    plan_batches: list[PlanBatch] = []
+    for n, apps in enumerate(batches, start=1):
+        notes = ["pilot: smallest blast radius first" if (n == 1 and options.pilot) else "wave"]
+        moot = [a for a in apps if a in flagged]
+        if moot:
+            notes.append(f"{len(moot)} app(s) hold unscoped Entra permissions, scoping is moot until removed: "
+                         + ", ".join(f"{a} ({', '.join(flagged[a])})" for a in moot))
+        open_scopes = [s.key for s in scopes if s.batch == n and s.attributes]
+        if open_scopes:
+            notes.append(f"attribute scope(s) {', '.join(open_scopes)}: {FUTURE_NOTE}")
+        mailboxes = set().union(*(app_sets[a] for a in apps)) if apps else set()
+        plan_batches.append(PlanBatch(n, tuple(apps), sum(len(app_sets[a]) for a in apps), "; ".join(notes),
+                                      len(mailboxes), sum(1 for g in groups if g.batch == n and g.status == NEW),
+                                      sum(1 for s in scopes if s.batch == n),
+                                      sum(1 for a in assignments if a.batch == n)))
+
+    used_terms = sorted({t for s in scopes for t in s.attributes})
+    meta = {
+        "format": FORMAT,
+        "created": created or _now(),
+        "source": {"path": source.path, "kind": source.kind, "sha256": source.sha256},
+        "role": options.role,
+        "options": asdict(options),
+        "cover": {"strategy": cover.strategy, "sets": len(elements), "lower_bound": cover.lower_bound,
+                  "optimal": cover.optimal},
+        "flagged_apps": [{"app_id": a, "app_name": app_names.get(a, ""), "permissions": flagged[a]}
+                         for a in sorted(flagged) if a in {g.app_id for g in inv.grants}],
+    }
+    return Plan(meta, tuple(plan_grants), tuple(groups), tuple(scopes), tuple(assignments), tuple(plan_batches),
+                tuple(reuse.attribute_holders(inv.mailboxes, used_terms)))

@@ -1,0 +1,525 @@
+"""The plan folder (DESIGN.md §4, a contract): write it atomically, load it with its hashes checked, and check
+that it is exact from its own files alone.
+
+Files (UTF-8, RFC 4180, header row; the columns DESIGN.md §4 names come first, in that order; extra ones follow):
+  grants.csv       app_id, app_name, mailbox, right, action, reason, batch
+  groups.csv       group, name, status, dn, members, alias, address, batch, apps
+                   (`members` is the member count; the members themselves are in memberships.csv, because a cell
+                   holding 100,000 addresses is past what a spreadsheet shows)
+  memberships.csv  group, mailbox
+  scopes.csv       scope, name, filter, groups, kind, attributes, batch, note
+  assignments.csv  assignment, app_id, app_name, role, scope, batch, name
+  batches.csv      batch, apps, grants, note, mailboxes, new_groups, scopes, assignments
+  attributes.csv   attribute, value, mailbox: the mailboxes that held each attribute value an attribute scope
+                   filters on, at inventory time (what makes an attribute scope checkable from the plan alone)
+  rowhashes.json   a 32-bit digest of every row of every CSV, so an edit is reported with its row number
+  plan.json        format, created, source, role, options, cover, flagged_apps, counts, files (SHA-256 of each)
+
+`check_exact()` recomputes every app's effective mailbox set from memberships, attribute matches, scopes and
+assignments, and compares it with the app's migrated grants: no mailbox gained, none lost.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from migrator import csvio
+from migrator.errors import PlanError
+from migrator.model import FILTERABLE_ATTRIBUTES, Right
+from migrator.planner import opath
+
+FORMAT = 1
+PLAN_JSON = "plan.json"
+ROWHASH_FILE = "rowhashes.json"
+
+GRANTS = "grants.csv"
+GROUPS = "groups.csv"
+MEMBERSHIPS = "memberships.csv"
+SCOPES = "scopes.csv"
+ASSIGNMENTS = "assignments.csv"
+BATCHES = "batches.csv"
+ATTRIBUTES = "attributes.csv"
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    GRANTS: ("app_id", "app_name", "mailbox", "right", "action", "reason", "batch"),
+    GROUPS: ("group", "name", "status", "dn", "members", "alias", "address", "batch", "apps"),
+    MEMBERSHIPS: ("group", "mailbox"),
+    SCOPES: ("scope", "name", "filter", "groups", "kind", "attributes", "batch", "note"),
+    ASSIGNMENTS: ("assignment", "app_id", "app_name", "role", "scope", "batch", "name"),
+    BATCHES: ("batch", "apps", "grants", "note", "mailboxes", "new_groups", "scopes", "assignments"),
+    ATTRIBUTES: ("attribute", "value", "mailbox"),
+}
+CSV_FILES = tuple(COLUMNS)
+
+MIGRATE, KEEP = "migrate", "keep"
+NEW, REUSE = "new", "reuse"
+FUTURE_NOTE = "future mailboxes with this value will be in scope"
+MAX_PROBLEMS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class PlanGrant:
+    app_id: str
+    app_name: str
+    mailbox: str
+    right: str  # "SendAs" | "FullAccess"
+    action: str  # "migrate" | "keep"
+    reason: str
+    batch: int | None  # None for kept grants
+
+
+@dataclass(frozen=True)
+class PlanGroup:
+    key: str  # G0001
+    name: str
+    status: str  # "new" | "reuse"
+    dn: str  # reused groups only; a new group's DN is read back by the executor
+    members: frozenset[str]
+    alias: str = ""
+    address: str = ""
+    batch: int = 0  # the first batch that needs it (it is created there)
+    apps: int = 0  # how many apps use it
+
+
+@dataclass(frozen=True)
+class PlanScope:
+    key: str  # S0001
+    name: str
+    filter: str  # OPATH; `{dn:G0001}` placeholders for new groups (see opath.fill_dns)
+    groups: tuple[str, ...]  # group keys it matches
+    kind: str  # "group" | "attribute" | "mixed"
+    attributes: tuple[tuple[str, str], ...] = ()  # (attribute, value) terms
+    batch: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PlanAssignment:
+    key: str  # A00001
+    app_id: str
+    app_name: str
+    role: str
+    scope: str  # scope key
+    batch: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class PlanBatch:
+    number: int  # 1 is the pilot (when there is one)
+    apps: tuple[str, ...]
+    grants: int  # SendAs grants migrated in this batch
+    note: str = ""
+    mailboxes: int = 0
+    new_groups: int = 0
+    scopes: int = 0
+    assignments: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    meta: dict
+    grants: tuple[PlanGrant, ...]
+    groups: tuple[PlanGroup, ...]
+    scopes: tuple[PlanScope, ...]
+    assignments: tuple[PlanAssignment, ...]
+    batches: tuple[PlanBatch, ...]
+    attributes: tuple[tuple[str, str, str], ...] = ()  # (attribute, value, mailbox)
+    path: Path | None = field(default=None, compare=False)
+
+    def group(self, key: str) -> PlanGroup:
+        return next(g for g in self.groups if g.key == key)
+
+
+# ------------------------------------------------------------------------------------------------ filters
+
+
+def scope_kind(groups: Sequence[str], attributes: Sequence[tuple[str, str]]) -> str:
+    if groups and attributes:
+        return "mixed"
+    return "attribute" if attributes else "group"
+
+
+def render_filter(group_keys: Sequence[str], attributes: Sequence[tuple[str, str]],
+                  groups: dict[str, PlanGroup]) -> str:
+    """The OPATH filter of a scope: one term per group (reused: its DN; new: a DN placeholder), then attributes."""
+    terms = []
+    for key in group_keys:
+        g = groups[key]
+        terms.append(opath.member_of(g.dn) if g.status == REUSE else opath.member_of_new(key))
+    terms.extend(opath.attribute_eq(a, v) for a, v in attributes)
+    return opath.any_of(terms)
+
+
+def encode_attributes(attributes: Iterable[tuple[str, str]]) -> str:
+    return ";".join(f"{a}={v}" for a, v in attributes)
+
+
+def decode_attributes(text: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in text.split(";") if text else ():
+        a, sep, v = item.partition("=")
+        if not sep:
+            raise ValueError(f"attribute term {item!r} is not ATTRIBUTE=value")
+        out.append((a, v))
+    return tuple(out)
+
+
+# ------------------------------------------------------------------------------------------------ exactness
+
+
+def plan_counts(plan: Plan) -> dict:
+    apps = {g.app_id for g in plan.grants}
+    cover = plan.meta.get("cover", {})
+    return {
+        "apps": len(apps),
+        "apps_migrating": len({g.app_id for g in plan.grants if g.action == MIGRATE}),
+        "apps_flagged": len(plan.meta.get("flagged_apps", [])),
+        "mailboxes": len({g.mailbox for g in plan.grants}),
+        "grants_migrate": sum(1 for g in plan.grants if g.action == MIGRATE),
+        "grants_keep": sum(1 for g in plan.grants if g.action == KEEP),
+        "groups": len(plan.groups),
+        "groups_new": sum(1 for g in plan.groups if g.status == NEW),
+        "groups_reuse": sum(1 for g in plan.groups if g.status == REUSE),
+        "attribute_terms": len({t for s in plan.scopes for t in s.attributes}),
+        "cover_elements": len(plan.groups) + len({t for s in plan.scopes for t in s.attributes}),
+        "lower_bound": cover.get("lower_bound"),
+        "optimal": cover.get("optimal"),
+        "memberships": sum(len(g.members) for g in plan.groups),
+        "scopes": len(plan.scopes),
+        "assignments": len(plan.assignments),
+        "batches": len(plan.batches),
+    }
+
+
+def check_exact(plan: Plan) -> list[str]:
+    """Every problem that makes the plan unsafe or inconsistent; empty when every app's RBAC access equals exactly
+    the SendAs grants it migrates. Uses the plan's own content only (no inventory, no tenant)."""
+    problems: list[str] = []
+    role = plan.meta.get("role")
+
+    groups: dict[str, PlanGroup] = {}
+    for row, g in enumerate(plan.groups, start=2):
+        where = f"{GROUPS} row {row} ({g.key})"
+        if g.key in groups:
+            problems.append(f"{where}: duplicate group key")
+        groups[g.key] = g
+        if g.status not in (NEW, REUSE):
+            problems.append(f"{where}: status must be {NEW} or {REUSE}, not {g.status!r}")
+        if g.status == REUSE and not g.dn:
+            problems.append(f"{where}: a reused group needs its DN")
+        if g.status == NEW and g.dn:
+            problems.append(f"{where}: a new group has no DN until it is created")
+        if not g.members:
+            problems.append(f"{where}: has no members")
+
+    attr_sets: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for attribute, value, mailbox in plan.attributes:
+        attr_sets[(attribute, value.casefold())].add(mailbox)  # OPATH -eq compares case-insensitively
+
+    scopes: dict[str, frozenset[str]] = {}
+    scope_batch: dict[str, int] = {}
+    for row, s in enumerate(plan.scopes, start=2):
+        where = f"{SCOPES} row {row} ({s.key})"
+        if s.key in scopes:
+            problems.append(f"{where}: duplicate scope key")
+        unknown = [k for k in s.groups if k not in groups]
+        bad_attr = [a for a, _ in s.attributes if a not in FILTERABLE_ATTRIBUTES]
+        if unknown:
+            problems.append(f"{where}: unknown group(s) {', '.join(unknown)}")
+        if bad_attr:
+            problems.append(f"{where}: not a filterable attribute: {', '.join(bad_attr)}")
+        if not s.groups and not s.attributes:
+            problems.append(f"{where}: matches no group and no attribute")
+        members: set[str] = set()
+        if not unknown and not bad_attr and (s.groups or s.attributes):
+            try:
+                expected_filter = render_filter(s.groups, s.attributes, groups)
+            except ValueError as exc:
+                expected_filter = None
+                problems.append(f"{where}: {exc}")
+            if expected_filter is not None and s.filter != expected_filter:
+                problems.append(f"{where}: filter does not match its groups and attributes "
+                                f"(expected {expected_filter!r})")
+            if s.kind != scope_kind(s.groups, s.attributes):
+                problems.append(f"{where}: kind should be {scope_kind(s.groups, s.attributes)!r}")
+            for k in s.groups:
+                members |= groups[k].members
+                if groups[k].batch > s.batch:
+                    problems.append(f"{where}: in batch {s.batch}, but group {k} is only created in batch "
+                                    f"{groups[k].batch}")
+            for a, v in s.attributes:
+                matched = attr_sets.get((a, v.casefold()))
+                if not matched:
+                    problems.append(f"{where}: no mailbox recorded in {ATTRIBUTES} for {a} = {v!r}")
+                else:
+                    members |= matched
+        scopes[s.key] = frozenset(members)
+        scope_batch[s.key] = s.batch
+
+    expected: dict[str, set[str]] = defaultdict(set)
+    grant_batches: dict[str, set[int | None]] = defaultdict(set)
+    for row, g in enumerate(plan.grants, start=2):
+        where = f"{GRANTS} row {row} ({g.app_id}, {g.mailbox}, {g.right})"
+        if g.right == Right.SEND_AS.value:
+            if g.action != MIGRATE:
+                problems.append(f"{where}: a SendAs grant must be migrated, not {g.action!r}")
+            expected[g.app_id].add(g.mailbox)
+            grant_batches[g.app_id].add(g.batch)
+        elif g.right == Right.FULL_ACCESS.value:
+            if g.action != KEEP:
+                problems.append(f"{where}: FullAccess must be kept (RBAC has no IMAP/POP role), not {g.action!r}")
+        else:
+            problems.append(f"{where}: unknown right {g.right!r}")
+
+    effective: dict[str, set[str]] = defaultdict(set)
+    assignment_batches: dict[str, set[int]] = defaultdict(set)
+    for row, a in enumerate(plan.assignments, start=2):
+        where = f"{ASSIGNMENTS} row {row} ({a.key})"
+        if role and a.role != role:
+            problems.append(f"{where}: role {a.role!r} differs from the plan's role {role!r}")
+        if a.scope not in scopes:
+            problems.append(f"{where}: unknown scope {a.scope!r}")
+            continue
+        if scope_batch[a.scope] > a.batch:
+            problems.append(f"{where}: in batch {a.batch}, but scope {a.scope} is only created in batch "
+                            f"{scope_batch[a.scope]}")
+        effective[a.app_id] |= scopes[a.scope]
+        assignment_batches[a.app_id].add(a.batch)
+
+    for app in sorted(set(expected) | set(effective)):
+        gained = effective[app] - expected[app]
+        lost = expected[app] - effective[app]
+        if gained:
+            problems.append(f"app {app} would gain {len(gained)} mailbox(es) it cannot send as today, e.g. "
+                            f"{', '.join(sorted(gained)[:3])}")
+        if lost:
+            problems.append(f"app {app} would lose {len(lost)} mailbox(es), e.g. {', '.join(sorted(lost)[:3])}")
+
+    # batches: every migrating app in exactly one batch, its grants and assignments in that batch
+    batch_of: dict[str, int] = {}
+    for row, b in enumerate(plan.batches, start=2):
+        if b.number != row - 1:
+            problems.append(f"{BATCHES} row {row}: batch {b.number} out of sequence (expected {row - 1})")
+        for app in b.apps:
+            if app in batch_of:
+                problems.append(f"{BATCHES} row {row}: app {app} is also in batch {batch_of[app]}")
+            batch_of[app] = b.number
+        migrated = sum(len(expected[app]) for app in b.apps)
+        if b.grants != migrated:
+            problems.append(f"{BATCHES} row {row}: grants {b.grants}, but its apps migrate {migrated}")
+    for app in sorted(set(expected) | set(effective)):
+        if app not in batch_of:
+            problems.append(f"app {app} migrates grants but is in no batch")
+            continue
+        if grant_batches[app] - {batch_of[app]}:
+            problems.append(f"app {app}: its grants are not all in batch {batch_of[app]}")
+        if assignment_batches[app] - {batch_of[app]}:
+            problems.append(f"app {app}: its assignments are not all in batch {batch_of[app]}")
+    return problems
+
+
+def _raise_if_inexact(plan: Plan, where: Path | str) -> None:
+    problems = check_exact(plan)
+    if problems:
+        shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
+        more = f" (and {len(problems) - MAX_PROBLEMS_SHOWN} more)" if len(problems) > MAX_PROBLEMS_SHOWN else ""
+        raise PlanError(f"the plan is not exact or not consistent: {shown}{more}", path=str(where))
+
+
+# ------------------------------------------------------------------------------------------------ write
+
+
+def _row_digest(cells: Sequence[str]) -> str:
+    return hashlib.blake2b("\x1f".join(cells).encode("utf-8"), digest_size=4).hexdigest()
+
+
+def _csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> tuple[bytes, str]:
+    """CSV bytes (cells neutralised against formula injection) and the row digests (header first)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    digests = [_row_digest(header)]
+    writer.writerow(header)
+    for row in rows:
+        cells = [csvio.neutralise(v) for v in row]
+        writer.writerow(cells)
+        digests.append(_row_digest(cells))
+    return buf.getvalue().encode("utf-8"), "".join(digests)
+
+
+def _cell(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _file_rows(plan: Plan) -> dict[str, Iterable[Sequence[object]]]:
+    return {
+        GRANTS: ((g.app_id, g.app_name, g.mailbox, g.right, g.action, g.reason, _cell(g.batch))
+                 for g in plan.grants),
+        GROUPS: ((g.key, g.name, g.status, g.dn, len(g.members), g.alias, g.address, g.batch, g.apps)
+                 for g in plan.groups),
+        MEMBERSHIPS: ((g.key, m) for g in plan.groups for m in sorted(g.members)),
+        SCOPES: ((s.key, s.name, s.filter, ";".join(s.groups), s.kind, encode_attributes(s.attributes), s.batch,
+                  s.note) for s in plan.scopes),
+        ASSIGNMENTS: ((a.key, a.app_id, a.app_name, a.role, a.scope, a.batch, a.name) for a in plan.assignments),
+        BATCHES: ((b.number, ";".join(b.apps), b.grants, b.note, b.mailboxes, b.new_groups, b.scopes,
+                   b.assignments) for b in plan.batches),
+        ATTRIBUTES: plan.attributes,
+    }
+
+
+def write_plan(plan: Plan, out: Path, *, overwrite: bool = False) -> Path:
+    """Write the plan folder at `out` atomically; refuses (PlanError) a plan that is not exact."""
+    out = Path(out)
+    _raise_if_inexact(plan, out)
+    meta = {k: v for k, v in plan.meta.items() if k not in ("counts", "files")}
+    meta.setdefault("format", FORMAT)
+    meta["counts"] = plan_counts(plan)
+    files: dict[str, str] = {}
+    rowhashes: dict[str, str] = {}
+    with csvio.atomic_folder(out, overwrite=overwrite) as tmp:
+        for name, rows in _file_rows(plan).items():
+            data, digests = _csv_bytes(COLUMNS[name], rows)
+            (tmp / name).write_bytes(data)
+            files[name] = hashlib.sha256(data).hexdigest()
+            rowhashes[name] = digests
+        rh = json.dumps({"format": FORMAT, "digest": "blake2b-32 of each row's cells joined by U+001F, header first",
+                         "files": rowhashes}, indent=1) + "\n"
+        (tmp / ROWHASH_FILE).write_bytes(rh.encode("utf-8"))
+        files[ROWHASH_FILE] = hashlib.sha256(rh.encode("utf-8")).hexdigest()
+        meta["files"] = files
+        (tmp / PLAN_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ load
+
+
+def load_plan(path: Path) -> Plan:
+    """Read a plan folder: every file must match its SHA-256 in plan.json (else PlanError naming the file and the
+    first changed row), every cell must parse, and the plan must still be exact."""
+    path = Path(path)
+    meta = _read_meta(path)
+    files = meta.get("files")
+    if not isinstance(files, dict) or set(files) != set(CSV_FILES) | {ROWHASH_FILE}:
+        raise PlanError("the `files` list is missing or incomplete", path=str(path / PLAN_JSON), field="files")
+    rowhash_path = path / ROWHASH_FILE
+    _verify_hash(rowhash_path, files[ROWHASH_FILE], None)
+    rowhashes = json.loads(rowhash_path.read_text(encoding="utf-8")).get("files", {})
+    for name in CSV_FILES:
+        _verify_hash(path / name, files[name], rowhashes.get(name))
+
+    grants = tuple(PlanGrant(r["app_id"], r["app_name"], r["mailbox"], r["right"], r["action"], r["reason"],
+                             _int(r, "batch", p, n, optional=True))
+                   for p, n, r in _read(path, GRANTS))
+    members: dict[str, set[str]] = defaultdict(set)
+    for _p, _n, r in _read(path, MEMBERSHIPS):
+        members[r["group"]].add(r["mailbox"])
+    groups = []
+    for p, n, r in _read(path, GROUPS):
+        g = PlanGroup(r["group"], r["name"], r["status"], r["dn"], frozenset(members.pop(r["group"], ())),
+                      r["alias"], r["address"], _int(r, "batch", p, n), _int(r, "apps", p, n))
+        if _int(r, "members", p, n) != len(g.members):
+            raise PlanError(f"says {r['members']} members, {MEMBERSHIPS} lists {len(g.members)}", path=str(p),
+                            row=n, field="members")
+        groups.append(g)
+    if members:
+        raise PlanError(f"memberships of unknown group(s) {', '.join(sorted(members)[:5])}",
+                        path=str(path / MEMBERSHIPS))
+    scopes = []
+    for p, n, r in _read(path, SCOPES):
+        try:
+            attrs = decode_attributes(r["attributes"])
+        except ValueError as exc:
+            raise PlanError(str(exc), path=str(p), row=n, field="attributes") from None
+        scopes.append(PlanScope(r["scope"], r["name"], r["filter"], tuple(k for k in r["groups"].split(";") if k),
+                                r["kind"], attrs, _int(r, "batch", p, n), r["note"]))
+    assignments = tuple(PlanAssignment(r["assignment"], r["app_id"], r["app_name"], r["role"], r["scope"],
+                                       _int(r, "batch", p, n), r["name"]) for p, n, r in _read(path, ASSIGNMENTS))
+    batches = tuple(PlanBatch(_int(r, "batch", p, n), tuple(a for a in r["apps"].split(";") if a),
+                              _int(r, "grants", p, n), r["note"], _int(r, "mailboxes", p, n),
+                              _int(r, "new_groups", p, n), _int(r, "scopes", p, n), _int(r, "assignments", p, n))
+                    for p, n, r in _read(path, BATCHES))
+    attributes = tuple((r["attribute"], r["value"], r["mailbox"]) for _p, _n, r in _read(path, ATTRIBUTES))
+    plan = Plan(meta, grants, tuple(groups), tuple(scopes), assignments, batches, attributes, path)
+    _raise_if_inexact(plan, path)
+    counts = plan_counts(plan)
+    for key, value in counts.items():
+        if meta.get("counts", {}).get(key) != value:
+            raise PlanError(f"counts.{key} is {meta.get('counts', {}).get(key)!r}, the files give {value!r}",
+                            path=str(path / PLAN_JSON), field=f"counts.{key}")
+    return plan
+
+
+def _read_meta(path: Path) -> dict:
+    meta_path = path / PLAN_JSON
+    if not path.is_dir():
+        raise PlanError("plan folder not found", path=str(path))
+    if not meta_path.exists():
+        raise PlanError("missing: not a plan folder", path=str(meta_path))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PlanError(f"not valid JSON ({exc})", path=str(meta_path)) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise PlanError(f"unsupported plan format (expected {FORMAT})", path=str(meta_path), field="format")
+    return meta
+
+
+def _verify_hash(file: Path, expected: str, row_digests: str | None) -> None:
+    if not file.exists():
+        raise PlanError("missing from the plan folder", path=str(file))
+    if csvio.sha256_file(file) == expected:
+        return
+    message = ("changed after the plan was hashed (its SHA-256 differs from plan.json); make a new plan with "
+               "`migrator plan` rather than editing this one")
+    row = _first_changed_row(file, row_digests) if row_digests is not None else None
+    if row is None and row_digests is not None:
+        message += " (every row reads the same: line endings, encoding or quoting changed)"
+    raise PlanError(message, path=str(file), row=row)
+
+
+def _first_changed_row(file: Path, row_digests: str) -> int | None:
+    stored = [row_digests[i:i + 8] for i in range(0, len(row_digests), 8)]
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as fh:
+            actual = [_row_digest(cells) for cells in csv.reader(fh)]
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    for i, (a, s) in enumerate(zip(actual, stored)):
+        if a != s:
+            return i + 1
+    if len(actual) != len(stored):
+        return min(len(actual), len(stored)) + 1
+    return None
+
+
+def _read(path: Path, name: str):
+    """Yield (file path, spreadsheet row number, row dict); the header must hold the contract's columns."""
+    file = path / name
+    with open(file, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        missing = [c for c in COLUMNS[name] if c not in header]
+        if missing:
+            raise PlanError(f"missing column(s) {', '.join(missing)}", path=str(file), row=1)
+        for n, cells in enumerate(reader, start=2):
+            if len(cells) != len(header):
+                raise PlanError(f"has {len(cells)} fields, the header has {len(header)}", path=str(file), row=n)
+            yield file, n, {k: csvio.unneutralise(v) for k, v in zip(header, cells)}
+
+
+def _int(row: dict[str, str], name: str, file: Path, n: int, *, optional: bool = False) -> int | None:
+    text = row[name].strip()
+    if optional and not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise PlanError("must be a whole number", path=str(file), row=n, field=name, value=text) from None
