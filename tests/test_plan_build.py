@@ -1,0 +1,176 @@
+"""Inventory -> plan: reuse, attribute scopes, FullAccess kept, flagged apps, batches, names, exactness."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from migrator.errors import InputError
+from migrator.planner.build import PlanOptions, build_plan
+from migrator.planner.plan import FUTURE_NOTE, check_exact, load_plan, write_plan
+from migrator.planner.source import Source, load_source
+from plan_helpers import DN_SUFFIX, addr, make_inventory, write
+
+# Three apps whose sets need exactly two groups: {m1,m2} and {m3,m4}.
+SENDAS = {"big": ["m1", "m2", "m3", "m4"], "left": ["m1", "m2"], "right": ["m3", "m4"]}
+
+
+def _plan(inv, **opts):
+    return build_plan(Source(inv, "inventory", "inventory/test", "0" * 64), PlanOptions(**opts),
+                      created="2026-01-01T00:00:00Z")
+
+
+def _effective(plan, app):
+    return {m for a in plan.assignments if a.app_id == app
+            for s in plan.scopes if s.key == a.scope
+            for g in plan.groups if g.key in s.groups for m in g.members}
+
+
+def test_minimal_plan_is_exact_and_uses_one_assignment_per_app():
+    plan = _plan(make_inventory(SENDAS))
+    assert check_exact(plan) == []
+    assert sorted(sorted(g.members) for g in plan.groups) == [[addr("m1"), addr("m2")], [addr("m3"), addr("m4")]]
+    assert plan.meta["cover"] == {"strategy": "minimal", "sets": 2, "lower_bound": 2, "optimal": True}
+    assert sorted(a.app_id for a in plan.assignments) == ["big", "left", "right"]
+    for app, boxes in SENDAS.items():
+        assert _effective(plan, app) == {addr(m) for m in boxes}
+    big_scope = next(s for s in plan.scopes if s.key == next(a.scope for a in plan.assignments if a.app_id == "big"))
+    assert big_scope.filter == "(MemberOfGroup -eq '{dn:G0001}') -or (MemberOfGroup -eq '{dn:G0002}')"
+    assert len(plan.scopes) == 3 and all(g.status == "new" and g.dn == "" for g in plan.groups)
+
+
+def test_per_app_strategy_makes_one_group_per_distinct_set():
+    plan = _plan(make_inventory({**SENDAS, "twin": ["m1", "m2"]}), strategy="per-app")
+    assert check_exact(plan) == []
+    assert len(plan.groups) == 3 and len(plan.scopes) == 3 and len(plan.assignments) == 4
+    assert plan.meta["cover"]["strategy"] == "per-app" and plan.meta["cover"]["lower_bound"] == 2
+
+
+def test_exact_existing_group_is_reused_with_its_dn():
+    inv = make_inventory(SENDAS, groups={"pair-a": ["m1", "m2"], "pair-b-plus": ["m3", "m4", "m9"],
+                                         "pair-b-nested": ["m3", "m4"]},
+                         other_members={"pair-b-nested": 1})
+    plan = _plan(inv)
+    assert check_exact(plan) == []
+    reused = [g for g in plan.groups if g.status == "reuse"]
+    assert [(g.address, g.dn) for g in reused] == [(addr("pair-a"), f"CN=pair-a,{DN_SUFFIX}")]
+    # a superset, and a group with a nested member, are not reused: the other pair is a new group
+    new = [g for g in plan.groups if g.status == "new"]
+    assert [sorted(g.members) for g in new] == [[addr("m3"), addr("m4")]]
+    left = next(s for s in plan.scopes if s.groups == (reused[0].key,))
+    assert left.filter == f"MemberOfGroup -eq 'CN=pair-a,{DN_SUFFIX}'"
+
+
+def test_attribute_scope_only_when_allowed_and_exact_case_insensitively():
+    attrs = {"m1": {"CustomAttribute1": "EMEA"}, "m2": {"CustomAttribute1": "emea"},
+             "m3": {"Department": "Sales"}, "m4": {"Department": "Sales"}, "m9": {"Department": "Sales"}}
+    inv = make_inventory(SENDAS, attributes=attrs)
+    plain = _plan(inv)
+    assert all(not s.attributes for s in plain.scopes) and len(plain.groups) == 2
+
+    plan = _plan(inv, allow_attribute_scopes=True)
+    assert check_exact(plan) == []
+    left = next(s for s in plan.scopes if s.key == next(a.scope for a in plan.assignments if a.app_id == "left"))
+    assert left.kind == "attribute" and left.groups == ()
+    assert left.filter == "CustomAttribute1 -eq 'EMEA'"
+    assert FUTURE_NOTE in left.note
+    # Department=Sales also holds m9, so it is not exact for {m3, m4}: a group is created instead
+    assert [sorted(g.members) for g in plan.groups] == [[addr("m3"), addr("m4")]]
+    big = next(s for s in plan.scopes if s.key == next(a.scope for a in plan.assignments if a.app_id == "big"))
+    assert big.kind == "mixed"
+    assert sorted(plan.attributes) == [("CustomAttribute1", "EMEA", addr("m1")),
+                                       ("CustomAttribute1", "emea", addr("m2"))]
+    assert any(FUTURE_NOTE in b.note for b in plan.batches)
+
+
+def test_fullaccess_is_kept_and_flagged_apps_are_reported():
+    inv = make_inventory({"a1": ["m1"], "mailer": ["m2", "m3"]}, fullaccess={"a1": ["m1"], "reader": ["m4"]},
+                         permissions=[("mailer", "Microsoft Graph", "Mail.Send"),
+                                      ("a1", "Office 365 Exchange Online", "SMTP.SendAsApp")])
+    plan = _plan(inv, pilot=0)
+    assert check_exact(plan) == []
+    kept = [g for g in plan.grants if g.action == "keep"]
+    assert [(g.app_id, g.mailbox, g.batch) for g in kept] == [("a1", addr("m1"), None), ("reader", addr("m4"), None)]
+    assert all("no IMAP/POP role" in g.reason for g in kept)
+    assert "reader" not in {a for b in plan.batches for a in b.apps}
+    assert plan.meta["flagged_apps"] == [{"app_id": "mailer", "app_name": "App mailer",
+                                          "permissions": ["Microsoft Graph/Mail.Send"]}]
+    mailer = [g for g in plan.grants if g.app_id == "mailer"]
+    assert all(g.action == "migrate" and "unscoped Microsoft Graph/Mail.Send" in g.reason for g in mailer)
+    assert "mailer (Microsoft Graph/Mail.Send)" in plan.batches[0].note
+
+
+def test_batches_pilot_smallest_blast_radius_then_waves_groups_created_first_needed():
+    sendas = {"huge": [f"h{i}" for i in range(9)], "one": ["x1"], "two-a": ["x1", "x2"], "two-b": ["y1", "y2"],
+              "three": ["x1", "x2", "y1"]}
+    plan = _plan(make_inventory(sendas), pilot=1, batch_size=2)
+    assert check_exact(plan) == []
+    assert [b.apps for b in plan.batches] == [("one",), ("two-a", "two-b"), ("three", "huge")]
+    assert plan.batches[0].note.startswith("pilot")
+    batch_of = {a: b.number for b in plan.batches for a in b.apps}
+    for g in plan.groups:
+        users = [a.batch for a in plan.assignments for s in plan.scopes if s.key == a.scope and g.key in s.groups]
+        assert g.batch == min(users)
+    assert all(a.batch == batch_of[a.app_id] for a in plan.assignments)
+    assert [b.grants for b in plan.batches] == [1, 4, 12]
+    assert sum(b.new_groups for b in plan.batches) == len(plan.groups)
+
+
+def test_pilot_ties_broken_by_fewest_new_groups():
+    # both apps have two mailboxes; "reusing" needs no new group, so it goes first
+    inv = make_inventory({"aaa": ["m1", "m2"], "reusing": ["m3", "m4"]}, groups={"existing": ["m3", "m4"]})
+    plan = _plan(inv, pilot=1)
+    assert plan.batches[0].apps == ("reusing",)
+
+
+def test_names_are_unique_short_and_avoid_existing_recipients():
+    inv = make_inventory(SENDAS)
+    first = _plan(inv)
+    clash = first.groups[0].name.lower()
+    inv2 = make_inventory(SENDAS, extra_mailboxes=[clash])
+    plan = _plan(inv2)
+    names = [g.name for g in plan.groups] + [s.name for s in plan.scopes] + [a.name for a in plan.assignments]
+    assert len(set(n.lower() for n in names)) == len(names)
+    assert all(len(n) <= 64 for n in names)
+    assert plan.groups[0].name.lower() == clash + "-2"
+    assert [g.name for g in _plan(inv).groups] == [g.name for g in first.groups]  # deterministic
+
+
+def test_bad_options_are_input_errors():
+    inv = make_inventory(SENDAS)
+    for opts in ({"pilot": -1}, {"batch_size": 0}, {"strategy": "fast"}, {"role": "SMTP.SendAsApp"},
+                 {"prefix": "bad prefix"}, {"time_limit": 0}):
+        with pytest.raises(InputError):
+            _plan(inv, **opts)
+
+
+app_ids = st.sampled_from([f"app{i}" for i in range(8)])
+boxes = st.sampled_from([f"m{i}" for i in range(10)])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sendas=st.dictionaries(app_ids, st.lists(boxes, min_size=1, max_size=8, unique=True), min_size=1),
+       pilot=st.integers(0, 3), batch_size=st.integers(1, 4))
+def test_random_instances_plan_exactly_and_round_trip(tmp_path_factory, sendas, pilot, batch_size):
+    inv = make_inventory(sendas)
+    minimal = _plan(inv, pilot=pilot, batch_size=batch_size)
+    per_app = _plan(inv, strategy="per-app", pilot=pilot, batch_size=batch_size)
+    for plan in (minimal, per_app):
+        assert check_exact(plan) == []
+        for app, ms in sendas.items():
+            assert _effective(plan, app) == {addr(m) for m in ms}
+        assert len(plan.groups) >= plan.meta["cover"]["lower_bound"]
+    assert len(minimal.groups) <= len(per_app.groups)
+    out = write_plan(minimal, tmp_path_factory.mktemp("p") / "plan")
+    loaded = load_plan(out)
+    assert replace(loaded, path=None) == minimal.__class__(**{**minimal.__dict__, "meta": loaded.meta})
+
+
+def test_inventory_folder_to_plan(tmp_path):
+    folder = write(make_inventory(SENDAS, fullaccess={"big": ["m1"]}), tmp_path / "inv")
+    plan = build_plan(load_source(folder), PlanOptions())
+    assert plan.meta["source"]["kind"] == "inventory" and len(plan.meta["source"]["sha256"]) == 64
+    assert check_exact(plan) == []
