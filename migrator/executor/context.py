@@ -1,0 +1,336 @@
+"""What every executor step works with: the plan's view of one batch, the journal, the guarded tenant clients, the
+settings, the stop/pause control and the terminal output.
+
+`Guarded` wraps ExchangeClient and GraphClient: before every call it checks the control (Ctrl-C and the pause file
+stop the run *between* calls, never in the middle of one), it counts calls, and under `--dry-run` it answers a
+write with a stand-in result and prints the change instead of sending it. The steps themselves do not know whether
+they run dry: the same code path runs in both cases.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from migrator.errors import MigratorError
+from migrator.model import norm_id
+
+# Client methods that change the tenant. Everything else is a read.
+WRITE_METHODS = frozenset({
+    "new_service_principal", "add_recipient_permission", "remove_recipient_permission", "add_mailbox_permission",
+    "remove_mailbox_permission", "new_distribution_group", "set_distribution_group", "remove_distribution_group",
+    "update_group_members", "add_group_member", "remove_group_member", "new_management_scope",
+    "remove_management_scope", "new_role_assignment", "remove_role_assignment", "grant_app_role",
+    "delete_app_role_assignment",
+})
+
+PAUSE_FILE = "PAUSE"
+
+
+class Stopped(MigratorError):
+    """The run stopped cleanly between two calls (Ctrl-C or the pause file); run the command again to resume."""
+
+    exit_code = 12
+
+
+@dataclass
+class ExecSettings:
+    """Knobs of a run. Defaults are the documented ones (DESIGN.md §6, EXCHANGE.md §2)."""
+
+    propagation_wait: float = 7200.0  # s; Microsoft: 30 min to 2 h before the data plane sees an RBAC change
+    token_lifetime: float = 5400.0  # s; tokens live 60-90 min, so 90 min covers every token issued before
+    cutover: bool = True  # remove the app's Entra SMTP.SendAsApp app-role assignment (EXCHANGE.md §1)
+    verify_all_up_to: int = 250  # per app: test every mailbox up to this many ...
+    verify_sample: int = 250  # ... above it, a seeded random sample of this many (always including the first/last)
+    probes: int = 5  # out-of-set mailboxes per app that must be InScope=False
+    verify_retries: int = 4  # bounded retries of a negative InScope answer (replication), never one try
+    verify_retry_delay: float = 5.0
+    member_chunk: int = 5000  # Update-DistributionGroupMember list size (15-minute cmdlet limit, EXCHANGE.md §2)
+    replication_timeout: float = 900.0  # s to wait for a just-created group to become visible to Get-*
+    replication_poll: float = 5.0
+    concurrency: int = 1  # parallel calls inside long item loops; the client's limiter adapts to throttling
+    seed: int = 0  # for the verification sample
+
+
+class Control:
+    """Ctrl-C and the pause file. `check()` raises Stopped between calls once either asks to stop."""
+
+    def __init__(self, plan_dir: Path | None = None) -> None:
+        self.pause_file = Path(plan_dir) / PAUSE_FILE if plan_dir else None
+        self._interrupted = threading.Event()
+        self._old_handler = None
+
+    def install(self) -> None:
+        """First Ctrl-C: stop after the current call. Second Ctrl-C: the default (KeyboardInterrupt)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum, frame):
+            if self._interrupted.is_set():
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise KeyboardInterrupt
+            self._interrupted.set()
+            click.echo("\nStopping after the current call (Ctrl-C again to abort at once)...", err=True)
+
+        self._old_handler = signal.signal(signal.SIGINT, handler)
+
+    def uninstall(self) -> None:
+        if self._old_handler is not None:
+            signal.signal(signal.SIGINT, self._old_handler)
+            self._old_handler = None
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+
+    def reason(self) -> str | None:
+        if self._interrupted.is_set():
+            return "interrupted (Ctrl-C)"
+        if self.pause_file is not None and self.pause_file.exists():
+            return f"paused ({self.pause_file} exists; delete it to continue)"
+        return None
+
+    def check(self) -> None:
+        why = self.reason()
+        if why:
+            raise Stopped(f"stopped cleanly: {why}; run the same command again to resume")
+
+
+class Output:
+    """Terminal output. `quiet` keeps tests and `--json` callers clean; progress bars only on a terminal."""
+
+    def __init__(self, *, quiet: bool = False, stream=None) -> None:
+        self.quiet = quiet
+        self.stream = stream
+        self.lines: list[str] = []  # kept for tests and the run summary
+
+    def info(self, message: str) -> None:
+        self.lines.append(message)
+        if not self.quiet:
+            click.echo(message, file=self.stream)
+
+    def change(self, message: str) -> None:
+        self.info(f"  would: {message}")
+
+    def progress(self, length: int, label: str):
+        show = not self.quiet and length >= 20 and sys.stderr.isatty()
+        return click.progressbar(length=length, label=label, file=sys.stderr) if show else _NoBar()
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int) -> None:
+        pass
+
+
+class Guarded:
+    """A tenant client behind the control check, the call counter and the dry-run switch."""
+
+    def __init__(self, client: Any, *, control: Control, output: Output, dry_run: bool, counter: Counter) -> None:
+        self._client = client
+        self._control = control
+        self._output = output
+        self._dry_run = dry_run
+        self._counter = counter
+
+    def __getattr__(self, name: str):
+        target = getattr(self._client, name)
+        if not callable(target):
+            return target
+        is_write = name in WRITE_METHODS
+
+        def call(*args, **kwargs):
+            self._control.check()
+            if is_write and self._dry_run:
+                self._output.change(describe_write(name, args, kwargs))
+                return dry_result(name, args, kwargs)
+            self._counter["write" if is_write else "read"] += 1
+            self._counter[name] += 1
+            return target(*args, **kwargs)
+
+        return call
+
+
+def describe_write(name: str, args: tuple, kwargs: dict) -> str:
+    shown = [repr(a) if not isinstance(a, (list, tuple, set, frozenset)) else f"<{len(a)} items>" for a in args]
+    shown += [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(shown)})"
+
+
+def dry_result(name: str, args: tuple, kwargs: dict) -> Any:
+    """A stand-in answer for a write not sent: enough for the next step to describe what it would do."""
+    if name == "new_distribution_group":
+        group_name = args[0] if args else kwargs.get("name", "")
+        return {"Name": group_name, "DistinguishedName": f"<DN of the new group {group_name}>", "Guid": "",
+                "dry_run": True}
+    if name in ("new_management_scope", "new_role_assignment", "new_service_principal", "grant_app_role"):
+        return {"dry_run": True}
+    return None
+
+
+@dataclass
+class ItemFailure:
+    item: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.item}: {self.message}"
+
+
+@dataclass
+class StepResult:
+    failures: list[ItemFailure] = field(default_factory=list)
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class BatchView:
+    """The plan restricted to one batch, plus what the run learns about it (SP ids, group DNs)."""
+
+    number: int
+    apps: tuple[str, ...]
+    grants: list  # plan grants of the batch's apps (every action)
+    assignments: list
+    scopes: list
+    groups: list
+    app_names: dict[str, str]
+
+    def migrate_grants(self, right: str | None = None) -> list:
+        return [g for g in self.grants if g.action == "migrate" and (right is None or str(g.right) == right)]
+
+    def app_mailboxes(self, app_id: str, *, migrate_only: bool = True, right: str = "SendAs") -> set[str]:
+        return {norm_id(g.mailbox) for g in self.grants
+                if norm_id(g.app_id) == app_id and str(g.right) == right and (g.action == "migrate" or not migrate_only)}
+
+
+def batch_view(plan, number: int) -> BatchView:
+    batch = next((b for b in plan.batches if int(b.number) == int(number)), None)
+    if batch is None:
+        from migrator.errors import PlanError
+
+        known = ", ".join(str(b.number) for b in plan.batches) or "none"
+        raise PlanError(f"the plan has no batch {number} (batches: {known})", path=str(plan.path))
+    apps = tuple(norm_id(a) for a in batch.apps)
+    appset = set(apps)
+    grants = [g for g in plan.grants if norm_id(g.app_id) in appset]
+    assignments = [a for a in plan.assignments if norm_id(a.app_id) in appset]
+    scope_keys = {a.scope for a in assignments}
+    scopes = [s for s in plan.scopes if s.key in scope_keys]
+    group_keys = {k for s in scopes for k in s.groups}
+    groups = [g for g in plan.groups if g.key in group_keys]
+    names = {norm_id(g.app_id): g.app_name for g in grants}
+    names.update({norm_id(a.app_id): a.app_name for a in assignments})
+    return BatchView(int(number), apps, grants, assignments, scopes, groups, names)
+
+
+@dataclass
+class Context:
+    plan: Any
+    view: BatchView
+    journal: Any
+    exo: Any
+    graph: Any
+    settings: ExecSettings
+    control: Control
+    output: Output
+    generation: int = 1
+    phase: str = "execute"
+    dry_run: bool = False
+    now: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    sps: dict[str, dict] = field(default_factory=dict)  # app_id -> {"object_id", "display_name", "exchange"}
+    dns: dict[str, str] = field(default_factory=dict)  # group key -> DistinguishedName read back
+    step: str = ""
+    cache: dict = field(default_factory=dict)  # reads shared by the steps of one run (mailbox map, scans)
+
+    @property
+    def batch(self) -> int:
+        return self.view.number
+
+    # -- journal shortcuts bound to this batch/generation/phase/step ----------------------------------------
+    def intent(self, kind: str, key: str, op: str, *, intent: Any = None, prior: Any = None) -> int | None:
+        if self.dry_run:
+            return None
+        return self.journal.record_intent(batch=self.batch, generation=self.generation, phase=self.phase,
+                                          step=self.step, kind=kind, key=key, op=op, intent=intent, prior=prior)
+
+    def mark(self, action_id: int | None, status: str, **kw) -> None:
+        if action_id is not None and not self.dry_run:
+            self.journal.mark_action(action_id, status, **kw)
+
+    def recorded(self, kind: str, key: str, op: str, phase: str | None = None):
+        return self.journal.action(batch=self.batch, generation=self.generation, phase=phase or self.phase,
+                                   kind=kind, key=key, op=op)
+
+    # -- item loops ------------------------------------------------------------------------------------------
+    def for_each(self, items: Iterable, fn: Callable[[Any], None], *, label: str,
+                 name: Callable[[Any], str] = str) -> list[ItemFailure]:
+        """Run fn on every item; a failed item is recorded and the loop goes on (issue 6, point 3).
+
+        Stopped and BaseExceptions (a crash, KeyboardInterrupt) end the loop at once. With concurrency > 1 a few
+        calls run in parallel; the client's rate limiter shapes them when the tenant throttles.
+        """
+        items = list(items)
+        failures: list[ItemFailure] = []
+        lock = threading.Lock()
+
+        def run_one(item):
+            try:
+                fn(item)
+            except (Stopped, MigratorError) as exc:
+                if isinstance(exc, Stopped):
+                    raise
+                with lock:
+                    failures.append(ItemFailure(name(item), str(exc)))
+            except Exception as exc:  # noqa: BLE001 - a bug in one item must not hide the others' results
+                with lock:
+                    failures.append(ItemFailure(name(item), f"{type(exc).__name__}: {exc}"))
+
+        with self.output.progress(len(items), label) as bar:
+            if self.settings.concurrency <= 1 or len(items) < 2:
+                for item in items:
+                    self.control.check()
+                    run_one(item)
+                    bar.update(1)
+                return failures
+            with ThreadPoolExecutor(max_workers=self.settings.concurrency) as pool:
+                pending: set = set()
+                iterator = iter(items)
+                try:
+                    for item in iterator:
+                        self.control.check()
+                        pending.add(pool.submit(run_one, item))
+                        if len(pending) >= self.settings.concurrency * 2:
+                            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                            for f in done:
+                                f.result()
+                                bar.update(1)
+                finally:
+                    for f in pending:
+                        f.result()
+                        bar.update(1)
+        return failures
+
+    def sample(self, items: list[str], *, key: str) -> list[str]:
+        """All items up to verify_all_up_to, else a seeded sample of verify_sample (stated in the output)."""
+        items = sorted(items)
+        if len(items) <= self.settings.verify_all_up_to:
+            return items
+        rng = random.Random(f"{self.settings.seed}:{key}")
+        chosen = set(rng.sample(items, max(0, self.settings.verify_sample - 2))) | {items[0], items[-1]}
+        return sorted(chosen)

@@ -1,0 +1,256 @@
+"""Run batches of a plan: preflight, then the steps of steps.EXECUTE_STEPS in order, resumably.
+
+A batch moves `new → executing → done`; each step is skipped when the journal says it is done (it was verified
+before being marked so). The two waits are journal rows with a `not_before` time: without `--wait` the command
+stops there and says when to come back (exit 0); with `--wait` it counts down. Preflight runs on every invocation,
+before this invocation's first write: the plan's hashes and exactness (load_plan, done by the caller), the
+journal belongs to this plan, the service principals resolve, the tenant has not drifted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from migrator.errors import MigratorError, PlanError
+from migrator.executor.context import (
+    BatchView,
+    Context,
+    Control,
+    ExecSettings,
+    Guarded,
+    ItemFailure,
+    Output,
+    Stopped,
+    batch_view,
+)
+from migrator.executor.journal import Journal
+from migrator.executor.steps import (
+    EXECUTE_STEPS,
+    StepFailed,
+    check_cutover_safe,
+    drift_check,
+    raise_drift,
+    resolve_sps,
+)
+
+WAIT_STEPS = {"propagation_wait": "propagation_wait", "token_wait": "token_lifetime"}
+
+
+@dataclass
+class BatchOutcome:
+    batch: int
+    status: str  # done | waiting | failed | stopped | skipped
+    until: float | None = None
+    failures: list[ItemFailure] = field(default_factory=list)
+    message: str = ""
+
+
+@dataclass
+class RunResult:
+    outcomes: list[BatchOutcome]
+    calls: Counter
+
+    @property
+    def exit_code(self) -> int:
+        statuses = {o.status for o in self.outcomes}
+        if "failed" in statuses:
+            return 11
+        if "stopped" in statuses:
+            return 12
+        return 0
+
+
+def plan_digest(plan) -> str:
+    """The plan's identity for the journal: the SHA-256 of plan.json (which holds every CSV's hash)."""
+    path = Path(plan.path) / "plan.json"
+    if path.exists():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(repr(plan.meta).encode()).hexdigest()
+
+
+def bind_journal(journal: Journal, plan) -> None:
+    digest = plan_digest(plan)
+    recorded = journal.get_meta("plan_sha256")
+    if recorded is None:
+        if not journal.readonly:
+            journal.set_meta("plan_sha256", digest)
+    elif recorded != digest:
+        raise PlanError("the journal in this folder was written for another version of the plan (plan.json changed "
+                        "after execution started); restore the original plan.json", path=str(journal.path))
+
+
+def fmt_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class Runner:
+    """Executes batches. One Runner per invocation; the journal must be held (locked) by the caller."""
+
+    def __init__(self, plan, journal: Journal, exo, graph, *, settings: ExecSettings | None = None,
+                 dry_run: bool = False, wait: bool = False, control: Control | None = None,
+                 output: Output | None = None, confirm: Callable[[BatchView], bool] | None = None,
+                 now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.plan, self.journal = plan, journal
+        self.settings = settings or ExecSettings()
+        self.dry_run, self.wait = dry_run, wait
+        self.control = control or Control(Path(plan.path))
+        self.output = output or Output()
+        self.confirm = confirm
+        self.now, self.sleep = now, sleep
+        self.calls: Counter = Counter()
+        self.exo = Guarded(exo, control=self.control, output=self.output, dry_run=dry_run, counter=self.calls)
+        self.graph = Guarded(graph, control=self.control, output=self.output, dry_run=dry_run, counter=self.calls)
+
+    # ---- public ---------------------------------------------------------------------------------------------
+
+    def run(self, batches: list[int]) -> RunResult:
+        bind_journal(self.journal, self.plan)
+        outcomes: dict[int, BatchOutcome] = {}
+        if not self.dry_run:
+            self.journal.start_run("execute", batches[0] if len(batches) == 1 else None,
+                                   {"batches": batches, "wait": self.wait, "cutover": self.settings.cutover,
+                                    "propagation_wait": self.settings.propagation_wait,
+                                    "token_lifetime": self.settings.token_lifetime})
+        pending = list(batches)
+        try:
+            # Round robin: each batch goes as far as it can; while one waits, the next one proceeds.
+            while pending:
+                for number in list(pending):
+                    outcome = self.run_batch(number)
+                    outcomes[number] = outcome
+                    if outcome.status != "waiting":
+                        pending.remove(number)
+                    if outcome.status in ("failed", "stopped"):
+                        pending = []
+                        break
+                if not pending or not self.wait:
+                    break
+                waiting = [outcomes[n] for n in pending]
+                self.countdown(min(o.until for o in waiting), "the next wait to end")
+        finally:
+            if not self.dry_run:
+                statuses = sorted({o.status for o in outcomes.values()}) or ["nothing"]
+                self.journal.end_run(",".join(statuses))
+        return RunResult([outcomes[n] for n in batches if n in outcomes], self.calls)
+
+    def run_batch(self, number: int) -> BatchOutcome:
+        view = batch_view(self.plan, number)
+        state, generation = self.journal.batch_state(number)
+        if state == "done":
+            self.output.info(f"Batch {number}: already done.")
+            return BatchOutcome(number, "skipped", message="already done")
+        if state in ("rolling_back",):
+            raise MigratorError(f"batch {number}: a rollback is in progress; finish it with `migrator rollback` "
+                                "before executing the batch again")
+        if state == "rolled_back":
+            generation += 1
+            state = "new"
+        ctx = Context(plan=self.plan, view=view, journal=self.journal, exo=self.exo, graph=self.graph,
+                      settings=self.settings, control=self.control, output=self.output, generation=generation,
+                      dry_run=self.dry_run, now=self.now, sleep=self.sleep)
+        self.output.info(f"Batch {number}: {len(view.apps)} app(s), {len(view.migrate_grants())} grant(s) to migrate"
+                         f"{' (dry run: nothing is written)' if self.dry_run else ''}")
+        try:
+            self.preflight(ctx)
+            if state == "new" and self.confirm is not None and not self.dry_run and not self.confirm(view):
+                return BatchOutcome(number, "stopped", message="not confirmed")
+            if not self.dry_run and state == "new":
+                self.journal.set_batch_state(number, "executing", generation)
+            for name, fn in EXECUTE_STEPS:
+                ctx.step = name
+                row = self.journal.step(number, generation, "execute", name)
+                if row is not None and row.status == "done":
+                    if name == "groups":
+                        ctx.dns.update(row.detail.get("dns", {}))
+                    continue
+                if fn is None:
+                    until = self.wait_step(ctx, name, row)
+                    if until is not None:
+                        return BatchOutcome(number, "waiting", until=until,
+                                            message=f"{name.replace('_', ' ')} until {fmt_time(until)}")
+                    continue
+                self.output.info(f"  {name.replace('_', ' ')}...")
+                if not self.dry_run:
+                    self.journal.set_step(number, generation, "execute", name, "running")
+                result = fn(ctx)
+                if result.failures:
+                    if not self.dry_run:
+                        self.journal.set_step(number, generation, "execute", name, "failed",
+                                              detail={"failures": [str(f) for f in result.failures]})
+                    raise StepFailed(name, result.failures)
+                if not self.dry_run:
+                    self.journal.set_step(number, generation, "execute", name, "done", detail=result.detail)
+            if not self.dry_run:
+                self.journal.set_batch_state(number, "done", generation)
+            self.output.info(f"Batch {number}: done.")
+            return BatchOutcome(number, "done")
+        except StepFailed as exc:
+            self.output.info(str(exc))
+            return BatchOutcome(number, "failed", failures=exc.failures, message=str(exc))
+        except Stopped as exc:
+            self.output.info(str(exc))
+            return BatchOutcome(number, "stopped", message=str(exc))
+
+    # ---- pieces ---------------------------------------------------------------------------------------------
+
+    def preflight(self, ctx: Context) -> None:
+        """Read-only: service principals, drift, cut-over safety. Raises before any write of this invocation."""
+        problems = resolve_sps(ctx)
+        if problems:
+            raise MigratorError(f"batch {ctx.batch}: " + "; ".join(problems))
+        raise_drift(drift_check(ctx), ctx.batch)
+        unsafe = check_cutover_safe(ctx)
+        if unsafe:
+            raise PlanError(f"batch {ctx.batch}: " + "; ".join(unsafe) + ". Re-plan so the app's SendAs grants all "
+                            "migrate, or run with --no-cutover if the tenant serves claim tokens through RBAC",
+                            path=str(self.plan.path))
+
+    def wait_step(self, ctx: Context, name: str, row) -> float | None:
+        """Start or check a wait. Returns the time to come back, or None when the wait is over."""
+        seconds = float(getattr(self.settings, WAIT_STEPS[name]))
+        if name == "token_wait":
+            cut = self.journal.step(ctx.batch, ctx.generation, "execute", "cutover")
+            if cut is not None and cut.detail.get("skipped"):
+                seconds = 0.0  # no cut-over, no claim tokens to outlive
+        if self.dry_run:
+            self.output.change(f"wait {fmt_duration(seconds)} ({name.replace('_', ' ')})")
+            return None
+        if row is None or row.not_before is None:
+            not_before = self.now() + seconds
+            self.journal.set_step(ctx.batch, ctx.generation, "execute", name, "waiting", not_before=not_before,
+                                  detail={"seconds": seconds})
+        else:
+            not_before = row.not_before
+        if self.now() < not_before and self.wait:
+            self.countdown(not_before, name.replace("_", " "))
+        if self.now() < not_before:
+            return not_before
+        self.journal.set_step(ctx.batch, ctx.generation, "execute", name, "done")
+        return None
+
+    def countdown(self, until: float, what: str) -> None:
+        """Sleep until `until`, showing the time left; Ctrl-C and the pause file stop it cleanly."""
+        last_shown = None
+        while True:
+            self.control.check()
+            left = until - self.now()
+            if left <= 0:
+                return
+            shown = fmt_duration(left)
+            if shown != last_shown and (last_shown is None or left < 60 or int(left) % 60 == 0):
+                self.output.info(f"  waiting for {what}: {shown} left (until {fmt_time(until)})")
+                last_shown = shown
+            self.sleep(min(1.0, left))

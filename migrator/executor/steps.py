@@ -1,0 +1,691 @@
+"""The executor's steps (DESIGN.md §6). Each is an idempotent "ensure": it reads before it writes, records its
+intent and the prior state in the journal before the write, and verifies after. Run twice, the second run reads,
+finds everything in place, and writes nothing.
+
+Order, per batch: sp_pointers → groups → scopes → assignments → verify → (propagation wait) → cutover →
+(token wait) → remove_legacy → final_verify. The waits live in runner.py.
+
+Reads of "absent": only NotFound (or a client's None for it) means absent; any other error propagates as a failure
+of the item (invariant 6). Objects the tool creates are claimed in the journal (exact name) before the create call,
+so an AlreadyExists answer can be told apart from someone else's object.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+from migrator.errors import DriftError, MigratorError
+from migrator.exchange.errors import AlreadyExists, NotFound
+from migrator.executor.context import Context, ItemFailure, StepResult
+from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP, norm_id
+from migrator.planner.opath import fill_dns
+
+
+class StepFailed(MigratorError):
+    """A step finished with failed items; the batch stays where `execute` resumes it or `rollback` undoes it."""
+
+    exit_code = 11
+
+    def __init__(self, step: str, failures: list[ItemFailure]) -> None:
+        self.step, self.failures = step, failures
+        lines = "\n".join(f"  - {f}" for f in failures[:50])
+        more = f"\n  ... and {len(failures) - 50} more" if len(failures) > 50 else ""
+        super().__init__(f"step {step}: {len(failures)} item(s) failed:\n{lines}{more}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Small helpers on tenant rows
+# ---------------------------------------------------------------------------------------------------------------
+
+def _s(row: dict | None, *names: str) -> str:
+    for name in names:
+        value = (row or {}).get(name)
+        if value not in (None, ""):
+            return str(value)
+    return ""
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() == "true"
+
+
+def _rights(row: dict) -> set[str]:
+    value = row.get("AccessRights")
+    if isinstance(value, str):
+        value = [v.strip() for v in value.strip("{}").split(",")]
+    return {str(v).strip().lower() for v in (value or [])}
+
+
+def normalise_filter(text: str) -> str:
+    """Compare OPATH filters as Exchange may echo them: outer parentheses and spacing ignored."""
+    out = re.sub(r"\s+", " ", (text or "").strip())
+    while out.startswith("(") and out.endswith(")") and _balanced(out[1:-1]):
+        out = out[1:-1].strip()
+    return out.lower()
+
+
+def _balanced(text: str) -> bool:
+    depth, quoted = 0, False
+    for ch in text:
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def group_identity(ctx: Context, group) -> str:
+    """The identity to address a plan group with: the GUID read back when known, else its address or name."""
+    obj = ctx.journal.object("group", group.key)
+    if obj and obj.identity:
+        return obj.identity
+    return group.address or group.dn or group.name
+
+
+def mailbox_map(ctx: Context) -> dict[str, str]:
+    """Every way Get-RecipientPermission may name a mailbox (Identity, Name, Alias, GUID, DN, UPN) -> address."""
+    if "mailbox_map" not in ctx.cache:
+        out: dict[str, str] = {}
+        for mb in ctx.exo.get_mailboxes():
+            address = norm_id(_s(mb, "PrimarySmtpAddress", "WindowsEmailAddress"))
+            if not address:
+                continue
+            for field in ("Identity", "Name", "Alias", "Guid", "DistinguishedName", "UserPrincipalName",
+                          "ExternalDirectoryObjectId", "PrimarySmtpAddress", "Id"):
+                value = norm_id(_s(mb, field))
+                if value:
+                    out.setdefault(value, address)
+        ctx.cache["mailbox_map"] = out
+    return ctx.cache["mailbox_map"]
+
+
+def sp_keys(ctx: Context) -> dict[str, set[str]]:
+    """Trustee text -> app ids of the batch's service principals (ObjectId, AppId, display name, Exchange names)."""
+    keys: dict[str, set[str]] = defaultdict(set)
+    for app_id, sp in ctx.sps.items():
+        for value in (sp.get("object_id"), app_id, sp.get("display_name"), sp.get("exchange_identity"),
+                      sp.get("exchange_name")):
+            if value:
+                keys[norm_id(value)].add(app_id)
+    return keys
+
+
+def legacy_rows(ctx: Context, *, fresh: bool = False) -> dict[tuple[str, str], list[dict]]:
+    """(app_id, mailbox) -> explicit Allow SendAs rows held by the batch's SPs, from one full scan.
+
+    The full scan filtered client-side is the safe default (a per-trustee query can miss rows, EXCHANGE.md §3),
+    and it costs a few paged calls where per-mailbox reads would cost one per grant.
+    """
+    if fresh or "sendas" not in ctx.cache:
+        mboxes = mailbox_map(ctx)
+        keys = sp_keys(ctx)
+        found: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        ambiguous = []
+        for row in ctx.exo.scan_recipient_permissions():
+            if _truthy(row.get("IsInherited")) or _s(row, "AccessControlType").lower() not in ("allow", ""):
+                continue
+            if "sendas" not in _rights(row):
+                continue
+            apps = keys.get(norm_id(_s(row, "Trustee", "User")))
+            if not apps:
+                continue
+            if len(apps) > 1:
+                ambiguous.append(_s(row, "Trustee"))
+                continue
+            mailbox = mboxes.get(norm_id(_s(row, "Identity")))
+            if mailbox:
+                found[(next(iter(apps)), mailbox)].append(row)
+        if ambiguous:
+            raise MigratorError(f"trustee {ambiguous[0]!r} matches several of the batch's service principals "
+                                "(same display name?); rename one so grants can be told apart")
+        ctx.cache["sendas"] = dict(found)
+    return ctx.cache["sendas"]
+
+
+def _fullaccess_rows(ctx: Context, app_id: str, mailbox: str) -> list[dict]:
+    sp = ctx.sps[app_id]
+    rows = ctx.exo.get_mailbox_permissions(mailbox, sp["object_id"])
+    names = {norm_id(k) for k, apps in sp_keys(ctx).items() if app_id in apps} | {norm_id(k) for k in [
+        sp["object_id"], app_id, sp.get("display_name", "")] if k}
+    return [r for r in rows if norm_id(_s(r, "User", "Trustee")) in names and "fullaccess" in _rights(r)
+            and not _truthy(r.get("IsInherited")) and not _truthy(r.get("Deny"))]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Preflight: service principals, drift
+# ---------------------------------------------------------------------------------------------------------------
+
+def resolve_sps(ctx: Context) -> list[str]:
+    """Fill ctx.sps from Graph (the enterprise app's object id) and Exchange (its pointer). Read-only."""
+    problems = []
+    for app_id in ctx.view.apps:
+        sp = ctx.graph.get_service_principal_by_app_id(app_id)
+        if not sp or not sp.get("id"):
+            problems.append(f"app {app_id} ({ctx.view.app_names.get(app_id, '')}): no service principal in Entra")
+            continue
+        pointer = ctx.exo.get_service_principal(sp["id"])
+        ctx.sps[app_id] = {"object_id": norm_id(sp["id"]), "display_name": sp.get("displayName") or "",
+                           "exchange": pointer is not None,
+                           "exchange_identity": _s(pointer, "Identity"), "exchange_name": _s(pointer, "Name")}
+    return problems
+
+
+def drift_check(ctx: Context) -> list[str]:
+    """What differs between the tenant and the plan (adjusted by what this tool already did). Read-only."""
+    diffs: list[str] = []
+    view = ctx.view
+    # 1. The batch's SendAs grants, as inventoried, minus those this tool removed.
+    removed = {a.key for a in ctx.journal.actions(batch=view.number, generation=ctx.generation, phase="execute",
+                                                 kind="sendas", op="remove")}
+    restored = {a.key for a in ctx.journal.actions(batch=view.number, generation=ctx.generation, phase="rollback",
+                                                  kind="sendas", op="restore") if a.status in ("applied", "verified")}
+    expected = {(norm_id(g.app_id), norm_id(g.mailbox)) for g in view.grants if str(g.right) == "SendAs"}
+    actual = set(legacy_rows(ctx))
+    for app_id, mailbox in sorted(expected - actual):
+        if f"{app_id}|{mailbox}" in removed and f"{app_id}|{mailbox}" not in restored:
+            continue
+        diffs.append(f"SendAs grant missing: app {app_id} ({view.app_names.get(app_id, '')}) on {mailbox}")
+    for app_id, mailbox in sorted(actual - expected):
+        diffs.append(f"SendAs grant added since the plan: app {app_id} ({view.app_names.get(app_id, '')}) on {mailbox}")
+    # 2. Reused groups: still the same object (DN) with the same direct members.
+    for group in view.groups:
+        if group.status == "reuse":
+            ident = group.dn or group.address or group.name
+            found = ctx.exo.get_distribution_group(ident)
+            if found is None:
+                diffs.append(f"group {group.key} {group.name!r}: not found")
+                continue
+            if group.dn and _s(found, "DistinguishedName") != group.dn:
+                diffs.append(f"group {group.key} {group.name!r}: DN is now {_s(found, 'DistinguishedName')!r}")
+            members = {norm_id(_s(m, "PrimarySmtpAddress", "WindowsEmailAddress", "Name"))
+                       for m in ctx.exo.get_group_members(_s(found, "Guid", "DistinguishedName") or ident)}
+            plan_members = {norm_id(m) for m in group.members}
+            for m in sorted(members - plan_members):
+                diffs.append(f"group {group.key} {group.name!r}: member added: {m}")
+            for m in sorted(plan_members - members):
+                diffs.append(f"group {group.key} {group.name!r}: member removed: {m}")
+        else:
+            obj = ctx.journal.object("group", group.key)
+            if obj is None or obj.state == "removed":
+                found = ctx.exo.get_distribution_group(group.address or group.name)
+                if found is not None:
+                    diffs.append(f"group {group.key}: a group named {group.name!r} already exists and was not "
+                                 "created by this plan")
+    # 3. Role assignments of the batch's apps that the plan does not know (someone else granted a scope).
+    planned = {a.name for a in view.assignments}
+    sp_ids = {sp["object_id"]: app for app, sp in ctx.sps.items()}
+    for role in sorted({a.role for a in view.assignments}):
+        for row in ctx.exo.get_role_assignments(role):
+            assignee = norm_id(_s(row, "RoleAssigneeName", "App", "RoleAssignee"))
+            if assignee in sp_ids and _s(row, "Name") not in planned:
+                diffs.append(f"role assignment {_s(row, 'Name')!r} ({role}) of app {sp_ids[assignee]} is not in "
+                             "the plan")
+    return diffs
+
+
+def check_cutover_safe(ctx: Context) -> list[str]:
+    """An app that keeps some SendAs grants cannot lose its claim: under the documented claim rule those mailboxes
+    would stop working. Such an app needs a plan that migrates all its SendAs grants, or --no-cutover."""
+    problems = []
+    if not ctx.settings.cutover:
+        return problems
+    for app_id in ctx.view.apps:
+        kept = [g for g in ctx.view.grants if norm_id(g.app_id) == app_id and str(g.right) == "SendAs"
+                and g.action != "migrate"]
+        if kept:
+            problems.append(f"app {app_id} ({ctx.view.app_names.get(app_id, '')}) keeps {len(kept)} SendAs grant(s) "
+                            f"(e.g. {kept[0].mailbox}); its cut-over would cut them off")
+    return problems
+
+
+def raise_drift(diffs: list[str], batch: int) -> None:
+    if diffs:
+        shown = "\n".join(f"  - {d}" for d in diffs[:100])
+        more = f"\n  ... and {len(diffs) - 100} more" if len(diffs) > 100 else ""
+        raise DriftError(f"batch {batch}: the tenant changed since the plan; nothing was written. Differences:\n"
+                         f"{shown}{more}\nRe-run the inventory and the plan, or put the tenant back.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Steps
+# ---------------------------------------------------------------------------------------------------------------
+
+def step_sp_pointers(ctx: Context) -> StepResult:
+    """Exchange service-principal pointers, created from the Entra object id when missing."""
+
+    def ensure(app_id: str) -> None:
+        sp = ctx.sps[app_id]
+        if sp["exchange"]:
+            return
+        key = app_id
+        ctx.journal.claim_object("sp_pointer", key, sp["object_id"], ctx.batch) if not ctx.dry_run else None
+        act = ctx.intent("sp_pointer", key, "create", intent={"app_id": app_id, "object_id": sp["object_id"]})
+        try:
+            ctx.exo.new_service_principal(app_id, sp["object_id"], sp.get("display_name", ""))
+        except AlreadyExists:
+            pass
+        if ctx.dry_run:
+            return
+        found = ctx.exo.get_service_principal(sp["object_id"])
+        if found is None:
+            raise MigratorError(f"service principal pointer for {app_id} not found after creating it")
+        ctx.journal.set_object("sp_pointer", key, "created", identity=sp["object_id"])
+        ctx.mark(act, "verified", result=found)
+        sp["exchange"] = True
+
+    failures = ctx.for_each(ctx.view.apps, ensure, label="Service principals")
+    return StepResult(failures)
+
+
+def _wait_visible(ctx: Context, read, what: str):
+    """Read until the object shows up (directory replication), bounded by replication_timeout."""
+    deadline = ctx.now() + ctx.settings.replication_timeout
+    while True:
+        found = read()
+        if found is not None:
+            return found
+        if ctx.now() >= deadline:
+            raise MigratorError(f"{what}: still not visible {ctx.settings.replication_timeout:.0f} s after creation")
+        ctx.control.check()
+        ctx.sleep(ctx.settings.replication_poll)
+
+
+def _retry_not_found(ctx: Context, fn, what: str):
+    """Call fn; NotFound on an object this tool just created means replication lag: retry, bounded."""
+    deadline = ctx.now() + ctx.settings.replication_timeout
+    while True:
+        try:
+            return fn()
+        except NotFound:
+            if ctx.now() >= deadline:
+                raise
+            ctx.control.check()
+            ctx.sleep(ctx.settings.replication_poll)
+
+
+def _member_address(row: dict) -> str:
+    return norm_id(_s(row, "PrimarySmtpAddress", "WindowsEmailAddress", "Name"))
+
+
+def _owned(ctx: Context, group, found: dict) -> bool:
+    """Ours if the journal claimed this exact name before a create, and the alias matches the plan's."""
+    obj = ctx.journal.object("group", group.key)
+    if obj is None or obj.state == "removed" or obj.name != group.name:
+        return False
+    if obj.identity and norm_id(_s(found, "Guid")) and norm_id(obj.identity) != norm_id(_s(found, "Guid")):
+        return False
+    return not group.alias or norm_id(_s(found, "Alias")) == norm_id(group.alias)
+
+
+def ensure_group(ctx: Context, group) -> None:
+    if group.status == "reuse":
+        found = ctx.exo.get_distribution_group(group.dn or group.address or group.name)
+        if found is None:
+            raise MigratorError(f"reused group {group.name!r} not found")
+        ctx.dns[group.key] = _s(found, "DistinguishedName")
+        return
+    obj = ctx.journal.object("group", group.key)
+    read = lambda: ctx.exo.get_distribution_group(  # noqa: E731
+        (obj.identity if obj and obj.identity else None) or group.address or group.name)
+    found = read()
+    created_now = False
+    if found is None and obj is not None and obj.state == "created":
+        found = _wait_visible(ctx, read, f"group {group.name!r}")  # created before, not replicated yet
+    if found is None:
+        if not ctx.dry_run:
+            ctx.journal.claim_object("group", group.key, group.name, ctx.batch,
+                                     detail={"alias": group.alias, "address": group.address})
+        act = ctx.intent("group", group.key, "create", intent={"name": group.name, "alias": group.alias,
+                                                              "address": group.address})
+        try:
+            found = ctx.exo.new_distribution_group(group.name, group.alias, group.address or None)
+            created_now = True
+        except AlreadyExists:
+            found = _wait_visible(ctx, read, f"group {group.name!r}")
+        if ctx.dry_run:
+            ctx.dns[group.key] = _s(found, "DistinguishedName")
+            ctx.output.change(f"hide {group.name!r} from address lists; set {len(group.members)} member(s)")
+            return
+        if not _owned(ctx, group, found):
+            raise MigratorError(f"group {group.name!r} already exists and is not this plan's; rename it or re-plan")
+        ctx.journal.set_object("group", group.key, "created", identity=_s(found, "Guid", "DistinguishedName"),
+                               detail={"alias": group.alias, "dn": _s(found, "DistinguishedName")})
+        ctx.mark(act, "applied", result={k: found.get(k) for k in ("Name", "Alias", "DistinguishedName", "Guid")})
+    elif not _owned(ctx, group, found):
+        raise MigratorError(f"group {group.name!r} already exists and is not this plan's; rename it or re-plan")
+    identity = _s(found, "Guid", "DistinguishedName") or group.name
+    if not _truthy(found.get("HiddenFromAddressListsEnabled")):
+        act = ctx.intent("group", group.key, "hide", prior={"HiddenFromAddressListsEnabled": False})
+        _retry_not_found(ctx, lambda: ctx.exo.set_distribution_group(identity, HiddenFromAddressListsEnabled=True),
+                         f"group {group.name!r}")
+        ctx.mark(act, "applied")
+    ensure_members(ctx, group, identity, fresh=created_now)
+    back = _retry_not_found(ctx, lambda: ctx.exo.get_distribution_group(identity), group.name) if created_now else None
+    back = back or read()
+    if back is None:
+        raise MigratorError(f"group {group.name!r}: cannot read it back")
+    if not _truthy(back.get("HiddenFromAddressListsEnabled")):
+        raise MigratorError(f"group {group.name!r}: still shown in address lists after hiding it")
+    dn = _s(back, "DistinguishedName")
+    if not dn:
+        raise MigratorError(f"group {group.name!r}: no DistinguishedName read back")
+    ctx.dns[group.key] = dn
+
+
+def ensure_members(ctx: Context, group, identity: str, *, fresh: bool = False) -> None:
+    """Make the direct members exactly the plan's: Update- in chunks of ≤ member_chunk, Add-/Remove- for the rest."""
+    want = {norm_id(m) for m in group.members}
+    current: set[str] = set() if fresh and ctx.dry_run else {
+        _member_address(r) for r in _retry_not_found(ctx, lambda: ctx.exo.get_group_members(identity), group.name)}
+    if current == want:
+        return
+    act = ctx.intent("group", group.key, "members", intent={"count": len(want)}, prior=sorted(current))
+    ordered = sorted(want)
+    chunk = ctx.settings.member_chunk
+    if len(want) <= chunk or not current:
+        first = ordered[:chunk]
+        _retry_not_found(ctx, lambda: ctx.exo.update_group_members(identity, first), group.name)
+        current = set(first) if not ctx.dry_run else current
+        rest = [m for m in ordered[chunk:]]
+    else:
+        for extra in sorted(current - want):
+            ctx.exo.remove_group_member(identity, extra)
+        rest = sorted(want - current)
+    for member in rest:
+        try:
+            ctx.exo.add_group_member(identity, member)
+        except AlreadyExists:
+            pass
+    if ctx.dry_run:
+        return
+    back = {_member_address(r) for r in ctx.exo.get_group_members(identity)}
+    if back != want:
+        missing, extra = sorted(want - back), sorted(back - want)
+        raise MigratorError(f"group {group.name!r}: members differ after the update (missing {missing[:5]}, "
+                            f"extra {extra[:5]})")
+    ctx.mark(act, "verified", verification={"members": len(back)})
+
+
+def step_groups(ctx: Context) -> StepResult:
+    failures = ctx.for_each(ctx.view.groups, lambda g: ensure_group(ctx, g), label="Groups",
+                            name=lambda g: f"group {g.key} {g.name!r}")
+    return StepResult(failures, {"dns": dict(ctx.dns)})
+
+
+def scope_filter(ctx: Context, scope) -> str:
+    try:
+        return fill_dns(scope.filter, ctx.dns)
+    except KeyError as exc:
+        raise MigratorError(f"scope {scope.name!r}: {exc.args[0]}") from None
+
+
+def ensure_scope(ctx: Context, scope) -> None:
+    text = scope_filter(ctx, scope)
+    found = ctx.exo.get_management_scope(scope.name)
+    if found is None:
+        if not ctx.dry_run:
+            ctx.journal.claim_object("scope", scope.key, scope.name, ctx.batch, detail={"filter": text})
+        act = ctx.intent("scope", scope.key, "create", intent={"name": scope.name, "filter": text})
+        try:
+            ctx.exo.new_management_scope(scope.name, text)
+        except AlreadyExists:
+            pass
+        if ctx.dry_run:
+            return
+        found = _wait_visible(ctx, lambda: ctx.exo.get_management_scope(scope.name), f"scope {scope.name!r}")
+        ctx.journal.set_object("scope", scope.key, "created", identity=scope.name)
+        ctx.mark(act, "applied", result=found)
+    got = _s(found, "RecipientFilter", "RecipientRestrictionFilter")
+    if normalise_filter(got) != normalise_filter(text):
+        raise MigratorError(f"scope {scope.name!r} exists with filter {got!r}, the plan needs {text!r}")
+    if _truthy(found.get("Exclusive")):
+        raise MigratorError(f"scope {scope.name!r} is Exclusive; exclusive scopes do not restrict apps")
+
+
+def step_scopes(ctx: Context) -> StepResult:
+    failures = ctx.for_each(ctx.view.scopes, lambda s: ensure_scope(ctx, s), label="Scopes",
+                            name=lambda s: f"scope {s.key} {s.name!r}")
+    return StepResult(failures)
+
+
+def _scope_name(ctx: Context, key: str) -> str:
+    return next(s.name for s in ctx.view.scopes if s.key == key)
+
+
+def _assignment_matches(ctx: Context, a, row: dict) -> bool:
+    sp = ctx.sps[norm_id(a.app_id)]
+    assignee = norm_id(_s(row, "RoleAssigneeName", "App", "RoleAssignee"))
+    return (assignee in {sp["object_id"], norm_id(a.app_id), norm_id(sp.get("display_name", ""))}
+            and norm_id(_s(row, "CustomResourceScope")) == norm_id(_scope_name(ctx, a.scope))
+            and norm_id(_s(row, "Role")) in ("", norm_id(a.role)))
+
+
+def step_assignments(ctx: Context) -> StepResult:
+    existing: dict[str, dict] = {}
+    for role in sorted({a.role for a in ctx.view.assignments}):
+        for row in ctx.exo.get_role_assignments(role):
+            existing[_s(row, "Name")] = row
+
+    def ensure(a) -> None:
+        row = existing.get(a.name)
+        if row is not None:
+            if not _assignment_matches(ctx, a, row):
+                raise MigratorError(f"role assignment {a.name!r} exists but differs from the plan: {row}")
+            return
+        if not ctx.dry_run:
+            ctx.journal.claim_object("assignment", a.key, a.name, ctx.batch)
+        act = ctx.intent("assignment", a.key, "create", intent={"name": a.name, "role": a.role, "app": a.app_id,
+                                                                "scope": _scope_name(ctx, a.scope)})
+        try:
+            ctx.exo.new_role_assignment(a.name, a.role, ctx.sps[norm_id(a.app_id)]["object_id"],
+                                        _scope_name(ctx, a.scope))
+        except AlreadyExists:
+            pass
+        if not ctx.dry_run:
+            ctx.journal.set_object("assignment", a.key, "created", identity=a.name)
+            ctx.mark(act, "applied")
+
+    failures = ctx.for_each(ctx.view.assignments, ensure, label="Role assignments",
+                            name=lambda a: f"assignment {a.key} {a.name!r}")
+    if not failures and not ctx.dry_run:  # verify: one read per role
+        back: dict[str, dict] = {}
+        for role in sorted({a.role for a in ctx.view.assignments}):
+            for row in ctx.exo.get_role_assignments(role):
+                back[_s(row, "Name")] = row
+        for a in ctx.view.assignments:
+            if a.name not in back or not _assignment_matches(ctx, a, back[a.name]):
+                failures.append(ItemFailure(f"assignment {a.key} {a.name!r}", "not found as planned after creation"))
+    return StepResult(failures)
+
+
+def _in_scope(rows: list[dict], role: str) -> bool:
+    return any(_truthy(r.get("InScope")) and norm_id(_s(r, "RoleName", "Role")) == norm_id(role) for r in rows)
+
+
+def verify_rbac(ctx: Context, label: str) -> list[ItemFailure]:
+    """Test-ServicePrincipalAuthorization: InScope=True for the app's mailboxes (all up to verify_all_up_to, else a
+    seeded sample) and InScope=False for out-of-set probes. A negative answer is retried on a bounded schedule."""
+    checks: list[tuple[str, str, bool, str]] = []  # (app, mailbox, expected, role)
+    universe = sorted({norm_id(g.mailbox) for g in ctx.plan.grants} | {
+        norm_id(m) for g in ctx.plan.groups for m in g.members})
+    for app_id in ctx.view.apps:
+        roles = {a.role for a in ctx.view.assignments if norm_id(a.app_id) == app_id}
+        if not roles:
+            continue
+        role = sorted(roles)[0]
+        want = ctx.view.app_mailboxes(app_id)
+        original = ctx.view.app_mailboxes(app_id, migrate_only=False)
+        sample = ctx.sample(sorted(want), key=app_id)
+        if len(sample) < len(want):
+            ctx.output.info(f"  app {app_id}: testing a random sample of {len(sample)} of {len(want)} mailboxes "
+                            f"(seed {ctx.settings.seed})")
+        checks += [(app_id, m, True, role) for m in sample]
+        outside = [m for m in universe if m not in original]
+        probes = ctx.sample(outside, key=f"probe:{app_id}")[: ctx.settings.probes]
+        checks += [(app_id, m, False, role) for m in probes]
+
+    def test(check) -> None:
+        app_id, mailbox, expected, role = check
+        oid = ctx.sps[app_id]["object_id"]
+        for attempt in range(ctx.settings.verify_retries + 1):
+            result = _in_scope(ctx.exo.test_sp_authorization(oid, mailbox), role)
+            if result == expected:
+                return
+            if not expected:  # an over-grant is never waited out
+                break
+            ctx.sleep(ctx.settings.verify_retry_delay * (attempt + 1))
+        raise MigratorError(f"app {app_id} {'not ' if expected else ''}in scope for {mailbox} "
+                            f"(expected InScope={expected})")
+
+    if ctx.dry_run:
+        ctx.output.change(f"test {len(checks)} (app, mailbox) pairs with Test-ServicePrincipalAuthorization")
+        return []
+    return ctx.for_each(checks, test, label=label, name=lambda c: f"app {c[0]} / {c[1]}")
+
+
+def step_verify(ctx: Context) -> StepResult:
+    failures = verify_rbac(ctx, "Verifying")
+    if not ctx.dry_run:  # membership and filters read back, once more, after everything was set
+        for group in ctx.view.groups:
+            try:
+                ident = group_identity(ctx, group) if group.status == "new" else (group.dn or group.address)
+                members = {_member_address(r) for r in ctx.exo.get_group_members(ident)}
+                if members != {norm_id(m) for m in group.members}:
+                    failures.append(ItemFailure(f"group {group.key}", "members differ from the plan"))
+            except MigratorError as exc:
+                failures.append(ItemFailure(f"group {group.key}", str(exc)))
+        for scope in ctx.view.scopes:
+            try:
+                found = ctx.exo.get_management_scope(scope.name)
+                if found is None or normalise_filter(_s(found, "RecipientFilter", "RecipientRestrictionFilter")) != \
+                        normalise_filter(scope_filter(ctx, scope)):
+                    failures.append(ItemFailure(f"scope {scope.key}", "missing or filter differs"))
+            except MigratorError as exc:
+                failures.append(ItemFailure(f"scope {scope.key}", str(exc)))
+    return StepResult(failures)
+
+
+def exchange_role(ctx: Context) -> tuple[str, str]:
+    """(resource SP id, app role id) of Office 365 Exchange Online's SMTP.SendAsApp."""
+    if "smtp_role" not in ctx.cache:
+        resource = ctx.graph.get_resource_service_principal(EXCHANGE_ONLINE_APP_ID)
+        role_id = next((r.get("id") for r in resource.get("appRoles") or [] if r.get("value") == SMTP_SEND_AS_APP),
+                       None)
+        if not role_id:
+            raise MigratorError("Office 365 Exchange Online has no SMTP.SendAsApp app role in this tenant")
+        ctx.cache["smtp_role"] = (resource["id"], role_id)
+    return ctx.cache["smtp_role"]
+
+
+def smtp_assignments(ctx: Context, app_id: str) -> list[dict]:
+    resource_id, role_id = exchange_role(ctx)
+    return [r for r in ctx.graph.list_app_role_assignments(ctx.sps[app_id]["object_id"])
+            if norm_id(r.get("resourceId")) == norm_id(resource_id) and norm_id(r.get("appRoleId")) == norm_id(role_id)]
+
+
+def step_cutover(ctx: Context) -> StepResult:
+    """Record, then delete, each app's Entra SMTP.SendAsApp app-role assignment; verify it is gone."""
+    if not ctx.settings.cutover:
+        ctx.output.info("  cut-over disabled (--no-cutover): Entra SMTP.SendAsApp assignments left in place")
+        return StepResult(detail={"skipped": True})
+
+    def cut(app_id: str) -> None:
+        rows = smtp_assignments(ctx, app_id)
+        if not rows:
+            return
+        act = ctx.intent("entra_assignment", app_id, "delete", prior=rows)
+        for row in rows:
+            try:
+                ctx.graph.delete_app_role_assignment(ctx.sps[app_id]["object_id"], row["id"])
+            except NotFound:
+                pass
+        if ctx.dry_run:
+            return
+        if smtp_assignments(ctx, app_id):
+            raise MigratorError(f"app {app_id}: SMTP.SendAsApp assignment still present after deleting it")
+        ctx.mark(act, "verified", verification={"absent_at": ctx.now()})
+
+    return StepResult(ctx.for_each(ctx.view.apps, cut, label="Cut-over", name=lambda a: f"app {a}"))
+
+
+def step_remove_legacy(ctx: Context) -> StepResult:
+    """Remove the batch's migrated legacy grants, each recorded (its full row) before removal; verify by a scan."""
+    rows = legacy_rows(ctx, fresh=True)
+    send_as = ctx.view.migrate_grants("SendAs")
+    full = ctx.view.migrate_grants("FullAccess")
+
+    def remove_sendas(g) -> None:
+        app_id, mailbox = norm_id(g.app_id), norm_id(g.mailbox)
+        key = f"{app_id}|{mailbox}"
+        present = rows.get((app_id, mailbox), [])
+        if not present:
+            if ctx.recorded("sendas", key, "remove") is not None:
+                return  # removed by an earlier (crashed) run: its prior state is in the journal
+            raise MigratorError("SendAs grant absent but not removed by this tool (drift)")
+        act = ctx.intent("sendas", key, "remove", prior=present)
+        ctx.exo.remove_recipient_permission(mailbox, ctx.sps[app_id]["object_id"])
+        ctx.mark(act, "applied")
+
+    def remove_full(g) -> None:
+        app_id, mailbox = norm_id(g.app_id), norm_id(g.mailbox)
+        key = f"{app_id}|{mailbox}"
+        present = _fullaccess_rows(ctx, app_id, mailbox)
+        if not present:
+            if ctx.recorded("fullaccess", key, "remove") is not None:
+                return
+            raise MigratorError("FullAccess grant absent but not removed by this tool (drift)")
+        act = ctx.intent("fullaccess", key, "remove", prior=present)
+        ctx.exo.remove_mailbox_permission(mailbox, ctx.sps[app_id]["object_id"])
+        if not ctx.dry_run and _fullaccess_rows(ctx, app_id, mailbox):
+            raise MigratorError("FullAccess grant still present after removal")
+        ctx.mark(act, "verified")
+
+    failures = ctx.for_each(send_as, remove_sendas, label="Removing SendAs",
+                            name=lambda g: f"SendAs {g.app_id} on {g.mailbox}")
+    failures += ctx.for_each(full, remove_full, label="Removing FullAccess",
+                             name=lambda g: f"FullAccess {g.app_id} on {g.mailbox}")
+    if not ctx.dry_run:
+        after = legacy_rows(ctx, fresh=True)
+        for g in send_as:
+            key = (norm_id(g.app_id), norm_id(g.mailbox))
+            if key in after:
+                failures.append(ItemFailure(f"SendAs {g.app_id} on {g.mailbox}", "still present after removal"))
+            else:
+                act = ctx.recorded("sendas", f"{key[0]}|{key[1]}", "remove")
+                if act is not None and act.status != "verified":
+                    ctx.mark(act.id, "verified")
+    return StepResult(failures)
+
+
+def step_final_verify(ctx: Context) -> StepResult:
+    failures = verify_rbac(ctx, "Final verification")
+    if not ctx.dry_run:
+        after = legacy_rows(ctx, fresh=True)
+        for g in ctx.view.migrate_grants("SendAs"):
+            if (norm_id(g.app_id), norm_id(g.mailbox)) in after:
+                failures.append(ItemFailure(f"SendAs {g.app_id} on {g.mailbox}", "legacy grant is back"))
+        if ctx.settings.cutover:
+            for app_id in ctx.view.apps:
+                if smtp_assignments(ctx, app_id):
+                    failures.append(ItemFailure(f"app {app_id}", "Entra SMTP.SendAsApp assignment is back"))
+    return StepResult(failures)
+
+
+EXECUTE_STEPS = (
+    ("sp_pointers", step_sp_pointers),
+    ("groups", step_groups),
+    ("scopes", step_scopes),
+    ("assignments", step_assignments),
+    ("verify", step_verify),
+    ("propagation_wait", None),
+    ("cutover", step_cutover),
+    ("token_wait", None),
+    ("remove_legacy", step_remove_legacy),
+    ("final_verify", step_final_verify),
+)
