@@ -1,0 +1,325 @@
+"""The sandbox's HTTPS server and its in-process start (`start_sandbox`), used by tests and `migrator sandbox serve`.
+
+One ThreadingHTTPServer on 127.0.0.1 speaks HTTP/1.1 keep-alive over TLS (a CA made at start, see tls.py). The
+TLS handshake runs in each connection's own thread, so a slow client never blocks the accept loop. Handlers set
+TCP_NODELAY (`disable_nagle_algorithm`): without it every keep-alive call waits ~40 ms for a delayed ACK
+(DESIGN.md §7: 22 calls/s instead of ~800), and each answer goes out in one write.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import secrets
+import shutil
+import socket
+import ssl
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from migrator.errors import InputError
+from migrator.sandbox.backend import EXCHANGE_RESOURCE, GRAPH_RESOURCE, Backend
+from migrator.sandbox.faults import FaultInjector, FaultProfile, load_profile
+from migrator.sandbox.http_exchange import ExchangeEndpoint
+from migrator.sandbox.http_graph import GraphEndpoint
+from migrator.sandbox.profile import write_profile, write_secret_file
+from migrator.sandbox.reply import Reply, Request, json_reply
+from migrator.sandbox.tls import make_tls_files
+from migrator.sandbox.tokens import TokenRejected, TokenService
+
+log = logging.getLogger("migrator.sandbox")
+
+HANDSHAKE_TIMEOUT = 10.0  # seconds a client gets to finish the TLS handshake
+IDLE_TIMEOUT = 120.0  # seconds an idle keep-alive connection stays open
+DEFAULT_FIXTURE = Path(__file__).resolve().parents[2] / "samples" / "contoso" / "tenant.json"
+
+
+class SandboxApp:
+    """Routes a parsed request to the token service, Exchange, Graph or the debug endpoints."""
+
+    def __init__(self, backend: Backend, faults: FaultInjector, admin_client_id: str) -> None:
+        self.backend, self.faults, self.admin_client_id = backend, faults, admin_client_id.lower()
+        self.lock = threading.RLock()
+        self.tokens = TokenService(backend)
+        self.exchange = ExchangeEndpoint(backend, self.tokens, faults, self.lock)
+        self.graph = GraphEndpoint(backend, self.tokens, faults, self.lock)
+
+    def route(self, req: Request) -> Reply:
+        try:
+            for handler in (self.exchange.handle, self.graph.handle, self._debug, self.tokens.handle):
+                reply = handler(req)
+                if reply is not None:
+                    return reply
+            return json_reply(404, {"error": {"code": "NotFound", "message": f"No sandbox endpoint at {req.path}"}})
+        except Exception:  # a bug in the sandbox: answer 500 and say so on the log, never crash the server
+            log.exception("sandbox: unhandled error on %s %s", req.method, req.path)
+            return json_reply(500, {"error": {"code": "InternalServerError",
+                                              "message": "The sandbox failed on this request (see its log)."}})
+
+    def _debug(self, req: Request) -> Reply | None:
+        if not req.path.startswith("/_sandbox/"):
+            return None
+        caller = None
+        for audience in (EXCHANGE_RESOURCE, GRAPH_RESOURCE):
+            try:
+                caller = self.tokens.validate(req.header("authorization"), audience)
+                break
+            except TokenRejected:
+                continue
+        if caller is None:
+            return json_reply(401, {"error": {"code": "Unauthorized",
+                                              "message": "The debug endpoints need the admin app's token."}})
+        if caller.app_id != self.admin_client_id:
+            return json_reply(403, {"error": {"code": "Forbidden",
+                                              "message": "Only the sandbox's admin app may read the debug endpoints."}})
+        if req.method != "GET":
+            return json_reply(405, {"error": {"code": "MethodNotAllowed", "message": "The debug endpoints are "
+                                                                                    "read-only (GET)."}})
+        with self.lock:
+            if req.path == "/_sandbox/timeline":
+                return json_reply(200, self.backend.timeline())
+            if req.path == "/_sandbox/check":
+                return json_reply(200, self.backend.check())
+        return json_reply(404, {"error": {"code": "NotFound", "message": f"No debug endpoint at {req.path}"}})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    disable_nagle_algorithm = True  # TCP_NODELAY: see the module docstring
+    timeout = IDLE_TIMEOUT
+    server_version = "migrator-sandbox"
+    sys_version = ""
+    server: "SandboxHTTPServer"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._dispatch()
+
+    do_POST = do_DELETE = do_PATCH = do_PUT = do_GET  # noqa: N815
+
+    def _dispatch(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            self._write(json_reply(411, {"error": {"code": "LengthRequired", "message": "Send a Content-Length."}}))
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        split = urlsplit(self.path)
+        query: dict[str, str] = {}
+        for key, value in parse_qsl(split.query, keep_blank_values=True):
+            query.setdefault(key, value)
+        req = Request(self.command, unquote(split.path), query, {k.lower(): v for k, v in self.headers.items()},
+                      body, self.server.base_url)
+        reply = self.server.app.route(req)
+        if reply.drop:  # a dropped connection: no status line, no body, just a closed socket
+            self.close_connection = True
+            try:
+                socket.socket.shutdown(self.connection, socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self._write(reply)
+
+    def _write(self, reply: Reply) -> None:
+        phrase = self.responses.get(reply.status, ("",))[0]
+        headers = {"Date": self.date_time_string(), "Content-Type": reply.content_type,
+                   "Content-Length": str(len(reply.body)), "request-id": str(uuid.uuid4()), **reply.headers}
+        if self.headers.get("client-request-id"):
+            headers["client-request-id"] = self.headers["client-request-id"]
+        if self.close_connection:
+            headers["Connection"] = "close"
+        head = f"HTTP/1.1 {reply.status} {phrase}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.wfile.write(head.encode("latin-1") + b"\r\n" + reply.body)  # one write per answer
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: SandboxApp, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(address, _Handler)
+        self.app, self.ssl_context = app, ssl_context
+        host, port = self.server_address[:2]
+        self.base_url = f"https://{host}:{port}"
+        self._live: set[socket.socket] = set()
+        self._live_lock = threading.Lock()
+
+    def process_request_thread(self, request, client_address) -> None:
+        conn = request
+        with self._live_lock:
+            self._live.add(conn)
+        try:
+            request.settimeout(HANDSHAKE_TIMEOUT)
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+            with self._live_lock:
+                self._live.discard(conn)
+                self._live.add(tls)
+            conn = tls
+            self.finish_request(tls, client_address)
+        except (OSError, ValueError):
+            pass  # handshake failures, resets and timeouts are the client's business
+        except Exception:
+            log.exception("sandbox: connection from %s failed", client_address)
+        finally:
+            with self._live_lock:
+                self._live.discard(conn)
+            self.shutdown_request(conn)
+
+    def close_connections(self) -> None:
+        with self._live_lock:
+            live = list(self._live)
+        for conn in live:
+            try:
+                socket.socket.shutdown(conn, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+@dataclass
+class Sandbox:
+    """A running sandbox tenant. Use as a context manager, or call stop()."""
+
+    tenant_id: str
+    tenant_domain: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    base_url: str
+    ca_bundle: Path
+    profile_path: Path
+    run_dir: Path
+    state: object  # the TenantState (or a test's stand-in backend)
+    faults: FaultInjector
+    app: SandboxApp = field(repr=False)
+    _server: SandboxHTTPServer = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+    _owns_run_dir: bool = field(default=False, repr=False)
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def authority(self) -> str:
+        return f"{self.base_url}/{self.tenant_id}"
+
+    @property
+    def exchange_url(self) -> str:  # base, as in a connection profile: /adminapi/beta/... is appended
+        return self.base_url
+
+    @property
+    def graph_url(self) -> str:  # base, as in a connection profile: /v1.0 is appended
+        return self.base_url
+
+    @property
+    def invoke_url(self) -> str:
+        return f"{self.base_url}/adminapi/beta/{self.tenant_id}/InvokeCommand"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base_url}/{self.tenant_id}/oauth2/v2.0/token"
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def ready_line(self) -> dict:
+        """The `migrator sandbox serve` ready line (DESIGN.md §7 contract)."""
+        return {"authority": self.authority, "exchange_url": self.exchange_url, "graph_url": self.graph_url,
+                "ca_bundle": str(self.ca_bundle), "tenant_id": self.tenant_id, "client_id": self.client_id,
+                "client_secret": self.client_secret, "profile": str(self.profile_path),
+                "invoke_url": self.invoke_url, "token_url": self.token_url, "run_dir": str(self.run_dir),
+                "faults": self.faults.profile.name, "seed": self.faults.seed}
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()  # stops the accept loop
+        self._server.close_connections()  # ends idle keep-alive threads now rather than after IDLE_TIMEOUT
+        self._server.server_close()
+        self._thread.join(timeout=10)
+        if self._owns_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve_backend(backend: Backend, *, admin_client_id: str, admin_secret: str, seed: int = 0,
+                  faults: str | FaultProfile | None = "none", port: int = 0, run_dir: Path | str | None = None,
+                  host: str = "127.0.0.1", state: object = None) -> Sandbox:
+    """Serve any Backend over HTTPS in a background thread (start_sandbox wraps this around a TenantState)."""
+    owns = run_dir is None
+    run = Path(tempfile.mkdtemp(prefix="migrator-sandbox-")) if owns else Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    injector = FaultInjector(load_profile(faults), seed, backend.now)
+    app = SandboxApp(backend, injector, admin_client_id)
+    tls = make_tls_files(run)
+    try:
+        server = SandboxHTTPServer((host, port), app, tls.server_context())
+    except OSError as exc:
+        if owns:
+            shutil.rmtree(run, ignore_errors=True)
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", value=str(port)) from None
+    app.tokens.base_url = server.base_url
+    secret_file = write_secret_file(run / "client_secret", admin_secret)
+    profile_path = write_profile(run / "profile.toml", tenant_id=backend.tenant_id, client_id=admin_client_id,
+                                 authority=f"{server.base_url}/{backend.tenant_id}", exchange_url=server.base_url,
+                                 graph_url=server.base_url, ca_bundle=tls.ca_pem, secret_file=secret_file)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                              name=f"sandbox-{server.server_address[1]}", daemon=True)
+    thread.start()
+    return Sandbox(tenant_id=backend.tenant_id, tenant_domain=backend.tenant_domain, client_id=admin_client_id,
+                   client_secret=admin_secret, base_url=server.base_url, ca_bundle=tls.ca_pem,
+                   profile_path=profile_path, run_dir=run, state=state if state is not None else backend,
+                   faults=injector, app=app, _server=server, _thread=thread, _owns_run_dir=owns)
+
+
+def load_fixture_data(fixture: str | Path | dict | None) -> dict:
+    """A tenant fixture as a dict (a deep copy when given a dict); the bundled sample tenant when None."""
+    if isinstance(fixture, dict):
+        return copy.deepcopy(fixture)
+    path = Path(fixture) if fixture is not None else DEFAULT_FIXTURE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("tenant fixture not found", path=str(path)) from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the tenant fixture: {exc}", path=str(path)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("tenant"), dict) or not isinstance(data.get("admin"),
+                                                                                                dict):
+        raise InputError("not a tenant fixture (needs 'tenant' and 'admin' objects; see INTERNALS.md §2)",
+                         path=str(path))
+    return data
+
+
+def start_sandbox(fixture: str | Path | dict | None = None, *, seed: int = 0,
+                  faults: str | FaultProfile | None = "none", settings=None, port: int = 0,
+                  run_dir: Path | str | None = None, clock=None) -> Sandbox:
+    """Load a tenant fixture and serve it over HTTPS on 127.0.0.1 in a background thread.
+
+    `fixture`: a path, a dict, or None for the bundled sample tenant. `faults`: none | mild | chaos | a
+    .json/.toml file. `settings`: a SandboxSettings. `clock`: a Clock (a manual one lets tests move time).
+    """
+    from migrator.sandbox.clock import Clock
+    from migrator.sandbox.settings import SandboxSettings
+    from migrator.sandbox.state import TenantState
+    from migrator.sandbox.state_backend import StateBackend
+
+    data = load_fixture_data(fixture)
+    admin = data["admin"]
+    if not admin.get("secret"):
+        admin["secret"] = secrets.token_urlsafe(32)  # INTERNALS §2: generated at start when the fixture has none
+    state = TenantState.from_fixture(data, clock=clock or Clock(), settings=settings or SandboxSettings())
+    backend = StateBackend(state)
+    return serve_backend(backend, admin_client_id=backend.admin_client_id, admin_secret=admin["secret"], seed=seed,
+                         faults=faults, port=port, run_dir=run_dir, state=state)
