@@ -234,3 +234,122 @@ def api_summary(clients: Clients) -> dict:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+# The live rows are classified by the exports path itself: written as the CSV files `Export-Csv` would produce
+# (one per cmdlet, into a private temporary folder) and read by inventory_from_exports. So both paths share the
+# trustee resolution, the noise classes and the checks, and cannot drift apart.
+_EXPORT_FILES = {
+    "service_principals": "Get-ServicePrincipal.csv",
+    "mailboxes": "Get-EXOMailbox.csv",
+    "recipient_permissions": "Get-RecipientPermission.csv",
+    "mailbox_permissions": "Get-MailboxPermission.csv",
+    "groups": "Get-DistributionGroup.csv",
+    "group_members": "Get-DistributionGroupMember.csv",
+}
+_GROUP_MARKER_COLUMNS = ("GroupType", "MemberJoinRestriction", "MemberDepartRestriction", "ManagedBy")
+
+
+def _cell(value: Any) -> str:
+    """A value as Export-Csv renders it: booleans True/False, lists joined with ', ', None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _write_export(path: Path, rows: list[dict], *, required: tuple[str, ...] = ()) -> None:
+    import csv
+
+    columns: dict[str, str] = {}  # lower -> first spelling seen
+    for c in required:
+        columns.setdefault(c.lower(), c)
+    for row in rows:
+        for key in row:
+            if not key.startswith("@") and key.lower() not in columns:
+                columns[key.lower()] = key
+    header = list(columns.values())
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, quoting=csv.QUOTE_ALL)
+        writer.writerow(header)
+        lowered = [{k.lower(): v for k, v in row.items()} for row in rows]
+        for row in lowered:
+            writer.writerow([_cell(row.get(c.lower())) for c in header])
+
+
+def readings_to_exports(readings: Readings, folder: Path) -> None:
+    """Write the readings as the PowerShell exports of the same cmdlets (see _EXPORT_FILES)."""
+    folder = Path(folder)
+    _write_export(folder / _EXPORT_FILES["service_principals"], readings.service_principals,
+                  required=("AppId", "ObjectId", "DisplayName"))
+    _write_export(folder / _EXPORT_FILES["mailboxes"], readings.mailboxes,
+                  required=("PrimarySmtpAddress", "ExternalDirectoryObjectId", "RecipientTypeDetails"))
+    _write_export(folder / _EXPORT_FILES["recipient_permissions"], readings.recipient_permissions,
+                  required=("Identity", "Trustee", "AccessControlType", "AccessRights", "IsInherited"))
+    _write_export(folder / _EXPORT_FILES["mailbox_permissions"], readings.mailbox_permissions,
+                  required=("Identity", "User", "AccessRights", "Deny", "IsInherited"))
+    if readings.groups:
+        _write_export(folder / _EXPORT_FILES["groups"], readings.groups,
+                      required=("PrimarySmtpAddress", "DistinguishedName", *_GROUP_MARKER_COLUMNS))
+        members = [{"GroupIdentity": key, **{k: v for k, v in m.items() if k.lower() != "groupidentity"}}
+                   for key, rows in readings.group_members.items() for m in rows]
+        if members:
+            _write_export(folder / _EXPORT_FILES["group_members"], members,
+                          required=("GroupIdentity", "PrimarySmtpAddress", "RecipientTypeDetails"))
+
+
+def inventory_from_readings(readings: Readings, profile: Profile, *, api: dict | None = None,
+                            allow_unknown_trustees: bool = False):
+    """Classify the readings with the exports path; manifest `source: tenant` with the API calls made."""
+    import dataclasses
+    import tempfile
+
+    from migrator.errors import InputError
+    from migrator.inventory.exports import inventory_from_exports
+
+    with tempfile.TemporaryDirectory(prefix="migrator-live-") as tmp:
+        readings_to_exports(readings, Path(tmp))
+        try:
+            inv = inventory_from_exports(Path(tmp), allow_unknown_trustees=allow_unknown_trustees)
+        except InputError as exc:  # name the tenant, not a temporary file
+            text = str(exc).replace(str(Path(tmp)) + "/", "").replace(str(Path(tmp)), "tenant")
+            raise InputError(f"tenant {profile.tenant_id}: {text} (file names are the cmdlets read)") from None
+    manifest = dict(inv.manifest)
+    manifest["source"] = "tenant"
+    manifest["created"] = now_iso()
+    manifest["sources"] = [{"tenant_id": profile.tenant_id, "exchange_url": profile.invoke_url,
+                            "graph_url": profile.graph_base, "profile": profile.name}]
+    manifest["strategy"] = {"sendas": "scan: Get-RecipientPermission -ResultSize Unlimited",
+                            "fullaccess": readings.fullaccess_strategy}
+    if api is not None:
+        manifest["api_calls"] = api.get("calls", {})
+        manifest["api"] = {k: v for k, v in api.items() if k != "calls"}
+    perms = tuple(sorted(set(readings.app_permissions)))
+    known_apps = {sp.app_id for sp in inv.service_principals}
+    perms = tuple(p for p in perms if p[0] in known_apps)
+    return dataclasses.replace(inv, app_permissions=perms, manifest=manifest)
+
+
+def live_inventory(profile_path: str | Path, out: Path, *, overwrite: bool = False, progress: bool = True,
+                   fullaccess: str = "scan", workers: int = 16, allow_unknown_trustees: bool = False,
+                   profile: Profile | None = None):
+    """`migrator inventory --profile P --out DIR`: read the tenant, write the inventory folder atomically."""
+    from migrator.inventory.store import write_inventory
+
+    profile = profile or load_profile(profile_path)
+    clients = Clients(profile)
+    started = time.monotonic()
+    try:
+        readings = read_tenant(clients, fullaccess=fullaccess, workers=workers, progress=progress)
+    finally:
+        clients.close()
+    api = api_summary(clients)
+    api["seconds"] = round(time.monotonic() - started, 3)
+    inv = inventory_from_readings(readings, profile, api=api, allow_unknown_trustees=allow_unknown_trustees)
+    write_inventory(inv, Path(out), overwrite=overwrite)
+    return inv

@@ -1,0 +1,216 @@
+"""The live inventory against the sandbox tenant, in-process over HTTPS, through msal and the real clients.
+
+With throttling, transient 500/503, dropped connections and latency on, the inventory read live must equal the
+sandbox's ground truth (computed here from the fixture) and the inventory of the same tenant's PowerShell exports.
+Bad credentials, a missing role (403), an unreachable host and a TLS failure give a message for the admin, a
+non-zero exit and no secret.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from migrator.errors import TenantError
+from migrator.exchange.errors import AuthError, Forbidden, Unreachable
+from migrator.exchange.profile import load_profile
+from migrator.inventory.exports import inventory_from_exports
+from migrator.inventory.store import read_inventory
+from migrator.inventory.tenant import live_inventory
+from migrator.model import Right
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "samples" / "contoso" / "tenant.json"
+EXPORTS = ROOT / "samples" / "contoso" / "exports"
+
+
+def _faults():
+    from migrator.sandbox.faults import FaultProfile
+
+    # Everything the issue asks for, at rates high enough to hit every retry path in a few hundred calls.
+    return FaultProfile(name="inventory-chaos", latency_mean_ms=2, latency_jitter_ms=2, throttle_rate=150,
+                        throttle_burst=10, throttle_no_retry_after=0.3, throttle_concurrency_text=0.3,
+                        transient_rate=0.05, drop_rate=0.03, max_concurrent=6)
+
+
+@pytest.fixture(scope="module")
+def chaos_sandbox():
+    from migrator.sandbox.server import start_sandbox
+
+    sb = start_sandbox(FIXTURE, seed=7, faults=_faults())
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+def ground_truth(data: dict) -> set[tuple[str, str, str]]:
+    """(app_id, mailbox, right) an app holds directly and effectively (no Deny for the same pair)."""
+    def grants(rows, who, right, is_deny):
+        allow, deny = set(), set()
+        for r in rows:
+            t = r[who]
+            if "app" not in t or r.get("is_inherited"):
+                continue
+            if right not in r.get("access_rights", []):
+                continue
+            key = (t["app"].lower(), r["mailbox"].lower(), right)
+            (deny if is_deny(r) else allow).add(key)
+        return allow - deny
+
+    return (grants(data["recipient_permissions"], "trustee", "SendAs",
+                   lambda r: r.get("access_control_type") == "Deny")
+            | grants(data["mailbox_permissions"], "user", "FullAccess", lambda r: bool(r.get("deny"))))
+
+
+def as_set(inv):
+    return {(g.app_id, g.mailbox, g.right.value) for g in inv.grants}
+
+
+def test_live_inventory_equals_ground_truth_and_exports(chaos_sandbox, tmp_path):
+    out = tmp_path / "inv"
+    inv = live_inventory(chaos_sandbox.profile_path, out, progress=False, allow_unknown_trustees=True)
+    truth = ground_truth(json.loads(FIXTURE.read_text()))
+    assert as_set(inv) == truth
+    assert any(g.right is Right.FULL_ACCESS for g in inv.grants) and any(g.right is Right.SEND_AS for g in inv.grants)
+
+    exported = inventory_from_exports(EXPORTS, allow_unknown_trustees=True)
+    assert as_set(inv) == as_set(exported)
+    assert {(s.app_id, s.object_id, s.display_name) for s in inv.service_principals} == \
+        {(s.app_id, s.object_id, s.display_name) for s in exported.service_principals}
+    assert {(m.address, m.external_id, m.dn, m.attributes) for m in inv.mailboxes} == \
+        {(m.address, m.external_id, m.dn, m.attributes) for m in exported.mailboxes}
+    assert {(g.address, g.dn, g.members) for g in inv.groups} == {(g.address, g.dn, g.members) for g in exported.groups}
+    skipped_live = {s["class"]: s["count"] for s in inv.manifest["skipped"]}
+    skipped_exp = {s["class"]: s["count"] for s in exported.manifest["skipped"]}
+    for cls in ("deny", "denied_allow", "orphaned_sid", "human_delegate"):
+        assert skipped_live.get(cls) == skipped_exp.get(cls), cls
+
+    # the folder on disk: same grants, manifest says where it came from and what it cost
+    back = read_inventory(out)
+    assert as_set(back) == truth
+    manifest = back.manifest
+    assert manifest["source"] == "tenant"
+    calls = manifest["api_calls"]
+    assert calls["Get-RecipientPermission"] >= 1 and "Get-MailboxPermission" not in calls or \
+        manifest["strategy"]["fullaccess"] == "per-mailbox"
+    assert sum(calls.values()) < len(inv.mailboxes)  # never a query per mailbox
+    # the faults really happened, and were absorbed
+    assert manifest["api"]["retries"] > 0
+    fired = chaos_sandbox.faults.counts
+    assert fired.get("throttle", 0) + fired.get("concurrency", 0) > 0 and fired.get("drop", 0) > 0
+    assert fired.get("transient", 0) > 0
+    perms = {(a, r, p) for a, r, p in back.app_permissions}
+    assert any(p == "SMTP.SendAsApp" for _, _, p in perms)
+
+
+def _profile_copy(sb, tmp_path: Path, **changes) -> Path:
+    import tomllib
+
+    import tomli_w
+
+    data = tomllib.loads(Path(sb.profile_path).read_text())
+    cred = changes.pop("credential", None)
+    data.update(changes)
+    if cred is not None:
+        data["credential"] = cred
+    for key in [k for k, v in data.items() if v is None]:
+        del data[key]
+    path = tmp_path / "profile.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def calm_sandbox():
+    from migrator.sandbox.server import start_sandbox
+
+    sb = start_sandbox(FIXTURE, seed=1, faults="none")
+    try:
+        yield sb
+    finally:
+        sb.stop()
+
+
+def _run_cli(profile: Path, out: Path):
+    from migrator.cli import main
+
+    return CliRunner().invoke(main, ["inventory", "--profile", str(profile), "--out", str(out)])
+
+
+def test_bad_secret_is_an_auth_error_with_a_hint_and_no_secret(calm_sandbox, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("definitely-wrong-secret-value")
+    prof = _profile_copy(calm_sandbox, tmp_path, credential={"kind": "secret", "secret_file": str(secret)})
+    with pytest.raises(AuthError) as info:
+        live_inventory(prof, tmp_path / "out", progress=False)
+    msg = str(info.value)
+    assert "secret" in msg and str(secret) in msg
+    assert "definitely-wrong-secret-value" not in msg and calm_sandbox.client_secret not in msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_role_is_forbidden_naming_what_to_grant(tmp_path):
+    from migrator.sandbox.server import start_sandbox
+
+    data = json.loads(FIXTURE.read_text())
+    data = copy.deepcopy(data)
+    data["admin"]["directory_roles"] = []
+    sb = start_sandbox(data, seed=1, faults="none")
+    try:
+        with pytest.raises(Forbidden) as info:
+            live_inventory(sb.profile_path, tmp_path / "out", progress=False)
+        msg = str(info.value)
+        assert "Exchange.ManageAsApp" in msg and ("Exchange Administrator" in msg or "Global Reader" in msg)
+        assert sb.client_secret not in msg
+        assert info.value.exit_code != 0
+    finally:
+        sb.stop()
+
+
+def test_unreachable_host_names_it(calm_sandbox, tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    prof = _profile_copy(calm_sandbox, tmp_path, exchange_url=f"https://127.0.0.1:{port}",
+                         graph_url=f"https://127.0.0.1:{port}")
+    with pytest.raises(Unreachable) as info:
+        live_inventory(prof, tmp_path / "out", progress=False)
+    assert f"127.0.0.1" in str(info.value) and "check" in str(info.value)
+
+
+def test_tls_failure_says_to_check_the_ca_bundle(calm_sandbox, tmp_path):
+    prof = _profile_copy(calm_sandbox, tmp_path, ca_bundle=None)  # system CAs do not know the sandbox's CA
+    with pytest.raises(Unreachable) as info:
+        live_inventory(prof, tmp_path / "out", progress=False)
+    msg = str(info.value)
+    assert "TLS" in msg and "ca_bundle" in msg
+
+
+def test_cli_exit_codes_and_messages(calm_sandbox, tmp_path):
+    from migrator.cli import main
+
+    if "inventory" not in main.commands:
+        pytest.skip("the inventory command is not registered yet")
+    ok = _run_cli(Path(calm_sandbox.profile_path), tmp_path / "good")
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "good" / "grants.csv").exists()
+    secret = tmp_path / "secret"
+    secret.write_text("definitely-wrong-secret-value")
+    prof = _profile_copy(calm_sandbox, tmp_path, credential={"kind": "secret", "secret_file": str(secret)})
+    bad = _run_cli(prof, tmp_path / "bad")
+    assert bad.exit_code == TenantError.exit_code
+    assert "Error:" in bad.output and "definitely-wrong-secret-value" not in bad.output
+    assert not (tmp_path / "bad").exists()
+
+
+def test_profile_of_the_sandbox_loads(calm_sandbox):
+    p = load_profile(calm_sandbox.profile_path)
+    assert p.ca_bundle and not p.authority_is_microsoft
