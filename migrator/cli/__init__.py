@@ -13,6 +13,7 @@ from migrator.errors import MigratorError
 
 # Command modules, each exposing `commands` (a list of click commands). One module per area of the tool.
 COMMAND_MODULES: tuple[str, ...] = (
+    "migrator.cli.inventory",
     "migrator.cli.plan",
 )
 

@@ -27,6 +27,7 @@ RECIPIENT_PERMISSIONS = "recipient_permissions"
 MAILBOX_PERMISSIONS = "mailbox_permissions"
 GROUPS = "groups"
 GROUP_MEMBERS = "group_members"
+EMPTY = "empty"  # Export-Csv given no rows writes an empty file: nothing to recognise, nothing to read
 
 CMDLETS = {
     SERVICE_PRINCIPALS: "Get-ServicePrincipal",
@@ -35,6 +36,7 @@ CMDLETS = {
     MAILBOX_PERMISSIONS: "Get-MailboxPermission/Get-EXOMailboxPermission",
     GROUPS: "Get-DistributionGroup",
     GROUP_MEMBERS: "Get-DistributionGroupMember (with a GroupIdentity column)",
+    EMPTY: "(empty file)",
 }
 
 # Columns (lower case) each kind must carry once recognised; a missing one is an error naming the file.
@@ -73,9 +75,9 @@ def read_export(path: Path) -> ExportFile:
     """Decode, parse and recognise one export file. InputError on anything it cannot read with certainty."""
     path = Path(path)
     raw = path.read_bytes()
-    if not raw.strip():
-        raise InputError("the file is empty", path=str(path))
-    text, encoding = decode(raw, path)
+    text, encoding = decode(raw, path) if raw else ("", "")
+    if not text.strip("\ufeff \r\n\t"):
+        return ExportFile(path, EMPTY, [], [], sha256_file(path), encoding, "")
     records = _parse(text, path)
     row_no, first = records[0] if records else (1, [])
     type_line = ""

@@ -1,0 +1,108 @@
+"""The PowerShell an admin runs to produce the exports `migrator inventory --from-exports` reads.
+
+ExchangeOnlineManagement V3 (REST cmdlets). The permission exports are filtered client-side to the rows that can
+matter (not inherited, not NT AUTHORITY\\SELF), so the files stay small on a large tenant; the tool copes with the
+unfiltered forms too. Multi-valued properties are joined explicitly, because Export-Csv would otherwise write a
+.NET type name (`System.Collections.ArrayList`) instead of their values. Get-DistributionGroupMember does not say
+which group a member row belongs to, so the script adds a GroupIdentity column.
+"""
+
+from __future__ import annotations
+
+SCRIPT = r"""<#
+  migrator: export the legacy per-mailbox grants (SendAs, FullAccess) for an offline inventory.
+  Read-only: it runs Get-* cmdlets only and changes nothing in the tenant.
+
+  Needs the ExchangeOnlineManagement module 3.x (Install-Module ExchangeOnlineManagement) and an account
+  with at least the View-Only Organization Management role. PowerShell 7 or Windows PowerShell 5.1.
+
+    ./migrator-export.ps1 -OutDir .\exports
+    migrator inventory --from-exports .\exports --out inventory\<name>
+
+  The file names do not matter: migrator recognises each file by its columns.
+#>
+param(
+    [string]$OutDir = ".\migrator-exports",
+    [switch]$SkipGroups   # leave out existing groups (then the planner cannot reuse any)
+)
+$ErrorActionPreference = 'Stop'
+Import-Module ExchangeOnlineManagement -MinimumVersion 3.0.0
+if (-not (Get-ConnectionInformation | Where-Object State -eq 'Connected')) {
+    Connect-ExchangeOnline -ShowBanner:$false
+}
+New-Item -ItemType Directory -Force -Path $OutDir | Out-Null
+function Out-MigratorCsv([string]$Name) {
+    # UTF8: Windows PowerShell 5.1 writes a BOM, PowerShell 7 does not; migrator reads both.
+    $input | Export-Csv -Path (Join-Path $OutDir $Name) -NoTypeInformation -Encoding UTF8
+}
+$selfName = 'NT AUTHORITY\SELF'
+
+# 1. Service principals: Exchange's pointers to Entra apps (New-ServicePrincipal).
+Get-ServicePrincipal |
+    Select-Object DisplayName, AppId, ObjectId, Identity |
+    Out-MigratorCsv 'service-principals.csv'
+
+# 2. Mailboxes, with the attributes a management scope can filter on. Department, Company and the address
+#    fields live on the recipient, not the mailbox: take them from Get-EXORecipient, keyed by object id.
+$attrs = @('Department', 'Company', 'City', 'StateOrProvince', 'CountryOrRegion')
+$recipient = @{}
+Get-EXORecipient -ResultSize Unlimited -RecipientTypeDetails UserMailbox, SharedMailbox, RoomMailbox, EquipmentMailbox -Properties $attrs |
+    ForEach-Object { $recipient[[string]$_.ExternalDirectoryObjectId] = $_ }
+$custom = 1..15 | ForEach-Object { "CustomAttribute$_" }
+$mailboxes = Get-EXOMailbox -ResultSize Unlimited -Properties (@('Office') + $custom)
+$columns = @('Name', 'Alias', 'DisplayName', 'PrimarySmtpAddress', 'UserPrincipalName',
+    @{ n = 'EmailAddresses'; e = { ($_.EmailAddresses | Where-Object { $_ -like 'smtp:*' }) -join ';' } },
+    'ExternalDirectoryObjectId', 'Guid', 'DistinguishedName', 'Identity', 'RecipientTypeDetails', 'Office') + $custom
+foreach ($a in $attrs) {
+    $columns += @{ n = $a; e = [scriptblock]::Create("`$recipient[[string]`$_.ExternalDirectoryObjectId].$a") }
+}
+$mailboxes | Select-Object $columns | Out-MigratorCsv 'mailboxes.csv'
+
+# 3. SendAs: one scan of the whole tenant (-Trustee can miss rows), explicit rows only.
+Get-RecipientPermission -ResultSize Unlimited |
+    Where-Object { -not $_.IsInherited -and $_.Trustee -ne $selfName } |
+    Select-Object Identity, Trustee, AccessControlType,
+        @{ n = 'AccessRights'; e = { $_.AccessRights -join ', ' } }, IsInherited, InheritanceType |
+    Out-MigratorCsv 'recipient-permissions.csv'
+
+# 4. FullAccess: per mailbox (a mailbox's permissions are read one mailbox at a time), explicit rows only.
+#    Identity is replaced by the mailbox's primary address, which is unambiguous. Never pass an empty identity:
+#    the Get-* cmdlets answer an empty one with every object.
+$i = 0
+$mailboxes | ForEach-Object {
+    $mbx = $_
+    $i++
+    Write-Progress -Activity 'Mailbox permissions' -Status $mbx.PrimarySmtpAddress -PercentComplete (100 * $i / [math]::Max(1, $mailboxes.Count))
+    if ([string]::IsNullOrWhiteSpace([string]$mbx.PrimarySmtpAddress)) { return }
+    Get-EXOMailboxPermission -Identity ([string]$mbx.PrimarySmtpAddress) |
+        Where-Object { -not $_.IsInherited -and $_.User -ne $selfName } |
+        Select-Object @{ n = 'Identity'; e = { [string]$mbx.PrimarySmtpAddress } }, User,
+            @{ n = 'AccessRights'; e = { $_.AccessRights -join ', ' } }, IsInherited, Deny, InheritanceType
+} | Out-MigratorCsv 'mailbox-permissions.csv'
+Write-Progress -Activity 'Mailbox permissions' -Completed
+
+# 5. Existing mail-enabled groups and their direct members, so the planner can reuse a group that matches.
+if (-not $SkipGroups) {
+    $groups = Get-DistributionGroup -ResultSize Unlimited
+    $groups |
+        Select-Object Name, Alias, DisplayName, PrimarySmtpAddress, DistinguishedName, Guid, ExternalDirectoryObjectId,
+            RecipientTypeDetails, GroupType, @{ n = 'ManagedBy'; e = { $_.ManagedBy -join ';' } },
+            MemberJoinRestriction, MemberDepartRestriction, HiddenFromAddressListsEnabled |
+        Out-MigratorCsv 'groups.csv'
+    $groups | ForEach-Object {
+        $g = $_
+        if ([string]::IsNullOrWhiteSpace([string]$g.PrimarySmtpAddress)) { return }
+        # Get-DistributionGroupMember does not say which group a row belongs to: add it as GroupIdentity.
+        Get-DistributionGroupMember -Identity ([string]$g.PrimarySmtpAddress) -ResultSize Unlimited |
+            Select-Object @{ n = 'GroupIdentity'; e = { [string]$g.PrimarySmtpAddress } }, Name, DisplayName,
+                PrimarySmtpAddress, RecipientType, RecipientTypeDetails, ExternalDirectoryObjectId, Identity
+    } | Out-MigratorCsv 'group-members.csv'
+}
+
+Write-Host "Done. Files in $OutDir. Next: migrator inventory --from-exports $OutDir --out inventory\<name>"
+"""
+
+
+def export_script() -> str:
+    """The script, ready to save as a .ps1 file."""
+    return SCRIPT
