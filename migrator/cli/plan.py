@@ -105,7 +105,7 @@ def render_text(plan: Plan) -> str:
         f"Mailboxes:   {c['mailboxes']}",
         f"Grants:      {c['grants_migrate']} migrate (SendAs), {c['grants_keep']} keep (FullAccess)",
         f"Groups:      {c['groups']} ({c['groups_new']} new, {c['groups_reuse']} reuse)",
-        f"Cover:       {c['cover_elements']} sets ({c['groups']} groups, {c['attribute_terms']} attribute values); "
+        f"Cover:       {c['cover_elements']} sets ({c['groups']} groups, {c['attribute_terms']} attribute value(s)); "
         f"{bound}; strategy {cover.get('strategy')}",
         f"Scopes:      {c['scopes']} ({attr_scopes} with attribute filters)",
         f"Assignments: {c['assignments']}",
