@@ -15,6 +15,7 @@ from migrator.errors import MigratorError
 COMMAND_MODULES: tuple[str, ...] = (
     "migrator.cli.inventory",
     "migrator.cli.plan",
+    "migrator.cli.report",
 )
 
 
