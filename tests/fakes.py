@@ -11,6 +11,7 @@ the journal record). `tenant.crash_after_writes = n` crashes after the nth appli
 from __future__ import annotations
 
 import itertools
+import sys
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -137,12 +138,18 @@ class FakeTenant:
 
     # ---- the call gate: counting, faults, crash points, invariant check --------------------------------------
     def call(self, method: str, fn, *args):
+        if not args:  # log the public method's own arguments (the caller's, or its caller's for FakeExchange._c)
+            frame = sys._getframe(1)
+            if frame.f_code.co_name == "_c":
+                frame = frame.f_back
+            args = tuple(v for k, v in frame.f_locals.items() if k not in ("self", "f") and not callable(v))
+            args = tuple(tuple(sorted(v)) if isinstance(v, (list, set)) else v for v in args)
         self.calls[method] += 1
         n = self.calls[method]
         fault = next((f for f in self.faults if f.method == method and f.nth in (0, n)), None)
         if fault and fault.mode == "fail":
             raise ApiError("transient failure (injected)", status=503, operation=method)
-        result = fn(*args)
+        result = fn()
         if method in WRITES:
             self.writes += 1
             self.log.append((method, args))

@@ -213,10 +213,12 @@ def drift_check(ctx: Context) -> list[str]:
         else:
             obj = ctx.journal.object("group", group.key)
             if obj is None or obj.state == "removed":
-                found = ctx.exo.get_distribution_group(group.address or group.name)
-                if found is not None:
-                    diffs.append(f"group {group.key}: a group named {group.name!r} already exists and was not "
-                                 "created by this plan")
+                for ident in dict.fromkeys(v for v in (group.name, group.alias, group.address) if v):
+                    if ctx.exo.get_distribution_group(ident) is not None:
+                        diffs.append(f"group {group.key}: a group matching {ident!r} (the name, alias or address "
+                                     f"of the new group {group.name!r}) already exists and was not created by "
+                                     "this plan")
+                        break
     # 3. Role assignments of the batch's apps that the plan does not know (someone else granted a scope).
     planned = {a.name for a in view.assignments}
     sp_ids = {sp["object_id"]: app for app, sp in ctx.sps.items()}
@@ -262,6 +264,7 @@ def step_sp_pointers(ctx: Context) -> StepResult:
     def ensure(app_id: str) -> None:
         sp = ctx.sps[app_id]
         if sp["exchange"]:
+            _adopt(ctx, "sp_pointer", app_id, sp["object_id"])
             return
         key = app_id
         ctx.journal.claim_object("sp_pointer", key, sp["object_id"], ctx.batch) if not ctx.dry_run else None
@@ -281,6 +284,18 @@ def step_sp_pointers(ctx: Context) -> StepResult:
 
     failures = ctx.for_each(ctx.view.apps, ensure, label="Service principals")
     return StepResult(failures)
+
+
+def _adopt(ctx: Context, kind: str, key: str, identity: str) -> None:
+    """An object found in place whose creation a crashed run had only recorded as an intent: finish the record."""
+    if ctx.dry_run:
+        return
+    obj = ctx.journal.object(kind, key)
+    if obj is not None and obj.state == "intent":
+        ctx.journal.set_object(kind, key, "created", identity=identity)
+    act = ctx.recorded(kind, key, "create")
+    if act is not None and act.status == "intent":
+        ctx.mark(act.id, "applied", result={"found_on_resume": True})
 
 
 def _wait_visible(ctx: Context, read, what: str):
@@ -359,6 +374,8 @@ def ensure_group(ctx: Context, group) -> None:
         ctx.mark(act, "applied", result={k: found.get(k) for k in ("Name", "Alias", "DistinguishedName", "Guid")})
     elif not _owned(ctx, group, found):
         raise MigratorError(f"group {group.name!r} already exists and is not this plan's; rename it or re-plan")
+    else:
+        _adopt(ctx, "group", group.key, _s(found, "Guid", "DistinguishedName"))
     identity = _s(found, "Guid", "DistinguishedName") or group.name
     if not _truthy(found.get("HiddenFromAddressListsEnabled")):
         act = ctx.intent("group", group.key, "hide", prior={"HiddenFromAddressListsEnabled": False})
@@ -376,6 +393,10 @@ def ensure_group(ctx: Context, group) -> None:
     if not dn:
         raise MigratorError(f"group {group.name!r}: no DistinguishedName read back")
     ctx.dns[group.key] = dn
+    for op in ("create", "hide", "members"):  # writes a crashed run made but did not get to record as verified
+        act = ctx.recorded("group", group.key, op)
+        if act is not None and act.status in ("intent", "applied"):
+            ctx.mark(act.id, "verified", verification={"dn": dn, "hidden": True, "members": len(group.members)})
 
 
 def ensure_members(ctx: Context, group, identity: str, *, fresh: bool = False) -> None:
@@ -441,11 +462,16 @@ def ensure_scope(ctx: Context, scope) -> None:
         found = _wait_visible(ctx, lambda: ctx.exo.get_management_scope(scope.name), f"scope {scope.name!r}")
         ctx.journal.set_object("scope", scope.key, "created", identity=scope.name)
         ctx.mark(act, "applied", result=found)
+    else:
+        _adopt(ctx, "scope", scope.key, scope.name)
     got = _s(found, "RecipientFilter", "RecipientRestrictionFilter")
     if normalise_filter(got) != normalise_filter(text):
         raise MigratorError(f"scope {scope.name!r} exists with filter {got!r}, the plan needs {text!r}")
     if _truthy(found.get("Exclusive")):
         raise MigratorError(f"scope {scope.name!r} is Exclusive; exclusive scopes do not restrict apps")
+    act = ctx.recorded("scope", scope.key, "create") if not ctx.dry_run else None
+    if act is not None and act.status != "verified":
+        ctx.mark(act.id, "verified", verification={"filter": got})
 
 
 def step_scopes(ctx: Context) -> StepResult:
@@ -477,6 +503,7 @@ def step_assignments(ctx: Context) -> StepResult:
         if row is not None:
             if not _assignment_matches(ctx, a, row):
                 raise MigratorError(f"role assignment {a.name!r} exists but differs from the plan: {row}")
+            _adopt(ctx, "assignment", a.key, a.name)
             return
         if not ctx.dry_run:
             ctx.journal.claim_object("assignment", a.key, a.name, ctx.batch)
@@ -501,6 +528,10 @@ def step_assignments(ctx: Context) -> StepResult:
         for a in ctx.view.assignments:
             if a.name not in back or not _assignment_matches(ctx, a, back[a.name]):
                 failures.append(ItemFailure(f"assignment {a.key} {a.name!r}", "not found as planned after creation"))
+                continue
+            act = ctx.recorded("assignment", a.key, "create")
+            if act is not None and act.status != "verified":
+                ctx.mark(act.id, "verified", verification=back[a.name])
     return StepResult(failures)
 
 
@@ -598,6 +629,9 @@ def step_cutover(ctx: Context) -> StepResult:
     def cut(app_id: str) -> None:
         rows = smtp_assignments(ctx, app_id)
         if not rows:
+            done = ctx.recorded("entra_assignment", app_id, "delete")
+            if done is not None and done.status != "verified":
+                ctx.mark(done.id, "verified", verification={"absent_at": ctx.now()})
             return
         act = ctx.intent("entra_assignment", app_id, "delete", prior=rows)
         for row in rows:
@@ -637,7 +671,10 @@ def step_remove_legacy(ctx: Context) -> StepResult:
         key = f"{app_id}|{mailbox}"
         present = _fullaccess_rows(ctx, app_id, mailbox)
         if not present:
-            if ctx.recorded("fullaccess", key, "remove") is not None:
+            done = ctx.recorded("fullaccess", key, "remove")
+            if done is not None:
+                if done.status != "verified":
+                    ctx.mark(done.id, "verified")
                 return
             raise MigratorError("FullAccess grant absent but not removed by this tool (drift)")
         act = ctx.intent("fullaccess", key, "remove", prior=present)
@@ -652,8 +689,11 @@ def step_remove_legacy(ctx: Context) -> StepResult:
                              name=lambda g: f"FullAccess {g.app_id} on {g.mailbox}")
     if not ctx.dry_run:
         after = legacy_rows(ctx, fresh=True)
+        already = {f.item for f in failures}
         for g in send_as:
             key = (norm_id(g.app_id), norm_id(g.mailbox))
+            if f"SendAs {g.app_id} on {g.mailbox}" in already:
+                continue
             if key in after:
                 failures.append(ItemFailure(f"SendAs {g.app_id} on {g.mailbox}", "still present after removal"))
             else:
