@@ -1,0 +1,329 @@
+"""Tenant fixtures (INTERNALS.md §2) to and from TenantState. Optional keys may be absent; ids left out are
+derived deterministically from names, so a hand-written fixture loads the same way every time."""
+
+from __future__ import annotations
+
+import secrets
+
+from migrator.model import EXCHANGE_ONLINE_APP_ID
+from migrator.sandbox.state import (
+    GRAPH_APP_ID, GROUP_TYPES, KNOWN_ROLE_IDS, RESOURCE_APP_IDS, RESOURCE_ROLES, AdministrativeUnit, App,
+    ManagementScope, PermissionRow, Recipient, RoleAssignment, TenantState, det_uuid, escape_dn,
+    graph_assignment_id,
+)
+
+FORMAT = 1
+
+
+class FixtureError(ValueError):
+    """A fixture the sandbox cannot load; the message names the entry and key."""
+
+
+def _need(entry: dict, key: str, where: str):
+    value = entry.get(key)
+    if value in (None, ""):
+        raise FixtureError(f"fixture {where}: missing {key!r}")
+    return value
+
+
+def _lower(value) -> str:
+    return (value or "").strip().lower()
+
+
+def load_fixture(state: TenantState, data: dict) -> None:
+    if not isinstance(data, dict):
+        raise FixtureError("fixture: the top level must be a JSON object")
+    if data.get("format", FORMAT) != FORMAT:
+        raise FixtureError(f"fixture: format {data.get('format')!r} is not supported (expected {FORMAT})")
+    tenant = data.get("tenant") or {}
+    state.domain = _lower(tenant.get("domain")) or "contoso.onmicrosoft.com"
+    state.tenant_id = _lower(tenant.get("id")) or det_uuid("tenant", state.domain)
+    state.tenant_name = tenant.get("name") or state.domain.split(".")[0].title()
+    state.dn_suffix = tenant.get("dn_suffix") or (
+        f"OU={state.domain},OU=Microsoft Exchange Hosted Organizations,DC=NAMPR03A001,DC=prod,DC=outlook,DC=com")
+    now = state.clock.now()
+    _load_resources(state)
+
+    for i, m in enumerate(data.get("mailboxes") or ()):
+        where = f"mailboxes[{i}]"
+        smtp = _lower(_need(m, "primary_smtp", where))
+        local = smtp.split("@")[0]
+        name = m.get("name") or local
+        rtd = m.get("recipient_type_details") or "UserMailbox"
+        extra_addrs = [a for a in (m.get("email_addresses") or m.get("proxy_addresses") or ())
+                       if _lower(a.split(":", 1)[-1]) != smtp]
+        rec = Recipient(
+            guid=_lower(m.get("guid")) or det_uuid("mailbox", smtp), kind="mailbox", name=name,
+            alias=m.get("alias") or local, display_name=m.get("display_name") or name, primary_smtp=smtp,
+            upn=_lower(m.get("upn")) or smtp, external_id=_lower(m.get("external_id")) or det_uuid("user", smtp),
+            recipient_type_details=rtd, hidden=bool(m.get("hidden", False)),
+            email_addresses=[f"SMTP:{smtp}"] + [a if ":" in a else f"smtp:{a}" for a in extra_addrs],
+            attributes={k: str(v) for k, v in (m.get("attributes") or {}).items() if v not in (None, "")},
+            created=now)
+        rec.dn = m.get("dn") or f"CN={escape_dn(name)},{state.dn_suffix}"
+        rec.cn = name
+        _add_unique(state, rec, where)
+
+    groups = list(data.get("groups") or ())
+    group_recs = []
+    for i, g in enumerate(groups):
+        where = f"groups[{i}]"
+        name = _need(g, "name", where)
+        smtp = _lower(g.get("primary_smtp")) or f"{g.get('alias') or name.replace(' ', '')}@{state.domain}".lower()
+        gtype = g.get("type") or "Security"
+        if gtype not in GROUP_TYPES:
+            raise FixtureError(f"fixture {where}: type {gtype!r} is not one of {sorted(GROUP_TYPES)}")
+        gtype = "Microsoft365" if gtype == "Unified" else gtype
+        cn = g.get("cn") or name
+        rec = Recipient(
+            guid=_lower(g.get("guid")) or det_uuid("group", smtp), kind="group", name=name,
+            alias=g.get("alias") or smtp.split("@")[0], display_name=g.get("display_name") or name,
+            primary_smtp=smtp, external_id=_lower(g.get("external_id")) or det_uuid("group-object", smtp),
+            recipient_type_details=g.get("recipient_type_details") or GROUP_TYPES[gtype], group_type=gtype,
+            hidden=bool(g.get("hidden", False)), email_addresses=[f"SMTP:{smtp}"], created=now - 86400,
+            cn=cn, extra={k: g[k] for k in ("managed_by", "member_join_restriction", "member_depart_restriction")
+                          if k in g})
+        rec.dn = g.get("dn") or f"CN={escape_dn(cn)},{state.dn_suffix}"
+        _add_unique(state, rec, where)
+        group_recs.append(rec)
+    for i, (g, group) in enumerate(zip(groups, group_recs)):
+        for addr in g.get("members") or ():
+            hits = state.find_recipients(addr, include_unreplicated=True)
+            if len(hits) != 1:
+                raise FixtureError(f"fixture groups[{i}] ({g['name']}): member {addr!r} is "
+                                   f"{'unknown' if not hits else 'ambiguous'}")
+            group.members[hits[0].guid] = None
+
+    for i, a in enumerate(data.get("apps") or ()):
+        _load_app(state, a, f"apps[{i}]", admin=False)
+    admin = data.get("admin")
+    if admin:
+        _load_app(state, {**admin, "app_id": admin.get("client_id") or admin.get("app_id"),
+                          "exchange_pointer": admin.get("exchange_pointer", False)}, "admin", admin=True)
+
+    for i, au in enumerate(data.get("administrative_units") or ()):
+        where = f"administrative_units[{i}]"
+        unit = AdministrativeUnit(id=_lower(_need(au, "id", where)), display_name=au.get("display_name") or au["id"])
+        for addr in au.get("members") or ():
+            unit.members.add(_resolve_recipient(state, addr, where).guid)
+        state.admin_units[unit.id] = unit
+
+    for i, row in enumerate(data.get("recipient_permissions") or ()):
+        where = f"recipient_permissions[{i}]"
+        state.recipient_permissions.append(PermissionRow(
+            mailbox=_resolve_recipient(state, _need(row, "mailbox", where), where).guid,
+            trustee=_trustee(state, _need(row, "trustee", where), where),
+            access_rights=list(row.get("access_rights") or ["SendAs"]),
+            deny=row.get("access_control_type", "Allow") == "Deny",
+            is_inherited=bool(row.get("is_inherited", False)),
+            inheritance_type=row.get("inheritance_type") or "None"))
+    for i, row in enumerate(data.get("mailbox_permissions") or ()):
+        where = f"mailbox_permissions[{i}]"
+        state.mailbox_permissions.append(PermissionRow(
+            mailbox=_resolve_recipient(state, _need(row, "mailbox", where), where).guid,
+            trustee=_trustee(state, _need(row, "user", where), where),
+            access_rights=list(row.get("access_rights") or ["FullAccess"]), deny=bool(row.get("deny", False)),
+            is_inherited=bool(row.get("is_inherited", False)),
+            inheritance_type=row.get("inheritance_type") or "All"))
+
+    for i, sc in enumerate(data.get("management_scopes") or ()):
+        where = f"management_scopes[{i}]"
+        name = _need(sc, "name", where)
+        text = sc.get("filter") or sc.get("recipient_restriction_filter") or ""
+        try:
+            ast = state.parse_filter(text)
+        except ValueError as exc:
+            raise FixtureError(f"fixture {where} ({name}): bad filter: {exc}") from None
+        state.scopes[name.lower()] = ManagementScope(
+            name=name, guid=_lower(sc.get("guid")) or det_uuid("scope", name.lower()), filter=text, ast=ast,
+            exclusive=bool(sc.get("exclusive", False)), created=now)
+
+    for i, ra in enumerate(data.get("role_assignments") or ()):
+        where = f"role_assignments[{i}]"
+        name = _need(ra, "name", where)
+        app = state.find_sps(_need(ra, "app", where))
+        if len(app) != 1:
+            raise FixtureError(f"fixture {where} ({name}): app {ra['app']!r} is not one Exchange service principal")
+        kind, ref = "organization", ""
+        if ra.get("custom_resource_scope"):
+            kind, ref = "custom", ra["custom_resource_scope"]
+            if ref.lower() not in state.scopes:
+                raise FixtureError(f"fixture {where} ({name}): unknown scope {ref!r}")
+        elif ra.get("recipient_group_scope"):
+            kind, ref = "group", _resolve_recipient(state, ra["recipient_group_scope"], where).guid
+        elif ra.get("recipient_administrative_unit_scope"):
+            kind, ref = "au", _lower(ra["recipient_administrative_unit_scope"])
+        state.assignments[name.lower()] = RoleAssignment(
+            name=name, guid=_lower(ra.get("guid")) or det_uuid("assignment", name.lower()),
+            role=_need(ra, "role", where), app_id=app[0].app_id, scope_kind=kind, scope_ref=ref,
+            enabled=bool(ra.get("enabled", True)), created=now)
+
+    for i, p in enumerate(data.get("application_access_policies") or ()):
+        where = f"application_access_policies[{i}]"
+        state.access_policies.append({
+            "app_id": _lower(_need(p, "app_id", where)), "scope": p.get("scope") or p.get("scope_group") or "",
+            "access_right": p.get("access_right") or "RestrictAccess", "description": p.get("description") or "",
+            "is_valid": bool(p.get("is_valid", True))})
+
+
+def _add_unique(state: TenantState, rec: Recipient, where: str) -> None:
+    for key in (rec.primary_smtp, rec.guid):
+        if state.find_recipients(key, include_unreplicated=True):
+            raise FixtureError(f"fixture {where}: {key!r} is already used by another recipient")
+    state.add_recipient(rec)
+
+
+def _resolve_recipient(state: TenantState, identity: str, where: str) -> Recipient:
+    hits = state.find_recipients(identity, include_unreplicated=True)
+    if len(hits) != 1:
+        raise FixtureError(f"fixture {where}: recipient {identity!r} is {'unknown' if not hits else 'ambiguous'}")
+    return hits[0]
+
+
+def _trustee(state: TenantState, t: dict, where: str) -> tuple:
+    if not isinstance(t, dict):
+        raise FixtureError(f"fixture {where}: trustee must be an object like {{\"app\": app_id}}")
+    if t.get("app"):
+        app = state.apps.get(_lower(t["app"])) or next(
+            (a for a in state.apps.values() if a.object_id == _lower(t["app"])), None)
+        if app is None:
+            raise FixtureError(f"fixture {where}: trustee app {t['app']!r} is not in apps")
+        return ("app", app.app_id)
+    if t.get("mailbox"):
+        return ("recipient", _resolve_recipient(state, t["mailbox"], where).guid)
+    if t.get("self"):
+        return ("self",)
+    if t.get("sid"):
+        return ("sid", t["sid"])
+    raise FixtureError(f"fixture {where}: trustee needs one of app, mailbox, self, sid")
+
+
+def _load_resources(state: TenantState) -> None:
+    for name, roles in RESOURCE_ROLES.items():
+        app_id = RESOURCE_APP_IDS[name]
+        state.resources[name] = {
+            "id": det_uuid("resource-sp", state.tenant_id, app_id), "appId": app_id, "displayName": name,
+            "servicePrincipalType": "Application", "accountEnabled": True,
+            "appRoles": [{"id": KNOWN_ROLE_IDS.get((name, r)) or det_uuid("app-role", app_id, r), "value": r,
+                          "displayName": r, "description": f"{r} ({name})", "isEnabled": True,
+                          "allowedMemberTypes": ["Application"], "origin": "Application"} for r in roles]}
+
+
+def _load_app(state: TenantState, a: dict, where: str, *, admin: bool) -> None:
+    app_id = _lower(_need(a, "app_id", where))
+    if app_id in state.apps:
+        raise FixtureError(f"fixture {where}: app_id {app_id} appears twice")
+    app = App(app_id=app_id, object_id=_lower(a.get("object_id")) or det_uuid("sp", app_id),
+              display_name=a.get("display_name") or app_id, exchange_pointer=bool(a.get("exchange_pointer", True)),
+              exchange_guid=_lower(a.get("exchange_guid")) or det_uuid("exo-sp", app_id),
+              secret=a.get("secret"), certificate_pem=a.get("certificate_pem"),
+              directory_roles=set(a.get("directory_roles") or ()), is_admin=admin)
+    if admin and not app.secret and not app.certificate_pem:
+        app.secret = secrets.token_urlsafe(32)  # "generated at start if null"
+    state.apps[app_id] = app
+    if admin:
+        state.admin_app_id = app_id
+    state.index_app(app)
+    for j, role in enumerate(a.get("app_roles") or ()):
+        resource = state.resources.get(role.get("resource"))
+        if resource is None:
+            raise FixtureError(f"fixture {where}.app_roles[{j}]: unknown resource {role.get('resource')!r} "
+                               f"(known: {', '.join(sorted(state.resources))})")
+        match = [r for r in resource["appRoles"] if r["value"] == role.get("permission")]
+        if not match:
+            raise FixtureError(f"fixture {where}.app_roles[{j}]: {role.get('resource')} has no app role "
+                               f"{role.get('permission')!r}")
+        grant_app_role(state, app, resource, match[0]["id"], created=0.0)
+
+
+def grant_app_role(state: TenantState, app: App, resource: dict, role_id: str, *, created: float) -> dict:
+    import datetime as dt
+
+    aid = graph_assignment_id(app.object_id, resource["id"], role_id)
+    row = {"id": aid, "appRoleId": role_id, "principalId": app.object_id, "principalType": "ServicePrincipal",
+           "principalDisplayName": app.display_name, "resourceId": resource["id"],
+           "resourceDisplayName": resource["displayName"], "deletedDateTime": None,
+           "createdDateTime": dt.datetime.fromtimestamp(created or state.clock.now(), dt.timezone.utc)
+           .strftime("%Y-%m-%dT%H:%M:%SZ")}
+    state.app_role_assignments.setdefault(app.object_id, {})[aid] = row
+    return row
+
+
+def dump_fixture(state: TenantState) -> dict:
+    def addr(guid: str) -> str:
+        r = state.recipients.get(guid)
+        return r.primary_smtp if r else guid
+
+    def trustee(t: tuple) -> dict:
+        if t[0] == "app":
+            return {"app": t[1]}
+        if t[0] == "recipient":
+            return {"mailbox": addr(t[1])}
+        if t[0] == "self":
+            return {"self": True}
+        return {"sid": t[1]}
+
+    def roles(app: App) -> list[dict]:
+        by_id = {(r["id"], role["id"]): (name, role["value"]) for name, r in state.resources.items()
+                 for role in r["appRoles"]}
+        out = [by_id[(a["resourceId"], a["appRoleId"])] for a in state.app_role_assignments.get(app.object_id, {})
+               .values() if (a["resourceId"], a["appRoleId"]) in by_id]
+        return [{"resource": n, "permission": p} for n, p in sorted(out)]
+
+    mailboxes = sorted((r for r in state.recipients.values() if r.kind == "mailbox"), key=lambda r: r.primary_smtp)
+    groups = sorted((r for r in state.recipients.values() if r.is_group), key=lambda r: r.primary_smtp)
+    apps = sorted((a for a in state.apps.values() if not a.is_admin), key=lambda a: a.app_id)
+    admin = state.apps.get(state.admin_app_id)
+    out = {
+        "format": FORMAT,
+        "tenant": {"id": state.tenant_id, "domain": state.domain, "name": state.tenant_name,
+                   "dn_suffix": state.dn_suffix},
+        "mailboxes": [{"name": r.name, "alias": r.alias, "display_name": r.display_name,
+                       "primary_smtp": r.primary_smtp, "upn": r.upn, "external_id": r.external_id, "guid": r.guid,
+                       "recipient_type_details": r.recipient_type_details, "dn": r.dn,
+                       "email_addresses": r.email_addresses[1:], "hidden": r.hidden,
+                       "attributes": dict(sorted(r.attributes.items()))} for r in mailboxes],
+        "apps": [{"app_id": a.app_id, "object_id": a.object_id, "display_name": a.display_name,
+                  "exchange_pointer": a.exchange_pointer, "exchange_guid": a.exchange_guid, "app_roles": roles(a),
+                  "secret": a.secret, "certificate_pem": a.certificate_pem,
+                  "directory_roles": sorted(a.directory_roles)} for a in apps],
+        "groups": [{"name": g.name, "alias": g.alias, "display_name": g.display_name, "primary_smtp": g.primary_smtp,
+                    "type": g.group_type, "cn": g.cn, "dn": g.dn, "guid": g.guid, "external_id": g.external_id,
+                    "recipient_type_details": g.recipient_type_details, "hidden": g.hidden,
+                    "members": [addr(m) for m in g.members], **g.extra} for g in groups],
+        "recipient_permissions": [{"mailbox": addr(p.mailbox), "trustee": trustee(p.trustee),
+                                   "access_control_type": "Deny" if p.deny else "Allow",
+                                   "access_rights": list(p.access_rights), "is_inherited": p.is_inherited,
+                                   "inheritance_type": p.inheritance_type} for p in state.recipient_permissions],
+        "mailbox_permissions": [{"mailbox": addr(p.mailbox), "user": trustee(p.trustee),
+                                 "access_rights": list(p.access_rights), "deny": p.deny,
+                                 "is_inherited": p.is_inherited, "inheritance_type": p.inheritance_type}
+                                for p in state.mailbox_permissions],
+        "management_scopes": [{"name": s.name, "guid": s.guid, "filter": s.filter, "exclusive": s.exclusive}
+                              for s in sorted(state.scopes.values(), key=lambda s: s.name.lower()) if not s.hidden],
+        "role_assignments": [_dump_assignment(state, ra, addr)
+                             for ra in sorted(state.assignments.values(), key=lambda r: r.name.lower())],
+        "administrative_units": [{"id": u.id, "display_name": u.display_name,
+                                  "members": sorted(addr(m) for m in u.members)}
+                                 for u in sorted(state.admin_units.values(), key=lambda u: u.id)],
+        "application_access_policies": [dict(p) for p in state.access_policies],
+    }
+    if admin is not None:
+        out["admin"] = {"client_id": admin.app_id, "object_id": admin.object_id, "display_name": admin.display_name,
+                        "secret": admin.secret, "certificate_pem": admin.certificate_pem, "app_roles": roles(admin),
+                        "directory_roles": sorted(admin.directory_roles)}
+    return out
+
+
+def _dump_assignment(state: TenantState, ra: RoleAssignment, addr) -> dict:
+    row = {"name": ra.name, "guid": ra.guid, "role": ra.role, "app": ra.app_id, "enabled": ra.enabled}
+    if ra.scope_kind == "custom":
+        row["custom_resource_scope"] = ra.scope_ref
+    elif ra.scope_kind == "group":
+        row["recipient_group_scope"] = addr(ra.scope_ref)
+    elif ra.scope_kind == "au":
+        row["recipient_administrative_unit_scope"] = ra.scope_ref
+    return row
+
+
+__all__ = ["load_fixture", "dump_fixture", "FixtureError", "grant_app_role", "EXCHANGE_ONLINE_APP_ID", "GRAPH_APP_ID"]

@@ -1,0 +1,154 @@
+"""The Microsoft Graph v1.0 subset of the sandbox: service principals, their app-role assignments, users.
+
+Functions return JSON-ready dicts (or lists, which the server pages with `@odata.nextLink`) and raise GraphError
+with Graph's status, code and message. Writing an app-role assignment changes which claims the app's next tokens
+carry, so it is recorded in the timeline (the SMTP cut-over is exactly this: deleting SMTP.SendAsApp).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from migrator.sandbox.api import Caller, GraphError
+from migrator.sandbox.state import App, TenantState
+
+READ_ROLES = {"Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All",
+              "AppRoleAssignment.ReadWrite.All", "Directory.ReadWrite.All"}
+WRITE_ROLES = {"AppRoleAssignment.ReadWrite.All", "Directory.ReadWrite.All"}
+USER_ROLES = {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+
+
+def _require(caller: Caller, roles: set[str]) -> None:
+    if not (caller.roles & roles):
+        raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+
+
+def _guid(value: str) -> str:
+    try:
+        return str(uuid.UUID(str(value).strip()))
+    except ValueError:
+        raise GraphError(400, "Request_BadRequest", f"Invalid object identifier '{value}'.") from None
+
+
+def _missing(what: str) -> GraphError:
+    return GraphError(404, "Request_ResourceNotFound", f"Resource '{what}' does not exist or one of its queried "
+                      "reference-property objects are not present.")
+
+
+def _sp_dict(state: TenantState, app: App) -> dict:
+    return {"id": app.object_id, "appId": app.app_id, "displayName": app.display_name,
+            "servicePrincipalType": "Application", "accountEnabled": True, "appOwnerOrganizationId": state.tenant_id,
+            "servicePrincipalNames": [app.app_id], "appRoles": [], "tags": []}
+
+
+def _all_sps(state: TenantState) -> list[dict]:
+    rows = [_sp_dict(state, a) for a in state.apps.values()] + [dict(r) for r in state.resources.values()]
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def get_service_principal(state: TenantState, sp_id: str, *, caller: Caller) -> dict:
+    """GET /servicePrincipals/{id}"""
+    _require(caller, READ_ROLES)
+    sp_id = _guid(sp_id)
+    for row in _all_sps(state):
+        if row["id"] == sp_id:
+            return row
+    raise _missing(sp_id)
+
+
+def get_service_principal_by_app_id(state: TenantState, app_id: str, *, caller: Caller) -> dict:
+    """GET /servicePrincipals(appId='{appId}')"""
+    _require(caller, READ_ROLES)
+    app_id = _guid(app_id)
+    for row in _all_sps(state):
+        if row["appId"] == app_id:
+            return row
+    raise _missing(app_id)
+
+
+_FILTER = re.compile(r"^\s*(appId|displayName|id)\s+eq\s+'((?:[^']|'')*)'\s*$", re.I)
+
+
+def list_service_principals(state: TenantState, *, caller: Caller, filter: str | None = None) -> list[dict]:
+    """GET /servicePrincipals[?$filter=appId eq '...']"""
+    _require(caller, READ_ROLES)
+    rows = _all_sps(state)
+    if filter:
+        m = _FILTER.match(filter)
+        if not m:
+            raise GraphError(400, "BadRequest", f"Invalid filter clause: {filter}")
+        prop = {"appid": "appId", "displayname": "displayName", "id": "id"}[m.group(1).lower()]
+        value = m.group(2).replace("''", "'")
+        rows = [r for r in rows if str(r[prop]).lower() == value.lower()]
+    return rows
+
+
+def _principal(state: TenantState, sp_id: str) -> App:
+    sp_id = _guid(sp_id)
+    app = state.app_by_sp_id(sp_id)
+    if app is None:
+        raise _missing(sp_id)
+    return app
+
+
+def list_app_role_assignments(state: TenantState, sp_id: str, *, caller: Caller) -> list[dict]:
+    """GET /servicePrincipals/{id}/appRoleAssignments"""
+    _require(caller, READ_ROLES)
+    app = _principal(state, sp_id)
+    return sorted((dict(a) for a in state.app_role_assignments.get(app.object_id, {}).values()),
+                  key=lambda a: a["id"])
+
+
+def grant_app_role(state: TenantState, sp_id: str, body: dict, *, caller: Caller) -> dict:
+    """POST /servicePrincipals/{id}/appRoleAssignments  {principalId, resourceId, appRoleId} -> 201"""
+    from migrator.sandbox.fixture import grant_app_role as _grant
+
+    _require(caller, WRITE_ROLES)
+    app = _principal(state, sp_id)
+    body = body or {}
+    for key in ("principalId", "resourceId", "appRoleId"):
+        if not body.get(key):
+            raise GraphError(400, "Request_BadRequest", f"A value is required for property '{key}' of resource "
+                             "'AppRoleAssignment'.")
+    if _guid(body["principalId"]) != app.object_id:
+        raise GraphError(400, "Request_BadRequest", "The principalId in the body does not match the service "
+                         "principal in the URL.")
+    resource = next((r for r in state.resources.values() if r["id"] == _guid(body["resourceId"])), None)
+    if resource is None:
+        raise _missing(body["resourceId"])
+    role_id = _guid(body["appRoleId"])
+    if not any(r["id"] == role_id for r in resource["appRoles"]):
+        raise GraphError(400, "Request_BadRequest", "Permission being assigned was not found on application "
+                         f"'{resource['appId']}'.")
+    if any(a["resourceId"] == resource["id"] and a["appRoleId"] == role_id
+           for a in state.app_role_assignments.get(app.object_id, {}).values()):
+        raise GraphError(400, "Request_BadRequest", "Permission being assigned already exists on the object")
+    row = _grant(state, app, resource, role_id, created=state.clock.now())
+    state.timeline.note(state.clock.now(), "change", graph="grant_app_role", app_id=app.app_id,
+                        resource=resource["displayName"], app_role_id=role_id)
+    state.sync_access([app.app_id])
+    return dict(row)
+
+
+def delete_app_role_assignment(state: TenantState, sp_id: str, assignment_id: str, *, caller: Caller) -> None:
+    """DELETE /servicePrincipals/{id}/appRoleAssignments/{assignmentId} -> 204"""
+    _require(caller, WRITE_ROLES)
+    app = _principal(state, sp_id)
+    rows = state.app_role_assignments.get(app.object_id, {})
+    if assignment_id not in rows:
+        raise _missing(assignment_id)
+    row = rows.pop(assignment_id)
+    state.timeline.note(state.clock.now(), "change", graph="delete_app_role_assignment", app_id=app.app_id,
+                        resource=row["resourceDisplayName"], app_role_id=row["appRoleId"])
+    state.sync_access([app.app_id])
+
+
+def list_users(state: TenantState, *, caller: Caller) -> list[dict]:
+    """GET /users (the server pages it by $top and @odata.nextLink)."""
+    _require(caller, USER_ROLES)
+    rows = [{"id": r.external_id, "userPrincipalName": r.upn or r.primary_smtp, "mail": r.primary_smtp,
+             "displayName": r.display_name, "mailNickname": r.alias,
+             "proxyAddresses": list(r.email_addresses)}
+            for r in state.recipients.values() if r.kind == "mailbox"]
+    return sorted(rows, key=lambda r: r["id"])

@@ -1,0 +1,71 @@
+"""Identity resolution as Exchange does it: one lookup table from every accepted identity form to objects.
+
+A recipient is found by Name, Alias, primary SMTP address, any proxy address (with or without its `smtp:` prefix),
+Guid, ExternalDirectoryObjectId, DistinguishedName or UserPrincipalName; a service principal by ObjectId, AppId or
+DisplayName. Case-insensitive. More than one object for one identity is an ambiguity error, as in Exchange.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Hashable, Iterable
+
+
+def normalise(identity: str) -> str:
+    text = (identity or "").strip().lower()
+    if text.startswith("{") and text.endswith("}"):  # {GUID}
+        text = text[1:-1]
+    return text
+
+
+class IdentityIndex:
+    """Many keys per object, many objects per key (a duplicate name is legal in a tenant, and ambiguous)."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, set] = defaultdict(set)
+        self._keys: dict[Hashable, set[str]] = {}
+
+    def put(self, obj: Hashable, keys: Iterable[str]) -> None:
+        """Index `obj` under `keys`, replacing whatever it was indexed under before."""
+        self.drop(obj)
+        norm = {normalise(k) for k in keys if k and normalise(k)}
+        self._keys[obj] = norm
+        for k in norm:
+            self._by_key[k].add(obj)
+
+    def drop(self, obj: Hashable) -> None:
+        for k in self._keys.pop(obj, ()):
+            bucket = self._by_key.get(k)
+            if bucket is not None:
+                bucket.discard(obj)
+                if not bucket:
+                    del self._by_key[k]
+
+    def find(self, identity: str) -> set:
+        """Every object the identity names (empty: not found; more than one: ambiguous)."""
+        key = normalise(identity)
+        if not key:
+            return set()
+        hits = set(self._by_key.get(key, ()))
+        if not hits and ":" in key and not key.startswith(("cn=", "s-1-")):
+            # a proxy address typed with its prefix: "smtp:x@y" or "SMTP:x@y"
+            prefix, _, rest = key.partition(":")
+            if prefix in ("smtp", "x500", "sip", "spo"):
+                hits = set(self._by_key.get(rest, ()))
+        return hits
+
+    def __contains__(self, obj: Hashable) -> bool:
+        return obj in self._keys
+
+
+def recipient_keys(rec) -> list[str]:
+    """The identity forms a recipient answers to."""
+    keys = [rec.name, rec.alias, rec.primary_smtp, rec.guid, rec.external_id, rec.dn, rec.upn]
+    for addr in rec.email_addresses:
+        keys.append(addr)
+        keys.append(addr.split(":", 1)[1] if ":" in addr else addr)
+    return [k for k in keys if k]
+
+
+def service_principal_keys(app) -> list[str]:
+    return [k for k in (app.object_id, app.app_id, app.display_name, app.exchange_guid) if k]

@@ -1,0 +1,49 @@
+"""Behaviour switches of the sandbox tenant (INTERNALS.md §3). Documented-but-unverified behaviours are settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+CLAIM_RULES = ("documented", "union")
+TRUSTEE_DISPLAYS = ("display_name", "object_id")
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    # Seconds before the data plane (sending) sees an RBAC change. Microsoft: 30 min to 2 h. Small by default so a
+    # rehearsal does not wait hours; tests set what they need on a manual clock.
+    propagation_delay: float = 60.0
+    # Lifetime of issued access tokens in seconds (Entra: 60-90 minutes).
+    token_lifetime: float = 3600.0
+    # "documented": a token carrying SMTP.SendAsApp needs the per-mailbox SendAs grant, one without it needs the
+    # RBAC role in scope. "union": either path serves any token.
+    claim_rule: str = "documented"
+    # How Get-RecipientPermission / Get-MailboxPermission show a service-principal trustee (UNVERIFIED live).
+    trustee_display: str = "display_name"
+    # Seconds a just-created group stays invisible to Get-* (directory replication).
+    replication_delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.claim_rule not in CLAIM_RULES:
+            raise ValueError(f"claim_rule must be one of {CLAIM_RULES}, not {self.claim_rule!r}")
+        if self.trustee_display not in TRUSTEE_DISPLAYS:
+            raise ValueError(f"trustee_display must be one of {TRUSTEE_DISPLAYS}, not {self.trustee_display!r}")
+        for name in ("propagation_delay", "token_lifetime", "replication_delay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "SandboxSettings":
+        """Build from a dict (a faults profile's `settings` table, say); unknown keys are an error."""
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown sandbox settings: {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def with_(self, **changes) -> "SandboxSettings":
+        return replace(self, **changes)

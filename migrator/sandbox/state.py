@@ -1,0 +1,494 @@
+"""The sandbox tenant's state: recipients, service principals, permissions, groups, scopes, role assignments and
+Entra app-role assignments, with every access-relevant change written to a Timeline.
+
+`TenantState.invoke(cmdlet, params, caller=)` runs an Exchange cmdlet (cmdlets.py); the `graph_*` methods serve the
+Graph subset (graph_ops.py); `can_send_as()` is the data plane (dataplane.py). One lock serialises everything, so
+the threaded HTTP server may call in from any thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+from migrator.model import EXCHANGE_ONLINE_APP_ID, FILTERABLE_ATTRIBUTES, RBAC_ROLE_SMTP_SEND_AS, SMTP_SEND_AS_APP
+from migrator.sandbox import opath
+from migrator.sandbox.api import Caller, CmdletError, CmdletResult, GraphError
+from migrator.sandbox.clock import Clock
+from migrator.sandbox.identity import IdentityIndex, recipient_keys, service_principal_keys
+from migrator.sandbox.settings import SandboxSettings
+from migrator.sandbox.timeline import Timeline
+
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+EXCHANGE_RESOURCE_NAME = "Office 365 Exchange Online"
+GRAPH_RESOURCE_NAME = "Microsoft Graph"
+EXCHANGE_AUDIENCE = "https://outlook.office365.com"
+GRAPH_AUDIENCE = "https://graph.microsoft.com"
+
+# App roles the two resource service principals offer. Ids are Microsoft's where we know them; the others are
+# derived deterministically (clients must look them up in `appRoles`, as with a real tenant).
+KNOWN_ROLE_IDS = {
+    (EXCHANGE_RESOURCE_NAME, "Exchange.ManageAsApp"): "dc50a0fb-09a3-484d-be87-e023b12c6440",
+    (EXCHANGE_RESOURCE_NAME, "full_access_as_app"): "dc890d15-9560-4a4c-9b7f-a736ec74ec40",
+    (GRAPH_RESOURCE_NAME, "Mail.Send"): "b633e1c5-b582-4048-a93e-9f11b44c7e96",
+    (GRAPH_RESOURCE_NAME, "Mail.Read"): "810c84a8-4a9e-49e6-bf7d-12d183f40d01",
+    (GRAPH_RESOURCE_NAME, "Application.Read.All"): "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
+    (GRAPH_RESOURCE_NAME, "AppRoleAssignment.ReadWrite.All"): "06b708a9-e830-4db3-a914-8e69da51d44f",
+    (GRAPH_RESOURCE_NAME, "User.Read.All"): "df021288-bdef-4463-88db-98f22de89214",
+}
+RESOURCE_ROLES = {
+    EXCHANGE_RESOURCE_NAME: ("Exchange.ManageAsApp", "full_access_as_app", SMTP_SEND_AS_APP, "IMAP.AccessAsApp",
+                             "POP.AccessAsApp", "Mail.Send", "Mail.Read", "Mail.ReadWrite", "EWS.AccessAsApp"),
+    GRAPH_RESOURCE_NAME: ("Mail.Send", "Mail.Read", "Mail.ReadWrite", "Application.Read.All",
+                          "AppRoleAssignment.ReadWrite.All", "User.Read.All", "Directory.Read.All"),
+}
+RESOURCE_APP_IDS = {EXCHANGE_RESOURCE_NAME: EXCHANGE_ONLINE_APP_ID, GRAPH_RESOURCE_NAME: GRAPH_APP_ID}
+AUDIENCE_RESOURCE = {EXCHANGE_AUDIENCE: EXCHANGE_RESOURCE_NAME, GRAPH_AUDIENCE: GRAPH_RESOURCE_NAME,
+                     EXCHANGE_ONLINE_APP_ID: EXCHANGE_RESOURCE_NAME, GRAPH_APP_ID: GRAPH_RESOURCE_NAME}
+
+MAILBOX_TYPES = ("UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox", "SchedulingMailbox")
+GROUP_TYPES = {"Security": "MailUniversalSecurityGroup", "Distribution": "MailUniversalDistributionGroup",
+               "Microsoft365": "GroupMailbox", "Unified": "GroupMailbox"}
+_NS = uuid.UUID("5f1c1d2e-9a57-4c39-9b0c-6d1b2f6f0a11")
+
+
+def det_uuid(*parts: str) -> str:
+    """A stable GUID from names: fixtures without ids load the same way every time."""
+    return str(uuid.uuid5(_NS, "|".join(parts)))
+
+
+def sid_for(key: str) -> str:
+    """A stable Windows SID for an object (Exchange shows one for orphaned trustees)."""
+    h = hashlib.sha256(key.encode()).digest()
+    nums = [int.from_bytes(h[i:i + 4], "little") for i in (0, 4, 8)]
+    return f"S-1-5-21-{nums[0]}-{nums[1]}-{nums[2]}-{1000 + h[12] * 256 + h[13]}"
+
+
+def escape_dn(value: str) -> str:
+    out = []
+    for i, ch in enumerate(value):
+        if ch in ',+"\\<>;=' or (ch == "#" and i == 0) or (ch == " " and i in (0, len(value) - 1)):
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@dataclass
+class Recipient:
+    guid: str
+    kind: str  # "mailbox" | "group"
+    name: str
+    alias: str
+    display_name: str
+    primary_smtp: str
+    upn: str = ""
+    external_id: str = ""
+    dn: str = ""
+    cn: str = ""
+    recipient_type_details: str = "UserMailbox"
+    email_addresses: list[str] = field(default_factory=list)  # "SMTP:primary", "smtp:secondary"
+    attributes: dict[str, str] = field(default_factory=dict)
+    hidden: bool = False
+    created: float = 0.0
+    # groups
+    group_type: str = ""  # Security | Distribution | Microsoft365
+    members: dict[str, None] = field(default_factory=dict)  # guid -> None (ordered set of direct members)
+    extra: dict = field(default_factory=dict)  # ManagedBy, MemberJoinRestriction, Notes...
+
+    @property
+    def is_group(self) -> bool:
+        return self.kind == "group"
+
+    @property
+    def recipient_type(self) -> str:
+        if self.kind == "mailbox":
+            return "UserMailbox"
+        return "MailUniversalSecurityGroup" if self.group_type == "Security" else "MailUniversalDistributionGroup"
+
+
+@dataclass
+class App:
+    """An Entra application with its service principal; `exchange_pointer` is Exchange's New-ServicePrincipal."""
+
+    app_id: str
+    object_id: str
+    display_name: str
+    exchange_pointer: bool = False
+    exchange_guid: str = ""
+    secret: str | None = None
+    certificate_pem: str | None = None
+    directory_roles: set[str] = field(default_factory=set)
+    is_admin: bool = False
+    pointer_created: float = 0.0
+
+
+@dataclass
+class PermissionRow:
+    """One ACE: a RecipientPermission (SendAs) or a MailboxPermission (FullAccess...)."""
+
+    mailbox: str  # recipient guid
+    trustee: tuple  # ("app", app_id) | ("recipient", guid) | ("self",) | ("sid", sid)
+    access_rights: list[str]
+    deny: bool = False
+    is_inherited: bool = False
+    inheritance_type: str = "None"
+
+
+@dataclass
+class ManagementScope:
+    name: str
+    guid: str
+    filter: str
+    ast: object
+    exclusive: bool = False
+    recipient_root: str | None = None
+    created: float = 0.0
+    hidden: bool = False  # created behind a RecipientGroupScope assignment
+
+
+@dataclass
+class RoleAssignment:
+    name: str
+    guid: str
+    role: str
+    app_id: str  # the assignee's app id (its SP ObjectId is shown)
+    scope_kind: str  # "custom" | "group" | "au" | "organization"
+    scope_ref: str = ""  # scope name | group guid | AU id
+    enabled: bool = True
+    created: float = 0.0
+
+
+@dataclass
+class AdministrativeUnit:
+    id: str
+    display_name: str
+    members: set[str] = field(default_factory=set)  # recipient guids
+
+
+class _FilterIndex:
+    """opath.FilterIndex over the tenant's recipients (items are recipient guids)."""
+
+    def __init__(self, state: "TenantState") -> None:
+        self.state = state
+
+    def universe(self) -> set:
+        return set(self.state.recipients)
+
+    def values(self, guid: str, key: str) -> list[str]:
+        return self.state.property_values(self.state.recipients[guid], key)
+
+    def direct_members(self, dn_lower: str) -> set:
+        group = self.state._by_dn.get(dn_lower)
+        return set(group.members) if group is not None else set()
+
+    def lookup(self, key: str, value: str):
+        return None  # scanning 100k recipients per filter is fast enough; MemberOfGroup has its own index
+
+
+FILTER_PROPERTIES = ("MemberOfGroup", "Name", "Alias", "DisplayName", "PrimarySmtpAddress", "WindowsEmailAddress",
+                     "EmailAddresses", "UserPrincipalName", "RecipientType", "RecipientTypeDetails", "Guid",
+                     "ExternalDirectoryObjectId", "DistinguishedName", "HiddenFromAddressListsEnabled",
+                     ) + FILTERABLE_ATTRIBUTES
+
+
+class TenantState:
+    """Everything the sandbox tenant knows. Build with `from_fixture`; save with `to_fixture`."""
+
+    def __init__(self, *, clock: Clock | None = None, settings: SandboxSettings | None = None) -> None:
+        self.clock = clock or Clock()
+        self.settings = settings or SandboxSettings()
+        self.lock = threading.RLock()
+        self.tenant_id = ""
+        self.domain = ""
+        self.default_domain = ""
+        self.tenant_name = ""
+        self.dn_suffix = ""
+        self.server = "NAMPR03A001.prod.outlook.com"
+        self.recipients: dict[str, Recipient] = {}
+        self.apps: dict[str, App] = {}  # app_id -> App (includes the admin app)
+        self.admin_app_id = ""
+        self.recipient_permissions: list[PermissionRow] = []
+        self.mailbox_permissions: list[PermissionRow] = []
+        self.scopes: dict[str, ManagementScope] = {}  # lower name -> scope
+        self.assignments: dict[str, RoleAssignment] = {}  # lower name -> assignment
+        self.admin_units: dict[str, AdministrativeUnit] = {}
+        self.access_policies: list[dict] = []
+        self.resources: dict[str, dict] = {}  # resource display name -> Graph SP dict (with appRoles)
+        self.app_role_assignments: dict[str, dict[str, dict]] = {}  # principal SP id -> {assignment id: dict}
+        self._recipient_ids = IdentityIndex()
+        self._sp_ids = IdentityIndex()
+        self._by_dn: dict[str, Recipient] = {}
+        self._scope_cache: dict[tuple, frozenset] = {}
+        self.timeline = Timeline(self.settings, self.clock.now())
+        self._sendas_now: dict[str, set[str]] = {}  # app_id -> mailbox addresses (last recorded)
+        self._rbac_now: dict[str, set[str]] = {}
+        self.call_counts: dict[str, int] = {}
+
+    # ------------------------------------------------------------------------------------------------ loading
+    @classmethod
+    def from_fixture(cls, data: dict, *, clock: Clock | None = None,
+                     settings: SandboxSettings | None = None) -> "TenantState":
+        from migrator.sandbox.fixture import load_fixture
+
+        state = cls(clock=clock, settings=settings)
+        with state.lock:
+            load_fixture(state, data)
+            state.timeline = Timeline(state.settings, state.clock.now())
+            state._sendas_now, state._rbac_now = {}, {}
+            state.sync_access(None)
+            state.timeline.loading = False
+        return state
+
+    def to_fixture(self) -> dict:
+        from migrator.sandbox.fixture import dump_fixture
+
+        with self.lock:
+            return dump_fixture(self)
+
+    def snapshot(self) -> dict:
+        """A deep copy of the state as a fixture dict (what `to_fixture` gives, safe to keep)."""
+        return copy.deepcopy(self.to_fixture())
+
+    # ------------------------------------------------------------------------------------------------ index
+    def add_recipient(self, rec: Recipient) -> None:
+        self.recipients[rec.guid] = rec
+        self.reindex(rec)
+
+    def reindex(self, rec: Recipient) -> None:
+        for dn, r in list(self._by_dn.items()):
+            if r is rec:
+                del self._by_dn[dn]
+        if rec.dn:
+            self._by_dn[rec.dn.lower()] = rec
+        self._recipient_ids.put(rec.guid, recipient_keys(rec))
+
+    def drop_recipient(self, rec: Recipient) -> None:
+        self.recipients.pop(rec.guid, None)
+        self._recipient_ids.drop(rec.guid)
+        if rec.dn and self._by_dn.get(rec.dn.lower()) is rec:
+            del self._by_dn[rec.dn.lower()]
+        for other in self.recipients.values():
+            other.members.pop(rec.guid, None)
+        for au in self.admin_units.values():
+            au.members.discard(rec.guid)
+
+    def index_app(self, app: App) -> None:
+        if app.exchange_pointer:
+            self._sp_ids.put(app.app_id, service_principal_keys(app))
+        else:
+            self._sp_ids.drop(app.app_id)
+
+    def find_recipients(self, identity: str, *, include_unreplicated: bool = False) -> list[Recipient]:
+        hits = [self.recipients[g] for g in self._recipient_ids.find(identity)]
+        if not include_unreplicated:
+            hits = [r for r in hits if self.replicated(r)]
+        return sorted(hits, key=lambda r: r.guid)
+
+    def replicated(self, rec: Recipient) -> bool:
+        """A new group is invisible to other cmdlets for `replication_delay` seconds."""
+        delay = self.settings.replication_delay
+        return not (rec.is_group and delay > 0 and self.clock.now() < rec.created + delay)
+
+    def find_sps(self, identity: str) -> list[App]:
+        return sorted((self.apps[a] for a in self._sp_ids.find(identity)), key=lambda a: a.object_id)
+
+    def mailbox_by_address(self, address: str) -> Recipient | None:
+        for r in self.find_recipients(address, include_unreplicated=True):
+            if r.kind == "mailbox":
+                return r
+        return None
+
+    def app_by_sp_id(self, sp_id: str) -> App | None:
+        sp_id = (sp_id or "").lower()
+        for app in self.apps.values():
+            if app.object_id == sp_id:
+                return app
+        return None
+
+    def property_values(self, rec: Recipient, key: str) -> list[str]:
+        """A recipient's values for an OPATH/output property (lower-case key); [] when unset."""
+        simple = {
+            "name": rec.name, "alias": rec.alias, "displayname": rec.display_name,
+            "primarysmtpaddress": rec.primary_smtp, "windowsemailaddress": rec.primary_smtp,
+            "userprincipalname": rec.upn, "recipienttype": rec.recipient_type,
+            "recipienttypedetails": rec.recipient_type_details, "guid": rec.guid,
+            "externaldirectoryobjectid": rec.external_id, "distinguishedname": rec.dn,
+            "hiddenfromaddresslistsenabled": str(rec.hidden),
+        }
+        if key in simple:
+            return [simple[key]] if simple[key] else []
+        if key == "emailaddresses":
+            return [a.split(":", 1)[1] if ":" in a else a for a in rec.email_addresses] + list(rec.email_addresses)
+        if key == "memberofgroup":
+            return [g.dn for g in self.recipients.values() if g.is_group and rec.guid in g.members]
+        for attr, value in rec.attributes.items():
+            if attr.lower() == key:
+                return [value] if value else []
+        return []
+
+    # ------------------------------------------------------------------------------------------------ scopes
+    def parse_filter(self, text: str):
+        return opath.parse(text, known_properties=FILTER_PROPERTIES)
+
+    def filter_members(self, ast) -> set[str]:
+        return opath.evaluate(ast, _FilterIndex(self))
+
+    def assignment_targets(self, ra: RoleAssignment) -> frozenset[str]:
+        """Recipient guids an assignment covers, as configured now (direct members only, as Exchange does)."""
+        key = (ra.scope_kind, ra.scope_ref.lower())
+        hit = self._scope_cache.get(key)
+        if hit is not None:
+            return hit
+        if ra.scope_kind == "organization":
+            result = frozenset(self.recipients)
+        elif ra.scope_kind == "custom":
+            scope = self.scopes.get(ra.scope_ref.lower())
+            result = frozenset(self.filter_members(scope.ast)) if scope else frozenset()
+        elif ra.scope_kind == "group":
+            group = self.recipients.get(ra.scope_ref)
+            result = frozenset(group.members) if group else frozenset()
+        elif ra.scope_kind == "au":
+            au = self.admin_units.get(ra.scope_ref.lower())
+            result = frozenset(au.members) if au else frozenset()
+        else:
+            result = frozenset()
+        self._scope_cache[key] = result
+        return result
+
+    def invalidate_scopes(self) -> None:
+        self._scope_cache.clear()
+
+    # ------------------------------------------------------------------------------------------------ access
+    def claim_now(self, app_id: str) -> bool:
+        """The app's Entra SP holds SMTP.SendAsApp on Exchange Online (tokens issued now carry the claim)."""
+        return SMTP_SEND_AS_APP in self.token_roles(app_id, EXCHANGE_AUDIENCE)
+
+    def effective_sendas(self, app: App) -> set[str]:
+        """Mailbox addresses the app holds an allowed, not denied, SendAs grant on (needs its Exchange pointer)."""
+        if not app.exchange_pointer:
+            return set()
+        allow, deny = set(), set()
+        for row in self.recipient_permissions:
+            if row.trustee == ("app", app.app_id) and "SendAs" in row.access_rights:
+                (deny if row.deny else allow).add(row.mailbox)
+        return {self.recipients[g].primary_smtp for g in allow - deny
+                if g in self.recipients and self.recipients[g].kind == "mailbox"}
+
+    def effective_rbac(self, app: App) -> set[str]:
+        """Mailbox addresses in scope of the app's enabled `Application SMTP.SendAsApp` assignments, as configured."""
+        if not app.exchange_pointer:
+            return set()
+        guids: set[str] = set()
+        for ra in self.assignments.values():
+            if ra.app_id == app.app_id and ra.enabled and ra.role.lower() == RBAC_ROLE_SMTP_SEND_AS.lower():
+                guids |= self.assignment_targets(ra)
+        return {self.recipients[g].primary_smtp for g in guids
+                if g in self.recipients and self.recipients[g].kind == "mailbox"}
+
+    def sync_access(self, app_ids) -> None:
+        """Record in the timeline what changed in the given apps' access (None: every app)."""
+        t = self.clock.now()
+        apps = self.apps.values() if app_ids is None else [self.apps[a] for a in app_ids if a in self.apps]
+        for app in apps:
+            if app.is_admin:
+                continue
+            for table, compute, setter in ((self._sendas_now, self.effective_sendas, self.timeline.set_sendas),
+                                           (self._rbac_now, self.effective_rbac, self.timeline.set_rbac)):
+                new = compute(app)
+                old = table.get(app.app_id, set())
+                for mbx in new - old:
+                    setter(t, app.app_id, mbx, True)
+                for mbx in old - new:
+                    setter(t, app.app_id, mbx, False)
+                table[app.app_id] = new
+            self.timeline.set_claim(t, app.app_id, self.claim_now(app.app_id))
+
+    def apps_with_assignments(self) -> set[str]:
+        return {ra.app_id for ra in self.assignments.values()}
+
+    # ------------------------------------------------------------------------------------------------ tokens
+    def find_client(self, client_id: str) -> App | None:
+        """The Entra app a token request names (client_id), or None."""
+        return self.apps.get((client_id or "").strip().lower())
+
+    def token_roles(self, app_id: str, audience: str) -> list[str]:
+        """App roles consented to the app on the resource of `audience` (the token's `roles` claim)."""
+        resource_name = AUDIENCE_RESOURCE.get((audience or "").rstrip("/").lower())
+        app = self.apps.get((app_id or "").lower())
+        if resource_name is None or app is None:
+            return []
+        resource = self.resources[resource_name]
+        by_id = {r["id"]: r["value"] for r in resource["appRoles"]}
+        roles = {by_id[a["appRoleId"]] for a in self.app_role_assignments.get(app.object_id, {}).values()
+                 if a["resourceId"] == resource["id"] and a["appRoleId"] in by_id}
+        return sorted(roles)
+
+    def issue_token(self, app_id: str, audience: str) -> dict:
+        """Claims for a new access token (the token service signs them): records the issue in the timeline."""
+        with self.lock:
+            app = self.apps[(app_id or "").lower()]
+            now = self.clock.now()
+            roles = self.token_roles(app.app_id, audience)
+            claims = {"aud": audience, "tid": self.tenant_id, "appid": app.app_id, "oid": app.object_id,
+                      "roles": roles, "iat": int(now), "nbf": int(now),
+                      "exp": int(now + self.settings.token_lifetime)}
+            self.timeline.note(now, "token", app_id=app.app_id, audience=audience,
+                               claim=SMTP_SEND_AS_APP in roles and audience.rstrip("/") == EXCHANGE_AUDIENCE)
+            return claims
+
+    def caller_for(self, app_id: str, audience: str = EXCHANGE_AUDIENCE) -> Caller:
+        """The Caller a valid token of this app would make (for tests and the server)."""
+        app = self.apps[(app_id or "").lower()]
+        return Caller(app.app_id, frozenset(self.token_roles(app.app_id, audience)),
+                      frozenset(app.directory_roles))
+
+    def admin_caller(self) -> Caller:
+        return self.caller_for(self.admin_app_id)
+
+    # ------------------------------------------------------------------------------------------------ API
+    def invoke(self, cmdlet: str, params: dict | None = None, *, caller: Caller) -> CmdletResult:
+        """Run one Exchange cmdlet; rows are JSON-ready dicts with Microsoft's field names."""
+        from migrator.sandbox.cmdlets import run_cmdlet
+
+        with self.lock:
+            self.call_counts[cmdlet] = self.call_counts.get(cmdlet, 0) + 1
+            return run_cmdlet(self, cmdlet, dict(params or {}), caller)
+
+    def can_send_as(self, app_id: str, mailbox: str, *, token_claim: bool | None = None,
+                    token_issued_at: float | None = None, at: float | None = None) -> bool:
+        """The data plane: could the app authenticate as `mailbox` (SMTP AUTH XOAUTH2) at `at` (default now)?"""
+        from migrator.sandbox.dataplane import can_send_as
+
+        with self.lock:
+            return can_send_as(self, app_id, mailbox, token_claim=token_claim, token_issued_at=token_issued_at,
+                               at=at)
+
+    def check(self, original_grants, *, until: float | None = None):
+        from migrator.sandbox.timeline import check
+
+        return check(self.timeline, original_grants, until=until)
+
+    # Graph: thin wrappers so the server needs only the state object.
+    def graph(self, op: str, *args, caller: Caller, **kwargs):
+        from migrator.sandbox import graph_ops
+
+        with self.lock:
+            fn = getattr(graph_ops, op, None)
+            if fn is None or op.startswith("_"):
+                raise GraphError(400, "Request_BadRequest", f"Unsupported operation {op!r}")
+            return fn(self, *args, caller=caller, **kwargs)
+
+
+def graph_assignment_id(principal_id: str, resource_id: str, role_id: str) -> str:
+    """Graph's appRoleAssignment ids are base64url strings; ours are stable for the same triple."""
+    raw = hashlib.sha256(f"{principal_id}|{resource_id}|{role_id}".encode()).digest()[:32]
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+__all__ = ["TenantState", "Caller", "CmdletError", "CmdletResult", "GraphError", "Recipient", "App",
+           "PermissionRow", "ManagementScope", "RoleAssignment", "AdministrativeUnit", "det_uuid", "sid_for"]
