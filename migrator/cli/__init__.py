@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "migrator.cli.inventory",
     "migrator.cli.plan",
     "migrator.cli.report",
+    "migrator.cli.sandbox",
 )
 
 

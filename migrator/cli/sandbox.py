@@ -1,0 +1,71 @@
+"""`migrator sandbox serve`: run the bundled sandbox tenant (Exchange Online + Entra + Graph over HTTPS)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+
+@click.group("sandbox")
+def sandbox() -> None:
+    """The sandbox tenant: an Exchange Online, Entra ID and Graph emulator on 127.0.0.1 for demos, tests and
+    rehearsals. The tool talks to it exactly as it talks to Microsoft."""
+
+
+@sandbox.command("serve")
+@click.option("--tenant", "fixture", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Tenant fixture (JSON, see samples/). Default: the bundled sample tenant, samples/contoso.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the fault generator: the same seed and calls give the same faults.")
+@click.option("--faults", default="none", show_default=True,
+              help="Fault profile: none, mild, chaos, or a JSON/TOML file of FaultProfile settings.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Port on 127.0.0.1; 0 picks a free one (read it from the ready line).")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for ca.pem, the connection profile and the 0600 secret file. Default: a temporary "
+                   "folder removed on exit.")
+@click.option("--propagation-delay", type=click.FloatRange(min=0),
+              help="Seconds before RBAC changes reach the data plane (Microsoft: 30 min to 2 h).")
+@click.option("--token-lifetime", type=click.FloatRange(min=1),
+              help="Lifetime of issued access tokens, in seconds (Entra: 60-90 min).")
+@click.option("--claim-rule", type=click.Choice(["documented", "union"]),
+              help="How the data plane treats a token with the SMTP.SendAsApp claim: documented (needs the SendAs "
+                   "grant) or union (either path works).")
+def serve(fixture: Path | None, seed: int, faults: str, port: int, run_dir: Path | None,
+          propagation_delay: float | None, token_lifetime: float | None, claim_rule: str | None) -> None:
+    """Serve a sandbox tenant until SIGTERM or SIGINT.
+
+    Prints one JSON line on stdout once ready, with authority, exchange_url, graph_url, ca_bundle, tenant_id,
+    client_id, client_secret and profile (a connection profile for --profile). The line holds the admin app's
+    secret: treat stdout as sensitive.
+    """
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="sandbox: %(message)s")
+    overrides = {"propagation_delay": propagation_delay, "token_lifetime": token_lifetime, "claim_rule": claim_rule}
+    settings = SandboxSettings(**{k: v for k, v in overrides.items() if v is not None})
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        sb = start_sandbox(fixture, seed=seed, faults=faults, settings=settings, port=port, run_dir=run_dir)
+        try:
+            sys.stdout.write(json.dumps(sb.ready_line()) + "\n")
+            sys.stdout.flush()
+            while not stop.wait(0.5):
+                pass
+        finally:
+            sb.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("sandbox stopped", err=True)
+
+
+commands = [sandbox]

@@ -1,0 +1,75 @@
+"""Adapter: the HTTP side's Backend (backend.py) over the tenant state (state.TenantState, graph_ops.py)."""
+
+from __future__ import annotations
+
+from cryptography import x509
+
+from migrator.sandbox.api import Caller, CmdletResult
+from migrator.sandbox.backend import AppCredentials
+from migrator.sandbox.state import TenantState
+
+
+class StateBackend:
+    def __init__(self, state: TenantState) -> None:
+        self.state = state
+        self.tenant_id = state.tenant_id.lower()
+        self.tenant_domain = state.domain
+        self.admin_client_id = state.admin_app_id
+        self._certs: dict[str, tuple[x509.Certificate, ...]] = {}
+        # The grant set the timeline checker compares against: effective SendAs grants when the sandbox started.
+        with state.lock:
+            self.original_grants = {(app.app_id, mbx) for app in state.apps.values()
+                                    for mbx in state.effective_sendas(app)}
+
+    # ---- identity ----------------------------------------------------------------------------------------
+    def app(self, client_id: str) -> AppCredentials | None:
+        app = self.state.find_client(client_id)
+        if app is None:
+            return None
+        pem = app.certificate_pem or ""
+        if pem and pem not in self._certs:
+            self._certs[pem] = tuple(x509.load_pem_x509_certificates(pem.encode()))
+        return AppCredentials(app.app_id, app.object_id, app.display_name,
+                              (app.secret,) if app.secret else (), self._certs.get(pem, ()))
+
+    def issue_claims(self, client_id: str, audience: str) -> dict:
+        return self.state.issue_token(client_id, audience)
+
+    def directory_roles(self, client_id: str) -> frozenset[str]:
+        app = self.state.find_client(client_id)
+        return frozenset(app.directory_roles) if app else frozenset()
+
+    def now(self) -> float:
+        return self.state.clock.now()
+
+    # ---- Exchange and Graph ------------------------------------------------------------------------------
+    def invoke(self, cmdlet: str, params: dict, caller: Caller) -> CmdletResult:
+        return self.state.invoke(cmdlet, params, caller=caller)
+
+    def graph_service_principals(self, app_id: str | None, caller: Caller) -> list[dict]:
+        flt = None if app_id is None else "appId eq '{}'".format(app_id.replace("'", "''"))
+        return self.state.graph("list_service_principals", caller=caller, filter=flt)
+
+    def graph_service_principal(self, sp_id: str, caller: Caller) -> dict:
+        return self.state.graph("get_service_principal", sp_id, caller=caller)
+
+    def graph_app_role_assignments(self, sp_id: str, caller: Caller) -> list[dict]:
+        return self.state.graph("list_app_role_assignments", sp_id, caller=caller)
+
+    def graph_grant_app_role(self, sp_id: str, body: dict, caller: Caller) -> dict:
+        return self.state.graph("grant_app_role", sp_id, body, caller=caller)
+
+    def graph_delete_app_role_assignment(self, sp_id: str, assignment_id: str, caller: Caller) -> None:
+        self.state.graph("delete_app_role_assignment", sp_id, assignment_id, caller=caller)
+
+    def graph_users(self, caller: Caller) -> list[dict]:
+        return self.state.graph("list_users", caller=caller)
+
+    # ---- debug -------------------------------------------------------------------------------------------
+    def timeline(self) -> dict:
+        with self.state.lock:
+            return self.state.timeline.to_dict()
+
+    def check(self) -> dict:
+        with self.state.lock:
+            return self.state.check(self.original_grants).to_dict()

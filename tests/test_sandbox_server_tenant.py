@@ -1,0 +1,127 @@
+"""The sandbox server over the real tenant state (samples/contoso): unmodified msal, a plain requests client,
+Graph, the debug endpoints, and `migrator sandbox serve` as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tomllib
+
+import msal
+import pytest
+import requests
+
+from conftest import SAMPLES
+from sandbox_standin import VerifyingSession
+
+pytestmark = pytest.mark.integration
+EXO = "https://outlook.office365.com/.default"
+GRAPH = "https://graph.microsoft.com/.default"
+
+
+def _msal(sb):
+    return msal.ConfidentialClientApplication(sb.client_id, client_credential=sb.client_secret,
+                                              authority=sb.authority, instance_discovery=False,
+                                              http_client=VerifyingSession(sb.ca_bundle))
+
+
+def _post(sb, token, cmdlet, params=None, *, url=None, page=None):
+    headers = {"Authorization": f"Bearer {token}"}
+    if page:
+        headers["Prefer"] = f"odata.maxpagesize={page}"
+    return requests.post(url or sb.invoke_url, json={"CmdletInput": {"CmdletName": cmdlet,
+                                                                     "Parameters": params or {}}},
+                         headers=headers, verify=str(sb.ca_bundle), timeout=10)
+
+
+def test_sample_tenant_pages_get_mailbox_and_errors(sandbox):
+    token = _msal(sandbox).acquire_token_for_client([EXO])["access_token"]
+    everything = _post(sandbox, token, "Get-Mailbox", {"ResultSize": "Unlimited"}).json()
+    assert "@odata.nextLink" not in everything
+    expected = [m["PrimarySmtpAddress"] for m in everything["value"]]
+    assert len(expected) > 4
+    seen, url, pages = [], None, 0
+    while True:
+        body = _post(sandbox, token, "Get-Mailbox", {"ResultSize": "Unlimited"}, url=url, page=2).json()
+        assert len(body["value"]) <= 2
+        seen += [m["PrimarySmtpAddress"] for m in body["value"]]
+        pages += 1
+        url = body.get("@odata.nextLink")
+        if not url or pages > 1000:
+            break
+    assert seen == expected and pages == (len(expected) + 1) // 2
+    missing = _post(sandbox, token, "Get-Mailbox", {"Identity": "nobody@contoso.com"})
+    assert missing.status_code == 404
+    assert "|Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException|" in \
+        missing.json()["error"]["details"][0]["message"]
+    assert requests.post(sandbox.invoke_url, json={"CmdletInput": {"CmdletName": "Get-Mailbox"}},
+                         verify=str(sandbox.ca_bundle), timeout=10).status_code == 401
+
+
+def test_token_claims_follow_graph_app_role_assignments(sandbox):
+    """The cut-over: deleting an app's SMTP.SendAsApp assignment through Graph removes the claim from new tokens."""
+    import jwt
+
+    app = _msal(sandbox)
+    graph = {"Authorization": f"Bearer {app.acquire_token_for_client([GRAPH])['access_token']}"}
+    ca = str(sandbox.ca_bundle)
+    fixture = json.loads((SAMPLES / "contoso" / "tenant.json").read_text())
+    mailer = next(a for a in fixture["apps"] if {"resource": "Office 365 Exchange Online",
+                                                 "permission": "SMTP.SendAsApp"} in a["app_roles"])
+    sp = requests.get(f"{sandbox.graph_url}/v1.0/servicePrincipals(appId='{mailer['app_id']}')", headers=graph,
+                      verify=ca, timeout=10).json()
+    assert sp["id"] == mailer["object_id"]
+    exo_sp = requests.get(f"{sandbox.graph_url}/v1.0/servicePrincipals",
+                          params={"$filter": "appId eq '00000002-0000-0ff1-ce00-000000000000'"}, headers=graph,
+                          verify=ca, timeout=10).json()["value"][0]
+    smtp_role = next(r["id"] for r in exo_sp["appRoles"] if r["value"] == "SMTP.SendAsApp")
+    rows = requests.get(f"{sandbox.graph_url}/v1.0/servicePrincipals/{sp['id']}/appRoleAssignments",
+                        headers=graph, verify=ca, timeout=10).json()["value"]
+    target = next(r for r in rows if r["appRoleId"] == smtp_role)
+    assert requests.delete(f"{sandbox.graph_url}/v1.0/servicePrincipals/{sp['id']}/appRoleAssignments/"
+                           f"{target['id']}", headers=graph, verify=ca, timeout=10).status_code == 204
+    claims = sandbox.state.issue_token(mailer["app_id"], "https://outlook.office365.com")
+    assert "SMTP.SendAsApp" not in claims["roles"]
+    timeline = requests.get(f"{sandbox.base_url}/_sandbox/timeline", headers=graph, verify=ca, timeout=10)
+    assert timeline.status_code == 200
+    check = requests.get(f"{sandbox.base_url}/_sandbox/check", headers=graph, verify=ca, timeout=10).json()
+    assert set(check) >= {"gaps", "overgrants"}
+
+
+def test_serve_prints_the_ready_line_and_stops_on_sigterm(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MIGRATOR_PROFILE"}
+    proc = subprocess.Popen([sys.executable, "-m", "migrator", "sandbox", "serve", "--seed", "3", "--run-dir",
+                             str(tmp_path / "run"), "--token-lifetime", "900"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        ready = json.loads(line)
+        for key in ("authority", "exchange_url", "graph_url", "ca_bundle", "tenant_id", "client_id",
+                    "client_secret", "profile"):
+            assert ready[key], key
+        profile = tomllib.loads(open(ready["profile"]).read())
+        assert profile["client_id"] == ready["client_id"] and ready["client_secret"] not in open(ready["profile"]).read()
+        app = msal.ConfidentialClientApplication(ready["client_id"], client_credential=ready["client_secret"],
+                                                 authority=ready["authority"], instance_discovery=False,
+                                                 http_client=VerifyingSession(ready["ca_bundle"]))
+        result = app.acquire_token_for_client([EXO])
+        assert result["expires_in"] == 900
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert proc.stdout.read() == ""  # one line, nothing else on stdout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_rejects_a_bad_fixture(tmp_path):
+    bad = tmp_path / "t.json"
+    bad.write_text("{}")
+    res = subprocess.run([sys.executable, "-m", "migrator", "sandbox", "serve", "--tenant", str(bad)],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 2 and "not a tenant fixture" in res.stderr and str(bad) in res.stderr
+    assert res.stdout == ""
