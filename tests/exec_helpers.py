@@ -42,3 +42,16 @@ def run_until_done(tenant, plan_path, batches, *, max_runs=200, **kw):
         if any(o.status == "failed" for o in result.outcomes):
             continue  # a transient fault failed an item: run again, as an admin would
     raise AssertionError("did not converge")
+
+
+def rollback(tenant, plan_path, batch, *, wait=True, dry_run=False, control=None, **kw):
+    from migrator.executor.rollback import RollbackRunner
+
+    plan = load_plan(plan_path)
+    with Journal(plan_path, readonly=dry_run, clock=tenant.clock.now) as journal:
+        runner = RollbackRunner(plan, journal, FakeExchange(tenant), FakeGraph(tenant), settings=settings(**kw),
+                                dry_run=dry_run, wait=wait, control=control or Control(plan_path),
+                                output=Output(quiet=True), now=tenant.clock.now, sleep=tenant.clock.sleep)
+        result = runner.run([batch])
+    result.output = runner.output
+    return result

@@ -66,7 +66,7 @@ class FakeGroup:
                 "MemberDepartRestriction": "Closed"}
 
 
-WRITES = {"new_service_principal", "add_recipient_permission", "remove_recipient_permission",
+WRITES = {"new_service_principal", "remove_service_principal", "add_recipient_permission", "remove_recipient_permission",
           "add_mailbox_permission", "remove_mailbox_permission", "new_distribution_group", "set_distribution_group",
           "remove_distribution_group", "update_group_members", "add_group_member", "remove_group_member",
           "new_management_scope", "remove_management_scope", "new_role_assignment", "remove_role_assignment",
@@ -283,6 +283,11 @@ class FakeExchange:
                 raise NotFound("no pointer", operation="Remove-ServicePrincipal")
             self.t.pointers.discard(oid)
         return self._c("remove_service_principal", f)
+
+    def invoke(self, cmdlet, params=None, select=None):
+        if cmdlet == "Remove-ServicePrincipal":
+            return self.remove_service_principal(params["Identity"])
+        raise NotImplementedError(cmdlet)
 
     def scan_recipient_permissions(self):
         def f():

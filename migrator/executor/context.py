@@ -152,9 +152,10 @@ class Guarded:
         target = getattr(self._client, name)
         if not callable(target):
             return target
-        is_write = name in WRITE_METHODS
-
         def call(*args, **kwargs):
+            # invoke() runs any cmdlet: only Get-*/Test-* ones are reads.
+            is_write = name in WRITE_METHODS or (
+                name == "invoke" and not str(args[0] if args else kwargs.get("cmdlet", "")).startswith(("Get-", "Test-")))
             self._control.check()
             if is_write and self._dry_run:
                 self._output.change(describe_write(name, args, kwargs))

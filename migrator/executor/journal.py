@@ -372,6 +372,7 @@ class Journal:
                 " name=excluded.name, created_batch=CASE WHEN objects.state='removed' THEN excluded.created_batch"
                 " ELSE objects.created_batch END,"
                 " state=CASE WHEN objects.state='removed' THEN 'intent' ELSE objects.state END,"
+                " identity=CASE WHEN objects.state='removed' THEN NULL ELSE objects.identity END,"
                 " updated_at=excluded.updated_at",
                 (kind, key, name, batch, _dumps(detail), now, now))
 

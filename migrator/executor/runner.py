@@ -120,7 +120,7 @@ class Runner:
         bind_journal(self.journal, self.plan)
         outcomes: dict[int, BatchOutcome] = {}
         if not self.dry_run:
-            self.journal.start_run("execute", batches[0] if len(batches) == 1 else None,
+            self.journal.start_run(self.phase, batches[0] if len(batches) == 1 else None,
                                    {"batches": batches, "wait": self.wait, "cutover": self.settings.cutover,
                                     "propagation_wait": self.settings.propagation_wait,
                                     "token_lifetime": self.settings.token_lifetime})
@@ -146,7 +146,11 @@ class Runner:
                 self.journal.end_run(",".join(statuses))
         return RunResult([outcomes[n] for n in batches if n in outcomes], self.calls)
 
-    def run_batch(self, number: int) -> BatchOutcome:
+    phase = "execute"
+    steps = EXECUTE_STEPS
+
+    def batch_context(self, number: int) -> tuple[Context, str] | BatchOutcome:
+        """The context to run batch `number` in, and its state; or an outcome when there is nothing to do."""
         view = batch_view(self.plan, number)
         state, generation = self.journal.batch_state(number)
         if state == "done":
@@ -160,18 +164,33 @@ class Runner:
             state = "new"
         ctx = Context(plan=self.plan, view=view, journal=self.journal, exo=self.exo, graph=self.graph,
                       settings=self.settings, control=self.control, output=self.output, generation=generation,
-                      dry_run=self.dry_run, now=self.now, sleep=self.sleep)
+                      phase=self.phase, dry_run=self.dry_run, now=self.now, sleep=self.sleep)
         self.output.info(f"Batch {number}: {len(view.apps)} app(s), {len(view.migrate_grants())} grant(s) to migrate"
                          f"{' (dry run: nothing is written)' if self.dry_run else ''}")
+        return ctx, state
+
+    def begin(self, ctx: Context, state: str) -> None:
+        if not self.dry_run and state == "new":
+            self.journal.set_batch_state(ctx.batch, "executing", ctx.generation)
+
+    def finish(self, ctx: Context) -> None:
+        if not self.dry_run:
+            self.journal.set_batch_state(ctx.batch, "done", ctx.generation)
+        self.output.info(f"Batch {ctx.batch}: done.")
+
+    def run_batch(self, number: int) -> BatchOutcome:
+        prepared = self.batch_context(number)
+        if isinstance(prepared, BatchOutcome):
+            return prepared
+        ctx, state = prepared
         try:
             self.preflight(ctx)
-            if state == "new" and self.confirm is not None and not self.dry_run and not self.confirm(view):
+            if state == "new" and self.confirm is not None and not self.dry_run and not self.confirm(ctx.view):
                 return BatchOutcome(number, "stopped", message="not confirmed")
-            if not self.dry_run and state == "new":
-                self.journal.set_batch_state(number, "executing", generation)
-            for name, fn in EXECUTE_STEPS:
+            self.begin(ctx, state)
+            for name, fn in self.steps:
                 ctx.step = name
-                row = self.journal.step(number, generation, "execute", name)
+                row = self.journal.step(number, ctx.generation, self.phase, name)
                 if row is not None and row.status == "done":
                     if name == "groups":
                         ctx.dns.update(row.detail.get("dns", {}))
@@ -184,19 +203,17 @@ class Runner:
                     continue
                 self.output.info(f"  {name.replace('_', ' ')}...")
                 if not self.dry_run:
-                    self.journal.set_step(number, generation, "execute", name, "running")
+                    self.journal.set_step(number, ctx.generation, self.phase, name, "running")
                 result = fn(ctx)
                 if result.failures:
                     if not self.dry_run:
-                        self.journal.set_step(number, generation, "execute", name, "failed",
+                        self.journal.set_step(number, ctx.generation, self.phase, name, "failed",
                                               detail={"failures": [str(f) for f in result.failures]})
                     raise StepFailed(name, result.failures)
                 if not self.dry_run:
-                    self.journal.set_step(number, generation, "execute", name, "done", detail=result.detail)
-            if not self.dry_run:
-                self.journal.set_batch_state(number, "done", generation)
-            self.output.info(f"Batch {number}: done.")
-            return BatchOutcome(number, "done")
+                    self.journal.set_step(number, ctx.generation, self.phase, name, "done", detail=result.detail)
+            self.finish(ctx)
+            return BatchOutcome(number, "done", message="; ".join(ctx.cache.get("notes", [])))
         except StepFailed as exc:
             self.output.info(str(exc))
             return BatchOutcome(number, "failed", failures=exc.failures, message=str(exc))
@@ -220,17 +237,13 @@ class Runner:
 
     def wait_step(self, ctx: Context, name: str, row) -> float | None:
         """Start or check a wait. Returns the time to come back, or None when the wait is over."""
-        seconds = float(getattr(self.settings, WAIT_STEPS[name]))
-        if name == "token_wait":
-            cut = self.journal.step(ctx.batch, ctx.generation, "execute", "cutover")
-            if cut is not None and cut.detail.get("skipped"):
-                seconds = 0.0  # no cut-over, no claim tokens to outlive
+        seconds = self.wait_seconds(ctx, name)
         if self.dry_run:
             self.output.change(f"wait {fmt_duration(seconds)} ({name.replace('_', ' ')})")
             return None
         if row is None or row.not_before is None:
             not_before = self.now() + seconds
-            self.journal.set_step(ctx.batch, ctx.generation, "execute", name, "waiting", not_before=not_before,
+            self.journal.set_step(ctx.batch, ctx.generation, self.phase, name, "waiting", not_before=not_before,
                                   detail={"seconds": seconds})
         else:
             not_before = row.not_before
@@ -238,8 +251,16 @@ class Runner:
             self.countdown(not_before, name.replace("_", " "))
         if self.now() < not_before:
             return not_before
-        self.journal.set_step(ctx.batch, ctx.generation, "execute", name, "done")
+        self.journal.set_step(ctx.batch, ctx.generation, self.phase, name, "done")
         return None
+
+    def wait_seconds(self, ctx: Context, name: str) -> float:
+        seconds = float(getattr(self.settings, WAIT_STEPS[name]))
+        if name == "token_wait":
+            cut = self.journal.step(ctx.batch, ctx.generation, "execute", "cutover")
+            if cut is not None and cut.detail.get("skipped"):
+                seconds = 0.0  # no cut-over, no claim tokens to outlive
+        return seconds
 
     def countdown(self, until: float, what: str) -> None:
         """Sleep until `until`, showing the time left; Ctrl-C and the pause file stop it cleanly."""

@@ -1,0 +1,290 @@
+"""Undo one batch from its journal, in reverse, without a gap (DESIGN.md §6):
+
+restore_grants → regrant → token_wait → assignments → scopes → groups → sp_pointers
+
+1. Restore every legacy grant the batch removed (the recorded prior row says what it was), so the legacy path
+   serves again before anything else changes.
+2. Re-grant each app's Entra SMTP.SendAsApp app-role assignment the cut-over deleted.
+3. Wait the token lifetime: tokens issued without the claim (after the cut-over) still depend on RBAC.
+4. Remove the batch's role assignments, then its scopes, then the groups the tool created, each only when it was
+   created by this tool and no other applied batch still uses it; then the service-principal pointers the tool
+   created for the batch's apps.
+Every step reads before it writes, records its intent first, and verifies; a killed rollback resumes. What cannot
+be restored exactly is said plainly in the result (an app-role assignment comes back with a new id, for one).
+"""
+
+from __future__ import annotations
+
+from migrator.errors import MigratorError
+from migrator.exchange.errors import AlreadyExists, NotFound
+from migrator.executor.context import Context, ItemFailure, StepResult
+from migrator.executor.runner import BatchOutcome, Runner
+from migrator.executor.steps import (
+    _s,
+    exchange_role,
+    legacy_rows,
+    normalise_filter,
+    resolve_sps,
+    smtp_assignments,
+    _fullaccess_rows,
+)
+from migrator.model import norm_id
+
+APPLIED = ("executing", "done", "rolling_back")
+
+
+def _note(ctx: Context, text: str) -> None:
+    ctx.cache.setdefault("notes", []).append(text)
+    ctx.output.info(f"  note: {text}")
+
+
+def _removed(ctx: Context, kind: str):
+    return ctx.journal.actions(batch=ctx.batch, generation=ctx.generation, phase="execute", kind=kind, op="remove")
+
+
+def step_restore_grants(ctx: Context) -> StepResult:
+    present = legacy_rows(ctx, fresh=True)
+    removed = _removed(ctx, "sendas")
+
+    def restore(action) -> None:
+        app_id, mailbox = action.key.split("|", 1)
+        if app_id not in ctx.sps:
+            raise MigratorError(f"cannot restore: the service principal of app {app_id} is gone")
+        if (app_id, mailbox) in present:
+            return  # never removed (the run stopped before the call) or already restored
+        act = ctx.intent("sendas", action.key, "restore", intent={"restore": action.prior}, prior=[])
+        try:
+            ctx.exo.add_recipient_permission(mailbox, ctx.sps[app_id]["object_id"])
+        except AlreadyExists:
+            pass
+        ctx.mark(act, "applied")
+
+    failures = ctx.for_each(removed, restore, label="Restoring SendAs", name=lambda a: f"SendAs {a.key}")
+    if not ctx.dry_run:
+        after = legacy_rows(ctx, fresh=True)
+        for action in removed:
+            app_id, mailbox = action.key.split("|", 1)
+            if (app_id, mailbox) not in after and not any(f.item == f"SendAs {action.key}" for f in failures):
+                failures.append(ItemFailure(f"SendAs {action.key}", "not present after restoring it"))
+            act = ctx.recorded("sendas", action.key, "restore")
+            if act is not None and (app_id, mailbox) in after and act.status != "verified":
+                ctx.mark(act.id, "verified")
+
+    def restore_full(action) -> None:
+        app_id, mailbox = action.key.split("|", 1)
+        if _fullaccess_rows(ctx, app_id, mailbox):
+            return
+        act = ctx.intent("fullaccess", action.key, "restore", intent={"restore": action.prior}, prior=[])
+        ctx.exo.add_mailbox_permission(mailbox, ctx.sps[app_id]["object_id"])
+        if not ctx.dry_run and not _fullaccess_rows(ctx, app_id, mailbox):
+            raise MigratorError("FullAccess not present after restoring it")
+        ctx.mark(act, "verified")
+
+    failures += ctx.for_each(_removed(ctx, "fullaccess"), restore_full, label="Restoring FullAccess",
+                             name=lambda a: f"FullAccess {a.key}")
+    return StepResult(failures)
+
+
+def step_regrant(ctx: Context) -> StepResult:
+    cut = ctx.journal.actions(batch=ctx.batch, generation=ctx.generation, phase="execute", kind="entra_assignment",
+                              op="delete")
+
+    def regrant(action) -> None:
+        app_id = action.key
+        if smtp_assignments(ctx, app_id):
+            return
+        resource_id, role_id = exchange_role(ctx)
+        act = ctx.intent("entra_assignment", app_id, "grant", intent={"resourceId": resource_id,
+                                                                      "appRoleId": role_id}, prior=[])
+        row = ctx.graph.grant_app_role(ctx.sps[app_id]["object_id"], resource_id, role_id)
+        if ctx.dry_run:
+            return
+        if not smtp_assignments(ctx, app_id):
+            raise MigratorError("SMTP.SendAsApp assignment not present after granting it")
+        old = ", ".join(r.get("id", "?") for r in action.prior or [])
+        _note(ctx, f"app {app_id}: Entra SMTP.SendAsApp re-granted with a new assignment id "
+                   f"({(row or {}).get('id', '?')}); the old id ({old}) cannot be restored")
+        ctx.mark(act, "verified", result=row)
+
+    return StepResult(ctx.for_each(cut, regrant, label="Re-granting", name=lambda a: f"app {a.key}"))
+
+
+def _other_batches_using(ctx: Context, kind: str, key: str) -> list[int]:
+    """Other batches, applied (executing/done/rolling back), whose plan objects use this scope or group."""
+    states = ctx.journal.batch_states()
+    users = []
+    for batch in ctx.plan.batches:
+        n = int(batch.number)
+        if n == ctx.batch or states.get(n, ("new", 0))[0] not in APPLIED:
+            continue
+        scopes = {a.scope for a in ctx.plan.assignments if int(a.batch) == n}
+        if kind == "scope" and key in scopes:
+            users.append(n)
+        if kind == "group" and any(key in s.groups for s in ctx.plan.scopes if s.key in scopes):
+            users.append(n)
+    return users
+
+
+def _owned(ctx: Context, kind: str, key: str):
+    obj = ctx.journal.object(kind, key)
+    return obj if obj is not None and obj.state in ("intent", "created") else None
+
+
+def step_remove_assignments(ctx: Context) -> StepResult:
+    existing: dict[str, dict] = {}
+    for role in sorted({a.role for a in ctx.view.assignments}):
+        for row in ctx.exo.get_role_assignments(role):
+            existing[_s(row, "Name")] = row
+
+    def remove(a) -> None:
+        obj = _owned(ctx, "assignment", a.key)
+        if obj is None:
+            return
+        if a.name in existing:
+            act = ctx.intent("assignment", a.key, "remove", prior=existing[a.name])
+            try:
+                ctx.exo.remove_role_assignment(a.name)
+            except NotFound:
+                pass
+            ctx.mark(act, "applied")
+        if not ctx.dry_run:
+            ctx.journal.set_object("assignment", a.key, "removed")
+
+    failures = ctx.for_each(ctx.view.assignments, remove, label="Removing role assignments",
+                            name=lambda a: f"assignment {a.key} {a.name!r}")
+    if not ctx.dry_run:
+        back = {_s(r, "Name") for role in sorted({a.role for a in ctx.view.assignments})
+                for r in ctx.exo.get_role_assignments(role)}
+        for a in ctx.view.assignments:
+            obj = ctx.journal.object("assignment", a.key)
+            if obj is not None and obj.state == "removed" and a.name in back:
+                failures.append(ItemFailure(f"assignment {a.key}", "still present after removal"))
+    return StepResult(failures)
+
+
+def step_remove_scopes(ctx: Context) -> StepResult:
+    def remove(scope) -> None:
+        obj = _owned(ctx, "scope", scope.key)
+        if obj is None:
+            return
+        users = _other_batches_using(ctx, "scope", scope.key)
+        if users:
+            _note(ctx, f"scope {scope.name!r} kept: batch(es) {', '.join(map(str, users))} still use it")
+            return
+        found = ctx.exo.get_management_scope(scope.name)
+        if found is not None:
+            act = ctx.intent("scope", scope.key, "remove", prior=found)
+            try:
+                ctx.exo.remove_management_scope(scope.name)
+            except NotFound:
+                pass
+            if not ctx.dry_run and ctx.exo.get_management_scope(scope.name) is not None:
+                raise MigratorError("still present after removal")
+            ctx.mark(act, "verified")
+        if not ctx.dry_run:
+            ctx.journal.set_object("scope", scope.key, "removed")
+
+    return StepResult(ctx.for_each(ctx.view.scopes, remove, label="Removing scopes",
+                                   name=lambda s: f"scope {s.key} {s.name!r}"))
+
+
+def step_remove_groups(ctx: Context) -> StepResult:
+    def remove(group) -> None:
+        obj = _owned(ctx, "group", group.key)
+        if obj is None:
+            return
+        users = _other_batches_using(ctx, "group", group.key)
+        if users:
+            _note(ctx, f"group {group.name!r} kept: batch(es) {', '.join(map(str, users))} still use it")
+            return
+        identity = obj.identity or group.address or group.name
+        found = ctx.exo.get_distribution_group(identity)
+        if found is not None:
+            if obj.name != _s(found, "Name"):
+                raise MigratorError(f"group {identity!r} is now named {_s(found, 'Name')!r}; left alone")
+            members = [_s(m, "PrimarySmtpAddress", "Name") for m in ctx.exo.get_group_members(identity)]
+            act = ctx.intent("group", group.key, "remove", prior={"group": found, "members": members})
+            try:
+                ctx.exo.remove_distribution_group(identity)
+            except NotFound:
+                pass
+            if not ctx.dry_run and ctx.exo.get_distribution_group(identity) is not None:
+                raise MigratorError("still present after removal")
+            ctx.mark(act, "verified")
+        if not ctx.dry_run:
+            ctx.journal.set_object("group", group.key, "removed")
+
+    return StepResult(ctx.for_each([g for g in ctx.view.groups if g.status == "new"], remove,
+                                   label="Removing groups", name=lambda g: f"group {g.key} {g.name!r}"))
+
+
+def step_remove_pointers(ctx: Context) -> StepResult:
+    def remove(app_id: str) -> None:
+        obj = _owned(ctx, "sp_pointer", app_id)
+        if obj is None or app_id not in ctx.sps:
+            return
+        oid = ctx.sps[app_id]["object_id"]
+        if ctx.exo.get_service_principal(oid) is not None:
+            act = ctx.intent("sp_pointer", app_id, "remove", prior={"object_id": oid})
+            try:
+                ctx.exo.invoke("Remove-ServicePrincipal", {"Identity": oid, "Confirm": False})
+            except NotFound:
+                pass
+            ctx.mark(act, "applied")
+        if not ctx.dry_run:
+            ctx.journal.set_object("sp_pointer", app_id, "removed")
+
+    return StepResult(ctx.for_each(ctx.view.apps, remove, label="Removing SP pointers", name=lambda a: f"app {a}"))
+
+
+ROLLBACK_STEPS = (
+    ("restore_grants", step_restore_grants),
+    ("regrant", step_regrant),
+    ("token_wait", None),
+    ("remove_assignments", step_remove_assignments),
+    ("remove_scopes", step_remove_scopes),
+    ("remove_groups", step_remove_groups),
+    ("remove_pointers", step_remove_pointers),
+)
+
+
+class RollbackRunner(Runner):
+    """Rolls one batch back; the same loop, journal, waits and controls as execution."""
+
+    phase = "rollback"
+    steps = ROLLBACK_STEPS
+
+    def batch_context(self, number: int):
+        from migrator.executor.context import batch_view
+
+        view = batch_view(self.plan, number)
+        state, generation = self.journal.batch_state(number)
+        if state in ("new", "rolled_back"):
+            self.output.info(f"Batch {number}: nothing to roll back ({'never executed' if state == 'new' else 'already rolled back'}).")
+            return BatchOutcome(number, "skipped", message=f"nothing to roll back ({state})")
+        ctx = Context(plan=self.plan, view=view, journal=self.journal, exo=self.exo, graph=self.graph,
+                      settings=self.settings, control=self.control, output=self.output, generation=generation,
+                      phase=self.phase, dry_run=self.dry_run, now=self.now, sleep=self.sleep)
+        self.output.info(f"Batch {number}: rolling back{' (dry run: nothing is written)' if self.dry_run else ''}")
+        return ctx, state
+
+    def preflight(self, ctx: Context) -> None:
+        problems = resolve_sps(ctx)
+        for problem in problems:
+            _note(ctx, f"{problem}: its grants cannot be restored")
+
+    def begin(self, ctx: Context, state: str) -> None:
+        if not self.dry_run and state != "rolling_back":
+            self.journal.set_batch_state(ctx.batch, "rolling_back", ctx.generation)
+
+    def finish(self, ctx: Context) -> None:
+        if not self.dry_run:
+            self.journal.set_batch_state(ctx.batch, "rolled_back", ctx.generation)
+            _note(ctx, "objects this tool did not create were left as they were")
+        self.output.info(f"Batch {ctx.batch}: rolled back.")
+
+    def wait_seconds(self, ctx: Context, name: str) -> float:
+        # Only tokens issued after a cut-over lack the claim; without any cut-over there is nothing to outlive.
+        cut = ctx.journal.actions(batch=ctx.batch, generation=ctx.generation, phase="execute",
+                                  kind="entra_assignment", op="delete")
+        return float(self.settings.token_lifetime) if cut else 0.0
