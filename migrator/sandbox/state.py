@@ -447,8 +447,8 @@ class TenantState:
         return Caller(app.app_id, frozenset(self.token_roles(app.app_id, audience)),
                       frozenset(app.directory_roles))
 
-    def admin_caller(self) -> Caller:
-        return self.caller_for(self.admin_app_id)
+    def admin_caller(self, audience: str = EXCHANGE_AUDIENCE) -> Caller:
+        return self.caller_for(self.admin_app_id, audience)
 
     # ------------------------------------------------------------------------------------------------ API
     def invoke(self, cmdlet: str, params: dict | None = None, *, caller: Caller) -> CmdletResult:

@@ -22,16 +22,22 @@ from migrator.sandbox.settings import SandboxSettings
 
 
 class _Series:
-    """A boolean over time: change points (time, value), appended in time order. False before the first point."""
+    """A boolean over time: its value when the fixture was loaded (`initial`, in force since long before) and the
+    change points (time, value) after it, appended in time order."""
 
-    __slots__ = ("times", "values")
+    __slots__ = ("initial", "times", "values")
 
     def __init__(self) -> None:
+        self.initial = False
         self.times: list[float] = []
         self.values: list[bool] = []
 
-    def set(self, t: float, value: bool) -> bool:
-        current = self.values[-1] if self.values else False
+    def set(self, t: float, value: bool, *, loading: bool = False) -> bool:
+        if loading:
+            changed = self.initial != value
+            self.initial = value
+            return changed
+        current = self.values[-1] if self.values else self.initial
         if current == value:
             return False
         if self.times and t < self.times[-1]:
@@ -42,7 +48,7 @@ class _Series:
 
     def at(self, t: float) -> bool:
         i = bisect.bisect_right(self.times, t) - 1
-        return self.values[i] if i >= 0 else False
+        return self.values[i] if i >= 0 else self.initial
 
     def any_true(self, lo: float, hi: float) -> bool:
         """True somewhere in [lo, hi]."""
@@ -89,7 +95,7 @@ class Timeline:
                 if not value:
                     return
                 series = table[key] = _Series()
-            if series.set(t, value) and not self.loading:
+            if series.set(t, value, loading=self.loading) and not self.loading:
                 data = {"app_id": key[0], "mailbox": key[1]} if isinstance(key, tuple) else {"app_id": key}
                 self.log.append(Event(t, kind, {**data, "value": value}))
 
@@ -110,7 +116,7 @@ class Timeline:
     # --- queries ---------------------------------------------------------------------------------------------
     def _at(self, table: dict, key, t: float) -> bool:
         series = table.get(key)
-        return series.at(max(t, self.start)) if series is not None else False
+        return series.at(t) if series is not None else False
 
     def sendas_at(self, app_id: str, mailbox: str, t: float) -> bool:
         return self._at(self.sendas, (app_id, mailbox), t)
@@ -200,10 +206,12 @@ def check(timeline: Timeline, original_grants, *, until: float | None = None) ->
                 mid = lo + (hi - lo) / 2 if hi is not None else lo + 1.0
                 reason = _gap(timeline, app, mbx, mid, life, union, cl) if had else \
                     _over(timeline, app, mbx, mid, life, union, cl)
-                if current and (reason is None or reason != current[1]):
+                if current and reason is None:
                     out.append(Interval(app, mbx, current[0], lo, current[1]))
                     current = None
-                if reason and current is None:
+                elif current and reason not in current[1].split("; then "):
+                    current = (current[0], current[1] + "; then " + reason)  # one interval, every cause named
+                elif reason and current is None:
                     current = (lo, reason)
             if current:
                 out.append(Interval(app, mbx, current[0], until, current[1]))
@@ -212,7 +220,7 @@ def check(timeline: Timeline, original_grants, *, until: float | None = None) ->
 
 def _claim_window(cl: _Series | None, start: float, t: float, life: float) -> tuple[bool, bool]:
     """(some token the app may hold at t carries the claim, some does not)."""
-    lo = max(start, t - life)
+    lo = t - life  # before `start`, the loaded (initial) claim state holds
     if cl is None:
         return False, True
     return cl.any_true(lo, t), cl.any_false(lo, t)
@@ -244,5 +252,5 @@ def _over(tl: Timeline, app: str, mbx: str, t: float, life: float, union: bool, 
     if with_claim and sendas:
         return "can send as a mailbox the app did not have (SendAs grant)"
     if without_claim and rbac:
-        return "can send as a mailbox the app did not have (RBAC role not yet unpropagated)"
+        return "can send as a mailbox the app did not have (RBAC role still in force on the data plane)"
     return None
