@@ -106,3 +106,25 @@ Write-Host "Done. Files in $OutDir. Next: migrator inventory --from-exports $Out
 def export_script() -> str:
     """The script, ready to save as a .ps1 file."""
     return SCRIPT
+
+
+# The columns each file of the script carries, with the kind the reader must recognise it as
+# (tests/test_inventory_script.py keeps the script, this table and the recogniser in step).
+SCRIPT_FILES = {
+    "service-principals.csv": ("service_principals", ["DisplayName", "AppId", "ObjectId", "Identity"]),
+    "mailboxes.csv": ("mailboxes", ["Name", "Alias", "DisplayName", "PrimarySmtpAddress", "UserPrincipalName",
+                                    "EmailAddresses", "ExternalDirectoryObjectId", "Guid", "DistinguishedName",
+                                    "Identity", "RecipientTypeDetails", "Office",
+                                    *(f"CustomAttribute{i}" for i in range(1, 16)),
+                                    "Department", "Company", "City", "StateOrProvince", "CountryOrRegion"]),
+    "recipient-permissions.csv": ("recipient_permissions", ["Identity", "Trustee", "AccessControlType",
+                                                            "AccessRights", "IsInherited", "InheritanceType"]),
+    "mailbox-permissions.csv": ("mailbox_permissions", ["Identity", "User", "AccessRights", "IsInherited", "Deny",
+                                                        "InheritanceType"]),
+    "groups.csv": ("groups", ["Name", "Alias", "DisplayName", "PrimarySmtpAddress", "DistinguishedName", "Guid",
+                              "ExternalDirectoryObjectId", "RecipientTypeDetails", "GroupType", "ManagedBy",
+                              "MemberJoinRestriction", "MemberDepartRestriction", "HiddenFromAddressListsEnabled"]),
+    "group-members.csv": ("group_members", ["GroupIdentity", "Name", "DisplayName", "PrimarySmtpAddress",
+                                            "RecipientType", "RecipientTypeDetails", "ExternalDirectoryObjectId",
+                                            "Identity"]),
+}

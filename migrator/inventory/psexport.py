@@ -96,8 +96,9 @@ def read_export(path: Path) -> ExportFile:
     rows = []
     for number, cells in records[1:]:
         if len(cells) != len(lower):
+            shown = ",".join(cells)
             raise InputError(f"has {len(cells)} fields where the header has {len(lower)} (truncated or malformed?)",
-                             path=str(path), row=number)
+                             path=str(path), row=number, value=shown if len(shown) <= 120 else shown[:120] + "...")
         rows.append((number, dict(zip(lower, (c.strip() for c in cells)))))
     return ExportFile(path, kind, columns, rows, sha256_file(path), encoding, type_line)
 
@@ -135,15 +136,23 @@ def _parse(text: str, path: Path) -> list[tuple[int, list[str]]]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     records: list[tuple[int, list[str]]] = []
     number = 0
+    start_line = 1  # physical line where the current record starts, to quote it in an error
     try:
         for cells in reader:
             number += 1
             if cells and any(c.strip() for c in cells):
                 records.append((number, cells))
+            start_line = reader.line_num + 1
     except csv.Error as exc:
         raise InputError(f"malformed CSV: {exc} (an unbalanced quote or a truncated file?)", path=str(path),
-                         row=number + 1) from None
+                         row=number + 1, value=_line(text, start_line)) from None
     return records
+
+
+def _line(text: str, line_no: int, limit: int = 120) -> str:
+    lines = text.splitlines()
+    line = lines[line_no - 1] if 0 < line_no <= len(lines) else ""
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def recognise(lower: list[str], path: Path, columns: list[str]) -> str:
@@ -165,7 +174,8 @@ def recognise(lower: list[str], path: Path, columns: list[str]) -> str:
         kind = MAILBOXES
     if kind is None:
         shown = ", ".join(c for c in columns if c.lower() not in NOISE_COLUMNS)
-        raise InputError(f"columns match no known export (expected one of: {', '.join(CMDLETS.values())}); "
+        known = ", ".join(v for k, v in CMDLETS.items() if k != EMPTY)
+        raise InputError(f"columns match no known export (expected one of: {known}); "
                          f"its columns: {shown or '(none)'}", path=str(path))
     missing = [c for c in REQUIRED[kind] if c not in cols]
     if missing:
