@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "migrator.cli.plan",
     "migrator.cli.report",
     "migrator.cli.sandbox",
+    "migrator.cli.execute",
 )
 
 
