@@ -66,7 +66,7 @@ def hostile_plan(out: Path) -> Path:
     ]
     batches = [PlanBatch(1, (APP_ONEIL,), 2, "pilot", 2, 1, 1, 1),
                PlanBatch(2, (APP_DOLLAR, APP_PLAIN), 7, "wave 1 <script>alert(1)</script>", 4, 0, 2, 3)]
-    plan = Plan(_meta(2), tuple(grants), tuple(groups.values()), tuple(scopes), tuple(assignments),
+    plan = Plan(_meta(3), tuple(grants), tuple(groups.values()), tuple(scopes), tuple(assignments),
                 tuple(batches), (("CustomAttribute1", ATTR_VALUE, attr[0]),))
     return write_plan(plan, out)
 

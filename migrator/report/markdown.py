@@ -1,0 +1,91 @@
+"""The report as Markdown (GitHub flavour): renders in a change ticket or a pull request, diagram in Mermaid.
+
+Every value from the plan is escaped (md()) so that a name cannot open a link, a table cell, HTML, inline code,
+emphasis or GitHub's `$...$` math.
+"""
+
+from __future__ import annotations
+
+from migrator.report.mermaid import render_mermaid
+from migrator.report.model import ReportData, fmt_time
+
+MAX_APP_ROWS = 50      # per batch
+MAX_GROUP_ROWS = 200
+MAX_TIMELINE_ROWS = 200
+
+_ESCAPE = {"\\": "\\\\", "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]", "|": "\\|", "#": "\\#",
+           "~": "\\~", "!": "\\!", "$": "\\$", "<": "&lt;", ">": "&gt;", "&": "&amp;"}
+
+
+def md(value: object) -> str:
+    text = " ".join(str("" if value is None else value).split())
+    return "".join(_ESCAPE.get(ch, ch) for ch in text)
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(data: ReportData) -> str:
+    c = data.counts
+    out = [f"# Migration plan: {md(data.name)}", "",
+           f"Report generated {md(data.generated)}. Plan created {md(data.created)} from {md(data.source)}; "
+           f"role {md(data.role)}.", "", "## Summary", ""]
+    out += _table(["What", "Count"], [
+        ["Apps", f"{c.get('apps', 0)} ({c.get('apps_migrating', 0)} migrating, {c.get('apps_flagged', 0)} flagged)"],
+        ["Mailboxes", c.get("mailboxes", 0)],
+        ["SendAs grants migrated", c.get("grants_migrate", 0)],
+        ["Grants kept", c.get("grants_keep", 0)],
+        ["Groups", f"{c.get('groups', 0)} ({c.get('groups_new', 0)} new, {c.get('groups_reuse', 0)} reused)"],
+        ["Attribute filter terms", c.get("attribute_terms", 0)],
+        ["Group memberships to set", c.get("memberships", 0)],
+        ["Management scopes", c.get("scopes", 0)],
+        ["Role assignments", c.get("assignments", 0)],
+        ["Batches", c.get("batches", 0)],
+    ])
+    out += ["", f"**Groups used against the proven lower bound:** {md(data.bound_text)}.", ""]
+
+    out += ["## Diagram", "", "Apps, the groups and filters their role assignments are scoped to, and the "
+            "mailboxes in them" + (f" ({md(data.diagram.note)})" if data.diagram.note else "") + ".", "",
+            "```mermaid", render_mermaid(data.diagram).rstrip("\n"), "```", ""]
+    out += ["## Run", "", md(data.run_note), ""]
+    if data.timeline:
+        rows = [[fmt_time(e.at), e.batch, e.generation, e.phase, e.step, e.status,
+                 fmt_time(e.not_before) if e.status == "waiting" else "", fmt_time(e.finished)]
+                for e in data.timeline[:MAX_TIMELINE_ROWS]]
+        out += _table(["Started", "Batch", "Generation", "Phase", "Step", "Status", "Waits until", "Finished"], rows)
+        if len(data.timeline) > MAX_TIMELINE_ROWS:
+            out += ["", f"… and {len(data.timeline) - MAX_TIMELINE_ROWS} more steps (see report.html)."]
+        out.append("")
+
+    out += ["## Batches", ""]
+    out += _table(["Batch", "Note", "Apps", "SendAs grants", "Mailboxes", "New groups", "Reused groups", "Scopes",
+                   "Assignments", "State"],
+                  [[b.number, b.note, len(b.apps), b.grants, b.mailboxes, len(b.new_groups), len(b.reused_groups),
+                    b.scopes, b.assignments, b.state] for b in data.batches])
+    for b in data.batches:
+        title = f"### Batch {b.number}" + (f": {md(b.note)}" if b.note else "")
+        out += ["", title, ""]
+        rows = [[a.name, a.app_id, a.sendas, a.kept, "; ".join(a.groups + a.attributes),
+                 a.flagged and f"unscoped: {a.flagged}"] for a in b.apps[:MAX_APP_ROWS]]
+        out += _table(["App", "App id", "SendAs migrated", "Kept", "Groups and filters", "Flag"], rows)
+        if len(b.apps) > MAX_APP_ROWS:
+            out += ["", f"… and {len(b.apps) - MAX_APP_ROWS} more apps (see report.html)."]
+
+    out += ["", "## Groups", ""]
+    out += _table(["Key", "Name", "Status", "Members", "Apps", "First batch"],
+                  [[g.key, g.name, g.status, g.members, g.apps, g.batch] for g in data.groups[:MAX_GROUP_ROWS]])
+    if len(data.groups) > MAX_GROUP_ROWS:
+        out += ["", f"… and {len(data.groups) - MAX_GROUP_ROWS} more groups (see report.html and groups.csv)."]
+
+    if data.kept_reasons:
+        out += ["", "## Grants kept", ""]
+        out += _table(["Reason", "Grants"], [[r, n] for r, n in data.kept_reasons])
+    if data.flagged:
+        out += ["", "## Apps with unscoped Entra permissions", "",
+                "Scoping does not limit these apps until the unscoped permission is removed.", ""]
+        out += _table(["App", "Permissions"], [[a, p] for a, p in data.flagged])
+
+    return "\n".join(out)

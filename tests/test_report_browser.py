@@ -1,0 +1,70 @@
+"""The HTML report in a real headless browser (Debian's chromium): it renders (a screenshot that is not blank) and
+its DOM holds the key content. Chromium missing is a failure, not a skip: run scripts/install-browser."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from migrator.cli import main
+from png_pixels import read_png
+from report_plans import HOSTILE_APP2, hostile_plan, large_plan
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+HEADER_BLUE = (15, 61, 110)  # html.py's header background, #0f3d6e
+TIMEOUT = 60
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.fail("chromium is not installed: run scripts/install-browser (CI runs it from .ci/run)")
+    return path
+
+
+def run(args: list[str], tmp_path) -> subprocess.CompletedProcess:
+    profile = tmp_path / "chromium-profile"
+    return subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                          text=True, timeout=TIMEOUT, check=False)
+
+
+def report(plan_dir, tmp_path):
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["report", str(plan_dir), "--format", "html", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out / "report.html"
+
+
+@pytest.mark.parametrize("make_plan", [hostile_plan, large_plan], ids=["hostile", "large"])
+def test_report_renders_in_chromium(make_plan, tmp_path):
+    page = report(make_plan(tmp_path / "plan"), tmp_path)
+    shot = tmp_path / "report.png"
+    # 1280x2000 CSS pixels at scale 0.5: the full layout, in few enough pixels to decode in pure Python.
+    proc = run([f"--screenshot={shot}", "--window-size=1280,2000", "--force-device-scale-factor=0.5",
+                page.as_uri()], tmp_path)
+    assert shot.exists(), f"no screenshot (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    pixels = read_png(shot)[:, :, :3]
+    height, width, _ = pixels.shape
+    assert (width, height) == (640, 1000)
+    colours = np.unique(pixels.reshape(-1, 3), axis=0)
+    assert len(colours) > 50, f"only {len(colours)} colours: the page looks blank"
+    assert (pixels[:20] == HEADER_BLUE).all(axis=2).mean() > 0.5, "the header did not render"
+    # the diagram (green group boxes) is on the first screen
+    green = (pixels == (220, 252, 231)).all(axis=2).sum()
+    assert green > 200, "no group boxes of the diagram on screen"
+
+    dom = run(["--dump-dom", page.as_uri()], tmp_path).stdout
+    assert "Migration plan: plan" in dom
+    assert dom.count('class="node ') >= 6
+    assert "<script" not in dom
+    if make_plan is hostile_plan:
+        assert "wave 1 &lt;script&gt;alert(1)&lt;/script&gt;" in dom
+        assert HOSTILE_APP2.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in dom
+        assert "No run yet" in dom
+    else:
+        assert "+15 more apps" in dom and "30 mailboxes" in dom
