@@ -16,10 +16,12 @@ from sandbox_standin import ADMIN_ID, NOROLE_ID, StandIn, VerifyingSession
 EXO = "https://outlook.office365.com/.default"
 
 
-def _serve(profile, tmp_path, seed=0, standin=None):
+def _serve(profile, tmp_path, seed=0, standin=None, exact=True):
+    """exact: the throttle bucket runs on the stand-in's manual clock only (no real time), for exact tests."""
     standin = standin or StandIn(mailboxes=3)
     return standin, serve_backend(standin, admin_client_id=ADMIN_ID, admin_secret="s3cret-admin", seed=seed,
-                                  faults=profile, run_dir=tmp_path)
+                                  faults=profile, run_dir=tmp_path,
+                                  throttle_time=standin.clock.now if exact else None)
 
 
 def _token(sb, client_id=ADMIN_ID, secret="s3cret-admin", scope=EXO):
@@ -140,6 +142,19 @@ def test_same_seed_same_faults_other_seed_other_faults(tmp_path):
     assert first[0] != other[0] or first[1] != other[1]
     kinds = set(first[0])
     assert {"drop", "429"} <= kinds and kinds - {"drop", "429"}  # a real mix
+
+
+def test_default_bucket_refills_in_real_time_under_a_manual_clock(tmp_path):
+    """A client honouring Retry-After gets through although the test's manual clock never moves."""
+    import time
+
+    standin, sb = _serve(FaultProfile(throttle_rate=20, throttle_burst=1), tmp_path, exact=False)
+    with sb:
+        token = _token(sb)
+        for _ in range(2):
+            _call(sb, token)  # empties the bucket (timing decides whether the second one is throttled)
+        time.sleep(0.1)  # two refills' worth of real time at 20/s
+        assert _call(sb, token).status_code == 200
 
 
 def test_latency_draws_stay_in_the_configured_band():

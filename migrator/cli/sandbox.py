@@ -37,8 +37,12 @@ def sandbox() -> None:
 @click.option("--claim-rule", type=click.Choice(["documented", "union"]),
               help="How the data plane treats a token with the SMTP.SendAsApp claim: documented (needs the SendAs "
                    "grant) or union (either path works).")
+@click.option("--replication-delay", type=click.FloatRange(min=0),
+              help="Seconds a newly created group stays invisible to Get-* cmdlets (directory replication).")
+@click.option("-v", "--verbose", is_flag=True, help="Log every request line to stderr (never headers or bodies).")
 def serve(fixture: Path | None, seed: int, faults: str, port: int, run_dir: Path | None,
-          propagation_delay: float | None, token_lifetime: float | None, claim_rule: str | None) -> None:
+          propagation_delay: float | None, token_lifetime: float | None, claim_rule: str | None,
+          replication_delay: float | None, verbose: bool) -> None:
     """Serve a sandbox tenant until SIGTERM or SIGINT.
 
     Prints one JSON line on stdout once ready, with authority, exchange_url, graph_url, ca_bundle, tenant_id,
@@ -49,7 +53,10 @@ def serve(fixture: Path | None, seed: int, faults: str, port: int, run_dir: Path
     from migrator.sandbox.settings import SandboxSettings
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="sandbox: %(message)s")
-    overrides = {"propagation_delay": propagation_delay, "token_lifetime": token_lifetime, "claim_rule": claim_rule}
+    if verbose:
+        logging.getLogger("migrator.sandbox").setLevel(logging.DEBUG)
+    overrides = {"propagation_delay": propagation_delay, "token_lifetime": token_lifetime, "claim_rule": claim_rule,
+                 "replication_delay": replication_delay}
     settings = SandboxSettings(**{k: v for k, v in overrides.items() if v is not None})
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}

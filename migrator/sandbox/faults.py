@@ -5,8 +5,11 @@ request sequence always yields the same faults. A fault is decided *before* the 
 failed call never half-applies, with one deliberate exception: `post_commit_drop`, where a write is applied and
 then the connection drops before the answer (the client cannot tell whether it happened).
 
-Throttling is a token bucket per (service, tenant) on the sandbox clock: with a manual clock it refills only when
-the test advances time, which keeps it deterministic too. The token endpoint and /_sandbox are never faulted.
+Throttling is a token bucket per (service, tenant). It refills on whichever runs faster, real time or the sandbox
+clock (`bucket_time`): a client that honours Retry-After gets through even when a test holds a manual clock, and
+advancing the clock refills it too. Whether the bucket is empty therefore depends on request timing; every other
+fault depends only on the seed and the request order. Tests that need throttling itself to be exact pass their
+own time source. The token endpoint and /_sandbox are never faulted.
 """
 
 from __future__ import annotations
@@ -109,6 +112,18 @@ class Decision:
     transient_status: int = 0
     post_commit_drop: bool = False  # apply the write, then drop the connection
     forbidden_nul: bool = False  # if this request earns a genuine 403, send NUL bytes
+
+
+def bucket_time(sandbox_now: Callable[[], float]) -> Callable[[], float]:
+    """Seconds elapsed for the throttle bucket: the larger of real elapsed time and sandbox-clock elapsed time."""
+    import time
+
+    real0, sandbox0 = time.monotonic(), sandbox_now()
+
+    def now() -> float:
+        return max(time.monotonic() - real0, sandbox_now() - sandbox0)
+
+    return now
 
 
 class FaultInjector:

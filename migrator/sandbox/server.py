@@ -21,11 +21,12 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from migrator.errors import InputError
 from migrator.sandbox.backend import EXCHANGE_RESOURCE, GRAPH_RESOURCE, Backend
-from migrator.sandbox.faults import FaultInjector, FaultProfile, load_profile
+from migrator.sandbox.faults import FaultInjector, FaultProfile, bucket_time, load_profile
 from migrator.sandbox.http_exchange import ExchangeEndpoint
 from migrator.sandbox.http_graph import GraphEndpoint
 from migrator.sandbox.profile import write_profile, write_secret_file
@@ -256,12 +257,15 @@ class Sandbox:
 
 def serve_backend(backend: Backend, *, admin_client_id: str, admin_secret: str, seed: int = 0,
                   faults: str | FaultProfile | None = "none", port: int = 0, run_dir: Path | str | None = None,
-                  host: str = "127.0.0.1", state: object = None) -> Sandbox:
-    """Serve any Backend over HTTPS in a background thread (start_sandbox wraps this around a TenantState)."""
+                  host: str = "127.0.0.1", state: object = None,
+                  throttle_time: Callable[[], float] | None = None) -> Sandbox:
+    """Serve any Backend over HTTPS in a background thread (start_sandbox wraps this around a TenantState).
+
+    `throttle_time`: the throttle bucket's time source (default: faults.bucket_time, real or sandbox time)."""
     owns = run_dir is None
     run = Path(tempfile.mkdtemp(prefix="migrator-sandbox-")) if owns else Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    injector = FaultInjector(load_profile(faults), seed, backend.now)
+    injector = FaultInjector(load_profile(faults), seed, throttle_time or bucket_time(backend.now))
     app = SandboxApp(backend, injector, admin_client_id)
     tls = make_tls_files(run)
     try:
