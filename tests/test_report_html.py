@@ -76,19 +76,20 @@ def test_timeline_from_the_journal(plan, tmp_path):
         journal.start_run("execute", 1, {})
         journal.set_step(1, 1, "execute", "groups", "done")
         journal.set_step(1, 1, "execute", "scopes", "done")
-        journal.set_step(1, 1, "execute", "propagation", "waiting", not_before=1_800_007_200.0)
+        journal.set_step(1, 1, "execute", "propagation_wait", "waiting", not_before=1_800_007_200.0)
         journal.set_batch_state(1, "waiting", 1)
         journal.end_run("waiting")
     data = build_report(load_plan(plan.path))
-    assert [e.step for e in data.timeline] == ["groups", "scopes", "propagation"]
-    assert data.batches[0].state == "waiting" and data.batches[1].state == "not run"
+    assert [e.step for e in data.timeline] == ["groups", "scopes", "propagation_wait"]
+    assert data.batches[0].state == "waiting until 2027-01-15 10:00:00 UTC"
+    assert data.batches[1].state == "not started"
     assert "1 run(s), 3 step record(s)" in data.run_note
     html = render_html(data)
     assert "2027-01-15 10:00:00 UTC" in html  # the propagation wait's end, 1_800_007_200
     result = CliRunner().invoke(main, ["report", str(plan.path), "--format", "md", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     md = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
-    assert "| propagation | waiting | 2027-01-15 10:00:00 UTC |" in md
+    assert "| propagation\\_wait | waiting | 2027-01-15 10:00:00 UTC |" in md
     assert not (tmp_path / "r" / "report.html").exists()
 
 

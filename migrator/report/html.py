@@ -78,7 +78,8 @@ class _Raw:
 
 
 def _state(state: str) -> _Raw:
-    return _Raw(f'<span class="state-{_e(state.replace(" ", "-"))}">{_e(state)}</span>')
+    word = (state.split() or ["unknown"])[0]  # "waiting until ..." -> state-waiting
+    return _Raw(f'<span class="state-{_e(word)}">{_e(state)}</span>')
 
 
 def _bound(data: ReportData) -> str:

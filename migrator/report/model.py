@@ -38,7 +38,7 @@ class BatchRow:
     reused_groups: tuple[str, ...]
     scopes: int
     assignments: int
-    state: str             # from the journal: "not run", "done", "waiting", ...
+    state: str             # the executor's condition: "not started", "done", "waiting until ...", ...
 
 
 @dataclass(frozen=True)
@@ -111,22 +111,35 @@ def _fmt_time(ts: float | None) -> str:
 fmt_time = _fmt_time
 
 
-def read_timeline(plan_dir: Path) -> tuple[tuple[TimelineEvent, ...], dict[int, str], tuple[dict, ...], str]:
-    """(steps in time order, batch -> state, runs, note) from `<plan>/journal.db`, read-only."""
-    from migrator.executor.journal import JOURNAL_NAME, Journal
+def read_timeline(plan) -> tuple[tuple[TimelineEvent, ...], dict[int, str], tuple[dict, ...], str]:
+    """(steps in time order, batch -> condition, runs, note) from `<plan>/journal.db`, opened read-only.
 
+    A batch's condition is the executor's own (executor/status.py: done, waiting until ..., failed, ...), so the
+    report says what `migrator status` says."""
+    from migrator.executor.journal import JOURNAL_NAME, Journal
+    from migrator.executor.status import batch_statuses
+
+    plan_dir = Path(plan.path)
     if not (plan_dir / JOURNAL_NAME).exists():
         return (), {}, (), "No run yet: the plan has no journal (no batch has been executed)."
     try:
         journal = Journal(plan_dir, readonly=True)
         try:
             steps = journal.steps()
-            states = {b: s for b, (s, _gen) in journal.batch_states().items()}
+            statuses = batch_statuses(plan, journal)
             runs = tuple(journal.runs())
         finally:
             journal.close()
     except (sqlite3.Error, OSError) as exc:
         return (), {}, (), f"The journal could not be read ({exc}); the timeline is missing from this report."
+    states = {}
+    for st in statuses:
+        text = st.condition
+        if st.waiting_until is not None:
+            text += f" until {_fmt_time(st.waiting_until)}"
+        if st.failures:
+            text += f" ({len(st.failures)} failure(s), e.g. {st.failures[0]})"
+        states[st.batch] = text
     events = tuple(sorted((TimelineEvent(s.started_at, s.batch, s.generation, s.phase, s.step, s.status,
                                          s.not_before, s.finished_at) for s in steps),
                           key=lambda e: (e.at if e.at is not None else float("inf"), e.batch, e.generation)))
@@ -173,7 +186,7 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
 
     timeline, states, runs, note = ((), {}, (), "")
     if with_journal and plan.path is not None:
-        timeline, states, runs, note = read_timeline(Path(plan.path))
+        timeline, states, runs, note = read_timeline(plan)
     elif not with_journal:
         note = "Run state not read."
 
@@ -189,7 +202,7 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
             tuple(groups_by_key[k].name for k in group_keys if groups_by_key[k].status == "reuse"),
             sum(1 for s in plan.scopes if s.batch == b.number), b.assignments or sum(
                 1 for a in plan.assignments if a.batch == b.number),
-            states.get(b.number, "not run")))
+            states.get(b.number, "not started")))
 
     groups = tuple(GroupRow(g.key, g.name, g.status, len(g.members), g.apps, g.batch, g.address)
                    for g in sorted(plan.groups, key=lambda g: g.key))
