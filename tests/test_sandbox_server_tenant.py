@@ -125,3 +125,22 @@ def test_serve_rejects_a_bad_fixture(tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert res.returncode == 2 and "not a tenant fixture" in res.stderr and str(bad) in res.stderr
     assert res.stdout == ""
+
+
+def test_certificate_credential_registered_in_the_fixture(tmp_path):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from migrator.sandbox.server import start_sandbox
+    from sandbox_standin import make_cert
+
+    key_pem, cert = make_cert("migrator-admin")
+    data = json.loads((SAMPLES / "contoso" / "tenant.json").read_text())
+    data["admin"]["certificate_pem"] = cert.public_bytes(Encoding.PEM).decode()
+    with start_sandbox(data, run_dir=tmp_path) as sb:
+        app = msal.ConfidentialClientApplication(
+            sb.client_id, client_credential={"private_key": key_pem, "thumbprint": cert.fingerprint(hashes.SHA1()).hex()},
+            authority=sb.authority, instance_discovery=False, http_client=VerifyingSession(sb.ca_bundle))
+        token = app.acquire_token_for_client([EXO])["access_token"]
+        r = _post(sb, token, "Get-ServicePrincipal")
+        assert r.status_code == 200 and len(r.json()["value"]) == sum(a["exchange_pointer"] for a in data["apps"])
