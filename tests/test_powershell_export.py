@@ -196,3 +196,42 @@ def test_cli_writes_a_bom_file_and_refuses_a_bad_batch(plan, tmp_path):
     assert not (tmp_path / "x.ps1").exists()
     result = CliRunner().invoke(main, ["export-ps1", str(plan.path), "--batch", "1", "--out", "-"])
     assert result.exit_code == 0 and "Write-Step 'Cut-over'" in result.output
+
+
+def _check_against_plan(plan, number: int, script: str) -> None:
+    """The script's data is the batch, exactly: groups and members, scope filters, assignments, grants."""
+    tokenize(script)
+    assert tuple(re.findall(r"^Write-Step '([^']*)'", script, re.M)) == STEPS
+    data = data_of(script)
+    assert data["Plan"]["Batch"] == number
+    batch = next(b for b in plan.batches if b.number == number)
+    assert {a["AppId"] for a in data["Apps"]} == set(batch.apps)
+    mine = [a for a in plan.assignments if a.batch == number]
+    assert [(a["Name"], a["AppId"], a["Scope"], a["Role"]) for a in data["Assignments"]] == [
+        (a.name, a.app_id, a.scope, a.role) for a in sorted(mine, key=lambda a: a.key)]
+    scopes = {s.key: s for s in plan.scopes}
+    keys = sorted({k for a in mine for k in scopes[a.scope].groups})
+    assert [g["Key"] for g in data["Groups"]] == keys
+    for g in data["Groups"]:
+        planned = plan.group(g["Key"])
+        assert g["Members"] == sorted(planned.members) and g["Status"] == planned.status and g["Name"] == planned.name
+    dns = {k: f"CN={k} O'Test,OU=x,DC=prod" for k in keys}
+    for s in data["Scopes"]:
+        assert _resolve_filter(s["Filter"], dns) == opath.fill_dns(scopes[s["Key"]].filter, dns)
+    sendas = {(g.app_id, g.mailbox) for g in plan.grants if g.batch == number and g.right == "SendAs"}
+    assert {(g["AppId"], g["Mailbox"]) for g in data["Grants"]} == sendas
+    for app in data["Apps"]:
+        assert set(data["Expected"][app["AppId"]]) == {m for a, m in sendas if a == app["AppId"]}
+
+
+def test_sample_plan_every_batch(root):
+    """plans/contoso, the plan of the bundled sample tenant."""
+    plan = load_plan(root / "plans" / "contoso")
+    assert len(plan.batches) >= 2
+    for batch in plan.batches:
+        _check_against_plan(plan, batch.number, export_batch(plan, batch.number))
+
+
+def test_hostile_plan_every_batch(plan, scripts):
+    for number, script in scripts.items():
+        _check_against_plan(plan, number, script)

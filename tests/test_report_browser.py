@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from html import escape
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from migrator.cli import main
+from migrator.planner.plan import load_plan
 from png_pixels import read_png
 from report_plans import HOSTILE_APP2, hostile_plan, large_plan
 
@@ -18,6 +21,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HEADER_BLUE = (15, 61, 110)  # html.py's header background, #0f3d6e
 TIMEOUT = 60
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def chromium() -> str:
@@ -40,7 +44,12 @@ def report(plan_dir, tmp_path):
     return out / "report.html"
 
 
-@pytest.mark.parametrize("make_plan", [hostile_plan, large_plan], ids=["hostile", "large"])
+def sample_plan(out):
+    """plans/contoso, the plan of the bundled sample tenant (read in place: the report goes to tmp_path)."""
+    return ROOT / "plans" / "contoso"
+
+
+@pytest.mark.parametrize("make_plan", [hostile_plan, large_plan, sample_plan], ids=["hostile", "large", "contoso"])
 def test_report_renders_in_chromium(make_plan, tmp_path):
     page = report(make_plan(tmp_path / "plan"), tmp_path)
     shot = tmp_path / "report.png"
@@ -59,12 +68,15 @@ def test_report_renders_in_chromium(make_plan, tmp_path):
     assert green > 200, "no group boxes of the diagram on screen"
 
     dom = run(["--dump-dom", page.as_uri()], tmp_path).stdout
-    assert "Migration plan: plan" in dom
+    assert f"Migration plan: {'contoso' if make_plan is sample_plan else 'plan'}" in dom
     assert dom.count('class="node ') >= 6
     assert "<script" not in dom
     if make_plan is hostile_plan:
         assert "wave 1 &lt;script&gt;alert(1)&lt;/script&gt;" in dom
         assert HOSTILE_APP2.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in dom
         assert "No run yet" in dom
-    else:
+    elif make_plan is large_plan:
         assert "+15 more apps" in dom and "30 mailboxes" in dom
+    else:
+        for name in {a.app_name for a in load_plan(ROOT / "plans" / "contoso").assignments}:
+            assert escape(name, quote=False) in dom, name
