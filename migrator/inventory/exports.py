@@ -32,6 +32,7 @@ SKIP_REASONS = {
     "duplicate": "the same grant listed again (another row or another file)",
 }
 MAX_EXAMPLES = 5
+_ATTRIBUTE_COLUMNS = tuple((a, a.lower()) for a in FILTERABLE_ATTRIBUTES)
 
 # Which right each permission export carries for the migration.
 RIGHT_OF_KIND = {px.RECIPIENT_PERMISSIONS: Right.SEND_AS, px.MAILBOX_PERMISSIONS: Right.FULL_ACCESS}
@@ -60,10 +61,10 @@ class Skips:
         self.counts: Counter[str] = Counter()
         self.examples: dict[str, list[str]] = defaultdict(list)
 
-    def add(self, cls: str, example: str) -> None:
+    def add(self, cls: str, row: PermRow) -> None:
         self.counts[cls] += 1
-        if len(self.examples[cls]) < MAX_EXAMPLES:
-            self.examples[cls].append(example)
+        if len(self.examples[cls]) < MAX_EXAMPLES:  # formatted only when kept: large tenants have many rows
+            self.examples[cls].append(f"{row.where()}: {row.trustee_text} on {row.mailbox_text} ({row.rights_text})")
 
     def manifest(self) -> list[dict]:
         return [{"class": cls, "count": self.counts[cls], "reason": reason, "examples": self.examples[cls]}
@@ -165,7 +166,7 @@ def _mailboxes(files: list[px.ExportFile]) -> tuple[list[Mailbox], dict[str, lis
             if "@" not in address:
                 raise InputError("not an SMTP address", path=str(f.path), row=row, field="PrimarySmtpAddress",
                                  value=address)
-            attrs = tuple((a, v[a.lower()]) for a in FILTERABLE_ATTRIBUTES if v.get(a.lower()))
+            attrs = tuple((a, v[low]) for a, low in _ATTRIBUTE_COLUMNS if v.get(low))
             mb = Mailbox(address, v.get("externaldirectoryobjectid", ""), v.get("guid", "") or v.get("exchangeguid", ""),
                          v.get("name", ""), v.get("alias", ""), v.get("displayname", ""),
                          v.get("distinguishedname", ""), v.get("userprincipalname", ""),
@@ -282,39 +283,37 @@ def _grants(by_kind, resolver: Resolver, skips: Skips, allow_unknown: bool) -> l
     denies: set[tuple[str, str, str, Right]] = set()
     allows: list[tuple[PermRow, Resolved, str]] = []
     for r in rows:
-        example = f"{r.where()}: {r.trustee_text} on {r.mailbox_text} ({r.rights_text})"
         if r.inherited:
-            skips.add("inherited", example)
+            skips.add("inherited", r)
             continue
         if r.trustee_text.strip().lower() in SELF_NAMES:
-            skips.add("self", example)
+            skips.add("self", r)
             continue
         if r.deny:
-            skips.add("deny", example)
+            skips.add("deny", r)
             if r.has_right:  # remember it, to cancel a matching Allow whatever the order of the rows
                 trustee = _resolve_trustee(r, resolver)
                 mailbox = _mailbox_key(r, resolver) or "raw:" + r.mailbox_text.strip().lower()
                 denies.add((trustee.kind, trustee.key, mailbox, r.right))
             continue
         if not r.has_right:  # no need to resolve a trustee that holds nothing we migrate
-            skips.add("other_rights", example)
+            skips.add("other_rights", r)
             continue
         trustee = _resolve_trustee(r, resolver)
         if trustee.kind == "self":
-            skips.add("self", example)
+            skips.add("self", r)
             continue
         mailbox = _mailbox_key(r, resolver) or "raw:" + r.mailbox_text.strip().lower()
         allows.append((r, trustee, mailbox))
 
     grants: dict[Grant, PermRow] = {}
     for r, trustee, mailbox in allows:
-        example = f"{r.where()}: {r.trustee_text} on {r.mailbox_text} ({r.rights_text})"
         if (trustee.kind, trustee.key, mailbox, r.right) in denies:
-            skips.add("denied_allow", example)
+            skips.add("denied_allow", r)
         elif trustee.kind == "sid":
-            skips.add("orphaned_sid", example)
+            skips.add("orphaned_sid", r)
         elif trustee.kind == "recipient":
-            skips.add("human_delegate", example)
+            skips.add("human_delegate", r)
         elif trustee.kind == "unknown":
             if not allow_unknown:
                 column = "Trustee" if r.file.kind == px.RECIPIENT_PERMISSIONS else "User"
@@ -322,14 +321,14 @@ def _grants(by_kind, resolver: Resolver, skips: Skips, allow_unknown: bool) -> l
                                  "is a person or an account outside the exports, pass --allow-unknown-trustees to "
                                  "skip and report such rows", path=str(r.file.path), row=r.row, field=column,
                                  value=r.trustee_text)
-            skips.add("unknown_trustee", example)
+            skips.add("unknown_trustee", r)
         else:
             if mailbox.startswith("raw:"):
                 raise InputError("grant on a mailbox absent from the mailbox export", path=str(r.file.path),
                                  row=r.row, field="Identity", value=r.mailbox_text)
             grant = Grant(trustee.key, mailbox, r.right)
             if grant in grants:
-                skips.add("duplicate", example)
+                skips.add("duplicate", r)
             else:
                 grants[grant] = r
     return list(grants)

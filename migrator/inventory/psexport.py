@@ -227,6 +227,8 @@ _TYPE_NAME = re.compile(r"^(System|Microsoft|Deserialized)\.[\w.`\[\]]+$")
 def multi_value(value: str, *, path: Path, row: int, column: str) -> list[str]:
     """`SendAs`, `{SendAs}`, `FullAccess, ReadPermission`, `{a, b}`, `a;b` -> list of items."""
     text = value.strip()
+    if text.isalpha():  # the common case, one plain right: `SendAs`
+        return [text]
     if _TYPE_NAME.match(text):
         raise InputError("a multi-valued field was exported as a .NET type name; re-export joining it "
                          "(see `migrator inventory --export-script`)", path=str(path), row=row, field=column,
