@@ -53,8 +53,9 @@ def sample_plan(out):
 def test_report_renders_in_chromium(make_plan, tmp_path):
     page = report(make_plan(tmp_path / "plan"), tmp_path)
     shot = tmp_path / "report.png"
-    # 1280x2000 CSS pixels at scale 0.5: the full layout, in few enough pixels to decode in pure Python.
-    proc = run([f"--screenshot={shot}", "--window-size=1280,2000", "--force-device-scale-factor=0.5",
+    # One run writes the screenshot and prints the DOM. 1280x2000 CSS pixels at scale 0.5: the full layout, in few
+    # enough pixels to decode in pure Python.
+    proc = run([f"--screenshot={shot}", "--dump-dom", "--window-size=1280,2000", "--force-device-scale-factor=0.5",
                 page.as_uri()], tmp_path)
     assert shot.exists(), f"no screenshot (exit {proc.returncode}): {proc.stderr[-2000:]}"
     pixels = read_png(shot)[:, :, :3]
@@ -67,7 +68,7 @@ def test_report_renders_in_chromium(make_plan, tmp_path):
     green = (pixels == (220, 252, 231)).all(axis=2).sum()
     assert green > 200, "no group boxes of the diagram on screen"
 
-    dom = run(["--dump-dom", page.as_uri()], tmp_path).stdout
+    dom = proc.stdout
     assert f"Migration plan: {'contoso' if make_plan is sample_plan else 'plan'}" in dom
     assert dom.count('class="node ') >= 6
     assert "<script" not in dom
