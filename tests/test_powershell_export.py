@@ -82,7 +82,7 @@ def _in_order(text: str, *needles: str) -> None:
 def test_each_step_reads_before_it_writes(scripts):
     s = sections(scripts[1])
     _in_order(s["Groups"], "Get-DistributionGroup -Identity $ident -ErrorAction SilentlyContinue",
-              "Assert-OnlyNotFound", "New-DistributionGroup @new", "Set-DistributionGroup -Identity $gid -HiddenFromAddressListsEnabled $true",
+              "Assert-OnlyNotFound", "New-DistributionGroup @new", "Wait-Replicated $ident", "Set-DistributionGroup -Identity $gid -HiddenFromAddressListsEnabled $true",
               "Get-MemberAddresses $gid", "Set-GroupMembers", "$dn = Assert-Identity \"$($grp.DistinguishedName)\"",
               "$GroupDn[$g.Key] = $dn")
     assert "Type = 'Security'" in s["Groups"]
@@ -99,8 +99,10 @@ def test_each_step_reads_before_it_writes(scripts):
     _in_order(s["Final verification"], "Get-SendAsRows", "Test-InScope", "CompletedAt")
     # The waits are timestamp checks: the only sleep is inside Wait-Until, which compares with a recorded time.
     helpers = scripts[1][scripts[1].index(LOGIC_START):scripts[1].index("# ---- Steps ----")]
-    wait_fn = helpers[helpers.index("function Wait-Until"):helpers.index("function Test-SameSet")]
-    assert scripts[1].count("Start-Sleep") == 1 and "Start-Sleep" in wait_fn
+    wait_fn = helpers[helpers.index("function Wait-Until"):helpers.index("function Wait-Replicated")]
+    poll_fn = helpers[helpers.index("function Wait-Replicated"):helpers.index("function Test-SameSet")]
+    assert scripts[1].count("Start-Sleep") == 2 and "Start-Sleep" in wait_fn and "Start-Sleep" in poll_fn
+    assert "$try -le 12" in poll_fn  # the replication poll is bounded
     assert "$State[$Key]" in wait_fn and "exit 10" in wait_fn
 
 

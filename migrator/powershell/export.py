@@ -253,6 +253,20 @@ function Wait-Until([string] $Key, [int] $Minutes, [string] $What) {
     Write-Host "$What`: the wait that began $(Format-Time ([int64]$State[$Key])) has passed."
 }
 
+function Wait-Replicated([string] $Identity) {
+    # A new group can take a while to be readable (directory replication): poll, bounded, before using it.
+    $id = Assert-Identity $Identity 'group'
+    for ($try = 1; $try -le 12; $try++) {
+        $readErr = $null
+        $found = @(Get-DistributionGroup -Identity $id -ErrorAction SilentlyContinue -ErrorVariable readErr)
+        Assert-OnlyNotFound $readErr "group $id"
+        if ($found.Count -eq 1) { return $found[0] }
+        Write-Host "Group $id is not readable yet (replication); trying again in 10 seconds ($try of 12)."
+        Start-Sleep -Seconds 10
+    }
+    throw "Group $id was created but is still not readable after 2 minutes; run this script again later."
+}
+
 function Test-SameSet($Left, $Right) {
     $x = @(@($Left) | Where-Object { $_ } | ForEach-Object { "$_".ToLowerInvariant() } | Sort-Object -Unique)
     $y = @(@($Right) | Where-Object { $_ } | ForEach-Object { "$_".ToLowerInvariant() } | Sort-Object -Unique)
@@ -393,9 +407,10 @@ foreach ($g in $Groups) {
         $new = @{ Name = $g.Name; Type = 'Security'; MemberJoinRestriction = 'Closed'; MemberDepartRestriction = 'Closed' }
         if ($g.Alias) { $new['Alias'] = $g.Alias }
         if ($g.Address) { $new['PrimarySmtpAddress'] = $g.Address }
-        $grp = @(New-DistributionGroup @new)
+        New-DistributionGroup @new | Out-Null
         $script:Changed = $true
         Write-Host "Created group $($g.Name)."
+        $grp = @(Wait-Replicated $ident)
     } elseif ("$($grp[0].Name)" -ne $g.Name -or "$($grp[0].RecipientTypeDetails)" -ne 'MailUniversalSecurityGroup') {
         throw "$ident exists but is not the security group '$($g.Name)' this plan creates."
     }
