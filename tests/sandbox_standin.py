@@ -43,6 +43,16 @@ def make_cert(cn: str = "standin-app"):
     return key_pem, cert
 
 
+_CERT_CACHE: dict[str, tuple] = {}
+
+
+def shared_cert():
+    """One app certificate per test run: RSA key generation is the slow part of a stand-in."""
+    if "app" not in _CERT_CACHE:
+        _CERT_CACHE["app"] = make_cert()
+    return _CERT_CACHE["app"]
+
+
 class StandIn:
     tenant_id = TENANT_ID
     tenant_domain = "fabrikam.onmicrosoft.com"
@@ -51,7 +61,7 @@ class StandIn:
                  clock: ManualClock | None = None) -> None:
         self.clock = clock or ManualClock()
         self.token_lifetime = token_lifetime
-        self.key_pem, self.cert = make_cert()
+        self.key_pem, self.cert = shared_cert()
         self.apps = {
             ADMIN_ID: {"oid": ADMIN_OID, "secrets": (admin_secret,), "certs": (self.cert,),
                        "roles": {EXCHANGE_ONLINE_APP_ID: ["Exchange.ManageAsApp"],

@@ -14,6 +14,7 @@ from migrator.sandbox.server import serve_backend
 from sandbox_standin import ADMIN_ID, NOROLE_ID, StandIn, VerifyingSession
 
 EXO = "https://outlook.office365.com/.default"
+HTTP = requests.Session()  # keep-alive across calls; `verify` is passed per request (REQUESTS_CA_BUNDLE)
 
 
 def _serve(profile, tmp_path, seed=0, standin=None, exact=True):
@@ -31,7 +32,7 @@ def _token(sb, client_id=ADMIN_ID, secret="s3cret-admin", scope=EXO):
 
 
 def _call(sb, token, cmdlet="Get-Mailbox", params=None):
-    return requests.post(sb.invoke_url, json={"CmdletInput": {"CmdletName": cmdlet, "Parameters": params or {}}},
+    return HTTP.post(sb.invoke_url, json={"CmdletInput": {"CmdletName": cmdlet, "Parameters": params or {}}},
                          headers={"Authorization": f"Bearer {token}"}, verify=str(sb.ca_bundle), timeout=10)
 
 

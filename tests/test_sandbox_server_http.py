@@ -16,6 +16,7 @@ from migrator.sandbox.server import serve_backend
 from sandbox_standin import ADMIN_ID, NOROLE_ID, READER_ID, StandIn, VerifyingSession
 
 EXO = "https://outlook.office365.com/.default"
+HTTP = requests.Session()  # keep-alive across calls; `verify` is passed per request (REQUESTS_CA_BUNDLE)
 GRAPH = "https://graph.microsoft.com/.default"
 
 
@@ -46,7 +47,7 @@ def _invoke(sb, token, cmdlet, params=None, *, page=None, url=None, select=None)
     if page:
         headers["Prefer"] = f"odata.maxpagesize={page}"
     target = url or sb.invoke_url + (f"?$select={select}" if select else "")
-    return requests.post(target, json={"CmdletInput": {"CmdletName": cmdlet, "Parameters": params or {}}},
+    return HTTP.post(target, json={"CmdletInput": {"CmdletName": cmdlet, "Parameters": params or {}}},
                          headers=headers, verify=str(sb.ca_bundle), timeout=10)
 
 
@@ -196,6 +197,13 @@ def test_graph_service_principal_by_app_id_filter_and_404(sb):
     assert "request-id" in missing.json()["error"]["innerError"]
     noauth = requests.get(f"{sb.graph_url}/v1.0/servicePrincipals/{sp['id']}", verify=ca, timeout=10)
     assert noauth.status_code == 401 and noauth.json()["error"]["code"] == "InvalidAuthenticationToken"
+
+
+def test_graph_403_without_an_application_permission(sb):
+    token = _token(sb, READER_ID, "s3cret-reader", scope=GRAPH)  # holds no Graph app role
+    r = requests.get(f"{sb.graph_url}/v1.0/users", headers={"Authorization": f"Bearer {token}"},
+                     verify=str(sb.ca_bundle), timeout=10)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "Authorization_RequestDenied"
 
 
 def test_graph_app_role_assignments_users_paging_and_batch(sb):

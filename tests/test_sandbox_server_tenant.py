@@ -19,6 +19,7 @@ from sandbox_standin import VerifyingSession
 
 pytestmark = pytest.mark.integration
 EXO = "https://outlook.office365.com/.default"
+HTTP = requests.Session()  # keep-alive across calls; `verify` is passed per request (REQUESTS_CA_BUNDLE)
 GRAPH = "https://graph.microsoft.com/.default"
 
 
@@ -32,7 +33,7 @@ def _post(sb, token, cmdlet, params=None, *, url=None, page=None):
     headers = {"Authorization": f"Bearer {token}"}
     if page:
         headers["Prefer"] = f"odata.maxpagesize={page}"
-    return requests.post(url or sb.invoke_url, json={"CmdletInput": {"CmdletName": cmdlet,
+    return HTTP.post(url or sb.invoke_url, json={"CmdletInput": {"CmdletName": cmdlet,
                                                                      "Parameters": params or {}}},
                          headers=headers, verify=str(sb.ca_bundle), timeout=10)
 
@@ -91,7 +92,8 @@ def test_token_claims_follow_graph_app_role_assignments(sandbox):
     assert set(check) >= {"gaps", "overgrants"}
 
 
-def test_serve_prints_the_ready_line_and_stops_on_sigterm(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_prints_the_ready_line_and_stops_on_a_signal(tmp_path, stop_signal):
     env = {k: v for k, v in os.environ.items() if k != "MIGRATOR_PROFILE"}
     proc = subprocess.Popen([sys.executable, "-m", "migrator", "sandbox", "serve", "--seed", "3", "--run-dir",
                              str(tmp_path / "run"), "--token-lifetime", "900"],
@@ -109,7 +111,7 @@ def test_serve_prints_the_ready_line_and_stops_on_sigterm(tmp_path):
                                                  http_client=VerifyingSession(ready["ca_bundle"]))
         result = app.acquire_token_for_client([EXO])
         assert result["expires_in"] == 900
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop_signal)
         assert proc.wait(timeout=15) == 0
         assert proc.stdout.read() == ""  # one line, nothing else on stdout
     finally:
