@@ -255,3 +255,5 @@ def test_profile_and_secret_file(sb):
     assert open(secret_file).read() == "s3cret-admin"
     assert "s3cret-admin" not in sb.profile_path.read_text() and "s3cret" not in repr(sb)
     assert json.dumps(sb.ready_line())
+    sb.stop()
+    assert not os.path.exists(secret_file) and sb.ca_bundle.exists()

@@ -247,6 +247,8 @@ class Sandbox:
         self._thread.join(timeout=10)
         if self._owns_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
+        else:  # a kept run folder keeps its CA and profile, but not the secret of a tenant that no longer runs
+            (self.run_dir / "client_secret").unlink(missing_ok=True)
 
     def __enter__(self) -> "Sandbox":
         return self
