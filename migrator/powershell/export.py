@@ -358,6 +358,7 @@ foreach ($s in $Scopes) { $ScopeByKey[$s.Key] = $s }
 Write-Step 'Connect'
 if (-not $SkipConnect) {
     if ($AppId -and $CertificateThumbprint) {
+        if (-not $Organization) { throw 'App-only sign-in needs -Organization (e.g. contoso.onmicrosoft.com).' }
         Connect-ExchangeOnline -AppId $AppId -CertificateThumbprint $CertificateThumbprint -Organization $Organization -ShowBanner:$false
         Connect-MgGraph -ClientId $AppId -CertificateThumbprint $CertificateThumbprint -TenantId $Organization -NoWelcome
     } else {
