@@ -237,3 +237,23 @@ def test_sample_plan_every_batch(root):
 def test_hostile_plan_every_batch(plan, scripts):
     for number, script in scripts.items():
         _check_against_plan(plan, number, script)
+
+
+def test_split_filter_places_dns_only_where_the_planner_does():
+    from migrator.powershell.batch import split_filter
+
+    template = ("(MemberOfGroup -eq '{dn:G0001}') -or (MemberOfGroup -eq '{dn:G0002}') "
+                "-or (CustomAttribute1 -eq 'x''{dn:G0003}')")
+    parts = split_filter(template)
+    assert [p for p in parts if isinstance(p, tuple)] == [("dn", "G0001"), ("dn", "G0002")]
+    dns = {"G0001": "CN=A'1,DC=x", "G0002": "CN=B,DC=x"}
+    built = "".join(dns[p[1]].replace("'", "''") if isinstance(p, tuple) else p for p in parts)
+    assert built == opath.fill_dns(template, dns)
+    assert "'x''{dn:G0003}'" in built  # an attribute value that looks like a placeholder stays text
+    assert split_filter("CustomAttribute1 -eq 'a'") == ["CustomAttribute1 -eq 'a'"]
+
+
+def test_waiting_exit_code_matches_the_executor(scripts):
+    from migrator.executor.status import EXIT_WAITING
+
+    assert f"exit {EXIT_WAITING}" in scripts[1]
