@@ -31,7 +31,7 @@ def test_rollback_of_a_done_batch_restores_the_prior_state_without_gaps(tmp_path
     assert result.outcomes[0].status == "done", result.outcomes[0].message
     assert tenant.snapshot() == before
     assert tenant.gaps == [] and tenant.overgrants == []
-    assert "new assignment id" in result.outcomes[0].message  # says what it cannot restore exactly
+    assert "new assignment id" in result.outcomes[0].message  # the fake issues new ids: said plainly
 
 
 def test_rollback_waits_the_token_lifetime_before_removing_rbac(tmp_path):

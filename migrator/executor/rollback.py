@@ -101,9 +101,11 @@ def step_regrant(ctx: Context) -> StepResult:
             return
         if not smtp_assignments(ctx, app_id):
             raise MigratorError("SMTP.SendAsApp assignment not present after granting it")
-        old = ", ".join(r.get("id", "?") for r in action.prior or [])
-        _note(ctx, f"app {app_id}: Entra SMTP.SendAsApp re-granted with a new assignment id "
-                   f"({(row or {}).get('id', '?')}); the old id ({old}) cannot be restored")
+        old = {r.get("id") for r in action.prior or []}
+        new = (row or {}).get("id")
+        if new not in old:
+            _note(ctx, f"app {app_id}: Entra SMTP.SendAsApp re-granted under a new assignment id ({new}); the old "
+                       f"id ({', '.join(sorted(filter(None, old)))}) cannot be restored")
         ctx.mark(act, "verified", result=row)
 
     return StepResult(ctx.for_each(cut, regrant, label="Re-granting", name=lambda a: f"app {a.key}"))

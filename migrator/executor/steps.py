@@ -126,11 +126,10 @@ def legacy_rows(ctx: Context, *, fresh: bool = False) -> dict[tuple[str, str], l
         mboxes = mailbox_map(ctx)
         keys = sp_keys(ctx)
         found: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        denied: set[tuple[str, str]] = set()
         ambiguous = []
         for row in ctx.exo.scan_recipient_permissions():
-            if _truthy(row.get("IsInherited")) or _s(row, "AccessControlType").lower() not in ("allow", ""):
-                continue
-            if "sendas" not in _rights(row):
+            if _truthy(row.get("IsInherited")) or "sendas" not in _rights(row):
                 continue
             apps = keys.get(norm_id(_s(row, "Trustee", "User")))
             if not apps:
@@ -139,8 +138,14 @@ def legacy_rows(ctx: Context, *, fresh: bool = False) -> dict[tuple[str, str], l
                 ambiguous.append(_s(row, "Trustee"))
                 continue
             mailbox = mboxes.get(norm_id(_s(row, "Identity")))
-            if mailbox:
+            if not mailbox:
+                continue
+            if _s(row, "AccessControlType").lower() == "deny":
+                denied.add((next(iter(apps)), mailbox))
+            else:
                 found[(next(iter(apps)), mailbox)].append(row)
+        for pair in denied:  # an Allow cancelled by a Deny is no grant (the inventory skips it as denied_allow)
+            found.pop(pair, None)
         if ambiguous:
             raise MigratorError(f"trustee {ambiguous[0]!r} matches several of the batch's service principals "
                                 "(same display name?); rename one so grants can be told apart")

@@ -1,0 +1,101 @@
+"""A synthetic tenant for the executor's integration, chaos and benchmark runs: a sandbox fixture with `apps` apps
+holding SendAs on random mailboxes (seeded), and the real planner's plan for it.
+
+Also `long_admin_tokens(sandbox)`: the sandbox gives every token `token_lifetime`, the admin tool's included; with
+the few-second lifetimes these tests use, MSAL (which treats a token within 5 minutes of expiry as expired) would
+fetch a token before every call. The admin is not a sending app, so its tokens are left out of the claim model:
+this keeps the tests fast without weakening what the timeline checks.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from pathlib import Path
+
+from migrator import csvio
+
+TENANT_ID = "5a1d0000-0000-4000-8000-000000000001"
+ADMIN = "5a1d0000-0000-4000-8000-0000000000ad"
+SUFFIX = ("OU=contoso.onmicrosoft.com,OU=Microsoft Exchange Hosted Organizations,DC=NAMPR03A001,DC=prod,"
+          "DC=outlook,DC=com")
+EXO = "Office 365 Exchange Online"
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def make_fixture(*, seed: int = 0, mailboxes: int = 16, apps: int = 5, per_app: tuple[int, int] = (1, 6),
+                 no_pointer: int = 0, clusters: int = 0) -> tuple[dict, set[tuple[str, str]]]:
+    """(fixture, SendAs grants as (app_id, mailbox)). `clusters` > 0 gives apps shared mailbox sets (so the
+    planner shares groups between apps, possibly across batches)."""
+    rng = random.Random(seed)
+    names = [f"user{i:05d}" for i in range(mailboxes)]
+    mbx = [{"name": n, "alias": n, "display_name": n.title(), "primary_smtp": f"{n}@contoso.com",
+            "upn": f"{n}@contoso.com", "recipient_type_details": "SharedMailbox", "attributes": {}} for n in names]
+    app_rows, perms, grants = [], [], set()
+    pools = [rng.sample(names, min(len(names), rng.randint(*per_app))) for _ in range(clusters)]
+    for i in range(apps):
+        app_id = _uuid(rng)
+        app_rows.append({"app_id": app_id, "display_name": f"Mailer {i:04d}", "exchange_pointer": i >= no_pointer,
+                         "app_roles": [{"resource": EXO, "permission": "SMTP.SendAsApp"}]})
+        chosen = pools[i % clusters] if clusters else rng.sample(names, min(len(names), rng.randint(*per_app)))
+        for n in chosen:
+            perms.append({"mailbox": f"{n}@contoso.com", "trustee": {"app": app_id}, "access_rights": ["SendAs"]})
+            grants.add((app_id, f"{n}@contoso.com"))
+    fixture = {
+        "format": 1,
+        "tenant": {"id": TENANT_ID, "domain": "contoso.onmicrosoft.com", "name": "Contoso", "dn_suffix": SUFFIX},
+        "mailboxes": mbx, "apps": app_rows,
+        "admin": {"client_id": ADMIN, "display_name": "migrator", "secret": None,
+                  "app_roles": [{"resource": EXO, "permission": "Exchange.ManageAsApp"},
+                                {"resource": "Microsoft Graph", "permission": "Application.Read.All"},
+                                {"resource": "Microsoft Graph", "permission": "AppRoleAssignment.ReadWrite.All"}],
+                  "directory_roles": ["Exchange Administrator"]},
+        "groups": [], "recipient_permissions": perms, "mailbox_permissions": [],
+        "management_scopes": [], "role_assignments": [], "application_access_policies": [],
+    }
+    return fixture, grants
+
+
+def make_plan(fixture: dict, out: Path, *, pilot: int = 1, batch_size: int = 2) -> Path:
+    """The real planner's plan for the fixture's SendAs grants (via a grants CSV source)."""
+    from migrator.planner.build import PlanOptions, build_plan
+    from migrator.planner.plan import write_plan
+    from migrator.planner.source import load_source
+
+    names = {a["app_id"]: a["display_name"] for a in fixture["apps"]}
+    rows = sorted((p["trustee"]["app"], p["mailbox"], "SendAs", names[p["trustee"]["app"]])
+                  for p in fixture["recipient_permissions"] if "app" in p["trustee"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    src = out.parent / "grants.csv"
+    csvio.write_csv(src, ("app_id", "mailbox", "right", "app_name"), rows)
+    plan = build_plan(load_source(src), PlanOptions(pilot=pilot, batch_size=batch_size, time_limit=10))
+    return write_plan(plan, out)
+
+
+def long_admin_tokens(sandbox, lifetime: float = 3600.0) -> None:
+    state = sandbox.state
+    original = state.issue_token
+    admin = sandbox.client_id.lower()
+
+    def issue(app_id: str, audience: str) -> dict:
+        claims = original(app_id, audience)
+        if (app_id or "").lower() == admin:
+            claims["exp"] = int(claims["iat"] + lifetime)
+        return claims
+
+    state.issue_token = issue
+
+
+def tenant_shape(state) -> dict:
+    """What rollback must restore exactly: grants, claims, pointers, groups, scopes, assignments (ids left out)."""
+    fx = state.snapshot()
+    return {
+        "recipient_permissions": sorted(repr(sorted(p.items())) for p in fx.get("recipient_permissions", [])),
+        "apps": sorted((a["app_id"], a.get("exchange_pointer"), repr(a.get("app_roles"))) for a in fx["apps"]),
+        "groups": sorted(g["name"] for g in fx.get("groups", [])),
+        "management_scopes": sorted(repr(s) for s in fx.get("management_scopes", [])),
+        "role_assignments": sorted(repr(r) for r in fx.get("role_assignments", [])),
+    }
