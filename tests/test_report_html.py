@@ -107,3 +107,28 @@ def test_cli_on_a_tampered_plan_fails_cleanly(plan, tmp_path):
     result = CliRunner().invoke(main, ["report", str(plan.path), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "grants.csv" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_report_of_a_real_executor_run(tmp_path):
+    """The executor (against the in-memory tenant) writes the journal; the report tells the same story."""
+    from exec_helpers import execute
+    from fakes import make_world
+    from migrator.executor.steps import EXECUTE_STEPS
+
+    apps = {"11111111-0000-0000-0000-000000000001": {"a@contoso.com", "b@contoso.com"},
+            "11111111-0000-0000-0000-000000000002": {"c@contoso.com"}}
+    first, second = sorted(apps)
+    tenant, plan_path = make_world(tmp_path, apps, [[first], [second]])
+    assert execute(tenant, plan_path, [1]).outcomes[0].status == "done"
+    assert execute(tenant, plan_path, [2], wait=False).outcomes[0].status == "waiting"
+    data = build_report(load_plan(plan_path))
+    assert data.batches[0].state == "done"
+    assert data.batches[1].state.startswith("waiting until ")
+    batch1 = [e.step for e in data.timeline if e.batch == 1]
+    assert batch1 == [name for name, _fn in EXECUTE_STEPS]  # every step, in the order they ran
+    assert all(e.status == "done" for e in data.timeline if e.batch == 1)
+    assert [e.status for e in data.timeline if e.batch == 2][-1] == "waiting"
+    assert len(data.runs) == 2
+    html = render_html(data)
+    assert html.count('<span class="state-done">') >= len(EXECUTE_STEPS) + 1
+    assert '<span class="state-waiting">' in html

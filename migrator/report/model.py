@@ -140,9 +140,16 @@ def read_timeline(plan) -> tuple[tuple[TimelineEvent, ...], dict[int, str], tupl
         if st.failures:
             text += f" ({len(st.failures)} failure(s), e.g. {st.failures[0]})"
         states[st.batch] = text
+    # Time order; steps recorded in the same instant keep the executor's own order of steps.
+    from migrator.executor.rollback import ROLLBACK_STEPS
+    from migrator.executor.steps import EXECUTE_STEPS
+
+    rank = {("execute", name): i for i, (name, _fn) in enumerate(EXECUTE_STEPS)}
+    rank.update({("rollback", name): len(rank) + i for i, (name, _fn) in enumerate(ROLLBACK_STEPS)})
     events = tuple(sorted((TimelineEvent(s.started_at, s.batch, s.generation, s.phase, s.step, s.status,
                                          s.not_before, s.finished_at) for s in steps),
-                          key=lambda e: (e.at if e.at is not None else float("inf"), e.batch, e.generation)))
+                          key=lambda e: (e.at if e.at is not None else float("inf"), e.batch, e.generation,
+                                         rank.get((e.phase, e.step), len(rank)))))
     return events, states, runs, f"Read from {JOURNAL_NAME}: {len(runs)} run(s), {len(events)} step record(s)."
 
 
