@@ -1,0 +1,133 @@
+"""The executor through the real clients (msal, requests, InvokeCommand, Graph) against the in-process sandbox:
+a full run and its rollback checked by the sandbox's own timeline; the CLI's stops before any write (tampered
+plan, drift, second executor, missing permission); status exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from migrator.cli import main
+from migrator.executor import Connection
+from migrator.executor.context import ExecSettings, Output
+from migrator.executor.journal import Journal
+from migrator.executor.rollback import RollbackRunner
+from migrator.executor.runner import Runner
+from migrator.planner.plan import load_plan
+from sandbox_world import long_admin_tokens, make_fixture, make_plan, tenant_shape
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def world(tmp_path):
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    fixture, grants = make_fixture(seed=3, mailboxes=10, apps=3, clusters=2)
+    plan = make_plan(fixture, tmp_path / "plan", pilot=1, batch_size=2)
+    settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3)
+    with start_sandbox(fixture, run_dir=tmp_path / "sb", settings=settings) as sb:
+        long_admin_tokens(sb)
+        yield sb, plan, grants
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_execute_all_then_rollback_all_through_the_real_clients(world):
+    sb, plan_path, grants = world
+    before = tenant_shape(sb.state)
+    conn = Connection(sb.profile_path)
+    plan = load_plan(plan_path)
+    numbers = [b.number for b in plan.batches]
+    fast = dict(propagation_wait=0.8, token_lifetime=1.2, replication_poll=0.2, verify_retry_delay=0.2)
+    with Journal(plan_path) as journal:
+        result = Runner(plan, journal, conn.exo, conn.graph, settings=ExecSettings(**fast), wait=True,
+                        output=Output(quiet=True)).run(numbers)
+        assert [o.status for o in result.outcomes] == ["done"] * len(numbers)
+        shape = tenant_shape(sb.state)
+        assert not [p for p in shape["recipient_permissions"] if "'app'" in p]  # every app SendAs grant removed
+        assert len(shape["groups"]) == len(plan.groups) and len(shape["role_assignments"]) == len(plan.assignments)
+        report = sb.state.check(grants)
+        assert report.gaps == [] and report.overgrants == [], report.to_dict()
+        for number in reversed(numbers):
+            out = RollbackRunner(plan, journal, conn.exo, conn.graph, settings=ExecSettings(**fast), wait=True,
+                                 output=Output(quiet=True)).run([number])
+            assert out.outcomes[0].status == "done", out.outcomes[0].message
+    assert tenant_shape(sb.state) == before
+    report = sb.state.check(grants)
+    assert report.gaps == [] and report.overgrants == [], report.to_dict()
+
+
+def test_cli_execute_waits_then_status_then_resume(world):
+    sb, plan, grants = world
+    args = ["execute", plan, "--profile", sb.profile_path, "--batch", 1, "--yes", "--propagation-wait", 30,
+            "--token-lifetime", 1.2]
+    first = cli(*args)
+    assert first.exit_code == 0, first.output
+    assert "run the same command again after" in first.output
+    status = cli("status", plan, "--json")
+    assert status.exit_code == 10
+    data = json.loads(status.output)
+    assert data["batches"][0]["condition"] == "waiting" and data["batches"][0]["waiting_until"]
+    again = cli(*args)  # still waiting: nothing new is written
+    assert again.exit_code == 0 and "0 write(s)" in again.output
+    rb = cli("rollback", plan, "--profile", sb.profile_path, "--batch", 1, "--yes", "--token-lifetime", 1.2)
+    assert rb.exit_code == 0, rb.output
+    assert cli("status", plan).exit_code == 12  # batch 1 rolled back, the others not started
+    assert sb.state.check(grants).ok
+
+
+def test_tampered_plan_stops_before_any_write(world):
+    sb, plan, _ = world
+    before = tenant_shape(sb.state)
+    path = plan / "memberships.csv"
+    path.write_text(path.read_text() + "G0001,user00009@contoso.com\r\n")
+    result = cli("execute", plan, "--profile", sb.profile_path, "--batch", 1, "--yes")
+    assert result.exit_code == 2 and "memberships.csv" in result.output
+    assert tenant_shape(sb.state) == before
+
+
+def test_drift_stops_before_any_write(world):
+    sb, plan, grants = world
+    state = sb.state
+    app = next(a for a in state.to_fixture()["apps"])
+    target = next(f"user{i:05d}@contoso.com" for i in range(10) if (app["app_id"], f"user{i:05d}@contoso.com")
+                  not in grants)
+    state.invoke("Add-RecipientPermission", {"Identity": target, "Trustee": app["app_id"],
+                                             "AccessRights": "SendAs", "Confirm": False},
+                 caller=state.admin_caller())
+    result = cli("execute", plan, "--profile", sb.profile_path, "--all", "--yes", "--propagation-wait", 0.5,
+                 "--token-lifetime", 1.2)
+    assert result.exit_code == 3 and target in result.output
+    assert "nothing was written" in result.output
+    # batches before the drifted one may have run; the drifted batch wrote nothing
+    drifted = [b for b in load_plan(plan).batches if app["app_id"] in b.apps][0]
+    with Journal(plan, readonly=True) as j:
+        assert j.actions(batch=drifted.number) == []
+    assert any(target in p for p in tenant_shape(state)["recipient_permissions"])
+
+
+def test_second_executor_is_refused(world):
+    sb, plan, _ = world
+    with Journal(plan):
+        result = cli("execute", plan, "--profile", sb.profile_path, "--batch", 1, "--yes")
+    assert result.exit_code == 5 and "another executor is running this plan" in result.output
+
+
+def test_missing_permission_stops_before_any_write(tmp_path):
+    from migrator.sandbox.server import start_sandbox
+
+    fixture, _ = make_fixture(seed=4, mailboxes=6, apps=2)
+    fixture["admin"]["directory_roles"] = []
+    plan = make_plan(fixture, tmp_path / "plan")
+    with start_sandbox(fixture, run_dir=tmp_path / "sb") as sb:
+        before = tenant_shape(sb.state)
+        result = cli("execute", plan, "--profile", sb.profile_path, "--batch", 1, "--yes")
+        assert result.exit_code == 4, result.output
+        assert "missing permission" in result.output and "Exchange Administrator" in result.output
+        assert tenant_shape(sb.state) == before
