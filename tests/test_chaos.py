@@ -1,0 +1,170 @@
+"""Chaos (issue 6, Done when): the executor runs as a `migrator execute` subprocess against the in-process sandbox
+(throttling, transient faults, dropped connections, writes applied then their answer lost, replication delay, a
+propagation delay and token lifetime of about a second), and is killed with SIGKILL at random moments, then run
+again, until it is done. The sandbox's own timeline must show zero access gaps and zero over-grants, the end state
+must equal the plan (no object duplicated, no legacy grant left), and a rollback started mid-batch, killed the
+same way, must return the tenant exactly to its prior state. Both claim rules.
+
+Seeded and bounded: MIGRATOR_CHAOS_SEEDS (default 1) seeds per case, each case well under 30 s here.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from migrator.planner.plan import load_plan
+from sandbox_world import long_admin_tokens, make_fixture, make_plan, tenant_shape
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SEEDS = int(os.environ.get("MIGRATOR_CHAOS_SEEDS", "1"))
+MAX_RUNS = 40
+CASE_BUDGET = 60.0  # seconds: a case that needs longer fails rather than hang the suite
+
+
+def _faults():
+    from migrator.sandbox.faults import FaultProfile
+
+    return FaultProfile(name="chaos-test", latency_mean_ms=2, latency_jitter_ms=2, throttle_rate=80,
+                        throttle_burst=15, throttle_no_retry_after=0.3, throttle_concurrency_text=0.2,
+                        transient_rate=0.03, drop_rate=0.01, post_commit_drop_rate=0.04)
+
+
+def _start(tmp: Path, seed: int, claim_rule: str):
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    fixture, grants = make_fixture(seed=seed, mailboxes=12, apps=5, per_app=(1, 5), clusters=2)
+    plan = make_plan(fixture, tmp / "plan", pilot=1, batch_size=2)
+    settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3,
+                               claim_rule=claim_rule)
+    sb = start_sandbox(fixture, seed=seed, faults=_faults(), settings=settings, run_dir=tmp / "sb")
+    long_admin_tokens(sb)
+    return sb, plan, grants
+
+
+def _actions(plan: Path) -> int:
+    import sqlite3
+
+    db = plan / "journal.db"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute("SELECT count(*) FROM actions").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _run_killed(args: list[str], rng: random.Random, kill_window: tuple[float, float], deadline: float, *,
+                after_writes: Path | None = None) -> int | None:
+    """Run `migrator <args>`; SIGKILL it at a random moment in kill_window (None if killed, else its exit code).
+    With after_writes (a plan folder), the window starts when this run has recorded its first journal action."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    base = _actions(after_writes) if after_writes else 0
+    proc = subprocess.Popen([sys.executable, "-m", "migrator", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+    delay = rng.uniform(*kill_window)
+    kill_at = None if after_writes else time.monotonic() + delay
+    try:
+        while True:
+            code = proc.poll()
+            if code is not None:
+                return code
+            now = time.monotonic()
+            if kill_at is None and _actions(after_writes) > base:
+                kill_at = now + delay
+            if (kill_at is not None and now >= kill_at) or now >= deadline:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+                return None
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+
+
+def _until_done(args: list[str], rng: random.Random, *, kill_window=(0.8, 5.0), deadline: float) -> tuple[int, int]:
+    """Re-run until the command exits 0; returns (runs, kills). The last attempts are left alone so it can end."""
+    kills = 0
+    for run in range(1, MAX_RUNS + 1):
+        window = kill_window if run <= MAX_RUNS // 2 and time.monotonic() < deadline - 20 else (1e9, 1e9)
+        code = _run_killed(args, rng, window, deadline)
+        if code is None:
+            kills += 1
+            continue
+        if code == 0:
+            return run, kills
+        assert code in (11, 12), f"unexpected exit {code} from migrator {' '.join(args)}"
+    raise AssertionError(f"did not finish in {MAX_RUNS} runs")
+
+
+def _assert_matches_plan(state, plan) -> None:
+    fx = state.to_fixture()
+    groups = [g for g in fx.get("groups", []) if g["name"].startswith("migrator-")]
+    assert sorted(g["name"] for g in groups) == sorted(g.name for g in plan.groups)  # each once: no duplicate
+    by_name = {g.name: g for g in plan.groups}
+    for g in groups:
+        assert {m.lower() for m in g["members"]} == set(by_name[g["name"]].members), g["name"]
+    scope_names = [s["name"] for s in fx.get("management_scopes", [])]
+    assert sorted(scope_names) == sorted(s.name for s in plan.scopes)
+    assignment_names = [a["name"] for a in fx.get("role_assignments", [])]
+    assert sorted(assignment_names) == sorted(a.name for a in plan.assignments)
+    left = [p for p in fx.get("recipient_permissions", []) if "app" in p["trustee"]]
+    assert left == [], left[:3]
+
+
+@pytest.mark.parametrize("claim_rule", ["documented", "union"])
+def test_killed_executor_converges_without_gaps_or_overgrants(tmp_path, claim_rule):
+    for seed in range(SEEDS):
+        rng = random.Random(f"execute-{claim_rule}-{seed}")
+        deadline = time.monotonic() + CASE_BUDGET
+        sb, plan_path, grants = _start(tmp_path / f"s{seed}", seed, claim_rule)
+        try:
+            args = ["execute", str(plan_path), "--profile", str(sb.profile_path), "--all", "--yes", "--wait",
+                    "--propagation-wait", "0.8", "--token-lifetime", "1.3", "--concurrency", "2"]
+            runs, kills = _until_done(args, rng, deadline=deadline)
+            report = sb.state.check(grants)
+            assert report.ok, (seed, report.to_dict())
+            _assert_matches_plan(sb.state, load_plan(plan_path))
+            status = subprocess.run([sys.executable, "-m", "migrator", "status", str(plan_path)],
+                                    capture_output=True, text=True)
+            assert status.returncode == 0, status.stdout
+            print(f"seed {seed} ({claim_rule}): {runs} runs, {kills} killed")
+        finally:
+            sb.stop()
+
+
+@pytest.mark.parametrize("claim_rule", ["documented", "union"])
+def test_rollback_started_mid_batch_returns_the_tenant_to_its_prior_state(tmp_path, claim_rule):
+    for seed in range(SEEDS):
+        rng = random.Random(f"rollback-{claim_rule}-{seed}")
+        deadline = time.monotonic() + CASE_BUDGET
+        sb, plan_path, grants = _start(tmp_path / f"s{seed}", seed, claim_rule)
+        try:
+            before = tenant_shape(sb.state)
+            plan = load_plan(plan_path)
+            batch = max(plan.batches, key=lambda b: b.grants).number
+            execute = ["execute", str(plan_path), "--profile", str(sb.profile_path), "--batch", str(batch),
+                       "--yes", "--wait", "--propagation-wait", "0.8", "--token-lifetime", "1.3"]
+            # killed mid-batch: at a random moment after its first recorded write (or, rarely, it finishes)
+            _run_killed(execute, rng, (0.0, 4.0), deadline, after_writes=plan_path)
+            assert tenant_shape(sb.state) != before  # the batch really was part-way
+            rollback = ["rollback", str(plan_path), "--profile", str(sb.profile_path), "--batch", str(batch),
+                        "--yes", "--wait", "--token-lifetime", "1.3"]
+            runs, kills = _until_done(rollback, rng, kill_window=(0.6, 2.5), deadline=deadline)
+            assert tenant_shape(sb.state) == before, seed
+            report = sb.state.check(grants)
+            assert report.ok, (seed, report.to_dict())
+            print(f"seed {seed} ({claim_rule}): rollback {runs} runs, {kills} killed")
+        finally:
+            sb.stop()
