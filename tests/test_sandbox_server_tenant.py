@@ -146,3 +146,28 @@ def test_certificate_credential_registered_in_the_fixture(tmp_path):
         token = app.acquire_token_for_client([EXO])["access_token"]
         r = _post(sb, token, "Get-ServicePrincipal")
         assert r.status_code == 200 and len(r.json()["value"]) == sum(a["exchange_pointer"] for a in data["apps"])
+
+
+def test_concurrent_keep_alive_clients(sandbox):
+    """Several clients, each on its own keep-alive connection, interleaving reads: every answer is complete."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    token = _msal(sandbox).acquire_token_for_client([EXO])["access_token"]
+    everyone = _post(sandbox, token, "Get-Mailbox", {"ResultSize": "Unlimited"}).json()["value"]
+    addresses = [m["PrimarySmtpAddress"] for m in everyone[:40]]
+
+    def worker(chunk):
+        with requests.Session() as s:
+            out = []
+            for address in chunk:
+                r = s.post(sandbox.invoke_url, json={"CmdletInput": {"CmdletName": "Get-Mailbox",
+                                                                     "Parameters": {"Identity": address}}},
+                           headers={"Authorization": f"Bearer {token}"}, verify=str(sandbox.ca_bundle), timeout=10)
+                out.append((r.status_code, r.json()["value"][0]["PrimarySmtpAddress"]))
+            return out
+
+    chunks = [addresses[i::4] for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(worker, chunks))
+    for chunk, got in zip(chunks, results):
+        assert got == [(200, a) for a in chunk]
