@@ -75,6 +75,15 @@ def test_msal_certificate_with_sha1_thumbprint_and_with_public_certificate(sb, s
     assert _token(sb, credential={"private_key": standin.key_pem, "public_certificate": pem})
 
 
+def test_msal_verify_argument_works_once_requests_ca_bundle_is_unset(sb, monkeypatch):
+    """msal's own verify= lands on a Session, which REQUESTS_CA_BUNDLE overrides (DESIGN.md §7)."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    app = msal.ConfidentialClientApplication(ADMIN_ID, client_credential="s3cret-admin", authority=sb.authority,
+                                             instance_discovery=False, verify=str(sb.ca_bundle))
+    assert "access_token" in app.acquire_token_for_client([EXO])
+
+
 def test_msal_errors_come_back_in_aad_shape(sb, standin):
     bad = _app(sb, credential="wrong").acquire_token_for_client([EXO])
     assert bad["error"] == "invalid_client" and 7000215 in bad["error_codes"]
