@@ -53,6 +53,7 @@ class ExecSettings:
     cutover: bool = True  # remove the app's Entra SMTP.SendAsApp app-role assignment (EXCHANGE.md §1)
     verify_all_up_to: int = 250  # per app: test every mailbox up to this many ...
     verify_sample: int = 250  # ... above it, a seeded random sample of this many (always including the first/last)
+    final_verify_sample: int = 25  # per app after the removal (everything was tested before the cut-over)
     probes: int = 5  # out-of-set mailboxes per app that must be InScope=False
     verify_retries: int = 4  # bounded retries of a negative InScope answer (replication), never one try
     verify_retry_delay: float = 5.0
@@ -327,11 +328,13 @@ class Context:
                         bar.update(1)
         return failures
 
-    def sample(self, items: list[str], *, key: str) -> list[str]:
-        """All items up to verify_all_up_to, else a seeded sample of verify_sample (stated in the output)."""
+    def sample(self, items: list[str], *, key: str, size: int | None = None) -> list[str]:
+        """All items up to verify_all_up_to (or `size`), else a seeded sample of verify_sample (or `size`)."""
         items = sorted(items)
-        if len(items) <= self.settings.verify_all_up_to:
+        all_up_to = self.settings.verify_all_up_to if size is None else size
+        size = self.settings.verify_sample if size is None else size
+        if len(items) <= all_up_to:
             return items
         rng = random.Random(f"{self.settings.seed}:{key}")
-        chosen = set(rng.sample(items, max(0, self.settings.verify_sample - 2))) | {items[0], items[-1]}
+        chosen = set(rng.sample(items, max(0, size - 2))) | {items[0], items[-1]}
         return sorted(chosen)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from migrator.errors import DriftError, MigratorError
@@ -168,17 +169,23 @@ def _fullaccess_rows(ctx: Context, app_id: str, mailbox: str) -> list[dict]:
 
 def resolve_sps(ctx: Context) -> list[str]:
     """Fill ctx.sps from Graph (the enterprise app's object id) and Exchange (its pointer). Read-only."""
-    problems = []
-    for app_id in ctx.view.apps:
+    def one(app_id: str) -> str | None:
         sp = ctx.graph.get_service_principal_by_app_id(app_id)
         if not sp or not sp.get("id"):
-            problems.append(f"app {app_id} ({ctx.view.app_names.get(app_id, '')}): no service principal in Entra")
-            continue
+            return f"app {app_id} ({ctx.view.app_names.get(app_id, '')}): no service principal in Entra"
         pointer = ctx.exo.get_service_principal(sp["id"])
         ctx.sps[app_id] = {"object_id": norm_id(sp["id"]), "display_name": sp.get("displayName") or "",
                            "exchange": pointer is not None,
                            "exchange_identity": _s(pointer, "Identity"), "exchange_name": _s(pointer, "Name")}
-    return problems
+        return None
+
+    workers = max(1, min(ctx.settings.concurrency, len(ctx.view.apps)))
+    if workers == 1:
+        answers = [one(a) for a in ctx.view.apps]
+    else:  # reads only; any error propagates (a failed read is never "absent")
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            answers = list(pool.map(one, ctx.view.apps))
+    return [a for a in answers if a]
 
 
 def drift_check(ctx: Context) -> list[str]:
@@ -544,7 +551,7 @@ def _in_scope(rows: list[dict], role: str) -> bool:
     return any(_truthy(r.get("InScope")) and norm_id(_s(r, "RoleName", "Role")) == norm_id(role) for r in rows)
 
 
-def verify_rbac(ctx: Context, label: str) -> list[ItemFailure]:
+def verify_rbac(ctx: Context, label: str, *, size: int | None = None) -> list[ItemFailure]:
     """Test-ServicePrincipalAuthorization: InScope=True for the app's mailboxes (all up to verify_all_up_to, else a
     seeded sample) and InScope=False for out-of-set probes. A negative answer is retried on a bounded schedule."""
     checks: list[tuple[str, str, bool, str]] = []  # (app, mailbox, expected, role)
@@ -557,7 +564,7 @@ def verify_rbac(ctx: Context, label: str) -> list[ItemFailure]:
         role = sorted(roles)[0]
         want = ctx.view.app_mailboxes(app_id)
         original = ctx.view.app_mailboxes(app_id, migrate_only=False)
-        sample = ctx.sample(sorted(want), key=app_id)
+        sample = ctx.sample(sorted(want), key=app_id, size=size)
         if len(sample) < len(want):
             ctx.output.info(f"  app {app_id}: testing a random sample of {len(sample)} of {len(want)} mailboxes "
                             f"(seed {ctx.settings.seed})")
@@ -709,7 +716,7 @@ def step_remove_legacy(ctx: Context) -> StepResult:
 
 
 def step_final_verify(ctx: Context) -> StepResult:
-    failures = verify_rbac(ctx, "Final verification")
+    failures = verify_rbac(ctx, "Final verification", size=ctx.settings.final_verify_sample)
     if not ctx.dry_run:
         after = legacy_rows(ctx, fresh=True)
         for g in ctx.view.migrate_grants("SendAs"):
