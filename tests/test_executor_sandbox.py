@@ -131,3 +131,23 @@ def test_missing_permission_stops_before_any_write(tmp_path):
         assert result.exit_code == 4, result.output
         assert "missing permission" in result.output and "Exchange Administrator" in result.output
         assert tenant_shape(sb.state) == before
+
+
+def test_without_yes_it_shows_the_batch_and_a_no_writes_nothing(world):
+    sb, plan, _ = world
+    before = tenant_shape(sb.state)
+    result = CliRunner().invoke(main, ["execute", str(plan), "--profile", str(sb.profile_path), "--batch", "1"],
+                                input="n\n")
+    assert "Apply this batch?" in result.output and "legacy grant(s) to migrate" in result.output
+    assert result.exit_code == 12
+    assert tenant_shape(sb.state) == before
+
+
+def test_dry_run_through_the_cli_prints_changes_and_writes_nothing(world):
+    sb, plan, _ = world
+    before = tenant_shape(sb.state)
+    result = cli("execute", plan, "--profile", sb.profile_path, "--batch", 1, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would: new_distribution_group(" in result.output and "would: remove_recipient_permission(" in result.output
+    assert "0 write(s)" in result.output
+    assert tenant_shape(sb.state) == before and not (plan / "journal.db").exists()
