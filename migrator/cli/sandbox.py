@@ -11,6 +11,10 @@ from pathlib import Path
 
 import click
 
+from migrator.sandbox.settings import SandboxSettings
+
+_DEFAULTS = SandboxSettings()
+
 
 @click.group("sandbox")
 def sandbox() -> None:
@@ -31,14 +35,17 @@ def sandbox() -> None:
               help="Folder for ca.pem, the connection profile and the 0600 secret file. Default: a temporary "
                    "folder removed on exit.")
 @click.option("--propagation-delay", type=click.FloatRange(min=0),
-              help="Seconds before RBAC changes reach the data plane (Microsoft: 30 min to 2 h).")
+              help="Seconds before RBAC changes reach the data plane (Microsoft: 30 min to 2 h). "
+                   f"Default: {_DEFAULTS.propagation_delay:g}.")
 @click.option("--token-lifetime", type=click.FloatRange(min=1),
-              help="Lifetime of issued access tokens, in seconds (Entra: 60-90 min).")
+              help=f"Lifetime of issued access tokens, in seconds (Entra: 60-90 min). "
+                   f"Default: {_DEFAULTS.token_lifetime:g}.")
 @click.option("--claim-rule", type=click.Choice(["documented", "union"]),
               help="How the data plane treats a token with the SMTP.SendAsApp claim: documented (needs the SendAs "
-                   "grant) or union (either path works).")
+                   f"grant) or union (either path works). Default: {_DEFAULTS.claim_rule}.")
 @click.option("--replication-delay", type=click.FloatRange(min=0),
-              help="Seconds a newly created group stays invisible to Get-* cmdlets (directory replication).")
+              help="Seconds a newly created group stays invisible to Get-* cmdlets (directory replication). "
+                   f"Default: {_DEFAULTS.replication_delay:g}.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request line to stderr (never headers or bodies).")
 def serve(fixture: Path | None, seed: int, faults: str, port: int, run_dir: Path | None,
           propagation_delay: float | None, token_lifetime: float | None, claim_rule: str | None,
@@ -50,7 +57,6 @@ def serve(fixture: Path | None, seed: int, faults: str, port: int, run_dir: Path
     secret: treat stdout as sensitive.
     """
     from migrator.sandbox.server import start_sandbox
-    from migrator.sandbox.settings import SandboxSettings
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="sandbox: %(message)s")
     if verbose:

@@ -264,10 +264,10 @@ def serve_backend(backend: Backend, *, admin_client_id: str, admin_secret: str, 
     """Serve any Backend over HTTPS in a background thread (start_sandbox wraps this around a TenantState).
 
     `throttle_time`: the throttle bucket's time source (default: faults.bucket_time, real or sandbox time)."""
+    injector = FaultInjector(load_profile(faults), seed, throttle_time or bucket_time(backend.now))
     owns = run_dir is None
     run = Path(tempfile.mkdtemp(prefix="migrator-sandbox-")) if owns else Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    injector = FaultInjector(load_profile(faults), seed, throttle_time or bucket_time(backend.now))
     app = SandboxApp(backend, injector, admin_client_id)
     tls = make_tls_files(run)
     try:
