@@ -172,3 +172,25 @@ def test_random_crashes_with_faults_converge(tmp_path, claim_rule):
         tenant.crash_after_writes = None
         assert tenant.gaps == [] and tenant.overgrants == [], (seed, tenant.gaps[:2], tenant.overgrants[:2])
         assert tenant.snapshot() == expected
+
+
+def test_ctrl_c_stops_after_the_current_call(tmp_path):
+    from migrator.executor.context import Control
+
+    tenant, plan = make_world(tmp_path, APPS, [[A1, A2]])
+    control = Control(plan)
+    original = tenant.call
+
+    def interrupting_call(method, fn, *args):
+        result = original(method, fn, *args)
+        if method == "new_management_scope":
+            control.interrupt()  # what the SIGINT handler does
+        return result
+
+    tenant.call = interrupting_call
+    result = execute(tenant, plan, [1], control=control)
+    assert result.outcomes[0].status == "stopped" and "interrupted" in result.outcomes[0].message
+    assert len(tenant.scopes) == 1 and tenant.log[-1][0] == "new_management_scope"  # nothing after that call
+    tenant.call = original
+    assert execute(tenant, plan, [1]).outcomes[0].status == "done"
+    assert tenant.gaps == [] and tenant.overgrants == []
