@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Reply:
     status: int = 200
-    body: bytes = b""
+    body: bytes = field(default=b"", repr=False)  # token responses hold access tokens: never in a repr
     content_type: str = "application/json; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False  # close the socket without sending anything
@@ -40,9 +40,9 @@ class Request:
     method: str
     path: str  # without the query string, percent-decoded
     query: dict[str, str]  # first value of each query parameter, percent-decoded
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-    base_url: str  # https://127.0.0.1:<port>, for absolute links
+    headers: dict[str, str] = field(repr=False)  # lower-case names; holds bearer tokens: never in a repr
+    body: bytes = field(repr=False)  # may hold a client secret (token requests)
+    base_url: str = ""  # https://127.0.0.1:<port>, for absolute links
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
