@@ -56,13 +56,17 @@ def test_dropped_connection_never_touches_state(tmp_path):
 
 
 def test_post_commit_drop_applies_the_write_then_drops(tmp_path):
-    standin, sb = _serve(FaultProfile(post_commit_drop_rate=1.0), tmp_path)
+    standin, sb = _serve(FaultProfile(name="pcd", post_commit_drop_rate=1.0), tmp_path, seed=5)
     with sb:
         token = _token(sb)
         with pytest.raises(requests.ConnectionError):
             _call(sb, token, "Set-Mailbox", {"Identity": "user1"})
         assert standin.writes == [("Set-Mailbox", {"Identity": "user1"})]
         assert _call(sb, token).status_code == 200  # reads are never post-commit dropped
+        seen = HTTP.get(f"{sb.base_url}/_sandbox/faults", headers={"Authorization": f"Bearer {token}"},
+                        verify=str(sb.ca_bundle), timeout=10).json()
+        assert seen == {"profile": {**seen["profile"], "name": "pcd", "post_commit_drop_rate": 1.0}, "seed": 5,
+                        "counts": {"post_commit_drop": 1}}
 
 
 def test_throttling_token_bucket_with_and_without_retry_after(tmp_path):

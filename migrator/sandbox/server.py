@@ -18,7 +18,7 @@ import ssl
 import tempfile
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
@@ -87,6 +87,9 @@ class SandboxApp:
                 return json_reply(200, self.backend.timeline())
             if req.path == "/_sandbox/check":
                 return json_reply(200, self.backend.check())
+            if req.path == "/_sandbox/faults":
+                return json_reply(200, {"profile": asdict(self.faults.profile), "seed": self.faults.seed,
+                                        "counts": dict(self.faults.counts)})
         return json_reply(404, {"error": {"code": "NotFound", "message": f"No debug endpoint at {req.path}"}})
 
 
