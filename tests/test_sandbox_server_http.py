@@ -266,3 +266,40 @@ def test_profile_and_secret_file(sb):
     assert json.dumps(sb.ready_line())
     sb.stop()
     assert not os.path.exists(secret_file) and sb.ca_bundle.exists()
+
+
+def test_batch_with_inner_writes_and_errors(sb):
+    h = {"Authorization": f"Bearer {_token(sb, scope=GRAPH)}"}
+    sp = "a1a1a1a1-0000-4000-8000-0000000000aa"
+    batch = {"requests": [
+        {"id": "1", "method": "POST", "url": f"/servicePrincipals/{sp}/appRoleAssignments",
+         "body": {"principalId": sp, "resourceId": "r", "appRoleId": "x"}, "headers": {"Content-Type": "application/json"}},
+        {"id": "2", "method": "DELETE", "url": f"/servicePrincipals/{sp}/appRoleAssignments/asg0"},
+        {"id": "3", "method": "GET", "url": "/servicePrincipals/00000000-0000-0000-0000-00000000dead"},
+    ]}
+    out = HTTP.post(f"{sb.graph_url}/v1.0/$batch", json=batch, headers=h, verify=str(sb.ca_bundle), timeout=10).json()
+    by_id = {r["id"]: r for r in out["responses"]}
+    assert by_id["1"]["status"] == 201 and by_id["1"]["body"]["id"] == "asg0"
+    assert by_id["2"]["status"] == 204 and "body" not in by_id["2"]
+    assert by_id["3"]["status"] == 404 and by_id["3"]["body"]["error"]["code"] == "Request_ResourceNotFound"
+
+
+def test_garbage_connections_do_not_hurt_the_server(sb):
+    import contextlib
+    import socket
+    import ssl
+
+    host, port = "127.0.0.1", sb.port
+    with socket.create_connection((host, port), timeout=5) as raw:  # plain text to a TLS port
+        raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        with contextlib.suppress(OSError):  # the server may reset it: fine
+            raw.recv(100)
+    ctx = ssl.create_default_context(cafile=str(sb.ca_bundle))
+    with socket.create_connection((host, port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname=host) as tls:  # TLS, then nonsense HTTP
+        tls.sendall(b"\x00\x01garbage\r\n\r\n")
+        with contextlib.suppress(OSError):
+            tls.recv(100)  # http.server's 400 page (HTTP/0.9 style: a body, no status line)
+    with socket.create_connection((host, port), timeout=5):  # connect and say nothing
+        pass
+    assert _invoke(sb, _token(sb), "Get-Mailbox").status_code == 200
