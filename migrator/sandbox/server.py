@@ -284,7 +284,7 @@ def serve_backend(backend: Backend, *, admin_client_id: str, admin_secret: str, 
     profile_path = write_profile(run / "profile.toml", tenant_id=backend.tenant_id, client_id=admin_client_id,
                                  authority=f"{server.base_url}/{backend.tenant_id}", exchange_url=server.base_url,
                                  graph_url=server.base_url, ca_bundle=tls.ca_pem, secret_file=secret_file)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name=f"sandbox-{server.server_address[1]}", daemon=True)
     thread.start()
     return Sandbox(tenant_id=backend.tenant_id, tenant_domain=backend.tenant_domain, client_id=admin_client_id,
