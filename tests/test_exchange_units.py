@@ -116,22 +116,46 @@ def test_guard_on_helpers():
 
 
 # -- limiter -------------------------------------------------------------------------------------------
-def test_limiter_aimd():
+def test_limiter_window_aimd_and_no_pace_from_a_demand_limited_throttle():
     t = [0.0]
     lim = AdaptiveLimiter(initial=4, maximum=16, clock=lambda: t[0], sleep=lambda s: None)
     for _ in range(40):
+        with lim.slot():
+            t[0] += 0.01
         lim.on_success()
     grown = lim.limit
     assert grown > 4
     for _ in range(5):  # a burst of 429s within the cooldown counts once
         lim.on_throttle(1)
-    assert lim.cuts == 1 and lim.limit < grown and lim.rate is not None
+    assert lim.cuts == 1 and lim.limit < grown
+    assert lim.rate is None  # nobody waited for a slot: the client was not the bottleneck, no pace is learnt
     t[0] += 5
     lim.on_throttle(None)
     assert lim.cuts == 2
 
 
-def test_limiter_paces_after_a_throttle():
+def test_limiter_learns_the_pace_while_saturated_and_relaxes():
+    t = [0.0]
+
+    def sleep(s):
+        t[0] += s
+
+    lim = AdaptiveLimiter(rate=100.0, clock=lambda: t[0], sleep=sleep, relax=10.0)
+    for _ in range(150):  # paced at 100/s: every acquire but the first waits, so the limiter is the bottleneck
+        with lim.slot():
+            pass
+        lim.on_success()
+    assert 1.45 < t[0] < 1.6
+    lim.on_throttle(1)
+    # observed ~100 answers/s over the 2 s window (75 per second here: 150 in 1.5 s, window 2 s) -> 0.95 x that
+    assert lim.rate is not None and 0.5 * 100 <= lim.rate <= 0.95 * 100
+    t[0] += 11
+    with lim.slot():
+        pass
+    assert lim.rate is None  # no throttle for `relax` seconds: unpaced again
+
+
+def test_limiter_paces():
     t = [0.0]
     slept = []
 

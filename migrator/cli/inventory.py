@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from migrator.cli.options import force_option, json_option
+from migrator.cli.options import force_option, json_option, profile_option
 
-SOURCES = ("--from-exports", "--export-script")
+SOURCES = ("--from-exports", "--export-script", "--profile")
 
 
 @click.command("inventory")
@@ -25,21 +25,33 @@ SOURCES = ("--from-exports", "--export-script")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Inventory folder to write, e.g. inventory/contoso. Written atomically: on any error nothing "
                    "is left there.")
+@profile_option
+@click.option("--fullaccess", type=click.Choice(["scan", "per-mailbox"]), default="scan", show_default=True,
+              help="With --profile: how FullAccess is read. `scan` reads every mailbox's permissions in a few paged "
+                   "calls (verified against per-mailbox answers for a sample); `per-mailbox` makes one call per "
+                   "mailbox.")
 @force_option
 @click.option("--allow-unknown-trustees", is_flag=True,
               help="Skip and report permission rows whose trustee matches no service principal and no recipient, "
                    "instead of stopping with an error.")
 @json_option
-def inventory(exports_dir: Path | None, export_script: bool, out: Path | None, force: bool,
-              allow_unknown_trustees: bool, as_json: bool) -> None:
+def inventory(exports_dir: Path | None, export_script: bool, out: Path | None, profile: Path | None,
+              fullaccess: str, force: bool, allow_unknown_trustees: bool, as_json: bool) -> None:
     """Read the per-mailbox SendAs/FullAccess grants that apps hold into an inventory folder.
 
     Offline: run the script from `migrator inventory --export-script` in Exchange Online PowerShell, then
     `migrator inventory --from-exports DIR --out inventory/NAME`. Only grants held by service principals
     are kept; SELF, inherited, Deny, orphaned-SID, human-delegate and other-rights rows are counted and
     reported in the folder's manifest.json.
+
+    Live: `migrator inventory --profile P --out inventory/NAME` reads the same from the tenant through the
+    Exchange admin API and Graph (few paged calls, retries and throttling handled; API calls in the manifest).
     """
-    chosen = [name for name, on in zip(SOURCES, (exports_dir is not None, export_script)) if on]
+    ctx = click.get_current_context()
+    if profile is not None and (exports_dir is not None or export_script) and \
+            ctx.get_parameter_source("profile") is click.core.ParameterSource.ENVIRONMENT:
+        profile = None  # MIGRATOR_PROFILE from the environment does not compete with an explicit source
+    chosen = [name for name, on in zip(SOURCES, (exports_dir is not None, export_script, profile is not None)) if on]
     if len(chosen) != 1:
         raise click.UsageError(f"give exactly one of {', '.join(SOURCES)}"
                                + (f" (got {', '.join(chosen)})" if chosen else ""))
@@ -50,6 +62,14 @@ def inventory(exports_dir: Path | None, export_script: bool, out: Path | None, f
         return
     if out is None:
         raise click.UsageError("--out is required: the inventory folder to write, e.g. --out inventory/contoso")
+
+    if profile is not None:  # live: read the tenant through its APIs (progress bar on stderr)
+        from migrator.inventory.tenant import live_inventory
+
+        live_inventory(profile, out, overwrite=force, fullaccess=fullaccess,
+                       allow_unknown_trustees=allow_unknown_trustees)
+        _report(out, as_json)
+        return
 
     from migrator.inventory.exports import inventory_from_exports
     from migrator.inventory.store import write_inventory
@@ -71,6 +91,8 @@ def _report(out: Path, as_json: bool) -> None:
     for s in manifest.get("sources", []):
         if "file" in s:
             click.echo(f"  {s['file']:<28} {s.get('cmdlet', s['kind'])}, {s['rows']} rows")
+        elif "tenant_id" in s:
+            click.echo(f"  tenant {s['tenant_id']}: {sum(manifest.get('api_calls', {}).values())} API calls")
     click.echo(f"Grants to migrate: {c['grants_sendas']} SendAs + {c['grants_fullaccess']} FullAccess, held by "
                f"{c['apps']} apps")
     click.echo(f"Objects: {c['service_principals']} service principals, {c['mailboxes']} mailboxes, "

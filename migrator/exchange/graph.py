@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -124,8 +123,9 @@ class GraphClient:
                         del pending[rid]
                     elif status in (429, 503, 504):
                         headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
-                        retry_after = max(retry_after, parse_retry_after(headers.get("retry-after")) or 1.0)
-                        self.session.limiter.on_throttle(retry_after)
+                        ra = parse_retry_after(headers.get("retry-after"))
+                        retry_after = max(retry_after, 1.0 if ra is None else ra)
+                        self.session.limiters["graph"].on_throttle(retry_after)
                     else:
                         err = (answer.get("body") or {}).get("error") or {}
                         raise ApiError(f"HTTP {status} {err.get('code', '')}: {err.get('message', '')}",
@@ -134,5 +134,5 @@ class GraphClient:
                 if attempts >= self.batch_attempts:
                     raise Throttled(f"{len(pending)} requests inside $batch still throttled after {attempts} tries",
                                     status=429, operation=operation)
-                time.sleep(min(retry_after or 1.0, self.session.max_wait))
+                self.session._sleep(min(retry_after, self.session.max_wait))
         return results

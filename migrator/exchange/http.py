@@ -125,6 +125,9 @@ class ApiSession:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.profile, self.tokens = profile, tokens
         self.limiter = limiter or AdaptiveLimiter()
+        # Exchange and Graph throttle separately (each its own budget), so each gets its own limiter.
+        self.limiters = {"exchange": self.limiter,
+                         "graph": AdaptiveLimiter(initial=4, maximum=self.limiter.maximum)}
         self.max_attempts, self.max_wait = max_attempts, max_wait
         self.refused_attempts = refused_attempts
         self._wait_exp = wait_random_exponential(multiplier=backoff, max=backoff_cap)
@@ -136,7 +139,10 @@ class ApiSession:
         self._lock = threading.Lock()
         self.calls: collections.Counter[str] = collections.Counter()  # HTTP requests sent, per operation
         self.retries: collections.Counter[str] = collections.Counter()
-        self.failures: collections.Counter[str] = collections.Counter()  # operations that raised (after retries)
+        # failed reads: no usable answer after every retry (unreachable, throttled, 5xx)
+        self.failures: collections.Counter[str] = collections.Counter()
+        # answered with an error (4xx: not found, forbidden, bad parameters): an answer, not a failed read
+        self.answered_errors: collections.Counter[str] = collections.Counter()
 
     # -- public -----------------------------------------------------------------------------------------
     def request(self, method: str, url: str, *, resource: str, operation: str, service: str,
@@ -165,8 +171,11 @@ class ApiSession:
         except _Refresh:  # pragma: no cover - _attempt raises AuthError on the second 401
             self._count(self.failures, operation)
             raise AuthError("the token was refused twice", operation=operation, status=401) from None
-        except ApiError:
+        except (Unreachable, Throttled, ServerError):
             self._count(self.failures, operation)
+            raise
+        except ApiError:
+            self._count(self.answered_errors, operation)
             raise
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -199,7 +208,8 @@ class ApiSession:
         if headers:
             hdrs.update(headers)
         timeout = (self.profile.connect_timeout, self.profile.timeout)
-        with self.limiter.slot():
+        limiter = self.limiters.get(service, self.limiter)
+        with limiter.slot():
             self._count(self.calls, operation)
             try:
                 resp = self.session.request(method, url, json=json, params=params, headers=hdrs, timeout=timeout,
@@ -219,9 +229,9 @@ class ApiSession:
             text_probe = body[:4096].decode("utf-8", "replace").lower() if status >= 300 else ""
             throttled = status in THROTTLE_STATUS or CONCURRENCY_TEXT in text_probe
             if throttled:
-                self.limiter.on_throttle(parse_retry_after(resp.headers.get("Retry-After")))
+                limiter.on_throttle(parse_retry_after(resp.headers.get("Retry-After")))
             else:
-                self.limiter.on_success()
+                limiter.on_success()
         if 200 <= status < 300:
             if not body.strip():
                 return None

@@ -3,9 +3,12 @@
 Microsoft does not publish the admin API's budget, and it differs per tenant, so it is learned:
 - concurrency window (AIMD): +1/limit per success (about +1 per round trip), on a throttle answer
   limit := min(limit * 0.75, in-flight - 1), at most once per cooldown so one burst of 429s counts once;
-- request pacing: unknown (unpaced) until the first throttle; then the rate observed over the last seconds
-  times 0.95, growing 2 %/s while no throttle comes back. A rate budget is thus tracked to within a few percent,
-  a concurrency budget by the window.
+- request pacing, learnt only while the limiter is the bottleneck (callers waited for a slot): the success
+  rate observed then, while throttled, is the budget, so the pace becomes 0.95 x that rate; it grows 3 % per
+  second while no throttle comes back, and is dropped after `relax` seconds without one. A throttle that comes
+  while the client is not saturating (a burst, another client, a random answer) only shrinks the window, so
+  one early 429 cannot pin the pace to a low, demand-limited rate.
+A rate budget is thus tracked to within a few percent, a concurrency budget by the window.
 All methods are thread-safe; `slot()` is the one call sites use.
 """
 
@@ -26,20 +29,25 @@ R = TypeVar("R")
 class AdaptiveLimiter:
     def __init__(self, *, initial: int = 4, minimum: int = 1, maximum: int = 32, rate: float | None = None,
                  min_rate: float = 1.0, window: float = 2.0, cooldown: float = 1.0, backoff: float = 0.75,
-                 rate_margin: float = 0.95, rate_growth: float = 0.02,
+                 rate_margin: float = 0.95, rate_growth: float = 0.03, min_samples: int = 8,
+                 saturation: float = 0.3, relax: float = 10.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.minimum, self.maximum = max(1, minimum), max(1, maximum)
         self.limit = float(min(max(initial, self.minimum), self.maximum))
         self.rate = rate  # requests/s; None = unpaced until the first throttle
         self.min_rate = min_rate
         self.window, self.cooldown, self.backoff = window, cooldown, backoff
-        self.rate_margin, self.rate_growth = rate_margin, rate_growth
+        self.rate_margin, self.rate_growth, self.min_samples = rate_margin, rate_growth, min_samples
+        self.saturation, self.relax = saturation, relax
+        self._acquires: collections.deque[tuple[float, bool]] = collections.deque()  # (time, had to wait)
         self._clock, self._sleep = clock, sleep
         self._cond = threading.Condition()
-        self._in_flight = 0
+        self._in_flight = 0  # holding a slot (pacing wait included)
+        self._sending = 0  # past the pacing wait, request on the wire
         self._next_send = 0.0
-        self._paused_until = 0.0
         self._last_cut = -1e9
+        self._last_throttle = clock()  # for `relax`: a pace is dropped after that long without a throttle
+        self._last_growth = clock()
         self._done: collections.deque[float] = collections.deque()
         # counters (for the manifest and the benchmark)
         self.started = 0
@@ -51,23 +59,32 @@ class AdaptiveLimiter:
     # -- acquiring ------------------------------------------------------------------------------------
     def acquire(self) -> None:
         with self._cond:
+            waited = self._in_flight >= int(self.limit)
             while self._in_flight >= int(self.limit):
                 self._cond.wait(0.5)
             self._in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self._in_flight)
             self.started += 1
             now = self._clock()
-            start = max(now, self._paused_until)
+            if self.rate and now - self._last_throttle > self.relax:
+                self.rate = None  # no throttle for a while: the pace was too careful or the budget grew
+            start = now
             if self.rate:
-                start = max(start, self._next_send)
+                start = max(now, self._next_send)
                 self._next_send = start + 1.0 / self.rate
             delay = start - now
+            self._acquires.append((now, waited or delay > 0))
+            while self._acquires and self._acquires[0][0] < now - self.window:
+                self._acquires.popleft()
         if delay > 0:
             self._sleep(delay)
+        with self._cond:
+            self._sending += 1
+            self.max_in_flight = max(self.max_in_flight, self._sending)
 
     def release(self) -> None:
         with self._cond:
             self._in_flight -= 1
+            self._sending -= 1
             self._cond.notify()
 
     @contextlib.contextmanager
@@ -79,38 +96,49 @@ class AdaptiveLimiter:
             self.release()
 
     # -- feedback -------------------------------------------------------------------------------------
+    def _trim(self, now: float) -> None:
+        while self._done and self._done[0] < now - self.window:
+            self._done.popleft()
+
     def on_success(self) -> None:
         with self._cond:
             self.successes += 1
             now = self._clock()
             self._done.append(now)
-            while self._done and self._done[0] < now - self.window:
-                self._done.popleft()
+            self._trim(now)
             if self.limit < self.maximum:
                 self.limit = min(self.maximum, self.limit + 1.0 / self.limit)
                 self._cond.notify()
+            dt = min(1.0, max(0.0, now - self._last_growth))
+            self._last_growth = now
             if self.rate:
-                # +rate_growth of the rate per second: each success adds rate_growth (rate successes per second)
-                self.rate += self.rate_growth
+                self.rate *= 1.0 + self.rate_growth * dt
 
     def on_throttle(self, retry_after: float | None = None) -> None:
-        """A 429 / concurrency answer: shrink the window and the pace (once per cooldown)."""
+        """A 429 / concurrency answer: shrink the window and the pace (once per cooldown).
+
+        Retry-After is served by the refused request's own retry: pausing the whole pool would idle the budget
+        (a token bucket refills meanwhile, but pacing would never spend the refill)."""
         with self._cond:
             self.throttles += 1
             now = self._clock()
-            # Retry-After is served by the refused request's own retry: pausing the whole pool would idle the
-            # budget (a token bucket refills meanwhile, but pacing would never spend the refill).
+            self._last_throttle = now
             if now - self._last_cut < self.cooldown:
                 return
             self._last_cut = now
             self.cuts += 1
-            self.limit = max(float(self.minimum), min(self.limit * self.backoff, float(self._in_flight - 1) or 1.0))
-            while self._done and self._done[0] < now - self.window:
-                self._done.popleft()
-            observed = len(self._done) / self.window if self._done else 0.0
-            candidates = [r for r in (self.rate, observed) if r]
-            base = min(candidates) if candidates else self.min_rate
-            self.rate = max(self.min_rate, base * self.rate_margin)
+            self.limit = max(float(self.minimum), min(self.limit * self.backoff, float(max(1, self._sending - 1))))
+            self._trim(now)
+            while self._acquires and self._acquires[0][0] < now - self.window:
+                self._acquires.popleft()
+            waited = sum(1 for _, w in self._acquires if w)
+            saturated = bool(self._acquires) and waited / len(self._acquires) >= self.saturation
+            if not saturated or len(self._done) < self.min_samples:
+                return  # demand-limited (or too few answers to measure): the window alone slows down
+            observed = len(self._done) / self.window
+            base = min(self.rate, observed) if self.rate else observed
+            floor = self.rate * 0.5 if self.rate else self.min_rate
+            self.rate = max(self.min_rate, floor, base * self.rate_margin)
 
     def stats(self) -> dict:
         with self._cond:

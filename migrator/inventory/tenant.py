@@ -1,15 +1,19 @@
-"""The live inventory: read the tenant through the Exchange admin REST endpoint and Graph, then classify the rows
+r"""The live inventory: read the tenant through the Exchange admin REST endpoint and Graph, then classify the rows
 with the same code as the PowerShell-exports path, so both paths give the same inventory folder.
 
 Strategy (cheapest correct reads; EXCHANGE.md §3):
 - SendAs: one full scan, `Get-RecipientPermission -ResultSize Unlimited`, filtered client-side. `-Trustee` can
   miss rows for trustees with several SIDs, and one scan costs ceil(rows / 1000) calls, which is fewer than one
   query per service principal as soon as there are more SPs than pages. No per-mailbox queries.
-- FullAccess: `Get-EXOMailboxPermission -ResultSize Unlimited`, the cmdlet's documented Default parameter set
-  (no identity): every mailbox's rows in ceil(rows / 1000) calls. If the endpoint does not offer that parameter
-  set, fall back to one `Get-MailboxPermission -Identity <mailbox>` per mailbox, fanned out under the adaptive
-  limiter (correct, but one call per mailbox). A SendAs-restricted shortcut would miss FullAccess-only grants
-  (IMAP/POP apps), so it is not used.
+- FullAccess: Get-MailboxPermission is per mailbox in the common parameter set; one call per mailbox is what the
+  inventory must avoid. So: a scan, `Get-EXOMailboxPermission -ResultSize Unlimited` (its documented Default
+  parameter set), else `Get-MailboxPermission -ResultSize Unlimited` with no identity (the cmdlet answers every
+  mailbox's rows: the hazard EXCHANGE.md §3 warns about, used here on purpose and checked). Either scan is then
+  verified: every mailbox must appear in it (each has its NT AUTHORITY\SELF row), a mailbox that does not is
+  queried on its own; and a sample of mailboxes is queried one by one and must match the scan row for row, else
+  the whole FullAccess read falls back to one query per mailbox. A SendAs-restricted shortcut would miss
+  FullAccess-only grants (IMAP/POP apps), so it is not used.
+- SendAs verification: the same sample check compares per-mailbox Get-RecipientPermission answers with the scan.
 - Mailboxes, service principals, groups: one paged listing each; group members: one paged call per group
   (fan-out). App permissions: Graph appRoleAssignments of the SPs that hold grants, 20 per `$batch`.
 The independent listings run concurrently; every call shares one AdaptiveLimiter, so the run stays near the
@@ -57,6 +61,7 @@ class Readings:
     group_members: dict[str, list[dict]] = field(default_factory=dict)  # group key -> member rows
     app_permissions: list[tuple[str, str, str]] = field(default_factory=list)
     fullaccess_strategy: str = ""
+    checks: dict = field(default_factory=dict)  # how the scans were verified (for the manifest)
 
 
 class Clients:
@@ -111,7 +116,7 @@ def _group_key(row: dict) -> str:
 
 
 def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16, progress: bool = False,
-                app_permissions: bool = True) -> Readings:
+                app_permissions: bool = True, verify_sample: int = 10) -> Readings:
     """Read everything the inventory needs. Raises a typed ApiError on any failed read."""
     if fullaccess not in FULLACCESS_STRATEGIES:
         raise ValueError(f"fullaccess must be one of {FULLACCESS_STRATEGIES}")
@@ -128,15 +133,17 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
                 return result
             return run
 
-        def scan_fullaccess() -> list[dict] | None:
+        def scan_fullaccess() -> tuple[list[dict], str] | None:
             if fullaccess != "scan":
                 return None
-            try:
-                return exo.scan_mailbox_permissions()
-            except ApiError as exc:
-                if isinstance(exc, NotFound) or short_type(exc.exception_type) in _UNSUPPORTED:
-                    return None  # the Default parameter set is not offered: per-mailbox fallback below
-                raise
+            for cmdlet in ("Get-EXOMailboxPermission", "Get-MailboxPermission"):
+                try:
+                    return exo.invoke(cmdlet, {"ResultSize": "Unlimited"}, scan=True), cmdlet
+                except ApiError as exc:
+                    if isinstance(exc, NotFound) or short_type(exc.exception_type) in _UNSUPPORTED:
+                        continue  # this form is not offered here: try the next, else per mailbox
+                    raise
+            return None
 
         with ThreadPoolExecutor(max_workers=5, thread_name_prefix="migrator-scan") as pool:
             f_sps = pool.submit(step(exo.get_service_principals))
@@ -150,15 +157,20 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
             scanned = f_mp.result()
             out.groups = f_grp.result()
 
-        if scanned is not None:
-            out.mailbox_permissions, out.fullaccess_strategy = scanned, "scan"
-        else:
-            out.fullaccess_strategy = "per-mailbox"
-            idents = [_mailbox_identity(m) for m in out.mailboxes]
-            bar.start("Mailbox permissions (per mailbox)", len(idents))
-            rows = fan_out(lambda ident: _mailbox_permissions(exo, ident), idents, workers=workers,
-                           on_done=lambda _i, _r: bar.advance())
-            out.mailbox_permissions = [r for chunk in rows for r in chunk]
+        index = _mailbox_index(out.mailboxes)
+        bar.start("Verifying the permission scans", 1)
+        out.mailbox_permissions, out.fullaccess_strategy, out.checks = _complete_fullaccess(
+            exo, out.mailboxes, index, scanned, workers=workers, sample=verify_sample, bar=bar)
+        try:
+            out.checks["sendas_sample"] = _verify_sample(
+                exo.get_recipient_permissions, out.recipient_permissions, out.mailboxes, index, verify_sample,
+                workers, _sendas_key, "Get-RecipientPermission")
+        except ScanMismatch as exc:  # the scan cannot be trusted here: read SendAs one mailbox at a time
+            out.checks["sendas_scan_rejected"] = f"Get-RecipientPermission: {exc.mailbox} differs"
+            bar.start("Recipient permissions (per mailbox)", len(out.mailboxes))
+            answers = fan_out(lambda m: _one_mailbox(exo.get_recipient_permissions, m, index), out.mailboxes,
+                              workers=workers, on_done=lambda _i, _r: bar.advance())
+            out.recipient_permissions = [r for chunk in answers for r in chunk]
 
         keys = [_group_key(g) for g in out.groups]
         bar.start("Group members", len(keys))
@@ -179,11 +191,112 @@ def _mailbox_identity(row: dict) -> str:
     raise ApiError("a mailbox row has no identity", operation="Get-EXOMailbox")
 
 
-def _mailbox_permissions(exo: ExchangeClient, identity: str) -> list[dict]:
-    rows = exo.get_mailbox_permissions(identity)
-    for r in rows:  # per-mailbox answers name the mailbox in Identity already; keep what we asked for if not
-        r.setdefault("Identity", identity)
-    return rows
+_MAILBOX_NAME_FIELDS = ("PrimarySmtpAddress", "ExternalDirectoryObjectId", "Guid", "Name", "Alias",
+                       "DistinguishedName", "Identity", "UserPrincipalName")
+
+
+def _address(row: dict) -> str:
+    return str(row.get("PrimarySmtpAddress") or "").strip().lower()
+
+
+def _mailbox_index(mailboxes: list[dict]) -> dict[str, set[str]]:
+    """Every name a permission row's Identity may use for a mailbox -> the mailbox addresses bearing it."""
+    index: dict[str, set[str]] = {}
+    for m in mailboxes:
+        addr = _address(m)
+        for key in _MAILBOX_NAME_FIELDS:
+            value = str(m.get(key) or "").strip().lower()
+            if value:
+                index.setdefault(value, set()).add(addr)
+    return index
+
+
+def _row_mailbox(row: dict, index: dict[str, set[str]]) -> str | None:
+    found = index.get(str(row.get("Identity") or "").strip().lower(), set())
+    return next(iter(found)) if len(found) == 1 else None
+
+
+def _fullaccess_key(row: dict) -> tuple:
+    rights = row.get("AccessRights")
+    rights = tuple(sorted(rights)) if isinstance(rights, list) else (str(rights),)
+    return (str(row.get("User") or "").lower(), rights, bool(row.get("Deny")), bool(row.get("IsInherited")))
+
+
+def _sendas_key(row: dict) -> tuple:
+    rights = row.get("AccessRights")
+    rights = tuple(sorted(rights)) if isinstance(rights, list) else (str(rights),)
+    return (str(row.get("Trustee") or "").lower(), rights, str(row.get("AccessControlType") or "").lower(),
+            bool(row.get("IsInherited")))
+
+
+def _one_mailbox(query: Callable[[str], list[dict]], mailbox: dict, index: dict[str, set[str]]) -> list[dict]:
+    """One mailbox's rows. Rows naming another mailbox are dropped: an identity that stopped resolving makes these
+    cmdlets answer with every mailbox's rows (the $null-identity hazard), which must not be read as this one's."""
+    addr = _address(mailbox)
+    rows = query(_mailbox_identity(mailbox))
+    return [r for r in rows if _row_mailbox(r, index) == addr]
+
+
+def _sample(mailboxes: list[dict], k: int) -> list[dict]:
+    """A deterministic spread of k mailboxes (every n-th by address)."""
+    ordered = sorted(mailboxes, key=_address)
+    if k <= 0 or not ordered:
+        return []
+    step = max(1, len(ordered) // k)
+    return ordered[::step][:k]
+
+
+def _verify_sample(query, scan_rows: list[dict], mailboxes: list[dict], index, k: int, workers: int, key,
+                   cmdlet: str) -> dict:
+    """Query k mailboxes one by one; their rows must equal the scan's rows for them. Raises on a mismatch."""
+    chosen = _sample(mailboxes, k)
+    if not chosen:
+        return {"mailboxes": 0}
+    by_mailbox: dict[str, list] = {}
+    for r in scan_rows:
+        by_mailbox.setdefault(_row_mailbox(r, index) or "", []).append(key(r))
+    answers = fan_out(lambda m: _one_mailbox(query, m, index), chosen, workers=workers)
+    for m, rows in zip(chosen, answers):
+        if sorted(map(key, rows)) != sorted(by_mailbox.get(_address(m), [])):
+            raise ScanMismatch(cmdlet, _address(m))
+    return {"mailboxes": len(chosen), "matched": True}
+
+
+class ScanMismatch(ApiError):
+    """A whole-tenant scan disagrees with the per-mailbox answer for the same mailbox."""
+
+    def __init__(self, cmdlet: str, mailbox: str) -> None:
+        super().__init__(f"the full scan and the per-mailbox answer differ for {mailbox}", operation=cmdlet,
+                         hint="the scan cannot be trusted on this tenant; rerun with --fullaccess per-mailbox")
+        self.mailbox = mailbox
+
+
+def _complete_fullaccess(exo: ExchangeClient, mailboxes: list[dict], index, scanned, *, workers: int, sample: int,
+                         bar: _Progress) -> tuple[list[dict], str, dict]:
+    """The FullAccess rows of every mailbox: the scan, checked and completed, or one query per mailbox."""
+    query = exo.get_mailbox_permissions
+    checks: dict = {}
+    if scanned is not None:
+        rows, cmdlet = scanned
+        try:
+            checks["fullaccess_sample"] = _verify_sample(query, rows, mailboxes, index, sample, workers,
+                                                         _fullaccess_key, cmdlet)
+        except ScanMismatch as exc:
+            checks["fullaccess_scan_rejected"] = f"{cmdlet}: {exc.mailbox} differs"
+        else:
+            covered = {_row_mailbox(r, index) for r in rows}
+            missing = [m for m in mailboxes if _address(m) not in covered]
+            checks["fullaccess_uncovered_queried"] = len(missing)
+            if missing:
+                bar.start("Mailboxes missing from the scan", len(missing))
+                extra = fan_out(lambda m: _one_mailbox(query, m, index), missing, workers=workers,
+                                on_done=lambda _i, _r: bar.advance())
+                rows = rows + [r for chunk in extra for r in chunk]
+            return rows, f"scan:{cmdlet}", checks
+    bar.start("Mailbox permissions (per mailbox)", len(mailboxes))
+    answers = fan_out(lambda m: _one_mailbox(query, m, index), mailboxes, workers=workers,
+                      on_done=lambda _i, _r: bar.advance())
+    return [r for chunk in answers for r in chunk], "per-mailbox", checks
 
 
 def _get_mailboxes(exo: ExchangeClient) -> list[dict]:
@@ -236,103 +349,57 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
-# The live rows are classified by the exports path itself: written as the CSV files `Export-Csv` would produce
-# (one per cmdlet, into a private temporary folder) and read by inventory_from_exports. So both paths share the
-# trustee resolution, the noise classes and the checks, and cannot drift apart.
-_EXPORT_FILES = {
-    "service_principals": "Get-ServicePrincipal.csv",
-    "mailboxes": "Get-EXOMailbox.csv",
-    "recipient_permissions": "Get-RecipientPermission.csv",
-    "mailbox_permissions": "Get-MailboxPermission.csv",
-    "groups": "Get-DistributionGroup.csv",
-    "group_members": "Get-DistributionGroupMember.csv",
-}
-_GROUP_MARKER_COLUMNS = ("GroupType", "MemberJoinRestriction", "MemberDepartRestriction", "ManagedBy")
+# The live rows are classified by the exports path itself (exports.build_inventory over psexport.from_records):
+# both paths share the trustee resolution, the noise classes and the checks, and cannot drift apart.
+def readings_to_files(readings: Readings) -> list:
+    """The readings as in-memory 'exports', one per cmdlet (names label rows in error messages)."""
+    from migrator.inventory import psexport as px
 
-
-def _cell(value: Any) -> str:
-    """A value as Export-Csv renders it: booleans True/False, lists joined with ', ', None empty."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, (list, tuple, set)):
-        return ", ".join(_cell(v) for v in value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
-    return str(value)
-
-
-def _write_export(path: Path, rows: list[dict], *, required: tuple[str, ...] = ()) -> None:
-    import csv
-
-    columns: dict[str, str] = {}  # lower -> first spelling seen
-    for c in required:
-        columns.setdefault(c.lower(), c)
-    for row in rows:
-        for key in row:
-            if not key.startswith("@") and key.lower() not in columns:
-                columns[key.lower()] = key
-    header = list(columns.values())
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, quoting=csv.QUOTE_ALL)
-        writer.writerow(header)
-        lowered = [{k.lower(): v for k, v in row.items()} for row in rows]
-        for row in lowered:
-            writer.writerow([_cell(row.get(c.lower())) for c in header])
-
-
-def readings_to_exports(readings: Readings, folder: Path) -> None:
-    """Write the readings as the PowerShell exports of the same cmdlets (see _EXPORT_FILES)."""
-    folder = Path(folder)
-    _write_export(folder / _EXPORT_FILES["service_principals"], readings.service_principals,
-                  required=("AppId", "ObjectId", "DisplayName"))
-    _write_export(folder / _EXPORT_FILES["mailboxes"], readings.mailboxes,
-                  required=("PrimarySmtpAddress", "ExternalDirectoryObjectId", "RecipientTypeDetails"))
-    _write_export(folder / _EXPORT_FILES["recipient_permissions"], readings.recipient_permissions,
-                  required=("Identity", "Trustee", "AccessControlType", "AccessRights", "IsInherited"))
-    _write_export(folder / _EXPORT_FILES["mailbox_permissions"], readings.mailbox_permissions,
-                  required=("Identity", "User", "AccessRights", "Deny", "IsInherited"))
+    files = [
+        px.from_records(px.SERVICE_PRINCIPALS, readings.service_principals, "Get-ServicePrincipal"),
+        px.from_records(px.MAILBOXES, readings.mailboxes, "Get-EXOMailbox"),
+        px.from_records(px.RECIPIENT_PERMISSIONS, readings.recipient_permissions, "Get-RecipientPermission"),
+        px.from_records(px.MAILBOX_PERMISSIONS, readings.mailbox_permissions,
+                        readings.fullaccess_strategy.split(":", 1)[-1]
+                        if readings.fullaccess_strategy.startswith("scan:") else "Get-MailboxPermission"),
+    ]
     if readings.groups:
-        _write_export(folder / _EXPORT_FILES["groups"], readings.groups,
-                      required=("PrimarySmtpAddress", "DistinguishedName", *_GROUP_MARKER_COLUMNS))
-        members = [{"GroupIdentity": key, **{k: v for k, v in m.items() if k.lower() != "groupidentity"}}
+        files.append(px.from_records(px.GROUPS, readings.groups, "Get-DistributionGroup"))
+        members = [{**{k: v for k, v in m.items() if k.lower() != "groupidentity"}, "GroupIdentity": key}
                    for key, rows in readings.group_members.items() for m in rows]
         if members:
-            _write_export(folder / _EXPORT_FILES["group_members"], members,
-                          required=("GroupIdentity", "PrimarySmtpAddress", "RecipientTypeDetails"))
+            files.append(px.from_records(px.GROUP_MEMBERS, members, "Get-DistributionGroupMember"))
+        else:  # groups without members are still known (and empty): say so with a placeholder-free empty file
+            files.append(px.ExportFile(Path("Get-DistributionGroupMember"), px.GROUP_MEMBERS, ["GroupIdentity"], []))
+    return files
 
 
 def inventory_from_readings(readings: Readings, profile: Profile, *, api: dict | None = None,
                             allow_unknown_trustees: bool = False):
     """Classify the readings with the exports path; manifest `source: tenant` with the API calls made."""
     import dataclasses
-    import tempfile
 
-    from migrator.errors import InputError
-    from migrator.inventory.exports import inventory_from_exports
+    from migrator.inventory.exports import build_inventory
 
-    with tempfile.TemporaryDirectory(prefix="migrator-live-") as tmp:
-        readings_to_exports(readings, Path(tmp))
-        try:
-            inv = inventory_from_exports(Path(tmp), allow_unknown_trustees=allow_unknown_trustees)
-        except InputError as exc:  # name the tenant, not a temporary file
-            text = str(exc).replace(str(Path(tmp)) + "/", "").replace(str(Path(tmp)), "tenant")
-            raise InputError(f"tenant {profile.tenant_id}: {text} (file names are the cmdlets read)") from None
+    files = readings_to_files(readings)
+    sources = [{"tenant_id": profile.tenant_id, "exchange_url": profile.invoke_url, "graph_url": profile.graph_base,
+                "profile": profile.name}]
+    sps = {str(r.get("AppId") or "").lower() for r in readings.service_principals}
+    perms = tuple(p for p in sorted(set(readings.app_permissions)) if p[0] in sps)
+    inv = build_inventory(files, allow_unknown_trustees=allow_unknown_trustees, source="tenant", sources=sources,
+                          app_permissions=perms, where=f"tenant {profile.tenant_id}")
     manifest = dict(inv.manifest)
-    manifest["source"] = "tenant"
-    manifest["created"] = now_iso()
-    manifest["sources"] = [{"tenant_id": profile.tenant_id, "exchange_url": profile.invoke_url,
-                            "graph_url": profile.graph_base, "profile": profile.name}]
-    manifest["strategy"] = {"sendas": "scan: Get-RecipientPermission -ResultSize Unlimited",
-                            "fullaccess": readings.fullaccess_strategy}
+    fa = readings.fullaccess_strategy
+    manifest["strategy"] = {
+        "sendas": "scan: Get-RecipientPermission -ResultSize Unlimited",
+        "fullaccess": (f"scan: {fa.split(':', 1)[1]} -ResultSize Unlimited" if fa.startswith("scan:")
+                       else "per mailbox: Get-MailboxPermission -Identity"),
+        "checks": readings.checks,
+    }
     if api is not None:
         manifest["api_calls"] = api.get("calls", {})
         manifest["api"] = {k: v for k, v in api.items() if k != "calls"}
-    perms = tuple(sorted(set(readings.app_permissions)))
-    known_apps = {sp.app_id for sp in inv.service_principals}
-    perms = tuple(p for p in perms if p[0] in known_apps)
-    return dataclasses.replace(inv, app_permissions=perms, manifest=manifest)
+    return dataclasses.replace(inv, manifest=manifest)
 
 
 def live_inventory(profile_path: str | Path, out: Path, *, overwrite: bool = False, progress: bool = True,
