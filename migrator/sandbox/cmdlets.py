@@ -477,16 +477,16 @@ def _rights(p: Params, allowed: tuple[str, ...], default: str | None = None) -> 
     return out
 
 
-def _permission_rows(state: TenantState, table: list[PermissionRow], p: Params, trustee_param: str,
+def _permission_rows(state: TenantState, table, p: Params, trustee_param: str,
                      hazard: bool) -> list[PermissionRow]:
     identity = p.str("Identity")
-    rows = list(table)
+    rows = None
     if not _blank(identity):
         hits = [r for r in state.find_recipients(identity)]
         if len(hits) > 1:
             raise _ambiguous(identity, p.cmdlet)
         if hits:
-            rows = [r for r in rows if r.mailbox == hits[0].guid]
+            rows = table.for_mailbox(hits[0].guid)
         elif not hazard:
             raise _not_found(state, identity, p.cmdlet)
         # else: an unknown identity returns every row (the hazard)
@@ -496,9 +496,16 @@ def _permission_rows(state: TenantState, table: list[PermissionRow], p: Params, 
     who = p.str(trustee_param)
     if not _blank(who):
         trustee = _resolve_trustee(state, who, p.cmdlet)
-        rows = [r for r in rows if r.trustee == trustee]
-    order = {g: (r.name.lower(), g) for g, r in state.recipients.items()}
-    return sorted(rows, key=lambda r: order.get(r.mailbox, ("", r.mailbox)))
+        rows = [r for r in rows if r.trustee == trustee] if rows is not None else table.for_trustee(trustee)
+    if rows is None:
+        rows = list(table)
+    recs = state.recipients
+
+    def order(row: PermissionRow):
+        r = recs.get(row.mailbox)
+        return (r.name.lower() if r else "", row.mailbox, row.seq)
+
+    return sorted(rows, key=order)
 
 
 @cmdlet("Get-RecipientPermission", ("Identity", "Trustee", "AccessRights", "ResultSize", "ReadFromDomainController"))
@@ -520,8 +527,8 @@ def add_recipient_permission(state: TenantState, p: Params, caller: Caller):
     trustee = _resolve_trustee(state, p.str("Trustee", required=True), p.cmdlet)
     rights = _rights(p, ("SendAs",))
     deny = p.bool("Deny")
-    for row in state.recipient_permissions:
-        if row.mailbox == mbx.guid and row.trustee == trustee and row.deny == deny and not row.is_inherited:
+    for row in state.recipient_permissions.for_mailbox(mbx.guid):
+        if row.trustee == trustee and row.deny == deny and not row.is_inherited:
             return CmdletResult([recipient_permission_row(state, row)],
                                 [f"The appropriate access control entry is already present on object "
                                  f"\"{mbx.name}\" for account \"{_trustee_text(state, trustee)}\"."])
@@ -538,12 +545,13 @@ def remove_recipient_permission(state: TenantState, p: Params, caller: Caller):
     trustee = _resolve_trustee(state, p.str("Trustee", required=True), p.cmdlet)
     _rights(p, ("SendAs",))
     deny = p.bool("Deny")
-    keep = [r for r in state.recipient_permissions
-            if not (r.mailbox == mbx.guid and r.trustee == trustee and r.deny == deny and not r.is_inherited)]
-    if len(keep) == len(state.recipient_permissions):
+    gone = [r for r in state.recipient_permissions.for_mailbox(mbx.guid)
+            if r.trustee == trustee and r.deny == deny and not r.is_inherited]
+    if not gone:
         return CmdletResult([], [f"Can't remove the access control entry on the object \"{mbx.name}\" for account "
                                  f"\"{_trustee_text(state, trustee)}\" because the ACE doesn't exist on the object."])
-    state.recipient_permissions[:] = keep
+    for r in gone:
+        state.recipient_permissions.remove(r)
     if trustee[0] == "app":
         state.sync_access([trustee[1]])
     return CmdletResult()
@@ -585,8 +593,8 @@ def add_mailbox_permission(state: TenantState, p: Params, caller: Caller):
     rights = _rights(p, MAILBOX_RIGHTS)
     deny = p.bool("Deny")
     inheritance = p.str("InheritanceType") or "All"
-    for row in state.mailbox_permissions:
-        if row.mailbox == mbx.guid and row.trustee == trustee and row.deny == deny and not row.is_inherited \
+    for row in state.mailbox_permissions.for_mailbox(mbx.guid):
+        if row.trustee == trustee and row.deny == deny and not row.is_inherited \
                 and set(rights) <= set(row.access_rights):
             return CmdletResult([mailbox_permission_row(state, row)],
                                 [f"An existing permission entry was found for user: "
@@ -605,8 +613,8 @@ def remove_mailbox_permission(state: TenantState, p: Params, caller: Caller):
     rights = set(_rights(p, MAILBOX_RIGHTS))
     deny = p.bool("Deny")
     changed = False
-    for row in list(state.mailbox_permissions):
-        if row.mailbox == mbx.guid and row.trustee == trustee and row.deny == deny and not row.is_inherited:
+    for row in state.mailbox_permissions.for_mailbox(mbx.guid):
+        if row.trustee == trustee and row.deny == deny and not row.is_inherited:
             remaining = [r for r in row.access_rights if r not in rights]
             if len(remaining) != len(row.access_rights):
                 changed = True

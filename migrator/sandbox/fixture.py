@@ -59,7 +59,7 @@ def load_fixture(state: TenantState, data: dict) -> None:
             recipient_type_details=rtd, hidden=bool(m.get("hidden", False)),
             email_addresses=[f"SMTP:{smtp}"] + [a if ":" in a else f"smtp:{a}" for a in extra_addrs],
             attributes={k: str(v) for k, v in (m.get("attributes") or {}).items() if v not in (None, "")},
-            created=now)
+            created=float(m.get("created", now - 86400)))
         rec.dn = m.get("dn") or f"CN={escape_dn(name)},{state.dn_suffix}"
         rec.cn = name
         _add_unique(state, rec, where)
@@ -80,19 +80,19 @@ def load_fixture(state: TenantState, data: dict) -> None:
             alias=g.get("alias") or smtp.split("@")[0], display_name=g.get("display_name") or name,
             primary_smtp=smtp, external_id=_lower(g.get("external_id")) or det_uuid("group-object", smtp),
             recipient_type_details=g.get("recipient_type_details") or GROUP_TYPES[gtype], group_type=gtype,
-            hidden=bool(g.get("hidden", False)), email_addresses=[f"SMTP:{smtp}"], created=now - 86400,
-            cn=cn, extra={k: g[k] for k in ("managed_by", "member_join_restriction", "member_depart_restriction")
+            hidden=bool(g.get("hidden", False)), email_addresses=[f"SMTP:{smtp}"], created=float(g.get("created", now - 86400)),
+            cn=cn, extra={k: g[k] for k in ("managed_by", "member_join_restriction", "member_depart_restriction", "notes")
                           if k in g})
         rec.dn = g.get("dn") or f"CN={escape_dn(cn)},{state.dn_suffix}"
         _add_unique(state, rec, where)
         group_recs.append(rec)
     for i, (g, group) in enumerate(zip(groups, group_recs)):
         for addr in g.get("members") or ():
-            hits = state.find_recipients(addr, include_unreplicated=True)
+            hits = state._recipient_ids.find(addr)
             if len(hits) != 1:
                 raise FixtureError(f"fixture groups[{i}] ({g['name']}): member {addr!r} is "
                                    f"{'unknown' if not hits else 'ambiguous'}")
-            group.members[hits[0].guid] = None
+            group.members[next(iter(hits))] = None
 
     for i, a in enumerate(data.get("apps") or ()):
         _load_app(state, a, f"apps[{i}]", admin=False)
@@ -108,11 +108,30 @@ def load_fixture(state: TenantState, data: dict) -> None:
             unit.members.add(_resolve_recipient(state, addr, where).guid)
         state.admin_units[unit.id] = unit
 
+    # Permission rows are most of a large fixture: resolve each mailbox and trustee once.
+    mailbox_cache: dict[str, str] = {}
+    trustee_cache: dict[tuple, tuple] = {}
+
+    def mailbox_guid(row: dict, where: str) -> str:
+        key = row.get("mailbox")
+        guid = mailbox_cache.get(key)
+        if guid is None:
+            guid = mailbox_cache[key] = _resolve_recipient(state, _need(row, "mailbox", where), where).guid
+        return guid
+
+    def trustee_of(t, where: str) -> tuple:
+        key = tuple(sorted(t.items())) if isinstance(t, dict) else None
+        hit = trustee_cache.get(key) if key is not None else None
+        if hit is None:
+            hit = _trustee(state, t, where)
+            if key is not None:
+                trustee_cache[key] = hit
+        return hit
+
     for i, row in enumerate(data.get("recipient_permissions") or ()):
         where = f"recipient_permissions[{i}]"
         state.recipient_permissions.append(PermissionRow(
-            mailbox=_resolve_recipient(state, _need(row, "mailbox", where), where).guid,
-            trustee=_trustee(state, _need(row, "trustee", where), where),
+            mailbox=mailbox_guid(row, where), trustee=trustee_of(_need(row, "trustee", where), where),
             access_rights=list(row.get("access_rights") or ["SendAs"]),
             deny=row.get("access_control_type", "Allow") == "Deny",
             is_inherited=bool(row.get("is_inherited", False)),
@@ -120,8 +139,7 @@ def load_fixture(state: TenantState, data: dict) -> None:
     for i, row in enumerate(data.get("mailbox_permissions") or ()):
         where = f"mailbox_permissions[{i}]"
         state.mailbox_permissions.append(PermissionRow(
-            mailbox=_resolve_recipient(state, _need(row, "mailbox", where), where).guid,
-            trustee=_trustee(state, _need(row, "user", where), where),
+            mailbox=mailbox_guid(row, where), trustee=trustee_of(_need(row, "user", where), where),
             access_rights=list(row.get("access_rights") or ["FullAccess"]), deny=bool(row.get("deny", False)),
             is_inherited=bool(row.get("is_inherited", False)),
             inheritance_type=row.get("inheritance_type") or "All"))
@@ -136,7 +154,7 @@ def load_fixture(state: TenantState, data: dict) -> None:
             raise FixtureError(f"fixture {where} ({name}): bad filter: {exc}") from None
         state.scopes[name.lower()] = ManagementScope(
             name=name, guid=_lower(sc.get("guid")) or det_uuid("scope", name.lower()), filter=text, ast=ast,
-            exclusive=bool(sc.get("exclusive", False)), created=now)
+            exclusive=bool(sc.get("exclusive", False)), created=float(sc.get("created", now)))
 
     for i, ra in enumerate(data.get("role_assignments") or ()):
         where = f"role_assignments[{i}]"
@@ -156,7 +174,7 @@ def load_fixture(state: TenantState, data: dict) -> None:
         state.assignments[name.lower()] = RoleAssignment(
             name=name, guid=_lower(ra.get("guid")) or det_uuid("assignment", name.lower()),
             role=_need(ra, "role", where), app_id=app[0].app_id, scope_kind=kind, scope_ref=ref,
-            enabled=bool(ra.get("enabled", True)), created=now)
+            enabled=bool(ra.get("enabled", True)), created=float(ra.get("created", now)))
 
     for i, p in enumerate(data.get("application_access_policies") or ()):
         where = f"application_access_policies[{i}]"
@@ -168,12 +186,15 @@ def load_fixture(state: TenantState, data: dict) -> None:
 
 def _add_unique(state: TenantState, rec: Recipient, where: str) -> None:
     for key in (rec.primary_smtp, rec.guid):
-        if state.find_recipients(key, include_unreplicated=True):
+        if state._recipient_ids.find(key):
             raise FixtureError(f"fixture {where}: {key!r} is already used by another recipient")
     state.add_recipient(rec)
 
 
 def _resolve_recipient(state: TenantState, identity: str, where: str) -> Recipient:
+    exact = state._recipient_ids.find(identity)
+    if len(exact) == 1:  # the common case, without sorting
+        return state.recipients[next(iter(exact))]
     hits = state.find_recipients(identity, include_unreplicated=True)
     if len(hits) != 1:
         raise FixtureError(f"fixture {where}: recipient {identity!r} is {'unknown' if not hits else 'ambiguous'}")
@@ -281,7 +302,7 @@ def dump_fixture(state: TenantState) -> dict:
         "mailboxes": [{"name": r.name, "alias": r.alias, "display_name": r.display_name,
                        "primary_smtp": r.primary_smtp, "upn": r.upn, "external_id": r.external_id, "guid": r.guid,
                        "recipient_type_details": r.recipient_type_details, "dn": r.dn,
-                       "email_addresses": r.email_addresses[1:], "hidden": r.hidden,
+                       "email_addresses": r.email_addresses[1:], "hidden": r.hidden, "created": r.created,
                        "attributes": dict(sorted(r.attributes.items()))} for r in mailboxes],
         "apps": [{"app_id": a.app_id, "object_id": a.object_id, "display_name": a.display_name,
                   "exchange_pointer": a.exchange_pointer, "exchange_guid": a.exchange_guid, "app_roles": roles(a),
@@ -290,7 +311,7 @@ def dump_fixture(state: TenantState) -> dict:
         "groups": [{"name": g.name, "alias": g.alias, "display_name": g.display_name, "primary_smtp": g.primary_smtp,
                     "type": g.group_type, "cn": g.cn, "dn": g.dn, "guid": g.guid, "external_id": g.external_id,
                     "recipient_type_details": g.recipient_type_details, "hidden": g.hidden,
-                    "members": [addr(m) for m in g.members], **g.extra} for g in groups],
+                    "members": [addr(m) for m in g.members], "created": g.created, **g.extra} for g in groups],
         "recipient_permissions": [{"mailbox": addr(p.mailbox), "trustee": trustee(p.trustee),
                                    "access_control_type": "Deny" if p.deny else "Allow",
                                    "access_rights": list(p.access_rights), "is_inherited": p.is_inherited,
@@ -299,7 +320,8 @@ def dump_fixture(state: TenantState) -> dict:
                                  "access_rights": list(p.access_rights), "deny": p.deny,
                                  "is_inherited": p.is_inherited, "inheritance_type": p.inheritance_type}
                                 for p in state.mailbox_permissions],
-        "management_scopes": [{"name": s.name, "guid": s.guid, "filter": s.filter, "exclusive": s.exclusive}
+        "management_scopes": [{"name": s.name, "guid": s.guid, "filter": s.filter, "exclusive": s.exclusive,
+                               "created": s.created}
                               for s in sorted(state.scopes.values(), key=lambda s: s.name.lower()) if not s.hidden],
         "role_assignments": [_dump_assignment(state, ra, addr)
                              for ra in sorted(state.assignments.values(), key=lambda r: r.name.lower())],
@@ -316,7 +338,8 @@ def dump_fixture(state: TenantState) -> dict:
 
 
 def _dump_assignment(state: TenantState, ra: RoleAssignment, addr) -> dict:
-    row = {"name": ra.name, "guid": ra.guid, "role": ra.role, "app": ra.app_id, "enabled": ra.enabled}
+    row = {"name": ra.name, "guid": ra.guid, "role": ra.role, "app": ra.app_id, "enabled": ra.enabled,
+           "created": ra.created}
     if ra.scope_kind == "custom":
         row["custom_resource_scope"] = ra.scope_ref
     elif ra.scope_kind == "group":

@@ -13,7 +13,7 @@ from typing import Hashable, Iterable
 
 def normalise(identity: str) -> str:
     text = (identity or "").strip().lower()
-    if text.startswith("{") and text.endswith("}"):  # {GUID}
+    if text[:1] == "{" and text[-1:] == "}":  # {GUID}
         text = text[1:-1]
     return text
 
@@ -28,7 +28,7 @@ class IdentityIndex:
     def put(self, obj: Hashable, keys: Iterable[str]) -> None:
         """Index `obj` under `keys`, replacing whatever it was indexed under before."""
         self.drop(obj)
-        norm = {normalise(k) for k in keys if k and normalise(k)}
+        norm = {n for n in map(normalise, keys) if n}
         self._keys[obj] = norm
         for k in norm:
             self._by_key[k].add(obj)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -68,7 +69,12 @@ def sid_for(key: str) -> str:
     return f"S-1-5-21-{nums[0]}-{nums[1]}-{nums[2]}-{1000 + h[12] * 256 + h[13]}"
 
 
+_DN_SPECIAL = re.compile(r'[,+"\\<>;=#]|^ | $')
+
+
 def escape_dn(value: str) -> str:
+    if not _DN_SPECIAL.search(value):
+        return value
     out = []
     for i, ch in enumerate(value):
         if ch in ',+"\\<>;=' or (ch == "#" and i == 0) or (ch == " " and i in (0, len(value) - 1)):
@@ -137,6 +143,47 @@ class PermissionRow:
     deny: bool = False
     is_inherited: bool = False
     inheritance_type: str = "None"
+    seq: int = 0  # insertion order (set by PermissionTable)
+
+
+class PermissionTable:
+    """ACEs indexed by mailbox and by trustee: a 100k-mailbox tenant answers per-mailbox and per-app reads without
+    scanning every row. Iterates in insertion order."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, PermissionRow] = {}
+        self._by_mailbox: dict[str, dict[int, PermissionRow]] = {}
+        self._by_trustee: dict[tuple, dict[int, PermissionRow]] = {}
+        self._seq = 0
+
+    def append(self, row: PermissionRow) -> PermissionRow:
+        self._seq += 1
+        row.seq = self._seq
+        self._rows[row.seq] = row
+        self._by_mailbox.setdefault(row.mailbox, {})[row.seq] = row
+        self._by_trustee.setdefault(row.trustee, {})[row.seq] = row
+        return row
+
+    def remove(self, row: PermissionRow) -> None:
+        self._rows.pop(row.seq, None)
+        self._by_mailbox.get(row.mailbox, {}).pop(row.seq, None)
+        self._by_trustee.get(row.trustee, {}).pop(row.seq, None)
+
+    def for_mailbox(self, guid: str) -> list[PermissionRow]:
+        return list(self._by_mailbox.get(guid, {}).values())
+
+    def for_trustee(self, trustee: tuple) -> list[PermissionRow]:
+        return list(self._by_trustee.get(trustee, {}).values())
+
+    def drop_mailbox(self, guid: str) -> None:
+        for row in self.for_mailbox(guid):
+            self.remove(row)
+
+    def __iter__(self):
+        return iter(list(self._rows.values()))
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 @dataclass
@@ -212,8 +259,8 @@ class TenantState:
         self.recipients: dict[str, Recipient] = {}
         self.apps: dict[str, App] = {}  # app_id -> App (includes the admin app)
         self.admin_app_id = ""
-        self.recipient_permissions: list[PermissionRow] = []
-        self.mailbox_permissions: list[PermissionRow] = []
+        self.recipient_permissions = PermissionTable()
+        self.mailbox_permissions = PermissionTable()
         self.scopes: dict[str, ManagementScope] = {}  # lower name -> scope
         self.assignments: dict[str, RoleAssignment] = {}  # lower name -> assignment
         self.admin_units: dict[str, AdministrativeUnit] = {}
@@ -223,6 +270,7 @@ class TenantState:
         self._recipient_ids = IdentityIndex()
         self._sp_ids = IdentityIndex()
         self._by_dn: dict[str, Recipient] = {}
+        self._dn_of: dict[str, str] = {}  # guid -> the DN it is indexed under
         self._scope_cache: dict[tuple, frozenset] = {}
         self.timeline = Timeline(self.settings, self.clock.now())
         self._sendas_now: dict[str, set[str]] = {}  # app_id -> mailbox addresses (last recorded)
@@ -260,22 +308,26 @@ class TenantState:
         self.reindex(rec)
 
     def reindex(self, rec: Recipient) -> None:
-        for dn, r in list(self._by_dn.items()):
-            if r is rec:
-                del self._by_dn[dn]
+        old = self._dn_of.pop(rec.guid, None)
+        if old is not None and self._by_dn.get(old) is rec:
+            del self._by_dn[old]
         if rec.dn:
             self._by_dn[rec.dn.lower()] = rec
+            self._dn_of[rec.guid] = rec.dn.lower()
         self._recipient_ids.put(rec.guid, recipient_keys(rec))
 
     def drop_recipient(self, rec: Recipient) -> None:
         self.recipients.pop(rec.guid, None)
         self._recipient_ids.drop(rec.guid)
-        if rec.dn and self._by_dn.get(rec.dn.lower()) is rec:
-            del self._by_dn[rec.dn.lower()]
+        old = self._dn_of.pop(rec.guid, None)
+        if old is not None and self._by_dn.get(old) is rec:
+            del self._by_dn[old]
         for other in self.recipients.values():
             other.members.pop(rec.guid, None)
         for au in self.admin_units.values():
             au.members.discard(rec.guid)
+        self.recipient_permissions.drop_mailbox(rec.guid)
+        self.mailbox_permissions.drop_mailbox(rec.guid)
 
     def index_app(self, app: App) -> None:
         if app.exchange_pointer:
@@ -373,8 +425,8 @@ class TenantState:
         if not app.exchange_pointer:
             return set()
         allow, deny = set(), set()
-        for row in self.recipient_permissions:
-            if row.trustee == ("app", app.app_id) and "SendAs" in row.access_rights:
+        for row in self.recipient_permissions.for_trustee(("app", app.app_id)):
+            if "SendAs" in row.access_rights:
                 (deny if row.deny else allow).add(row.mailbox)
         return {self.recipients[g].primary_smtp for g in allow - deny
                 if g in self.recipients and self.recipients[g].kind == "mailbox"}
@@ -491,4 +543,4 @@ def graph_assignment_id(principal_id: str, resource_id: str, role_id: str) -> st
 
 
 __all__ = ["TenantState", "Caller", "CmdletError", "CmdletResult", "GraphError", "Recipient", "App",
-           "PermissionRow", "ManagementScope", "RoleAssignment", "AdministrativeUnit", "det_uuid", "sid_for"]
+           "PermissionRow", "PermissionTable", "ManagementScope", "RoleAssignment", "AdministrativeUnit", "det_uuid", "sid_for"]
