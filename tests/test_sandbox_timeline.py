@@ -209,3 +209,53 @@ def test_until_bounds_the_record_and_timeline_serialises():
     data = state.timeline.to_dict()
     kinds = [e["kind"] for e in data["events"]]
     assert "sendas" in kinds and "change" in kinds and data["settings"]["propagation_delay"] == DELAY
+
+
+def test_recipient_group_scope_covers_direct_members_only():
+    state = new()
+    # All Staff holds carol directly and adele/bob only through the nested Sales Senders group
+    run(state, "New-ManagementRoleAssignment", Name="Staff", Role="Application SMTP.SendAsApp", App=CRM,
+        RecipientGroupScope="all-staff")
+    assert state.effective_rbac(state.apps[CRM]) == {CAROL}
+    assert run(state, "Test-ServicePrincipalAuthorization", Identity=CRM, Resource=ADELE)[0]["InScope"] is False
+    assert state.check(ORIGINAL).ok
+
+
+def test_renaming_the_scoped_group_kills_the_scope_and_the_checker_sees_the_gap():
+    state = new()
+    t0 = state.clock.now()
+    scope_billing(state)
+    state.clock.advance(DELAY)
+    cut_over(state)
+    state.clock.advance(LIFE)
+    remove_sendas(state, ADELE, BOB)
+    state.clock.advance(100)
+    run(state, "Set-DistributionGroup", Identity="Billing Senders", Name="Billing Senders v2")  # DN moves
+    assert state.effective_rbac(state.apps[BILLING]) == set()
+    gaps = state.check(ORIGINAL).gaps
+    assert sorted((g.mailbox, g.start, g.end) for g in gaps) == [
+        (ADELE, t0 + DELAY + LIFE + 100 + DELAY, None), (BOB, t0 + DELAY + LIFE + 100 + DELAY, None)]
+
+
+def test_scope_created_before_its_group_starts_matching_when_the_group_appears():
+    state = new()
+    dn = f"CN=Later,{state.dn_suffix}"
+    run(state, "New-ManagementScope", Name="Later", RecipientRestrictionFilter=f"MemberOfGroup -eq '{dn}'")
+    run(state, "New-ManagementRoleAssignment", Name="L", Role="Application SMTP.SendAsApp", App=BILLING,
+        CustomResourceScope="Later")
+    assert state.effective_rbac(state.apps[BILLING]) == set()
+    run(state, "New-DistributionGroup", Name="Later", Type="Security", Members=["adele.vance"])
+    assert state.timeline.rbac_at(BILLING, ADELE, state.clock.now())
+
+
+def test_recreated_scope_with_a_new_filter_is_not_served_from_a_stale_cache():
+    state = new()
+    run(state, "New-ManagementScope", Name="S", RecipientRestrictionFilter="Department -eq 'Sales'")
+    run(state, "New-ManagementRoleAssignment", Name="A", Role="Application SMTP.SendAsApp", App=BILLING,
+        CustomResourceScope="S")
+    run(state, "Remove-ManagementRoleAssignment", Identity="A")
+    run(state, "Remove-ManagementScope", Identity="S")
+    run(state, "New-ManagementScope", Name="S", RecipientRestrictionFilter="Department -eq 'Finance'")
+    run(state, "New-ManagementRoleAssignment", Name="A", Role="Application SMTP.SendAsApp", App=BILLING,
+        CustomResourceScope="S")
+    assert state.effective_rbac(state.apps[BILLING]) == {CAROL, "dan.wu@contoso.com"}

@@ -742,6 +742,7 @@ def new_distribution_group(state: TenantState, p: Params, caller: Caller):
     for m in members:
         g.members[m.guid] = None
     state.add_recipient(g)
+    _membership_changed(state, g)  # a scope may already name this DN
     return CmdletResult([group_row(state, g)])
 
 
@@ -934,6 +935,7 @@ def new_management_scope(state: TenantState, p: Params, caller: Caller):
     s = ManagementScope(name=name, guid=det_uuid("scope", name.lower(), str(now)), filter=text, ast=ast,
                         exclusive=exclusive, recipient_root=p.str("RecipientRoot"), created=now)
     state.scopes[name.lower()] = s
+    state.invalidate_scopes()
     return CmdletResult([scope_row(state, s)], warnings)
 
 
@@ -973,6 +975,7 @@ def remove_management_scope(state: TenantState, p: Params, caller: Caller):
                           "it's referenced by role assignments: "
                           f"{', '.join(sorted(ra.name for ra in users))}.", cmdlet=p.cmdlet)
     del state.scopes[s.name.lower()]
+    state.invalidate_scopes()
     return CmdletResult()
 
 
