@@ -104,7 +104,9 @@ def main() -> None:
     with Journal(plan_path) as journal:
         runner = Runner(plan, journal, conn.exo, conn.graph, settings=settings, wait=True, output=Output(quiet=True))
         result = runner.run([b.number for b in plan.batches])
-        waits = sum(float(s.detail.get("seconds", 0)) for s in journal.steps() if s.step.endswith("_wait"))
+        waits = runner.waited  # time actually spent idle in waits (they overlap other batches' work)
+        step_times = [(s.batch, s.step, (s.finished_at or 0) - (s.started_at or 0)) for s in journal.steps()
+                      if not s.step.endswith("_wait")]
     wall = time.monotonic() - t0
     parent.send(grants)
     check = parent.recv()
@@ -143,6 +145,8 @@ def main() -> None:
         f"| requests answered (limiter) / throttled answers | {answered} / {lim.throttles} |",
         f"| failed operations | {failed} |",
         f"| timeline: gaps / over-grants | {check['gaps']} / {check['overgrants']} |",
+        "",
+        "Step times (s): " + ", ".join(f"b{b} {n} {t:.1f}" for b, n, t in step_times),
         "",
         "Calls by method: " + ", ".join(f"{k} {v}" for k, v in sorted(calls.items()) if k not in ("read", "write")),
     ]

@@ -271,6 +271,17 @@ class Context:
         return self.journal.record_intent(batch=self.batch, generation=self.generation, phase=self.phase,
                                           step=self.step, kind=kind, key=key, op=op, intent=intent, prior=prior)
 
+    def intents(self, items: list[dict]) -> list[int | None]:
+        """Many intents in one journal transaction; items: dicts with kind, key, op, intent, prior."""
+        if self.dry_run:
+            return [None] * len(items)
+        base = {"batch": self.batch, "generation": self.generation, "phase": self.phase, "step": self.step}
+        return self.journal.record_intents([{**base, **it} for it in items])
+
+    def mark_many(self, action_ids: list, status: str) -> None:
+        if not self.dry_run:
+            self.journal.mark_actions([i for i in action_ids if i is not None], status)
+
     def mark(self, action_id: int | None, status: str, **kw) -> None:
         if action_id is not None and not self.dry_run:
             self.journal.mark_action(action_id, status, **kw)

@@ -334,6 +334,37 @@ class Journal:
                              " AND op=?", (batch, generation, phase, kind, key, op)).fetchone()
         return row[0]
 
+    def record_intents(self, items: list[dict]) -> list[int]:
+        """record_intent for many objects in ONE transaction (one fsync): each dict has the keyword arguments of
+        record_intent. Used before a chunk of removals, so the prior state of every grant in the chunk is on disk
+        before the first of them is sent."""
+        if not items:
+            return []
+        now = self.now()
+        ids = []
+        with self._tx() as db:
+            for it in items:
+                args = (it["batch"], it["generation"], it["phase"], it["step"], it["kind"], it["key"], it["op"])
+                db.execute(
+                    "INSERT INTO actions (batch, generation, phase, step, kind, key, op, intent, prior, status,"
+                    " created_at, updated_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?)"
+                    " ON CONFLICT(batch, generation, phase, kind, key, op) DO UPDATE SET"
+                    " intent=excluded.intent, prior=COALESCE(actions.prior, excluded.prior),"
+                    " status=CASE WHEN actions.status='verified' THEN actions.status ELSE 'intent' END,"
+                    " error=NULL, updated_at=excluded.updated_at, run_id=excluded.run_id",
+                    (*args, _dumps(it.get("intent")), _dumps(it.get("prior")), now, now, self.run_id))
+                row = db.execute("SELECT id FROM actions WHERE batch=? AND generation=? AND phase=? AND kind=?"
+                                 " AND key=? AND op=?", (*args[:3], *args[4:])).fetchone()
+                ids.append(row[0])
+        return ids
+
+    def mark_actions(self, action_ids: list[int], status: str) -> None:
+        if not action_ids:
+            return
+        with self._tx() as db:
+            db.executemany("UPDATE actions SET status=?, error=NULL, updated_at=? WHERE id=?",
+                           [(status, self.now(), i) for i in action_ids])
+
     def mark_action(self, action_id: int, status: str, *, result: Any = None, verification: Any = None,
                     error: str | None = None) -> None:
         with self._tx() as db:

@@ -111,6 +111,7 @@ class Runner:
         self.confirm = confirm
         self.now, self.sleep = now, sleep
         self.calls: Counter = Counter()
+        self.waited = 0.0  # seconds spent idle in waits (for the benchmark's active time)
         self.exo = Guarded(exo, control=self.control, output=self.output, dry_run=dry_run, counter=self.calls)
         self.graph = Guarded(graph, control=self.control, output=self.output, dry_run=dry_run, counter=self.calls)
 
@@ -129,6 +130,9 @@ class Runner:
             # Round robin: each batch goes as far as it can; while one waits, the next one proceeds.
             while pending:
                 for number in list(pending):
+                    previous = outcomes.get(number)
+                    if previous is not None and previous.until is not None and self.now() < previous.until:
+                        continue  # still waiting: do not redo its preflight yet
                     outcome = self.run_batch(number)
                     outcomes[number] = outcome
                     if outcome.status != "waiting":
@@ -138,8 +142,8 @@ class Runner:
                         break
                 if not pending or not self.wait:
                     break
-                waiting = [outcomes[n] for n in pending]
-                self.countdown(min(o.until for o in waiting), "the next wait to end")
+                first = min((outcomes[n] for n in pending), key=lambda o: o.until)
+                self.countdown(first.until, f"batch {first.batch}: {first.message.split(' until ')[0]}")
         finally:
             if not self.dry_run:
                 statuses = sorted({o.status for o in outcomes.values()}) or ["nothing"]
@@ -204,7 +208,11 @@ class Runner:
                 self.output.info(f"  {name.replace('_', ' ')}...")
                 if not self.dry_run:
                     self.journal.set_step(number, ctx.generation, self.phase, name, "running")
+                notes = ctx.cache.setdefault("notes", [])
+                mark = len(notes)
                 result = fn(ctx)
+                if notes[mark:]:  # kept with the step, so a later invocation can still report them
+                    result.detail = {**result.detail, "notes": notes[mark:]}
                 if result.failures:
                     if not self.dry_run:
                         self.journal.set_step(number, ctx.generation, self.phase, name, "failed",
@@ -213,7 +221,10 @@ class Runner:
                 if not self.dry_run:
                     self.journal.set_step(number, ctx.generation, self.phase, name, "done", detail=result.detail)
             self.finish(ctx)
-            return BatchOutcome(number, "done", message="; ".join(ctx.cache.get("notes", [])))
+            notes = [n for row in self.journal.steps(number, ctx.generation) if row.phase == self.phase
+                     for n in row.detail.get("notes", [])] if not self.dry_run else []
+            notes += [n for n in ctx.cache.get("notes", []) if n not in notes]
+            return BatchOutcome(number, "done", message="; ".join(notes))
         except StepFailed as exc:
             self.output.info(str(exc))
             return BatchOutcome(number, "failed", failures=exc.failures, message=str(exc))
@@ -247,9 +258,7 @@ class Runner:
                                   detail={"seconds": seconds})
         else:
             not_before = row.not_before
-        if self.now() < not_before and self.wait:
-            self.countdown(not_before, name.replace("_", " "))
-        if self.now() < not_before:
+        if self.now() < not_before:  # with --wait, run() counts down once no other batch can go on
             return not_before
         self.journal.set_step(ctx.batch, ctx.generation, self.phase, name, "done")
         return None
@@ -274,4 +283,6 @@ class Runner:
             if shown != last_shown and (last_shown is None or left < 60 or int(left) % 60 == 0):
                 self.output.info(f"  waiting for {what}: {shown} left (until {fmt_time(until)})")
                 last_shown = shown
-            self.sleep(min(1.0, left))
+            step = min(1.0, left)
+            self.sleep(step)
+            self.waited += step
