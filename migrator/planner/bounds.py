@@ -1,8 +1,8 @@
-"""Bounds on the minimum number of bicliques covering a 0/1 matrix (one connected component, dense bool).
+"""Lower bound on the minimum number of bicliques covering a 0/1 matrix (one connected component).
 
-Lower bound: a set of pairwise incompatible edges. Edges (r1, c1) and (r2, c2) are incompatible when
-M[r1, c2] = 0 or M[r2, c1] = 0: no biclique holds both, so every cover needs one biclique per edge of the set.
-Greedy, taking edges that are compatible with the fewest others first ((M·Mᵀ·M)[r, c] counts them).
+A set of pairwise incompatible edges: edges (r1, c1) and (r2, c2) are incompatible when M[r1, c2] = 0 or
+M[r2, c1] = 0, so no biclique holds both and every cover needs one biclique per edge of the set. Built greedily,
+taking first the edges compatible with the fewest others: (M·Mᵀ·M)[r, c] counts them.
 """
 
 from __future__ import annotations
@@ -10,41 +10,64 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+BLOCKED_LIMIT = 150_000_000     # cells of the dense "blocked" matrix the greedy keeps
 
-def incompatible_edges(m: np.ndarray) -> list[tuple[int, int]]:
-    """A greedy maximal set of pairwise incompatible edges of the bool matrix `m` (deterministic)."""
-    rr, cc = np.nonzero(m)
-    if len(rr) == 0:
+
+def compatibility(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, count) of every edge, count = (M·Mᵀ·M)[r, c] = sum over rows r' holding c of |row r ∩ row r'|.
+
+    Computed per column from the small rows x rows product, so one dense row (an app holding the whole tenant)
+    costs nothing extra, unlike forming Mᵀ·M.
+    """
+    m = m.tocsr().astype(np.int32)
+    csc = m.tocsc()
+    csc.sort_indices()
+    s = (m @ m.T).toarray()                                  # rows x rows overlaps
+    deg = np.diff(csc.indptr)
+    cols = np.repeat(np.arange(m.shape[1]), deg)
+    rows = csc.indices
+    n_edges = len(rows)
+    # all pairs of edges within a column: e (repeated deg times) with each e' of its column
+    reps = deg[cols]
+    e = np.repeat(np.arange(n_edges), reps)
+    start = csc.indptr[cols]
+    within = np.arange(len(e)) - np.repeat(np.cumsum(reps) - reps, reps)
+    e2 = np.repeat(start, reps) + within
+    weight = np.bincount(e, weights=s[rows[e], rows[e2]], minlength=n_edges)
+    return rows, cols, weight
+
+
+def incompatible_edges(m: sp.csr_matrix | np.ndarray) -> list[tuple[int, int]] | None:
+    """A greedy maximal set of pairwise incompatible edges (deterministic); None if the matrix is too large."""
+    m = sp.csr_matrix(m)
+    nr, nc = m.shape
+    if m.nnz == 0:
         return []
-    ms = sp.csr_matrix(m.astype(np.float32))
-    compat = np.asarray((ms @ (ms.T @ ms)).toarray(), dtype=np.float64) if m.size <= 4_000_000 \
-        else None
-    if compat is None:
-        k = ms @ (ms.T @ ms)
-        weights = np.asarray(k[rr, cc]).ravel()
-    else:
-        weights = compat[rr, cc]
-    order = np.lexsort((cc, rr, weights))
-    # blocked[r, c]: edge (r, c) is compatible with some chosen edge, so it can no longer join the set
-    blocked = np.zeros(m.shape, dtype=bool)
+    if nr * nc > BLOCKED_LIMIT:
+        return None
+    dense = m.toarray().astype(bool)
+    rr, cc, weight = compatibility(m)
+    order = np.lexsort((cc, rr, weight))
+    flat = rr[order] * nc + cc[order]
+    blocked = np.zeros(nr * nc, dtype=bool)                 # edge compatible with some chosen edge
+    b2 = blocked.reshape(nr, nc)
     chosen: list[tuple[int, int]] = []
-    flat = rr[order] * m.shape[1] + cc[order]
-    bflat = blocked.ravel()
-    pos = 0
-    n = len(flat)
+    pos, n, window = 0, len(flat), 256
     while pos < n:
-        free = np.flatnonzero(~bflat[flat[pos:]])
+        free = np.flatnonzero(~blocked[flat[pos:pos + window]])
         if len(free) == 0:
-            break
+            pos += window
+            window = min(window * 2, 1 << 16)
+            continue
+        window = 256
         pos += int(free[0])
-        e = int(flat[pos])
-        r, c = divmod(e, m.shape[1])
+        r, c = divmod(int(flat[pos]), nc)
         chosen.append((r, c))
-        # edges compatible with (r, c): rows holding c x columns of row r
-        blocked[np.ix_(m[:, c], m[r])] = True
+        b2[np.ix_(dense[:, c], dense[r])] = True             # rows holding c x columns of row r
         pos += 1
     return chosen
 
 
-def lower_bound(m: np.ndarray) -> int:
-    return len(incompatible_edges(m))
+def lower_bound(m: sp.csr_matrix | np.ndarray) -> int | None:
+    edges = incompatible_edges(m)
+    return None if edges is None else len(edges)

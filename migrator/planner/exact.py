@@ -23,9 +23,13 @@ from scipy.sparse.csgraph import connected_components
 
 from migrator.planner.bicliques import TooManyBicliques, greedy_cover, maximal_bicliques
 from migrator.planner.bounds import lower_bound
-from migrator.planner.reduce import Reduced, reduce_matrix, unique_rows
+from migrator.planner.reduce import reduce_matrix, unique_rows
+from migrator.planner.sparse import (covers_all, greedy_cover_sparse, ilp_sparse, incidence,
+                                     maximal_bicliques_sparse, undominated_edges)
 
-DENSE_LIMIT = 40_000_000          # cells of a component handled as a dense bool matrix
+ENUM_LIMIT = 4_000_000            # cells of a component whose maximal bicliques are enumerated
+MAX_PEEL_DEPTH = 40
+PEEL_FRACTION = 0.01
 BICLIQUE_CAP = 200_000            # maximal bicliques enumerated per component before falling back
 
 
@@ -56,8 +60,11 @@ class Instance:
 
     def closure(self, d_rows: np.ndarray) -> np.ndarray:
         """Mailbox classes held by every one of the given app classes."""
-        s = np.asarray(self.d[d_rows].sum(axis=0)).ravel()
-        return np.flatnonzero(s == len(d_rows))
+        d_rows = np.asarray(d_rows)
+        out = self.row_set(int(d_rows[0]))
+        for i in d_rows[1:]:
+            out = np.intersect1d(out, self.row_set(int(i)), assume_unique=True)
+        return out
 
     def row_set(self, i: int) -> np.ndarray:
         return self.d.indices[self.d.indptr[i]:self.d.indptr[i + 1]]
@@ -119,17 +126,14 @@ def _covers(m: np.ndarray, extents: np.ndarray, intents: np.ndarray, chosen: lis
     return bool((got == m).all())
 
 
-def _solve_component(m: np.ndarray, deadline: float, stats: dict, bounds_only: bool = False
-                     ) -> tuple[list[np.ndarray], int, bool]:
-    """Cover one connected component: (extents as row-index arrays, proven lower bound, optimal?)."""
+def _solve_component(m: np.ndarray, deadline: float, stats: dict, bounds_only: bool = False,
+                     lb: int | None = None) -> tuple[list[np.ndarray] | None, int, bool]:
+    """Cover one connected component: (extents as row-index arrays, proven lower bound, optimal?).
+
+    Returns None for the extents when the component needs peeling (its maximal bicliques are too many)."""
     nr, nc = m.shape
-    if nr == 1 or nc == 1:
-        stats["trivial"] += 1
-        return [np.arange(nr)], 1, True
-    if nr * nc > DENSE_LIMIT:
-        stats["too_large"] += 1
-        return _trivial(m), 1, False
-    lb = max(1, lower_bound(m))
+    if lb is None:
+        lb = max(1, lower_bound(m) or 1)
     trivial = _trivial(m)
     if lb >= len(trivial):
         stats["bounds_met"] += 1
@@ -140,7 +144,7 @@ def _solve_component(m: np.ndarray, deadline: float, stats: dict, bounds_only: b
         extents, intents = maximal_bicliques(m, cap=BICLIQUE_CAP)
     except TooManyBicliques:
         stats["enumeration_capped"] += 1
-        return trivial, lb, False
+        return None, lb, False
     stats["bicliques"] += len(extents)
     best = greedy_cover(m, extents, intents)
     if len(best) > len(trivial):
@@ -175,30 +179,210 @@ def _trivial(m: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(m[:, j]) for j in range(m.shape[1])]
 
 
-def cover_classes(inst: Instance, reduced: Reduced, time_limit: float, bounds_only: bool = False
+def _trivial_sparse(m: sp.csr_matrix) -> list[np.ndarray]:
+    if m.shape[0] <= m.shape[1]:
+        return [np.array([i]) for i in range(m.shape[0])]
+    csc = m.tocsc()
+    return [csc.indices[csc.indptr[j]:csc.indptr[j + 1]].copy() for j in range(m.shape[1])]
+
+
+def solve_block(inst: Instance, rows: np.ndarray, cols: np.ndarray, deadline: float, stats: dict,
+                bounds_only: bool = False, depth: int = 0) -> tuple[list[np.ndarray], int, bool]:
+    """Cover the submatrix D[rows, cols] (rows distinct, each row's edges all inside cols).
+
+    Returns extents (arrays of D row indices; each group is the closure of its extent), a proven lower bound
+    and whether the count is proven minimal."""
+    sub = inst.d[rows][:, cols].tocsr()
+    keep_c = np.flatnonzero(np.diff(sub.tocsc().indptr) > 0)
+    sub, cols = sub[:, keep_c].tocsr(), cols[keep_c]
+    t0 = time.perf_counter()
+    red = reduce_matrix(sub)
+    stats["reduce_seconds"] += time.perf_counter() - t0
+    if depth == 0:
+        stats["reduced"] = [len(red.rows), len(red.cols)]
+        stats["reductions"] = red.stats
+    r = red.matrix()
+    out: list[np.ndarray] = []
+    lb_total, optimal = 0, True
+    for crow, ccol in _components(r):
+        stats["components"] += 1
+        if len(crow) * len(ccol) > stats["largest_component"][0] * stats["largest_component"][1]:
+            stats["largest_component"] = [len(crow), len(ccol)]
+        d_rows = rows[red.rows[crow]]
+        if len(crow) == 1 or len(ccol) == 1:
+            stats["trivial"] += 1
+            out.append(d_rows)
+            lb_total += 1
+            continue
+        cm = r[crow][:, ccol].tocsr()
+        lb = lower_bound(cm)
+        if lb is None:
+            lb = 1
+        if len(crow) * len(ccol) <= ENUM_LIMIT:             # small: dense bit matrices
+            ext, lb, opt = _solve_component(cm.toarray().astype(bool), deadline, stats, bounds_only, lb)
+        elif lb >= min(cm.shape):
+            ext, opt = _trivial_sparse(cm), True
+            stats["bounds_met"] += 1
+        elif bounds_only:
+            ext, opt = _trivial_sparse(cm), False
+        else:                                                # large: sparse structures, or peeling
+            ext, lb, opt = _solve_sparse(cm, lb, deadline, stats)
+        if ext is not None:
+            out.extend(d_rows[e] for e in ext)
+        else:
+            ext_d, lb, opt = _peel(inst, d_rows, cols[red.cols[ccol]], cm, lb, deadline, stats, depth)
+            out.extend(ext_d)
+        lb_total += lb
+        optimal = optimal and opt
+    return out, lb_total, optimal
+
+
+def _solve_sparse(m: sp.csr_matrix, lb: int, deadline: float, stats: dict
+                  ) -> tuple[list[np.ndarray] | None, int, bool]:
+    """The same steps as _solve_component on sparse structures; None when the bicliques are too many."""
+    trivial = _trivial_sparse(m)
+    if lb >= len(trivial):
+        stats["bounds_met"] += 1
+        return trivial, lb, True
+    stats["sparse"] += 1
+    try:
+        extents, intents = maximal_bicliques_sparse(m, cap=BICLIQUE_CAP, deadline=deadline)
+    except TooManyBicliques:
+        stats["enumeration_capped"] += 1
+        return None, lb, False
+    stats["bicliques"] += extents.shape[0]
+    eb = incidence(m, extents, intents)
+    best = greedy_cover_sparse(eb)
+    if len(best) > len(trivial):
+        best = None
+    elif len(best) <= lb:
+        stats["greedy_met"] += 1
+    optimal = best is not None and len(best) <= lb
+    remaining = deadline - time.perf_counter()
+    if not optimal and remaining > 0.05:
+        mask = undominated_edges(m)
+        chosen, bound, proved, ilp_stats = ilp_sparse(eb, mask, remaining)
+        stats["ilp"].append(ilp_stats)
+        lb = max(lb, math.ceil(bound - 1e-6))
+        if chosen is not None and covers_all(eb, chosen):
+            if best is None or len(chosen) < len(best):
+                best = chosen
+            optimal = proved and len(best) <= len(chosen)
+        elif chosen is not None:
+            ilp_stats["rejected"] = "solver answer does not cover the component"
+    if best is None:
+        return trivial, lb, len(trivial) <= lb
+    optimal = optimal or len(best) <= lb
+    if optimal:
+        lb = len(best)
+    return [extents.indices[extents.indptr[k]:extents.indptr[k + 1]].copy() for k in best], lb, optimal
+
+
+def _peel(inst: Instance, rows: np.ndarray, cols: np.ndarray, m: sp.csr_matrix, lb: int, deadline: float,
+          stats: dict, depth: int) -> tuple[list[np.ndarray], int, bool]:
+    """A component too large to enumerate: set its densest rows (the apps holding the most mailboxes) aside,
+    cover the rest exactly (it usually falls apart into small components), then cover what those rows still
+    lack with bicliques among themselves. An upper bound; optimal only when it meets the lower bound."""
+    stats["peeled"] += 1
+    deg = np.diff(m.indptr)
+    if depth >= MAX_PEEL_DEPTH or len(rows) < 3:
+        ext = _trivial_sparse(m)
+        return [rows[e] for e in ext], lb, len(ext) <= lb
+    k = max(1, math.ceil(PEEL_FRACTION * len(rows)))
+    order = np.lexsort((np.arange(len(rows)), -deg))
+    big, rest = np.sort(order[:k]), np.sort(order[k:])
+    sub_ext, sub_lb, _ = solve_block(inst, rows[rest], cols, deadline, stats, depth=depth + 1)
+    lb = max(lb, sub_lb)
+    groups = [inst.closure(e) for e in sub_ext]
+    res_ext = _residual_cover(inst, rows[big], cols, groups, deadline, stats)
+    ext = sub_ext + res_ext
+    trivial = _trivial_sparse(m)
+    if len(trivial) < len(ext):
+        ext = [rows[e] for e in trivial]
+    return ext, lb, len(ext) <= lb
+
+
+def _residual_cover(inst: Instance, big: np.ndarray, cols: np.ndarray, groups: list[np.ndarray], deadline: float,
+                    stats: dict) -> list[np.ndarray]:
+    """Bicliques among the rows `big` covering each one's mailboxes that no group inside it covers yet."""
+    col_pos = np.full(inst.d.shape[1], -1)
+    col_pos[cols] = np.arange(len(cols))
+    mb = inst.d[big][:, cols].toarray().astype(bool)
+    residual = mb.copy()
+    for g in groups:
+        gp = col_pos[g]
+        if (gp < 0).any():
+            continue
+        inside = mb[:, gp].all(axis=1)
+        residual[np.ix_(inside, gp)] = False
+    if not residual.any():
+        return []
+    try:
+        extents, intents = maximal_bicliques(mb, cap=BICLIQUE_CAP)
+    except TooManyBicliques:
+        stats["enumeration_capped"] += 1
+        return [big[[i]] for i in np.flatnonzero(residual.any(axis=1))]
+    chosen = _partial_cover(residual, extents, intents, deadline, stats)
+    return [big[np.flatnonzero(extents[k])] for k in chosen]
+
+
+def _partial_cover(target: np.ndarray, extents: np.ndarray, intents: np.ndarray, deadline: float,
+                   stats: dict) -> list[int]:
+    """Fewest bicliques covering the True cells of `target` (other cells of the matrix may be covered too)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    rr, cc = np.nonzero(target)
+    a = sp.csr_matrix((extents[:, rr] & intents[:, cc]).T)   # edges x bicliques
+    # identical constraints once
+    a_dense_keys = {}
+    keep = []
+    for i in range(a.shape[0]):
+        key = a.indices[a.indptr[i]:a.indptr[i + 1]].tobytes()
+        if key not in a_dense_keys:
+            a_dense_keys[key] = i
+            keep.append(i)
+    a = a[keep]
+    useful = np.flatnonzero(np.diff(a.tocsc().indptr) > 0)
+    a = a[:, useful]
+    k = a.shape[1]
+    remaining = deadline - time.perf_counter()
+    t0 = time.perf_counter()
+    res = milp(np.ones(k), constraints=LinearConstraint(a, lb=1, ub=np.inf), integrality=np.ones(k),
+               bounds=Bounds(0, 1), options={"time_limit": max(0.5, remaining)})
+    stats["ilp"].append({"residual": True, "constraints": a.shape[0], "variables": k, "status": int(res.status),
+                         "seconds": round(time.perf_counter() - t0, 4)})
+    if res.x is not None:
+        chosen = useful[np.flatnonzero(res.x > 0.5)]
+        got = np.zeros(target.shape, dtype=bool)
+        for j in chosen:
+            got[np.ix_(extents[j], intents[j])] = True
+        if (got | ~target).all():
+            return [int(j) for j in chosen]
+    # fallback: greedy on the residual
+    left = target.copy()
+    chosen = []
+    while left.any():
+        gains = [(left[np.ix_(extents[j], intents[j])].sum(), -j) for j in useful]
+        g, j = max(gains)
+        chosen.append(-j)
+        left[np.ix_(extents[-j], intents[-j])] = False
+    return chosen
+
+
+def cover_classes(inst: Instance, rows: np.ndarray, time_limit: float, bounds_only: bool = False
                   ) -> tuple[list[np.ndarray], int, bool, dict]:
     """Groups as arrays of mailbox classes, the proven lower bound, optimality and stats."""
     deadline = time.perf_counter() + time_limit
-    r = reduced.matrix()
-    stats = {"components": 0, "trivial": 0, "bounds_met": 0, "greedy_met": 0, "too_large": 0,
-             "enumeration_capped": 0, "bicliques": 0, "ilp": [], "largest_component": [0, 0]}
-    groups: list[np.ndarray] = []
-    lb_total, optimal = 0, True
-    for rows, cols in _components(r):
-        stats["components"] += 1
-        if len(rows) * len(cols) > stats["largest_component"][0] * stats["largest_component"][1]:
-            stats["largest_component"] = [len(rows), len(cols)]
-        if len(rows) == 1 or len(cols) == 1:
-            extents, lb, opt = [np.arange(len(rows))], 1, True
-            stats["trivial"] += 1
-        else:
-            m = r[rows][:, cols].toarray().astype(bool)
-            extents, lb, opt = _solve_component(m, deadline, stats, bounds_only)
-        lb_total += lb
-        optimal = optimal and opt
-        for ext in extents:
-            groups.append(inst.closure(reduced.rows[rows[ext]]))
-    return groups, lb_total, optimal, stats
+    stats = {"components": 0, "trivial": 0, "bounds_met": 0, "greedy_met": 0, "peeled": 0, "sparse": 0,
+             "enumeration_capped": 0, "bicliques": 0, "ilp": [], "largest_component": [0, 0],
+             "reduce_seconds": 0.0}
+    ext, lb, optimal = solve_block(inst, rows, np.arange(inst.d.shape[1]), deadline, stats, bounds_only)
+    groups = [inst.closure(e) for e in ext]
+    # distinct groups only (two extents can close to the same mailbox set)
+    uniq: dict[bytes, np.ndarray] = {}
+    for g in groups:
+        uniq.setdefault(np.sort(g).tobytes(), g)
+    stats["reduce_seconds"] = round(stats["reduce_seconds"], 4)
+    return list(uniq.values()), lb, optimal, stats
 
 
 def assign(inst: Instance, groups: list[np.ndarray]) -> list[list[int]]:
@@ -250,15 +434,10 @@ def solve_classes(app_sets: Mapping[str, frozenset[str]], strategy: str, time_li
     nonempty = np.flatnonzero(~inst.row_empty)
     stats: dict = {"apps": len(inst.apps), "mailboxes": len(inst.mailboxes), "grants": inst.grants,
                    "distinct_app_sets": len(nonempty), "mailbox_classes": inst.d.shape[1]}
-    base = inst.d[nonempty].tocsr()
-    reduced = reduce_matrix(base)
-    reduced.rows = nonempty[reduced.rows]            # index into inst.d
-    reduced.base = inst.d
-    stats["reduced"] = [len(reduced.rows), len(reduced.cols)]
-    stats["reductions"] = reduced.stats
-    stats["reduce_seconds"] = round(time.perf_counter() - t0, 4)
     remaining = max(0.0, time_limit - (time.perf_counter() - t0))
-    cls_groups, lb, optimal, solve_stats = cover_classes(inst, reduced, remaining, strategy == "per-app")
+    cls_groups, lb, optimal, solve_stats = cover_classes(inst, nonempty, remaining, strategy == "per-app")
+    stats["reduced"] = solve_stats.pop("reduced", [0, 0])
+    stats["reductions"] = solve_stats.pop("reductions", {})
     stats["solve"] = solve_stats
     if strategy == "per-app":
         cls_groups = [inst.row_set(i) for i in nonempty]
