@@ -160,6 +160,9 @@ class Interval:
 class Report:
     gaps: list[Interval] = field(default_factory=list)
     overgrants: list[Interval] = field(default_factory=list)
+    # original pairs the data plane did not serve even when the record started (say, an app with a SendAs grant
+    # but no SMTP.SendAsApp claim under the documented rule): nothing later can open a gap for them.
+    unserved_at_start: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -167,7 +170,8 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "gaps": [asdict(i) for i in self.gaps],
-                "overgrants": [asdict(i) for i in self.overgrants]}
+                "overgrants": [asdict(i) for i in self.overgrants],
+                "unserved_at_start": [list(p) for p in self.unserved_at_start]}
 
 
 def _points(series: _Series | None, shift: float = 0.0) -> list[float]:
@@ -180,7 +184,8 @@ def check(timeline: Timeline, original_grants, *, until: float | None = None) ->
 
     A token issued at s lives until s + token_lifetime, so at time t the app may hold one issued anywhere in
     [t - lifetime, t]: a gap exists if any such token fails, an over-grant if any succeeds.
-    `until` bounds the record; by default the state after the last change is followed to its steady end."""
+    `until` bounds the record; by default the state after the last change is followed to its steady end.
+    An original pair the data plane did not serve at the start is listed in `unserved_at_start`, not as a gap."""
     s = timeline.settings
     life, delay, union = s.token_lifetime, s.propagation_delay, s.claim_rule == "union"
     original = {(a.lower(), m.lower()) for a, m in original_grants}
@@ -198,6 +203,9 @@ def check(timeline: Timeline, original_grants, *, until: float | None = None) ->
             points = sorted(p for p in points if p >= timeline.start and (until is None or p < until))
             ends = points[1:] + [until if until is not None else None]
             had = (app, mbx) in original
+            if had and _gap(timeline, app, mbx, timeline.start - 1.0, life, union, cl):
+                report.unserved_at_start.append((app, mbx))
+                continue
             current: tuple[float, str] | None = None
             out = report.gaps if had else report.overgrants
             for lo, hi in zip(points, ends):
