@@ -100,7 +100,7 @@ def child(seed: int, time_limit: float) -> None:
         "rss_after_build_mb": round(rss_before, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "solve": {k: v for k, v in st["solve"].items() if k != "ilp"}, "ilp": st["solve"]["ilp"][:5],
-        "reductions": st["reductions"], "reduce_seconds": st["reduce_seconds"],
+        "reductions": st["reductions"],
     }))
 
 
