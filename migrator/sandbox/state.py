@@ -157,11 +157,17 @@ class PermissionTable:
         self._seq = 0
 
     def append(self, row: PermissionRow) -> PermissionRow:
-        self._seq += 1
-        row.seq = self._seq
-        self._rows[row.seq] = row
-        self._by_mailbox.setdefault(row.mailbox, {})[row.seq] = row
-        self._by_trustee.setdefault(row.trustee, {})[row.seq] = row
+        self._seq = seq = self._seq + 1
+        row.seq = seq
+        self._rows[seq] = row
+        by_m = self._by_mailbox.get(row.mailbox)
+        if by_m is None:
+            by_m = self._by_mailbox[row.mailbox] = {}
+        by_m[seq] = row
+        by_t = self._by_trustee.get(row.trustee)
+        if by_t is None:
+            by_t = self._by_trustee[row.trustee] = {}
+        by_t[seq] = row
         return row
 
     def remove(self, row: PermissionRow) -> None:

@@ -89,6 +89,15 @@ class Timeline:
 
     # --- recording -------------------------------------------------------------------------------------------
     def _set(self, table: dict, key, t: float, value: bool, kind: str) -> None:
+        if self.loading:  # the initial state: no lock, no log (a 100k-mailbox fixture sets ~10^5 of these)
+            if value:
+                series = table.get(key)
+                if series is None:
+                    series = table[key] = _Series()
+                series.initial = True
+            elif key in table:
+                table[key].initial = False
+            return
         with self._lock:
             series = table.get(key)
             if series is None:
