@@ -106,3 +106,13 @@ def test_synthetic_tenant_is_seeded_and_realistic():
         if r.kind == "mailbox":
             team_sets.setdefault(r.attributes["CustomAttribute3"], set()).add(r.primary_smtp)
     assert any(s in {frozenset(t) for t in team_sets.values()} for s in sets.values())
+
+
+def test_secrets_stay_out_of_dumps_and_reprs():
+    state = make_state()
+    admin = state.apps[state.admin_app_id]
+    assert admin.secret == "s3cret-admin"
+    assert "s3cret-admin" not in json.dumps(state.to_fixture()) and "s3cret-admin" not in repr(admin)
+    assert state.to_fixture(include_secrets=True)["admin"]["secret"] == "s3cret-admin"
+    reloaded = load(state.to_fixture())
+    assert reloaded.apps[state.admin_app_id].secret not in (None, "", "s3cret-admin")  # a fresh one

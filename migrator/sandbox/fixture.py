@@ -270,7 +270,7 @@ def grant_app_role(state: TenantState, app: App, resource: dict, role_id: str, *
     return row
 
 
-def dump_fixture(state: TenantState) -> dict:
+def dump_fixture(state: TenantState, *, include_secrets: bool = False) -> dict:
     def addr(guid: str) -> str:
         r = state.recipients.get(guid)
         return r.primary_smtp if r else guid
@@ -306,7 +306,7 @@ def dump_fixture(state: TenantState) -> dict:
                        "attributes": dict(sorted(r.attributes.items()))} for r in mailboxes],
         "apps": [{"app_id": a.app_id, "object_id": a.object_id, "display_name": a.display_name,
                   "exchange_pointer": a.exchange_pointer, "exchange_guid": a.exchange_guid, "app_roles": roles(a),
-                  "secret": a.secret, "certificate_pem": a.certificate_pem,
+                  "secret": a.secret if include_secrets else None, "certificate_pem": a.certificate_pem,
                   "directory_roles": sorted(a.directory_roles)} for a in apps],
         "groups": [{"name": g.name, "alias": g.alias, "display_name": g.display_name, "primary_smtp": g.primary_smtp,
                     "type": g.group_type, "cn": g.cn, "dn": g.dn, "guid": g.guid, "external_id": g.external_id,
@@ -332,7 +332,8 @@ def dump_fixture(state: TenantState) -> dict:
     }
     if admin is not None:
         out["admin"] = {"client_id": admin.app_id, "object_id": admin.object_id, "display_name": admin.display_name,
-                        "secret": admin.secret, "certificate_pem": admin.certificate_pem, "app_roles": roles(admin),
+                        "secret": admin.secret if include_secrets else None,
+                        "certificate_pem": admin.certificate_pem, "app_roles": roles(admin),
                         "directory_roles": sorted(admin.directory_roles)}
     return out
 

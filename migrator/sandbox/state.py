@@ -126,8 +126,8 @@ class App:
     display_name: str
     exchange_pointer: bool = False
     exchange_guid: str = ""
-    secret: str | None = None
-    certificate_pem: str | None = None
+    secret: str | None = field(default=None, repr=False)  # never in reprs, logs or tracebacks
+    certificate_pem: str | None = field(default=None, repr=False)
     directory_roles: set[str] = field(default_factory=set)
     is_admin: bool = False
     pointer_created: float = 0.0
@@ -298,11 +298,13 @@ class TenantState:
             state.timeline.loading = False
         return state
 
-    def to_fixture(self) -> dict:
+    def to_fixture(self, *, include_secrets: bool = False) -> dict:
+        """The state as a fixture dict. Client secrets are left out (null) unless asked for, so a saved tenant
+        never carries a credential; loading it generates a new admin secret."""
         from migrator.sandbox.fixture import dump_fixture
 
         with self.lock:
-            return dump_fixture(self)
+            return dump_fixture(self, include_secrets=include_secrets)
 
     def snapshot(self) -> dict:
         """A deep copy of the state as a fixture dict (what `to_fixture` gives, safe to keep)."""
