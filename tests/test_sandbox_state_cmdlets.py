@@ -384,3 +384,19 @@ def test_application_access_policy_rows(state):
     assert row["AppId"] == CRM and row["AccessRight"] == "RestrictAccess" and row["ScopeName"] == "Sales Senders"
     sid, oid = row["ScopeIdentityRaw"].split(";")
     assert sid.startswith("S-1-5-21-") and oid == state.find_recipients("sales-senders")[0].external_id
+
+
+def test_trustee_query_misses_aces_on_another_sid_but_the_scan_shows_them():
+    from sandbox_tenant import fixture
+    from migrator.sandbox import Clock, TenantState
+
+    data = fixture()
+    data["recipient_permissions"].append({"mailbox": "erin.li@contoso.com", "trustee": {"app": BILLING},
+                                          "access_rights": ["SendAs"], "other_sid": True})
+    state = TenantState.from_fixture(data, clock=Clock.manual())
+    by_trustee = {r["Identity"] for r in run(state, "Get-RecipientPermission", Trustee=BILLING)}
+    scan = {r["Identity"] for r in run(state, "Get-RecipientPermission", ResultSize="Unlimited")
+            if r["Trustee"] == "Billing Mailer"}
+    assert by_trustee == {"adele.vance", "bob.obrien"} and scan == by_trustee | {"erin.li"}
+    assert "erin.li@contoso.com" in state.effective_sendas(state.apps[BILLING])  # it still grants SendAs
+    assert state.to_fixture()["recipient_permissions"][-1]["other_sid"] is True

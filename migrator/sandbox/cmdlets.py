@@ -497,6 +497,7 @@ def _permission_rows(state: TenantState, table, p: Params, trustee_param: str,
     if not _blank(who):
         trustee = _resolve_trustee(state, who, p.cmdlet)
         rows = [r for r in rows if r.trustee == trustee] if rows is not None else table.for_trustee(trustee)
+        rows = [r for r in rows if not r.other_sid]  # an ACE on another SID of the trustee is missed
     if rows is None:
         rows = list(table)
     recs = state.recipients

@@ -135,14 +135,14 @@ def load_fixture(state: TenantState, data: dict) -> None:
             access_rights=list(row.get("access_rights") or ["SendAs"]),
             deny=row.get("access_control_type", "Allow") == "Deny",
             is_inherited=bool(row.get("is_inherited", False)),
-            inheritance_type=row.get("inheritance_type") or "None"))
+            inheritance_type=row.get("inheritance_type") or "None", other_sid=bool(row.get("other_sid", False))))
     for i, row in enumerate(data.get("mailbox_permissions") or ()):
         where = f"mailbox_permissions[{i}]"
         state.mailbox_permissions.append(PermissionRow(
             mailbox=mailbox_guid(row, where), trustee=trustee_of(_need(row, "user", where), where),
             access_rights=list(row.get("access_rights") or ["FullAccess"]), deny=bool(row.get("deny", False)),
             is_inherited=bool(row.get("is_inherited", False)),
-            inheritance_type=row.get("inheritance_type") or "All"))
+            inheritance_type=row.get("inheritance_type") or "All", other_sid=bool(row.get("other_sid", False))))
 
     for i, sc in enumerate(data.get("management_scopes") or ()):
         where = f"management_scopes[{i}]"
@@ -315,10 +315,13 @@ def dump_fixture(state: TenantState, *, include_secrets: bool = False) -> dict:
         "recipient_permissions": [{"mailbox": addr(p.mailbox), "trustee": trustee(p.trustee),
                                    "access_control_type": "Deny" if p.deny else "Allow",
                                    "access_rights": list(p.access_rights), "is_inherited": p.is_inherited,
-                                   "inheritance_type": p.inheritance_type} for p in state.recipient_permissions],
+                                   "inheritance_type": p.inheritance_type, **({"other_sid": True} if p.other_sid
+                                                                               else {})}
+                                  for p in state.recipient_permissions],
         "mailbox_permissions": [{"mailbox": addr(p.mailbox), "user": trustee(p.trustee),
                                  "access_rights": list(p.access_rights), "deny": p.deny,
-                                 "is_inherited": p.is_inherited, "inheritance_type": p.inheritance_type}
+                                 "is_inherited": p.is_inherited, "inheritance_type": p.inheritance_type,
+                                 **({"other_sid": True} if p.other_sid else {})}
                                 for p in state.mailbox_permissions],
         "management_scopes": [{"name": s.name, "guid": s.guid, "filter": s.filter, "exclusive": s.exclusive,
                                "created": s.created}
