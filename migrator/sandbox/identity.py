@@ -7,7 +7,6 @@ DisplayName. Case-insensitive. More than one object for one identity is an ambig
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Hashable, Iterable
 
 
