@@ -348,6 +348,8 @@ def test_role_assignment_outputs_for_each_scope_kind(state):
     assert [r["Name"] for r in run(state, "Get-ManagementRoleAssignment", RoleAssignee=oid)] == \
         ["A-au", "A-custom", "A-group"]
     assert run(state, "Get-ManagementRoleAssignment", Identity="A-au")[0]["Role"] == "Application Mail.Send"
+    assert len(run(state, "Get-ManagementRoleAssignment", RoleAssigneeType="ServicePrincipal")) == 3
+    assert run(state, "Get-ManagementRoleAssignment", RoleAssigneeType="User") == []
 
 
 def test_set_role_assignment_changes_scope(state):

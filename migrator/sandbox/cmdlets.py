@@ -1049,8 +1049,9 @@ def _one_assignment(state: TenantState, identity: str, cmdlet: str) -> RoleAssig
     return ra
 
 
-@cmdlet("Get-ManagementRoleAssignment", ("Identity", "Role", "RoleAssignee", "Enabled", "AssignmentMethod",
-                                         "RecipientWriteScope", "CustomRecipientWriteScope", "GetEffectiveUsers"))
+@cmdlet("Get-ManagementRoleAssignment", ("Identity", "Role", "RoleAssignee", "RoleAssigneeType", "Enabled",
+                                         "AssignmentMethod", "RecipientWriteScope", "CustomRecipientWriteScope",
+                                         "GetEffectiveUsers"))
 def get_management_role_assignment(state: TenantState, p: Params, caller: Caller):
     rows = sorted(state.assignments.values(), key=lambda a: a.name.lower())
     identity = p.str("Identity")
@@ -1067,6 +1068,8 @@ def get_management_role_assignment(state: TenantState, p: Params, caller: Caller
         rows = [a for a in rows if a.app_id == app.app_id]
     if p.has("Enabled"):
         rows = [a for a in rows if a.enabled == p.bool("Enabled")]
+    if not _blank(p.str("RoleAssigneeType")) and p.str("RoleAssigneeType").strip().lower() != "serviceprincipal":
+        rows = []  # the sandbox holds application assignments only
     if not _blank(p.str("CustomRecipientWriteScope")):
         name = p.str("CustomRecipientWriteScope").strip().lower()
         rows = [a for a in rows if a.scope_kind == "custom" and a.scope_ref.lower() == name]
