@@ -93,3 +93,62 @@ def test_member_of_group_negated(state):
 def test_group_dns_collects_member_of_values():
     tree = opath.parse("(MemberOfGroup -eq 'CN=A,X') -or -not (MemberOfGroup -eq 'cn=b,x' -and Name -eq 'y')")
     assert opath.group_dns(tree) == {"cn=a,x", "cn=b,x"}
+
+
+# ---------------------------------------------------------------------------------------------- property test
+from hypothesis import example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_VALUES = st.sampled_from(["Sales", "sales", "Finance", "emea", "amer", "Bob O'Brien", "x'y", "", "adele.vance"])
+_PROPS = st.sampled_from(["Department", "CustomAttribute1", "DisplayName", "Alias", "Name"])
+_DNS = st.sampled_from([SALES_DN, ALL_STAFF_DN, "Sales Senders", SALES_DN.lower()])
+
+
+@st.composite
+def _filters(draw, depth=0):
+    kind = draw(st.integers(0, 5 if depth < 3 else 1))
+    if kind == 0:
+        return f"{draw(_PROPS)} {draw(st.sampled_from(['-eq', '-ne']))} {opath.quote(draw(_VALUES))}"
+    if kind == 1:
+        return f"MemberOfGroup {draw(st.sampled_from(['-eq', '-ne']))} {opath.quote(draw(_DNS))}"
+    if kind == 2:
+        return f"{draw(_PROPS)} -like {opath.quote(draw(st.sampled_from(['a*', 'S*s', 'b*n', 'e*'])))}"
+    if kind == 3:
+        return f"-not ({draw(_filters(depth + 1))})"
+    op = "-and" if kind == 4 else "-or"
+    return f"({draw(_filters(depth + 1))}) {op} ({draw(_filters(depth + 1))})"
+
+
+def _naive(state, node, rec) -> bool:
+    """Per-recipient meaning of a filter, written independently of the set evaluator."""
+    if isinstance(node, opath.And):
+        return all(_naive(state, p, rec) for p in node.parts)
+    if isinstance(node, opath.Or):
+        return any(_naive(state, p, rec) for p in node.parts)
+    if isinstance(node, opath.Not):
+        return not _naive(state, node.part, rec)
+    if node.key == "memberofgroup":
+        hit = any(g.is_group and g.dn.lower() == node.value.lower() and rec.guid in g.members
+                  for g in state.recipients.values())
+    else:
+        values = [v.lower() for v in state.property_values(rec, node.key)]
+        if node.op in ("-like", "-notlike"):
+            import fnmatch
+            hit = any(fnmatch.fnmatchcase(v, node.value.lower()) for v in values)
+        else:
+            hit = node.value.lower() in values if node.value else not values
+    return not hit if node.op in ("-ne", "-notlike") else hit
+
+
+_STATE = make_state()
+
+
+@settings(max_examples=150, deadline=None)
+@given(_filters())
+@example("Department -eq ''")
+@example(f"-not (MemberOfGroup -ne '{SALES_DN}') -or Alias -like 'e*'")
+def test_set_evaluation_matches_per_recipient_meaning(text):
+    node = _STATE.parse_filter(text)
+    got = _STATE.filter_members(node)
+    want = {g for g, rec in _STATE.recipients.items() if _naive(_STATE, node, rec)}
+    assert got == want, text

@@ -240,7 +240,7 @@ def _equal(node: Compare, index: FilterIndex) -> set:
     if node.key == "memberofgroup":
         # Exchange compares with the group's DistinguishedName only; anything else silently matches nothing.
         return set(index.direct_members(node.value.lower())) if isinstance(node.value, str) else set()
-    if node.value is None:  # -eq $null: the property is unset
+    if node.value is None or node.value == "":  # -eq $null (or ''): the property is unset
         return {item for item in index.universe() if not index.values(item, node.key)}
     want = str(node.value).lower() if not isinstance(node.value, bool) else str(node.value).lower()
     hit = index.lookup(node.key, want)
