@@ -266,7 +266,8 @@ class RollbackRunner(Runner):
             return BatchOutcome(number, "skipped", message=f"nothing to roll back ({state})")
         ctx = Context(plan=self.plan, view=view, journal=self.journal, exo=self.exo, graph=self.graph,
                       settings=self.settings, control=self.control, output=self.output, generation=generation,
-                      phase=self.phase, dry_run=self.dry_run, now=self.now, sleep=self.sleep)
+                      phase=self.phase, dry_run=self.dry_run, now=self.now, sleep=self.sleep,
+                      sps=self._sps.setdefault(number, {}), cache={"shared": self._shared})
         self.output.info(f"Batch {number}: rolling back{' (dry run: nothing is written)' if self.dry_run else ''}")
         return ctx, state
 

@@ -112,6 +112,8 @@ class Runner:
         self.now, self.sleep = now, sleep
         self.calls: Counter = Counter()
         self.waited = 0.0  # seconds spent idle in waits (for the benchmark's active time)
+        self._sps: dict[int, dict] = {}  # per batch: service principals resolved in this run
+        self._shared: dict = {}  # reads valid for the whole run (the mailbox map)
         self.exo = Guarded(exo, control=self.control, output=self.output, dry_run=dry_run, counter=self.calls)
         self.graph = Guarded(graph, control=self.control, output=self.output, dry_run=dry_run, counter=self.calls)
 
@@ -168,7 +170,8 @@ class Runner:
             state = "new"
         ctx = Context(plan=self.plan, view=view, journal=self.journal, exo=self.exo, graph=self.graph,
                       settings=self.settings, control=self.control, output=self.output, generation=generation,
-                      phase=self.phase, dry_run=self.dry_run, now=self.now, sleep=self.sleep)
+                      phase=self.phase, dry_run=self.dry_run, now=self.now, sleep=self.sleep,
+                      sps=self._sps.setdefault(number, {}), cache={"shared": self._shared})
         self.output.info(f"Batch {number}: {len(view.apps)} app(s), {len(view.migrate_grants())} grant(s) to migrate"
                          f"{' (dry run: nothing is written)' if self.dry_run else ''}")
         return ctx, state

@@ -92,7 +92,8 @@ def group_identity(ctx: Context, group) -> str:
 
 def mailbox_map(ctx: Context) -> dict[str, str]:
     """Every way Get-RecipientPermission may name a mailbox (Identity, Name, Alias, GUID, DN, UPN) -> address."""
-    if "mailbox_map" not in ctx.cache:
+    shared = ctx.cache.setdefault("shared", {})  # the Runner shares this dict across the batches of one run
+    if "mailbox_map" not in shared:
         out: dict[str, str] = {}
         for mb in ctx.exo.get_mailboxes():
             address = norm_id(_s(mb, "PrimarySmtpAddress", "WindowsEmailAddress"))
@@ -103,8 +104,8 @@ def mailbox_map(ctx: Context) -> dict[str, str]:
                 value = norm_id(_s(mb, field))
                 if value:
                     out.setdefault(value, address)
-        ctx.cache["mailbox_map"] = out
-    return ctx.cache["mailbox_map"]
+        shared["mailbox_map"] = out
+    return shared["mailbox_map"]
 
 
 def sp_keys(ctx: Context) -> dict[str, set[str]]:
@@ -171,6 +172,8 @@ def _fullaccess_rows(ctx: Context, app_id: str, mailbox: str) -> list[dict]:
 def resolve_sps(ctx: Context) -> list[str]:
     """Fill ctx.sps from Graph (the enterprise app's object id) and Exchange (its pointer). Read-only."""
     def one(app_id: str) -> str | None:
+        if app_id in ctx.sps:  # resolved earlier in this run (the Runner keeps them across a wait)
+            return None
         sp = ctx.graph.get_service_principal_by_app_id(app_id)
         if not sp or not sp.get("id"):
             return f"app {app_id} ({ctx.view.app_names.get(app_id, '')}): no service principal in Entra"
@@ -199,7 +202,7 @@ def drift_check(ctx: Context) -> list[str]:
     restored = {a.key for a in ctx.journal.actions(batch=view.number, generation=ctx.generation, phase="rollback",
                                                   kind="sendas", op="restore") if a.status in ("applied", "verified")}
     expected = {(norm_id(g.app_id), norm_id(g.mailbox)) for g in view.grants if str(g.right) == "SendAs"}
-    actual = set(legacy_rows(ctx))
+    actual = set(legacy_rows(ctx, fresh=True))
     for app_id, mailbox in sorted(expected - actual):
         if f"{app_id}|{mailbox}" in removed and f"{app_id}|{mailbox}" not in restored:
             continue
