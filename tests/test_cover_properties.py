@@ -113,3 +113,16 @@ def test_deterministic_whatever_the_input_order(app_sets, rnd):
     assert first.groups == again.groups
     assert first.app_groups == again.app_groups
     assert list(first.app_groups) == sorted(app_sets)
+
+
+@FAST
+@given(instances(), st.lists(st.frozensets(st.sampled_from([f"m{j}@x.test" for j in range(10)]), min_size=1),
+                             max_size=6))
+def test_preferred_sets_never_change_the_count_or_exactness(app_sets, preferred):
+    plain = solve_cover(app_sets)
+    tied = solve_cover(app_sets, preferred=preferred)
+    assert_exact(app_sets, tied)
+    assert len(tied.groups) == len(plain.groups)
+    assert tied.lower_bound == plain.lower_bound and tied.optimal == plain.optimal
+    swaps = tied.stats.get("preferred", {}).get("swaps", 0)
+    assert sum(g in set(preferred) for g in tied.groups) >= swaps

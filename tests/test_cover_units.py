@@ -180,3 +180,16 @@ def test_known_minimum_on_small_role_mining_datasets(name, known):
     app_sets = {k: frozenset(v) for k, v in sets.items()}
     r = solve_cover(app_sets)
     assert len(r.groups) == known and r.lower_bound == known and r.optimal
+
+
+@pytest.mark.parametrize("preferred, expected", [
+    ([], ["wxyz", "xyz"]),
+    ([frozenset("w")], ["w", "xyz"]),            # an existing group {w} replaces {w,x,y,z}: b = {x,y,z} | {w}
+    ([frozenset("y")], ["wxyz", "xyz"]),         # {y} would leave b without w: refused
+    ([frozenset("xw")], ["wxyz", "xyz"]),        # splits the class {x,y,z} (same apps hold all three): skipped
+])
+def test_preferred_set_replaces_a_group_only_when_the_cover_stays_exact(preferred, expected):
+    sets = {"a": frozenset("xyz"), "b": frozenset("xyzw")}
+    r = solve_cover(sets, preferred=preferred)
+    assert sorted("".join(sorted(g)) for g in r.groups) == expected
+    assert len(r.groups) == 2 and r.optimal

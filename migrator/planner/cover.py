@@ -118,13 +118,15 @@ def solve_cover(app_sets: Mapping[str, frozenset[str]], *, strategy: str = "mini
     strategy "minimal" (default) minimises the number of groups (exact unless `time_limit` runs out, in which case
     the best cover found is returned with `optimal=False` and the proven lower bound); "per-app" makes one group per
     distinct app set. `preferred`: mailbox sets that already exist as groups or attribute values in the tenant;
-    among covers of equal size, one using them is preferred.
+    after the minimal cover is found, a group is swapped for a preferred set whenever the cover stays exact
+    (same count, so optimality is kept; see prefer.py). Ignored by "per-app", whose groups are the app sets.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     app_sets = {app: frozenset(s) for app, s in app_sets.items()}
     from migrator.planner.exact import solve_classes  # numpy/scipy work lives there
-    groups, app_groups, lower, optimal, stats = solve_classes(app_sets, strategy, time_limit)
+    groups, app_groups, lower, optimal, stats = solve_classes(app_sets, strategy, time_limit,
+                                                               tuple(frozenset(p) for p in preferred))
     ordered, remapped = _finalize(groups, app_groups)
     stats["gap"] = len(ordered) - lower
     result = CoverResult(ordered, remapped, lower, optimal, strategy, stats)

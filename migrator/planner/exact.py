@@ -23,6 +23,7 @@ from scipy.sparse.csgraph import connected_components
 
 from migrator.planner.bicliques import TooManyBicliques, greedy_cover, maximal_bicliques
 from migrator.planner.bounds import lower_bound
+from migrator.planner.prefer import prefer, preferred_classes
 from migrator.planner.reduce import reduce_matrix, unique_rows
 from migrator.planner.sparse import (covers_all, greedy_cover_sparse, ilp_sparse, incidence,
                                      maximal_bicliques_sparse, undominated_edges)
@@ -427,7 +428,8 @@ def _greedy_pick(target: set[int], cand: list[int], gsets: list[set[int]]) -> li
     return sorted(chosen)
 
 
-def solve_classes(app_sets: Mapping[str, frozenset[str]], strategy: str, time_limit: float):
+def solve_classes(app_sets: Mapping[str, frozenset[str]], strategy: str, time_limit: float,
+                  preferred: tuple[frozenset[str], ...] = ()):
     """(groups as mailbox sets, app -> group indices, lower bound, optimal, stats) before final ordering."""
     t0 = time.perf_counter()
     inst = Instance(app_sets)
@@ -442,7 +444,20 @@ def solve_classes(app_sets: Mapping[str, frozenset[str]], strategy: str, time_li
     if strategy == "per-app":
         cls_groups = [inst.row_set(i) for i in nonempty]
         optimal = len(cls_groups) <= lb
+    elif preferred:
+        t1 = time.perf_counter()
+        pref = preferred_classes(inst, preferred)
+        cls_groups, swaps = prefer(inst, nonempty, cls_groups, pref)
+        stats["preferred"] = {"given": len(preferred), "class_aligned": len(pref), "swaps": swaps,
+                              "seconds": round(time.perf_counter() - t1, 4)}
     per_class = assign(inst, cls_groups)
+    # a group no app needs (possible after a heuristic cover) is dropped: fewer groups, still exact
+    used = sorted({g for i in nonempty for g in per_class[i]})
+    if len(used) < len(cls_groups):
+        stats["unused_dropped"] = len(cls_groups) - len(used)
+        renum = {g: k for k, g in enumerate(used)}
+        cls_groups = [cls_groups[g] for g in used]
+        per_class = [[renum[g] for g in row] for row in per_class]
     groups = [frozenset(m for c in g for m in inst.class_mailboxes[c]) for g in cls_groups]
     app_groups = {app: per_class[inst.app_class[i]] for i, app in enumerate(inst.apps)}
     stats["seconds"] = round(time.perf_counter() - t0, 4)
