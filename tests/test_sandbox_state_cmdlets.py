@@ -244,6 +244,16 @@ def test_replication_delay_hides_new_group_from_get_but_not_from_new():
     assert run(state, "Get-DistributionGroupMember", Identity="Fresh") == []
 
 
+def test_primary_address_change_keeps_the_old_one_as_proxy(state):
+    run(state, "Set-DistributionGroup", Identity="sales-senders", PrimarySmtpAddress="sales@contoso.com")
+    row = run(state, "Get-DistributionGroup", Identity="sales@contoso.com")[0]
+    assert row["PrimarySmtpAddress"] == "sales@contoso.com"
+    assert row["EmailAddresses"] == ["SMTP:sales@contoso.com", "smtp:sales-senders@contoso.com"]
+    assert run(state, "Get-DistributionGroup", Identity="sales-senders@contoso.com")[0]["Guid"] == row["Guid"]
+    e = err(state, "Set-DistributionGroup", Identity="sales@contoso.com", PrimarySmtpAddress="carol.diaz@contoso.com")
+    assert e.exception_type == "ProxyAddressExistsException"
+
+
 def test_rename_moves_the_dn(state):
     run(state, "Set-DistributionGroup", Identity="sales-senders", Name="Sales Renamed")
     row = run(state, "Get-DistributionGroup", Identity="sales-senders@contoso.com")[0]

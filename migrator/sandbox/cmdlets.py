@@ -776,10 +776,10 @@ def set_distribution_group(state: TenantState, p: Params, caller: Caller):
             raise CmdletError("ProxyAddressExistsException", f"The proxy address \"SMTP:{smtp}\" is already being "
                               f"used by the proxy addresses or LegacyExchangeDN of \"{clash[0].name}\". Please "
                               "choose another proxy address.", cmdlet=p.cmdlet)
-        g.email_addresses = [f"SMTP:{smtp}"] + [a.lower() if a.startswith("SMTP:") else a
-                                                for a in g.email_addresses if a.split(":", 1)[-1].lower() != smtp]
-        g.email_addresses = [("smtp:" + a[5:]) if a.startswith("smtp:") or (a.startswith("SMTP:") and i) else a
-                             for i, a in enumerate(g.email_addresses)]
+        # the old primary stays as a secondary (lower-case "smtp:") proxy address, as Exchange keeps it
+        others = [a for a in g.email_addresses if a.split(":", 1)[-1].lower() != smtp]
+        g.email_addresses = [f"SMTP:{smtp}"] + [("smtp:" + a.split(":", 1)[1]) if a.lower().startswith("smtp:")
+                                                else a for a in others]
         g.primary_smtp = smtp
     if p.has("HiddenFromAddressListsEnabled"):
         g.hidden = p.bool("HiddenFromAddressListsEnabled")
