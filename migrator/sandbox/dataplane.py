@@ -8,7 +8,7 @@ the "union" rule either path serves any token. The answer is read from the timel
 
 from __future__ import annotations
 
-from migrator.model import SMTP_SEND_AS_APP
+from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP
 
 
 def can_send_as(state, app_id: str, mailbox: str, *, token_claim: bool | None = None,
@@ -31,7 +31,7 @@ def can_send_as(state, app_id: str, mailbox: str, *, token_claim: bool | None = 
 def can_send_with_claims(state, claims: dict, mailbox: str, *, at: float | None = None) -> bool:
     """Same, for a decoded access token (`appid`, `roles`, `iat`, `aud`): what an SMTP endpoint would check."""
     aud = str(claims.get("aud", "")).rstrip("/")
-    if aud not in ("https://outlook.office365.com", "https://outlook.office.com", "00000002-0000-0ff1-ce00-000000000000"):
+    if aud not in ("https://outlook.office365.com", "https://outlook.office.com", EXCHANGE_ONLINE_APP_ID):
         return False
     return can_send_as(state, claims.get("appid") or claims.get("azp") or "", mailbox,
                        token_claim=SMTP_SEND_AS_APP in (claims.get("roles") or ()),

@@ -80,8 +80,10 @@ def load_fixture(state: TenantState, data: dict) -> None:
             alias=g.get("alias") or smtp.split("@")[0], display_name=g.get("display_name") or name,
             primary_smtp=smtp, external_id=_lower(g.get("external_id")) or det_uuid("group-object", smtp),
             recipient_type_details=g.get("recipient_type_details") or GROUP_TYPES[gtype], group_type=gtype,
-            hidden=bool(g.get("hidden", False)), email_addresses=[f"SMTP:{smtp}"], created=float(g.get("created", now - 86400)),
-            cn=cn, extra={k: g[k] for k in ("managed_by", "member_join_restriction", "member_depart_restriction", "notes")
+            hidden=bool(g.get("hidden", False)), email_addresses=[f"SMTP:{smtp}"],
+            created=float(g.get("created", now - 86400)),
+            cn=cn, extra={k: g[k] for k in ("managed_by", "member_join_restriction", "member_depart_restriction",
+                                            "notes")
                           if k in g})
         rec.dn = g.get("dn") or f"CN={escape_dn(cn)},{state.dn_suffix}"
         _add_unique(state, rec, where)

@@ -554,4 +554,5 @@ def graph_assignment_id(principal_id: str, resource_id: str, role_id: str) -> st
 
 
 __all__ = ["TenantState", "Caller", "CmdletError", "CmdletResult", "GraphError", "Recipient", "App",
-           "PermissionRow", "PermissionTable", "ManagementScope", "RoleAssignment", "AdministrativeUnit", "det_uuid", "sid_for"]
+           "PermissionRow", "PermissionTable", "ManagementScope", "RoleAssignment", "AdministrativeUnit", "det_uuid",
+           "sid_for"]
