@@ -275,3 +275,19 @@ def test_pairs_unserved_at_start_are_not_gaps():
     assert report.unserved_at_start == [(DUP2, "erin.li@contoso.com")]
     assert [(g.app_id, g.mailbox) for g in report.gaps] == [(BILLING, ADELE)]  # a real gap is still caught
     assert report.to_dict()["unserved_at_start"] == [[DUP2, "erin.li@contoso.com"]]
+
+
+def test_attribute_change_moves_a_mailbox_into_an_attribute_scope():
+    state = new()
+    run(state, "New-ManagementScope", Name="Sales", RecipientRestrictionFilter="Department -eq 'Sales'")
+    run(state, "New-ManagementRoleAssignment", Name="A", Role="Application SMTP.SendAsApp", App=BILLING,
+        CustomResourceScope="Sales")
+    assert state.effective_rbac(state.apps[BILLING]) == {ADELE, BOB}
+    state.clock.advance(60)
+    run(state, "Set-User", Identity="erin.li", Department="Sales")  # someone else edits the tenant
+    run(state, "Set-Mailbox", Identity="adele.vance", CustomAttribute1="")
+    assert run(state, "Get-Mailbox", Identity="erin.li")[0]["Department"] == "Sales"
+    assert run(state, "Get-Mailbox", Identity="adele.vance")[0]["CustomAttribute1"] == ""
+    assert state.effective_rbac(state.apps[BILLING]) == {ADELE, BOB, "erin.li@contoso.com"}
+    over = state.check(ORIGINAL).overgrants
+    assert [(o.mailbox, o.start) for o in over] == [("erin.li@contoso.com", state.clock.now())]

@@ -118,3 +118,38 @@ def remove_service_principal(state: TenantState, p: Params, caller: Caller):
     return CmdletResult()
 
 
+
+
+# ------------------------------------------------------------------------------------------------ attribute writes
+_MAILBOX_ATTRS = tuple(f"CustomAttribute{i}" for i in range(1, 16)) + ("Office",)
+_USER_ATTRS = ("Department", "Company", "Office", "City", "StateOrProvince", "CountryOrRegion")
+
+
+def _set_attributes(state: TenantState, p: Params, names: tuple[str, ...]) -> None:
+    """Attribute writes move mailboxes in or out of attribute-filtered scopes: re-evaluate every scoped app."""
+    rec = _one(state, p.str("Identity", required=True), p.cmdlet, kinds=("mailbox",))
+    for attr in names:
+        if p.has(attr):
+            value = p.str(attr) or ""
+            if value:
+                rec.attributes[attr] = value
+            else:
+                rec.attributes.pop(attr, None)
+    if p.has("DisplayName"):
+        rec.display_name = p.str("DisplayName") or rec.name
+    if p.has("HiddenFromAddressListsEnabled"):
+        rec.hidden = p.bool("HiddenFromAddressListsEnabled")
+    state.invalidate_scopes()
+    state.sync_access(state.apps_with_assignments())
+
+
+@cmdlet("Set-Mailbox", ("Identity", "DisplayName", "HiddenFromAddressListsEnabled") + _MAILBOX_ATTRS, write=True)
+def set_mailbox(state: TenantState, p: Params, caller: Caller):
+    _set_attributes(state, p, _MAILBOX_ATTRS)
+    return CmdletResult()
+
+
+@cmdlet("Set-User", ("Identity", "DisplayName") + _USER_ATTRS, write=True)
+def set_user(state: TenantState, p: Params, caller: Caller):
+    _set_attributes(state, p, _USER_ATTRS)
+    return CmdletResult()
