@@ -4,7 +4,7 @@ Per connected component of the reduced matrix:
 1. one row or one column: one group;
 2. lower bound (pairwise incompatible edges) vs. the trivial upper bound min(rows, cols): equal means done;
 3. all maximal bicliques (capped), hardest-edge-first greedy: meeting the lower bound means done;
-4. otherwise a set-cover integer program over the maximal bicliques (HiGHS via scipy.optimize.milp) with the
+4. otherwise a set-cover integer program over the maximal bicliques (HiGHS, see ilp.py) with the
    constraints of dominated edges dropped, under the remaining time; when it stops early the best cover found
    is kept and the solver's proven bound raises the lower bound.
 Components are independent, so the bounds add up. Covers lift back to the original apps and mailboxes by
@@ -23,6 +23,7 @@ from scipy.sparse.csgraph import connected_components
 
 from migrator.planner.bicliques import TooManyBicliques, greedy_cover, maximal_bicliques
 from migrator.planner.bounds import lower_bound
+from migrator.planner.ilp import solve_set_cover
 from migrator.planner.prefer import prefer, preferred_classes
 from migrator.planner.reduce import reduce_matrix, unique_rows
 from migrator.planner.sparse import (covers_all, greedy_cover_sparse, ilp_sparse, incidence,
@@ -88,8 +89,6 @@ def _components(r: sp.csr_matrix) -> list[tuple[np.ndarray, np.ndarray]]:
 def _ilp(m: np.ndarray, extents: np.ndarray, intents: np.ndarray, time_limit: float
          ) -> tuple[list[int] | None, float, bool, dict]:
     """Set cover over the maximal bicliques; returns (chosen or None, proven bound, optimal, stats)."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
-
     # Drop the constraint of every edge dominated by another: (r', c') dominates (r, c) when
     # row(r') ⊆ row(r) and col(c') ⊆ col(c); every biclique holding (r', c') then holds (r, c).
     mf = sp.csr_matrix(m.astype(np.float32))
@@ -105,19 +104,10 @@ def _ilp(m: np.ndarray, extents: np.ndarray, intents: np.ndarray, time_limit: fl
         block = (extents[:, rr[s:s + step]] & intents[:, cc[s:s + step]]).T   # edges x bicliques
         parts.append(sp.csr_matrix(block))
     a = sp.vstack(parts).tocsr()
-    t0 = time.perf_counter()
-    res = milp(np.ones(k), constraints=LinearConstraint(a, lb=1, ub=np.inf), integrality=np.ones(k),
-               bounds=Bounds(0, 1), options={"time_limit": max(0.05, time_limit), "presolve": True})
-    stats = {"edges": int(m.sum()), "constraints": len(rr), "variables": k,
-             "seconds": round(time.perf_counter() - t0, 4), "status": int(res.status)}
-    chosen = None
-    if res.x is not None:
-        chosen = [int(i) for i in np.flatnonzero(res.x > 0.5)]
-    bound = getattr(res, "mip_dual_bound", None)
-    if res.status == 0 and res.x is not None:
-        bound = res.fun
-    bound = 0.0 if bound is None or not np.isfinite(bound) else float(bound)
-    return chosen, bound, res.status == 0, stats
+    res = solve_set_cover(a, time_limit)
+    stats = {"edges": int(m.sum()), "constraints": len(rr), "variables": k, "seconds": res.seconds,
+             "status": res.status}
+    return res.chosen, res.bound, res.optimal, stats
 
 
 def _covers(m: np.ndarray, extents: np.ndarray, intents: np.ndarray, chosen: list[int]) -> bool:
@@ -330,7 +320,6 @@ def _residual_cover(inst: Instance, big: np.ndarray, cols: np.ndarray, groups: l
 def _partial_cover(target: np.ndarray, extents: np.ndarray, intents: np.ndarray, deadline: float,
                    stats: dict) -> list[int]:
     """Fewest bicliques covering the True cells of `target` (other cells of the matrix may be covered too)."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
     rr, cc = np.nonzero(target)
     a = sp.csr_matrix((extents[:, rr] & intents[:, cc]).T)   # edges x bicliques
     # identical constraints once
@@ -345,14 +334,11 @@ def _partial_cover(target: np.ndarray, extents: np.ndarray, intents: np.ndarray,
     useful = np.flatnonzero(np.diff(a.tocsc().indptr) > 0)
     a = a[:, useful]
     k = a.shape[1]
-    remaining = deadline - time.perf_counter()
-    t0 = time.perf_counter()
-    res = milp(np.ones(k), constraints=LinearConstraint(a, lb=1, ub=np.inf), integrality=np.ones(k),
-               bounds=Bounds(0, 1), options={"time_limit": max(0.5, remaining)})
-    stats["ilp"].append({"residual": True, "constraints": a.shape[0], "variables": k, "status": int(res.status),
-                         "seconds": round(time.perf_counter() - t0, 4)})
-    if res.x is not None:
-        chosen = useful[np.flatnonzero(res.x > 0.5)]
+    res = solve_set_cover(a, deadline - time.perf_counter())
+    stats["ilp"].append({"residual": True, "constraints": a.shape[0], "variables": k, "status": res.status,
+                         "seconds": res.seconds})
+    if res.chosen is not None:
+        chosen = useful[res.chosen]
         got = np.zeros(target.shape, dtype=bool)
         for j in chosen:
             got[np.ix_(extents[j], intents[j])] = True

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from migrator.planner.bicliques import TooManyBicliques
+from migrator.planner.ilp import solve_set_cover
 from migrator.planner.reduce import subset_pairs
 
 
@@ -137,18 +138,11 @@ def undominated_edges(m: sp.csr_matrix) -> np.ndarray | None:
 
 def ilp_sparse(eb: sp.csr_matrix, rows_mask: np.ndarray | None, time_limit: float):
     """Set cover over the bicliques for the kept edges: (chosen or None, proven bound, optimal, stats)."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
     a = eb if rows_mask is None else eb[np.flatnonzero(rows_mask)]
-    k = eb.shape[1]
-    t0 = time.perf_counter()
-    res = milp(np.ones(k), constraints=LinearConstraint(a.astype(np.float64), lb=1, ub=np.inf),
-               integrality=np.ones(k), bounds=Bounds(0, 1), options={"time_limit": max(0.05, time_limit)})
-    stats = {"edges": eb.shape[0], "constraints": a.shape[0], "variables": k, "status": int(res.status),
-             "seconds": round(time.perf_counter() - t0, 4)}
-    chosen = None if res.x is None else [int(i) for i in np.flatnonzero(res.x > 0.5)]
-    bound = res.fun if res.status == 0 and res.x is not None else getattr(res, "mip_dual_bound", None)
-    bound = 0.0 if bound is None or not np.isfinite(bound) else float(bound)
-    return chosen, bound, res.status == 0, stats
+    res = solve_set_cover(a, time_limit)
+    stats = {"edges": eb.shape[0], "constraints": a.shape[0], "variables": eb.shape[1], "status": res.status,
+             "seconds": res.seconds}
+    return res.chosen, res.bound, res.optimal, stats
 
 
 def covers_all(eb: sp.csr_matrix, chosen: list[int]) -> bool:
