@@ -412,3 +412,23 @@ def test_trustee_query_misses_aces_on_another_sid_but_the_scan_shows_them():
     assert by_trustee == {"adele.vance", "bob.obrien"} and scan == by_trustee | {"erin.li"}
     assert "erin.li@contoso.com" in state.effective_sendas(state.apps[BILLING])  # it still grants SendAs
     assert state.to_fixture()["recipient_permissions"][-1]["other_sid"] is True
+
+
+def test_every_output_row_is_json_ready(state):
+    import json
+
+    from migrator.sandbox.cmdlets import registry
+
+    run(state, "New-ManagementScope", Name="S", RecipientRestrictionFilter="Department -eq 'Sales'")
+    run(state, "New-ManagementRoleAssignment", Name="A", Role="Application SMTP.SendAsApp", App=BILLING,
+        CustomResourceScope="S")
+    calls = {"Test-ServicePrincipalAuthorization": {"Identity": BILLING, "Resource": "adele.vance"},
+             "Get-DistributionGroupMember": {"Identity": "sales-senders"}}
+    gets = [name for name in registry() if name.startswith("Get-") or name.startswith("Test-")]
+    assert len(gets) == 13
+    for name in gets:
+        rows = run(state, name, **calls.get(name, {}))
+        assert rows, name
+        for row in rows:
+            assert json.loads(json.dumps(row)) == row, name
+            assert all(isinstance(k, str) and k[:1].isupper() for k in row), name

@@ -84,7 +84,7 @@ def escape_dn(value: str) -> str:
     return "".join(out)
 
 
-@dataclass
+@dataclass(slots=True)
 class Recipient:
     guid: str
     kind: str  # "mailbox" | "group"
@@ -133,7 +133,7 @@ class App:
     pointer_created: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class PermissionRow:
     """One ACE: a RecipientPermission (SendAs) or a MailboxPermission (FullAccess...)."""
 
