@@ -423,7 +423,8 @@ def test_every_output_row_is_json_ready(state):
     run(state, "New-ManagementRoleAssignment", Name="A", Role="Application SMTP.SendAsApp", App=BILLING,
         CustomResourceScope="S")
     calls = {"Test-ServicePrincipalAuthorization": {"Identity": BILLING, "Resource": "adele.vance"},
-             "Get-DistributionGroupMember": {"Identity": "sales-senders"}}
+             "Get-DistributionGroupMember": {"Identity": "sales-senders"},
+             "Get-EXOMailboxPermission": {"Identity": "adele.vance"}}
     gets = [name for name in registry() if name.startswith("Get-") or name.startswith("Test-")]
     assert len(gets) == 13
     for name in gets:
