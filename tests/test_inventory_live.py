@@ -24,7 +24,9 @@ from migrator.inventory.store import read_inventory
 from migrator.inventory.tenant import live_inventory
 from migrator.model import Right
 
-pytestmark = pytest.mark.integration
+# pytest-timeout's default `signal` method made the threaded fan-out here ~4x slower (measured: 40 s vs 9.5 s for
+# the per-mailbox run); the `thread` method does not.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="thread")]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "samples" / "contoso" / "tenant.json"
@@ -79,7 +81,7 @@ def test_live_inventory_equals_ground_truth_and_exports(chaos_sandbox, tmp_path,
     before = dict(chaos_sandbox.faults.counts)
     out = tmp_path / "inv"
     inv = live_inventory(chaos_sandbox.profile_path, out, progress=False, allow_unknown_trustees=True,
-                         fullaccess=fullaccess)
+                         fullaccess=fullaccess, session_options={"backoff_cap": 2.0})  # keeps the test short
     truth = ground_truth(json.loads(FIXTURE.read_text()))
     assert as_set(inv) == truth
     assert any(g.right is Right.FULL_ACCESS for g in inv.grants) and any(g.right is Right.SEND_AS for g in inv.grants)

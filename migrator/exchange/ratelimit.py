@@ -4,8 +4,9 @@ Microsoft does not publish the admin API's budget, and it differs per tenant, so
 - concurrency window (AIMD): +1/limit per success (about +1 per round trip), on a throttle answer
   limit := min(limit * 0.75, in-flight - 1), at most once per cooldown so one burst of 429s counts once;
 - request pacing, learnt only while the limiter is the bottleneck (callers waited for a slot): the success
-  rate observed then, while throttled, is the budget, so the pace becomes 0.95 x that rate; it grows 3 % per
-  second while no throttle comes back, and is dropped after `relax` seconds without one. A throttle that comes
+  rate observed then (over the last second), while throttled, is the budget, so the pace becomes 0.95 x that
+  rate; it grows while no throttle comes back, slowly at first and faster the longer it stays quiet (2 %/s, plus
+  1 %/s per quiet second), and is dropped after `relax` seconds without one. A throttle that comes
   while the client is not saturating (a burst, another client, a random answer) only shrinks the window, so
   one early 429 cannot pin the pace to a low, demand-limited rate.
 A rate budget is thus tracked to within a few percent, a concurrency budget by the window.
@@ -28,9 +29,9 @@ R = TypeVar("R")
 
 class AdaptiveLimiter:
     def __init__(self, *, initial: int = 4, minimum: int = 1, maximum: int = 32, rate: float | None = None,
-                 min_rate: float = 1.0, window: float = 2.0, cooldown: float = 1.0, backoff: float = 0.75,
-                 rate_margin: float = 0.95, rate_growth: float = 0.03, min_samples: int = 8,
-                 saturation: float = 0.3, relax: float = 10.0,
+                 min_rate: float = 1.0, window: float = 1.0, cooldown: float = 1.0, backoff: float = 0.75,
+                 rate_margin: float = 0.95, rate_growth: float = 0.02, min_samples: int = 8,
+                 saturation: float = 0.3, relax: float = 8.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.minimum, self.maximum = max(1, minimum), max(1, maximum)
         self.limit = float(min(max(initial, self.minimum), self.maximum))
@@ -112,7 +113,9 @@ class AdaptiveLimiter:
             dt = min(1.0, max(0.0, now - self._last_growth))
             self._last_growth = now
             if self.rate:
-                self.rate *= 1.0 + self.rate_growth * dt
+                # probe faster the longer no throttle came (3 %/s at first, +3 %/s for every second since)
+                quiet = max(0.0, now - self._last_throttle)
+                self.rate *= 1.0 + self.rate_growth * (1.0 + quiet / 2) * dt
 
     def on_throttle(self, retry_after: float | None = None) -> None:
         """A 429 / concurrency answer: shrink the window and the pace (once per cooldown).
