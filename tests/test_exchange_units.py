@@ -320,3 +320,36 @@ def test_certificate_pem_thumbprint(tmp_path):
     (tmp_path / "pw").write_text("wrong")
     with pytest.raises(InputError, match="PFX"):
         load_certificate(p2.credential, source="t")
+
+
+@responses.activate
+def test_device_code_prompts_once_then_uses_the_refresh_token():
+    import base64
+    import json as _json
+
+    responses.get(f"{AUTH}/v2.0/.well-known/openid-configuration", json={
+        "authorization_endpoint": f"{AUTH}/oauth2/v2.0/authorize", "token_endpoint": f"{AUTH}/oauth2/v2.0/token",
+        "device_authorization_endpoint": f"{AUTH}/oauth2/v2.0/devicecode", "issuer": f"{AUTH}/v2.0"})
+    responses.post(f"{AUTH}/oauth2/v2.0/devicecode", json={
+        "device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": "https://example.test/devicelogin",
+        "expires_in": 900, "interval": 0, "message": "Go to https://example.test/devicelogin and enter ABCD-EFGH"})
+
+    def b64(d):
+        return base64.urlsafe_b64encode(_json.dumps(d).encode()).decode().rstrip("=")
+
+    id_token = ".".join([b64({"alg": "none"}), b64({"iss": f"{AUTH}/v2.0", "sub": "s", "aud": "c", "oid": "o",
+                                                    "tid": TENANT, "preferred_username": "admin@x.com",
+                                                    "exp": 9999999999, "iat": 1}), ""])
+    client_info = b64({"uid": "o", "utid": TENANT})
+    for i in range(2):
+        responses.post(f"{AUTH}/oauth2/v2.0/token", json={
+            "access_token": f"user-AT{i}", "refresh_token": f"RT{i}", "id_token": id_token, "client_info": client_info,
+            "expires_in": 3600, "token_type": "Bearer", "scope": "x"})
+    prompts = []
+    tp = TokenProvider(profile(authority=AUTH, credential={"kind": "device_code"}), device_code_prompt=prompts.append)
+    assert tp.token("https://outlook.office365.com") == "user-AT0"
+    assert prompts == ["Go to https://example.test/devicelogin and enter ABCD-EFGH"]
+    assert tp.token("https://graph.microsoft.com") == "user-AT1"  # silently, with the refresh token
+    assert len(prompts) == 1
+    bodies = [c.request.body for c in responses.calls if c.request.url.endswith("/token")]
+    assert "refresh_token" in str(bodies[-1])

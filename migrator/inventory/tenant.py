@@ -158,9 +158,10 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
             out.groups = f_grp.result()
 
         index = _mailbox_index(out.mailboxes)
-        bar.start("Verifying the permission scans", 1)
+        bar.start("Checking the scans against single-mailbox reads", 2)
         out.mailbox_permissions, out.fullaccess_strategy, out.checks = _complete_fullaccess(
             exo, out.mailboxes, index, scanned, workers=workers, sample=verify_sample, bar=bar)
+        bar.advance()
         try:
             out.checks["sendas_sample"] = _verify_sample(
                 exo.get_recipient_permissions, out.recipient_permissions, out.mailboxes, index, verify_sample,
@@ -171,6 +172,7 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
             answers = fan_out(lambda m: _one_mailbox(exo.get_recipient_permissions, m, index), out.mailboxes,
                               workers=workers, on_done=lambda _i, _r: bar.advance())
             out.recipient_permissions = [r for chunk in answers for r in chunk]
+        bar.advance()
 
         keys = [_group_key(g) for g in out.groups]
         bar.start("Group members", len(keys))
@@ -340,6 +342,7 @@ def read_app_permissions(clients: Clients, sp_rows: list[dict]) -> list[tuple[st
 def api_summary(clients: Clients) -> dict:
     return {"calls": clients.session.api_calls(), "total": sum(clients.session.calls.values()),
             "retries": sum(clients.session.retries.values()), "limiter": clients.limiter.stats(),
+            "limiter_graph": clients.session.limiters["graph"].stats(),
             "tokens_acquired": clients.tokens.acquired}
 
 
