@@ -60,6 +60,7 @@ class ExecSettings:
     member_chunk: int = 5000  # Update-DistributionGroupMember list size (15-minute cmdlet limit, EXCHANGE.md §2)
     replication_timeout: float = 900.0  # s to wait for a just-created group to become visible to Get-*
     replication_poll: float = 5.0
+    rescan_after: float = 300.0  # s: a SendAs scan (or drift check) of this run younger than this is reused
     concurrency: int = 1  # parallel calls inside long item loops; the client's limiter adapts to throttling
     seed: int = 0  # for the verification sample
 

@@ -114,6 +114,7 @@ class Runner:
         self.waited = 0.0  # seconds spent idle in waits (for the benchmark's active time)
         self._sps: dict[int, dict] = {}  # per batch: service principals resolved in this run
         self._shared: dict = {}  # reads valid for the whole run (the mailbox map)
+        self._drift_checked: dict[int, tuple] = {}  # batch -> (time, scan, scan time) of its last drift check
         self.exo = Guarded(exo, control=self.control, output=self.output, dry_run=dry_run, counter=self.calls)
         self.graph = Guarded(graph, control=self.control, output=self.output, dry_run=dry_run, counter=self.calls)
 
@@ -242,7 +243,12 @@ class Runner:
         problems = resolve_sps(ctx)
         if problems:
             raise MigratorError(f"batch {ctx.batch}: " + "; ".join(problems))
-        raise_drift(drift_check(ctx), ctx.batch)
+        last = self._drift_checked.get(ctx.batch)
+        if last is None or self.now() - last[0] > self.settings.rescan_after:
+            raise_drift(drift_check(ctx), ctx.batch)  # on every invocation, and again after a long --wait
+            self._drift_checked[ctx.batch] = (self.now(), ctx.cache.get("sendas"), ctx.cache.get("sendas_at"))
+        else:  # re-entered after a short wait in this run: the check (and its scan) is still fresh
+            ctx.cache["sendas"], ctx.cache["sendas_at"] = last[1], last[2]
         unsafe = check_cutover_safe(ctx)
         if unsafe:
             raise PlanError(f"batch {ctx.batch}: " + "; ".join(unsafe) + ". Re-plan so the app's SendAs grants all "

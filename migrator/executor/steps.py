@@ -119,13 +119,14 @@ def sp_keys(ctx: Context) -> dict[str, set[str]]:
     return keys
 
 
-def legacy_rows(ctx: Context, *, fresh: bool = False) -> dict[tuple[str, str], list[dict]]:
+def legacy_rows(ctx: Context, *, fresh: bool = False, max_age: float | None = None) -> dict[tuple[str, str], list[dict]]:
     """(app_id, mailbox) -> explicit Allow SendAs rows held by the batch's SPs, from one full scan.
 
     The full scan filtered client-side is the safe default (a per-trustee query can miss rows, EXCHANGE.md §3),
     and it costs a few paged calls where per-mailbox reads would cost one per grant.
     """
-    if fresh or "sendas" not in ctx.cache:
+    stale = max_age is not None and ctx.now() - ctx.cache.get("sendas_at", -1e18) > max_age
+    if fresh or stale or "sendas" not in ctx.cache:
         mboxes = mailbox_map(ctx)
         keys = sp_keys(ctx)
         found: dict[tuple[str, str], list[dict]] = defaultdict(list)
@@ -153,6 +154,7 @@ def legacy_rows(ctx: Context, *, fresh: bool = False) -> dict[tuple[str, str], l
             raise MigratorError(f"trustee {ambiguous[0]!r} matches several of the batch's service principals "
                                 "(same display name?); rename one so grants can be told apart")
         ctx.cache["sendas"] = dict(found)
+        ctx.cache["sendas_at"] = ctx.now()
     return ctx.cache["sendas"]
 
 
@@ -666,7 +668,9 @@ def step_cutover(ctx: Context) -> StepResult:
 
 def step_remove_legacy(ctx: Context) -> StepResult:
     """Remove the batch's migrated legacy grants, each recorded (its full row) before removal; verify by a scan."""
-    rows = legacy_rows(ctx, fresh=True)
+    # The prior rows: the preflight's scan of this same invocation when it is recent (nothing in between writes
+    # SendAs grants), else a new scan. Either way they are read before the first removal.
+    rows = legacy_rows(ctx, max_age=ctx.settings.rescan_after)
     send_as = ctx.view.migrate_grants("SendAs")
     full = ctx.view.migrate_grants("FullAccess")
 
@@ -742,7 +746,7 @@ def step_remove_legacy(ctx: Context) -> StepResult:
 def step_final_verify(ctx: Context) -> StepResult:
     failures = verify_rbac(ctx, "Final verification", size=ctx.settings.final_verify_sample)
     if not ctx.dry_run:
-        after = legacy_rows(ctx, fresh=True)
+        after = legacy_rows(ctx, max_age=ctx.settings.rescan_after)  # the removal's own check scan, if recent
         for g in ctx.view.migrate_grants("SendAs"):
             if (norm_id(g.app_id), norm_id(g.mailbox)) in after:
                 failures.append(ItemFailure(f"SendAs {g.app_id} on {g.mailbox}", "legacy grant is back"))
