@@ -362,6 +362,14 @@ def test_role_assignment_outputs_for_each_scope_kind(state):
     assert run(state, "Get-ManagementRoleAssignment", RoleAssigneeType="User") == []
 
 
+def test_role_assignee_name_setting():
+    state = make_state(role_assignee_name="display_name")
+    row = run(state, "New-ManagementRoleAssignment", Name="A", Role="Application SMTP.SendAsApp", App=BILLING)[0]
+    assert row["RoleAssigneeName"] == "Billing Mailer" and row["RoleAssigneeType"] == "ServicePrincipal"
+    with pytest.raises(ValueError):
+        make_state(role_assignee_name="guid")
+
+
 def test_set_role_assignment_changes_scope(state):
     run(state, "New-ManagementScope", Name="S1", RecipientRestrictionFilter="Department -eq 'Sales'")
     run(state, "New-ManagementScope", Name="S2", RecipientRestrictionFilter="Department -eq 'Finance'")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields, replace
 
 CLAIM_RULES = ("documented", "union")
 TRUSTEE_DISPLAYS = ("display_name", "object_id")
+ROLE_ASSIGNEE_NAMES = ("object_id", "display_name")
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,15 @@ class SandboxSettings:
     trustee_display: str = "display_name"
     # Seconds a just-created group stays invisible to Get-* (directory replication).
     replication_delay: float = 0.0
+    # What Get-ManagementRoleAssignment shows in RoleAssignee/RoleAssigneeName for an app: its SP ObjectId (reported
+    # live, EXCHANGE.md §7) or its display name (what some community scripts expect). UNVERIFIED: a setting.
+    role_assignee_name: str = "object_id"
 
     def __post_init__(self) -> None:
         if self.claim_rule not in CLAIM_RULES:
             raise ValueError(f"claim_rule must be one of {CLAIM_RULES}, not {self.claim_rule!r}")
+        if self.role_assignee_name not in ROLE_ASSIGNEE_NAMES:
+            raise ValueError(f"role_assignee_name must be one of {ROLE_ASSIGNEE_NAMES}, not {self.role_assignee_name!r}")
         if self.trustee_display not in TRUSTEE_DISPLAYS:
             raise ValueError(f"trustee_display must be one of {TRUSTEE_DISPLAYS}, not {self.trustee_display!r}")
         for name in ("propagation_delay", "token_lifetime", "replication_delay"):

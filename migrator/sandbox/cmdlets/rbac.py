@@ -131,9 +131,10 @@ def assignment_row(state: TenantState, ra: RoleAssignment) -> dict:
     app = state.apps.get(ra.app_id)
     custom, write_scope = _scope_label(state, ra)
     group = state.recipients.get(ra.scope_ref) if ra.scope_kind == "group" else None
+    assignee = ra.app_id if app is None else (
+        app.display_name if state.settings.role_assignee_name == "display_name" else app.object_id)
     return {"Name": ra.name, "Identity": ra.name, "Id": ra.name, "Guid": ra.guid, "Role": ra.role,
-            "RoleAssignee": app.object_id if app else ra.app_id,
-            "RoleAssigneeName": app.object_id if app else ra.app_id, "RoleAssigneeType": "ServicePrincipal",
+            "RoleAssignee": assignee, "RoleAssigneeName": assignee, "RoleAssigneeType": "ServicePrincipal",
             "AssignmentMethod": "Direct", "CustomResourceScope": custom, "RecipientWriteScope": write_scope,
             "CustomRecipientWriteScope": custom if ra.scope_kind in ("custom", "group") else None,
             "RecipientGroupScope": group.name if group else None,
