@@ -1,0 +1,300 @@
+"""`migrator rehearse PLAN`: a dress rehearsal of a plan against a sandbox copy of its tenant.
+
+The plan's source inventory (plan.json names it, and its SHA-256 must match) becomes a sandbox fixture
+(sandbox/from_inventory.py); a fresh sandbox serves it with faults injected (throttling, transient errors, dropped
+connections, replication delay) and short propagation and token lifetimes; the executor runs every batch through
+the real clients over HTTPS, resuming after failed items as an admin would; then the sandbox's own timeline is
+checked: no access gap for any original (app, mailbox), no over-grant for any other pair, and the tenant's end
+state equals the plan's. By default once under each claim rule (documented, union), each in a fresh sandbox.
+
+The plan folder is copied to a temporary folder first: the rehearsal's journal never touches the real one. The
+waits are fast-forwarded on the sandbox's clock (the executor's `now`/`sleep` are that clock), so a rehearsal
+takes the time of its API calls, not of its waits; the sandbox's propagation delay and token lifetime move with
+the same clock, so nothing is skipped that the checker would not see.
+
+Also the pieces `migrator demo` shares: `run_batches` / `rollback_batch` (the executor's Runner and
+RollbackRunner, resumed a bounded number of times after failed items) and `end_state_problems`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from migrator.errors import InputError, MigratorError, PlanError, TenantError
+from migrator.model import norm_id
+
+CLAIM_RULES = ("documented", "union")
+# Sandbox delays of a rehearsal, and the executor's waits: each wait exceeds the delay it covers, as in a real run.
+# All on the fast-forwarded sandbox clock, so they cost no wall time. The token lifetime is an hour, as Entra's: msal
+# keeps its token across the jumps, the sandbox refuses it once expired, and the client refreshes on that 401,
+# which is the path a real run takes after a long wait.
+REHEARSAL_DELAYS = {"propagation_delay": 1800.0, "token_lifetime": 3600.0, "replication_delay": 30.0}
+REHEARSAL_WAITS = {"propagation_wait": 2100.0, "token_lifetime": 3900.0}
+MAX_RESUMES = 8
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running batches with bounded resumes (shared with the demo)
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class BatchRun:
+    """The end of a run of `execute` or `rollback` over some batches, after any resumes."""
+
+    statuses: dict[int, str]  # batch -> done | skipped | waiting | failed | stopped
+    resumes: int = 0
+    problems: list[str] = field(default_factory=list)  # what each resumed attempt stopped on
+    calls: Counter = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return all(s in ("done", "skipped") for s in self.statuses.values())
+
+
+def _attempts(make_runner: Callable, plan_dir: Path, batches: list[int], *, journal_clock, max_resumes: int,
+              on_resume: Callable[[int, str], None] | None) -> BatchRun:
+    from migrator.executor.journal import Journal
+
+    run = BatchRun({b: "new" for b in batches})
+    for attempt in range(max_resumes + 1):
+        try:
+            with Journal(plan_dir, clock=journal_clock) as journal:
+                runner = make_runner(journal)
+                result = runner.run(batches)
+                run.calls.update(runner.calls)
+        except (PlanError,) as exc:
+            raise exc
+        except TenantError as exc:  # a read that failed after every retry: the same command resumes
+            why = f"stopped on a tenant error: {exc}"
+        else:
+            for outcome in result.outcomes:
+                if not (outcome.status == "skipped" and run.statuses.get(outcome.batch) == "done"):
+                    run.statuses[outcome.batch] = outcome.status  # "done" earlier stays "done" on a resume
+            if run.ok:
+                return run
+            failed = [o for o in result.outcomes if o.status in ("failed", "stopped")]
+            if not failed:
+                return run  # waiting only: the caller's wait setting decides
+            why = "; ".join(f"batch {o.batch}: {len(o.failures) or 1} item(s) failed"
+                            + (f" ({o.failures[0]})" if o.failures else f" ({o.message})") for o in failed)
+        run.problems.append(why)
+        if attempt == max_resumes:
+            break
+        run.resumes += 1
+        if on_resume is not None:
+            on_resume(run.resumes, why)
+    return run
+
+
+def run_batches(plan, plan_dir: Path, conn, batches: Iterable[int], settings, *, output,
+                now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                max_resumes: int = MAX_RESUMES, on_resume=None) -> BatchRun:
+    """`migrator execute PLAN --all --wait --yes`, resumed after failed items (at most max_resumes times)."""
+    from migrator.executor.context import Control
+    from migrator.executor.runner import Runner
+
+    def make(journal):
+        return Runner(plan, journal, conn.exo, conn.graph, settings=settings, wait=True, control=Control(plan_dir),
+                      output=output, now=now, sleep=sleep)
+
+    return _attempts(make, plan_dir, [int(b) for b in batches], journal_clock=now, max_resumes=max_resumes,
+                     on_resume=on_resume)
+
+
+def rollback_batch(plan, plan_dir: Path, conn, batch: int, settings, *, output,
+                   now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                   max_resumes: int = MAX_RESUMES, on_resume=None) -> BatchRun:
+    """`migrator rollback PLAN --batch N --wait --yes`, resumed after failed items."""
+    from migrator.executor.context import Control
+    from migrator.executor.rollback import RollbackRunner
+
+    def make(journal):
+        return RollbackRunner(plan, journal, conn.exo, conn.graph, settings=settings, wait=True,
+                              control=Control(plan_dir), output=output, now=now, sleep=sleep)
+
+    return _attempts(make, plan_dir, [int(batch)], journal_clock=now, max_resumes=max_resumes, on_resume=on_resume)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The sandbox's end state against the plan
+# ---------------------------------------------------------------------------------------------------------------
+def expected_access(plan, original: set[tuple[str, str]], applied: set[int]) -> dict[str, dict]:
+    """Per app of the tenant: the SendAs grants, RBAC scope and claim the plan leaves once `applied` batches are
+    done (every other batch never run, or rolled back)."""
+    migrated_apps = {norm_id(a) for b in plan.batches if int(b.number) in applied for a in b.apps}
+    out: dict[str, dict] = {}
+    for app_id, mailbox in original:
+        out.setdefault(app_id, {"sendas": set(), "rbac": set(), "claim": True})["sendas"].add(mailbox)
+    for g in plan.grants:
+        app_id = norm_id(g.app_id)
+        if app_id in migrated_apps and g.action == "migrate" and str(g.right) == "SendAs":
+            entry = out.setdefault(app_id, {"sendas": set(), "rbac": set(), "claim": True})
+            entry["sendas"].discard(norm_id(g.mailbox))
+            entry["rbac"].add(norm_id(g.mailbox))
+    for app_id in migrated_apps:
+        out.setdefault(app_id, {"sendas": set(), "rbac": set(), "claim": True})["claim"] = False
+    return out
+
+
+def end_state_problems(state, plan, original: set[tuple[str, str]], applied: set[int], *,
+                       apps: Iterable[str] | None = None, cutover: bool = True) -> list[str]:
+    """What differs between the sandbox tenant now and what the plan says it should be (empty when equal)."""
+    expected = expected_access(plan, original, applied)
+    problems = []
+    with state.lock:
+        chosen = {norm_id(a) for a in apps} if apps is not None else set(expected) | {
+            a for a, app in state.apps.items() if not app.is_admin}
+        for app_id in sorted(chosen):
+            app = state.apps.get(app_id)
+            want = expected.get(app_id, {"sendas": set(), "rbac": set(), "claim": None})
+            if app is None:
+                problems.append(f"app {app_id}: not in the tenant")
+                continue
+            for what, have in (("SendAs grants", state.effective_sendas(app)), ("RBAC scope",
+                                                                                state.effective_rbac(app))):
+                key = "sendas" if what == "SendAs grants" else "rbac"
+                extra, missing = sorted(have - want[key]), sorted(want[key] - have)
+                if extra:
+                    problems.append(f"app {app_id}: {what} on {len(extra)} mailbox(es) the plan does not give it "
+                                    f"(e.g. {extra[0]})")
+                if missing:
+                    problems.append(f"app {app_id}: {what} missing on {len(missing)} mailbox(es) (e.g. {missing[0]})")
+            if cutover and want["claim"] is not None and state.claim_now(app_id) != want["claim"]:
+                problems.append(f"app {app_id}: Entra SMTP.SendAsApp is {'held' if state.claim_now(app_id) else 'gone'}"
+                                f", the plan says it should be {'held' if want['claim'] else 'gone'}")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The rehearsal
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class Rehearsal:
+    claim_rule: str
+    statuses: dict[int, str]
+    resumes: int
+    problems: list[str]
+    gaps: list
+    overgrants: list
+    end_state: list[str]
+    faults: dict
+    calls: Counter
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (not self.gaps and not self.overgrants and not self.end_state
+                and all(s in ("done", "skipped") for s in self.statuses.values()))
+
+    def to_dict(self) -> dict:
+        def interval(i) -> dict:
+            return {"app_id": i.app_id, "mailbox": i.mailbox, "start": i.start, "end": i.end, "reason": i.reason}
+
+        return {"claim_rule": self.claim_rule, "ok": self.ok, "batches": {str(k): v for k, v in self.statuses.items()},
+                "resumes": self.resumes, "resume_reasons": self.problems,
+                "gaps": [interval(i) for i in self.gaps], "overgrants": [interval(i) for i in self.overgrants],
+                "end_state": self.end_state, "faults": self.faults,
+                "api_calls": {"read": self.calls.get("read", 0), "write": self.calls.get("write", 0)},
+                "seconds": round(self.seconds, 2), "notes": self.notes}
+
+
+def find_source(plan, inventory: Path | None = None):
+    """The plan's source (an inventory folder or grants CSV), checked against the SHA-256 recorded in plan.json."""
+    from migrator.planner.source import load_source
+
+    meta = plan.meta.get("source") or {}
+    plan_json = str(Path(plan.path) / "plan.json") if plan.path else "plan.json"
+    if inventory is None:
+        recorded = meta.get("path")
+        if not recorded:
+            raise InputError("plan.json names no source inventory; give it with --inventory", path=plan_json)
+        bases = [Path.cwd()] + ([Path(plan.path).resolve().parent.parent, Path(plan.path).resolve().parent]
+                                if plan.path else [])
+        found = next((b / recorded for b in bases if (b / recorded).exists()), None)
+        if found is None:
+            raise InputError(f"the plan's source {recorded!r} was not found (looked from the current folder and the "
+                             "plan's); give it with --inventory PATH", path=plan_json, field="source.path")
+        inventory = found
+    source = load_source(Path(inventory))
+    if meta.get("sha256") and source.sha256 != meta["sha256"]:
+        raise PlanError(f"{inventory} is not the inventory this plan was made from (its SHA-256 is "
+                        f"{source.sha256[:12]}, plan.json says {str(meta['sha256'])[:12]}); rehearse against the "
+                        "same inventory, or plan again", path=plan_json)
+    return source
+
+
+def copy_plan(plan, dest: Path) -> Path:
+    """The plan's files (plan.json and the files it hashes), without its journal, into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    src = Path(plan.path)
+    for name in ["plan.json", *sorted(plan.meta.get("files", {}))]:
+        if (src / name).exists():
+            shutil.copy2(src / name, dest / name)
+    return dest
+
+
+def rehearse_once(plan, fixture: dict, *, claim_rule: str, seed: int = 0, faults: str = "mild",
+                  output=None, on_resume=None, max_resumes: int = MAX_RESUMES) -> Rehearsal:
+    """Run every batch of `plan` (a Plan whose .path is a folder the rehearsal may write its journal in) against a
+    fresh sandbox of `fixture` under `claim_rule`, then check the sandbox's timeline and end state."""
+    import dataclasses
+
+    from migrator.executor import Connection, check_permissions
+    from migrator.executor.context import ExecSettings, Output
+    from migrator.sandbox.clock import Clock
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    started = time.monotonic()
+    clock = Clock()  # real time, fast-forwarded through the executor's waits
+    settings = SandboxSettings(claim_rule=claim_rule, **REHEARSAL_DELAYS)
+    exec_settings = ExecSettings(concurrency=4, verify_retry_delay=5.0, replication_poll=5.0,
+                                 replication_timeout=900.0, seed=seed, **REHEARSAL_WAITS)
+    output = output or Output(quiet=True)
+    with tempfile.TemporaryDirectory(prefix="migrator-rehearse-") as tmp:
+        with start_sandbox(fixture, seed=seed, faults=faults, settings=settings, run_dir=Path(tmp) / "sandbox",
+                           clock=clock) as sb:
+            conn = Connection(sb.profile_path)
+            check_permissions(conn, graph_write=True)
+            run = run_batches(plan, Path(plan.path), conn, [int(b.number) for b in plan.batches], exec_settings,
+                              output=output, now=clock.now, sleep=clock.advance, max_resumes=max_resumes,
+                              on_resume=on_resume)
+            original = set(sb.app.backend.original_grants)
+            report = sb.state.check(original)  # followed past the last change to its steady end
+            applied = {b for b, s in run.statuses.items() if s in ("done", "skipped")}
+            end = end_state_problems(sb.state, plan, original, applied)
+            fault_counts = dict(sb.faults.counts)
+    return Rehearsal(claim_rule, run.statuses, run.resumes, run.problems, report.gaps, report.overgrants, end,
+                     fault_counts, run.calls, time.monotonic() - started, list(fixture.get("notes", [])))
+
+
+def rehearse(plan_path: Path, *, inventory: Path | None = None, claim_rules: Iterable[str] = CLAIM_RULES,
+             seed: int = 0, faults: str = "mild", output=None, on_start=None, on_resume=None) -> list[Rehearsal]:
+    """`migrator rehearse PLAN`: load and check the plan, find its inventory, rehearse under each claim rule."""
+    from migrator.planner.plan import load_plan
+    from migrator.sandbox.from_inventory import fixture_from_inventory
+
+    plan = load_plan(Path(plan_path))  # hashes and exactness first, as execute does
+    source = find_source(plan, inventory)
+    fixture = fixture_from_inventory(source.inventory, name=Path(source.path).name)
+    results = []
+    for rule in claim_rules:
+        if rule not in CLAIM_RULES:
+            raise InputError(f"unknown claim rule; use one of {', '.join(CLAIM_RULES)}", value=rule)
+        if on_start is not None:
+            on_start(rule)
+        with tempfile.TemporaryDirectory(prefix="migrator-rehearse-plan-") as tmp:
+            copy = load_plan(copy_plan(plan, Path(tmp) / Path(plan.path).name))
+            results.append(rehearse_once(copy, fixture, claim_rule=rule, seed=seed, faults=faults, output=output,
+                                         on_resume=on_resume))
+    return results
+
+
+__all__ = ["rehearse", "rehearse_once", "run_batches", "rollback_batch", "end_state_problems", "expected_access",
+           "find_source", "copy_plan", "BatchRun", "Rehearsal", "CLAIM_RULES", "MigratorError"]
