@@ -291,3 +291,44 @@ def test_attribute_change_moves_a_mailbox_into_an_attribute_scope():
     assert state.effective_rbac(state.apps[BILLING]) == {ADELE, BOB, "erin.li@contoso.com"}
     over = state.check(ORIGINAL).overgrants
     assert [(o.mailbox, o.start) for o in over] == [("erin.li@contoso.com", state.clock.now())]
+
+
+def _migrated(state):
+    scope_billing(state)
+    state.clock.advance(DELAY)
+    cut_over(state)
+    state.clock.advance(LIFE)
+    remove_sendas(state, ADELE, BOB)
+    state.clock.advance(600)  # longer than sendas_delay: the removal has reached the data plane
+
+
+def _restore(state):
+    for m in (ADELE, BOB):
+        run(state, "Add-RecipientPermission", Identity=m, Trustee=BILLING, AccessRights="SendAs")
+
+
+def test_rollback_regranting_the_claim_before_sendas_reaches_the_data_plane_is_a_gap():
+    state = make_state(propagation_delay=DELAY, token_lifetime=LIFE, sendas_delay=300)
+    _migrated(state)
+    t = state.clock.now()
+    _restore(state)
+    from test_sandbox_timeline_bruteforce import regrant
+    regrant(state, BILLING)  # too early: new tokens carry the claim, the SendAs grants are not served yet
+    state.clock.advance(LIFE)
+    run(state, "Remove-ManagementRoleAssignment", Identity="Billing SMTP")
+    state.clock.advance(DELAY)
+    gaps = state.check(ORIGINAL).gaps
+    assert sorted((g.mailbox, g.start, g.end) for g in gaps) == [(ADELE, t, t + 300), (BOB, t, t + 300)]
+
+
+def test_rollback_waiting_for_sendas_then_the_token_lifetime_has_no_gap():
+    state = make_state(propagation_delay=DELAY, token_lifetime=LIFE, sendas_delay=300)
+    _migrated(state)
+    _restore(state)
+    state.clock.advance(300)
+    from test_sandbox_timeline_bruteforce import regrant
+    regrant(state, BILLING)
+    state.clock.advance(LIFE)  # tokens without the claim (RBAC path) have all expired
+    run(state, "Remove-ManagementRoleAssignment", Identity="Billing SMTP")
+    state.clock.advance(DELAY)
+    assert state.check(ORIGINAL).ok

@@ -2,7 +2,8 @@
 
 EXCHANGE.md §1: under the documented rule a token carrying the `SMTP.SendAsApp` role claim needs the per-mailbox
 SendAs grant, a token without it needs the `Application SMTP.SendAsApp` RBAC role with M in scope. The RBAC part is
-seen as configured `propagation_delay` seconds earlier (Test-ServicePrincipalAuthorization sees it at once). Under
+seen as configured `propagation_delay` seconds earlier (Test-ServicePrincipalAuthorization sees it at once), the
+SendAs part `sendas_delay` seconds earlier (0 by default). Under
 the "union" rule either path serves any token. The answer is read from the timeline, so past instants work too.
 """
 

@@ -23,6 +23,9 @@ class SandboxSettings:
     trustee_display: str = "display_name"
     # Seconds a just-created group stays invisible to Get-* (directory replication).
     replication_delay: float = 0.0
+    # Seconds before the data plane sees a SendAs grant added or removed (0: at once). Exchange caches mailbox
+    # permissions too; how long is UNVERIFIED, so rollback (which restores SendAs) can be tested against a delay.
+    sendas_delay: float = 0.0
     # What Get-ManagementRoleAssignment shows in RoleAssignee/RoleAssigneeName for an app: its SP ObjectId (reported
     # live, EXCHANGE.md §7) or its display name (what some community scripts expect). UNVERIFIED: a setting.
     role_assignee_name: str = "object_id"
@@ -34,7 +37,7 @@ class SandboxSettings:
             raise ValueError(f"role_assignee_name must be one of {ROLE_ASSIGNEE_NAMES}, not {self.role_assignee_name!r}")
         if self.trustee_display not in TRUSTEE_DISPLAYS:
             raise ValueError(f"trustee_display must be one of {TRUSTEE_DISPLAYS}, not {self.trustee_display!r}")
-        for name in ("propagation_delay", "token_lifetime", "replication_delay"):
+        for name in ("propagation_delay", "token_lifetime", "replication_delay", "sendas_delay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
 

@@ -128,7 +128,12 @@ class Timeline:
         return series.at(t) if series is not None else False
 
     def sendas_at(self, app_id: str, mailbox: str, t: float) -> bool:
+        """The grant is there at t, as configured (Get-RecipientPermission's view)."""
         return self._at(self.sendas, (app_id, mailbox), t)
+
+    def sendas_effective_at(self, app_id: str, mailbox: str, t: float) -> bool:
+        """The grant as the data plane sees it at t (the configuration of t - sendas_delay)."""
+        return self._at(self.sendas, (app_id, mailbox), t - self.settings.sendas_delay)
 
     def rbac_at(self, app_id: str, mailbox: str, t: float) -> bool:
         """In scope as configured at t (Test-ServicePrincipalAuthorization's view)."""
@@ -143,7 +148,7 @@ class Timeline:
 
     def can_send(self, app_id: str, mailbox: str, t: float, *, token_claim: bool) -> bool:
         """The data-plane rule (EXCHANGE.md §1) for a token that does or does not carry SMTP.SendAsApp."""
-        sendas = self.sendas_at(app_id, mailbox, t)
+        sendas = self.sendas_effective_at(app_id, mailbox, t)
         rbac = self.rbac_effective_at(app_id, mailbox, t)
         if self.settings.claim_rule == "union":
             return sendas or rbac
@@ -197,6 +202,7 @@ def check(timeline: Timeline, original_grants, *, until: float | None = None) ->
     An original pair the data plane did not serve at the start is listed in `unserved_at_start`, not as a gap."""
     s = timeline.settings
     life, delay, union = s.token_lifetime, s.propagation_delay, s.claim_rule == "union"
+    sendas_delay = s.sendas_delay
     original = {(a.lower(), m.lower()) for a, m in original_grants}
     report = Report()
     with timeline._lock:
@@ -205,6 +211,7 @@ def check(timeline: Timeline, original_grants, *, until: float | None = None) ->
             sa, rb, cl = timeline.sendas.get((app, mbx)), timeline.rbac.get((app, mbx)), timeline.claim.get(app)
             points = {timeline.start}
             points.update(_points(sa))
+            points.update(_points(sa, sendas_delay))
             points.update(_points(rb))
             points.update(_points(rb, delay))
             points.update(_points(cl))
@@ -244,7 +251,7 @@ def _claim_window(cl: _Series | None, start: float, t: float, life: float) -> tu
 
 
 def _gap(tl: Timeline, app: str, mbx: str, t: float, life: float, union: bool, cl) -> str | None:
-    sendas = tl.sendas_at(app, mbx, t)
+    sendas = tl.sendas_effective_at(app, mbx, t)
     rbac = tl.rbac_effective_at(app, mbx, t)
     if union:
         return None if (sendas or rbac) else "neither a SendAs grant nor a propagated RBAC role serves the app"
@@ -259,7 +266,7 @@ def _gap(tl: Timeline, app: str, mbx: str, t: float, life: float, union: bool, c
 def _over(tl: Timeline, app: str, mbx: str, t: float, life: float, union: bool, cl) -> str | None:
     if tl.rbac_at(app, mbx, t):
         return "in RBAC scope (configuration) for a mailbox the app did not have"
-    sendas = tl.sendas_at(app, mbx, t)
+    sendas = tl.sendas_effective_at(app, mbx, t)
     rbac = tl.rbac_effective_at(app, mbx, t)
     if union:
         if sendas or rbac:
