@@ -30,12 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _serve(fixture_path: str, faults: dict, seed: int, conn) -> None:
+def _serve(fixture_path: str, faults: dict, seed: int, trustee_display: str, conn) -> None:
     """Child process: serve the fixture until told to stop; then report the faults that fired."""
     from migrator.sandbox.faults import FaultProfile
     from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
 
-    sb = start_sandbox(fixture_path, seed=seed, faults=FaultProfile(**faults))
+    sb = start_sandbox(fixture_path, seed=seed, faults=FaultProfile(**faults),
+                       settings=SandboxSettings(trustee_display=trustee_display))
     conn.send({"profile": str(sb.profile_path)})
     conn.recv()  # stop
     counts = dict(sb.faults.counts)
@@ -109,6 +111,8 @@ def main() -> int:
     ap.add_argument("--burst", type=int, default=50)
     ap.add_argument("--workers", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--trustee-display", choices=["display_name", "object_id"], default="display_name",
+                    help="how the sandbox shows an SP trustee (UNVERIFIED live; EXCHANGE.md §3)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "inventory_api.md")
     args = ap.parse_args()
 
@@ -124,7 +128,7 @@ def main() -> int:
               file=sys.stderr)
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(str(fixture), faults, args.seed, child), daemon=True)
+        proc = ctx.Process(target=_serve, args=(str(fixture), faults, args.seed, args.trustee_display, child), daemon=True)
         proc.start()
         try:
             profile = load_profile(parent.recv()["profile"])
@@ -150,8 +154,9 @@ def main() -> int:
         "",
         f"Synthetic tenant: {args.mailboxes} mailboxes, {args.apps} apps, {len(live['grants'])} grants; sandbox in a "
         f"child process with {args.latency_ms:g} ms latency and a throttle budget of {args.rate:g} requests/s "
-        f"(burst {args.burst}). Command: `.venv/bin/python bench/inventory_api.py --mailboxes {args.mailboxes} "
-        f"--latency-ms {args.latency_ms:g} --rate {args.rate:g} --burst {args.burst}`.",
+        f"(burst {args.burst}), trustees shown by {args.trustee_display}. Command: `.venv/bin/python "
+        f"bench/inventory_api.py --mailboxes {args.mailboxes} --apps {args.apps} --latency-ms {args.latency_ms:g} "
+        f"--rate {args.rate:g} --burst {args.burst} --trustee-display {args.trustee_display}`.",
         "",
         "| run | API calls | wall time (s) | 429/concurrency answers | failed reads | throttle budget used |",
         "|---|---:|---:|---:|---:|---:|",

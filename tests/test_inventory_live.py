@@ -222,3 +222,30 @@ def test_cli_exit_codes_and_messages(calm_sandbox, tmp_path):
 def test_profile_of_the_sandbox_loads(calm_sandbox):
     p = load_profile(calm_sandbox.profile_path)
     assert p.ca_bundle and not p.authority_is_microsoft
+
+
+def test_two_apps_with_one_display_name_are_told_apart_by_per_sp_queries(tmp_path):
+    """Trustees shown by display name, two SPs sharing one: the live path asks per SP (by ObjectId), checks the
+    answers add up to the scan, and attributes each grant to the right app."""
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    data = json.loads(FIXTURE.read_text())
+    holders = {}
+    for r in data["recipient_permissions"] + data["mailbox_permissions"]:
+        who = r.get("trustee") or r.get("user")
+        if "app" in who:
+            holders[who["app"]] = holders.get(who["app"], 0) + 1
+    fa_apps = {(r["user"])["app"] for r in data["mailbox_permissions"] if "app" in r["user"]}
+    first = next(a for a in data["apps"] if a["app_id"] in fa_apps)
+    second = next(a for a in data["apps"] if a["app_id"] in holders and a is not first)
+    second["display_name"] = first["display_name"]
+    sb = start_sandbox(data, seed=3, faults="none", settings=SandboxSettings(trustee_display="display_name"))
+    try:
+        inv = live_inventory(sb.profile_path, tmp_path / "inv", progress=False, allow_unknown_trustees=True)
+    finally:
+        sb.stop()
+    assert as_set(inv) == ground_truth(data)
+    checks = inv.manifest["strategy"]["checks"]["ambiguous_sp_names"]
+    assert checks["sendas"]["unresolved"] == [] and checks["sendas"]["names"] == [first["display_name"].lower()]
+    assert checks["fullaccess"]["unresolved"] == [] and checks["fullaccess"]["pairs"] >= 2
