@@ -46,6 +46,12 @@ def test_unknown_cmdlet_and_parameter(state):
     assert err(state, "Get-ManagementRoleAssignment", App=BILLING).exception_type == "ParameterBindingException"
 
 
+def test_whatif_changes_nothing(state):
+    out = run(state, "Remove-DistributionGroup", Identity="sales-senders", WhatIf=True)
+    assert out == [] and out.warnings and "What if" in out.warnings[0]
+    assert run(state, "Get-DistributionGroup", Identity="sales-senders")
+
+
 def test_error_detail_is_errid_type_text(state):
     e = err(state, "Get-Mailbox", Identity="nobody@contoso.com")
     errid, full_type, text = e.detail().split("|", 2)

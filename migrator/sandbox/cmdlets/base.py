@@ -158,6 +158,9 @@ def run_cmdlet(state: TenantState, name: str, raw: dict, caller: Caller) -> Cmdl
                           "Directory Roles to Azure AD Application for EXO App-Only Authentication.",
                           http_status=403, cmdlet=fn.cmdlet_name)
     params = Params(fn.cmdlet_name, raw, allowed)
+    if write and params.bool("WhatIf"):  # -WhatIf: describe, change nothing
+        return CmdletResult([], [f"What if: performing the operation \"{fn.cmdlet_name}\" with parameters "
+                                 f"{sorted(k for k in raw if str(k).lower() not in COMMON)}."])
     result = fn(state, params, caller)
     if write:
         state.timeline.note(state.clock.now(), "change", cmdlet=fn.cmdlet_name, app_id=caller.app_id,
