@@ -297,6 +297,7 @@ class TenantState:
             load_fixture(state, data)
             state.timeline = Timeline(state.settings, state.clock.now())
             state._sendas_now, state._rbac_now = {}, {}
+            state.timeline.loading = True
             state.sync_access(None)
             state.timeline.loading = False
         return state

@@ -85,7 +85,7 @@ class Timeline:
         self.rbac: dict[tuple[str, str], _Series] = {}
         self.claim: dict[str, _Series] = {}
         self.log: list[Event] = []
-        self.loading = True  # the initial state is not a change: TenantState.from_fixture clears this
+        self.loading = False  # True while TenantState.from_fixture records the initial state (not a change)
 
     # --- recording -------------------------------------------------------------------------------------------
     def _set(self, table: dict, key, t: float, value: bool, kind: str) -> None:
