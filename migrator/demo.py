@@ -1,0 +1,375 @@
+"""`migrator demo`: the whole job in one command, against the bundled sandbox tenant.
+
+The story: start the sandbox (the sample tenant, mild faults, propagation and token lifetimes of a few seconds)
+-> live inventory over HTTPS -> plan -> the pilot batch -> the waves (side by side: while one waits, the next goes
+on) -> check -> the last batch fails mid-way (a fault injected on one mailbox) -> roll it back -> check that its
+apps are back on exactly their legacy grants, and that the sandbox's timeline shows no access gap and no
+over-grant for the whole run -> write the report. Each step calls the same core functions as the commands
+(inventory, plan, execute, rollback, report); only the fault is the demo's own, injected at the sandbox's seam.
+
+Exit status: 0 when every invariant holds, 1 (with the report still written) when one does not.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from migrator.errors import InputError, MigratorError
+from migrator.model import norm_id
+
+MARKER = ".migrator-demo"
+# The sandbox's delays (seconds) and the executor's waits that cover them: each wait exceeds its delay.
+DEMO_DELAYS = {"propagation_delay": 2.0, "token_lifetime": 3.0, "replication_delay": 0.5}
+DEMO_WAITS = {"propagation_wait": 2.5, "token_lifetime": 3.5}
+SIMULATED = "RecipientTaskException"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Telling the story
+# ---------------------------------------------------------------------------------------------------------------
+class Story:
+    """Headings and lines on stdout; the executor's own progress goes through `output()`."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.started = time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def elapsed(self) -> str:
+        return f"{time.monotonic() - self.started:5.1f}s"
+
+    def heading(self, number: int, text: str) -> None:
+        if not self.quiet:
+            click.echo("")
+            click.secho(f"[{self.elapsed()}] {number}. {text}", bold=True)
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            click.echo(f"    {text}")
+
+    def ok(self, text: str) -> None:
+        if not self.quiet:
+            click.echo("    " + click.style("ok", fg="green") + f"  {text}")
+
+    def bad(self, text: str) -> None:
+        click.echo("    " + click.style("FAIL", fg="red", bold=True) + f"  {text}", err=self.quiet)
+
+    def output(self):
+        return _StoryOutput(self)
+
+
+def _story_output_class():
+    from migrator.executor.context import Output, _NoBar
+
+    class StoryOutput(Output):
+        """The executor's messages, condensed: one line per step, one per wait, progress bars on a terminal."""
+
+        def __init__(self, story: Story) -> None:
+            super().__init__(quiet=story.quiet)
+            self.story = story
+            self._last_wait = None
+
+        def info(self, message: str) -> None:
+            self.lines.append(message)
+            if self.quiet:
+                return
+            text = message.strip()
+            if text.startswith("waiting for "):
+                what = text.split(":", 1)[0]
+                if what == self._last_wait:
+                    return  # the countdown's later ticks
+                self._last_wait = what
+                text = text.split(" (until", 1)[0]
+            else:
+                self._last_wait = None
+            if "\n" in text:  # a failed step: its first line and the first failures, shortened
+                first, *rest = text.splitlines()
+                shown = [first] + [_shorten(r.strip(), 150) for r in rest[:2]]
+                if len(rest) > 2:
+                    shown.append(f"- ... and {len(rest) - 2} more")
+                text = "\n        ".join(shown)
+            click.echo(f"      {text}")
+
+        def progress(self, length: int, label: str):
+            if self.quiet or not self.story.tty or length < 2:
+                return _NoBar()
+            return click.progressbar(length=length, label=f"      {label}", file=sys.stderr, width=30)
+
+    return StoryOutput
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _StoryOutput(story: Story):  # noqa: N802 - a factory that reads like the class it builds
+    return _story_output_class()(story)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The injected failure
+# ---------------------------------------------------------------------------------------------------------------
+class RefuseMailbox:
+    """Wraps the sandbox's backend: while armed, Remove-RecipientPermission on one mailbox fails every time, as a
+    mailbox in the middle of a move does. Every other call goes through untouched."""
+
+    def __init__(self, backend, mailbox: str) -> None:
+        self._backend = backend
+        self.mailbox = norm_id(mailbox)
+        self.armed = True
+        self.refused = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+    def invoke(self, cmdlet: str, params: dict, caller):
+        from migrator.sandbox.api import CmdletError
+
+        if (self.armed and cmdlet.lower() == "remove-recipientpermission"
+                and norm_id(str(params.get("Identity", ""))) == self.mailbox):
+            self.refused += 1
+            raise CmdletError(SIMULATED, f"The operation couldn't be performed because mailbox '{self.mailbox}' is "
+                                         "being moved. Try again after the move completes. (Simulated by migrator "
+                                         "demo.)", http_status=400, cmdlet=cmdlet)
+        return self._backend.invoke(cmdlet, params, caller)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The demo
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class DemoResult:
+    workdir: Path
+    plan_dir: Path
+    report: Path | None
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (what, ok, detail)
+    seconds: float = 0.0
+    failed_batch: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(ok for _, ok, _ in self.checks)
+
+
+def prepare_workdir(workdir: Path | None) -> Path:
+    """A fresh folder for the demo: a new temporary one, or `workdir` (replaced only if an earlier demo made it)."""
+    if workdir is None:
+        path = Path(tempfile.mkdtemp(prefix="migrator-demo-"))
+    else:
+        path = Path(workdir)
+        if path.exists() and not path.is_dir():
+            raise InputError("is a file; give a folder", path=str(path))
+        if path.exists() and any(path.iterdir()):
+            if not (path / MARKER).exists():
+                raise InputError("exists and is not empty, and no earlier `migrator demo` made it; give a new or "
+                                 "empty folder", path=str(path))
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+    (path / MARKER).write_text("made by `migrator demo`; a later demo with the same --workdir replaces it\n",
+                               encoding="utf-8")
+    return path
+
+
+def _check(result: DemoResult, story: Story, what: str, problems: list[str]) -> bool:
+    ok = not problems
+    detail = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    result.checks.append((what, ok, detail))
+    if ok:
+        story.ok(what)
+    else:
+        story.bad(f"{what}: {detail}")
+    return ok
+
+
+def _timeline_problems(report) -> list[str]:
+    out = [f"access gap: app {i.app_id} on {i.mailbox} ({i.reason})" for i in report.gaps]
+    out += [f"over-grant: app {i.app_id} on {i.mailbox} ({i.reason})" for i in report.overgrants]
+    return out
+
+
+def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild", quiet: bool = False,
+             keep: Callable | None = None) -> DemoResult:
+    """Tell the whole story; return what was checked. `keep(sandbox)` is called before the sandbox stops."""
+    from migrator.executor import Connection, check_permissions
+    from migrator.executor.context import ExecSettings
+    from migrator.inventory.store import counts as inventory_counts
+    from migrator.inventory.tenant import live_inventory
+    from migrator.planner.build import PlanOptions, build_plan
+    from migrator.planner.plan import load_plan, plan_counts, write_plan
+    from migrator.planner.source import load_source
+    from migrator.rehearse import end_state_problems, rollback_batch, run_batches
+    from migrator.sandbox.server import DEFAULT_FIXTURE, start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    story = Story(quiet=quiet)
+    work = prepare_workdir(workdir)
+    plan_dir = work / "plan"
+    result = DemoResult(work, plan_dir, None)
+    settings = SandboxSettings(**DEMO_DELAYS)
+
+    story.heading(1, "A sandbox tenant: Exchange Online, Entra ID and Graph on 127.0.0.1, over HTTPS")
+    with start_sandbox(DEFAULT_FIXTURE, seed=seed, faults=faults, settings=settings, run_dir=work / "sandbox") as sb:
+        state = sb.state
+        with state.lock:
+            n_mailboxes = sum(1 for r in state.recipients.values() if r.kind == "mailbox")
+            n_apps = sum(1 for a in state.apps.values() if not a.is_admin)
+        original = set(sb.app.backend.original_grants)
+        story.line(f"{state.tenant_name}: {n_mailboxes} mailboxes, {n_apps} apps, {len(original)} SendAs grants held "
+                   f"by apps; faults: {faults} (seed {seed})")
+        story.line(f"RBAC changes reach sending after {settings.propagation_delay:g} s and tokens live "
+                   f"{settings.token_lifetime:g} s (in Microsoft's cloud: 30 min-2 h and 60-90 min)")
+        story.line(f"connection profile: {sb.profile_path}")
+
+        story.heading(2, "Inventory: read every SendAs/FullAccess grant held by an app, live")
+        inv = live_inventory(sb.profile_path, work / "inventory", progress=story.tty and not quiet)
+        c = inventory_counts(inv)
+        calls = sum((inv.manifest.get("api_calls") or {}).values())
+        story.line(f"{c['grants_sendas']} SendAs + {c['grants_fullaccess']} FullAccess grants held by {c['apps']} apps"
+                   f", {c['mailboxes']} mailboxes, {c['groups']} groups; {calls} API calls -> {work / 'inventory'}")
+
+        story.heading(3, "Plan: the fewest exact groups, one scope per app, batches with a pilot first")
+        plan = build_plan(load_source(work / "inventory"), PlanOptions(batch_size=4))
+        write_plan(plan, plan_dir)
+        plan = load_plan(plan_dir)
+        pc = plan_counts(plan)
+        cover = plan.meta.get("cover", {})
+        story.line(f"{pc['grants_migrate']} grants to migrate -> {pc['groups']} groups ({pc['groups_new']} new, "
+                   f"{pc['groups_reuse']} reused; proven lower bound {cover.get('lower_bound')}), {pc['scopes']} "
+                   f"scopes, {pc['assignments']} role assignments, {pc['batches']} batches -> {plan_dir}")
+
+        conn = Connection(sb.profile_path)
+        check_permissions(conn, graph_write=True)
+        exec_settings = ExecSettings(concurrency=4, verify_retry_delay=0.5, replication_poll=0.25,
+                                     replication_timeout=60.0, seed=seed, **DEMO_WAITS)
+        out = story.output()
+
+        def resumed(n: int, why: str) -> None:
+            story.line(click.style(f"resuming (attempt {n + 1}), as `migrator execute` says to: {why[:160]}",
+                                   fg="yellow"))
+
+        numbers = [int(b.number) for b in plan.batches]
+        failing = numbers[-1]
+        result.failed_batch = failing
+        before = numbers[:-1]
+        if before:
+            story.heading(4, f"Execute the pilot (batch {before[0]}): set up RBAC, verify, wait for propagation, "
+                             "cut over, wait out the old tokens, remove the legacy grants")
+            run = run_batches(plan, plan_dir, conn, before[:1], exec_settings, output=out, on_resume=resumed)
+            _check(result, story, f"batch {before[0]} done", [f"batch {b}: {s}" for b, s in run.statuses.items()
+                                                               if s not in ("done", "skipped")])
+        if len(before) > 1:
+            story.heading(5, f"Execute batches {before[1]}-{before[-1]} side by side (while one waits, the next "
+                             "goes on)")
+            run = run_batches(plan, plan_dir, conn, before[1:], exec_settings, output=out, on_resume=resumed)
+            _check(result, story, f"batches {before[1]}-{before[-1]} done",
+                   [f"batch {b}: {s}" for b, s in run.statuses.items() if s not in ("done", "skipped")])
+        if before:
+            story.heading(6, "Check against the sandbox's own record")
+            _check(result, story, f"tenant state = plan with batch(es) {', '.join(map(str, before))} applied",
+                   end_state_problems(state, plan, original, set(before)))
+            _check(result, story, "no access gap, no over-grant so far", _timeline_problems(state.check(original)))
+
+        victim = _victim(plan, failing)
+        story.heading(7, f"Batch {failing} fails mid-way: mailbox {victim} refuses the change (a simulated move)")
+        backend = sb.app.exchange.backend
+        refusal = RefuseMailbox(backend, victim)
+        sb.app.exchange.backend = refusal
+        try:
+            run = run_batches(plan, plan_dir, conn, [failing], exec_settings, output=out, max_resumes=1,
+                              on_resume=resumed)
+        finally:
+            refusal.armed = False
+            sb.app.exchange.backend = backend
+        removed = _removed_count(plan_dir, failing)
+        status = run.statuses.get(failing)
+        story.line(f"batch {failing}: {status}; {removed} legacy grant(s) already removed, the refused one kept; the "
+                   "executor stopped with the batch where `migrator rollback` can undo it")
+        _check(result, story, f"the failure was caught (batch {failing} did not finish)",
+               [] if status == "failed" and refusal.refused else [f"batch {failing} ended {status}"])
+
+        story.heading(8, f"Roll back batch {failing}: restore the grants, re-grant SMTP.SendAsApp, wait out the "
+                         "tokens, remove the RBAC objects")
+        run = rollback_batch(plan, plan_dir, conn, failing, exec_settings, output=out, on_resume=resumed)
+        _check(result, story, f"batch {failing} rolled back", [f"batch {b}: {s}" for b, s in run.statuses.items()
+                                                               if s not in ("done", "skipped")])
+        apps = [norm_id(a) for b in plan.batches if int(b.number) == failing for a in b.apps]
+
+        story.heading(9, "Check the whole run against the sandbox's timeline")
+        _check(result, story, f"batch {failing}'s {len(apps)} app(s) back on exactly their legacy grants (and no "
+                              "RBAC scope)", end_state_problems(state, plan, original, set(before), apps=apps))
+        _check(result, story, "tenant state = plan with the other batches applied",
+               end_state_problems(state, plan, original, set(before)))
+        report = state.check(original)
+        pairs = len(original | set(state.timeline.sendas) | set(state.timeline.rbac))
+        _check(result, story, f"zero access gaps and zero over-grants over {pairs} (app, mailbox) pairs, every "
+                              "token considered", _timeline_problems(report))
+        story.line(f"faults the sandbox injected: {_fmt_counts(sb.faults.counts) or 'none'}")
+        conn.session.close()
+        if keep is not None:
+            keep(sb)
+
+    story.heading(10, "Report for the change ticket")
+    result.report = write_report(plan_dir)
+    result.seconds = time.monotonic() - story.started
+    return result
+
+
+def _victim(plan, batch: int) -> str:
+    """A mailbox of the batch's migrated grants from the middle of the list, so some removals succeed first."""
+    apps = {norm_id(a) for b in plan.batches if int(b.number) == batch for a in b.apps}
+    mailboxes = sorted({norm_id(g.mailbox) for g in plan.grants
+                        if norm_id(g.app_id) in apps and g.action == "migrate" and str(g.right) == "SendAs"})
+    if not mailboxes:
+        raise MigratorError(f"batch {batch} migrates no grant; nothing to fail")
+    return mailboxes[len(mailboxes) // 2]
+
+
+def _removed_count(plan_dir: Path, batch: int) -> int:
+    from migrator.executor.journal import Journal
+
+    with Journal(plan_dir, readonly=True) as journal:
+        return sum(1 for a in journal.actions(batch=batch, phase="execute", kind="sendas", op="remove")
+                   if a.status in ("applied", "verified"))
+
+
+def _fmt_counts(counts: dict) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()) if n)
+
+
+def write_report(plan_dir: Path) -> Path | None:
+    """What `migrator report PLAN` writes (Markdown and HTML under PLAN/report); the HTML page's path."""
+    from migrator.planner.plan import load_plan
+    from migrator.report.html import render_html
+    from migrator.report.markdown import render_markdown
+    from migrator.report.model import build_report
+
+    data = build_report(load_plan(plan_dir))
+    out = plan_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("report.md", render_markdown(data)), ("report.html", render_html(data))):
+        tmp = out / f".{name}.tmp"  # write beside, then rename: a reader never sees half a file
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out / name)
+    return out / "report.html"
+
+
+def serve_until_interrupted(sb) -> None:
+    """--keep: leave the sandbox serving (same profile) until Ctrl-C."""
+    click.echo("")
+    click.echo(f"The sandbox keeps serving at {sb.base_url}; try `migrator status <plan>` or `migrator rollback "
+               f"<plan> --batch 1 --profile {sb.profile_path} --token-lifetime 4 --wait`. Ctrl-C to stop.")
+    stop = threading.Event()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        click.echo("stopping the sandbox", err=True)
