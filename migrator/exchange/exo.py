@@ -126,9 +126,9 @@ class ExchangeClient:
             params["Properties"] = list(properties)
         return self.invoke("Get-EXOMailbox" if properties else "Get-Mailbox", params, scan=True)
 
-    def scan_recipient_permissions(self) -> list[dict]:
-        """Every SendAs row of the organisation (-ResultSize Unlimited), to be filtered client-side."""
-        return self.invoke("Get-RecipientPermission", {"ResultSize": "Unlimited", "AccessRights": "SendAs"}, scan=True)
+    def scan_recipient_permissions(self, select: list[str] | None = None) -> list[dict]:
+        """Every recipient permission row of the organisation (-ResultSize Unlimited), filtered client-side."""
+        return self.invoke("Get-RecipientPermission", {"ResultSize": "Unlimited"}, select, scan=True)
 
     def get_recipient_permissions(self, mailbox: str, trustee: str | None = None) -> list[dict]:
         params: dict[str, Any] = {"Identity": mailbox}
@@ -195,8 +195,8 @@ class ExchangeClient:
         return self.invoke("Remove-DistributionGroup", {"Identity": identity, "Confirm": False,
                                                         "BypassSecurityGroupManagerCheck": True})
 
-    def get_group_members(self, identity: str) -> list[dict]:
-        return self.invoke("Get-DistributionGroupMember", {"Identity": identity, "ResultSize": "Unlimited"})
+    def get_group_members(self, identity: str, select: list[str] | None = None) -> list[dict]:
+        return self.invoke("Get-DistributionGroupMember", {"Identity": identity, "ResultSize": "Unlimited"}, select)
 
     def update_group_members(self, identity: str, members: list[str]) -> list[dict]:
         check_identity("Get-DistributionGroupMember", {"Identity": identity})
