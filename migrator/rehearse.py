@@ -186,6 +186,7 @@ class Rehearsal:
     calls: Counter
     seconds: float
     notes: list[str] = field(default_factory=list)
+    start: float = 0.0  # the sandbox clock when the tenant was loaded: interval times are relative to it
 
     @property
     def ok(self) -> bool:
@@ -194,7 +195,8 @@ class Rehearsal:
 
     def to_dict(self) -> dict:
         def interval(i) -> dict:
-            return {"app_id": i.app_id, "mailbox": i.mailbox, "start": i.start, "end": i.end, "reason": i.reason}
+            return {"app_id": i.app_id, "mailbox": i.mailbox, "from_s": round(i.start - self.start, 3),
+                    "to_s": None if i.end is None else round(i.end - self.start, 3), "reason": i.reason}
 
         return {"claim_rule": self.claim_rule, "ok": self.ok, "batches": {str(k): v for k, v in self.statuses.items()},
                 "resumes": self.resumes, "resume_reasons": self.problems,
@@ -270,8 +272,9 @@ def rehearse_once(plan, fixture: dict, *, claim_rule: str, seed: int = 0, faults
             applied = {b for b, s in run.statuses.items() if s in ("done", "skipped")}
             end = end_state_problems(sb.state, plan, original, applied)
             fault_counts = dict(sb.faults.counts)
+            start = sb.state.timeline.start
     return Rehearsal(claim_rule, run.statuses, run.resumes, run.problems, report.gaps, report.overgrants, end,
-                     fault_counts, run.calls, time.monotonic() - started, list(fixture.get("notes", [])))
+                     fault_counts, run.calls, time.monotonic() - started, list(fixture.get("notes", [])), start)
 
 
 def rehearse(plan_path: Path, *, inventory: Path | None = None, claim_rules: Iterable[str] = CLAIM_RULES,
