@@ -7,6 +7,8 @@ are enumerated by closing the rows under intersection (bit-packed rows ANDed wit
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 
@@ -32,11 +34,11 @@ def _unique(a: np.ndarray) -> np.ndarray:
     return a[np.sort(idx)]
 
 
-def maximal_bicliques(m: np.ndarray, *, cap: int = 200_000, chunk_words: int = 8_000_000
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def maximal_bicliques(m: np.ndarray, *, cap: int = 50_000, chunk_words: int = 8_000_000,
+                      deadline: float = float("inf")) -> tuple[np.ndarray, np.ndarray]:
     """All maximal bicliques of `m` as (extents: k x rows bool, intents: k x cols bool), deterministic order.
 
-    Raises TooManyBicliques when more than `cap` are found.
+    Raises TooManyBicliques when more than `cap` are found or `deadline` (time.perf_counter()) passes.
     """
     nr, nc = m.shape
     rows = _unique(_pack(m))
@@ -59,6 +61,8 @@ def maximal_bicliques(m: np.ndarray, *, cap: int = 200_000, chunk_words: int = 8
                 new_parts.append(cand)
                 if len(known_set) > cap:
                     raise TooManyBicliques(f"more than {cap:,} maximal bicliques")
+            if time.perf_counter() > deadline:
+                raise TooManyBicliques("time limit reached while enumerating maximal bicliques")
         frontier = np.concatenate(new_parts) if new_parts else frontier[:0]
         if len(frontier):
             known = np.concatenate([known, frontier])

@@ -32,7 +32,8 @@ from migrator.planner.sparse import (covers_all, greedy_cover_sparse, ilp_sparse
 ENUM_LIMIT = 4_000_000            # cells of a component whose maximal bicliques are enumerated
 MAX_PEEL_DEPTH = 40
 PEEL_FRACTION = 0.01
-BICLIQUE_CAP = 200_000            # maximal bicliques enumerated per component before falling back
+BICLIQUE_CAP = 50_000             # maximal bicliques enumerated per component before falling back
+ENUM_SHARE = 0.5                  # share of the remaining time the enumeration may use (greedy + ILP need the rest)
 
 
 class Instance:
@@ -132,7 +133,7 @@ def _solve_component(m: np.ndarray, deadline: float, stats: dict, bounds_only: b
     if bounds_only:
         return trivial, lb, False
     try:
-        extents, intents = maximal_bicliques(m, cap=BICLIQUE_CAP)
+        extents, intents = maximal_bicliques(m, cap=BICLIQUE_CAP, deadline=_enum_deadline(deadline))
     except TooManyBicliques:
         stats["enumeration_capped"] += 1
         return None, lb, False
@@ -161,6 +162,11 @@ def _solve_component(m: np.ndarray, deadline: float, stats: dict, bounds_only: b
     if optimal:
         lb = len(best)                                       # proven by the solver or met by the bound
     return [np.flatnonzero(extents[k]) for k in best], lb, optimal
+
+
+def _enum_deadline(deadline: float) -> float:
+    now = time.perf_counter()
+    return now + max(0.0, deadline - now) * ENUM_SHARE
 
 
 def _trivial(m: np.ndarray) -> list[np.ndarray]:
@@ -237,7 +243,7 @@ def _solve_sparse(m: sp.csr_matrix, lb: int, deadline: float, stats: dict
         return trivial, lb, True
     stats["sparse"] += 1
     try:
-        extents, intents = maximal_bicliques_sparse(m, cap=BICLIQUE_CAP, deadline=deadline)
+        extents, intents = maximal_bicliques_sparse(m, cap=BICLIQUE_CAP, deadline=_enum_deadline(deadline))
     except TooManyBicliques:
         stats["enumeration_capped"] += 1
         return None, lb, False
@@ -276,7 +282,7 @@ def _peel(inst: Instance, rows: np.ndarray, cols: np.ndarray, m: sp.csr_matrix, 
     lack with bicliques among themselves. An upper bound; optimal only when it meets the lower bound."""
     stats["peeled"] += 1
     deg = np.diff(m.indptr)
-    if depth >= MAX_PEEL_DEPTH or len(rows) < 3:
+    if depth >= MAX_PEEL_DEPTH or len(rows) < 3 or time.perf_counter() > deadline:
         ext = _trivial_sparse(m)
         return [rows[e] for e in ext], lb, len(ext) <= lb
     k = max(1, math.ceil(PEEL_FRACTION * len(rows)))
@@ -309,7 +315,7 @@ def _residual_cover(inst: Instance, big: np.ndarray, cols: np.ndarray, groups: l
     if not residual.any():
         return []
     try:
-        extents, intents = maximal_bicliques(mb, cap=BICLIQUE_CAP)
+        extents, intents = maximal_bicliques(mb, cap=BICLIQUE_CAP, deadline=_enum_deadline(deadline))
     except TooManyBicliques:
         stats["enumeration_capped"] += 1
         return [big[[i]] for i in np.flatnonzero(residual.any(axis=1))]
