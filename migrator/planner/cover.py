@@ -5,6 +5,14 @@ Groups may overlap. This is the minimum biclique cover of the app x mailbox bipa
 the 0/1 matrix; the Basic Role Mining Problem). Pure: sets in, sets out, no I/O.
 
 Entry point: `solve_cover()`; `verify_cover()` re-checks any result from scratch.
+
+The pipeline (exact.py): de-duplicate apps and mailboxes into classes; reduce (reduce.py); split into connected
+components; per component, a lower bound from pairwise incompatible edges (bounds.py) against the trivial
+cover; otherwise all maximal bicliques (bicliques.py, or sparse.py for tenant-sized components), the
+hardest-edge-first greedy and a set-cover integer program (ilp.py) under the time limit; components too large to
+enumerate are peeled. Each group is lifted back as the closure of its apps' sets, every app gets a small exact
+subset of the groups inside its set, preferred sets are swapped in where exact (prefer.py), and the result is
+verified here. Measured: bench/rolemining.py, bench/scale_planner.py (results in bench/results/).
 """
 
 from __future__ import annotations
@@ -44,59 +52,6 @@ def _group_key(members: frozenset[str]) -> tuple:
     return (-len(members), sorted(members))
 
 
-def order_groups(app_sets: Mapping[str, frozenset[str]],
-                 groups: Iterable[frozenset[str]]) -> tuple[tuple[frozenset[str], ...], dict[str, tuple[int, ...]]]:
-    """Sort distinct groups deterministically and assign each app a minimal exact subset of them.
-
-    An app may use a group only if the group is inside its set; among those, a greedy pick (largest new coverage
-    first, ties by group order) followed by dropping redundant picks keeps the number of role assignments low.
-    Raises ValueError when the groups cannot cover some app exactly.
-    """
-    ordered = tuple(sorted({frozenset(g) for g in groups if g}, key=_group_key))
-    index_of_mailbox: dict[str, list[int]] = {}
-    for gi, g in enumerate(ordered):
-        for m in g:
-            index_of_mailbox.setdefault(m, []).append(gi)
-    app_groups: dict[str, tuple[int, ...]] = {}
-    for app in sorted(app_sets):
-        target = app_sets[app]
-        if not target:
-            app_groups[app] = ()
-            continue
-        # candidates: groups touching the app's set and contained in it
-        touching = {gi for m in target for gi in index_of_mailbox.get(m, ())}
-        candidates = sorted(gi for gi in touching if ordered[gi] <= target)
-        chosen = _pick_cover(target, [ordered[gi] for gi in candidates])
-        if chosen is None:
-            raise ValueError(f"app {app!r}: its mailbox set is not a union of the groups")
-        app_groups[app] = tuple(sorted(candidates[i] for i in chosen))
-    return ordered, app_groups
-
-
-def _pick_cover(target: frozenset[str], sets: list[frozenset[str]]) -> list[int] | None:
-    """Greedy cover of `target` by `sets` (all subsets of it), then drop any pick made redundant by later ones."""
-    uncovered = set(target)
-    chosen: list[int] = []
-    remaining = list(range(len(sets)))
-    while uncovered:
-        best, best_gain = -1, 0
-        for i in remaining:
-            gain = len(sets[i] & uncovered) if len(sets[i]) > best_gain else 0
-            if gain > best_gain:
-                best, best_gain = i, gain
-        if best < 0:
-            return None
-        chosen.append(best)
-        remaining.remove(best)
-        uncovered -= sets[best]
-    # drop redundant picks (smallest first) so each assignment is necessary
-    for i in sorted(chosen, key=lambda i: (len(sets[i]), i)):
-        rest = [j for j in chosen if j != i]
-        if rest and frozenset().union(*(sets[j] for j in rest)) == target:
-            chosen = rest
-    return chosen
-
-
 def _finalize(groups: list[frozenset[str]], app_groups: Mapping[str, Iterable[int]]
               ) -> tuple[tuple[frozenset[str], ...], dict[str, tuple[int, ...]]]:
     """Order groups by `_group_key` and renumber every app's indices to match (apps in sorted order)."""
@@ -104,11 +59,6 @@ def _finalize(groups: list[frozenset[str]], app_groups: Mapping[str, Iterable[in
     new_index = {old: new for new, old in enumerate(order)}
     ordered = tuple(groups[i] for i in order)
     return ordered, {app: tuple(sorted(new_index[i] for i in app_groups[app])) for app in sorted(app_groups)}
-
-
-def per_app_groups(app_sets: Mapping[str, frozenset[str]]) -> set[frozenset[str]]:
-    """One group per distinct non-empty app set."""
-    return {frozenset(s) for s in app_sets.values() if s}
 
 
 def solve_cover(app_sets: Mapping[str, frozenset[str]], *, strategy: str = "minimal", time_limit: float = 60.0,
