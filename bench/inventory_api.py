@@ -111,8 +111,9 @@ def main() -> int:
     ap.add_argument("--burst", type=int, default=50)
     ap.add_argument("--workers", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--trustee-display", choices=["display_name", "object_id"], default="display_name",
-                    help="how the sandbox shows an SP trustee (UNVERIFIED live; EXCHANGE.md §3)")
+    ap.add_argument("--trustee-display", choices=["display_name", "object_id"], default="object_id",
+                    help="how the sandbox shows an SP trustee (UNVERIFIED live; EXCHANGE.md §3). The synthetic "
+                         "tenant gives some apps the same display name; the naive loop cannot tell those apart")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "inventory_api.md")
     args = ap.parse_args()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import email.utils
-import json as jsonlib
 import ssl
 import threading
 import time
@@ -271,7 +270,3 @@ class ApiSession:
                             hint=FORBIDDEN_HINTS.get(service, "check the app's permissions and roles"), **kw)
         label = f" {etype}" if etype else (f" {err['code']}" if err["code"] else "")
         raise ApiError(f"HTTP {status}{label}: {detail}", **kw)
-
-
-def dumps(value: Any) -> str:
-    return jsonlib.dumps(value, sort_keys=True, default=str)

@@ -2,22 +2,23 @@ r"""The live inventory: read the tenant through the Exchange admin REST endpoint
 with the same code as the PowerShell-exports path, so both paths give the same inventory folder.
 
 Strategy (cheapest correct reads; EXCHANGE.md §3):
-- SendAs: one full scan, `Get-RecipientPermission -ResultSize Unlimited`, filtered client-side. `-Trustee` can
-  miss rows for trustees with several SIDs, and one scan costs ceil(rows / 1000) calls, which is fewer than one
-  query per service principal as soon as there are more SPs than pages. No per-mailbox queries.
-- FullAccess: Get-MailboxPermission is per mailbox in the common parameter set; one call per mailbox is what the
+- SendAs: one full scan, `Get-RecipientPermission -ResultSize Unlimited`, filtered client-side (the safe
+  default: `-Trustee` can miss rows for trustees with several SIDs). It costs ceil(rows / 1000) calls, fewer than
+  one query per service principal as soon as there are more SPs than pages. Per-SP `-Trustee` queries are used
+  only to tell apart SPs that share a display name, and only when their answers add up to the scan exactly.
+- FullAccess: Get-MailboxPermission is per mailbox in its common parameter set; one call per mailbox is what the
   inventory must avoid. So: a scan, `Get-EXOMailboxPermission -ResultSize Unlimited` (its documented Default
   parameter set), else `Get-MailboxPermission -ResultSize Unlimited` with no identity (the cmdlet answers every
-  mailbox's rows: the hazard EXCHANGE.md §3 warns about, used here on purpose and checked). Either scan is then
-  verified: a stratified sample of mailboxes (some the scan shows rows for, some it shows none for) is queried
-  one by one and must match the scan row for row, else the whole FullAccess read falls back to one query per
-  mailbox. A SendAs-restricted shortcut would miss
-  FullAccess-only grants (IMAP/POP apps), so it is not used.
-- SendAs verification: the same sample check compares per-mailbox Get-RecipientPermission answers with the scan.
+  mailbox's rows: the hazard EXCHANGE.md §3 warns about, used here on purpose and checked). A SendAs-restricted
+  shortcut would miss FullAccess-only grants (IMAP/POP apps), so it is not used.
+- Both scans are verified: a stratified sample of mailboxes (some the scan shows rows for, some it shows none
+  for) is queried one by one and must match the scan row for row; on a mismatch that right is read with one
+  query per mailbox instead (correct, just expensive).
 - Mailboxes, service principals, groups: one paged listing each; group members: one paged call per group
-  (fan-out). App permissions: Graph appRoleAssignments of the SPs that hold grants, 20 per `$batch`.
-The independent listings run concurrently; every call shares one AdaptiveLimiter, so the run stays near the
-tenant's throttle budget without tripping it, and any failed read stops the inventory (never read as "empty").
+  (fan-out). App permissions: Graph appRoleAssignments of the Exchange SPs, 20 per `$batch`.
+The independent listings run concurrently; every call goes through the per-service AdaptiveLimiter, so the run
+stays near the tenant's throttle budget without tripping it, and any failed read stops the inventory (never read
+as "empty").
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -415,9 +415,6 @@ def api_summary(clients: Clients) -> dict:
             "limiter_graph": clients.session.limiters["graph"].stats(),
             "tokens_acquired": clients.tokens.acquired}
 
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
 # The live rows are classified by the exports path itself (exports.build_inventory over psexport.from_records):
