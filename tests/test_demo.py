@@ -1,0 +1,77 @@
+"""`migrator demo`: the whole story end to end against the in-process sandbox (about 40 s on a loaded 2-core
+machine), plus its workdir rules and its exit status when a check fails."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from migrator.cli import main
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+def test_demo_migrates_rolls_back_a_failed_batch_and_writes_the_report(tmp_path):
+    from migrator.executor.journal import Journal
+    from migrator.executor.status import batch_statuses
+    from migrator.planner.plan import load_plan
+
+    work = tmp_path / "demo-run"
+    result = CliRunner().invoke(main, ["demo", "--workdir", str(work), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    # The story's steps, in order.
+    positions = [out.index(s) for s in ("1. A sandbox tenant", "2. Inventory", "3. Plan", "4. Execute the pilot",
+                                        "fails mid-way", "Roll back batch", "Check the whole run", "Report")]
+    assert positions == sorted(positions)
+    assert "FAIL" not in out
+    assert "zero access gaps and zero over-grants" in out
+    # What it left behind: the inventory, the plan with its journal, the report.
+    assert json.loads((work / "inventory" / "manifest.json").read_text())["source"] == "tenant"
+    plan = load_plan(work / "plan")
+    with Journal(work / "plan", readonly=True) as journal:
+        conditions = {s.batch: s.condition for s in batch_statuses(plan, journal)}
+    last = max(conditions)
+    assert conditions == {**{b: "done" for b in conditions if b != last}, last: "rolled_back"}
+    report = work / "plan" / "report" / "report.html"
+    assert report.is_file() and (work / "plan" / "report" / "report.md").is_file()
+    assert out.rstrip().endswith(f"Report: {report}")
+    assert "rolled" in report.read_text(encoding="utf-8").lower()
+    # The sandbox's secret does not outlive it.
+    assert not (work / "sandbox" / "client_secret").exists()
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me", encoding="utf-8")
+    result = CliRunner().invoke(main, ["demo", "--workdir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not empty" in result.output
+    assert (tmp_path / "mine.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def test_demo_replaces_its_own_earlier_folder(tmp_path):
+    from migrator.demo import MARKER, prepare_workdir
+
+    work = prepare_workdir(tmp_path / "run")
+    (work / "plan").mkdir()
+    again = prepare_workdir(work)
+    assert again == work and (work / MARKER).exists() and not (work / "plan").exists()
+
+
+def test_demo_exits_non_zero_when_a_check_fails(tmp_path, monkeypatch):
+    import migrator.demo as demo
+
+    def fake_run_demo(**kwargs):
+        return demo.DemoResult(tmp_path, tmp_path / "plan", tmp_path / "report.html",
+                               checks=[("batch 1 done", True, ""), ("no gap", False, "access gap: app a on m")],
+                               seconds=1.0, failed_batch=2)
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    result = CliRunner().invoke(main, ["demo"])
+    assert result.exit_code == 1
+    assert "no gap: access gap: app a on m" in result.output
+    assert "1 of 2 check(s) failed" in result.output
