@@ -206,7 +206,7 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
     from migrator.planner.build import PlanOptions, build_plan
     from migrator.planner.plan import load_plan, plan_counts, write_plan
     from migrator.planner.source import load_source
-    from migrator.rehearse import end_state_problems, rollback_batch, run_batches
+    from migrator.rehearse import MAX_RESUMES, end_state_problems, rollback_batch, run_batches
     from migrator.sandbox.server import DEFAULT_FIXTURE, start_sandbox
     from migrator.sandbox.settings import SandboxSettings
 
@@ -230,7 +230,8 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
         story.line(f"connection profile: {sb.profile_path}")
 
         story.heading(2, "Inventory: read every SendAs/FullAccess grant held by an app, live")
-        inv = live_inventory(sb.profile_path, work / "inventory", progress=story.tty and not quiet)
+        inv = _again(story, "the inventory", lambda: live_inventory(
+            sb.profile_path, work / "inventory", overwrite=True, progress=story.tty and not quiet))
         c = inventory_counts(inv)
         calls = sum((inv.manifest.get("api_calls") or {}).values())
         story.line(f"{c['grants_sendas']} SendAs + {c['grants_fullaccess']} FullAccess grants held by {c['apps']} apps"
@@ -284,8 +285,13 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
         refusal = RefuseMailbox(backend, victim)
         sb.app.exchange.backend = refusal
         try:
-            run = run_batches(plan, plan_dir, conn, [failing], exec_settings, output=out, max_resumes=1,
-                              on_resume=resumed)
+            # Resumed after the sandbox's random faults, until the batch meets the refusal (or, should the refusal
+            # never be reached, the resumes run out).
+            for attempt in range(1, MAX_RESUMES + 2):
+                run = run_batches(plan, plan_dir, conn, [failing], exec_settings, output=out, max_resumes=0)
+                if refusal.refused or run.ok or attempt > MAX_RESUMES:
+                    break
+                resumed(attempt, "; ".join(run.problems))
         finally:
             refusal.armed = False
             sb.app.exchange.backend = backend
@@ -321,6 +327,22 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
     result.report = write_report(plan_dir)
     result.seconds = time.monotonic() - story.started
     return result
+
+
+def _again(story: Story, what: str, fn, attempts: int = 5):
+    """Run fn; on a tenant error (a read that failed after the client's own retries) run it again, as an admin
+    would, at most `attempts` times. The inventory is written atomically, so a failed run leaves nothing behind."""
+    from migrator.errors import TenantError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except TenantError as exc:
+            if attempt == attempts:
+                raise
+            story.line(click.style(f"{what} stopped on a tenant error ({_shorten(str(exc), 140)}); running it "
+                                   "again", fg="yellow"))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _victim(plan, batch: int) -> str:
