@@ -21,7 +21,6 @@ try:
     import highspy
 except ImportError:  # pragma: no cover - scipy's HiGHS is the fallback
     highspy = None
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 
 _banner_silenced = False
@@ -110,6 +109,7 @@ def _highspy(a: sp.csc_matrix, time_limit: float) -> IlpResult:
 
 
 def _scipy(a: sp.csc_matrix, time_limit: float) -> IlpResult:  # pragma: no cover
+    from scipy.optimize import Bounds, LinearConstraint, milp  # imported only here: scipy.optimize takes ~0.5 s
     k = a.shape[1]
     res = milp(np.ones(k), constraints=LinearConstraint(a, lb=1, ub=np.inf), integrality=np.ones(k),
                bounds=Bounds(0, 1), options={"time_limit": max(0.05, time_limit)})
