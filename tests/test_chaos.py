@@ -176,6 +176,6 @@ def test_rollback_started_mid_batch_returns_the_tenant_to_its_prior_state(tmp_pa
             report = sb.state.check(grants)
             assert report.ok, (seed, report.to_dict())
             print(f"seed {seed} ({claim_rule}): rollback {runs} runs, {kills} killed")
-    assert total_kills, "no rollback run was killed: the chaos did not reach the rollback"
         finally:
             sb.stop()
+    assert total_kills, "no rollback run was killed: the chaos did not reach the rollback"
