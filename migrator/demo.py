@@ -198,7 +198,8 @@ def _timeline_problems(report) -> list[str]:
 
 def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild", quiet: bool = False,
              keep: Callable | None = None) -> DemoResult:
-    """Tell the whole story; return what was checked. `keep(sandbox)` is called before the sandbox stops."""
+    """Tell the whole story; return what was checked. `keep(sandbox, plan_dir)` is called before the sandbox
+    stops (the report is written after it)."""
     from migrator.executor import Connection, check_permissions
     from migrator.executor.context import ExecSettings
     from migrator.inventory.store import counts as inventory_counts
@@ -321,7 +322,7 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
         story.line(f"faults the sandbox injected: {_fmt_counts(sb.faults.counts) or 'none'}")
         conn.session.close()
         if keep is not None:
-            keep(sb)
+            keep(sb, plan_dir)
 
     story.heading(10, "Report for the change ticket")
     result.report = write_report(plan_dir)
@@ -384,14 +385,21 @@ def write_report(plan_dir: Path) -> Path | None:
     return out / "report.html"
 
 
-def serve_until_interrupted(sb) -> None:
-    """--keep: leave the sandbox serving (same profile) until Ctrl-C."""
+def serve_until_interrupted(sb, plan_dir: Path) -> None:
+    """--keep: leave the sandbox serving (same profile) until Ctrl-C or SIGTERM."""
+    import signal
+
     click.echo("")
-    click.echo(f"The sandbox keeps serving at {sb.base_url}; try `migrator status <plan>` or `migrator rollback "
-               f"<plan> --batch 1 --profile {sb.profile_path} --token-lifetime 4 --wait`. Ctrl-C to stop.")
+    click.echo(f"The sandbox keeps serving at {sb.base_url} until Ctrl-C. Try:\n"
+               f"  migrator status {plan_dir}\n"
+               f"  migrator execute {plan_dir} --all --profile {sb.profile_path} --propagation-wait 3 "
+               f"--token-lifetime 4 --wait --yes")
     stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while not stop.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        click.echo("stopping the sandbox", err=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("stopping the sandbox", err=True)
