@@ -675,7 +675,7 @@ def step_remove_legacy(ctx: Context) -> StepResult:
     full = ctx.view.migrate_grants("FullAccess")
 
     failures: list[ItemFailure] = []
-    chunk = max(50, ctx.settings.concurrency * 25)
+    chunk = max(100, ctx.settings.concurrency * 50)
     for start in range(0, len(send_as), chunk):
         # One journal transaction records the prior rows of a whole chunk before any of its removals is sent
         # (a transaction per grant costs an fsync each, which would cap the run at ~100 grants/s).
