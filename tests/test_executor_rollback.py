@@ -123,3 +123,15 @@ def test_shared_group_is_kept_while_another_applied_batch_uses_it(tmp_path):
     rollback(tenant, plan, 2)
     assert not tenant.groups and not tenant.scopes and not tenant.assignments
     assert tenant.gaps == [] and tenant.overgrants == []
+
+
+def test_missing_pointer_is_created_and_rollback_removes_it(tmp_path):
+    tenant, plan = make_world(tmp_path, APPS, [[A1, A2], [A3]])
+    oid = tenant.oid_of(A1)
+    tenant.pointers.discard(oid)  # the Exchange service-principal pointer went missing after the inventory
+    before = tenant.snapshot()
+    assert execute(tenant, plan, [1]).outcomes[0].status == "done"
+    assert oid in tenant.pointers
+    assert rollback(tenant, plan, 1).outcomes[0].status == "done"
+    assert oid not in tenant.pointers and tenant.snapshot() == before
+    assert tenant.gaps == [] and tenant.overgrants == []
