@@ -19,7 +19,7 @@ SENDAS = {"big": ["m1", "m2", "m3", "m4"], "left": ["m1", "m2"], "right": ["m3",
 
 
 def _plan(inv, **opts):
-    return build_plan(Source(inv, "inventory", "inventory/test", "0" * 64), PlanOptions(**opts),
+    return build_plan(Source.from_inventory(inv, "inventory", "inventory/test", "0" * 64), PlanOptions(**opts),
                       created="2026-01-01T00:00:00Z")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import replace
@@ -20,7 +21,7 @@ SENDAS = {"big": ["m1", "m2", "m3", "m4"], "left": ["m1", "m2"], "right": ["m3",
 @pytest.fixture
 def plan():
     inv = make_inventory(SENDAS, fullaccess={"left": ["m1"]}, names={"left": "=HYPERLINK(\"http://x\")"})
-    return build_plan(Source(inv, "inventory", "inventory/t", "0" * 64), PlanOptions(pilot=1, batch_size=1),
+    return build_plan(Source.from_inventory(inv, "inventory", "inventory/t", "0" * 64), PlanOptions(pilot=1, batch_size=1),
                       created="2026-01-01T00:00:00Z")
 
 
@@ -128,7 +129,7 @@ def _rehash(folder):
     import csv
     for name in P.CSV_FILES:
         with open(folder / name, newline="", encoding="utf-8") as fh:
-            rowhashes["files"][name] = "".join(P._row_digest(r) for r in csv.reader(fh))
+            rowhashes["files"][name] = base64.b64encode(b"".join(P._row_digest(r) for r in csv.reader(fh))).decode()
     (folder / P.ROWHASH_FILE).write_text(json.dumps(rowhashes))
     for name in meta["files"]:
         meta["files"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
@@ -163,9 +164,9 @@ def test_rehashed_filter_edit_is_caught(folder):
     (lambda p: replace(p, assignments=p.assignments[1:]), "would lose"),
     (lambda p: replace(p, assignments=(*p.assignments, replace(p.assignments[0], key="A99999", app_id="right"))),
      "would gain"),
-    (lambda p: replace(p, grants=tuple(replace(g, action="keep") if g.right == "SendAs" else g for g in p.grants)),
+    (lambda p: replace(p, grants=tuple(g._replace(action="keep") if g.right == "SendAs" else g for g in p.grants)),
      "must be migrated"),
-    (lambda p: replace(p, grants=tuple(replace(g, action="migrate") if g.right == "FullAccess" else g
+    (lambda p: replace(p, grants=tuple(g._replace(action="migrate") if g.right == "FullAccess" else g
                                        for g in p.grants)), "FullAccess must be kept"),
     (lambda p: replace(p, groups=(replace(p.groups[0], status="reuse"), *p.groups[1:])), "needs its DN"),
     (lambda p: replace(p, scopes=(replace(p.scopes[0], batch=0), *p.scopes[1:])), "only created in batch"),
@@ -189,3 +190,24 @@ def test_existing_folder_needs_overwrite(plan, folder):
         P.write_plan(plan, folder)
     P.write_plan(plan, folder, overwrite=True)
     P.load_plan(folder)
+
+
+def test_fast_csv_writer_matches_csv_module(tmp_path):
+    import csv
+    import io
+
+    from migrator import csvio
+    rows = [("a", "b,c", 'say "hi"', "line\nbreak", "cr\rhere", "", "=1+1"), ("-x", "+y", "@z", "\tt", "ok", "u\x1fv", ""),
+            ("", "", "", "", "", "", ""), ("plain", "O'Brien", "x'=y", "émoji ✓", "a;b", "'=already", " sp ")]
+    digest_sha, _ = P._write_csv(tmp_path / "x.csv", ("h1", "h2", "h3", "h4", "h5", "h6", "h7"), rows)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(("h1", "h2", "h3", "h4", "h5", "h6", "h7"))
+    for r in rows:
+        writer.writerow([csvio.neutralise(c) for c in r])
+    assert (tmp_path / "x.csv").read_bytes() == buf.getvalue().encode("utf-8")
+    assert digest_sha == hashlib.sha256(buf.getvalue().encode("utf-8")).hexdigest()
+    back = [tuple(r.values()) for _n, r in csvio.read_csv_rows(tmp_path / "x.csv")]
+    # csvio cannot tell a neutralised "=x" from a value that was "'=x" to begin with: that one cell comes back
+    # without its apostrophe (a csvio limitation, shared with the inventory)
+    assert back[:3] == rows[:3] and back[3][:5] == rows[3][:5] and back[3][6] == rows[3][6]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -10,7 +11,7 @@ import click
 from migrator.cli.options import force_option, json_option
 from migrator.model import RBAC_ROLE_SMTP_SEND_AS
 from migrator.planner import naming
-from migrator.planner.build import PlanOptions, build_plan
+from migrator.planner.build import PlanOptions, build_plan, gc_paused
 from migrator.planner.cover import STRATEGIES
 from migrator.planner.plan import Plan, load_plan, plan_counts, write_plan
 from migrator.planner.source import load_source
@@ -48,11 +49,11 @@ def plan_command(input_path: Path, out: Path | None, force: bool, strategy: str,
     """
     options = PlanOptions(strategy=strategy, pilot=pilot, batch_size=batch_size, prefix=prefix,
                           allow_attribute_scopes=allow_attribute_scopes, time_limit=time_limit, role=role)
-    source = load_source(input_path)
     out = out or Path("plans") / (input_path.stem if input_path.is_file() else input_path.name)
-    plan = build_plan(source, options)
-    write_plan(plan, out, overwrite=force)
-    click.echo(render_text(load_plan(out)))
+    with gc_paused():
+        plan = build_plan(load_source(input_path), options)
+        write_plan(plan, out, overwrite=force)  # checks exactness first; nothing is written when it fails
+    click.echo(render_text(replace(plan, path=out)))
     click.echo(f"\nWrote {out}. Review its CSV files, then run `migrator execute {out} --batch 1`.")
 
 
@@ -62,7 +63,8 @@ def plan_command(input_path: Path, out: Path | None, force: bool, strategy: str,
 def show_command(plan_path: Path, as_json: bool) -> None:
     """Summarise a plan folder: apps, mailboxes, grants, groups against the lower bound, scopes, assignments
     and batches. The plan's hashes and exactness are checked first."""
-    plan = load_plan(plan_path)
+    with gc_paused():
+        plan = load_plan(plan_path)
     if as_json:
         click.echo(json.dumps(summary(plan), indent=2))
     else:

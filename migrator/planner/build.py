@@ -14,7 +14,9 @@ is a caution, not a known cap.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import gc
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -76,6 +78,23 @@ def unscoped_permissions(app_permissions: Iterable[tuple[str, str, str]]) -> dic
     return {app: sorted(perms) for app, perms in found.items()}
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """Pause Python's cyclic garbage collector for the duration.
+
+    Planning a tenant allocates millions of small objects that all stay alive until the plan is written; the
+    collector would rescan them again and again (measured: a third of the CPU time on 1M grants). The planner
+    makes no reference cycles worth collecting, so nothing is lost by pausing it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
@@ -85,10 +104,11 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
     inv = source.inventory
     app_names = {sp.app_id: sp.display_name for sp in inv.service_principals}
     sendas: dict[str, set[str]] = defaultdict(set)
-    for g in inv.grants:
-        if g.right is Right.SEND_AS:
-            sendas[g.app_id].add(g.mailbox)
+    for app, mailbox, right in source.grants:
+        if right == "SendAs":
+            sendas[app].add(mailbox)
     app_sets = {app: frozenset(s) for app, s in sendas.items()}
+    grant_apps = {row[0] for row in source.grants}
     flagged = unscoped_permissions(inv.app_permissions)
 
     # 1. the cover, preferring sets the tenant already has (an exact group, or an attribute value)
@@ -173,25 +193,10 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
             assignments.append(PlanAssignment(key, app, app_names.get(app, ""), options.role, scope.key,
                                               batch_of[app], name))
 
-    # 5. grants: SendAs migrate (with the set that carries it), FullAccess keep
-    via: dict[tuple[str, str], str] = {}
-    for app in ordered_apps:
-        idx = cover.app_groups[app]
-        for i in sorted(idx, key=lambda i: (i not in key_of, key_of.get(i, ""), term_of.get(i, ("", "")))):
-            label = key_of[i] if i in key_of else f"{term_of[i][0]} = {opath.quote(term_of[i][1])}"
-            for m in elements[i]:
-                via.setdefault((app, m), f"scope {scope_of_elem[(app, i)]} via {label}")
-    plan_grants: list[PlanGrant] = []
-    for g in sorted(set(inv.grants), key=lambda g: (g.app_id, g.mailbox, g.right.value)):
-        flag = (f"; app also holds unscoped {', '.join(flagged[g.app_id])}: RBAC scoping does not limit it"
-                if g.app_id in flagged else "")
-        if g.right is Right.SEND_AS:
-            plan_grants.append(PlanGrant(g.app_id, app_names.get(g.app_id, ""), g.mailbox, g.right.value, MIGRATE,
-                                         f"{options.role} in {via[(g.app_id, g.mailbox)]}{flag}",
-                                         batch_of[g.app_id]))
-        else:
-            plan_grants.append(PlanGrant(g.app_id, app_names.get(g.app_id, ""), g.mailbox, g.right.value, KEEP,
-                                         f"kept: RBAC for Applications has no IMAP/POP role{flag}", None))
+    # 5. grants: SendAs migrate (with the set that carries it), FullAccess keep; app by app, so the
+    # mailbox -> reason map is one app's at a time (1M grants), and equal reasons share one string
+    plan_grants = _plan_grants(source.grants, app_names, flagged, options.role, cover.app_groups, elements, key_of,
+                               term_of, scope_of_elem, batch_of)
 
     # 6. batch rows
     plan_batches: list[PlanBatch] = []
@@ -220,7 +225,39 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
         "cover": {"strategy": cover.strategy, "sets": len(elements), "lower_bound": cover.lower_bound,
                   "optimal": cover.optimal},
         "flagged_apps": [{"app_id": a, "app_name": app_names.get(a, ""), "permissions": flagged[a]}
-                         for a in sorted(flagged) if a in {g.app_id for g in inv.grants}],
+                         for a in sorted(flagged) if a in grant_apps],
     }
     return Plan(meta, tuple(plan_grants), tuple(groups), tuple(scopes), tuple(assignments), tuple(plan_batches),
                 tuple(reuse.attribute_holders(inv.mailboxes, used_terms)))
+
+
+def _plan_grants(grants, app_names, flagged, role, app_groups, elements, key_of, term_of, scope_of_elem,
+                 batch_of) -> list[PlanGrant]:
+    """grants.csv rows from the source's sorted (app_id, mailbox, right) tuples."""
+    out: list[PlanGrant] = []
+    add, new = out.append, tuple.__new__
+    start, n = 0, len(grants)
+    while start < n:
+        app = grants[start][0]
+        end = start
+        while end < n and grants[end][0] == app:
+            end += 1
+        name = app_names.get(app, "")
+        flag = (f"; app also holds unscoped {', '.join(flagged[app])}: RBAC scoping does not limit it"
+                if app in flagged else "")
+        keep_reason = f"kept: RBAC for Applications has no IMAP/POP role{flag}"
+        via: dict[str, str] = {}
+        if app in app_groups:
+            idx = sorted(app_groups[app], key=lambda i: (i not in key_of, key_of.get(i, ""), term_of.get(i, ("", ""))))
+            for i in idx:
+                label = key_of[i] if i in key_of else f"{term_of[i][0]} = {opath.quote(term_of[i][1])}"
+                reason = f"{role} in scope {scope_of_elem[(app, i)]} via {label}{flag}"
+                via.update(dict.fromkeys(elements[i] - via.keys(), reason))  # first set wins; C loops
+        batch = batch_of.get(app)
+        for _app, mailbox, right in grants[start:end]:  # tuple.__new__: no Python frame per row (1M rows)
+            if right == "SendAs":
+                add(new(PlanGrant, (app, name, mailbox, right, MIGRATE, via[mailbox], batch)))
+            else:
+                add(new(PlanGrant, (app, name, mailbox, right, KEEP, keep_reason, None)))
+        start = end
+    return out

@@ -92,6 +92,8 @@ def candidates(groups: Iterable[Group], mailboxes: Iterable[Mailbox], *,
 
 def useful(found: Mapping[frozenset[str], Existing], app_sets: Iterable[frozenset[str]]) -> list[frozenset[str]]:
     """The candidate sets that fit inside at least one app's set (only those can be part of an exact cover)."""
+    if not found:
+        return []
     app_sets = list(app_sets)
     by_mailbox: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(app_sets):

@@ -17,30 +17,48 @@ from pathlib import Path
 from migrator import csvio
 from migrator.errors import InputError
 from migrator.inventory.store import Inventory, read_inventory
-from migrator.model import Grant, Mailbox, Right, ServicePrincipal, norm_id
+from migrator.model import Grant, Mailbox, Right, ServicePrincipal
 
 GRANTS_CSV_REQUIRED = ("app_id", "mailbox")
 GRANTS_CSV_OPTIONAL = ("right", "app_name")
 # Deliberately plain: one @, no spaces, no separators we use inside cells, a dot in the domain.
 _ADDRESS = re.compile(r"[^@\s;,<>\"]+@[^@\s;,<>\"']+\.[^@\s;,<>\"'.]+")
 _APP_ID = re.compile(r"[^\s;,]+")
-_RIGHTS = {r.value.lower(): r for r in Right}
+_RIGHTS = {r.value.lower(): r.value for r in Right}  # lower case -> canonical text
+
+
+GrantRow = tuple[str, str, str]  # (app_id, mailbox, right as text): what the planner works on
 
 
 @dataclass(frozen=True)
 class Source:
+    """What the planner reads. `grants` holds every legacy grant as a plain tuple, sorted; for a bare grants CSV
+    `inventory.grants` is left empty (a million Grant objects cost seconds and nothing else would read them)."""
+
     inventory: Inventory
     kind: str  # "inventory" or "grants_csv"
     path: str  # as the user gave it (posix form)
     sha256: str  # of the grants CSV, or of the inventory's data files (see inventory_sha256)
+    grants: tuple[GrantRow, ...] = ()
+
+    @classmethod
+    def from_inventory(cls, inv: Inventory, kind: str, path: str, sha256: str) -> Source:
+        send_as = Right.SEND_AS
+        rows = {(g.app_id, g.mailbox, "SendAs" if g.right is send_as else "FullAccess") for g in inv.grants}
+        return cls(inv, kind, path, sha256, tuple(sorted(rows)))
 
 
 def load_source(path: Path) -> Source:
     path = Path(path)
     if path.is_dir():
-        return Source(read_inventory(path), "inventory", path.as_posix(), inventory_sha256(path))
+        return Source.from_inventory(read_inventory(path), "inventory", path.as_posix(), inventory_sha256(path))
     if path.is_file():
-        return Source(read_grants_csv(path), "grants_csv", path.as_posix(), csvio.sha256_file(path))
+        names, rows = parse_grants_csv(path)
+        inv = Inventory(tuple(ServicePrincipal(app, "", names[app]) for app in sorted(names)),
+                        tuple(Mailbox(m) for m in sorted({m for _a, m, _r in rows})), (),
+                        manifest={"source": "grants_csv"})
+        return Source(inv, "grants_csv", path.as_posix(), csvio.sha256_file(path),
+                      tuple(sorted(rows)))
     raise InputError("not found: expected an inventory folder or a grants CSV file", path=str(path))
 
 
@@ -56,10 +74,17 @@ def inventory_sha256(folder: Path) -> str:
 
 def read_grants_csv(path: Path) -> Inventory:
     """Parse a bare grants CSV into an Inventory (service principals and mailboxes derived from the grants)."""
+    names, rows = parse_grants_csv(path)
+    sps = tuple(ServicePrincipal(app, "", names[app]) for app in sorted(names))
+    mailboxes = tuple(Mailbox(m) for m in sorted({m for _a, m, _r in rows}))
+    return Inventory(sps, mailboxes, tuple(Grant(a, m, r) for a, m, r in rows), manifest={"source": "grants_csv"})
+
+
+def parse_grants_csv(path: Path) -> tuple[dict[str, str], list[GrantRow]]:
+    """(app id -> app name, [(app_id, mailbox, right)] in file order); InputError naming file and row."""
     where = str(path)
     names: dict[str, str] = {}
-    grants: list[Grant] = []
-    first_row: dict[Grant, int] = {}
+    first_row: dict[GrantRow, int] = {}
     row_no = 1
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -78,45 +103,55 @@ def read_grants_csv(path: Path) -> Inventory:
             for col in GRANTS_CSV_REQUIRED:
                 if col not in header:
                     raise InputError("missing column", path=where, row=1, field=col)
+            i_app, i_mailbox = header.index("app_id"), header.index("mailbox")
+            i_right = header.index("right") if "right" in header else None
+            i_name = header.index("app_name") if "app_name" in header else None
+            width = len(header)
+            ok_apps: set[str] = set()
+            ok_mailboxes: set[str] = set()  # validate each distinct value once: 1M rows, 200k mailboxes
+            send_as = Right.SEND_AS.value
             for row_no, cells in enumerate(reader, start=2):
-                if not cells or all(not c.strip() for c in cells):
-                    continue  # blank line
-                if len(cells) != len(header):
-                    raise InputError(f"has {len(cells)} fields, the header has {len(header)}", path=where,
-                                     row=row_no)
-                row = {h: csvio.unneutralise(c).strip() for h, c in zip(header, cells)}
-                app_id = norm_id(row["app_id"])
-                if not app_id:
-                    raise InputError("empty app id", path=where, row=row_no, field="app_id")
-                if not _APP_ID.fullmatch(app_id):
-                    raise InputError("app id must not contain spaces, ';' or ','", path=where, row=row_no,
-                                     field="app_id", value=row["app_id"])
-                mailbox = norm_id(row["mailbox"])
-                if not _ADDRESS.fullmatch(mailbox):
-                    raise InputError("not a valid SMTP address", path=where, row=row_no, field="mailbox",
-                                     value=row["mailbox"])
-                right_text = row.get("right", "") or Right.SEND_AS.value
-                right = _RIGHTS.get(right_text.lower())
-                if right is None:
-                    raise InputError("right must be SendAs or FullAccess", path=where, row=row_no,
-                                     field="right", value=right_text)
-                grant = Grant(app_id, mailbox, right)
-                if grant in first_row:
-                    raise InputError(f"duplicate of row {first_row[grant]} ({app_id}, {mailbox}, {right})",
-                                     path=where, row=row_no)
-                first_row[grant] = row_no
-                grants.append(grant)
-                name = row.get("app_name", "")
-                if name and not names.get(app_id):
-                    names[app_id] = name
-                else:
+                if len(cells) != width:
+                    if not cells or all(not c.strip() for c in cells):
+                        continue  # blank line
+                    raise InputError(f"has {len(cells)} fields, the header has {width}", path=where, row=row_no)
+                raw_app = cells[i_app]
+                app_id = (csvio.unneutralise(raw_app) if raw_app.startswith("'") else raw_app).strip().lower()
+                if app_id not in ok_apps:
+                    if not app_id:
+                        if all(not c.strip() for c in cells):
+                            continue  # a line of empty fields
+                        raise InputError("empty app id", path=where, row=row_no, field="app_id")
+                    if not _APP_ID.fullmatch(app_id):
+                        raise InputError("app id must not contain spaces, ';' or ','", path=where, row=row_no,
+                                         field="app_id", value=raw_app)
+                    ok_apps.add(app_id)
                     names.setdefault(app_id, "")
+                raw_mailbox = cells[i_mailbox]
+                mailbox = (csvio.unneutralise(raw_mailbox) if raw_mailbox.startswith("'") else raw_mailbox
+                           ).strip().lower()
+                if mailbox not in ok_mailboxes:
+                    if not _ADDRESS.fullmatch(mailbox):
+                        raise InputError("not a valid SMTP address", path=where, row=row_no, field="mailbox",
+                                         value=cells[i_mailbox])
+                    ok_mailboxes.add(mailbox)
+                right = send_as
+                if i_right is not None and cells[i_right]:
+                    right = _RIGHTS.get(cells[i_right].strip().lower())
+                    if right is None:
+                        raise InputError("right must be SendAs or FullAccess", path=where, row=row_no,
+                                         field="right", value=cells[i_right])
+                key = (app_id, mailbox, right)
+                if key in first_row:
+                    raise InputError(f"duplicate of row {first_row[key]} ({app_id}, {mailbox}, {right})",
+                                     path=where, row=row_no)
+                first_row[key] = row_no
+                if i_name is not None and not names[app_id]:
+                    names[app_id] = csvio.unneutralise(cells[i_name]).strip()
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 ({exc.reason})", path=where) from None
     except csv.Error as exc:
         raise InputError(f"malformed CSV ({exc})", path=where, row=row_no + 1) from None
-    if not grants:
+    if not first_row:
         raise InputError("no grants: the file has a header but no rows", path=where)
-    sps = tuple(ServicePrincipal(app, "", names[app]) for app in sorted(names))
-    mailboxes = tuple(Mailbox(m) for m in sorted({g.mailbox for g in grants}))
-    return Inventory(sps, mailboxes, tuple(grants), manifest={"source": "grants_csv"})
+    return names, list(first_row)
