@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_tenant(seed: int = 1, mailboxes: int = 200_000, apps: int = 5_000, *, with_existing: bool = False):
+def make_tenant(seed: int = 1, mailboxes: int = 200_000, apps: int = 5_000, *, with_existing: bool = False,
+                noise: float = 0.3, max_changes: int = 3):
     """The app -> mailbox sets; with `with_existing`, also the tenant's existing groups (one per team and per
     department), which the planner may reuse: (sets, existing)."""
     rnd = random.Random(seed)
@@ -65,10 +66,11 @@ def make_tenant(seed: int = 1, mailboxes: int = 200_000, apps: int = 5_000, *, w
             t0 = rnd.randrange(len(teams))
             same = [t for t in range(max(0, t0 - 6), min(len(teams), t0 + 7)) if team_dept[t] == team_dept[t0]]
             s = {m for t in rnd.sample(same, min(len(same), rnd.choice([1, 1, 2, 3]))) for m in teams[t]}
-            if rnd.random() < 0.3:                     # a few people missing (left, or excluded on purpose)
-                s -= set(rnd.sample(sorted(s), min(len(s) - 1, rnd.randint(1, 3))))
-            if rnd.random() < 0.3:                     # a few extra people or shared mailboxes
-                s |= set(rnd.sample(names, rnd.randint(1, 3))) | set(rnd.sample(shared_pool, rnd.randint(0, 2)))
+            if rnd.random() < noise:                   # a few people missing (left, or excluded on purpose)
+                s -= set(rnd.sample(sorted(s), min(len(s) - 1, rnd.randint(1, max_changes))))
+            if rnd.random() < noise:                   # a few extra people or shared mailboxes
+                s |= set(rnd.sample(names, rnd.randint(1, max_changes))) | set(rnd.sample(shared_pool,
+                                                                                          rnd.randint(0, 2)))
         fs = frozenset(s)
         if len(fs) < 2_000:
             small.append(fs)
@@ -78,13 +80,13 @@ def make_tenant(seed: int = 1, mailboxes: int = 200_000, apps: int = 5_000, *, w
     return sets
 
 
-def child(seed: int, time_limit: float) -> None:
+def child(seed: int, time_limit: float, noise: float, max_changes: int) -> None:
     import resource
 
     import migrator.planner.exact  # noqa: F401  (imports outside the timing)
     from migrator.planner.cover import solve_cover
     t0 = time.perf_counter()
-    sets, existing = make_tenant(seed, with_existing=True)
+    sets, existing = make_tenant(seed, with_existing=True, noise=noise, max_changes=max_changes)
     build = time.perf_counter() - t0
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0, c0 = time.perf_counter(), time.process_time()
@@ -99,7 +101,7 @@ def child(seed: int, time_limit: float) -> None:
     per_app_secs = time.perf_counter() - t1
     st = res.stats
     print(json.dumps({
-        "seed": seed, "apps": st["apps"], "mailboxes": st["mailboxes"], "grants": st["grants"],
+        "seed": seed, "noise": noise, "max_changes": max_changes, "apps": st["apps"], "mailboxes": st["mailboxes"], "grants": st["grants"],
         "distinct_app_sets": st["distinct_app_sets"], "mailbox_classes": st["mailbox_classes"],
         "reduced": st["reduced"], "groups": len(res.groups), "lower_bound": res.lower_bound,
         "optimal": res.optimal, "gap": len(res.groups) - res.lower_bound, "per_app_groups": len(per_app.groups),
@@ -120,15 +122,19 @@ def child(seed: int, time_limit: float) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=1, help="generator seed")
+    ap.add_argument("--noise", type=float, default=0.3,
+                    help="chance that a team app lacks a few members, and again that it has a few extra mailboxes")
+    ap.add_argument("--max-changes", type=int, default=3, help="at most this many members missing / extra")
     ap.add_argument("--time-limit", type=float, default=25.0, help="solver time limit (s)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale_planner.md",
                     help="markdown table to write")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.seed, args.time_limit)
+        child(args.seed, args.time_limit, args.noise, args.max_changes)
         return 0
-    p = subprocess.run([sys.executable, __file__, "--child", "--seed", str(args.seed),
+    p = subprocess.run([sys.executable, __file__, "--child", "--seed", str(args.seed), "--noise", str(args.noise),
+                        "--max-changes", str(args.max_changes),
                         "--time-limit", str(args.time_limit)], capture_output=True, text=True)
     if p.returncode != 0:
         print(p.stderr, file=sys.stderr)
@@ -145,7 +151,7 @@ def main() -> int:
              f"| {r['reused_without_preference']:,} / {r['reused_with_preference']:,} "
              f"(of {r['existing_groups']:,}; {r['with_preferred_seconds']:.2f} s) |")
     note = (f"\nMeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores, seed "
-            f"{r['seed']}, load average {r['load_average']}, `bench/scale_planner.py`. Solve s: `solve_cover()` "
+            f"{r['seed']}, noise {r['noise']} (max {r['max_changes']} changes), load average {r['load_average']}, `bench/scale_planner.py`. Solve s: `solve_cover()` "
             "(minimal strategy) including "
             "building the matrix, the exact verification and the per-app assignment; the instance generator is "
             "excluded. Peak RSS: the whole process (generator, both strategies). Existing groups: one per team and per "
