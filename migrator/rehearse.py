@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from migrator.errors import InputError, MigratorError, PlanError, TenantError
+from migrator.errors import InputError, PlanError, TenantError
 from migrator.model import norm_id
 
 CLAIM_RULES = ("documented", "union")
@@ -67,8 +67,6 @@ def _attempts(make_runner: Callable, plan_dir: Path, batches: list[int], *, jour
                 runner = make_runner(journal)
                 result = runner.run(batches)
                 run.calls.update(runner.calls)
-        except (PlanError,) as exc:
-            raise exc
         except TenantError as exc:  # a read that failed after every retry: the same command resumes
             why = f"stopped on a tenant error: {exc}"
         else:
@@ -231,6 +229,18 @@ def find_source(plan, inventory: Path | None = None):
     return source
 
 
+def source_inventory(source):
+    """The Inventory of a planner Source, with its grants: a bare grants CSV's Source keeps them only as tuples."""
+    import dataclasses
+
+    from migrator.model import Grant
+
+    inv = source.inventory
+    if not inv.grants and getattr(source, "grants", ()):
+        inv = dataclasses.replace(inv, grants=tuple(Grant(a, m, r) for a, m, r in source.grants))
+    return inv
+
+
 def copy_plan(plan, dest: Path) -> Path:
     """The plan's files (plan.json and the files it hashes), without its journal, into dest."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -285,7 +295,7 @@ def rehearse(plan_path: Path, *, inventory: Path | None = None, claim_rules: Ite
 
     plan = load_plan(Path(plan_path))  # hashes and exactness first, as execute does
     source = find_source(plan, inventory)
-    fixture = fixture_from_inventory(source.inventory, name=Path(source.path).name)
+    fixture = fixture_from_inventory(source_inventory(source), name=Path(source.path).name)
     results = []
     for rule in claim_rules:
         if rule not in CLAIM_RULES:
@@ -300,4 +310,4 @@ def rehearse(plan_path: Path, *, inventory: Path | None = None, claim_rules: Ite
 
 
 __all__ = ["rehearse", "rehearse_once", "run_batches", "rollback_batch", "end_state_problems", "expected_access",
-           "find_source", "copy_plan", "BatchRun", "Rehearsal", "CLAIM_RULES", "MigratorError"]
+           "find_source", "source_inventory", "copy_plan", "BatchRun", "Rehearsal", "CLAIM_RULES"]

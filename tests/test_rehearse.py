@@ -16,7 +16,7 @@ from migrator.inventory.store import write_inventory
 from migrator.planner.build import PlanOptions, build_plan
 from migrator.planner.plan import load_plan, write_plan
 from migrator.planner.source import load_source
-from migrator.rehearse import copy_plan, find_source, rehearse_once
+from migrator.rehearse import copy_plan, find_source, rehearse_once, source_inventory
 from migrator.sandbox.from_inventory import fixture_from_folder, fixture_from_inventory
 from migrator.sandbox.state import TenantState
 from migrator.sandbox.state_backend import StateBackend
@@ -69,7 +69,7 @@ def test_fixture_from_sample_inventory_holds_the_same_grants_groups_and_defaults
 def test_fixture_from_a_bare_grants_csv_creates_its_mailboxes_and_apps(tmp_path):
     csv = tmp_path / "grants.csv"
     csv.write_text(_grants({"a1": ["x@fabrikam.com", "y@fabrikam.com"], "b2": ["y@fabrikam.com"]}), encoding="utf-8")
-    fixture = fixture_from_inventory(load_source(csv).inventory)
+    fixture = fixture_from_inventory(source_inventory(load_source(csv)))
     state = TenantState.from_fixture(fixture)
     assert StateBackend(state).original_grants == {("a1", "x@fabrikam.com"), ("a1", "y@fabrikam.com"),
                                                   ("b2", "y@fabrikam.com")}
@@ -126,7 +126,7 @@ def small_plan(tmp_path):
 
 def test_small_plan_rehearses_clean(small_plan):
     plan, csv = small_plan
-    fixture = fixture_from_inventory(find_source(plan, csv).inventory)
+    fixture = fixture_from_inventory(source_inventory(find_source(plan, csv)))
     result = rehearse_once(plan, fixture, claim_rule="documented", faults="none")
     assert result.ok, (result.gaps, result.overgrants, result.end_state, result.problems)
 
@@ -146,7 +146,7 @@ def test_a_group_with_an_extra_member_is_reported_as_an_over_grant(small_plan, t
     folder = copy_plan(plan, tmp_path / "broken")
     broken = dataclasses.replace(plan, groups=tuple(broken_group if g.key == group.key else g for g in plan.groups),
                                  path=folder)
-    fixture = fixture_from_inventory(find_source(plan, csv).inventory)
+    fixture = fixture_from_inventory(source_inventory(find_source(plan, csv)))
     result = rehearse_once(broken, fixture, claim_rule="documented", faults="none", max_resumes=0)
     assert not result.ok
     assert result.gaps == []
