@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-# Upper bound on the multiply-adds of one M·Mᵀ (sum of squared column degrees) before a reduction is skipped.
-PRODUCT_BUDGET = 60_000_000
+# Multiply-adds allowed in one sparse M·Mᵀ (sum of squared column degrees); the densest columns beyond it are
+# checked as bit masks instead (measured: 5M keeps the tenant-scale transpose at ~0.2 s, against 1.5 s at 60M).
+PRODUCT_BUDGET = 5_000_000
+# Candidate pairs allowed for rows made only of dense columns (each is compared with every row).
+PAIR_BUDGET = 20_000_000
 
 
 def unique_rows(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +78,7 @@ def subset_pairs(m: sp.csr_matrix, *, budget: int = PRODUCT_BUDGET, max_heavy: i
     pi, pj = s.row[ok], s.col[ok]
     # rows with an empty light part are subsets (on the light side) of every row
     only_heavy = np.flatnonzero(ldeg == 0)
-    if len(only_heavy) * n > budget:
+    if len(only_heavy) * n > max(budget, PAIR_BUDGET):
         return None
     if len(only_heavy):
         qi = np.repeat(only_heavy, n)
