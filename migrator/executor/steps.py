@@ -161,8 +161,7 @@ def legacy_rows(ctx: Context, *, fresh: bool = False, max_age: float | None = No
 def _fullaccess_rows(ctx: Context, app_id: str, mailbox: str) -> list[dict]:
     sp = ctx.sps[app_id]
     rows = ctx.exo.get_mailbox_permissions(mailbox, sp["object_id"])
-    names = {norm_id(k) for k, apps in sp_keys(ctx).items() if app_id in apps} | {norm_id(k) for k in [
-        sp["object_id"], app_id, sp.get("display_name", "")] if k}
+    names = {k for k, apps in sp_keys(ctx).items() if app_id in apps}  # every way the trustee may be shown
     return [r for r in rows if norm_id(_s(r, "User", "Trustee")) in names and "fullaccess" in _rights(r)
             and not _truthy(r.get("IsInherited")) and not _truthy(r.get("Deny"))]
 
@@ -285,7 +284,8 @@ def step_sp_pointers(ctx: Context) -> StepResult:
             _adopt(ctx, "sp_pointer", app_id, sp["object_id"])
             return
         key = app_id
-        ctx.journal.claim_object("sp_pointer", key, sp["object_id"], ctx.batch) if not ctx.dry_run else None
+        if not ctx.dry_run:
+            ctx.journal.claim_object("sp_pointer", key, sp["object_id"], ctx.batch)
         act = ctx.intent("sp_pointer", key, "create", intent={"app_id": app_id, "object_id": sp["object_id"]})
         try:
             ctx.exo.new_service_principal(app_id, sp["object_id"], sp.get("display_name", ""))
