@@ -37,7 +37,7 @@ def test_retries_429_honouring_retry_after_seconds_then_succeeds():
     assert exo.invoke("Get-Mailbox", {"Identity": "a@x.com"}) == [{"Name": "a"}]
     assert s.sleeps == [7.0, 2.0]
     assert s.calls["Get-Mailbox"] == 3
-    assert s.limiter.throttles == 2
+    assert s.limiter.throttles == 1  # the 429; a 503 is retried but not taken as a budget signal
 
 
 @responses.activate
@@ -80,11 +80,15 @@ def test_throttled_after_all_attempts_raises_throttled_not_empty():
 
 
 @responses.activate
-def test_nul_byte_403_gives_forbidden_with_a_grant_hint():
+def test_nul_byte_403_is_retried_a_little_then_forbidden_with_a_grant_hint():
     responses.post(INVOKE, status=403, body=b"\x00" * 64)
-    exo, _ = client()
+    responses.post(INVOKE, json={"value": [{"ok": 1}]})
+    exo, s = client()
+    assert exo.invoke("Get-Mailbox", {"Identity": "a@x.com"}) == [{"ok": 1}]  # a transient NUL 403
+    responses.replace(responses.POST, INVOKE, status=403, body=b"\x00" * 64)
     with pytest.raises(Forbidden) as info:
         exo.invoke("Get-Mailbox", {"Identity": "a@x.com"})
+    assert s.calls["Get-Mailbox"] == 2 + 3  # three tries for a lasting one
     msg = str(info.value)
     assert "Exchange.ManageAsApp" in msg and "Exchange Administrator" in msg
     assert "\x00" not in msg
@@ -193,3 +197,12 @@ def test_parse_error_body_variants():
     e = parse_error_body(json.dumps(exo_error("ManagementObjectNotFoundException", "gone")).encode())
     assert e["exception_type"].endswith("ManagementObjectNotFoundException") and e["text"] == "gone"
     assert parse_error_body("<html>proxy</html>")["text"] == "<html>proxy</html>"
+
+
+@responses.activate
+def test_json_403_is_final_at_once():
+    responses.post(INVOKE, status=403, json={"error": {"code": "Forbidden", "message": "role missing"}})
+    exo, s = client()
+    with pytest.raises(Forbidden, match="role missing"):
+        exo.invoke("Get-Mailbox", {"Identity": "a@x.com"})
+    assert s.calls["Get-Mailbox"] == 1

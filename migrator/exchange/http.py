@@ -1,7 +1,7 @@
 """One HTTP session for the tenant: pooling, timeouts, retries, throttling, a token refresh on 401, typed errors.
 
-Retried (tenacity): 408, 429, 500, 502, 503, 504, dropped/reset connections, read timeouts, and the plain-text
-"maximum number of concurrent requests" answer. Retry-After (seconds or an HTTP date) is honoured; otherwise
+Retried (tenacity): 408, 429, 500, 502, 503, 504, dropped/reset connections, read timeouts, the plain-text
+"maximum number of concurrent requests" answer, and (up to 3 tries) a 403 whose body is not JSON (NUL bytes). Retry-After (seconds or an HTTP date) is honoured; otherwise
 exponential backoff with full jitter, capped. Throttle answers also feed the AdaptiveLimiter, so the whole pool
 slows down, not just the request that was refused. `verify=` goes with every request (REQUESTS_CA_BUNDLE
 overrides a Session's verify, not a per-request one).
@@ -40,7 +40,9 @@ from migrator.exchange.ratelimit import AdaptiveLimiter
 from migrator.exchange.redact import redact
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-THROTTLE_STATUS = frozenset({429, 503})
+# Throttling answers feed the limiter; a 503 is retried like any 5xx but is not taken as a budget signal (it is
+# as often a transient failure, and cutting the pace on those starved the pool in the chaos tests).
+THROTTLE_STATUS = frozenset({429})
 CONCURRENCY_TEXT = "maximum number of concurrent requests"
 
 FORBIDDEN_HINTS = {
@@ -120,7 +122,7 @@ class ApiSession:
 
     def __init__(self, profile: Profile, tokens: Any, limiter: AdaptiveLimiter | None = None, *,
                  max_attempts: int = 10, max_wait: float = 60.0, backoff: float = 0.5, backoff_cap: float = 20.0,
-                 refused_attempts: int = 3, session: requests.Session | None = None,
+                 refused_attempts: int = 3, nul_403_attempts: int = 3, session: requests.Session | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.profile, self.tokens = profile, tokens
         self.limiter = limiter or AdaptiveLimiter()
@@ -128,7 +130,7 @@ class ApiSession:
         self.limiters = {"exchange": self.limiter,
                          "graph": AdaptiveLimiter(initial=4, maximum=self.limiter.maximum)}
         self.max_attempts, self.max_wait = max_attempts, max_wait
-        self.refused_attempts = refused_attempts
+        self.refused_attempts, self.nul_403_attempts = refused_attempts, nul_403_attempts
         self._wait_exp = wait_random_exponential(multiplier=backoff, max=backoff_cap)
         self._sleep = sleep
         self.session = session or requests.Session()
@@ -265,6 +267,11 @@ class ApiSession:
             raise NotFound(f"not found: {detail}", **kw)
         if etype == "ADObjectAlreadyExistsException":
             raise AlreadyExists(f"already exists: {detail}", **kw)
+        if status == 403 and not (err["code"] or err["exception_type"]) and attempt_number < self.nul_403_attempts:
+            # A 403 whose body is not an error document (the NUL bytes) is sometimes a transient refusal: try again
+            # a few times; a missing permission stays 403 and is reported below.
+            raise _Retry(Forbidden(f"HTTP 403 access denied (body not JSON){': ' + detail if detail else ''}",
+                                   hint=FORBIDDEN_HINTS.get(service, "check the app's permissions and roles"), **kw))
         if status == 403:
             raise Forbidden(f"HTTP 403 access denied{': ' + detail if detail else ''}",
                             hint=FORBIDDEN_HINTS.get(service, "check the app's permissions and roles"), **kw)

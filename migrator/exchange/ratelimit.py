@@ -5,10 +5,10 @@ Microsoft does not publish the admin API's budget, and it differs per tenant, so
   limit := min(limit * 0.75, in-flight - 1), at most once per cooldown so one burst of 429s counts once;
 - request pacing, learnt only while the limiter is the bottleneck (callers waited for a slot): the success
   rate observed then (over the last second), while throttled, is the budget, so the pace becomes 0.95 x that
-  rate; it grows while no throttle comes back, slowly at first and faster the longer it stays quiet (2 %/s, plus
-  1 %/s per quiet second), and is dropped after `relax` seconds without one. A throttle that comes
-  while the client is not saturating (a burst, another client, a random answer) only shrinks the window, so
-  one early 429 cannot pin the pace to a low, demand-limited rate.
+  rate (one cut takes at most 20 %); it grows while no throttle comes back, slowly at first and faster the
+  longer it stays quiet (2 %/s, plus 1 %/s per quiet second), and is dropped after `relax` seconds without one.
+  A throttle that comes while the client is not saturating (a burst, another client, a random answer) only
+  shrinks the window, so one early 429 cannot pin the pace to a low, demand-limited rate.
 A rate budget is thus tracked to within a few percent, a concurrency budget by the window.
 All methods are thread-safe; `slot()` is the one call sites use.
 """
@@ -140,7 +140,7 @@ class AdaptiveLimiter:
                 return  # demand-limited (or too few answers to measure): the window alone slows down
             observed = len(self._done) / self.window
             base = min(self.rate, observed) if self.rate else observed
-            floor = self.rate * 0.5 if self.rate else self.min_rate
+            floor = self.rate * 0.8 if self.rate else self.min_rate  # one cut never takes more than 20 %
             self.rate = max(self.min_rate, floor, base * self.rate_margin)
 
     def stats(self) -> dict:
