@@ -5,7 +5,6 @@ before its actions were verified. Drift and a second executor stop the run befor
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 
 import pytest

@@ -23,12 +23,10 @@ from migrator.executor.steps import (
     _s,
     exchange_role,
     legacy_rows,
-    normalise_filter,
     resolve_sps,
     smtp_assignments,
     _fullaccess_rows,
 )
-from migrator.model import norm_id
 
 APPLIED = ("executing", "done", "rolling_back")
 
