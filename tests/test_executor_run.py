@@ -84,3 +84,15 @@ def test_group_replication_delay_is_waited_out(tmp_path):
     result = execute(tenant, plan, [1])
     assert result.outcomes[0].status == "done", result.outcomes[0].message
     assert tenant.gaps == [] and tenant.overgrants == []
+
+
+def test_a_journal_of_another_plan_version_is_refused(world):
+    from migrator.errors import PlanError
+    from migrator.executor.journal import Journal
+
+    tenant, plan = world
+    with Journal(plan) as j:
+        j.set_meta("plan_sha256", "0" * 64)  # as if plan.json had been replaced after execution started
+    with pytest.raises(PlanError, match="another version of the plan"):
+        execute(tenant, plan, [1])
+    assert tenant.writes == 0
