@@ -327,7 +327,22 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
     story.heading(10, "Report for the change ticket")
     result.report = write_report(plan_dir)
     result.seconds = time.monotonic() - story.started
+    _write_checks(result, faults=faults, seed=seed)
+    story.line(f"the demo's own checks: {work / 'demo-checks.json'}")
     return result
+
+
+def _write_checks(result: DemoResult, *, faults: str, seed: int) -> None:
+    """The checks the demo made against the sandbox (the report covers the plan and its journal)."""
+    import json
+
+    data = {"ok": result.ok, "seconds": round(result.seconds, 1), "faults": faults, "seed": seed,
+            "rolled_back_batch": result.failed_batch,
+            "checks": [{"check": what, "ok": ok, "detail": detail} for what, ok, detail in result.checks]}
+    path = result.workdir / "demo-checks.json"
+    tmp = path.with_name(".demo-checks.json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def _again(story: Story, what: str, fn, attempts: int = 5):

@@ -41,6 +41,8 @@ def test_demo_migrates_rolls_back_a_failed_batch_and_writes_the_report(tmp_path)
     assert report.is_file() and (work / "plan" / "report" / "report.md").is_file()
     assert out.rstrip().endswith(f"Report: {report}")
     assert "rolled" in report.read_text(encoding="utf-8").lower()
+    checks = json.loads((work / "demo-checks.json").read_text())
+    assert checks["ok"] is True and checks["rolled_back_batch"] == last and len(checks["checks"]) >= 5
     # The sandbox's secret does not outlive it.
     assert not (work / "sandbox" / "client_secret").exists()
 

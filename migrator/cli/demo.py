@@ -108,6 +108,10 @@ def _interval(i, start: float) -> str:
 
 def render(results) -> str:
     lines = []
+    notes = results[0].notes if results else []
+    if notes:
+        lines.append("The sandbox tenant is the plan's inventory; where the inventory is silent it assumes:")
+        lines += [f"  - {note}" for note in notes]
     for r in results:
         head = "CLEAN" if r.ok else "NOT CLEAN"
         batches = ", ".join(f"{b} {s}" for b, s in sorted(r.statuses.items()))
