@@ -32,6 +32,8 @@ ENUM_LIMIT = 4_000_000            # cells of a component whose maximal bicliques
 MAX_PEEL_DEPTH = 40
 PEEL_FRACTION = 0.01
 BICLIQUE_CAP = 50_000             # maximal bicliques enumerated per component before falling back
+INCIDENCE_LIMIT = 30_000_000      # edge-biclique incidences beyond which greedy + ILP are not attempted
+DENSE_GREEDY_LIMIT = 200_000_000  # bicliques x edges beyond which the dense greedy hands over to the sparse one
 ENUM_SHARE = 0.5                  # share of the remaining time the enumeration may use (greedy + ILP need the rest)
 
 
@@ -152,6 +154,10 @@ def _solve_component(m: np.ndarray, deadline: float, stats: dict, bounds_only: b
         stats["enumeration_capped"] += 1
         return None, lb, False
     stats["bicliques"] += len(extents)
+    if len(extents) * int(m.sum()) > DENSE_GREEDY_LIMIT:     # the dense greedy costs bicliques x edges
+        stats["dense_to_sparse"] += 1
+        return _cover_enumerated_sparse(sp.csr_matrix(m), sp.csr_matrix(extents), sp.csr_matrix(intents), lb,
+                                        trivial, deadline, stats)
     best = greedy_cover(m, extents, intents)
     if len(best) > len(trivial):
         best = None
@@ -262,6 +268,17 @@ def _solve_sparse(m: sp.csr_matrix, lb: int, deadline: float, stats: dict
         stats["enumeration_capped"] += 1
         return None, lb, False
     stats["bicliques"] += extents.shape[0]
+    return _cover_enumerated_sparse(m, extents, intents, lb, trivial, deadline, stats)
+
+
+def _cover_enumerated_sparse(m: sp.csr_matrix, extents: sp.csr_matrix, intents: sp.csr_matrix, lb: int,
+                             trivial: list[np.ndarray], deadline: float, stats: dict
+                             ) -> tuple[list[np.ndarray] | None, int, bool]:
+    """Greedy then ILP over enumerated bicliques held as sparse matrices (see sparse.py)."""
+    sizes = np.diff(extents.indptr).astype(np.int64) * np.diff(intents.indptr).astype(np.int64)
+    if int(sizes.sum()) > INCIDENCE_LIMIT:
+        stats["incidence_too_large"] += 1
+        return None, lb, False
     eb = incidence(m, extents, intents)
     best = greedy_cover_sparse(eb)
     if len(best) > len(trivial):
@@ -380,6 +397,7 @@ def cover_classes(inst: Instance, rows: np.ndarray, time_limit: float, bounds_on
     """Groups as arrays of mailbox classes, the proven lower bound, optimality and stats."""
     deadline = time.perf_counter() + time_limit
     stats = {"components": 0, "trivial": 0, "bounds_met": 0, "greedy_met": 0, "peeled": 0, "sparse": 0,
+             "dense_to_sparse": 0, "incidence_too_large": 0,
              "enumeration_capped": 0, "bicliques": 0, "ilp": [], "largest_component": [0, 0],
              "reduce_seconds": 0.0}
     ext, lb, optimal = solve_block(inst, rows, np.arange(inst.d.shape[1]), deadline, stats, bounds_only)
