@@ -193,3 +193,39 @@ def test_preferred_set_replaces_a_group_only_when_the_cover_stays_exact(preferre
     r = solve_cover(sets, preferred=preferred)
     assert sorted("".join(sorted(g)) for g in r.groups) == expected
     assert len(r.groups) == 2 and r.optimal
+
+
+def _load_rolemining(name: str) -> dict[str, frozenset[str]]:
+    sets: dict[str, set[str]] = {}
+    for line in (ROLEMINING / f"{name}.txt").read_text().splitlines():
+        u, p = line.split()
+        sets.setdefault(f"u{u}", set()).add(f"p{p}")
+    return {k: frozenset(v) for k, v in sets.items()}
+
+
+@pytest.mark.skipif(not (ROLEMINING / "americas_small.txt").exists(), reason="shared benchmark data not present")
+def test_americas_small_needs_and_gets_the_integer_program():
+    sets = _load_rolemining("americas_small")
+    r = solve_cover(sets)
+    assert len(r.groups) == 178 and r.lower_bound == 178 and r.optimal
+    assert r.stats["solve"]["ilp"], "the greedy alone does not reach 178 here: the ILP must have run"
+
+
+@pytest.mark.skipif(not (ROLEMINING / "americas_small.txt").exists(), reason="shared benchmark data not present")
+@pytest.mark.parametrize("answer", ["not a cover", "every biclique"])
+def test_a_lying_solver_is_not_trusted(monkeypatch, answer):
+    """A solver claiming an optimal answer with an impossible bound (1000): either its answer does not cover,
+    or the bound exceeds a verified cover. Both are rejected, the greedy cover is kept, no optimality is
+    claimed, and the result is still exact."""
+    from migrator.planner import exact, ilp
+
+    def liar(a, time_limit):
+        chosen = [0] if answer == "not a cover" else list(range(a.shape[1]))
+        return ilp.IlpResult(chosen=chosen, bound=1000.0, optimal=True, seconds=0.0, status="Optimal")
+
+    monkeypatch.setattr(exact, "solve_set_cover", liar)
+    sets = _load_rolemining("americas_small")
+    r = solve_cover(sets)
+    verify_cover(sets, r)
+    assert any(x.get("rejected") for x in r.stats["solve"]["ilp"])
+    assert len(r.groups) > 178 and not r.optimal

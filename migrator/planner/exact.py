@@ -127,6 +127,27 @@ def _ilp(m: np.ndarray, extents: np.ndarray, intents: np.ndarray, time_limit: fl
     return res.chosen, res.bound, res.optimal, stats
 
 
+def _merge_ilp(best: list[int] | None, n_trivial: int, lb: int, chosen: list[int] | None, valid: bool,
+               bound: float, proved: bool, ilp_stats: dict) -> tuple[list[int] | None, int, bool]:
+    """Fold a solver answer into (best cover, lower bound, optimal), trusting nothing that contradicts itself.
+
+    An answer that does not cover the component discredits the whole run: neither it nor its bound is used. A
+    bound above a cover we have verified is impossible, so it is ignored too."""
+    if chosen is not None and not valid:
+        ilp_stats["rejected"] = "solver answer does not cover the component; its bound is ignored too"
+        return best, lb, False
+    if valid and (best is None or len(chosen) < len(best)):
+        best = chosen
+    upper = len(best) if best is not None else n_trivial
+    b = math.ceil(bound - 1e-6)
+    if b > upper:
+        ilp_stats["rejected"] = f"solver bound {bound} is above a verified cover of {upper}"
+        return best, lb, False
+    lb = max(lb, b)
+    optimal = bool(proved and valid and best is not None and len(best) <= len(chosen))
+    return best, lb, optimal
+
+
 def _covers(m: np.ndarray, extents: np.ndarray, intents: np.ndarray, chosen: list[int]) -> bool:
     got = np.zeros(m.shape, dtype=bool)
     for k in chosen:
@@ -169,13 +190,8 @@ def _solve_component(m: np.ndarray, deadline: float, stats: dict, bounds_only: b
     if remaining > 0.05:
         chosen, bound, proved, ilp_stats = _ilp(m, extents, intents, remaining)
         stats["ilp"].append(ilp_stats)
-        lb = max(lb, math.ceil(bound - 1e-6))
-        if chosen is not None and _covers(m, extents, intents, chosen):
-            if best is None or len(chosen) < len(best):
-                best = chosen
-            optimal = proved and len(best) <= len(chosen)
-        elif chosen is not None:
-            ilp_stats["rejected"] = "solver answer does not cover the component"
+        valid = chosen is not None and _covers(m, extents, intents, chosen)
+        best, lb, optimal = _merge_ilp(best, len(trivial), lb, chosen, valid, bound, proved, ilp_stats)
     if best is None:
         return trivial, lb, len(trivial) <= lb
     optimal = optimal or len(best) <= lb
@@ -291,13 +307,8 @@ def _cover_enumerated_sparse(m: sp.csr_matrix, extents: sp.csr_matrix, intents: 
         mask = undominated_edges(m)
         chosen, bound, proved, ilp_stats = ilp_sparse(eb, mask, remaining)
         stats["ilp"].append(ilp_stats)
-        lb = max(lb, math.ceil(bound - 1e-6))
-        if chosen is not None and covers_all(eb, chosen):
-            if best is None or len(chosen) < len(best):
-                best = chosen
-            optimal = proved and len(best) <= len(chosen)
-        elif chosen is not None:
-            ilp_stats["rejected"] = "solver answer does not cover the component"
+        valid = chosen is not None and covers_all(eb, chosen)
+        best, lb, optimal = _merge_ilp(best, len(trivial), lb, chosen, valid, bound, proved, ilp_stats)
     if best is None:
         return trivial, lb, len(trivial) <= lb
     optimal = optimal or len(best) <= lb
