@@ -174,3 +174,34 @@ def test_inventory_folder_to_plan(tmp_path):
     plan = build_plan(load_source(folder), PlanOptions())
     assert plan.meta["source"]["kind"] == "inventory" and len(plan.meta["source"]["sha256"]) == 64
     assert check_exact(plan) == []
+
+
+def _independent_effective(plan, inv, app):
+    """An app's mailboxes evaluated against the inventory itself (not the plan's attributes.csv), the way
+    Exchange would: direct group members, or mailboxes whose attribute equals the value ignoring case."""
+    out = set()
+    for a in plan.assignments:
+        if a.app_id != app:
+            continue
+        scope = next(s for s in plan.scopes if s.key == a.scope)
+        for key in scope.groups:
+            out |= plan.group(key).members
+        for attribute, value in scope.attributes:
+            out |= {mb.address for mb in inv.mailboxes if mb.attribute(attribute).casefold() == value.casefold()}
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(sendas=st.dictionaries(app_ids, st.lists(boxes, min_size=1, max_size=6, unique=True), min_size=1),
+       attrs=st.dictionaries(boxes, st.sampled_from(["a", "A", "b", "c"]), max_size=10),
+       existing=st.lists(st.lists(boxes, min_size=1, max_size=4, unique=True), max_size=4))
+def test_random_instances_with_reuse_and_attribute_scopes_stay_exact(sendas, attrs, existing):
+    inv = make_inventory(sendas, attributes={m: {"CustomAttribute7": v} for m, v in attrs.items()},
+                         groups={f"grp{i}": ms for i, ms in enumerate(existing)})
+    plan = _plan(inv, allow_attribute_scopes=True)
+    assert check_exact(plan) == []
+    for app, ms in sendas.items():
+        assert _independent_effective(plan, inv, app) == {addr(m) for m in ms}
+    for g in plan.groups:
+        if g.status == "reuse":
+            assert frozenset(next(x for x in inv.groups if x.address == g.address).members) == g.members

@@ -44,8 +44,11 @@ class Source:
     @classmethod
     def from_inventory(cls, inv: Inventory, kind: str, path: str, sha256: str) -> Source:
         send_as = Right.SEND_AS
-        rows = {(g.app_id, g.mailbox, "SendAs" if g.right is send_as else "FullAccess") for g in inv.grants}
-        return cls(inv, kind, path, sha256, tuple(sorted(rows)))
+        rows = list(dict.fromkeys([(g.app_id, g.mailbox, "SendAs" if g.right is send_as else "FullAccess")
+                                   for g in inv.grants]))
+        if any(a > b for a, b in zip(rows, rows[1:])):  # inventory.store writes them sorted already
+            rows.sort()
+        return cls(inv, kind, path, sha256, tuple(rows))
 
 
 def load_source(path: Path) -> Source:
