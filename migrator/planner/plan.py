@@ -452,12 +452,19 @@ def load_plan(path: Path) -> Plan:
     for name in CSV_FILES:
         _verify_hash(path / name, files[name], rowhashes.get(name))
 
-    grants = tuple(PlanGrant(r["app_id"], r["app_name"], r["mailbox"], r["right"], r["action"], r["reason"],
-                             _int(r, "batch", p, n, optional=True))
-                   for p, n, r in _read(path, GRANTS))
+    # the two big files (a million rows each) are read as plain tuples; the others as dicts
+    grant_list: list[PlanGrant] = []
+    add, new = grant_list.append, tuple.__new__
+    batch_numbers: dict[str, int | None] = {"": None}
+    for p, n, (app, name, mailbox, right, action, reason, batch) in _read_columns(path, GRANTS):
+        number = batch_numbers.get(batch, -1)
+        if number == -1:
+            number = batch_numbers[batch] = _int({"batch": batch}, "batch", p, n)
+        add(new(PlanGrant, (app, name, mailbox, right, action, reason, number)))
+    grants = tuple(grant_list)
     members: dict[str, set[str]] = defaultdict(set)
-    for _p, _n, r in _read(path, MEMBERSHIPS):
-        members[r["group"]].add(r["mailbox"])
+    for _p, _n, (group, mailbox) in _read_columns(path, MEMBERSHIPS):
+        members[group].add(mailbox)
     groups = []
     for p, n, r in _read(path, GROUPS):
         g = PlanGroup(r["group"], r["name"], r["status"], r["dn"], frozenset(members.pop(r["group"], ())),
@@ -554,6 +561,27 @@ def _read(path: Path, name: str):
             if len(cells) != len(header):
                 raise PlanError(f"has {len(cells)} fields, the header has {len(header)}", path=str(file), row=n)
             yield file, n, {k: csvio.unneutralise(v) for k, v in zip(header, cells)}
+
+
+def _read_columns(path: Path, name: str):
+    """Yield (file path, spreadsheet row number, the contract's columns as a list, in COLUMNS order)."""
+    file = path / name
+    unneutralise = csvio.unneutralise
+    with open(file, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        missing = [c for c in COLUMNS[name] if c not in header]
+        if missing:
+            raise PlanError(f"missing column(s) {', '.join(missing)}", path=str(file), row=1)
+        idx = [header.index(c) for c in COLUMNS[name]]
+        width = len(header)
+        in_order = idx == list(range(width))
+        for n, cells in enumerate(reader, start=2):
+            if len(cells) != width:
+                raise PlanError(f"has {len(cells)} fields, the header has {width}", path=str(file), row=n)
+            if "'" in "".join(cells):  # rare: only then can a cell be neutralised
+                cells = [unneutralise(c) for c in cells]
+            yield file, n, (cells if in_order else [cells[i] for i in idx])
 
 
 def _int(row: dict[str, str], name: str, file: Path, n: int, *, optional: bool = False) -> int | None:
