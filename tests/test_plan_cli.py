@@ -127,3 +127,12 @@ def test_plan_bad_input_exits_2_with_file_and_row(runner, body, message):
     assert result.exit_code == 2
     assert message in result.output
     assert not Path("plans/g").exists()
+
+
+def test_plan_with_only_fullaccess_has_nothing_to_migrate(runner):
+    Path("fa.csv").write_text("app_id,mailbox,right\na1,x@contoso.com,FullAccess\n")
+    result = runner.invoke(main, ["plan", "fa.csv", "--out", "plans/fa"])
+    assert result.exit_code == 0, result.output
+    assert "Batches:     0" in result.output and "Nothing to migrate" in result.output
+    shown = runner.invoke(main, ["show", "plans/fa"])
+    assert shown.exit_code == 0 and "Grants:      0 migrate (SendAs), 1 keep (FullAccess)" in shown.output

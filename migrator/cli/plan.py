@@ -54,7 +54,10 @@ def plan_command(input_path: Path, out: Path | None, force: bool, strategy: str,
         plan = build_plan(load_source(input_path), options)
         write_plan(plan, out, overwrite=force)  # checks exactness first; nothing is written when it fails
     click.echo(render_text(replace(plan, path=out)))
-    click.echo(f"\nWrote {out}. Review its CSV files, then run `migrator execute {out} --batch 1`.")
+    if plan.batches:
+        click.echo(f"\nWrote {out}. Review its CSV files, then run `migrator execute {out} --batch 1`.")
+    else:
+        click.echo(f"\nWrote {out}. Nothing to migrate: no SendAs grants (FullAccess grants are kept).")
 
 
 @click.command("show")

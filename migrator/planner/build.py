@@ -155,8 +155,8 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
                                     apps_using[i]))
         else:
             g = existing[i].group
-            groups.append(PlanGroup(key, g.name, REUSE, g.dn, elements[i], g.address.split("@", 1)[0], g.address,
-                                    first[i], apps_using[i]))
+            # alias left empty: the inventory does not record an existing group's alias, and nothing creates it
+            groups.append(PlanGroup(key, g.name, REUSE, g.dn, elements[i], "", g.address, first[i], apps_using[i]))
     groups_by_key = {g.key: g for g in groups}
 
     # 4. scopes (one per distinct combination of an app's sets) and one assignment per app (per chunk)
