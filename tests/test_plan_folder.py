@@ -174,6 +174,9 @@ def test_rehashed_filter_edit_is_caught(folder):
                                    *p.batches[2:])), "also in batch"),
     (lambda p: replace(p, assignments=tuple(replace(a, role="Application Mail.Send") for a in p.assignments)),
      "differs from the plan's role"),
+    (lambda p: replace(p, scopes=(replace(p.scopes[0], name=p.groups[0].name.upper()), *p.scopes[1:])),
+     "is also used by"),
+    (lambda p: replace(p, groups=(replace(p.groups[0], name="x" * 65), *p.groups[1:])), "1-64 characters"),
 ])
 def test_write_refuses_an_inexact_plan_and_writes_nothing(plan, tmp_path, tamper, fragment):
     assert P.check_exact(plan) == []

@@ -65,6 +65,7 @@ MIGRATE, KEEP = "migrate", "keep"
 NEW, REUSE = "new", "reuse"
 FUTURE_NOTE = "future mailboxes with this value will be in scope"
 MAX_PROBLEMS_SHOWN = 10
+MAX_NAME = 64
 
 
 class PlanGrant(NamedTuple):
@@ -309,6 +310,18 @@ def check_exact(plan: Plan) -> list[str]:
                             f"{', '.join(sorted(gained)[:3])}")
         if lost:
             problems.append(f"app {app} would lose {len(lost)} mailbox(es), e.g. {', '.join(sorted(lost)[:3])}")
+
+    # names: what the executor creates must be nameable (New-DistributionGroup -Name takes at most 64 characters)
+    seen_names: dict[str, str] = {}
+    for kind, objects in ((GROUPS, [g for g in plan.groups if g.status == NEW]), (SCOPES, plan.scopes),
+                          (ASSIGNMENTS, plan.assignments)):
+        for obj in objects:
+            if not obj.name or len(obj.name) > MAX_NAME:
+                problems.append(f"{kind} {obj.key}: name must be 1-{MAX_NAME} characters, not {obj.name!r}")
+            elif obj.name.lower() in seen_names:
+                problems.append(f"{kind} {obj.key}: name {obj.name!r} is also used by {seen_names[obj.name.lower()]}")
+            else:
+                seen_names[obj.name.lower()] = obj.key
 
     # batches: every migrating app in exactly one batch, its grants and assignments in that batch
     batch_of: dict[str, int] = {}
