@@ -12,7 +12,7 @@ Files (UTF-8, RFC 4180, header row; the columns DESIGN.md §4 names come first, 
   batches.csv      batch, apps, grants, note, mailboxes, new_groups, scopes, assignments
   attributes.csv   attribute, value, mailbox: the mailboxes that held each attribute value an attribute scope
                    filters on, at inventory time (what makes an attribute scope checkable from the plan alone)
-  rowhashes.json   a 32-bit digest of every row of every CSV, so an edit is reported with its row number
+  rowhashes.json   a 24-bit digest of every row of every CSV, so an edit is reported with its row number
   plan.json        format, created, source, role, options, cover, flagged_apps, counts, files (SHA-256 of each)
 
 `check_exact()` recomputes every app's effective mailbox set from memberships, attribute matches, scopes and
