@@ -229,3 +229,19 @@ def test_a_lying_solver_is_not_trusted(monkeypatch, answer):
     verify_cover(sets, r)
     assert any(x.get("rejected") for x in r.stats["solve"]["ilp"])
     assert len(r.groups) > 178 and not r.optimal
+
+
+def test_a_broken_minimal_cover_falls_back_to_an_exact_per_app_cover(monkeypatch):
+    from migrator.planner import exact
+    real = exact.solve_classes
+
+    def broken(*args, **kwargs):
+        groups, app_groups, lb, optimal, stats = real(*args, **kwargs)
+        return groups[1:], {a: [i - 1 for i in g if i > 0] for a, g in app_groups.items()}, lb, optimal, stats
+
+    monkeypatch.setattr(exact, "solve_classes", broken)
+    sets = {"a": frozenset("xy"), "b": frozenset("yz"), "c": frozenset("xyz")}
+    r = solve_cover(sets)
+    verify_cover(sets, r)
+    assert "failed verification" in r.stats["fallback"]
+    assert len(r.groups) == 3 and r.lower_bound == 2 and not r.optimal

@@ -80,8 +80,27 @@ def solve_cover(app_sets: Mapping[str, frozenset[str]], *, strategy: str = "mini
     ordered, remapped = _finalize(groups, app_groups)
     stats["gap"] = len(ordered) - lower
     result = CoverResult(ordered, remapped, lower, optimal, strategy, stats)
-    verify_cover(app_sets, result)
+    try:
+        verify_cover(app_sets, result)
+    except ValueError as exc:
+        if strategy == "per-app":
+            raise
+        # A bug in the minimal path must never cost exactness: fall back to one group per distinct app set
+        # (exact by construction, verified again) and say why in the stats.
+        fallback = _per_app(app_sets, lower)
+        fallback.stats["fallback"] = f"minimal cover failed verification: {exc}"
+        verify_cover(app_sets, fallback)
+        return fallback
     return result
+
+
+def _per_app(app_sets: Mapping[str, frozenset[str]], lower: int) -> CoverResult:
+    """One group per distinct non-empty app set, without the solver (the fallback)."""
+    groups = sorted({s for s in app_sets.values() if s}, key=_group_key)
+    index = {g: i for i, g in enumerate(groups)}
+    app_groups = {app: ((index[app_sets[app]],) if app_sets[app] else ()) for app in sorted(app_sets)}
+    lower = min(lower, len(groups))
+    return CoverResult(tuple(groups), app_groups, lower, len(groups) == lower, "minimal", {"gap": len(groups) - lower})
 
 
 def verify_cover(app_sets: Mapping[str, frozenset[str]], result: CoverResult) -> None:
