@@ -528,9 +528,9 @@ def make_world(tmp_path, apps: dict[str, set[str]], batches: list[list[str]], *,
             groups.append(PlanGroup(key, f"RBAC SendAs App {i}", "new", "", frozenset(mailboxes),
                                     f"rbac-sendas-app{i}", f"rbac-sendas-app{i}@contoso.com", batch_of[app], 1))
             flt = opath.member_of_new(key)
-        scopes.append(PlanScope(skey, f"RBAC SendAs App {i}", flt, (key,), "group", (), batch_of[app]))
+        scopes.append(PlanScope(skey, f"RBAC Scope App {i}", flt, (key,), "group", (), batch_of[app]))
         assignments.append(PlanAssignment(f"A{i:05d}", app, f"App {i}", RBAC_ROLE_SMTP_SEND_AS, skey, batch_of[app],
-                                          f"RBAC SendAs App {i}"))
+                                          f"RBAC Assignment App {i}"))
     plan_batches = tuple(PlanBatch(i + 1, tuple(sorted(b)), sum(len(apps[a]) for a in b))
                          for i, b in enumerate(batches))
     plan = Plan({"format": 1, "role": RBAC_ROLE_SMTP_SEND_AS}, tuple(grants), tuple(groups), tuple(scopes),

@@ -111,7 +111,7 @@ def test_shared_group_is_kept_while_another_applied_batch_uses_it(tmp_path):
             grants.append(PlanGrant(app, f"App {i}", m, "SendAs", "migrate", "", i))
     group = PlanGroup("G0001", "Shared", "new", "", frozenset({"a@contoso.com", "b@contoso.com"}), "shared",
                       "shared@contoso.com", 1, 2)
-    scope = PlanScope("S0001", "Shared", opath.member_of_new("G0001"), ("G0001",), "group", (), 1)
+    scope = PlanScope("S0001", "Shared scope", opath.member_of_new("G0001"), ("G0001",), "group", (), 1)
     assignments = (PlanAssignment("A00001", A1, "App 1", RBAC_ROLE_SMTP_SEND_AS, "S0001", 1, "App 1 send"),
                    PlanAssignment("A00002", A2, "App 2", RBAC_ROLE_SMTP_SEND_AS, "S0001", 2, "App 2 send"))
     plan = write_plan(Plan({"format": 1, "role": RBAC_ROLE_SMTP_SEND_AS}, tuple(grants), (group,), (scope,),
@@ -119,7 +119,8 @@ def test_shared_group_is_kept_while_another_applied_batch_uses_it(tmp_path):
     execute(tenant, plan, [1, 2])
     result = rollback(tenant, plan, 1)
     assert "kept: batch(es) 2 still use it" in result.outcomes[0].message
-    assert len(tenant.groups) == 1 and list(tenant.scopes) == ["Shared"] and list(tenant.assignments) == ["App 2 send"]
+    assert len(tenant.groups) == 1 and list(tenant.scopes) == ["Shared scope"]
+    assert list(tenant.assignments) == ["App 2 send"]
     rollback(tenant, plan, 2)
     assert not tenant.groups and not tenant.scopes and not tenant.assignments
     assert tenant.gaps == [] and tenant.overgrants == []
