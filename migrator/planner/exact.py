@@ -7,6 +7,10 @@ Per connected component of the reduced matrix:
 4. otherwise a set-cover integer program over the maximal bicliques (HiGHS, see ilp.py) with the
    constraints of dominated edges dropped, under the remaining time; when it stops early the best cover found
    is kept and the solver's proven bound raises the lower bound.
+Small components use dense bit matrices (bicliques.py); tenant-sized ones the same steps on sparse structures
+(sparse.py). A component whose bicliques are too many (a cap, half the remaining time, an incidence budget) is
+peeled: its densest rows are set aside, the rest is solved recursively (it tends to fall apart), and the rows set
+aside get bicliques among themselves for what they still lack: an upper bound, with the lower bound kept.
 Components are independent, so the bounds add up. Covers lift back to the original apps and mailboxes by
 closure (see reduce.py) and the caller verifies the lifted result exactly.
 """
