@@ -67,7 +67,7 @@ def _actions(plan: Path) -> int:
 
 
 def _run_killed(args: list[str], rng: random.Random, kill_window: tuple[float, float], deadline: float, *,
-                after_writes: Path | None = None) -> int | None:
+                after_writes: Path | None = None, nth_range: tuple[int, int] = (1, 3)) -> int | None:
     """Run `migrator <args>`; SIGKILL it at a random moment in kill_window (None if killed, else its exit code).
     With after_writes (a plan folder), the window starts when this run has recorded its first journal action."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -76,7 +76,7 @@ def _run_killed(args: list[str], rng: random.Random, kill_window: tuple[float, f
                             stderr=subprocess.PIPE, env=env, start_new_session=True)
     delay = rng.uniform(*kill_window)
     kill_at = None if after_writes else time.monotonic() + delay
-    nth = rng.randint(1, 3)  # with after_writes: start the delay once this run has recorded its nth action
+    nth = rng.randint(*nth_range)  # with after_writes: start the delay once this run has recorded its nth action
     try:
         while True:
             code = proc.poll()
@@ -89,7 +89,7 @@ def _run_killed(args: list[str], rng: random.Random, kill_window: tuple[float, f
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
                 return None
-            time.sleep(0.02)
+            time.sleep(0.005)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -97,12 +97,12 @@ def _run_killed(args: list[str], rng: random.Random, kill_window: tuple[float, f
 
 
 def _until_done(args: list[str], rng: random.Random, *, kill_window=(0.8, 5.0), deadline: float,
-                after_writes: Path | None = None) -> tuple[int, int]:
+                after_writes: Path | None = None, nth_range: tuple[int, int] = (1, 3)) -> tuple[int, int]:
     """Re-run until the command exits 0; returns (runs, kills). The last attempts are left alone so it can end."""
     kills = 0
     for run in range(1, MAX_RUNS + 1):
         window = kill_window if run <= MAX_RUNS // 2 and time.monotonic() < deadline - 20 else (1e9, 1e9)
-        code = _run_killed(args, rng, window, deadline, after_writes=after_writes)
+        code = _run_killed(args, rng, window, deadline, after_writes=after_writes, nth_range=nth_range)
         if code is None:
             kills += 1
             continue
@@ -168,9 +168,10 @@ def test_rollback_started_mid_batch_returns_the_tenant_to_its_prior_state(tmp_pa
             assert tenant_shape(sb.state) != before  # the batch really was part-way
             rollback = ["rollback", str(plan_path), "--profile", str(sb.profile_path), "--batch", str(batch),
                         "--yes", "--wait", "--token-lifetime", "1.3"]
-            # each rollback run is killed at a random moment after its first recorded change, until one ends
-            runs, kills = _until_done(rollback, rng, kill_window=(0.0, 0.15), deadline=deadline,
-                                      after_writes=plan_path)
+            # each rollback run is killed at a random moment soon after its first recorded change, until one
+            # ends (a run that records a single change may finish before the kill lands: hence up to 3 seeds)
+            runs, kills = _until_done(rollback, rng, kill_window=(0.0, 0.05), deadline=deadline,
+                                      after_writes=plan_path, nth_range=(1, 1))
             total_kills += kills
             assert tenant_shape(sb.state) == before, seed
             report = sb.state.check(grants)
