@@ -214,3 +214,21 @@ def test_fast_csv_writer_matches_csv_module(tmp_path):
     # csvio cannot tell a neutralised "=x" from a value that was "'=x" to begin with: that one cell comes back
     # without its apostrophe (a csvio limitation, shared with the inventory)
     assert back[:3] == rows[:3] and back[3][:5] == rows[3][:5] and back[3][6] == rows[3][6]
+
+
+def test_a_plan_with_a_journal_is_never_replaced(tmp_path):
+    """`plan --force` over a plan that has run would delete the journal, the only record of removed grants."""
+    from click.testing import CliRunner
+
+    from migrator.cli import main
+
+    grants = tmp_path / "grants.csv"
+    grants.write_text("app_id,mailbox\n11111111-1111-1111-1111-111111111111,a@contoso.com\n", encoding="utf-8")
+    out = tmp_path / "plan"
+    runner = CliRunner()
+    assert runner.invoke(main, ["plan", str(grants), "--out", str(out)]).exit_code == 0
+    (out / "journal.db").write_bytes(b"journal")
+    result = runner.invoke(main, ["plan", str(grants), "--out", str(out), "--force"])
+    assert result.exit_code == 2, result.output
+    assert "journal.db" in result.output
+    assert (out / "journal.db").read_bytes() == b"journal"
