@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from migrator.planner.bounds import incompatible_edges
 from migrator.planner.cover import CoverResult, solve_cover, verify_cover
 from migrator.planner.reduce import reduce_matrix, subset_pairs, union_of_subsets, unique_rows
 
-ROLEMINING = Path(__file__).resolve().parents[2] / "shared" / "bench" / "rolemining"
+ROLEMINING = Path(__file__).resolve().parent / "data" / "rolemining"  # gzipped copies, see SOURCE.md there
 
 
 def csr(rows: list[list[int]]) -> sp.csr_matrix:
@@ -170,14 +171,9 @@ def test_no_time_still_gives_an_exact_cover():
     assert len(full.groups) == 4 and full.optimal and set(full.groups) == set(teams)
 
 
-@pytest.mark.skipif(not (ROLEMINING / "domino.txt").exists(), reason="shared benchmark data not present")
 @pytest.mark.parametrize("name, known", [("hc", 14), ("domino", 20), ("fire2", 10)])
 def test_known_minimum_on_small_role_mining_datasets(name, known):
-    sets: dict[str, set[str]] = {}
-    for line in (ROLEMINING / f"{name}.txt").read_text().splitlines():
-        u, p = line.split()
-        sets.setdefault(f"u{u}", set()).add(f"p{p}")
-    app_sets = {k: frozenset(v) for k, v in sets.items()}
+    app_sets = _load_rolemining(name)
     r = solve_cover(app_sets)
     assert len(r.groups) == known and r.lower_bound == known and r.optimal
 
@@ -197,13 +193,12 @@ def test_preferred_set_replaces_a_group_only_when_the_cover_stays_exact(preferre
 
 def _load_rolemining(name: str) -> dict[str, frozenset[str]]:
     sets: dict[str, set[str]] = {}
-    for line in (ROLEMINING / f"{name}.txt").read_text().splitlines():
+    for line in gzip.decompress((ROLEMINING / f"{name}.txt.gz").read_bytes()).decode("ascii").splitlines():
         u, p = line.split()
         sets.setdefault(f"u{u}", set()).add(f"p{p}")
     return {k: frozenset(v) for k, v in sets.items()}
 
 
-@pytest.mark.skipif(not (ROLEMINING / "americas_small.txt").exists(), reason="shared benchmark data not present")
 def test_americas_small_needs_and_gets_the_integer_program():
     sets = _load_rolemining("americas_small")
     r = solve_cover(sets)
@@ -211,7 +206,6 @@ def test_americas_small_needs_and_gets_the_integer_program():
     assert r.stats["solve"]["ilp"], "the greedy alone does not reach 178 here: the ILP must have run"
 
 
-@pytest.mark.skipif(not (ROLEMINING / "americas_small.txt").exists(), reason="shared benchmark data not present")
 @pytest.mark.parametrize("answer", ["not a cover", "every biclique"])
 def test_a_lying_solver_is_not_trusted(monkeypatch, answer):
     """A solver claiming an optimal answer with an impossible bound (1000): either its answer does not cover,
