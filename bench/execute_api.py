@@ -37,11 +37,9 @@ def _serve(fixture: dict, faults: dict, settings: dict, seed: int, run_dir: str,
     from migrator.sandbox.faults import FaultProfile
     from migrator.sandbox.server import start_sandbox
     from migrator.sandbox.settings import SandboxSettings
-    from sandbox_world import long_admin_tokens
 
     sb = start_sandbox(fixture, seed=seed, faults=FaultProfile(**faults), settings=SandboxSettings(**settings),
                        run_dir=run_dir)
-    long_admin_tokens(sb)
     conn.send({"profile": str(sb.profile_path)})
     grants = conn.recv()  # the original grants: check the timeline, then stop
     report = sb.state.check(grants)

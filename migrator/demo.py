@@ -226,7 +226,7 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
         original = set(sb.app.backend.original_grants)
         story.line(f"{state.tenant_name}: {n_mailboxes} mailboxes, {n_apps} apps, {len(original)} SendAs grants held "
                    f"by apps; faults: {faults} (seed {seed})")
-        story.line(f"RBAC changes reach sending after {settings.propagation_delay:g} s and tokens live "
+        story.line(f"RBAC changes reach sending after {settings.propagation_delay:g} s and the apps' tokens live "
                    f"{settings.token_lifetime:g} s (in Microsoft's cloud: 30 min-2 h and 60-90 min)")
         story.line(f"connection profile: {sb.profile_path}")
 

@@ -31,10 +31,11 @@ from migrator.model import norm_id
 
 CLAIM_RULES = ("documented", "union")
 # Sandbox delays of a rehearsal, and the executor's waits: each wait exceeds the delay it covers, as in a real run.
-# All on the fast-forwarded sandbox clock, so they cost no wall time. The token lifetime is an hour, as Entra's: msal
-# keeps its token across the jumps, the sandbox refuses it once expired, and the client refreshes on that 401,
-# which is the path a real run takes after a long wait.
-REHEARSAL_DELAYS = {"propagation_delay": 1800.0, "token_lifetime": 3600.0, "replication_delay": 30.0}
+# All on the fast-forwarded sandbox clock, so they cost no wall time. Token lifetimes are an hour, as Entra's: msal
+# keeps the admin's token across the jumps, the sandbox refuses it once expired, and the client refreshes on that
+# 401, which is the path a real run takes after a long wait.
+REHEARSAL_DELAYS = {"propagation_delay": 1800.0, "token_lifetime": 3600.0, "admin_token_lifetime": 3600.0,
+                    "replication_delay": 30.0}
 REHEARSAL_WAITS = {"propagation_wait": 2100.0, "token_lifetime": 3900.0}
 MAX_RESUMES = 8
 

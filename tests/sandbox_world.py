@@ -1,10 +1,8 @@
 """A synthetic tenant for the executor's integration, chaos and benchmark runs: a sandbox fixture with `apps` apps
 holding SendAs on random mailboxes (seeded), and the real planner's plan for it.
 
-Also `long_admin_tokens(sandbox)`: the sandbox gives every token `token_lifetime`, the admin tool's included; with
-the few-second lifetimes these tests use, MSAL (which treats a token within 5 minutes of expiry as expired) would
-fetch a token before every call. The admin is not a sending app, so its tokens are left out of the claim model:
-this keeps the tests fast without weakening what the timeline checks.
+The few-second `token_lifetime` these runs use applies to the apps' tokens only: the admin's tokens live
+`admin_token_lifetime` (an hour by default, SandboxSettings), so msal does not fetch a token before every call.
 """
 
 from __future__ import annotations
@@ -73,20 +71,6 @@ def make_plan(fixture: dict, out: Path, *, pilot: int = 1, batch_size: int = 2) 
     csvio.write_csv(src, ("app_id", "mailbox", "right", "app_name"), rows)
     plan = build_plan(load_source(src), PlanOptions(pilot=pilot, batch_size=batch_size, time_limit=10))
     return write_plan(plan, out)
-
-
-def long_admin_tokens(sandbox, lifetime: float = 3600.0) -> None:
-    state = sandbox.state
-    original = state.issue_token
-    admin = sandbox.client_id.lower()
-
-    def issue(app_id: str, audience: str) -> dict:
-        claims = original(app_id, audience)
-        if (app_id or "").lower() == admin:
-            claims["exp"] = int(claims["iat"] + lifetime)
-        return claims
-
-    state.issue_token = issue
 
 
 def tenant_shape(state) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from migrator.planner.plan import load_plan
-from sandbox_world import long_admin_tokens, make_fixture, make_plan, tenant_shape
+from sandbox_world import make_fixture, make_plan, tenant_shape
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,7 +49,6 @@ def _start(tmp: Path, seed: int, claim_rule: str):
                                claim_rule=claim_rule,
                                trustee_display="object_id" if claim_rule == "union" else "display_name")
     sb = start_sandbox(fixture, seed=seed, faults=_faults(), settings=settings, run_dir=tmp / "sb")
-    long_admin_tokens(sb)
     return sb, plan, grants
 
 

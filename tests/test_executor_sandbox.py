@@ -16,7 +16,7 @@ from migrator.executor.journal import Journal
 from migrator.executor.rollback import RollbackRunner
 from migrator.executor.runner import Runner
 from migrator.planner.plan import load_plan
-from sandbox_world import long_admin_tokens, make_fixture, make_plan, tenant_shape
+from sandbox_world import make_fixture, make_plan, tenant_shape
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,6 @@ def world(tmp_path):
     plan = make_plan(fixture, tmp_path / "plan", pilot=1, batch_size=2)
     settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3)
     with start_sandbox(fixture, run_dir=tmp_path / "sb", settings=settings) as sb:
-        long_admin_tokens(sb)
         yield sb, plan, grants
 
 

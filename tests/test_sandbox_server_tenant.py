@@ -92,11 +92,55 @@ def test_token_claims_follow_graph_app_role_assignments(sandbox):
     assert set(check) >= {"gaps", "overgrants"}
 
 
+@pytest.fixture
+def short_tokens(tmp_path):
+    """The sample tenant on a manual clock, apps' tokens 2 s, the admin's 30 s; one mailer app has a secret."""
+    from migrator.sandbox.clock import Clock
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    fixture = json.loads((SAMPLES / "contoso" / "tenant.json").read_text())
+    mailer = next(a for a in fixture["apps"] if {"resource": "Office 365 Exchange Online",
+                                                 "permission": "SMTP.SendAsApp"} in a["app_roles"])
+    mailer["secret"] = "mailer-s3cret"
+    settings = SandboxSettings(token_lifetime=2, admin_token_lifetime=30)
+    with start_sandbox(fixture, settings=settings, clock=Clock.manual(), run_dir=tmp_path / "sb") as sb:
+        yield sb, mailer["app_id"]
+
+
+def test_admin_tokens_live_admin_token_lifetime_and_app_tokens_token_lifetime(short_tokens):
+    import jwt
+
+    sb, mailer_id = short_tokens
+    admin = _msal(sb).acquire_token_for_client([EXO])
+    mailer = msal.ConfidentialClientApplication(mailer_id, client_credential="mailer-s3cret", authority=sb.authority,
+                                                instance_discovery=False, http_client=VerifyingSession(sb.ca_bundle)
+                                                ).acquire_token_for_client([EXO])
+    admin_claims = jwt.decode(admin["access_token"], options={"verify_signature": False})
+    mailer_claims = jwt.decode(mailer["access_token"], options={"verify_signature": False})
+    assert admin_claims["appid"] == sb.client_id.lower() and admin["expires_in"] == 30
+    assert admin_claims["exp"] - admin_claims["iat"] == 30
+    assert mailer_claims["appid"] == mailer_id.lower() and mailer["expires_in"] == 2
+    assert mailer_claims["exp"] - mailer_claims["iat"] == 2
+    assert "SMTP.SendAsApp" in mailer_claims["roles"]
+
+
+def test_an_expired_admin_token_still_gets_401(short_tokens):
+    sb, _ = short_tokens
+    token = _msal(sb).acquire_token_for_client([EXO])["access_token"]
+    sb.state.clock.advance(29)
+    assert _post(sb, token, "Get-Mailbox", {"ResultSize": "1"}).status_code == 200
+    sb.state.clock.advance(1)  # exp reached on the sandbox clock
+    expired = _post(sb, token, "Get-Mailbox", {"ResultSize": "1"})
+    assert expired.status_code == 401 and "expired" in expired.headers.get("WWW-Authenticate", "") + expired.text
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_prints_the_ready_line_and_stops_on_a_signal(tmp_path, stop_signal):
     env = {k: v for k, v in os.environ.items() if k != "MIGRATOR_PROFILE"}
     proc = subprocess.Popen([sys.executable, "-m", "migrator", "sandbox", "serve", "--seed", "3", "--run-dir",
-                             str(tmp_path / "run"), "--token-lifetime", "900"],
+                             str(tmp_path / "run"), "--token-lifetime", "5",
+                             "--admin-token-lifetime", "900"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
@@ -110,7 +154,7 @@ def test_serve_prints_the_ready_line_and_stops_on_a_signal(tmp_path, stop_signal
                                                  authority=ready["authority"], instance_discovery=False,
                                                  http_client=VerifyingSession(ready["ca_bundle"]))
         result = app.acquire_token_for_client([EXO])
-        assert result["expires_in"] == 900
+        assert result["expires_in"] == 900  # the admin's lifetime, not the apps' --token-lifetime
         proc.send_signal(stop_signal)
         assert proc.wait(timeout=15) == 0
         assert proc.stdout.read() == ""  # one line, nothing else on stdout

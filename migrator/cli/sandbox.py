@@ -38,8 +38,12 @@ def sandbox() -> None:
               help="Seconds before RBAC changes reach the data plane (Microsoft: 30 min to 2 h). "
                    f"Default: {_DEFAULTS.propagation_delay:g}.")
 @click.option("--token-lifetime", type=click.FloatRange(min=1),
-              help=f"Lifetime of issued access tokens, in seconds (Entra: 60-90 min). "
+              help=f"Lifetime of the access tokens issued to the apps, in seconds (Entra: 60-90 min). "
                    f"Default: {_DEFAULTS.token_lifetime:g}.")
+@click.option("--admin-token-lifetime", type=click.FloatRange(min=1),
+              help="Lifetime, in seconds, of the tokens issued to the admin app (the migrator's own client); "
+                   "--token-lifetime covers the other apps' tokens, whose SMTP.SendAsApp claim the data plane "
+                   f"follows. Default: {_DEFAULTS.admin_token_lifetime:g}.")
 @click.option("--claim-rule", type=click.Choice(["documented", "union"]),
               help="How the data plane treats a token with the SMTP.SendAsApp claim: documented (needs the SendAs "
                    f"grant) or union (either path works). Default: {_DEFAULTS.claim_rule}.")
@@ -48,8 +52,8 @@ def sandbox() -> None:
                    f"Default: {_DEFAULTS.replication_delay:g}.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request line to stderr (never headers or bodies).")
 def serve(fixture: Path | None, seed: int, faults: str, port: int, run_dir: Path | None,
-          propagation_delay: float | None, token_lifetime: float | None, claim_rule: str | None,
-          replication_delay: float | None, verbose: bool) -> None:
+          propagation_delay: float | None, token_lifetime: float | None, admin_token_lifetime: float | None,
+          claim_rule: str | None, replication_delay: float | None, verbose: bool) -> None:
     """Serve a sandbox tenant until SIGTERM or SIGINT.
 
     Prints one JSON line on stdout once ready, with authority, exchange_url, graph_url, ca_bundle, tenant_id,
@@ -61,7 +65,8 @@ def serve(fixture: Path | None, seed: int, faults: str, port: int, run_dir: Path
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="sandbox: %(message)s")
     if verbose:
         logging.getLogger("migrator.sandbox").setLevel(logging.DEBUG)
-    overrides = {"propagation_delay": propagation_delay, "token_lifetime": token_lifetime, "claim_rule": claim_rule,
+    overrides = {"propagation_delay": propagation_delay, "token_lifetime": token_lifetime,
+                 "admin_token_lifetime": admin_token_lifetime, "claim_rule": claim_rule,
                  "replication_delay": replication_delay}
     settings = SandboxSettings(**{k: v for k, v in overrides.items() if v is not None})
     stop = threading.Event()

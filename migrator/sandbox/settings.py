@@ -14,8 +14,14 @@ class SandboxSettings:
     # Seconds before the data plane (sending) sees an RBAC change. Microsoft: 30 min to 2 h. Small by default so a
     # rehearsal does not wait hours; tests set what they need on a manual clock.
     propagation_delay: float = 60.0
-    # Lifetime of issued access tokens in seconds (Entra: 60-90 minutes).
+    # Lifetime in seconds of the access tokens issued to the apps (Entra: 60-90 minutes): the tokens whose
+    # SMTP.SendAsApp claim the data plane and the timeline checker follow. Tests and the demo make it seconds.
     token_lifetime: float = 3600.0
+    # Lifetime in seconds of the access tokens issued to the admin app (the migrator's own client, fixture key
+    # "admin", whose tokens call InvokeCommand and Graph). Kept apart from `token_lifetime`: the admin sends no
+    # mail, so its tokens play no part in the claim model, and a few-second lifetime would only make msal (which
+    # treats a token within 5 minutes of expiry as expired) fetch a new token before nearly every call.
+    admin_token_lifetime: float = 3600.0
     # "documented": a token carrying SMTP.SendAsApp needs the per-mailbox SendAs grant, one without it needs the
     # RBAC role in scope. "union": either path serves any token.
     claim_rule: str = "documented"
@@ -37,7 +43,8 @@ class SandboxSettings:
             raise ValueError(f"role_assignee_name must be one of {ROLE_ASSIGNEE_NAMES}, not {self.role_assignee_name!r}")
         if self.trustee_display not in TRUSTEE_DISPLAYS:
             raise ValueError(f"trustee_display must be one of {TRUSTEE_DISPLAYS}, not {self.trustee_display!r}")
-        for name in ("propagation_delay", "token_lifetime", "replication_delay", "sendas_delay"):
+        for name in ("propagation_delay", "token_lifetime", "admin_token_lifetime", "replication_delay",
+                     "sendas_delay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
 

@@ -498,9 +498,11 @@ class TenantState:
             app = self.apps[(app_id or "").lower()]
             now = self.clock.now()
             roles = self.token_roles(app.app_id, audience)
+            # The admin's tokens live apart (settings.admin_token_lifetime): it sends no mail, so the timeline
+            # checker's token_lifetime concerns the apps' tokens only.
+            life = self.settings.admin_token_lifetime if app.is_admin else self.settings.token_lifetime
             claims = {"aud": audience, "tid": self.tenant_id, "appid": app.app_id, "oid": app.object_id,
-                      "roles": roles, "iat": int(now), "nbf": int(now),
-                      "exp": int(now + self.settings.token_lifetime)}
+                      "roles": roles, "iat": int(now), "nbf": int(now), "exp": int(now + life)}
             self.timeline.note(now, "token", app_id=app.app_id, audience=audience,
                                claim=SMTP_SEND_AS_APP in roles and audience.rstrip("/") == EXCHANGE_AUDIENCE)
             return claims
