@@ -249,3 +249,72 @@ def test_two_apps_with_one_display_name_are_told_apart_by_per_sp_queries(tmp_pat
     checks = inv.manifest["strategy"]["checks"]["ambiguous_sp_names"]
     assert checks["sendas"]["unresolved"] == [] and checks["sendas"]["names"] == [first["display_name"].lower()]
     assert checks["fullaccess"]["unresolved"] == [] and checks["fullaccess"]["pairs"] >= 2
+
+
+def _jittered_http(monkeypatch, seed: int, profile_path) -> list[str]:
+    """Every HTTP request to the tenant's APIs sleeps a random 0-30 ms first (reads finish in a different order on
+    every seed); returns the list the requests are recorded in (an independent count of the API calls)."""
+    import random
+    import threading
+    import time
+
+    import requests
+
+    prof = load_profile(profile_path)
+    prefixes = (prof.invoke_url.split("?")[0], prof.graph_base.rstrip("/"))
+    rng, lock, sent = random.Random(seed), threading.Lock(), []
+    real = requests.Session.request
+
+    def request(self, method, url, *args, **kw):
+        if str(url).startswith(prefixes):
+            with lock:
+                delay = rng.random() * 0.03
+                sent.append(url)
+            time.sleep(delay)
+        return real(self, method, url, *args, **kw)
+
+    monkeypatch.setattr(requests.Session, "request", request)
+    return sent
+
+
+def test_concurrent_reads_give_the_same_folder_whatever_order_they_finish_in(calm_sandbox, tmp_path, monkeypatch):
+    """The reads run concurrently; the folder must not depend on which finished first, and the manifest's api_calls
+    must count every request actually sent."""
+    folders, calls = [], []
+    for seed in (1, 2):
+        sent = _jittered_http(monkeypatch, seed, calm_sandbox.profile_path)
+        out = tmp_path / f"inv{seed}"
+        live_inventory(calm_sandbox.profile_path, out, progress=False, allow_unknown_trustees=True)
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert sum(manifest["api_calls"].values()) == len(sent) > 0
+        calls.append(manifest["api_calls"])
+        folders.append({p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != "manifest.json"})
+        for key in ("created", "api"):
+            manifest.pop(key)
+        folders[-1]["manifest"] = manifest
+    assert folders[0] == folders[1]
+    assert calls[0] == calls[1]
+
+
+@pytest.mark.parametrize("where", ["groups", "group_members", "app_permissions"])
+def test_one_failed_read_among_concurrent_ones_aborts_everything(calm_sandbox, tmp_path, monkeypatch, where):
+    """A read failing while others are in flight (a listing, a fan-out that waits on one, a Graph batch): that
+    error is raised, and nothing is written (never an inventory missing that part)."""
+    from migrator.exchange.errors import ServerError
+    from migrator.exchange.exo import ExchangeClient
+    from migrator.exchange.graph import GraphClient
+
+    boom = ServerError(f"HTTP 503 server error after 10 attempts ({where})", status=503, operation=where)
+
+    def fail(*_a, **_k):
+        raise boom
+
+    target = {"groups": (ExchangeClient, "get_distribution_groups"),
+              "group_members": (ExchangeClient, "get_group_members"),
+              "app_permissions": (GraphClient, "list_app_role_assignments_many")}[where]
+    monkeypatch.setattr(*target, fail)
+    out = tmp_path / "inv"
+    with pytest.raises(ServerError) as info:
+        live_inventory(calm_sandbox.profile_path, out, progress=False, allow_unknown_trustees=True)
+    assert info.value is boom
+    assert not out.exists()

@@ -16,9 +16,10 @@ Strategy (cheapest correct reads; EXCHANGE.md §3):
   query per mailbox instead (correct, just expensive).
 - Mailboxes, service principals, groups: one paged listing each; group members: one paged call per group
   (fan-out). App permissions: Graph appRoleAssignments of the Exchange SPs, 20 per `$batch`.
-The independent listings run concurrently; every call goes through the per-service AdaptiveLimiter, so the run
-stays near the tenant's throttle budget without tripping it, and any failed read stops the inventory (never read
-as "empty").
+The independent reads run concurrently, each as soon as what it needs is in (read_tenant); every call goes through
+the per-service AdaptiveLimiter, so the run stays within the tenant's throttle budget without tripping it. Pages
+of one scan stay sequential (nextLink), so the run is latency-bound: it lasts about as long as its longest scan.
+Any failed read stops the whole inventory (never read as "empty"); nothing is written.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from typing import Any
 from migrator.exchange.auth import TokenProvider
 from migrator.exchange.errors import ApiError, NotFound, short_type
 from migrator.exchange.exo import ExchangeClient
-from migrator.exchange.graph import GraphClient
+from migrator.exchange.graph import BATCH_MAX, GraphClient
 from migrator.exchange.http import ApiSession
 from migrator.exchange.profile import Profile, load_profile
 from migrator.exchange.ratelimit import AdaptiveLimiter, fan_out
@@ -69,6 +70,7 @@ class Readings:
     app_permissions: list[tuple[str, str, str]] = field(default_factory=list)
     fullaccess_strategy: str = ""
     checks: dict = field(default_factory=dict)  # how the scans were verified (for the manifest)
+    timings: dict = field(default_factory=dict)  # read -> (start, end) seconds; for the benchmark, not the manifest
 
 
 class Clients:
@@ -77,7 +79,8 @@ class Clients:
     def __init__(self, profile: Profile, *, limiter: AdaptiveLimiter | None = None, **session_kw: Any) -> None:
         self.profile = profile
         self.tokens = TokenProvider(profile)
-        self.limiter = limiter or AdaptiveLimiter(initial=4, maximum=32)
+        # initial 8: the first moments already have five listings and their follow-ups in flight
+        self.limiter = limiter or AdaptiveLimiter(initial=8, maximum=32)
         self.session = ApiSession(profile, self.tokens, self.limiter, **session_kw)
         self.exo = ExchangeClient(self.session, profile)
         self.graph = GraphClient(self.session, profile)
@@ -104,6 +107,12 @@ class _Progress:
         self._bar = click.progressbar(length=max(1, length), label=label, file=sys.stderr, show_pos=True)
         self._bar.__enter__()
 
+    def grow(self, n: int) -> None:
+        """More steps than planned (a fan-out whose size is known only now)."""
+        if self._bar is not None and n > 0:
+            with self._lock:
+                self._bar.length += n
+
     def advance(self, n: int = 1) -> None:
         if self._bar is not None:
             with self._lock:
@@ -122,80 +131,162 @@ def _group_key(row: dict) -> str:
     raise ApiError("Get-DistributionGroup returned a group without any identity", operation="Get-DistributionGroup")
 
 
+class _Aborted(Exception):
+    """Internal: another read of this inventory failed; stop starting new calls (its error is the one raised)."""
+
+
+class _Reads:
+    """The inventory's independent reads, run concurrently in one small pool.
+
+    Each read is a task; a task needing another's answer waits on its future (the pool has a thread per task, so
+    a waiting task never starves the one it waits for). The first failure sets `abort`: tasks and fan-outs not yet
+    started stop before sending anything, and that first error is what `run` raises once every thread is done
+    (nothing keeps running, or counting calls, after read_tenant returns). Answers are collected by task name,
+    never by completion order, so the inventory does not depend on which read finished first."""
+
+    def __init__(self, bar: _Progress) -> None:
+        self.abort = threading.Event()
+        self.bar = bar
+        self.timings: dict[str, tuple[float, float]] = {}
+        self._tasks: dict[str, Callable[[], Any]] = {}
+        self._futures: dict[str, Future] = {}
+        self._errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._t0 = time.monotonic()
+
+    def add(self, name: str, fn: Callable[[], Any]) -> None:
+        self._tasks[name] = fn
+
+    def result(self, name: str) -> Any:
+        """Another task's answer (waits for it); raises _Aborted if that task or any other failed."""
+        try:
+            value = self._futures[name].result()
+        except BaseException:
+            raise _Aborted(name) from None
+        if self.abort.is_set():
+            raise _Aborted(name)
+        return value
+
+    def guard(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """`fn` for a fan-out: refuses to start once the inventory is aborting."""
+        def run(item):
+            if self.abort.is_set():
+                raise _Aborted(item)
+            return fn(item)
+        return run
+
+    def _run_one(self, name: str, fn: Callable[[], Any]) -> Any:
+        if self.abort.is_set():
+            raise _Aborted(name)
+        start = time.monotonic() - self._t0
+        try:
+            value = fn()
+        except _Aborted:
+            raise
+        except BaseException as exc:
+            with self._lock:
+                self._errors.append(exc)
+            self.abort.set()
+            raise
+        self.timings[name] = (round(start, 3), round(time.monotonic() - self._t0, 3))
+        self.bar.advance()
+        return value
+
+    def run(self) -> dict[str, Any]:
+        with ThreadPoolExecutor(max_workers=len(self._tasks), thread_name_prefix="migrator-inventory") as pool:
+            for name, fn in self._tasks.items():
+                self._futures[name] = pool.submit(self._run_one, name, fn)
+            wait(self._futures.values())
+        if self._errors:
+            raise self._errors[0]
+        return {name: f.result() for name, f in self._futures.items()}
+
+
 def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16, progress: bool = False,
                 app_permissions: bool = True, verify_sample: int = 10) -> Readings:
-    """Read everything the inventory needs. Raises a typed ApiError on any failed read."""
+    """Read everything the inventory needs. Raises a typed ApiError on any failed read.
+
+    The reads run concurrently as soon as what they need is known: the five listings at once; group members
+    as soon as the groups are listed; app permissions as soon as the service principals are; each scan's check
+    as soon as that scan and the mailboxes are in. Pages of one scan stay sequential (each nextLink comes with
+    the previous page), so the run takes about as long as its longest scan."""
     if fullaccess not in FULLACCESS_STRATEGIES:
         raise ValueError(f"fullaccess must be one of {FULLACCESS_STRATEGIES}")
     exo = clients.exo
     out = Readings()
     bar = _Progress(progress)
-    try:
-        bar.start("Reading the tenant", 5)
+    reads = _Reads(bar)
 
-        def step(fn: Callable[[], Any]) -> Callable[[], Any]:
-            def run():
-                result = fn()
-                bar.advance()
-                return result
-            return run
-
-        def scan_fullaccess() -> tuple[list[dict], str] | None:
-            if fullaccess != "scan":
-                return None
-            for cmdlet in ("Get-EXOMailboxPermission", "Get-MailboxPermission"):
-                try:
-                    return exo.invoke(cmdlet, {"ResultSize": "Unlimited"}, MAILBOX_PERMISSION_FIELDS,
-                                      scan=True), cmdlet
-                except ApiError as exc:
-                    if isinstance(exc, NotFound) or short_type(exc.exception_type) in _UNSUPPORTED:
-                        continue  # this form is not offered here: try the next, else per mailbox
-                    raise
+    def scan_fullaccess() -> tuple[list[dict], str] | None:
+        if fullaccess != "scan":
             return None
+        for cmdlet in ("Get-EXOMailboxPermission", "Get-MailboxPermission"):
+            try:
+                return exo.invoke(cmdlet, {"ResultSize": "Unlimited"}, MAILBOX_PERMISSION_FIELDS, scan=True), cmdlet
+            except ApiError as exc:
+                if isinstance(exc, NotFound) or short_type(exc.exception_type) in _UNSUPPORTED:
+                    continue  # this form is not offered here: try the next, else per mailbox
+                raise
+        return None
 
-        with ThreadPoolExecutor(max_workers=5, thread_name_prefix="migrator-scan") as pool:
-            f_sps = pool.submit(step(exo.get_service_principals))
-            f_mbx = pool.submit(step(lambda: _get_mailboxes(exo)))
-            f_rp = pool.submit(step(lambda: exo.scan_recipient_permissions(RECIPIENT_PERMISSION_FIELDS)))
-            f_mp = pool.submit(step(scan_fullaccess))
-            f_grp = pool.submit(step(exo.get_distribution_groups))
-            out.service_principals = f_sps.result()
-            out.mailboxes = f_mbx.result()
-            out.recipient_permissions = f_rp.result()
-            scanned = f_mp.result()
-            out.groups = f_grp.result()
+    def check_fullaccess():
+        mailboxes, index = reads.result("mailboxes"), reads.result("index")
+        return _complete_fullaccess(exo, mailboxes, index, reads.result("fullaccess_scan"), workers=workers,
+                                    sample=verify_sample, bar=bar, guard=reads.guard)
 
-        index = _mailbox_index(out.mailboxes)
-        bar.start("Checking the scans against single-mailbox reads", 2)
-        out.mailbox_permissions, out.fullaccess_strategy, out.checks = _complete_fullaccess(
-            exo, out.mailboxes, index, scanned, workers=workers, sample=verify_sample, bar=bar)
-        bar.advance()
+    def check_sendas() -> tuple[list[dict], dict]:
+        mailboxes, index, rows = reads.result("mailboxes"), reads.result("index"), reads.result("sendas_scan")
+        checks: dict = {}
         try:
-            out.checks["sendas_sample"] = _verify_sample(
-                exo.get_recipient_permissions, out.recipient_permissions, out.mailboxes, index, verify_sample,
-                workers, _sendas_key, "Get-RecipientPermission")
+            checks["sendas_sample"] = _verify_sample(
+                exo.get_recipient_permissions, rows, mailboxes, index, verify_sample, workers, _sendas_key,
+                "Get-RecipientPermission", guard=reads.guard)
         except ScanMismatch as exc:  # the scan cannot be trusted here: read SendAs one mailbox at a time
-            out.checks["sendas_scan_rejected"] = f"Get-RecipientPermission: {exc.mailbox} differs"
-            bar.start("Recipient permissions (per mailbox)", len(out.mailboxes))
-            answers = fan_out(lambda m: _one_mailbox(exo.get_recipient_permissions, m, index), out.mailboxes,
-                              workers=workers, on_done=lambda _i, _r: bar.advance())
-            out.recipient_permissions = [r for chunk in answers for r in chunk]
-        bar.advance()
+            checks["sendas_scan_rejected"] = f"Get-RecipientPermission: {exc.mailbox} differs"
+            bar.grow(len(mailboxes))
+            answers = fan_out(reads.guard(lambda m: _one_mailbox(exo.get_recipient_permissions, m, index)),
+                              mailboxes, workers=workers, on_done=lambda _i, _r: bar.advance())
+            rows = [r for chunk in answers for r in chunk]
+        return rows, checks
 
-        ambiguous = _ambiguous_sp_names(out.service_principals)
-        if ambiguous:
-            out.checks["ambiguous_sp_names"] = _disambiguate(exo, out, ambiguous, index, workers)
-
-        keys = [_group_key(g) for g in out.groups]
-        bar.start("Group members", len(keys))
-        members = fan_out(lambda k: exo.get_group_members(k, MEMBER_FIELDS), keys, workers=workers,
+    def group_members() -> dict[str, list[dict]]:
+        keys = [_group_key(g) for g in reads.result("groups")]
+        bar.grow(len(keys))
+        members = fan_out(reads.guard(lambda k: exo.get_group_members(k, MEMBER_FIELDS)), keys, workers=workers,
                           on_done=lambda _i, _r: bar.advance())
-        out.group_members = dict(zip(keys, members))
+        return dict(zip(keys, members))
 
-        if app_permissions:
-            out.app_permissions = read_app_permissions(clients, out.service_principals)
+    reads.add("service_principals", exo.get_service_principals)
+    reads.add("mailboxes", lambda: _get_mailboxes(exo))
+    reads.add("sendas_scan", lambda: exo.scan_recipient_permissions(RECIPIENT_PERMISSION_FIELDS))
+    reads.add("fullaccess_scan", scan_fullaccess)
+    reads.add("groups", exo.get_distribution_groups)
+    reads.add("index", lambda: _mailbox_index(reads.result("mailboxes")))
+    reads.add("fullaccess", check_fullaccess)
+    reads.add("sendas", check_sendas)
+    reads.add("group_members", group_members)
+    if app_permissions:
+        reads.add("app_permissions", lambda: read_app_permissions(
+            clients, reads.result("service_principals"), workers=workers, guard=reads.guard))
+    try:
+        bar.start("Reading the tenant", len(reads._tasks))
+        done = reads.run()
     finally:
         bar.finish()
+    out.timings = dict(sorted(reads.timings.items()))
+    out.service_principals = done["service_principals"]
+    out.mailboxes = done["mailboxes"]
+    out.groups = done["groups"]
+    out.group_members = done["group_members"]
+    out.mailbox_permissions, out.fullaccess_strategy, fa_checks = done["fullaccess"]
+    out.recipient_permissions, sa_checks = done["sendas"]
+    out.checks = {**fa_checks, **sa_checks}  # a fixed order, whichever check finished first
+    out.app_permissions = done.get("app_permissions", [])
+
+    # Rare (SPs sharing a display name while trustees are shown by name): needs both rights' final rows.
+    ambiguous = _ambiguous_sp_names(out.service_principals)
+    if ambiguous:
+        out.checks["ambiguous_sp_names"] = _disambiguate(exo, out, ambiguous, done["index"], workers)
     return out
 
 
@@ -262,7 +353,7 @@ def _sample(mailboxes: list[dict], k: int) -> list[dict]:
 
 
 def _verify_sample(query, scan_rows: list[dict], mailboxes: list[dict], index, k: int, workers: int, key,
-                   cmdlet: str) -> dict:
+                   cmdlet: str, *, guard: Callable = lambda fn: fn) -> dict:
     """Query mailboxes one by one; their rows must equal the scan's rows for them. Raises ScanMismatch.
 
     The sample is stratified: k mailboxes the scan shows rows for and k it shows none for (a scan that silently
@@ -276,7 +367,7 @@ def _verify_sample(query, scan_rows: list[dict], mailboxes: list[dict], index, k
     chosen = _sample(covered, k) + _sample(uncovered, k)
     if not chosen:
         return {"mailboxes": 0}
-    answers = fan_out(lambda m: _one_mailbox(query, m, index), chosen, workers=workers)
+    answers = fan_out(guard(lambda m: _one_mailbox(query, m, index)), chosen, workers=workers)
     for m, rows in zip(chosen, answers):
         if sorted(map(key, rows)) != sorted(by_mailbox.get(_address(m), [])):
             raise ScanMismatch(cmdlet, _address(m))
@@ -293,7 +384,7 @@ class ScanMismatch(ApiError):
 
 
 def _complete_fullaccess(exo: ExchangeClient, mailboxes: list[dict], index, scanned, *, workers: int, sample: int,
-                         bar: _Progress) -> tuple[list[dict], str, dict]:
+                         bar: _Progress, guard: Callable = lambda fn: fn) -> tuple[list[dict], str, dict]:
     """The FullAccess rows of every mailbox: the scan, checked and completed, or one query per mailbox."""
     query = exo.get_mailbox_permissions
     checks: dict = {}
@@ -301,13 +392,13 @@ def _complete_fullaccess(exo: ExchangeClient, mailboxes: list[dict], index, scan
         rows, cmdlet = scanned
         try:
             checks["fullaccess_sample"] = _verify_sample(query, rows, mailboxes, index, sample, workers,
-                                                         _fullaccess_key, cmdlet)
+                                                         _fullaccess_key, cmdlet, guard=guard)
         except ScanMismatch as exc:
             checks["fullaccess_scan_rejected"] = f"{cmdlet}: {exc.mailbox} differs"
         else:
             return rows, f"scan:{cmdlet}", checks
-    bar.start("Mailbox permissions (per mailbox)", len(mailboxes))
-    answers = fan_out(lambda m: _one_mailbox(query, m, index), mailboxes, workers=workers,
+    bar.grow(len(mailboxes))
+    answers = fan_out(guard(lambda m: _one_mailbox(query, m, index)), mailboxes, workers=workers,
                       on_done=lambda _i, _r: bar.advance())
     return [r for chunk in answers for r in chunk], "per-mailbox", checks
 
@@ -378,11 +469,13 @@ def _get_mailboxes(exo: ExchangeClient) -> list[dict]:
         raise
 
 
-def read_app_permissions(clients: Clients, sp_rows: list[dict]) -> list[tuple[str, str, str]]:
+def read_app_permissions(clients: Clients, sp_rows: list[dict], *, workers: int = 16,
+                         guard: Callable = lambda fn: fn) -> list[tuple[str, str, str]]:
     """(app_id, resource display name, permission) for every Entra app-role assignment of the Exchange SPs.
 
-    The Exchange ObjectId is the Entra service principal id, so assignments are read directly, 20 SPs per $batch;
-    each distinct resource SP is read once to turn appRoleIds into permission names.
+    The Exchange ObjectId is the Entra service principal id, so assignments are read directly, 20 SPs per $batch,
+    the batches concurrently (each through the Graph limiter); each distinct resource SP is read once to turn
+    appRoleIds into permission names.
     """
     by_object = {}
     for row in sp_rows:
@@ -391,7 +484,11 @@ def read_app_permissions(clients: Clients, sp_rows: list[dict]) -> list[tuple[st
             by_object[oid] = app
     if not by_object:
         return []
-    assignments = clients.graph.list_app_role_assignments_many(sorted(by_object))
+    ids = sorted(by_object)
+    chunks = [ids[i:i + BATCH_MAX] for i in range(0, len(ids), BATCH_MAX)]
+    assignments: dict[str, list[dict]] = {}
+    for part in fan_out(guard(clients.graph.list_app_role_assignments_many), chunks, workers=workers):
+        assignments.update(part)
     resource_ids = sorted({a.get("resourceId", "") for rows in assignments.values() for a in rows} - {""})
     resources = clients.graph.batch_get({rid: f"/servicePrincipals/{rid}" for rid in resource_ids},
                                         operation="POST /$batch (servicePrincipals)") if resource_ids else {}
