@@ -318,3 +318,48 @@ def test_one_failed_read_among_concurrent_ones_aborts_everything(calm_sandbox, t
         live_inventory(calm_sandbox.profile_path, out, progress=False, allow_unknown_trustees=True)
     assert info.value is boom
     assert not out.exists()
+
+
+def test_after_a_failed_read_no_new_calls_start(calm_sandbox, tmp_path, monkeypatch):
+    """Once one read has failed, reads that were waiting on another one do not start their calls (the group-member
+    fan-out here): the inventory is abandoned, not read on to completion."""
+    import threading
+    import time
+
+    import requests
+
+    from migrator.exchange.errors import ServerError
+    from migrator.exchange.exo import ExchangeClient
+
+    listed, failed = threading.Event(), threading.Event()
+    boom = ServerError("HTTP 503 server error after 10 attempts", status=503, operation="Get-ServicePrincipal")
+    real_groups = ExchangeClient.get_distribution_groups
+
+    def sps(self):  # fails while the groups are being listed (so the listing itself did start)
+        listed.wait(10)
+        failed.set()
+        raise boom
+
+    def groups(self):
+        rows = real_groups(self)
+        listed.set()
+        failed.wait(10)
+        time.sleep(0.2)  # the failure has been recorded by now
+        return rows
+
+    cmdlets = []
+    real = requests.Session.request
+
+    def request(self, method, url, *args, **kw):
+        body = kw.get("json") or {}
+        cmdlets.append(body.get("CmdletInput", {}).get("CmdletName", url))
+        return real(self, method, url, *args, **kw)
+
+    monkeypatch.setattr(ExchangeClient, "get_service_principals", sps)
+    monkeypatch.setattr(ExchangeClient, "get_distribution_groups", groups)
+    monkeypatch.setattr(requests.Session, "request", request)
+    with pytest.raises(ServerError) as info:
+        live_inventory(calm_sandbox.profile_path, tmp_path / "inv", progress=False, allow_unknown_trustees=True)
+    assert info.value is boom
+    assert "Get-DistributionGroup" in cmdlets and "Get-DistributionGroupMember" not in cmdlets
+    assert not (tmp_path / "inv").exists()

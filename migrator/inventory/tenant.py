@@ -152,6 +152,7 @@ class _Reads:
         self._futures: dict[str, Future] = {}
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
+        self._local = threading.local()  # per task: when its last input arrived (its real start, for timings)
         self._t0 = time.monotonic()
 
     def add(self, name: str, fn: Callable[[], Any]) -> None:
@@ -165,6 +166,7 @@ class _Reads:
             raise _Aborted(name) from None
         if self.abort.is_set():
             raise _Aborted(name)
+        self._local.ready = time.monotonic() - self._t0
         return value
 
     def guard(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -178,7 +180,7 @@ class _Reads:
     def _run_one(self, name: str, fn: Callable[[], Any]) -> Any:
         if self.abort.is_set():
             raise _Aborted(name)
-        start = time.monotonic() - self._t0
+        self._local.ready = time.monotonic() - self._t0
         try:
             value = fn()
         except _Aborted:
@@ -188,7 +190,7 @@ class _Reads:
                 self._errors.append(exc)
             self.abort.set()
             raise
-        self.timings[name] = (round(start, 3), round(time.monotonic() - self._t0, 3))
+        self.timings[name] = (round(self._local.ready, 3), round(time.monotonic() - self._t0, 3))
         self.bar.advance()
         return value
 
@@ -196,7 +198,11 @@ class _Reads:
         with ThreadPoolExecutor(max_workers=len(self._tasks), thread_name_prefix="migrator-inventory") as pool:
             for name, fn in self._tasks.items():
                 self._futures[name] = pool.submit(self._run_one, name, fn)
-            wait(self._futures.values())
+            try:
+                wait(self._futures.values())
+            except BaseException:  # Ctrl-C: let the workers stop at their next call instead of reading on
+                self.abort.set()
+                raise
         if self._errors:
             raise self._errors[0]
         return {name: f.result() for name, f in self._futures.items()}
