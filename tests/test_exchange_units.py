@@ -134,6 +134,27 @@ def test_limiter_window_aimd_and_no_pace_from_a_demand_limited_throttle():
     assert lim.cuts == 2
 
 
+def test_limiter_cut_uses_the_recent_peak_not_the_momentary_in_flight_count():
+    """A 429 that comes back while the caller is between two rounds of work (one request left on the wire) answers
+    requests sent while 8 were in flight: the window is cut from that peak, not collapsed to 1."""
+    t = [0.0]
+    lim = AdaptiveLimiter(initial=12, maximum=16, clock=lambda: t[0], sleep=lambda s: None)
+    for _ in range(8):
+        lim.acquire()
+    for _ in range(7):
+        lim.release()
+        lim.on_success()
+    t[0] += 0.2
+    lim.on_throttle(1)  # one request still on the wire
+    assert lim.cuts == 1 and 6 <= lim.limit <= 7
+    lim.release()
+    t[0] += 5  # a second later the old peak no longer counts: a lone request's throttle cuts to the minimum
+    lim.acquire()
+    lim.on_throttle(1)
+    assert lim.limit == 1
+    lim.release()
+
+
 def test_limiter_learns_the_pace_while_saturated_and_relaxes():
     t = [0.0]
 

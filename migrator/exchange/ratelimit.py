@@ -2,7 +2,10 @@
 
 Microsoft does not publish the admin API's budget, and it differs per tenant, so it is learned:
 - concurrency window (AIMD): +1/limit per success (about +1 per round trip), on a throttle answer
-  limit := min(limit * 0.75, in-flight - 1), at most once per cooldown so one burst of 429s counts once;
+  limit := min(limit * 0.75, peak in flight - 1), at most once per cooldown so one burst of 429s counts once.
+  The peak is the most requests on the wire at once over the last `window` seconds, not the count at the moment
+  the 429 comes back: that answer belongs to requests sent earlier, and when it arrives while the caller is
+  between two rounds of work (few in flight) a cut to the momentary count would collapse the window to 1;
 - request pacing, learnt only while the limiter is the bottleneck (callers waited for a slot): the success
   rate observed then (over the last second), while throttled, is the budget, so the pace becomes 0.95 x that
   rate (one cut takes at most 20 %); it grows while no throttle comes back, slowly at first and faster the
@@ -50,6 +53,7 @@ class AdaptiveLimiter:
         self._last_throttle = clock()  # for `relax`: a pace is dropped after that long without a throttle
         self._last_growth = clock()
         self._done: collections.deque[float] = collections.deque()
+        self._peaks: collections.deque[tuple[float, int]] = collections.deque()  # (time, requests on the wire)
         # counters (for the manifest and the benchmark)
         self.started = 0
         self.successes = 0
@@ -81,6 +85,11 @@ class AdaptiveLimiter:
         with self._cond:
             self._sending += 1
             self.max_in_flight = max(self.max_in_flight, self._sending)
+            now = self._clock()
+            while self._peaks and (self._peaks[-1][1] <= self._sending or self._peaks[0][0] < now - self.window):
+                # keep a decreasing run of (time, count): its first entry is the peak of the last window
+                self._peaks.pop() if self._peaks[-1][1] <= self._sending else self._peaks.popleft()
+            self._peaks.append((now, self._sending))
 
     def release(self) -> None:
         with self._cond:
@@ -130,7 +139,10 @@ class AdaptiveLimiter:
                 return
             self._last_cut = now
             self.cuts += 1
-            self.limit = max(float(self.minimum), min(self.limit * self.backoff, float(max(1, self._sending - 1))))
+            while self._peaks and self._peaks[0][0] < now - self.window:
+                self._peaks.popleft()
+            peak = max(self._sending, self._peaks[0][1] if self._peaks else 0)
+            self.limit = max(float(self.minimum), min(self.limit * self.backoff, float(max(1, peak - 1))))
             self._trim(now)
             while self._acquires and self._acquires[0][0] < now - self.window:
                 self._acquires.popleft()

@@ -20,6 +20,7 @@ from typing import Any
 
 from migrator.errors import DriftError, MigratorError
 from migrator.exchange.errors import AlreadyExists, NotFound
+from migrator.exchange.ratelimit import fan_out
 from migrator.executor.context import Context, ItemFailure, StepResult
 from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP, norm_id
 from migrator.planner.opath import fill_dns
@@ -210,32 +211,38 @@ def drift_check(ctx: Context) -> list[str]:
         diffs.append(f"SendAs grant missing: app {app_id} ({view.app_names.get(app_id, '')}) on {mailbox}")
     for app_id, mailbox in sorted(actual - expected):
         diffs.append(f"SendAs grant added since the plan: app {app_id} ({view.app_names.get(app_id, '')}) on {mailbox}")
-    # 2. Reused groups: still the same object (DN) with the same direct members.
-    for group in view.groups:
+    # 2. Reused groups: still the same object (DN) with the same direct members. New groups: no foreign object under
+    #    their name. Reads only, one item per group, fanned out (serially they were seconds of idle budget); the
+    #    differences keep the plan's group order, and a failed read stops the check (never taken as "absent").
+    def group_diffs(group) -> list[str]:
+        out: list[str] = []
         if group.status == "reuse":
             ident = group.dn or group.address or group.name
             found = ctx.exo.get_distribution_group(ident)
             if found is None:
-                diffs.append(f"group {group.key} {group.name!r}: not found")
-                continue
+                return [f"group {group.key} {group.name!r}: not found"]
             if group.dn and _s(found, "DistinguishedName") != group.dn:
-                diffs.append(f"group {group.key} {group.name!r}: DN is now {_s(found, 'DistinguishedName')!r}")
+                out.append(f"group {group.key} {group.name!r}: DN is now {_s(found, 'DistinguishedName')!r}")
             members = {norm_id(_s(m, "PrimarySmtpAddress", "WindowsEmailAddress", "Name"))
                        for m in ctx.exo.get_group_members(_s(found, "Guid", "DistinguishedName") or ident)}
             plan_members = {norm_id(m) for m in group.members}
             for m in sorted(members - plan_members):
-                diffs.append(f"group {group.key} {group.name!r}: member added: {m}")
+                out.append(f"group {group.key} {group.name!r}: member added: {m}")
             for m in sorted(plan_members - members):
-                diffs.append(f"group {group.key} {group.name!r}: member removed: {m}")
+                out.append(f"group {group.key} {group.name!r}: member removed: {m}")
         else:
             obj = ctx.journal.object("group", group.key)
             if obj is None or obj.state == "removed":
                 for ident in dict.fromkeys(v for v in (group.name, group.alias, group.address) if v):
                     if ctx.exo.get_distribution_group(ident) is not None:
-                        diffs.append(f"group {group.key}: a group matching {ident!r} (the name, alias or address "
-                                     f"of the new group {group.name!r}) already exists and was not created by "
-                                     "this plan")
+                        out.append(f"group {group.key}: a group matching {ident!r} (the name, alias or address "
+                                   f"of the new group {group.name!r}) already exists and was not created by "
+                                   "this plan")
                         break
+        return out
+
+    for found_diffs in fan_out(group_diffs, view.groups, workers=max(1, ctx.settings.concurrency)):
+        diffs += found_diffs
     # 3. Role assignments of the batch's apps that the plan does not know (someone else granted a scope).
     planned = {a.name for a in view.assignments}
     sp_ids = {sp["object_id"]: app for app, sp in ctx.sps.items()}
@@ -560,9 +567,14 @@ def _in_scope(rows: list[dict], role: str) -> bool:
     return any(_truthy(r.get("InScope")) and norm_id(_s(r, "RoleName", "Role")) == norm_id(role) for r in rows)
 
 
-def verify_rbac(ctx: Context, label: str, *, size: int | None = None) -> list[ItemFailure]:
+def verify_rbac(ctx: Context, label: str, *, size: int | None = None,
+                extra: list[tuple[str, Any]] = ()) -> list[ItemFailure]:
     """Test-ServicePrincipalAuthorization: InScope=True for the app's mailboxes (all up to verify_all_up_to, else a
-    seeded sample) and InScope=False for out-of-set probes. A negative answer is retried on a bounded schedule."""
+    seeded sample) and InScope=False for out-of-set probes. A negative answer is retried on a bounded schedule.
+
+    `extra`: the step's other read-backs, (item name, check) pairs; a check raises MigratorError when it finds a
+    difference. They are independent reads of things set before the step, so they go through the same pool, first,
+    instead of a serial tail after the tests."""
     checks: list[tuple[str, str, bool, str]] = []  # (app, mailbox, expected, role)
     universe = sorted({norm_id(g.mailbox) for g in ctx.plan.grants} | {
         norm_id(m) for g in ctx.plan.groups for m in g.members})
@@ -598,29 +610,34 @@ def verify_rbac(ctx: Context, label: str, *, size: int | None = None) -> list[It
     if ctx.dry_run:
         ctx.output.change(f"test {len(checks)} (app, mailbox) pairs with Test-ServicePrincipalAuthorization")
         return []
-    return ctx.for_each(checks, test, label=label, name=lambda c: f"app {c[0]} / {c[1]}")
+    items = [(name, fn) for name, fn in extra] + [(f"app {c[0]} / {c[1]}", c) for c in checks]
+    return ctx.for_each(items, lambda item: item[1]() if callable(item[1]) else test(item[1]), label=label,
+                        name=lambda item: item[0])
 
 
 def step_verify(ctx: Context) -> StepResult:
-    failures = verify_rbac(ctx, "Verifying")
-    if not ctx.dry_run:  # membership and filters read back, once more, after everything was set
-        for group in ctx.view.groups:
-            try:
+    extra: list[tuple[str, Any]] = []
+    if not ctx.dry_run:  # membership and filters read back, alongside the tests
+
+        def members_check(group):
+            def check() -> None:
                 ident = group_identity(ctx, group) if group.status == "new" else (group.dn or group.address)
                 members = {_member_address(r) for r in ctx.exo.get_group_members(ident)}
                 if members != {norm_id(m) for m in group.members}:
-                    failures.append(ItemFailure(f"group {group.key}", "members differ from the plan"))
-            except MigratorError as exc:
-                failures.append(ItemFailure(f"group {group.key}", str(exc)))
-        for scope in ctx.view.scopes:
-            try:
+                    raise MigratorError("members differ from the plan")
+            return check
+
+        def filter_check(scope):
+            def check() -> None:
                 found = ctx.exo.get_management_scope(scope.name)
                 if found is None or normalise_filter(_s(found, "RecipientFilter", "RecipientRestrictionFilter")) != \
                         normalise_filter(scope_filter(ctx, scope)):
-                    failures.append(ItemFailure(f"scope {scope.key}", "missing or filter differs"))
-            except MigratorError as exc:
-                failures.append(ItemFailure(f"scope {scope.key}", str(exc)))
-    return StepResult(failures)
+                    raise MigratorError("missing or filter differs")
+            return check
+
+        extra += [(f"group {g.key}", members_check(g)) for g in ctx.view.groups]
+        extra += [(f"scope {s.key}", filter_check(s)) for s in ctx.view.scopes]
+    return StepResult(verify_rbac(ctx, "Verifying", extra=extra))
 
 
 def exchange_role(ctx: Context) -> tuple[str, str]:
@@ -666,6 +683,7 @@ def step_cutover(ctx: Context) -> StepResult:
             raise MigratorError(f"app {app_id}: SMTP.SendAsApp assignment still present after deleting it")
         ctx.mark(act, "verified", verification={"absent_at": ctx.now()})
 
+    exchange_role(ctx)  # once, before the pool (each worker would otherwise read it)
     return StepResult(ctx.for_each(ctx.view.apps, cut, label="Cut-over", name=lambda a: f"app {a}"))
 
 
@@ -747,16 +765,23 @@ def step_remove_legacy(ctx: Context) -> StepResult:
 
 
 def step_final_verify(ctx: Context) -> StepResult:
-    failures = verify_rbac(ctx, "Final verification", size=ctx.settings.final_verify_sample)
+    extra: list[tuple[str, Any]] = []
+    if not ctx.dry_run and ctx.settings.cutover:  # the Entra read-backs (Graph) run alongside the tests (Exchange)
+        exchange_role(ctx)  # once, before the pool
+
+        def claim_check(app_id):
+            def check() -> None:
+                if smtp_assignments(ctx, app_id):
+                    raise MigratorError("Entra SMTP.SendAsApp assignment is back")
+            return check
+
+        extra += [(f"app {app_id}", claim_check(app_id)) for app_id in ctx.view.apps]
+    failures = verify_rbac(ctx, "Final verification", size=ctx.settings.final_verify_sample, extra=extra)
     if not ctx.dry_run:
         after = legacy_rows(ctx, max_age=ctx.settings.rescan_after)  # the removal's own check scan, if recent
         for g in ctx.view.migrate_grants("SendAs"):
             if (norm_id(g.app_id), norm_id(g.mailbox)) in after:
                 failures.append(ItemFailure(f"SendAs {g.app_id} on {g.mailbox}", "legacy grant is back"))
-        if ctx.settings.cutover:
-            for app_id in ctx.view.apps:
-                if smtp_assignments(ctx, app_id):
-                    failures.append(ItemFailure(f"app {app_id}", "Entra SMTP.SendAsApp assignment is back"))
     return StepResult(failures)
 
 
