@@ -140,7 +140,9 @@ def main() -> None:
         f"| calls per migrated grant (all / writes) | {(reads + writes) / migrated:.2f} / {writes / migrated:.3f} |",
         f"| wall time | {wall:.1f} s (waits {waits:.1f} s, active {active:.1f} s); executor CPU {cpu:.1f} s |",
         f"| Exchange budget used (Exchange calls / (burst + rate x active)) | {100 * exo_budget:.0f} % |",
-        f"| requests answered (limiter) / throttled answers | {answered} / {lim.throttles} |",
+        f"| requests answered (Exchange limiter) / 429s received: Exchange, Graph | {answered} / {lim.throttles}, "
+        f"{conn.session.limiters['graph'].throttles} (window cuts {lim.cuts}; learnt pace "
+        f"{f'{lim.rate:.0f}/s' if lim.rate else 'none'}) |",
         f"| failed operations | {failed} |",
         f"| timeline: gaps / over-grants | {check['gaps']} / {check['overgrants']} |",
         "",
