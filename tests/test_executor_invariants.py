@@ -193,3 +193,24 @@ def test_ctrl_c_stops_after_the_current_call(tmp_path):
     tenant.call = original
     assert execute(tenant, plan, [1]).outcomes[0].status == "done"
     assert tenant.gaps == [] and tenant.overgrants == []
+
+
+def test_verify_reports_a_group_changed_after_it_was_set_and_stops_before_the_cutover(tmp_path, monkeypatch):
+    """The membership read-back runs in the verification pool (alongside the InScope tests): a difference is still
+    an item failure of the verify step, and nothing after it (cut-over, removals) runs."""
+    import fakes
+
+    tenant, plan = make_world(tmp_path, APPS, [[A1, A2]])
+    original = fakes.FakeExchange.new_role_assignment
+
+    def and_tamper(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        next(iter(tenant.groups.values())).members.add("outsider1@contoso.com")  # after the groups step
+        return out
+
+    monkeypatch.setattr(fakes.FakeExchange, "new_role_assignment", and_tamper)
+    result = execute(tenant, plan, [1])
+    [outcome] = result.outcomes
+    assert outcome.status == "failed"
+    assert any(f.item.startswith("group ") and f.message == "members differ from the plan" for f in outcome.failures)
+    assert not {"delete_app_role_assignment", "remove_recipient_permission"} & {m for m, _ in tenant.log}
