@@ -320,19 +320,8 @@ class Journal:
 
         A row that exists already (a resumed run) keeps its first prior state: by now the write may have happened.
         """
-        now = self.now()
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO actions (batch, generation, phase, step, kind, key, op, intent, prior, status,"
-                " created_at, updated_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?)"
-                " ON CONFLICT(batch, generation, phase, kind, key, op) DO UPDATE SET"
-                " intent=excluded.intent, prior=COALESCE(actions.prior, excluded.prior),"
-                " status=CASE WHEN actions.status='verified' THEN actions.status ELSE 'intent' END,"
-                " error=NULL, updated_at=excluded.updated_at, run_id=excluded.run_id",
-                (batch, generation, phase, step, kind, key, op, _dumps(intent), _dumps(prior), now, now, self.run_id))
-            row = db.execute("SELECT id FROM actions WHERE batch=? AND generation=? AND phase=? AND kind=? AND key=?"
-                             " AND op=?", (batch, generation, phase, kind, key, op)).fetchone()
-        return row[0]
+        return self.record_intents([dict(batch=batch, generation=generation, phase=phase, step=step, kind=kind,
+                                         key=key, op=op, intent=intent, prior=prior)])[0]
 
     def record_intents(self, items: list[dict]) -> list[int]:
         """record_intent for many objects in ONE transaction (one fsync): each dict has the keyword arguments of
