@@ -126,8 +126,8 @@ def render_html(data: ReportData) -> str:
                               fmt_time(r.get("ended_at")), r.get("outcome") or ""] for r in data.runs]))
     if data.timeline:
         parts.append(_table(["Started", "Batch", "Generation", "Phase", "Step", "Status", "Waits until", "Finished"],
-                            [[fmt_time(e.at), e.batch, e.generation, e.phase, e.step, _state(e.status),
-                              fmt_time(e.not_before) if e.status == "waiting" else "", fmt_time(e.finished)]
+                            [[fmt_time(e.started_at), e.batch, e.generation, e.phase, e.step, _state(e.status),
+                              fmt_time(e.not_before) if e.status == "waiting" else "", fmt_time(e.finished_at)]
                              for e in data.timeline], numeric={1, 2}, cls="timeline"))
     parts.append('<h2 id="batches">Batches</h2>')
     parts.append(_table(["Batch", "Note", "Apps", "SendAs grants", "Mailboxes", "New groups", "Reused groups",

@@ -52,8 +52,8 @@ def render_markdown(data: ReportData) -> str:
             "```mermaid", render_mermaid(data.diagram).rstrip("\n"), "```", ""]
     out += ["## Run", "", md(data.run_note), ""]
     if data.timeline:
-        rows = [[fmt_time(e.at), e.batch, e.generation, e.phase, e.step, e.status,
-                 fmt_time(e.not_before) if e.status == "waiting" else "", fmt_time(e.finished)]
+        rows = [[fmt_time(e.started_at), e.batch, e.generation, e.phase, e.step, e.status,
+                 fmt_time(e.not_before) if e.status == "waiting" else "", fmt_time(e.finished_at)]
                 for e in data.timeline[:MAX_TIMELINE_ROWS]]
         out += _table(["Started", "Batch", "Generation", "Phase", "Step", "Status", "Waits until", "Finished"], rows)
         if len(data.timeline) > MAX_TIMELINE_ROWS:

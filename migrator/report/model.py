@@ -53,18 +53,6 @@ class GroupRow:
 
 
 @dataclass(frozen=True)
-class TimelineEvent:
-    at: float | None
-    batch: int
-    generation: int
-    phase: str
-    step: str
-    status: str
-    not_before: float | None
-    finished: float | None
-
-
-@dataclass(frozen=True)
 class ReportData:
     name: str
     path: str
@@ -81,7 +69,7 @@ class ReportData:
     groups: tuple[GroupRow, ...]
     kept_reasons: tuple[tuple[str, int], ...]
     flagged: tuple[tuple[str, str], ...]     # (app name or id, permissions)
-    timeline: tuple[TimelineEvent, ...]
+    timeline: tuple  # journal StepRow records (migrator.executor.journal), in time order
     run_note: str                            # "no run yet" / how the journal was read
     runs: tuple[dict, ...] = ()
     diagram: Diagram = field(default_factory=lambda: Diagram((), (), ""))
@@ -111,7 +99,7 @@ def _fmt_time(ts: float | None) -> str:
 fmt_time = _fmt_time
 
 
-def read_timeline(plan) -> tuple[tuple[TimelineEvent, ...], dict[int, str], tuple[dict, ...], str]:
+def read_timeline(plan) -> tuple[tuple, dict[int, str], tuple[dict, ...], str]:
     """(steps in time order, batch -> condition, runs, note) from `<plan>/journal.db`, opened read-only.
 
     A batch's condition is the executor's own (executor/status.py: done, waiting until ..., failed, ...), so the
@@ -146,9 +134,9 @@ def read_timeline(plan) -> tuple[tuple[TimelineEvent, ...], dict[int, str], tupl
 
     rank = {("execute", name): i for i, (name, _fn) in enumerate(EXECUTE_STEPS)}
     rank.update({("rollback", name): len(rank) + i for i, (name, _fn) in enumerate(ROLLBACK_STEPS)})
-    events = tuple(sorted((TimelineEvent(s.started_at, s.batch, s.generation, s.phase, s.step, s.status,
-                                         s.not_before, s.finished_at) for s in steps),
-                          key=lambda e: (e.at if e.at is not None else float("inf"), e.batch, e.generation,
+    events = tuple(sorted(steps,
+                          key=lambda e: (e.started_at if e.started_at is not None else float("inf"), e.batch,
+                                         e.generation,
                                          rank.get((e.phase, e.step), len(rank)))))
     return events, states, runs, f"Read from {JOURNAL_NAME}: {len(runs)} run(s), {len(events)} step record(s)."
 
