@@ -47,24 +47,23 @@ def _all_sps(state: TenantState) -> list[dict]:
     return sorted(rows, key=lambda r: r["id"])
 
 
+def _find_sp(state: TenantState, field: str, value: str, caller: Caller) -> dict:
+    _require(caller, READ_ROLES)
+    value = _guid(value)
+    for row in _all_sps(state):
+        if row[field] == value:
+            return row
+    raise _missing(value)
+
+
 def get_service_principal(state: TenantState, sp_id: str, *, caller: Caller) -> dict:
     """GET /servicePrincipals/{id}"""
-    _require(caller, READ_ROLES)
-    sp_id = _guid(sp_id)
-    for row in _all_sps(state):
-        if row["id"] == sp_id:
-            return row
-    raise _missing(sp_id)
+    return _find_sp(state, "id", sp_id, caller)
 
 
 def get_service_principal_by_app_id(state: TenantState, app_id: str, *, caller: Caller) -> dict:
     """GET /servicePrincipals(appId='{appId}')"""
-    _require(caller, READ_ROLES)
-    app_id = _guid(app_id)
-    for row in _all_sps(state):
-        if row["appId"] == app_id:
-            return row
-    raise _missing(app_id)
+    return _find_sp(state, "appId", app_id, caller)
 
 
 _FILTER = re.compile(r"^\s*(appId|displayName|id)\s+eq\s+'((?:[^']|'')*)'\s*$", re.I)
