@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from migrator.exchange.access import by_cmdlet, read, write
 from migrator.exchange.errors import NotFound
 from migrator.exchange.http import ApiSession
 from migrator.exchange.profile import Profile
@@ -66,6 +67,7 @@ class ExchangeClient:
         self.session, self.profile = session, profile
 
     # -- the envelope ---------------------------------------------------------------------------------
+    @by_cmdlet
     def invoke(self, cmdlet: str, params: dict[str, Any] | None = None, select: list[str] | None = None, *,
                scan: bool = False) -> list[dict]:
         """Run a cmdlet; all pages of its `value`. Raises a typed ApiError; NotFound only when the object is absent."""
@@ -106,12 +108,15 @@ class ExchangeClient:
         return rows[0] if rows else None
 
     # -- service principals ----------------------------------------------------------------------------
+    @read
     def get_service_principals(self) -> list[dict]:
         return self.invoke("Get-ServicePrincipal", {}, scan=True)
 
+    @read
     def get_service_principal(self, identity: str) -> dict | None:
         return self._get_one("Get-ServicePrincipal", identity)
 
+    @write
     def new_service_principal(self, app_id: str, object_id: str, display_name: str = "") -> dict:
         params = {"AppId": app_id, "ObjectId": object_id}
         if display_name:
@@ -120,51 +125,61 @@ class ExchangeClient:
         return rows[0] if rows else {}
 
     # -- mailboxes and permissions ---------------------------------------------------------------------
+    @read
     def get_mailboxes(self, properties: list[str] | None = None) -> list[dict]:
         params: dict[str, Any] = {"ResultSize": "Unlimited"}
         if properties:
             params["Properties"] = list(properties)
         return self.invoke("Get-EXOMailbox" if properties else "Get-Mailbox", params, scan=True)
 
+    @read
     def scan_recipient_permissions(self, select: list[str] | None = None) -> list[dict]:
         """Every recipient permission row of the organisation (-ResultSize Unlimited), filtered client-side."""
         return self.invoke("Get-RecipientPermission", {"ResultSize": "Unlimited"}, select, scan=True)
 
+    @read
     def get_recipient_permissions(self, mailbox: str, trustee: str | None = None) -> list[dict]:
         params: dict[str, Any] = {"Identity": mailbox}
         if trustee is not None:
             params["Trustee"] = trustee
         return self.invoke("Get-RecipientPermission", params)
 
+    @read
     def get_recipient_permissions_by_trustee(self, trustee: str) -> list[dict]:
         """All SendAs rows of one trustee. May miss rows for trustees with several SIDs (EXCHANGE.md §3)."""
         return self.invoke("Get-RecipientPermission", {"Trustee": trustee, "ResultSize": "Unlimited"})
 
+    @write
     def add_recipient_permission(self, mailbox: str, trustee: str) -> list[dict]:
         check_identity("Get-RecipientPermission", {"Identity": mailbox, "Trustee": trustee})
         return self.invoke("Add-RecipientPermission", {"Identity": mailbox, "Trustee": trustee,
                                                        "AccessRights": "SendAs", "Confirm": False})
 
+    @write
     def remove_recipient_permission(self, mailbox: str, trustee: str) -> list[dict]:
         check_identity("Get-RecipientPermission", {"Identity": mailbox, "Trustee": trustee})
         return self.invoke("Remove-RecipientPermission", {"Identity": mailbox, "Trustee": trustee,
                                                           "AccessRights": "SendAs", "Confirm": False})
 
+    @read
     def scan_mailbox_permissions(self) -> list[dict]:
         """Every mailbox permission row (Get-EXOMailboxPermission's documented Default parameter set)."""
         return self.invoke("Get-EXOMailboxPermission", {"ResultSize": "Unlimited"}, scan=True)
 
+    @read
     def get_mailbox_permissions(self, mailbox: str, user: str | None = None) -> list[dict]:
         params: dict[str, Any] = {"Identity": mailbox}
         if user is not None:
             params["User"] = user
         return self.invoke("Get-MailboxPermission", params)
 
+    @write
     def add_mailbox_permission(self, mailbox: str, user: str) -> list[dict]:
         check_identity("Get-MailboxPermission", {"Identity": mailbox, "User": user})
         return self.invoke("Add-MailboxPermission", {"Identity": mailbox, "User": user, "AccessRights": ["FullAccess"],
                                                      "InheritanceType": "All", "Confirm": False})
 
+    @write
     def remove_mailbox_permission(self, mailbox: str, user: str) -> list[dict]:
         check_identity("Get-MailboxPermission", {"Identity": mailbox, "User": user})
         return self.invoke("Remove-MailboxPermission", {"Identity": mailbox, "User": user,
@@ -172,12 +187,15 @@ class ExchangeClient:
                                                         "Confirm": False})
 
     # -- groups ----------------------------------------------------------------------------------------
+    @read
     def get_distribution_group(self, identity: str) -> dict | None:
         return self._get_one("Get-DistributionGroup", identity)
 
+    @read
     def get_distribution_groups(self) -> list[dict]:
         return self.invoke("Get-DistributionGroup", {"ResultSize": "Unlimited"}, scan=True)
 
+    @write
     def new_distribution_group(self, name: str, alias: str, primary_smtp: str | None = None) -> dict:
         params: dict[str, Any] = {"Name": name, "Alias": alias, "Type": "Security",
                                   "MemberJoinRestriction": "Closed", "MemberDepartRestriction": "Closed"}
@@ -186,24 +204,29 @@ class ExchangeClient:
         rows = self.invoke("New-DistributionGroup", params)
         return rows[0] if rows else {}
 
+    @write
     def set_distribution_group(self, identity: str, **params: Any) -> list[dict]:
         check_identity("Get-DistributionGroup", {"Identity": identity})
         return self.invoke("Set-DistributionGroup", {"Identity": identity, **params})
 
+    @write
     def remove_distribution_group(self, identity: str) -> list[dict]:
         check_identity("Get-DistributionGroup", {"Identity": identity})
         return self.invoke("Remove-DistributionGroup", {"Identity": identity, "Confirm": False,
                                                         "BypassSecurityGroupManagerCheck": True})
 
+    @read
     def get_group_members(self, identity: str, select: list[str] | None = None) -> list[dict]:
         return self.invoke("Get-DistributionGroupMember", {"Identity": identity, "ResultSize": "Unlimited"}, select)
 
+    @write
     def update_group_members(self, identity: str, members: list[str]) -> list[dict]:
         check_identity("Get-DistributionGroupMember", {"Identity": identity})
         return self.invoke("Update-DistributionGroupMember", {"Identity": identity, "Members": list(members),
                                                               "Confirm": False,
                                                               "BypassSecurityGroupManagerCheck": True})
 
+    @write
     def add_group_member(self, identity: str, member: str) -> list[dict]:
         check_identity("Get-DistributionGroupMember", {"Identity": identity, "Member": member})
         if _blank(member):
@@ -211,6 +234,7 @@ class ExchangeClient:
         return self.invoke("Add-DistributionGroupMember", {"Identity": identity, "Member": member,
                                                            "BypassSecurityGroupManagerCheck": True})
 
+    @write
     def remove_group_member(self, identity: str, member: str) -> list[dict]:
         check_identity("Get-DistributionGroupMember", {"Identity": identity})
         if _blank(member):
@@ -220,27 +244,34 @@ class ExchangeClient:
                                                               "BypassSecurityGroupManagerCheck": True})
 
     # -- scopes and role assignments ---------------------------------------------------------------------
+    @read
     def get_management_scope(self, name: str) -> dict | None:
         return self._get_one("Get-ManagementScope", name)
 
+    @read
     def get_management_scopes(self) -> list[dict]:
         return self.invoke("Get-ManagementScope", {}, scan=True)
 
+    @write
     def new_management_scope(self, name: str, recipient_filter: str) -> dict:
         rows = self.invoke("New-ManagementScope", {"Name": name, "RecipientRestrictionFilter": recipient_filter})
         return rows[0] if rows else {}
 
+    @write
     def remove_management_scope(self, name: str) -> list[dict]:
         check_identity("Get-ManagementScope", {"Identity": name})
         return self.invoke("Remove-ManagementScope", {"Identity": name, "Confirm": False})
 
+    @read
     def get_role_assignments(self, role: str = RBAC_ROLE_SMTP_SEND_AS) -> list[dict]:
         """Assignments of one role (Get-ManagementRoleAssignment has no -App filter: filter client-side)."""
         return self.invoke("Get-ManagementRoleAssignment", {"Role": role})
 
+    @read
     def get_role_assignment(self, name: str) -> dict | None:
         return self._get_one("Get-ManagementRoleAssignment", name)
 
+    @write
     def new_role_assignment(self, name: str, role: str, app: str, custom_resource_scope: str) -> dict:
         for key, value in (("Name", name), ("App", app), ("CustomResourceScope", custom_resource_scope)):
             if _blank(value):
@@ -249,10 +280,12 @@ class ExchangeClient:
                                                             "CustomResourceScope": custom_resource_scope})
         return rows[0] if rows else {}
 
+    @write
     def remove_role_assignment(self, name: str) -> list[dict]:
         check_identity("Get-ManagementRoleAssignment", {"Identity": name})
         return self.invoke("Remove-ManagementRoleAssignment", {"Identity": name, "Confirm": False})
 
+    @read
     def test_sp_authorization(self, sp_identity: str, resource: str | None = None) -> list[dict]:
         if _blank(sp_identity):
             raise ValueError("Test-ServicePrincipalAuthorization: empty -Identity")
@@ -263,5 +296,6 @@ class ExchangeClient:
             params["Resource"] = resource
         return self.invoke("Test-ServicePrincipalAuthorization", params)
 
+    @read
     def get_application_access_policies(self) -> list[dict]:
         return self.invoke("Get-ApplicationAccessPolicy", {}, scan=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from migrator.exchange.access import by_http_method, read, write
 from migrator.exchange.errors import ApiError, NotFound, Throttled
 from migrator.exchange.http import ApiSession, parse_retry_after
 from migrator.exchange.profile import Profile
@@ -28,12 +29,14 @@ class GraphClient:
     def _op(self, path: str) -> str:
         return f"GET {path}"
 
+    @by_http_method
     def request(self, method: str, path: str, *, json: Any = None, operation: str | None = None) -> Any:
         url = path if path.startswith("https://") else f"{self.base}{path}"
         return self.session.request(method, url, resource=self.profile.graph_resource, service="graph",
                                     operation=operation or f"{method} {path.split('?')[0]}", json=json,
                                     headers={"Content-Type": "application/json"} if json is not None else None)
 
+    @read
     def list(self, path: str, *, operation: str | None = None) -> list[dict]:
         """GET a collection and follow every absolute @odata.nextLink."""
         out: list[dict] = []
@@ -46,6 +49,7 @@ class GraphClient:
         return out
 
     # -- service principals ----------------------------------------------------------------------------
+    @read
     def get_service_principal_by_app_id(self, app_id: str) -> dict | None:
         ident = _check_id("servicePrincipals(appId=...)", app_id)
         try:
@@ -54,21 +58,25 @@ class GraphClient:
         except NotFound:
             return None
 
+    @read
     def get_resource_service_principal(self, app_id: str = EXCHANGE_ONLINE_APP_ID) -> dict:
         sp = self.get_service_principal_by_app_id(app_id)
         if sp is None:
             raise ApiError(f"the resource service principal {app_id} is not in the tenant", operation="graph")
         return sp
 
+    @read
     def list_service_principals(self, select: str = "id,appId,displayName") -> list[dict]:
         return self.list(f"/servicePrincipals?$select={select}&$top=999", operation="GET /servicePrincipals")
 
     # -- app-role assignments --------------------------------------------------------------------------
+    @read
     def list_app_role_assignments(self, sp_id: str) -> list[dict]:
         ident = _check_id("appRoleAssignments", sp_id)
         return self.list(f"/servicePrincipals/{ident}/appRoleAssignments",
                          operation="GET /servicePrincipals/{id}/appRoleAssignments")
 
+    @write
     def grant_app_role(self, sp_id: str, resource_id: str, app_role_id: str) -> dict:
         ident = _check_id("appRoleAssignments", sp_id)
         _check_id("resourceId", resource_id)
@@ -77,12 +85,14 @@ class GraphClient:
                             json={"principalId": sp_id, "resourceId": resource_id, "appRoleId": app_role_id},
                             operation="POST /servicePrincipals/{id}/appRoleAssignments") or {}
 
+    @write
     def delete_app_role_assignment(self, sp_id: str, assignment_id: str) -> None:
         ident = _check_id("appRoleAssignments", sp_id)
         aid = _check_id("assignment id", assignment_id)
         self.request("DELETE", f"/servicePrincipals/{ident}/appRoleAssignments/{aid}",
                      operation="DELETE /servicePrincipals/{id}/appRoleAssignments/{id}")
 
+    @read
     def list_app_role_assignments_many(self, sp_ids: list[str]) -> dict[str, list[dict]]:
         """appRoleAssignments of many SPs through $batch (20 per request); 429s inside a batch are retried."""
         requests_ = {str(i): f"/servicePrincipals/{_check_id('appRoleAssignments', sp)}/appRoleAssignments"
@@ -98,6 +108,7 @@ class GraphClient:
             out[sp] = rows
         return out
 
+    @read
     def batch_get(self, paths: dict[str, str], *, operation: str = "POST /$batch") -> dict[str, dict]:
         """Run GETs through $batch. Returns {id: body}; a 404 inner answer gives {} (absent); others raise."""
         pending = dict(paths)

@@ -24,16 +24,8 @@ from typing import Any
 import click
 
 from migrator.errors import MigratorError
+from migrator.exchange.access import access_of, is_write_call
 from migrator.model import norm_id
-
-# Client methods that change the tenant. Everything else is a read.
-WRITE_METHODS = frozenset({
-    "new_service_principal", "add_recipient_permission", "remove_recipient_permission", "add_mailbox_permission",
-    "remove_mailbox_permission", "new_distribution_group", "set_distribution_group", "remove_distribution_group",
-    "update_group_members", "add_group_member", "remove_group_member", "new_management_scope",
-    "remove_management_scope", "new_role_assignment", "remove_role_assignment", "grant_app_role",
-    "delete_app_role_assignment",
-})
 
 PAUSE_FILE = "PAUSE"
 
@@ -140,11 +132,21 @@ class _NoBar:
         pass
 
 
-class Guarded:
-    """A tenant client behind the control check, the call counter and the dry-run switch."""
+class UnmarkedMethod(TypeError):
+    """A client method without a read/write mark (migrator/exchange/access.py): never called through Guarded."""
 
-    def __init__(self, client: Any, *, control: Control, output: Output, dry_run: bool, counter: Counter) -> None:
+
+class Guarded:
+    """A tenant client behind the control check, the call counter and the dry-run switch.
+
+    Whether a call writes comes from the mark on the method of `spec` (the real client class: ExchangeClient or
+    GraphClient), so a test fake is judged by the real client's marks, and a method without a mark is refused
+    rather than guessed to be a read."""
+
+    def __init__(self, client: Any, *, spec: type | None = None, control: Control, output: Output, dry_run: bool,
+                 counter: Counter) -> None:
         self._client = client
+        self._spec = spec or type(client)
         self._control = control
         self._output = output
         self._dry_run = dry_run
@@ -154,10 +156,13 @@ class Guarded:
         target = getattr(self._client, name)
         if not callable(target):
             return target
+        kind = access_of(self._spec, name)
+        if kind is None:
+            raise UnmarkedMethod(f"{self._spec.__name__}.{name} is not marked @read or @write (migrator/exchange/"
+                                 "access.py); the executor does not call a method it cannot tell a write from")
+
         def call(*args, **kwargs):
-            # invoke() runs any cmdlet: only Get-*/Test-* ones are reads.
-            is_write = name in WRITE_METHODS or (
-                name == "invoke" and not str(args[0] if args else kwargs.get("cmdlet", "")).startswith(("Get-", "Test-")))
+            is_write = is_write_call(kind, args, kwargs)
             self._control.check()
             if is_write and self._dry_run:
                 self._output.change(describe_write(name, args, kwargs))

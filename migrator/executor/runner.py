@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from migrator.errors import MigratorError, PlanError
+from migrator.exchange.exo import ExchangeClient
+from migrator.exchange.graph import GraphClient
 from migrator.executor.context import (
     BatchView,
     Context,
@@ -54,6 +56,7 @@ class BatchOutcome:
 class RunResult:
     outcomes: list[BatchOutcome]
     calls: Counter
+    waited: float = 0.0  # seconds spent idle in waits (the benchmark's active time is wall time minus this)
 
     @property
     def exit_code(self) -> int:
@@ -114,8 +117,10 @@ class Runner:
         self._sps: dict[int, dict] = {}  # per batch: service principals resolved in this run
         self._shared: dict = {}  # reads valid for the whole run (the mailbox map)
         self._drift_checked: dict[int, tuple] = {}  # batch -> (time, scan, scan time) of its last drift check
-        self.exo = Guarded(exo, control=self.control, output=self.output, dry_run=dry_run, counter=self.calls)
-        self.graph = Guarded(graph, control=self.control, output=self.output, dry_run=dry_run, counter=self.calls)
+        self.exo = Guarded(exo, spec=ExchangeClient, control=self.control, output=self.output, dry_run=dry_run,
+                           counter=self.calls)
+        self.graph = Guarded(graph, spec=GraphClient, control=self.control, output=self.output, dry_run=dry_run,
+                             counter=self.calls)
 
     # ---- public ---------------------------------------------------------------------------------------------
 
@@ -150,7 +155,7 @@ class Runner:
             if not self.dry_run:
                 statuses = sorted({o.status for o in outcomes.values()}) or ["nothing"]
                 self.journal.end_run(",".join(statuses))
-        return RunResult([outcomes[n] for n in batches if n in outcomes], self.calls)
+        return RunResult([outcomes[n] for n in batches if n in outcomes], self.calls, self.waited)
 
     phase = "execute"
     steps = EXECUTE_STEPS
