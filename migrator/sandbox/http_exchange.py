@@ -24,6 +24,7 @@ from migrator.sandbox.api import READ_ROLES, WRITE_ROLES
 from migrator.sandbox.backend import EXCHANGE_RESOURCE, Backend, Caller, CmdletError
 from migrator.sandbox.faults import CONCURRENCY_TEXT, Decision, FaultInjector
 from migrator.sandbox.reply import Reply, Request, drop_reply, json_reply, text_reply
+from migrator.sandbox.requestlog import RequestLog
 from migrator.sandbox.tokens import TokenRejected, TokenService
 
 PATH = re.compile(r"^/adminapi/beta/([^/]+)/InvokeCommand$", re.IGNORECASE)
@@ -137,6 +138,8 @@ def select_fields(rows: list[dict], select: str) -> list[dict]:
 
 
 class ExchangeEndpoint:
+    log: RequestLog | None = None  # set by the server: every cmdlet received
+
     def __init__(self, backend: Backend, tokens: TokenService, faults: FaultInjector, lock: threading.RLock) -> None:
         self.backend, self.tokens, self.faults, self.lock = backend, tokens, faults, lock
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
@@ -169,6 +172,8 @@ class ExchangeEndpoint:
                                 'The request body must be {"CmdletInput": {"CmdletName": "<name>", '
                                 '"Parameters": {...}}}.')
         cmdlet = cmdlet.strip()
+        if self.log is not None:
+            self.log.record("exchange", cmdlet, write=is_write(cmdlet))
         service, tid = "exchange", self.backend.tenant_id
         if not self.faults.enter(service, tid):
             self.faults.leave(service, tid)

@@ -23,6 +23,7 @@ from migrator.sandbox.backend import GRAPH_RESOURCE, Backend, Caller, GraphError
 from migrator.sandbox.faults import CONCURRENCY_TEXT, FaultInjector
 from migrator.sandbox.http_exchange import fault_reply
 from migrator.sandbox.reply import Reply, Request, json_reply, text_reply
+from migrator.sandbox.requestlog import RequestLog
 from migrator.sandbox.tokens import TokenRejected, TokenService
 
 READ_APPS = frozenset({"Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All",
@@ -53,6 +54,8 @@ def _select(obj: dict, select: str) -> dict:
 
 
 class GraphEndpoint:
+    log: RequestLog | None = None  # set by the server: every call received
+
     def __init__(self, backend: Backend, tokens: TokenService, faults: FaultInjector, lock: threading.RLock) -> None:
         self.backend, self.tokens, self.faults, self.lock = backend, tokens, faults, lock
         self._cursors: OrderedDict[str, tuple[list[dict], float, str]] = OrderedDict()
@@ -83,6 +86,8 @@ class GraphEndpoint:
             write = any(str(r.get("method", "GET")).upper() != "GET" for r in batch_requests if isinstance(r, dict))
         else:
             write = req.method != "GET"
+        if self.log is not None:
+            self.log.record("graph", f"{req.method} /{rel}", write=write)
         service, tid = "graph", self.backend.tenant_id
         if not self.faults.enter(service, tid):
             self.faults.leave(service, tid)

@@ -18,10 +18,11 @@ import ssl
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from migrator.errors import InputError
@@ -31,6 +32,7 @@ from migrator.sandbox.http_exchange import ExchangeEndpoint
 from migrator.sandbox.http_graph import GraphEndpoint
 from migrator.sandbox.profile import write_profile, write_secret_file
 from migrator.sandbox.reply import Reply, Request, json_reply
+from migrator.sandbox.requestlog import RequestLog
 from migrator.sandbox.tls import make_tls_files
 from migrator.sandbox.tokens import TokenRejected, TokenService
 
@@ -50,6 +52,8 @@ class SandboxApp:
         self.tokens = TokenService(backend)
         self.exchange = ExchangeEndpoint(backend, self.tokens, faults, self.lock)
         self.graph = GraphEndpoint(backend, self.tokens, faults, self.lock)
+        self.requests = RequestLog()
+        self.exchange.log = self.graph.log = self.requests
 
     def route(self, req: Request) -> Reply:
         try:
@@ -207,6 +211,7 @@ class Sandbox:
     _thread: threading.Thread = field(repr=False)
     _owns_run_dir: bool = field(default=False, repr=False)
     _stopped: bool = field(default=False, repr=False)
+    original_grants: frozenset[tuple[str, str]] = frozenset()  # (app_id, mailbox) SendAs grants held at the start
 
     @property
     def authority(self) -> str:
@@ -253,11 +258,69 @@ class Sandbox:
         else:  # a kept run folder keeps its CA and profile, but not the secret of a tenant that no longer runs
             (self.run_dir / "client_secret").unlink(missing_ok=True)
 
+    # ---- what a tool or a test may ask the running tenant (public: nothing else reaches into it) ---------------
+    @property
+    def requests(self) -> RequestLog:
+        """Every Exchange cmdlet and Graph call received, and whether it writes (requestlog.py)."""
+        return self.app.requests
+
+    @property
+    def started_at(self) -> float:
+        """The sandbox clock when the tenant was loaded (timeline times are on this clock)."""
+        return self.state.timeline.start  # type: ignore[attr-defined]
+
+    def check(self):
+        """The timeline check (timeline.Report: gaps, over-grants) against the grants held at the start."""
+        with self.app.lock:
+            return self.state.check(self.original_grants)  # type: ignore[attr-defined]
+
+    def census(self) -> dict:
+        """{"tenant": name, "mailboxes": n, "apps": n (the admin app not counted)}."""
+        with self.app.lock:
+            return self.state.census()  # type: ignore[attr-defined]
+
+    def access(self, app_ids=None) -> dict:
+        """Per app (every app but the admin, or those of `app_ids` the tenant holds): its effective SendAs grants,
+        RBAC scope and Entra SMTP.SendAsApp claim now (state.AppAccess)."""
+        with self.app.lock:
+            return self.state.access_now(app_ids)  # type: ignore[attr-defined]
+
+    def pairs_seen(self) -> set[tuple[str, str]]:
+        """Every (app, mailbox) pair that held SendAs or RBAC access at some time, or at the start."""
+        with self.app.lock:
+            return set(self.original_grants) | self.state.pairs_seen()  # type: ignore[attr-defined]
+
+    @contextmanager
+    def exchange_hook(self, hook: Callable[[str, dict], None]) -> Iterator[None]:
+        """While inside, `hook(cmdlet, params)` runs before every cmdlet the Exchange endpoint serves; it may raise
+        api.CmdletError to refuse the cmdlet (a fault of the caller's choosing, e.g. a mailbox being moved)."""
+        endpoint = self.app.exchange
+        backend = endpoint.backend
+        endpoint.backend = _HookedBackend(backend, hook)  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            endpoint.backend = backend
+
     def __enter__(self) -> "Sandbox":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class _HookedBackend:
+    """A Backend whose invoke() first calls a hook (Sandbox.exchange_hook); everything else goes through."""
+
+    def __init__(self, backend: Backend, hook: Callable[[str, dict], None]) -> None:
+        self._backend, self._hook = backend, hook
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+    def invoke(self, cmdlet: str, params: dict, caller):
+        self._hook(cmdlet, params)
+        return self._backend.invoke(cmdlet, params, caller)
 
 
 def serve_backend(backend: Backend, *, admin_client_id: str, admin_secret: str, seed: int = 0,
@@ -330,5 +393,7 @@ def start_sandbox(fixture: str | Path | dict | None = None, *, seed: int = 0,
         admin["secret"] = secrets.token_urlsafe(32)  # INTERNALS §2: generated at start when the fixture has none
     state = TenantState.from_fixture(data, clock=clock or Clock(), settings=settings or SandboxSettings())
     backend = StateBackend(state)
-    return serve_backend(backend, admin_client_id=backend.admin_client_id, admin_secret=admin["secret"], seed=seed,
-                         faults=faults, port=port, run_dir=run_dir, state=state)
+    sb = serve_backend(backend, admin_client_id=backend.admin_client_id, admin_secret=admin["secret"], seed=seed,
+                       faults=faults, port=port, run_dir=run_dir, state=state)
+    sb.original_grants = frozenset(backend.original_grants)
+    return sb

@@ -252,6 +252,15 @@ FILTER_PROPERTIES = ("MemberOfGroup", "Name", "Alias", "DisplayName", "PrimarySm
                      ) + FILTERABLE_ATTRIBUTES
 
 
+@dataclass(frozen=True)
+class AppAccess:
+    """What one app can reach now: effective SendAs grants, RBAC scope (mailbox addresses) and the Entra claim."""
+
+    sendas: frozenset[str]
+    rbac: frozenset[str]
+    claim: bool
+
+
 class TenantState:
     """Everything the sandbox tenant knows. Build with `from_fixture`; save with `to_fixture`."""
 
@@ -472,6 +481,32 @@ class TenantState:
                 table[app.app_id] = new
             self.timeline.set_claim(t, app.app_id, self.claim_now(app.app_id))
 
+    # ------------------------------------------------------------------------------------------------ observers
+    # What tools and tests may read of the tenant as a whole (Sandbox.census/access/pairs_seen wrap these).
+    def census(self) -> dict:
+        with self.lock:
+            return {"tenant": self.tenant_name,
+                    "mailboxes": sum(1 for r in self.recipients.values() if r.kind == "mailbox"),
+                    "apps": sum(1 for a in self.apps.values() if not a.is_admin)}
+
+    def sendas_grants(self) -> set[tuple[str, str]]:
+        """(app_id, mailbox) for every effective SendAs grant an app holds now."""
+        with self.lock:
+            return {(app.app_id, mbx) for app in self.apps.values() for mbx in self.effective_sendas(app)}
+
+    def access_now(self, app_ids=None) -> dict[str, AppAccess]:
+        """Per app (every non-admin app, or those of `app_ids` that exist): SendAs grants, RBAC scope, claim."""
+        with self.lock:
+            chosen = ([a for a in self.apps.values() if not a.is_admin] if app_ids is None
+                      else [self.apps[a.lower()] for a in app_ids if a.lower() in self.apps])
+            return {app.app_id: AppAccess(frozenset(self.effective_sendas(app)), frozenset(self.effective_rbac(app)),
+                                          self.claim_now(app.app_id)) for app in chosen}
+
+    def pairs_seen(self) -> set[tuple[str, str]]:
+        """Every (app_id, mailbox) pair the timeline has followed (SendAs or RBAC access at some time)."""
+        with self.lock:
+            return set(self.timeline.sendas) | set(self.timeline.rbac)
+
     def apps_with_assignments(self) -> set[str]:
         return {ra.app_id for ra in self.assignments.values()}
 
@@ -556,6 +591,6 @@ def graph_assignment_id(principal_id: str, resource_id: str, role_id: str) -> st
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-__all__ = ["TenantState", "Caller", "CmdletError", "CmdletResult", "GraphError", "Recipient", "App",
+__all__ = ["TenantState", "AppAccess", "Caller", "CmdletError", "CmdletResult", "GraphError", "Recipient", "App",
            "PermissionRow", "PermissionTable", "ManagementScope", "RoleAssignment", "AdministrativeUnit", "det_uuid",
            "sid_for"]

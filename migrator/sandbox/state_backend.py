@@ -17,9 +17,7 @@ class StateBackend:
         self.admin_client_id = state.admin_app_id
         self._certs: dict[str, tuple[x509.Certificate, ...]] = {}
         # The grant set the timeline checker compares against: effective SendAs grants when the sandbox started.
-        with state.lock:
-            self.original_grants = {(app.app_id, mbx) for app in state.apps.values()
-                                    for mbx in state.effective_sendas(app)}
+        self.original_grants = state.sendas_grants()
 
     # ---- identity ----------------------------------------------------------------------------------------
     def app(self, client_id: str) -> AppCredentials | None:
