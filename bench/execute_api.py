@@ -70,12 +70,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    from migrator.executor import Connection
-    from migrator.executor.context import ExecSettings, Output
-    from migrator.executor.journal import Journal
-    from migrator.executor.runner import Runner
-    from migrator.planner.plan import load_plan
     from sandbox_world import make_fixture, make_plan
+
+    from migrator.executor.context import ExecSettings, Output
+    from migrator.executor.session import RunOptions, RunSession, connect
+    from migrator.planner.plan import load_plan
 
     apps = max(2, args.grants // 125)
     fixture, grants = make_fixture(seed=args.seed, mailboxes=max(50, args.grants // 2), apps=apps,
@@ -96,14 +95,14 @@ def main() -> None:
     proc.start()
     profile = parent.recv()["profile"]
 
-    conn = Connection(Path(profile))
+    conn = connect(Path(profile), preflight=False)
     settings = ExecSettings(propagation_wait=0.8, token_lifetime=1.3, concurrency=args.concurrency)
+    options = RunOptions(settings, wait=True, output=Output(quiet=True))
     t0, cpu0 = time.monotonic(), time.process_time()
-    with Journal(plan_path) as journal:
-        runner = Runner(plan, journal, conn.exo, conn.graph, settings=settings, wait=True, output=Output(quiet=True))
-        result = runner.run([b.number for b in plan.batches])
-        waits = runner.waited  # time actually spent idle in waits (they overlap other batches' work)
-        step_times = [(s.batch, s.step, (s.finished_at or 0) - (s.started_at or 0)) for s in journal.steps()
+    with RunSession.open(plan, conn, options) as session:
+        result = session.execute()
+        waits = result.waited  # time actually spent idle in waits (they overlap other batches' work)
+        step_times = [(s.batch, s.step, (s.finished_at or 0) - (s.started_at or 0)) for s in session.journal.steps()
                       if not s.step.endswith("_wait")]
     wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
     parent.send(grants)

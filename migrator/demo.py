@@ -119,28 +119,22 @@ def _StoryOutput(story: Story):  # noqa: N802 - a factory that reads like the cl
 # The injected failure
 # ---------------------------------------------------------------------------------------------------------------
 class RefuseMailbox:
-    """Wraps the sandbox's backend: while armed, Remove-RecipientPermission on one mailbox fails every time, as a
-    mailbox in the middle of a move does. Every other call goes through untouched."""
+    """A hook for `Sandbox.exchange_hook`: Remove-RecipientPermission on one mailbox fails every time, as a mailbox
+    in the middle of a move does. Every other cmdlet goes through untouched."""
 
-    def __init__(self, backend, mailbox: str) -> None:
-        self._backend = backend
+    def __init__(self, mailbox: str) -> None:
         self.mailbox = norm_id(mailbox)
-        self.armed = True
         self.refused = 0
 
-    def __getattr__(self, name: str):
-        return getattr(self._backend, name)
-
-    def invoke(self, cmdlet: str, params: dict, caller):
+    def __call__(self, cmdlet: str, params: dict) -> None:
         from migrator.sandbox.api import CmdletError
 
-        if (self.armed and cmdlet.lower() == "remove-recipientpermission"
+        if (cmdlet.lower() == "remove-recipientpermission"
                 and norm_id(str(params.get("Identity", ""))) == self.mailbox):
             self.refused += 1
             raise CmdletError(SIMULATED, f"The operation couldn't be performed because mailbox '{self.mailbox}' is "
                                          "being moved. Try again after the move completes. (Simulated by migrator "
                                          "demo.)", http_status=400, cmdlet=cmdlet)
-        return self._backend.invoke(cmdlet, params, caller)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -200,8 +194,8 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
              keep: Callable | None = None) -> DemoResult:
     """Tell the whole story; return what was checked. `keep(sandbox, plan_dir)` is called before the sandbox
     stops (the report is written after it)."""
-    from migrator.executor import Connection, check_permissions
     from migrator.executor.context import ExecSettings
+    from migrator.executor.session import connect
     from migrator.inventory.store import counts as inventory_counts
     from migrator.inventory.tenant import live_inventory
     from migrator.planner.build import PlanOptions, build_plan
@@ -219,13 +213,10 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
 
     story.heading(1, "A sandbox tenant: Exchange Online, Entra ID and Graph on 127.0.0.1, over HTTPS")
     with start_sandbox(DEFAULT_FIXTURE, seed=seed, faults=faults, settings=settings, run_dir=work / "sandbox") as sb:
-        state = sb.state
-        with state.lock:
-            n_mailboxes = sum(1 for r in state.recipients.values() if r.kind == "mailbox")
-            n_apps = sum(1 for a in state.apps.values() if not a.is_admin)
-        original = set(sb.app.backend.original_grants)
-        story.line(f"{state.tenant_name}: {n_mailboxes} mailboxes, {n_apps} apps, {len(original)} SendAs grants held "
-                   f"by apps; faults: {faults} (seed {seed})")
+        census = sb.census()
+        original = set(sb.original_grants)
+        story.line(f"{census['tenant']}: {census['mailboxes']} mailboxes, {census['apps']} apps, {len(original)} "
+                   f"SendAs grants held by apps; faults: {faults} (seed {seed})")
         story.line(f"RBAC changes reach sending after {settings.propagation_delay:g} s and the apps' tokens live "
                    f"{settings.token_lifetime:g} s (in Microsoft's cloud: 30 min-2 h and 60-90 min)")
         story.line(f"connection profile: {sb.profile_path}")
@@ -248,8 +239,7 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
                    f"{pc['groups_reuse']} reused; proven lower bound {cover.get('lower_bound')}), {pc['scopes']} "
                    f"scopes, {pc['assignments']} role assignments, {pc['batches']} batches -> {plan_dir}")
 
-        conn = Connection(sb.profile_path)
-        check_permissions(conn, graph_write=True)
+        conn = connect(sb.profile_path, graph_write=True)
         exec_settings = ExecSettings(concurrency=4, verify_retry_delay=0.5, replication_poll=0.25,
                                      replication_timeout=60.0, seed=seed, **DEMO_WAITS)
         out = story.output()
@@ -277,15 +267,13 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
         if before:
             story.heading(6, "Check against the sandbox's own record")
             _check(result, story, f"tenant state = plan with batch(es) {', '.join(map(str, before))} applied",
-                   end_state_problems(state, plan, original, set(before)))
-            _check(result, story, "no access gap, no over-grant so far", _timeline_problems(state.check(original)))
+                   end_state_problems(sb, plan, original, set(before)))
+            _check(result, story, "no access gap, no over-grant so far", _timeline_problems(sb.check()))
 
         victim = _victim(plan, failing)
         story.heading(7, f"Batch {failing} fails mid-way: mailbox {victim} refuses the change (a simulated move)")
-        backend = sb.app.exchange.backend
-        refusal = RefuseMailbox(backend, victim)
-        sb.app.exchange.backend = refusal
-        try:
+        refusal = RefuseMailbox(victim)
+        with sb.exchange_hook(refusal):
             # Resumed after the sandbox's random faults, until the batch meets the refusal (or, should the refusal
             # never be reached, the resumes run out).
             for attempt in range(1, MAX_RESUMES + 2):
@@ -293,9 +281,6 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
                 if refusal.refused or run.ok or attempt > MAX_RESUMES:
                     break
                 resumed(attempt, "; ".join(run.problems))
-        finally:
-            refusal.armed = False
-            sb.app.exchange.backend = backend
         removed = _removed_count(plan_dir, failing)
         status = run.statuses.get(failing)
         story.line(f"batch {failing}: {status}; {removed} legacy grant(s) already removed, the refused one kept; the "
@@ -312,11 +297,11 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
 
         story.heading(9, "Check the whole run against the sandbox's timeline")
         _check(result, story, f"batch {failing}'s {len(apps)} app(s) back on exactly their legacy grants (and no "
-                              "RBAC scope)", end_state_problems(state, plan, original, set(before), apps=apps))
+                              "RBAC scope)", end_state_problems(sb, plan, original, set(before), apps=apps))
         _check(result, story, "tenant state = plan with the other batches applied",
-               end_state_problems(state, plan, original, set(before)))
-        report = state.check(original)
-        pairs = len(original | set(state.timeline.sendas) | set(state.timeline.rbac))
+               end_state_problems(sb, plan, original, set(before)))
+        report = sb.check()
+        pairs = len(sb.pairs_seen())
         _check(result, story, f"zero access gaps and zero over-grants over {pairs} (app, mailbox) pairs, every "
                               "token considered", _timeline_problems(report))
         story.line(f"faults the sandbox injected: {_fmt_counts(sb.faults.counts) or 'none'}")

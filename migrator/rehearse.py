@@ -57,17 +57,17 @@ class BatchRun:
         return all(s in ("done", "skipped") for s in self.statuses.values())
 
 
-def _attempts(make_runner: Callable, plan_dir: Path, batches: list[int], *, journal_clock, max_resumes: int,
+def _attempts(phase: str, plan, conn, batches: list[int], options, *, max_resumes: int,
               on_resume: Callable[[int, str], None] | None) -> BatchRun:
-    from migrator.executor.journal import Journal
+    from migrator.executor.session import RunSession
 
     run = BatchRun({b: "new" for b in batches})
     for attempt in range(max_resumes + 1):
         try:
-            with Journal(plan_dir, clock=journal_clock) as journal:
-                runner = make_runner(journal)
-                result = runner.run(batches)
-                run.calls.update(runner.calls)
+            # Each attempt is a new invocation: the journal is opened (and locked) again, as the command would.
+            with RunSession.open(plan, conn, options, journal_clock=options.now) as session:
+                result = session.rollback(batches[0]) if phase == "rollback" else session.execute(batches)
+                run.calls.update(result.calls)
         except TenantError as exc:  # a read that failed after every retry: the same command resumes
             why = f"stopped on a tenant error: {exc}"
         else:
@@ -90,33 +90,33 @@ def _attempts(make_runner: Callable, plan_dir: Path, batches: list[int], *, jour
     return run
 
 
+def _options(settings, output, now, sleep):
+    from migrator.executor.session import RunOptions
+
+    return RunOptions(settings, wait=True, output=output, now=now, sleep=sleep)
+
+
 def run_batches(plan, plan_dir: Path, conn, batches: Iterable[int], settings, *, output,
                 now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                 max_resumes: int = MAX_RESUMES, on_resume=None) -> BatchRun:
     """`migrator execute PLAN --all --wait --yes`, resumed after failed items (at most max_resumes times)."""
-    from migrator.executor.context import Control
-    from migrator.executor.runner import Runner
-
-    def make(journal):
-        return Runner(plan, journal, conn.exo, conn.graph, settings=settings, wait=True, control=Control(plan_dir),
-                      output=output, now=now, sleep=sleep)
-
-    return _attempts(make, plan_dir, [int(b) for b in batches], journal_clock=now, max_resumes=max_resumes,
-                     on_resume=on_resume)
+    return _attempts("execute", _at(plan, plan_dir), conn, [int(b) for b in batches],
+                     _options(settings, output, now, sleep), max_resumes=max_resumes, on_resume=on_resume)
 
 
 def rollback_batch(plan, plan_dir: Path, conn, batch: int, settings, *, output,
                    now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                    max_resumes: int = MAX_RESUMES, on_resume=None) -> BatchRun:
     """`migrator rollback PLAN --batch N --wait --yes`, resumed after failed items."""
-    from migrator.executor.context import Control
-    from migrator.executor.rollback import RollbackRunner
+    return _attempts("rollback", _at(plan, plan_dir), conn, [int(batch)], _options(settings, output, now, sleep),
+                     max_resumes=max_resumes, on_resume=on_resume)
 
-    def make(journal):
-        return RollbackRunner(plan, journal, conn.exo, conn.graph, settings=settings, wait=True,
-                              control=Control(plan_dir), output=output, now=now, sleep=sleep)
 
-    return _attempts(make, plan_dir, [int(batch)], journal_clock=now, max_resumes=max_resumes, on_resume=on_resume)
+def _at(plan, plan_dir: Path):
+    """The plan as held in `plan_dir` (the journal lives beside the plan's files)."""
+    import dataclasses
+
+    return plan if Path(plan.path) == Path(plan_dir) else dataclasses.replace(plan, path=Path(plan_dir))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -140,32 +140,30 @@ def expected_access(plan, original: set[tuple[str, str]], applied: set[int]) -> 
     return out
 
 
-def end_state_problems(state, plan, original: set[tuple[str, str]], applied: set[int], *,
+def end_state_problems(sandbox, plan, original: set[tuple[str, str]], applied: set[int], *,
                        apps: Iterable[str] | None = None, cutover: bool = True) -> list[str]:
-    """What differs between the sandbox tenant now and what the plan says it should be (empty when equal)."""
+    """What differs between the sandbox tenant now (`sandbox.access()`, a running Sandbox) and what the plan says it
+    should be (empty when equal)."""
     expected = expected_access(plan, original, applied)
     problems = []
-    with state.lock:
-        chosen = {norm_id(a) for a in apps} if apps is not None else set(expected) | {
-            a for a, app in state.apps.items() if not app.is_admin}
-        for app_id in sorted(chosen):
-            app = state.apps.get(app_id)
-            want = expected.get(app_id, {"sendas": set(), "rbac": set(), "claim": None})
-            if app is None:
-                problems.append(f"app {app_id}: not in the tenant")
-                continue
-            for what, have in (("SendAs grants", state.effective_sendas(app)), ("RBAC scope",
-                                                                                state.effective_rbac(app))):
-                key = "sendas" if what == "SendAs grants" else "rbac"
-                extra, missing = sorted(have - want[key]), sorted(want[key] - have)
-                if extra:
-                    problems.append(f"app {app_id}: {what} on {len(extra)} mailbox(es) the plan does not give it "
-                                    f"(e.g. {extra[0]})")
-                if missing:
-                    problems.append(f"app {app_id}: {what} missing on {len(missing)} mailbox(es) (e.g. {missing[0]})")
-            if cutover and want["claim"] is not None and state.claim_now(app_id) != want["claim"]:
-                problems.append(f"app {app_id}: Entra SMTP.SendAsApp is {'held' if state.claim_now(app_id) else 'gone'}"
-                                f", the plan says it should be {'held' if want['claim'] else 'gone'}")
+    chosen = {norm_id(a) for a in apps} if apps is not None else set(expected) | set(sandbox.access())
+    access = sandbox.access(sorted(chosen))
+    for app_id in sorted(chosen):
+        now = access.get(app_id)
+        want = expected.get(app_id, {"sendas": set(), "rbac": set(), "claim": None})
+        if now is None:
+            problems.append(f"app {app_id}: not in the tenant")
+            continue
+        for what, key, have in (("SendAs grants", "sendas", now.sendas), ("RBAC scope", "rbac", now.rbac)):
+            extra, missing = sorted(have - want[key]), sorted(want[key] - have)
+            if extra:
+                problems.append(f"app {app_id}: {what} on {len(extra)} mailbox(es) the plan does not give it "
+                                f"(e.g. {extra[0]})")
+            if missing:
+                problems.append(f"app {app_id}: {what} missing on {len(missing)} mailbox(es) (e.g. {missing[0]})")
+        if cutover and want["claim"] is not None and now.claim != want["claim"]:
+            problems.append(f"app {app_id}: Entra SMTP.SendAsApp is {'held' if now.claim else 'gone'}, the plan "
+                            f"says it should be {'held' if want['claim'] else 'gone'}")
     return problems
 
 
@@ -256,10 +254,9 @@ def rehearse_once(plan, fixture: dict, *, claim_rule: str, seed: int = 0, faults
                   output=None, on_resume=None, max_resumes: int = MAX_RESUMES) -> Rehearsal:
     """Run every batch of `plan` (a Plan whose .path is a folder the rehearsal may write its journal in) against a
     fresh sandbox of `fixture` under `claim_rule`, then check the sandbox's timeline and end state."""
-    import dataclasses
 
-    from migrator.executor import Connection, check_permissions
     from migrator.executor.context import ExecSettings, Output
+    from migrator.executor.session import connect
     from migrator.sandbox.clock import Clock
     from migrator.sandbox.server import start_sandbox
     from migrator.sandbox.settings import SandboxSettings
@@ -273,17 +270,16 @@ def rehearse_once(plan, fixture: dict, *, claim_rule: str, seed: int = 0, faults
     with tempfile.TemporaryDirectory(prefix="migrator-rehearse-") as tmp:
         with start_sandbox(fixture, seed=seed, faults=faults, settings=settings, run_dir=Path(tmp) / "sandbox",
                            clock=clock) as sb:
-            conn = Connection(sb.profile_path)
-            check_permissions(conn, graph_write=True)
+            conn = connect(sb.profile_path, graph_write=True)
             run = run_batches(plan, Path(plan.path), conn, [int(b.number) for b in plan.batches], exec_settings,
                               output=output, now=clock.now, sleep=clock.advance, max_resumes=max_resumes,
                               on_resume=on_resume)
-            original = set(sb.app.backend.original_grants)
-            report = sb.state.check(original)  # followed past the last change to its steady end
+            original = set(sb.original_grants)
+            report = sb.check()  # followed past the last change to its steady end
             applied = {b for b, s in run.statuses.items() if s in ("done", "skipped")}
-            end = end_state_problems(sb.state, plan, original, applied)
+            end = end_state_problems(sb, plan, original, applied)
             fault_counts = dict(sb.faults.counts)
-            start = sb.state.timeline.start
+            start = sb.started_at
     return Rehearsal(claim_rule, run.statuses, run.resumes, run.problems, report.gaps, report.overgrants, end,
                      fault_counts, run.calls, time.monotonic() - started, list(fixture.get("notes", [])), start)
 

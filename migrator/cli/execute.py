@@ -46,39 +46,22 @@ def _confirm(view) -> bool:
     return click.confirm("Apply this batch?", default=False)
 
 
-def _open(plan_path: Path, profile: Path, *, dry_run: bool, graph_write: bool):
-    from migrator.executor import Connection, check_permissions
-    from migrator.executor.journal import Journal
-    from migrator.planner.plan import load_plan
+def _run(plan_path: Path, profile: Path | None, *, phase: str, batches: list[int] | None, options,
+         graph_write: bool) -> None:
+    """Open, lock, connect and preflight through the run facade; run; print how it ended; exit with its code."""
+    from migrator.executor.session import RunSession, outcome_lines
 
-    plan = load_plan(plan_path)  # hashes and exactness: PlanError before anything else
-    journal = Journal(plan_path, readonly=dry_run)  # the lock: a second executor stops here
-    try:
-        conn = Connection(profile)
-        if not dry_run:
-            check_permissions(conn, graph_write=graph_write)
-    except BaseException:
-        journal.close()
-        raise
-    return plan, journal, conn
-
-
-def _finish(result, *, phase: str) -> None:
-    from migrator.executor.runner import fmt_time
-
-    for outcome in result.outcomes:
-        if outcome.status == "waiting":
-            click.echo(f"Batch {outcome.batch}: waiting ({outcome.message}). Nothing else to do now: run the same "
-                       f"command again after {fmt_time(outcome.until)}, or add --wait.")
-        elif outcome.status == "done" and outcome.message:
-            click.echo(f"Batch {outcome.batch}: {outcome.message}")
-    failed = [o for o in result.outcomes if o.status == "failed"]
-    if failed:
-        click.secho(f"{sum(len(o.failures) for o in failed)} item(s) failed; the batch is left where `migrator "
-                    f"{phase}` resumes it{' or `migrator rollback` undoes it' if phase == 'execute' else ''}.",
-                    fg="red", err=True)
-    calls = result.calls
-    click.echo(f"API calls: {calls.get('read', 0)} read(s), {calls.get('write', 0)} write(s).", err=True)
+    options.signals = True
+    with RunSession.open(plan_path, _require_profile(profile), options, graph_write=graph_write) as session:
+        if phase == "rollback":
+            result = session.rollback(batches[0] if batches else 0)
+        else:
+            result = session.execute(batches)
+    for line in outcome_lines(result, phase=phase):
+        if line.fg:
+            click.secho(line.text, fg=line.fg, err=line.err)
+        else:
+            click.echo(line.text, err=line.err)
     sys.exit(result.exit_code)
 
 
@@ -110,25 +93,16 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
     until when), 2 bad plan, 3 drift, 4 tenant error or missing permission, 5 another executor holds the plan,
     11 items failed, 12 stopped.
     """
-    from migrator.executor.context import Control, ExecSettings, Output
-    from migrator.executor.runner import Runner
+    from migrator.executor.context import ExecSettings
+    from migrator.executor.session import RunOptions
 
     if (batch is None) == (not all_batches):
         raise InputError("give exactly one of --batch N or --all")
     settings = ExecSettings(propagation_wait=propagation_wait, token_lifetime=token_lifetime,
                             cutover=not no_cutover, concurrency=concurrency)
-    plan, journal, conn = _open(plan_path, _require_profile(profile), dry_run=dry_run, graph_write=not no_cutover)
-    batches = [int(b.number) for b in plan.batches] if all_batches else [batch]
-    control = Control(plan_path)
-    control.install()
-    try:
-        runner = Runner(plan, journal, conn.exo, conn.graph, settings=settings, dry_run=dry_run, wait=wait,
-                        control=control, output=Output(), confirm=None if yes else _confirm)
-        result = runner.run(batches)
-    finally:
-        control.uninstall()
-        journal.close()
-    _finish(result, phase="execute")
+    options = RunOptions(settings, dry_run=dry_run, wait=wait, confirm=None if yes else _confirm)
+    _run(plan_path, profile, phase="execute", batches=None if all_batches else [int(batch or 0)], options=options,
+         graph_write=not no_cutover)
 
 
 @click.command("rollback")
@@ -147,25 +121,16 @@ def rollback_command(plan_path: Path, profile: Path | None, batch: int, dry_run:
     lifetime, then removes the batch's role assignments, scopes and the groups the tool created that no other
     applied batch uses. Resumable like execute. It says what it cannot restore exactly. Exit codes as for execute.
     """
-    from migrator.executor.context import Control, ExecSettings, Output
-    from migrator.executor.rollback import RollbackRunner
+    from migrator.executor.context import ExecSettings
+    from migrator.executor.session import RunOptions
 
-    plan, journal, conn = _open(plan_path, _require_profile(profile), dry_run=dry_run, graph_write=True)
-    control = Control(plan_path)
-    control.install()
-    try:
-        def confirm(view) -> bool:
-            click.echo(f"Roll back batch {view.number} ({len(view.apps)} app(s))?")
-            return click.confirm("Proceed?", default=False)
+    def confirm(view) -> bool:
+        click.echo(f"Roll back batch {view.number} ({len(view.apps)} app(s))?")
+        return click.confirm("Proceed?", default=False)
 
-        runner = RollbackRunner(plan, journal, conn.exo, conn.graph,
-                                settings=ExecSettings(token_lifetime=token_lifetime), dry_run=dry_run, wait=wait,
-                                control=control, output=Output(), confirm=None if yes else confirm)
-        result = runner.run([batch])
-    finally:
-        control.uninstall()
-        journal.close()
-    _finish(result, phase="rollback")
+    options = RunOptions(ExecSettings(token_lifetime=token_lifetime), dry_run=dry_run, wait=wait,
+                         confirm=None if yes else confirm)
+    _run(plan_path, profile, phase="rollback", batches=[batch], options=options, graph_write=True)
 
 
 @click.command("status")
