@@ -70,11 +70,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    from sandbox_world import make_fixture, make_plan
-
     from migrator.executor.context import ExecSettings, Output
     from migrator.executor.session import RunOptions, RunSession, connect
     from migrator.planner.plan import load_plan
+    from sandbox_world import make_fixture, make_plan
 
     apps = max(2, args.grants // 125)
     fixture, grants = make_fixture(seed=args.seed, mailboxes=max(50, args.grants // 2), apps=apps,
@@ -116,11 +115,11 @@ def main() -> None:
     active = max(1e-9, wall - waits)
     lim = conn.limiter
     answered = lim.successes
-    budget = answered / (args.burst * 2 + args.rate * 2 * active)  # two services (Exchange, Graph) each budgeted
     exo_calls = sum(v for k, v in calls.items() if k not in ("read", "write") and not k.startswith(
         ("get_service_principal_by", "list_app_role", "grant_app", "delete_app", "get_resource")))
     exo_budget = exo_calls / (args.burst + args.rate * active)
 
+    by_kind = ', '.join(f'{k} {v}' for k, v in bound.items() if k != 'total')
     lines = [
         f"# execute --all: API calls per migrated grant ({time.strftime('%Y-%m-%d')})",
         "",
@@ -133,7 +132,7 @@ def main() -> None:
         "| measure | value |",
         "|---|---|",
         f"| writes sent | {writes} |",
-        f"| writes the plan requires (lower bound) | {bound['total']} ({', '.join(f'{k} {v}' for k, v in bound.items() if k != 'total')}) |",
+        f"| writes the plan requires (lower bound) | {bound['total']} ({by_kind}) |",
         f"| writes / lower bound | {writes / bound['total']:.3f}x |",
         f"| reads | {reads} |",
         f"| calls per migrated grant (all / writes) | {(reads + writes) / migrated:.2f} / {writes / migrated:.3f} |",

@@ -140,7 +140,8 @@ def main() -> int:
               file=sys.stderr)
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(str(fixture), faults, args.seed, args.trustee_display, child), daemon=True)
+        proc = ctx.Process(target=_serve, args=(str(fixture), faults, args.seed, args.trustee_display, child),
+                           daemon=True)
         proc.start()
         try:
             profile = load_profile(parent.recv()["profile"])
@@ -210,7 +211,8 @@ def main() -> int:
               "", "Reads of the live run (start, end in seconds from its start; concurrent): "
                   + json.dumps(timings, sort_keys=True),
               "", f"Calls: the naive loop makes {ratio:.1f}x as many as the live inventory. "
-                  f"Same grants from every run: {same}. Faults fired by the sandbox: {json.dumps(fired, sort_keys=True)}.",
+                  f"Same grants from every run: {same}. "
+                  f"Faults fired by the sandbox: {json.dumps(fired, sort_keys=True)}.",
               "", "Calls by operation (live): " + json.dumps(live["by_operation"], sort_keys=True),
               "", "Limiter at the end (naive): " + json.dumps(naive["limiter"], sort_keys=True), ""]
     text = "\n".join(lines)

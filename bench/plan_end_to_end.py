@@ -94,7 +94,7 @@ def main() -> int:
                      f"{c['lower_bound']:,} | {'yes' if c['optimal'] else 'no'} | {c['scopes']:,} | "
                      f"{c['assignments']:,} | {c['batches']:,} | {plan['wall']:.1f} | {plan['cpu']:.1f} | "
                      f"{plan['rss_mb']:.0f} | {show['wall']:.1f} | {show['rss_mb']:.0f} |")
-    lines += ["", f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
+    lines += ["", f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores "
                   f"(1-minute load average {load:.1f} at the end: the machine is shared, so wall time varies), "
                   f"seed {args.seed}, `bench/plan_end_to_end.py`. Each figure is one fresh `migrator` process "
                   "(start-up included); defaults: strategy minimal, pilot 1, batch size 25."]

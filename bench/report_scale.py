@@ -12,13 +12,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from report_plans import large_plan  # noqa: E402
-
-from migrator.planner.plan import load_plan  # noqa: E402
-from migrator.powershell.export import export_batch  # noqa: E402
-from migrator.report.html import render_html  # noqa: E402
-from migrator.report.markdown import render_markdown  # noqa: E402
-from migrator.report.model import build_report  # noqa: E402
+from migrator.planner.plan import load_plan
+from migrator.powershell.export import export_batch
+from migrator.report.html import render_html
+from migrator.report.markdown import render_markdown
+from migrator.report.model import build_report
+from report_plans import large_plan
 
 
 def timed(label: str, fn):

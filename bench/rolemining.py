@@ -48,8 +48,8 @@ def child(path: str) -> None:
     import resource
     import tracemalloc
 
-    from migrator.planner.cover import solve_cover, verify_cover
     import migrator.planner.exact  # noqa: F401  (imports outside the timing)
+    from migrator.planner.cover import solve_cover, verify_cover
     sets = load(Path(path))
     t0, c0 = time.perf_counter(), time.process_time()
     res = solve_cover(sets)
@@ -132,7 +132,8 @@ def main() -> int:
     table = "\n".join(lines)
     note = (f"\nMeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores with "
             f"`{Path(sys.executable).name} bench/rolemining.py`. Compute s: `solve_cover()` in-process, wall clock, "
-            f"imports and parsing excluded (load average at the end: {os.getloadavg()[0]:.1f}); CPU s: its process time; "
+            f"imports and parsing excluded (load average at the end: {os.getloadavg()[0]:.1f}); "
+            "CPU s: its process time; "
             "max RSS: the whole child process (Python, numpy, scipy included).\n")
     print("\n" + table)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -111,7 +111,7 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-def _StoryOutput(story: Story):  # noqa: N802 - a factory that reads like the class it builds
+def _StoryOutput(story: Story):
     return _story_output_class()(story)
 
 

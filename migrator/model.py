@@ -28,14 +28,13 @@ FILTERABLE_ATTRIBUTES: tuple[str, ...] = tuple(f"CustomAttribute{i}" for i in ra
 )
 
 
-class Right(str, enum.Enum):
-    """A legacy per-mailbox permission an app's service principal can hold."""
+class Right(enum.StrEnum):
+    """A legacy per-mailbox permission an app's service principal can hold.
+
+    A StrEnum, so f-strings and CSV cells show "SendAs", not "Right.SEND_AS"."""
 
     SEND_AS = "SendAs"  # Add-RecipientPermission -AccessRights SendAs
     FULL_ACCESS = "FullAccess"  # Add-MailboxPermission -AccessRights FullAccess
-
-    def __str__(self) -> str:  # so f-strings and CSV cells show "SendAs", not "Right.SEND_AS"
-        return self.value
 
 
 def norm_id(value: str) -> str:

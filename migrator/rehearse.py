@@ -267,7 +267,7 @@ def rehearse_once(plan, fixture: dict, *, claim_rule: str, seed: int = 0, faults
     exec_settings = ExecSettings(concurrency=4, verify_retry_delay=5.0, replication_poll=5.0,
                                  replication_timeout=900.0, seed=seed, **REHEARSAL_WAITS)
     output = output or Output(quiet=True)
-    with tempfile.TemporaryDirectory(prefix="migrator-rehearse-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="migrator-rehearse-") as tmp:  # noqa: SIM117 - the sandbox runs inside tmp
         with start_sandbox(fixture, seed=seed, faults=faults, settings=settings, run_dir=Path(tmp) / "sandbox",
                            clock=clock) as sb:
             conn = connect(sb.profile_path, graph_write=True)
@@ -306,5 +306,17 @@ def rehearse(plan_path: Path, *, inventory: Path | None = None, claim_rules: Ite
     return results
 
 
-__all__ = ["rehearse", "rehearse_once", "run_batches", "rollback_batch", "end_state_problems", "expected_access",
-           "find_source", "source_inventory", "copy_plan", "BatchRun", "Rehearsal", "CLAIM_RULES"]
+__all__ = [
+    "CLAIM_RULES",
+    "BatchRun",
+    "Rehearsal",
+    "copy_plan",
+    "end_state_problems",
+    "expected_access",
+    "find_source",
+    "rehearse",
+    "rehearse_once",
+    "rollback_batch",
+    "run_batches",
+    "source_inventory",
+]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from fakes import FakeExchange, FakeGraph
 from migrator.executor.context import Control, ExecSettings, Output
 from migrator.executor.journal import Journal
 from migrator.executor.runner import Runner
 from migrator.planner.plan import load_plan
-
-from fakes import FakeExchange, FakeGraph
 
 
 def settings(**kw) -> ExecSettings:

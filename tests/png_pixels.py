@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 
 
 def read_png(path) -> np.ndarray:
     """(height, width, channels) uint8 array."""
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError(f"{path}: not a PNG")
     pos, idat, header = 8, [], None

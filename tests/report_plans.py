@@ -5,8 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migrator.planner.plan import (Plan, PlanAssignment, PlanBatch, PlanGrant, PlanGroup, PlanScope, render_filter,
-                                   scope_kind, write_plan)
+from migrator.planner.plan import (
+    Plan,
+    PlanAssignment,
+    PlanBatch,
+    PlanGrant,
+    PlanGroup,
+    PlanScope,
+    render_filter,
+    scope_kind,
+    write_plan,
+)
 
 APP_ONEIL = "11111111-1111-4111-8111-111111111111"
 APP_DOLLAR = "22222222-2222-4222-8222-222222222222"

@@ -4,7 +4,6 @@ machine), plus its workdir rules and its exit status when a check fails."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner

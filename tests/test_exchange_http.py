@@ -10,12 +10,19 @@ import pytest
 import requests
 import responses
 
-from migrator.exchange.errors import (AlreadyExists, ApiError, AuthError, Forbidden, NotFound, Throttled,
-                                      Unreachable, parse_error_body)
+from exchange_helpers import INVOKE, profile, session
+from migrator.exchange.errors import (
+    AlreadyExists,
+    ApiError,
+    AuthError,
+    Forbidden,
+    NotFound,
+    Throttled,
+    Unreachable,
+    parse_error_body,
+)
 from migrator.exchange.exo import ExchangeClient
 from migrator.exchange.http import parse_retry_after
-
-from exchange_helpers import INVOKE, profile, session
 
 
 def exo_error(etype, text, code="BadRequest"):

@@ -7,6 +7,7 @@ import threading
 import pytest
 import responses
 
+from exchange_helpers import GRAPH, TENANT, profile, session
 from migrator.errors import InputError
 from migrator.exchange import redact as R
 from migrator.exchange.auth import TokenProvider
@@ -15,8 +16,6 @@ from migrator.exchange.exo import ExchangeClient, check_identity
 from migrator.exchange.graph import GraphClient
 from migrator.exchange.profile import load_profile, parse_profile
 from migrator.exchange.ratelimit import AdaptiveLimiter, fan_out
-
-from exchange_helpers import GRAPH, INVOKE, TENANT, profile, session
 
 
 # -- profile -------------------------------------------------------------------------------------------
@@ -320,7 +319,7 @@ def test_certificate_pem_thumbprint(tmp_path):
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "migrator-test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
             .sign(key, hashes.SHA256()))

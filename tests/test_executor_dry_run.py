@@ -89,7 +89,7 @@ def test_an_unmarked_write_fails_the_walk_and_is_never_sent():
     client = ClientWithForgottenMark(rec)
     assert unmarked_methods(ClientWithForgottenMark) == ["remove_every_grant"]
     for dry_run in (True, False):
-        guarded, counter, _ = _guarded(client, dry_run=dry_run)
+        guarded, _counter, _ = _guarded(client, dry_run=dry_run)
         with pytest.raises(UnmarkedMethod, match="remove_every_grant"):
             guarded.remove_every_grant("a@contoso.com")
     assert rec.sent == []
@@ -124,7 +124,7 @@ def test_a_fake_is_judged_by_the_real_clients_marks():
             self.sent.append("helper")
 
     fake = Fake()
-    guarded, counter, _ = _guarded(fake, dry_run=True, spec=ExchangeClient)
+    guarded, _counter, _ = _guarded(fake, dry_run=True, spec=ExchangeClient)
     assert guarded.remove_recipient_permission("m", "t") is None
     with pytest.raises(UnmarkedMethod):
         guarded.helper_only_the_fake_has()
@@ -133,9 +133,8 @@ def test_a_fake_is_judged_by_the_real_clients_marks():
 
 @pytest.mark.integration
 def test_a_dry_run_of_every_batch_sends_no_write_to_the_sandbox(tmp_path):
-    from sandbox_world import make_fixture, make_plan, tenant_shape
-
     from migrator.sandbox.server import start_sandbox
+    from sandbox_world import make_fixture, make_plan, tenant_shape
 
     fixture, _ = make_fixture(seed=3, mailboxes=10, apps=3, clusters=2)
     plan = make_plan(fixture, tmp_path / "plan", pilot=1, batch_size=2)

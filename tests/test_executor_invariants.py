@@ -9,10 +9,10 @@ from collections import Counter
 
 import pytest
 
-from migrator.errors import DriftError
-from migrator.executor.journal import Journal, JournalLocked
 from exec_helpers import execute, run_until_done
 from fakes import Crash, Fault, make_world
+from migrator.errors import DriftError
+from migrator.executor.journal import Journal, JournalLocked
 
 APPS = {
     "22222222-0000-0000-0000-000000000001": {"a@contoso.com", "b@contoso.com"},
@@ -66,7 +66,7 @@ def test_lost_answers_and_transient_failures_converge(tmp_path, method, mode):
     first = execute(tenant, plan, [1])
     assert first.outcomes[0].status == "failed" and first.exit_code == 11
     assert method in first.outcomes[0].message or "injected" in first.outcomes[0].message
-    runs, _ = run_until_done(tenant, plan, [1])
+    _runs, _ = run_until_done(tenant, plan, [1])
     assert_clean(tenant, plan, expected)
 
 
@@ -93,11 +93,11 @@ def test_drift_stops_before_any_write(tmp_path):
 def test_removed_grant_and_edited_reused_group_are_drift(tmp_path):
     tenant, plan = make_world(tmp_path, APPS, [[A1], [A2]], reuse={A2: "Finance Senders"})
     tenant.sendas.discard(("a@contoso.com", tenant.oid_of(A1)))
-    with pytest.raises(DriftError, match="missing.*a@contoso.com"):
+    with pytest.raises(DriftError, match=r"missing.*a@contoso\.com"):
         execute(tenant, plan, [1])
     g = tenant.find_group("Finance Senders")
     g.members.add("outsider1@contoso.com")
-    with pytest.raises(DriftError, match="member added: outsider1@contoso.com"):
+    with pytest.raises(DriftError, match=r"member added: outsider1@contoso\.com"):
         execute(tenant, plan, [2])
     assert tenant.writes == 0
 
@@ -120,9 +120,8 @@ def test_drift_check_after_a_resume_accounts_for_what_the_tool_removed(tmp_path)
 
 def test_second_executor_is_refused(tmp_path):
     tenant, plan = make_world(tmp_path, APPS, [[A1, A2]])
-    with Journal(plan):
-        with pytest.raises(JournalLocked, match="another executor is running this plan"):
-            execute(tenant, plan, [1])
+    with Journal(plan), pytest.raises(JournalLocked, match="another executor is running this plan"):
+        execute(tenant, plan, [1])
     assert tenant.writes == 0
 
 
@@ -151,7 +150,7 @@ def test_pause_file_stops_between_calls_and_resume_finishes(tmp_path):
 def test_random_crashes_with_faults_converge(tmp_path, claim_rule):
     import random
 
-    expected, total = reference_state(tmp_path)
+    expected, _total = reference_state(tmp_path)
     for seed in range(8):
         rng = random.Random(seed)
         tenant, plan = make_world(tmp_path / f"s{seed}", APPS, [[A1], [A2]], claim_rule=claim_rule,

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -39,9 +38,8 @@ def test_prior_state_is_never_overwritten_by_a_resume(tmp_path):
 
 
 def test_second_journal_on_the_same_plan_is_refused(tmp_path):
-    with Journal(tmp_path):
-        with pytest.raises(JournalLocked, match=f"pid {os.getpid()}"):
-            Journal(tmp_path)
+    with Journal(tmp_path), pytest.raises(JournalLocked, match=f"pid {os.getpid()}"):
+        Journal(tmp_path)
     Journal(tmp_path).close()  # released on close
 
 

@@ -94,11 +94,10 @@ def test_killed_rollback_resumes_to_the_prior_state(tmp_path):
 
 
 def test_shared_group_is_kept_while_another_applied_batch_uses_it(tmp_path):
+    from fakes import FakeTenant
     from migrator.model import RBAC_ROLE_SMTP_SEND_AS
     from migrator.planner import opath
-    from migrator.planner.plan import (Plan, PlanAssignment, PlanBatch, PlanGrant, PlanGroup, PlanScope,
-                                       write_plan)
-    from fakes import FakeTenant
+    from migrator.planner.plan import Plan, PlanAssignment, PlanBatch, PlanGrant, PlanGroup, PlanScope, write_plan
 
     tenant = FakeTenant()
     for m in ("a@contoso.com", "b@contoso.com", "z@contoso.com"):

@@ -105,7 +105,7 @@ def test_drift_stops_before_any_write(world):
     assert result.exit_code == 3 and target in result.output
     assert "nothing was written" in result.output
     # batches before the drifted one may have run; the drifted batch wrote nothing
-    drifted = [b for b in load_plan(plan).batches if app["app_id"] in b.apps][0]
+    drifted = next(b for b in load_plan(plan).batches if app["app_id"] in b.apps)
     with Journal(plan, readonly=True) as j:
         assert j.actions(batch=drifted.number) == []
     assert any(target in p for p in tenant_shape(state)["recipient_permissions"])

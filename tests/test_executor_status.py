@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from exec_helpers import execute
+from fakes import Fault, make_world
 from migrator.executor.journal import Journal
 from migrator.executor.status import batch_statuses, exit_code, render
 from migrator.planner.plan import load_plan
-from exec_helpers import execute
-from fakes import Fault, make_world
 
 APPS = {
     "44444444-0000-0000-0000-000000000001": {"a@contoso.com", "b@contoso.com", "c@contoso.com", "d@contoso.com",

@@ -191,7 +191,7 @@ def test_unreachable_host_names_it(calm_sandbox, tmp_path):
                          graph_url=f"https://127.0.0.1:{port}")
     with pytest.raises(Unreachable) as info:
         live_inventory(prof, tmp_path / "out", progress=False)
-    assert f"127.0.0.1" in str(info.value) and "check" in str(info.value)
+    assert "127.0.0.1" in str(info.value) and "check" in str(info.value)
 
 
 def test_tls_failure_says_to_check_the_ca_bundle(calm_sandbox, tmp_path):

@@ -59,7 +59,7 @@ def test_write_refuses_existing_and_inconsistent(tmp_path):
         write_inventory(_inv(), out)
     write_inventory(_inv(), out, overwrite=True)
     bad = _inv(grants=(Grant(APP, "nobody@contoso.com"),))
-    with pytest.raises(InputError, match="nobody@contoso.com"):
+    with pytest.raises(InputError, match=r"nobody@contoso\.com"):
         write_inventory(bad, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["inv"]
@@ -91,6 +91,6 @@ def test_read_errors_name_file_row_field(tmp_path, file, old, new, expect):
 def test_read_missing_file(tmp_path):
     out = write_inventory(_inv(), tmp_path / "inv")
     (out / "mailboxes.csv").unlink()
-    with pytest.raises(InputError, match="mailboxes.csv: missing"):
+    with pytest.raises(InputError, match=r"mailboxes\.csv: missing"):
         read_inventory(out)
     json.loads((out / "manifest.json").read_text())

@@ -15,8 +15,18 @@ from migrator.planner import opath
 from migrator.planner.plan import load_plan
 from migrator.powershell.export import STEPS, export_batch
 from ps_lexer import parse_assignments, tokenize
-from report_plans import (APP_DOLLAR, APP_ONEIL, APP_PLAIN, ATTR_VALUE, HOSTILE_APP, HOSTILE_APP2, HOSTILE_GROUP,
-                          REUSED_DN, REUSED_GROUP, hostile_plan)
+from report_plans import (
+    APP_DOLLAR,
+    APP_ONEIL,
+    APP_PLAIN,
+    ATTR_VALUE,
+    HOSTILE_APP,
+    HOSTILE_APP2,
+    HOSTILE_GROUP,
+    REUSED_DN,
+    REUSED_GROUP,
+    hostile_plan,
+)
 
 DATA_START = "# ---- Plan data"
 LOGIC_START = "# ---- Helpers ----"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from sandbox_tenant import SUFFIX, make_state
 
 from migrator.sandbox import opath
+from sandbox_tenant import SUFFIX, make_state
 
 SALES_DN = f"CN=Sales Senders 7f3a,{SUFFIX}"
 ALL_STAFF_DN = f"CN=All Staff,{SUFFIX}"

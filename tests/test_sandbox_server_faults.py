@@ -94,7 +94,7 @@ def test_throttling_token_bucket_with_and_without_retry_after(tmp_path):
 
 
 def test_transient_500_and_503(tmp_path):
-    standin, sb = _serve(FaultProfile(transient_rate=1.0), tmp_path, seed=3)
+    _standin, sb = _serve(FaultProfile(transient_rate=1.0), tmp_path, seed=3)
     with sb:
         token = _token(sb)
         statuses = {_call(sb, token).status_code for _ in range(12)}
@@ -102,11 +102,11 @@ def test_transient_500_and_503(tmp_path):
 
 
 def test_nul_403_on_a_rate_and_for_a_genuine_403(tmp_path):
-    standin, sb = _serve(FaultProfile(nul_403_rate=1.0), tmp_path)
+    _standin, sb = _serve(FaultProfile(nul_403_rate=1.0), tmp_path)
     with sb:
         r = _call(sb, _token(sb))
         assert r.status_code == 403 and r.content and set(r.content) == {0}
-    standin, sb = _serve(FaultProfile(forbidden_nul_share=1.0), tmp_path / "b")
+    _standin, sb = _serve(FaultProfile(forbidden_nul_share=1.0), tmp_path / "b")
     with sb:
         assert _call(sb, _token(sb)).status_code == 200  # only a genuine 403 is affected
         r = _call(sb, _token(sb, NOROLE_ID, "s3cret-norole"))
@@ -114,7 +114,7 @@ def test_nul_403_on_a_rate_and_for_a_genuine_403(tmp_path):
 
 
 def test_graph_batch_inner_429(tmp_path):
-    standin, sb = _serve(FaultProfile(throttle_rate=1, throttle_burst=3), tmp_path)
+    _standin, sb = _serve(FaultProfile(throttle_rate=1, throttle_burst=3), tmp_path)
     with sb:
         token = _token(sb, scope="https://graph.microsoft.com/.default")
         batch = {"requests": [{"id": str(i), "method": "GET", "url": "/users"} for i in range(4)]}
@@ -153,7 +153,7 @@ def test_default_bucket_refills_in_real_time_under_a_manual_clock(tmp_path):
     """A client honouring Retry-After gets through although the test's manual clock never moves."""
     import time
 
-    standin, sb = _serve(FaultProfile(throttle_rate=20, throttle_burst=1), tmp_path, exact=False)
+    _standin, sb = _serve(FaultProfile(throttle_rate=20, throttle_burst=1), tmp_path, exact=False)
     with sb:
         token = _token(sb)
         for _ in range(2):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import jwt
 import msal
@@ -261,7 +262,7 @@ def test_profile_and_secret_file(sb):
     assert prof["tenant_id"] == sb.tenant_id and prof["ca_bundle"] == str(sb.ca_bundle)
     secret_file = prof["credential"]["secret_file"]
     assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
-    assert open(secret_file).read() == "s3cret-admin"
+    assert Path(secret_file).read_text() == "s3cret-admin"
     assert "s3cret-admin" not in sb.profile_path.read_text() and "s3cret" not in repr(sb)
     assert json.dumps(sb.ready_line())
     sb.stop()

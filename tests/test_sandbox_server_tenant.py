@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import msal
 import pytest
@@ -64,7 +65,6 @@ def test_sample_tenant_pages_get_mailbox_and_errors(sandbox):
 
 def test_token_claims_follow_graph_app_role_assignments(sandbox):
     """The cut-over: deleting an app's SMTP.SendAsApp assignment through Graph removes the claim from new tokens."""
-    import jwt
 
     app = _msal(sandbox)
     graph = {"Authorization": f"Bearer {app.acquire_token_for_client([GRAPH])['access_token']}"}
@@ -148,8 +148,9 @@ def test_serve_prints_the_ready_line_and_stops_on_a_signal(tmp_path, stop_signal
         for key in ("authority", "exchange_url", "graph_url", "ca_bundle", "tenant_id", "client_id",
                     "client_secret", "profile"):
             assert ready[key], key
-        profile = tomllib.loads(open(ready["profile"]).read())
-        assert profile["client_id"] == ready["client_id"] and ready["client_secret"] not in open(ready["profile"]).read()
+        profile_text = Path(ready["profile"]).read_text()
+        profile = tomllib.loads(profile_text)
+        assert profile["client_id"] == ready["client_id"] and ready["client_secret"] not in profile_text
         app = msal.ConfidentialClientApplication(ready["client_id"], client_credential=ready["client_secret"],
                                                  authority=ready["authority"], instance_discovery=False,
                                                  http_client=VerifyingSession(ready["ca_bundle"]))

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from sandbox_tenant import ADMIN, BILLING, CRM, DUP1, DUP2, SUFFIX, make_state, run
 
 from migrator.sandbox import Caller, CmdletError
-from migrator.sandbox.cmdlets import RESULT_SIZE_WARNING
+from sandbox_tenant import ADMIN, BILLING, CRM, DUP1, DUP2, SUFFIX, make_state, run
 
 SALES_DN = f"CN=Sales Senders 7f3a,{SUFFIX}"
 
@@ -174,7 +173,7 @@ def test_add_remove_recipient_permission(state):
 def test_mailbox_permissions(state):
     rows = run(state, "Get-MailboxPermission", Identity="adele.vance")
     assert {r["User"] for r in rows} == {"Billing Mailer", "NT AUTHORITY\\SELF"}
-    billing = [r for r in rows if r["User"] == "Billing Mailer"][0]
+    billing = next(r for r in rows if r["User"] == "Billing Mailer")
     assert billing["AccessRights"] == ["FullAccess"] and billing["Deny"] is False
     assert billing["InheritanceType"] == "All" and billing["UserSid"].startswith("S-1-5-21-")
     run(state, "Add-MailboxPermission", Identity="bob.obrien", User=CRM, AccessRights="FullAccess",
@@ -413,8 +412,8 @@ def test_application_access_policy_rows(state):
 
 
 def test_trustee_query_misses_aces_on_another_sid_but_the_scan_shows_them():
-    from sandbox_tenant import fixture
     from migrator.sandbox import Clock, TenantState
+    from sandbox_tenant import fixture
 
     data = fixture()
     data["recipient_permissions"].append({"mailbox": "erin.li@contoso.com", "trustee": {"app": BILLING},

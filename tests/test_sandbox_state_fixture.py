@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from sandbox_tenant import BILLING, SUFFIX, fixture, make_state, run
 
 from migrator.sandbox import Clock, SandboxSettings, TenantState
 from migrator.sandbox.fixture import FixtureError
 from migrator.sandbox.synth import generate
+from sandbox_tenant import BILLING, SUFFIX, fixture, make_state, run
 
 
 def load(data: dict, **settings) -> TenantState:

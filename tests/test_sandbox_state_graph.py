@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sandbox_tenant import ADMIN, BILLING, DUP2, make_state
 
 from migrator.model import EXCHANGE_ONLINE_APP_ID
 from migrator.sandbox import Caller, GraphError
+from sandbox_tenant import ADMIN, BILLING, DUP2, make_state
 
 GRAPH = "https://graph.microsoft.com"
 

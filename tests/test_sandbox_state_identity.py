@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
-from sandbox_tenant import SUFFIX, fixture, make_state, run
 
 from migrator.sandbox import Clock, CmdletError, SandboxSettings, TenantState
 from migrator.sandbox.cmdlets import RESULT_SIZE_WARNING
+from sandbox_tenant import SUFFIX, fixture, make_state, run
 
 
 @pytest.fixture(scope="module")

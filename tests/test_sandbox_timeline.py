@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sandbox_tenant import BILLING, CRM, make_state, run
 
 from migrator.model import EXCHANGE_ONLINE_APP_ID
 from migrator.sandbox.dataplane import can_send_with_claims
+from sandbox_tenant import BILLING, CRM, make_state, run
 
 DELAY, LIFE = 1800.0, 3600.0
 ADELE, BOB, CAROL = "adele.vance@contoso.com", "bob.obrien@contoso.com", "carol.diaz@contoso.com"

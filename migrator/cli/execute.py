@@ -69,7 +69,8 @@ def _run(plan_path: Path, profile: Path | None, *, phase: str, batches: list[int
 @plan_argument
 @profile_option
 @click.option("--batch", "batch", type=click.IntRange(min=1), default=None, help="The batch to apply (1 is the pilot).")
-@click.option("--all", "all_batches", is_flag=True, help="Apply every batch, in order; while one waits, the next goes on.")
+@click.option("--all", "all_batches", is_flag=True,
+              help="Apply every batch, in order; while one waits, the next goes on.")
 @click.option("--dry-run", is_flag=True, help="Go through the same steps with every write disabled; print the changes.")
 @yes_option
 @wait_option

@@ -83,5 +83,19 @@ def is_write_call(kind: str, args: tuple, kwargs: Mapping[str, Any]) -> bool:
     raise ValueError(f"unknown access mark {kind!r}")
 
 
-__all__ = ["READ", "WRITE", "BY_CMDLET", "BY_HTTP_METHOD", "read", "write", "by_cmdlet", "by_http_method",
-           "access_of", "public_methods", "unmarked_methods", "writes", "cmdlet_reads", "is_write_call"]
+__all__ = [
+    "BY_CMDLET",
+    "BY_HTTP_METHOD",
+    "READ",
+    "WRITE",
+    "access_of",
+    "by_cmdlet",
+    "by_http_method",
+    "cmdlet_reads",
+    "is_write_call",
+    "public_methods",
+    "read",
+    "unmarked_methods",
+    "write",
+    "writes",
+]

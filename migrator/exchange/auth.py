@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
@@ -107,7 +108,7 @@ def load_certificate(cred, *, source: str) -> dict[str, str]:
                                 serialization.NoEncryption()).decode()
     register_secret(key_pem)
     der = cert.public_bytes(serialization.Encoding.DER)
-    thumbprint = cred.thumbprint or hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - what Entra displays
+    thumbprint = cred.thumbprint or hashlib.sha1(der).hexdigest().upper()
     return {"private_key": key_pem, "thumbprint": thumbprint,
             "public_certificate": cert.public_bytes(serialization.Encoding.PEM).decode()}
 

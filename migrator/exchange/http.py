@@ -1,7 +1,8 @@
 """One HTTP session for the tenant: pooling, timeouts, retries, throttling, a token refresh on 401, typed errors.
 
 Retried (tenacity): 408, 429, 500, 502, 503, 504, dropped/reset connections, read timeouts, the plain-text
-"maximum number of concurrent requests" answer, and (up to 3 tries) a 403 whose body is not JSON (NUL bytes). Retry-After (seconds or an HTTP date) is honoured; otherwise
+"maximum number of concurrent requests" answer, and (up to 3 tries) a 403 whose body is not JSON (NUL bytes).
+Retry-After (seconds or an HTTP date) is honoured; otherwise
 exponential backoff with full jitter, capped. Throttle answers also feed the AdaptiveLimiter, so the whole pool
 slows down, not just the request that was refused. `verify=` goes with every request (REQUESTS_CA_BUNDLE
 overrides a Session's verify, not a per-request one).
@@ -91,7 +92,7 @@ def describe_connection_error(exc: BaseException, url: str, profile: Profile | N
     port = parsed.port or 443
     text = str(exc)
     ca = (profile.ca_bundle if profile else "") or ""
-    if isinstance(exc, requests.exceptions.SSLError) or isinstance(exc, ssl.SSLError) or "CERTIFICATE_VERIFY" in text:
+    if isinstance(exc, (requests.exceptions.SSLError, ssl.SSLError)) or "CERTIFICATE_VERIFY" in text:
         where = f"the CA bundle {ca}" if ca else "the system's trusted CAs"
         return host, (f"TLS verification of {host} failed against {where}: set ca_bundle in the profile to the CA "
                       f"that signed its certificate (a TLS-inspecting proxy needs its own CA), check the host name "
@@ -263,7 +264,8 @@ class ApiSession:
                 f"admin-consented permissions on this resource and that tenant_id is right"), **kw)
         etype = short_type(err["exception_type"])
         if etype == "ManagementObjectNotFoundException" or \
-                (service == "graph" and status == 404 and err["code"] in ("Request_ResourceNotFound", "ResourceNotFound", "")):
+                (service == "graph" and status == 404
+                 and err["code"] in ("Request_ResourceNotFound", "ResourceNotFound", "")):
             raise NotFound(f"not found: {detail}", **kw)
         if etype == "ADObjectAlreadyExistsException":
             raise AlreadyExists(f"already exists: {detail}", **kw)

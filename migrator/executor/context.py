@@ -223,7 +223,8 @@ class BatchView:
 
     def app_mailboxes(self, app_id: str, *, migrate_only: bool = True, right: str = "SendAs") -> set[str]:
         return {norm_id(g.mailbox) for g in self.grants
-                if norm_id(g.app_id) == app_id and str(g.right) == right and (g.action == "migrate" or not migrate_only)}
+                if norm_id(g.app_id) == app_id and str(g.right) == right
+                and (g.action == "migrate" or not migrate_only)}
 
 
 def batch_view(plan, number: int) -> BatchView:
@@ -316,7 +317,7 @@ class Context:
                     raise
                 with lock:
                     failures.append(ItemFailure(name(item), str(exc)))
-            except Exception as exc:  # noqa: BLE001 - a bug in one item must not hide the others' results
+            except Exception as exc:
                 with lock:
                     failures.append(ItemFailure(name(item), f"{type(exc).__name__}: {exc}"))
 

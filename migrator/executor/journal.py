@@ -160,7 +160,7 @@ class Journal:
 
     def _acquire_lock(self) -> None:
         self.plan_dir.mkdir(parents=True, exist_ok=True)
-        fh = open(self.plan_dir / LOCK_NAME, "a+")
+        fh = open(self.plan_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held open for the journal's life: the lock lives on it
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -173,7 +173,8 @@ class Journal:
             ) from None
         fh.seek(0)
         fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
+        since = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {since}")
         fh.flush()
         self._lock_fh = fh
 
@@ -235,7 +236,8 @@ class Journal:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as db:
-            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                       "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                        (key, value))
 
     def start_run(self, command: str, batch: int | None, options: dict) -> int:
@@ -306,7 +308,8 @@ class Journal:
         finished = now if status in ("done", "failed") else None
         with self._tx() as db:
             db.execute(
-                "INSERT INTO steps (batch, generation, phase, step, status, not_before, started_at, finished_at, detail)"
+                "INSERT INTO steps (batch, generation, phase, step, status, not_before, started_at, finished_at, "
+                "detail)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(batch, generation, phase, step) DO UPDATE SET"
                 " status=excluded.status, not_before=COALESCE(excluded.not_before, steps.not_before),"
                 " finished_at=excluded.finished_at, detail=COALESCE(excluded.detail, steps.detail)",

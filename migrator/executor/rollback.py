@@ -20,12 +20,12 @@ from migrator.exchange.errors import AlreadyExists, NotFound
 from migrator.executor.context import Context, ItemFailure, StepResult
 from migrator.executor.runner import BatchOutcome, Runner
 from migrator.executor.steps import (
+    _fullaccess_rows,
     _s,
     exchange_role,
     legacy_rows,
     resolve_sps,
     smtp_assignments,
-    _fullaccess_rows,
 )
 
 APPLIED = ("executing", "done", "rolling_back")
@@ -260,7 +260,8 @@ class RollbackRunner(Runner):
         view = batch_view(self.plan, number)
         state, generation = self.journal.batch_state(number)
         if state in ("new", "rolled_back"):
-            self.output.info(f"Batch {number}: nothing to roll back ({'never executed' if state == 'new' else 'already rolled back'}).")
+            why = 'never executed' if state == 'new' else 'already rolled back'
+            self.output.info(f"Batch {number}: nothing to roll back ({why}).")
             return BatchOutcome(number, "skipped", message=f"nothing to roll back ({state})")
         ctx = Context(plan=self.plan, view=view, journal=self.journal, exo=self.exo, graph=self.graph,
                       settings=self.settings, control=self.control, output=self.output, generation=generation,

@@ -149,4 +149,4 @@ def outcome_lines(result: RunResult, *, phase: str) -> list[Line]:
     return lines
 
 
-__all__ = ["connect", "RunOptions", "RunSession", "Line", "outcome_lines"]
+__all__ = ["Line", "RunOptions", "RunSession", "connect", "outcome_lines"]

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 
 from migrator.executor.journal import Journal
-from migrator.executor.runner import fmt_duration, fmt_time
 from migrator.executor.rollback import ROLLBACK_STEPS
+from migrator.executor.runner import fmt_duration, fmt_time
 from migrator.executor.steps import EXECUTE_STEPS
 
 EXIT_DONE, EXIT_WAITING, EXIT_FAILED, EXIT_INCOMPLETE = 0, 10, 11, 12

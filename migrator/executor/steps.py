@@ -120,7 +120,8 @@ def sp_keys(ctx: Context) -> dict[str, set[str]]:
     return keys
 
 
-def legacy_rows(ctx: Context, *, fresh: bool = False, max_age: float | None = None) -> dict[tuple[str, str], list[dict]]:
+def legacy_rows(ctx: Context, *, fresh: bool = False,
+                max_age: float | None = None) -> dict[tuple[str, str], list[dict]]:
     """(app_id, mailbox) -> explicit Allow SendAs rows held by the batch's SPs, from one full scan.
 
     The full scan filtered client-side is the safe default (a per-trustee query can miss rows, EXCHANGE.md §3),
@@ -716,7 +717,8 @@ def step_remove_legacy(ctx: Context) -> StepResult:
         applied: list = []
         lock = threading.Lock()
 
-        def remove_sendas(g) -> None:
+        # The chunk's ids/applied/lock are bound as defaults: the closure must not see a later chunk's.
+        def remove_sendas(g, ids=ids, applied=applied, lock=lock) -> None:
             ctx.exo.remove_recipient_permission(norm_id(g.mailbox), ctx.sps[norm_id(g.app_id)]["object_id"])
             with lock:
                 applied.append(ids[id(g)])

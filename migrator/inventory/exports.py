@@ -124,7 +124,7 @@ def build_inventory(files: list[px.ExportFile], *, allow_unknown_trustees: bool 
     manifest = {
         "format": 1,
         "source": source,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "sources": list(sources or []),
         "skipped": skipped,
     }
@@ -167,7 +167,8 @@ def _mailboxes(files: list[px.ExportFile]) -> tuple[list[Mailbox], dict[str, lis
                 raise InputError("not an SMTP address", path=str(f.path), row=row, field="PrimarySmtpAddress",
                                  value=address)
             attrs = tuple((a, v[low]) for a, low in _ATTRIBUTE_COLUMNS if v.get(low))
-            mb = Mailbox(address, v.get("externaldirectoryobjectid", ""), v.get("guid", "") or v.get("exchangeguid", ""),
+            mb = Mailbox(address, v.get("externaldirectoryobjectid", ""),
+                         v.get("guid", "") or v.get("exchangeguid", ""),
                          v.get("name", ""), v.get("alias", ""), v.get("displayname", ""),
                          v.get("distinguishedname", ""), v.get("userprincipalname", ""),
                          v.get("recipienttypedetails", ""), attrs)

@@ -79,7 +79,7 @@ def read_export(path: Path) -> ExportFile:
     if not text.strip("\ufeff \r\n\t"):
         return ExportFile(path, EMPTY, [], [], sha256_file(path), encoding, "")
     records = _parse(text, path)
-    row_no, first = records[0] if records else (1, [])
+    _row_no, first = records[0] if records else (1, [])
     type_line = ""
     if first and first[0].lstrip().startswith("#TYPE"):
         type_line = ",".join(first).strip()

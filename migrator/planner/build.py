@@ -22,12 +22,26 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from migrator.errors import InputError
-from migrator.model import RBAC_ROLE_SMTP_SEND_AS, Right
+from migrator.model import RBAC_ROLE_SMTP_SEND_AS
 from migrator.planner import naming, opath, reuse
 from migrator.planner.batches import AppRadius, first_batch, make_batches
 from migrator.planner.cover import STRATEGIES, solve_cover
-from migrator.planner.plan import (FUTURE_NOTE, KEEP, MIGRATE, NEW, REUSE, FORMAT, Plan, PlanAssignment,
-                                   PlanBatch, PlanGrant, PlanGroup, PlanScope, render_filter, scope_kind)
+from migrator.planner.plan import (
+    FORMAT,
+    FUTURE_NOTE,
+    KEEP,
+    MIGRATE,
+    NEW,
+    REUSE,
+    Plan,
+    PlanAssignment,
+    PlanBatch,
+    PlanGrant,
+    PlanGroup,
+    PlanScope,
+    render_filter,
+    scope_kind,
+)
 from migrator.planner.source import Source
 
 MAX_TERMS_PER_SCOPE = 20
@@ -96,7 +110,7 @@ def gc_paused():
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created: str | None = None) -> Plan:

@@ -29,8 +29,14 @@ from migrator.planner.bounds import lower_bound
 from migrator.planner.ilp import solve_set_cover
 from migrator.planner.prefer import prefer, preferred_classes
 from migrator.planner.reduce import reduce_matrix, unique_rows
-from migrator.planner.sparse import (covers_all, greedy_cover_sparse, ilp_sparse, incidence,
-                                     maximal_bicliques_sparse, undominated_edges)
+from migrator.planner.sparse import (
+    covers_all,
+    greedy_cover_sparse,
+    ilp_sparse,
+    incidence,
+    maximal_bicliques_sparse,
+    undominated_edges,
+)
 
 ENUM_LIMIT = 4_000_000            # cells of a component whose maximal bicliques are enumerated
 MAX_PEEL_DEPTH = 40
@@ -164,7 +170,7 @@ def _solve_component(m: np.ndarray, deadline: float, stats: dict, bounds_only: b
     """Cover one connected component: (extents as row-index arrays, proven lower bound, optimal?).
 
     Returns None for the extents when the component needs peeling (its maximal bicliques are too many)."""
-    nr, nc = m.shape
+    _nr, _nc = m.shape
     if lb is None:
         lb = max(1, lower_bound(m) or 1)
     trivial = _trivial(m)
@@ -401,7 +407,7 @@ def _partial_cover(target: np.ndarray, extents: np.ndarray, intents: np.ndarray,
     chosen = []
     while left.any():
         gains = [(left[np.ix_(extents[j], intents[j])].sum(), -j) for j in useful]
-        g, j = max(gains)
+        _g, j = max(gains)
         chosen.append(-j)
         left[np.ix_(extents[-j], intents[-j])] = False
     return chosen

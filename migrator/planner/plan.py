@@ -21,8 +21,8 @@ assignments, and compares it with the app's migrated grants: no mailbox gained, 
 
 from __future__ import annotations
 
-import csv
 import base64
+import csv
 import hashlib
 import json
 import re

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+
 def preferred_classes(inst, preferred: Iterable[frozenset[str]]) -> list[frozenset[int]]:
     """Preferred mailbox sets as sets of whole mailbox classes (others dropped), in a deterministic order."""
     index = {m: j for j, m in enumerate(inst.mailboxes)}

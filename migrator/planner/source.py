@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ class Source:
         send_as = Right.SEND_AS
         rows = list(dict.fromkeys([(g.app_id, g.mailbox, "SendAs" if g.right is send_as else "FullAccess")
                                    for g in inv.grants]))
-        if any(a > b for a, b in zip(rows, rows[1:])):  # inventory.store writes them sorted already
+        if any(a > b for a, b in itertools.pairwise(rows)):  # inventory.store writes them sorted already
             rows.sort()
         return cls(inv, kind, path, sha256, tuple(rows))
 

@@ -44,7 +44,7 @@ def maximal_bicliques_sparse(m: sp.csr_matrix, *, cap: int, deadline: float
             if time.perf_counter() > deadline:
                 raise TooManyBicliques("time limit reached while enumerating maximal bicliques")
         frontier = new
-    intents_list = sorted((sorted(x) for x in known))
+    intents_list = sorted(sorted(x) for x in known)
     lens = np.array([len(x) for x in intents_list])
     intents = sp.csr_matrix((np.ones(int(lens.sum()), dtype=np.int32), np.fromiter(
         (c for x in intents_list for c in x), dtype=np.int64, count=int(lens.sum())),

@@ -13,7 +13,7 @@ assignment, each legacy SendAs row) is written to the state folder before the re
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP
 from migrator.powershell.batch import BatchSlice, batch_slice, split_filter
@@ -572,5 +572,5 @@ def export_batch(plan, number: int, *, generated: datetime | None = None, option
     """The PowerShell script for batch `number` of `plan` (PlanError when the plan cannot support it)."""
     options = dict(options or {})
     s = batch_slice(plan, number)
-    stamp = (generated or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     return _header(plan, s, stamp, options) + "\n" + _data_section(plan, s, options) + "\n" + _LOGIC.lstrip("\n")

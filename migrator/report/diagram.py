@@ -78,7 +78,8 @@ def build_diagram(plan, *, max_apps: int = MAX_APPS, max_groups: int = MAX_GROUP
     app_ids = {}
     for i, a in enumerate(shown_apps, start=1):
         app_ids[a] = f"a{i}"
-        nodes.append(Node(f"a{i}", "app", names.get(a, "") or a, 0, f"{names.get(a, '')} ({a}), batch {batch_of.get(a, '?')}"))
+        title = f"{names.get(a, '')} ({a}), batch {batch_of.get(a, '?')}"
+        nodes.append(Node(f"a{i}", "app", names.get(a, "") or a, 0, title))
     target_ids = {}
     g_n = t_n = 0
     for t in shown_targets:

@@ -98,7 +98,8 @@ def render_html(data: ReportData) -> str:
     c = data.counts
     cards = [("Apps", c.get("apps", 0)), ("Mailboxes", c.get("mailboxes", 0)),
              ("SendAs grants migrated", c.get("grants_migrate", 0)), ("Grants kept", c.get("grants_keep", 0)),
-             ("Groups", f"{c.get('groups', 0)}"), ("New / reused", f"{c.get('groups_new', 0)} / {c.get('groups_reuse', 0)}"),
+             ("Groups", f"{c.get('groups', 0)}"),
+             ("New / reused", f"{c.get('groups_new', 0)} / {c.get('groups_reuse', 0)}"),
              ("Attribute terms", c.get("attribute_terms", 0)), ("Scopes", c.get("scopes", 0)),
              ("Role assignments", c.get("assignments", 0)), ("Batches", c.get("batches", 0))]
     parts = [

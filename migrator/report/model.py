@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from migrator.planner.plan import plan_counts
@@ -93,7 +93,7 @@ class ReportData:
 def _fmt_time(ts: float | None) -> str:
     if ts is None:
         return ""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 fmt_time = _fmt_time
@@ -203,11 +203,14 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
                    for g in sorted(plan.groups, key=lambda g: g.key))
     cover = meta.get("cover", {}) if isinstance(meta.get("cover"), dict) else {}
     source = meta.get("source", {})
-    source_text = (f"{source.get('path') or source.get('inventory') or ''} (SHA-256 {str(source.get('sha256', ''))[:12]}…)"
-                   if isinstance(source, dict) else str(source))
+    if isinstance(source, dict):
+        digest = str(source.get("sha256", ""))[:12]
+        source_text = f"{source.get('path') or source.get('inventory') or ''} (SHA-256 {digest}…)"
+    else:
+        source_text = str(source)
     path = Path(plan.path) if plan.path is not None else Path(".")
     return ReportData(
-        name=path.name, path=str(path), generated=(now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),
+        name=path.name, path=str(path), generated=(now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
         created=str(meta.get("created", "")), source=source_text, role=str(meta.get("role", "")), counts=counts,
         cover_sets=int(counts.get("cover_elements") or 0), lower_bound=cover.get("lower_bound"),
         optimal=cover.get("optimal"), strategy=str(cover.get("strategy", "")), batches=tuple(batches),

@@ -10,5 +10,14 @@ from migrator.sandbox.settings import SandboxSettings
 from migrator.sandbox.state import TenantState
 from migrator.sandbox.timeline import Report, check
 
-__all__ = ["Caller", "CmdletError", "CmdletResult", "GraphError", "Clock", "SandboxSettings", "TenantState",
-           "Report", "check"]
+__all__ = [
+           "Caller",
+           "Clock",
+           "CmdletError",
+           "CmdletResult",
+           "GraphError",
+           "Report",
+           "SandboxSettings",
+           "TenantState",
+           "check",
+]

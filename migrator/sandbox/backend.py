@@ -59,5 +59,14 @@ class Backend(Protocol):
     def check(self) -> dict: ...
 
 
-__all__ = ["AppCredentials", "Backend", "Caller", "CmdletError", "CmdletResult", "GraphError",
-           "EXCHANGE_RESOURCE", "GRAPH_RESOURCE", "GRAPH_APP_ID"]
+__all__ = [
+    "EXCHANGE_RESOURCE",
+    "GRAPH_APP_ID",
+    "GRAPH_RESOURCE",
+    "AppCredentials",
+    "Backend",
+    "Caller",
+    "CmdletError",
+    "CmdletResult",
+    "GraphError",
+]

@@ -17,11 +17,11 @@ class Clock:
         self._now = float(start if start is not None else time.time())
 
     @classmethod
-    def manual(cls, start: float = 1_767_225_600.0) -> "Clock":  # 2026-01-01T00:00:00Z
+    def manual(cls, start: float = 1_767_225_600.0) -> Clock:  # 2026-01-01T00:00:00Z
         return cls(manual=True, start=start)
 
     @classmethod
-    def real(cls) -> "Clock":
+    def real(cls) -> Clock:
         return cls()
 
     @property

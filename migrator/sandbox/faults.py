@@ -19,9 +19,9 @@ import math
 import random
 import threading
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Callable
 
 from migrator.errors import InputError
 

@@ -7,8 +7,20 @@ import secrets
 
 from migrator.model import EXCHANGE_ONLINE_APP_ID
 from migrator.sandbox.state import (
-    GRAPH_APP_ID, GROUP_TYPES, KNOWN_ROLE_IDS, RESOURCE_APP_IDS, RESOURCE_ROLES, AdministrativeUnit, App,
-    ManagementScope, PermissionRow, Recipient, RoleAssignment, TenantState, det_uuid, escape_dn,
+    GRAPH_APP_ID,
+    GROUP_TYPES,
+    KNOWN_ROLE_IDS,
+    RESOURCE_APP_IDS,
+    RESOURCE_ROLES,
+    AdministrativeUnit,
+    App,
+    ManagementScope,
+    PermissionRow,
+    Recipient,
+    RoleAssignment,
+    TenantState,
+    det_uuid,
+    escape_dn,
     graph_assignment_id,
 )
 
@@ -266,7 +278,7 @@ def grant_app_role(state: TenantState, app: App, resource: dict, role_id: str, *
     row = {"id": aid, "appRoleId": role_id, "principalId": app.object_id, "principalType": "ServicePrincipal",
            "principalDisplayName": app.display_name, "resourceId": resource["id"],
            "resourceDisplayName": resource["displayName"], "deletedDateTime": None,
-           "createdDateTime": dt.datetime.fromtimestamp(created or state.clock.now(), dt.timezone.utc)
+           "createdDateTime": dt.datetime.fromtimestamp(created or state.clock.now(), dt.UTC)
            .strftime("%Y-%m-%dT%H:%M:%SZ")}
     state.app_role_assignments.setdefault(app.object_id, {})[aid] = row
     return row
@@ -355,4 +367,4 @@ def _dump_assignment(state: TenantState, ra: RoleAssignment, addr) -> dict:
     return row
 
 
-__all__ = ["load_fixture", "dump_fixture", "FixtureError", "grant_app_role", "EXCHANGE_ONLINE_APP_ID", "GRAPH_APP_ID"]
+__all__ = ["EXCHANGE_ONLINE_APP_ID", "GRAPH_APP_ID", "FixtureError", "dump_fixture", "grant_app_role", "load_fixture"]

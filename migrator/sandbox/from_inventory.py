@@ -42,7 +42,7 @@ def _uuid(*parts: str) -> str:
     return str(uuid.uuid5(_NS, "|".join(parts)))
 
 
-def _domain(inv: "Inventory") -> str:
+def _domain(inv: Inventory) -> str:
     """The tenant's name: its onmicrosoft.com domain when a mailbox shows one, else from the commonest domain."""
     domains = Counter(m.address.rsplit("@", 1)[-1] for m in inv.mailboxes if "@" in m.address)
     for domain, _ in domains.most_common():
@@ -52,7 +52,7 @@ def _domain(inv: "Inventory") -> str:
     return f"{top.split('.')[0]}.onmicrosoft.com"
 
 
-def _tenant_id(inv: "Inventory", domain: str) -> str:
+def _tenant_id(inv: Inventory, domain: str) -> str:
     for source in inv.manifest.get("sources", ()) if isinstance(inv.manifest, dict) else ():
         if isinstance(source, dict) and source.get("tenant_id"):
             try:
@@ -67,7 +67,7 @@ def _app_roles(app_id: str, permissions: dict[str, set[tuple[str, str]]]) -> lis
     return [{"resource": r, "permission": p} for r, p in sorted(wanted) if p in RESOURCE_ROLES.get(r, ())]
 
 
-def fixture_from_inventory(inv: "Inventory", *, name: str | None = None) -> dict:
+def fixture_from_inventory(inv: Inventory, *, name: str | None = None) -> dict:
     """The fixture dict for `start_sandbox(fixture)`. Deterministic: the same inventory gives the same fixture."""
     domain = _domain(inv)
     tenant_id = _tenant_id(inv, domain)

@@ -71,7 +71,7 @@ def full_exception_type(name: str) -> str:
 
 def exchange_error(status: int, exception_type: str, text: str, errid: str = "") -> Reply:
     full = full_exception_type(exception_type)
-    errid = errid or "Ex" + hashlib.sha1(full.encode()).hexdigest()[:6].upper()  # noqa: S324 - a label
+    errid = errid or "Ex" + hashlib.sha1(full.encode()).hexdigest()[:6].upper()
     code = {400: "BadRequest", 404: "NotFound", 500: "InternalServerError"}.get(status, "BadRequest")
     return json_reply(status, {"error": {
         "code": code, "message": "Error executing cmdlet",

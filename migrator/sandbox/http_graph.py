@@ -40,7 +40,7 @@ FILTER_APPID = re.compile(r"^\s*appId\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
 
 def graph_error(status: int, code: str, message: str, client_request_id: str = "",
                 headers: dict[str, str] | None = None) -> Reply:
-    inner = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+    inner = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
              "request-id": str(uuid.uuid4()), "client-request-id": client_request_id or str(uuid.uuid4())}
     return json_reply(status, {"error": {"code": code, "message": message, "innerError": inner}}, headers)
 

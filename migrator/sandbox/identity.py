@@ -7,7 +7,7 @@ DisplayName. Case-insensitive. More than one object for one identity is an ambig
 
 from __future__ import annotations
 
-from typing import Hashable, Iterable
+from collections.abc import Hashable, Iterable
 
 
 def normalise(identity: str) -> str:

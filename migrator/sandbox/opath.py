@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 OPERATORS = ("-eq", "-ne", "-like", "-notlike")
 
@@ -132,14 +133,14 @@ class _Parser:
         return parts[0] if len(parts) == 1 else And(tuple(parts))
 
     def neg(self):
-        kind, value, pos = self.peek()
+        kind, _value, _pos = self.peek()
         if kind == "bang" or self._is_op("-not"):
             self.take()
             return Not(self.neg())
         if kind == "lp":
             self.take()
             node = self.expr()
-            kind, value, pos = self.take()
+            kind, _value, pos = self.take()
             if kind != "rp":
                 raise OpathError(f"Invalid filter syntax at position {pos}: ')' expected", pos)
             return node
@@ -242,7 +243,7 @@ def _equal(node: Compare, index: FilterIndex) -> set:
         return set(index.direct_members(node.value.lower())) if isinstance(node.value, str) else set()
     if node.value is None or node.value == "":  # -eq $null (or ''): the property is unset
         return {item for item in index.universe() if not index.values(item, node.key)}
-    want = str(node.value).lower() if not isinstance(node.value, bool) else str(node.value).lower()
+    want = str(node.value).lower()  # a bool compares as "true"/"false"
     hit = index.lookup(node.key, want)
     if hit is not None:
         return set(hit)

@@ -103,12 +103,12 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT
     server_version = "migrator-sandbox"
     sys_version = ""
-    server: "SandboxHTTPServer"
+    server: SandboxHTTPServer
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._dispatch()
 
-    do_POST = do_DELETE = do_PATCH = do_PUT = do_GET  # noqa: N815
+    do_POST = do_DELETE = do_PATCH = do_PUT = do_GET
 
     def _dispatch(self) -> None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -144,7 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
         head = f"HTTP/1.1 {reply.status} {phrase}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self.wfile.write(head.encode("latin-1") + b"\r\n" + reply.body)  # one write per answer
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
+    def log_message(self, format: str, *args) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
 
@@ -302,7 +302,7 @@ class Sandbox:
         finally:
             endpoint.backend = backend
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:

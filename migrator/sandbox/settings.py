@@ -40,7 +40,8 @@ class SandboxSettings:
         if self.claim_rule not in CLAIM_RULES:
             raise ValueError(f"claim_rule must be one of {CLAIM_RULES}, not {self.claim_rule!r}")
         if self.role_assignee_name not in ROLE_ASSIGNEE_NAMES:
-            raise ValueError(f"role_assignee_name must be one of {ROLE_ASSIGNEE_NAMES}, not {self.role_assignee_name!r}")
+            raise ValueError(f"role_assignee_name must be one of {ROLE_ASSIGNEE_NAMES}, "
+                             f"not {self.role_assignee_name!r}")
         if self.trustee_display not in TRUSTEE_DISPLAYS:
             raise ValueError(f"trustee_display must be one of {TRUSTEE_DISPLAYS}, not {self.trustee_display!r}")
         for name in ("propagation_delay", "token_lifetime", "admin_token_lifetime", "replication_delay",
@@ -49,7 +50,7 @@ class SandboxSettings:
                 raise ValueError(f"{name} must not be negative")
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "SandboxSettings":
+    def from_dict(cls, data: dict | None) -> SandboxSettings:
         """Build from a dict (a faults profile's `settings` table, say); unknown keys are an error."""
         data = dict(data or {})
         known = {f.name for f in fields(cls)}
@@ -61,5 +62,5 @@ class SandboxSettings:
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def with_(self, **changes) -> "SandboxSettings":
+    def with_(self, **changes) -> SandboxSettings:
         return replace(self, **changes)

@@ -229,7 +229,7 @@ class AdministrativeUnit:
 class _FilterIndex:
     """opath.FilterIndex over the tenant's recipients (items are recipient guids)."""
 
-    def __init__(self, state: "TenantState") -> None:
+    def __init__(self, state: TenantState) -> None:
         self.state = state
 
     def universe(self) -> set:
@@ -298,7 +298,7 @@ class TenantState:
     # ------------------------------------------------------------------------------------------------ loading
     @classmethod
     def from_fixture(cls, data: dict, *, clock: Clock | None = None,
-                     settings: SandboxSettings | None = None) -> "TenantState":
+                     settings: SandboxSettings | None = None) -> TenantState:
         from migrator.sandbox.fixture import load_fixture
 
         state = cls(clock=clock, settings=settings)
@@ -591,6 +591,20 @@ def graph_assignment_id(principal_id: str, resource_id: str, role_id: str) -> st
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-__all__ = ["TenantState", "AppAccess", "Caller", "CmdletError", "CmdletResult", "GraphError", "Recipient", "App",
-           "PermissionRow", "PermissionTable", "ManagementScope", "RoleAssignment", "AdministrativeUnit", "det_uuid",
-           "sid_for"]
+__all__ = [
+    "AdministrativeUnit",
+    "App",
+    "AppAccess",
+    "Caller",
+    "CmdletError",
+    "CmdletResult",
+    "GraphError",
+    "ManagementScope",
+    "PermissionRow",
+    "PermissionTable",
+    "Recipient",
+    "RoleAssignment",
+    "TenantState",
+    "det_uuid",
+    "sid_for",
+]

@@ -106,7 +106,7 @@ def generate(*, mailboxes: int = 100_000, apps: int = 2_000, seed: int = 0, tena
     # --- apps and their mailbox sets
     app_rows, sets = [], []
     names_used: dict[str, int] = {}
-    for a in range(apps):
+    for _ in range(apps):
         base = f"{rng.choice(APP_AREAS)} {rng.choice(APP_NOUNS)}"
         names_used[base] = names_used.get(base, 0) + 1
         # a few display names repeat on purpose (ambiguous trustees); most get a suffix

@@ -40,7 +40,7 @@ def _name(common_name: str) -> x509.Name:
 def make_tls_files(run_dir: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> TlsFiles:
     """Create a CA and a server certificate valid for `hosts`; write ca.pem, server.pem, server.key into run_dir."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("migrator sandbox CA")
     ca_cert = (

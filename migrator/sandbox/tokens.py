@@ -24,8 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from migrator.model import EXCHANGE_ONLINE_APP_ID
-from migrator.sandbox.backend import (EXCHANGE_RESOURCE, GRAPH_APP_ID, GRAPH_RESOURCE, AppCredentials, Backend,
-                                      Caller)
+from migrator.sandbox.backend import EXCHANGE_RESOURCE, GRAPH_APP_ID, GRAPH_RESOURCE, AppCredentials, Backend, Caller
 from migrator.sandbox.reply import Reply, Request, json_reply
 
 # audience URI -> resource application id
@@ -70,7 +69,7 @@ class TokenService:
                                             serialization.NoEncryption())
         der = self._key.public_key().public_bytes(serialization.Encoding.DER,
                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
-        self.kid = _b64url(hashlib.sha1(der).digest())  # noqa: S324 - an identifier, as AAD's kid/x5t are
+        self.kid = _b64url(hashlib.sha1(der).digest())
         self.base_url = ""  # set by the server once its port is known
         self._verified: dict[str, dict] = {}  # access token -> its claims, signature already checked
 
@@ -228,7 +227,7 @@ class TokenService:
         # msal sends x5t with base64 padding, others without: compare unpadded.
         if header.get("x5t"):
             want = str(header["x5t"]).rstrip("=")
-            candidates = [c for c in candidates if _b64url(c.fingerprint(hashes.SHA1())) == want]  # noqa: S303
+            candidates = [c for c in candidates if _b64url(c.fingerprint(hashes.SHA1())) == want]
         elif header.get("x5t#S256"):
             want = str(header["x5t#S256"]).rstrip("=")
             candidates = [c for c in candidates if _b64url(c.fingerprint(hashes.SHA256())) == want]
@@ -313,7 +312,7 @@ class TokenService:
     # ---- errors -----------------------------------------------------------------------------------------
     def _error_reply(self, err: _AadError) -> Reply:
         trace, corr = str(uuid.uuid4()), str(uuid.uuid4())
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         desc = f"AADSTS{err.code}: {err.text}\r\nTrace ID: {trace}\r\nCorrelation ID: {corr}\r\nTimestamp: {stamp}"
         return json_reply(err.status, {
             "error": err.error, "error_description": desc, "error_codes": [err.code], "timestamp": stamp,

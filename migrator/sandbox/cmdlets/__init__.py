@@ -14,8 +14,15 @@ every cmdlet.
 
 from migrator.sandbox.cmdlets import groups, permissions, rbac, recipients  # noqa: F401 - registers the cmdlets
 from migrator.sandbox.cmdlets.base import (
-    DEFAULT_RESULT_SIZE, MAX_UPDATE_MEMBERS, RESULT_SIZE_WARNING, RETURNS_ALL_ON_BAD_IDENTITY, CmdletError, Params,
-    is_write, registry, run_cmdlet,
+    DEFAULT_RESULT_SIZE,
+    MAX_UPDATE_MEMBERS,
+    RESULT_SIZE_WARNING,
+    RETURNS_ALL_ON_BAD_IDENTITY,
+    CmdletError,
+    Params,
+    is_write,
+    registry,
+    run_cmdlet,
 )
 
 __all__ = ["DEFAULT_RESULT_SIZE", "MAX_UPDATE_MEMBERS", "RESULT_SIZE_WARNING", "RETURNS_ALL_ON_BAD_IDENTITY",

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable
+from collections.abc import Callable
 
 from migrator.model import FILTERABLE_ATTRIBUTES
 from migrator.sandbox import opath
 from migrator.sandbox.api import Caller, CmdletError, CmdletResult
 from migrator.sandbox.state import (
-    App, PermissionRow, Recipient, TenantState, det_uuid, sid_for,
+    App,
+    PermissionRow,
+    Recipient,
+    TenantState,
+    det_uuid,
+    sid_for,
 )
 
 DEFAULT_RESULT_SIZE = 1000
@@ -211,7 +216,7 @@ def _blank(value: str | None) -> bool:
 
 
 def _iso(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def _sorted_recipients(state: TenantState, kinds=("mailbox", "group")) -> list[Recipient]:

@@ -7,11 +7,22 @@ import re
 
 from migrator.sandbox import opath
 from migrator.sandbox.api import Caller, CmdletError, CmdletResult
-from migrator.sandbox.state import Recipient, TenantState, det_uuid, escape_dn
 from migrator.sandbox.cmdlets.base import (
-    cmdlet, group_row, MAX_UPDATE_MEMBERS, Params, recipient_row, _ambiguous, _blank, _check_name,
-    _filtered, _limit, _one, _sorted_recipients, _types,
+    MAX_UPDATE_MEMBERS,
+    Params,
+    _ambiguous,
+    _blank,
+    _check_name,
+    _filtered,
+    _limit,
+    _one,
+    _sorted_recipients,
+    _types,
+    cmdlet,
+    group_row,
+    recipient_row,
 )
+from migrator.sandbox.state import Recipient, TenantState, det_uuid, escape_dn
 
 _ALIAS_BAD = re.compile(r"[^A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]")
 

@@ -4,11 +4,20 @@ Get-EXOMailboxPermission (FullAccess)."""
 from __future__ import annotations
 
 from migrator.sandbox.api import Caller, CmdletError, CmdletResult
-from migrator.sandbox.state import PermissionRow, Recipient, TenantState
 from migrator.sandbox.cmdlets.base import (
-    cmdlet, mailbox_permission_row, Params, recipient_permission_row, _ambiguous, _blank, _limit, _not_found, _one,
+    Params,
+    _ambiguous,
+    _blank,
+    _limit,
+    _not_found,
+    _one,
     _trustee_text,
+    cmdlet,
+    mailbox_permission_row,
+    recipient_permission_row,
 )
+from migrator.sandbox.state import PermissionRow, Recipient, TenantState
+
 
 def _resolve_trustee(state: TenantState, identity: str, cmdlet: str) -> tuple:
     """An SP (ObjectId/AppId/DisplayName) or a recipient; both matching is ambiguous, as in Exchange."""

@@ -5,11 +5,22 @@ from __future__ import annotations
 
 from migrator.sandbox import opath
 from migrator.sandbox.api import Caller, CmdletError, CmdletResult
-from migrator.sandbox.state import ManagementScope, RoleAssignment, TenantState, det_uuid, sid_for
 from migrator.sandbox.cmdlets.base import (
-    APPLICATION_ROLES, cmdlet, GRANTED, MAX_NAME, Params, _blank, _check_name, _iso, _not_found, _one, _one_sp,
+    APPLICATION_ROLES,
+    GRANTED,
+    MAX_NAME,
+    Params,
+    _blank,
+    _check_name,
+    _iso,
+    _not_found,
+    _one,
+    _one_sp,
     _opath_error,
+    cmdlet,
 )
+from migrator.sandbox.state import ManagementScope, RoleAssignment, TenantState, det_uuid, sid_for
+
 
 def scope_row(state: TenantState, s: ManagementScope) -> dict:
     return {"Name": s.name, "Identity": s.name, "Id": s.name, "Guid": s.guid,
@@ -259,7 +270,7 @@ def test_service_principal_authorization(state: TenantState, p: Params, caller: 
     for ra in sorted(state.assignments.values(), key=lambda a: a.name.lower()):
         if ra.app_id != app.app_id or not ra.enabled:
             continue
-        custom, write_scope = _scope_label(state, ra)
+        custom, _write_scope = _scope_label(state, ra)
         scope_type = {"custom": "CustomRecipientScope", "group": "CustomRecipientScope",
                       "au": "AdministrativeUnit"}.get(ra.scope_kind, "Organization")
         in_scope: object = "Not Run"

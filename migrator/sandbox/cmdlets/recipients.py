@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from migrator.sandbox.api import Caller, CmdletError, CmdletResult
-from migrator.sandbox.state import Recipient, TenantState
 from migrator.sandbox.cmdlets.base import (
-    cmdlet, EXO_MAILBOX_MINIMUM, mailbox_row, Params, recipient_row, sp_row, _blank, _filtered, _limit, _one,
-    _one_sp, _sorted_recipients, _types,
+    EXO_MAILBOX_MINIMUM,
+    Params,
+    _blank,
+    _filtered,
+    _limit,
+    _one,
+    _one_sp,
+    _sorted_recipients,
+    _types,
+    cmdlet,
+    mailbox_row,
+    recipient_row,
+    sp_row,
 )
+from migrator.sandbox.state import Recipient, TenantState
+
 
 @cmdlet("Get-Mailbox", ("Identity", "ResultSize", "RecipientTypeDetails", "Filter", "Anr"))
 def get_mailbox(state: TenantState, p: Params, caller: Caller):
