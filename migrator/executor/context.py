@@ -63,7 +63,7 @@ class Control:
     def __init__(self, plan_dir: Path | None = None) -> None:
         self.pause_file = Path(plan_dir) / PAUSE_FILE if plan_dir else None
         self._interrupted = threading.Event()
-        self._old_handler = None
+        self._old_handler: Any = None  # whatever signal.signal returned: a handler, SIG_DFL/SIG_IGN or None
 
     def install(self) -> None:
         """First Ctrl-C: stop after the current call. Second Ctrl-C: the default (KeyboardInterrupt)."""

@@ -34,7 +34,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from migrator.errors import MigratorError
 
@@ -138,7 +138,7 @@ class Journal:
         self.path = self.plan_dir / JOURNAL_NAME
         self._clock = clock
         self._mutex = threading.RLock()
-        self._lock_fh = None
+        self._lock_fh: IO[str] | None = None
         self.readonly = readonly
         if lock and not readonly:
             self._acquire_lock()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from migrator.executor.journal import Journal
 from migrator.executor.rollback import ROLLBACK_STEPS
@@ -56,7 +57,7 @@ def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[
         status = BatchStatus(n, len(batch.apps), int(batch.grants), state, generation, phase)
         for name in order:
             row = rows.get(name)
-            entry = {"step": name, "status": row.status if row else "pending"}
+            entry: dict[str, Any] = {"step": name, "status": row.status if row else "pending"}
             if row is not None:
                 if row.not_before is not None:
                     entry["not_before"] = row.not_before

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -259,7 +260,7 @@ def drift_check(ctx: Context) -> list[str]:
 def check_cutover_safe(ctx: Context) -> list[str]:
     """An app that keeps some SendAs grants cannot lose its claim: under the documented claim rule those mailboxes
     would stop working. Such an app needs a plan that migrates all its SendAs grants, or --no-cutover."""
-    problems = []
+    problems: list[str] = []
     if not ctx.settings.cutover:
         return problems
     for app_id in ctx.view.apps:
@@ -456,9 +457,9 @@ def ensure_members(ctx: Context, group, identity: str, *, fresh: bool = False) -
         return
     back = {_member_address(r) for r in ctx.exo.get_group_members(identity)}
     if back != want:
-        missing, extra = sorted(want - back), sorted(back - want)
-        raise MigratorError(f"group {group.name!r}: members differ after the update (missing {missing[:5]}, "
-                            f"extra {extra[:5]})")
+        lacking, surplus = sorted(want - back), sorted(back - want)
+        raise MigratorError(f"group {group.name!r}: members differ after the update (missing {lacking[:5]}, "
+                            f"extra {surplus[:5]})")
     ctx.mark(act, "verified", verification={"members": len(back)})
 
 
@@ -569,7 +570,7 @@ def _in_scope(rows: list[dict], role: str) -> bool:
 
 
 def verify_rbac(ctx: Context, label: str, *, size: int | None = None,
-                extra: list[tuple[str, Any]] = ()) -> list[ItemFailure]:
+                extra: Sequence[tuple[str, Any]] = ()) -> list[ItemFailure]:
     """Test-ServicePrincipalAuthorization: InScope=True for the app's mailboxes (all up to verify_all_up_to, else a
     seeded sample) and InScope=False for out-of-set probes. A negative answer is retried on a bounded schedule.
 

@@ -95,7 +95,7 @@ class _Progress:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self._bar = None
+        self._bar: Any = None  # click's ProgressBar while a phase runs
         self._lock = threading.Lock()
 
     def start(self, label: str, length: int) -> None:

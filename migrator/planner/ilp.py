@@ -20,7 +20,7 @@ import scipy.sparse as sp
 try:
     import highspy
 except ImportError:  # pragma: no cover - scipy's HiGHS is the fallback
-    highspy = None
+    highspy = None  # type: ignore[assignment]  # the name is tested for None before use
 
 
 _banner_silenced = False

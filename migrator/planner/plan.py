@@ -273,34 +273,34 @@ def check_exact(plan: Plan) -> list[str]:
     expected: dict[str, set[str]] = defaultdict(set)
     grant_batches: dict[str, set[int | None]] = defaultdict(set)
     send_as, full_access = Right.SEND_AS.value, Right.FULL_ACCESS.value
-    for row, g in enumerate(plan.grants, start=2):
-        right, action = g.right, g.action
+    for row, grant in enumerate(plan.grants, start=2):
+        right, action = grant.right, grant.action
         if right == send_as:
             if action != MIGRATE:
-                problems.append(f"{_grant_where(row, g)}: a SendAs grant must be migrated, not {action!r}")
-            expected[g.app_id].add(g.mailbox)
-            grant_batches[g.app_id].add(g.batch)
+                problems.append(f"{_grant_where(row, grant)}: a SendAs grant must be migrated, not {action!r}")
+            expected[grant.app_id].add(grant.mailbox)
+            grant_batches[grant.app_id].add(grant.batch)
         elif right == full_access:
             if action != KEEP:
-                problems.append(f"{_grant_where(row, g)}: FullAccess must be kept (RBAC has no IMAP/POP role), "
+                problems.append(f"{_grant_where(row, grant)}: FullAccess must be kept (RBAC has no IMAP/POP role), "
                                 f"not {action!r}")
         else:
-            problems.append(f"{_grant_where(row, g)}: unknown right {right!r}")
+            problems.append(f"{_grant_where(row, grant)}: unknown right {right!r}")
 
     effective: dict[str, set[str]] = defaultdict(set)
     assignment_batches: dict[str, set[int]] = defaultdict(set)
-    for row, a in enumerate(plan.assignments, start=2):
-        where = f"{ASSIGNMENTS} row {row} ({a.key})"
-        if role and a.role != role:
-            problems.append(f"{where}: role {a.role!r} differs from the plan's role {role!r}")
-        if a.scope not in scopes:
-            problems.append(f"{where}: unknown scope {a.scope!r}")
+    for row, asg in enumerate(plan.assignments, start=2):
+        where = f"{ASSIGNMENTS} row {row} ({asg.key})"
+        if role and asg.role != role:
+            problems.append(f"{where}: role {asg.role!r} differs from the plan's role {role!r}")
+        if asg.scope not in scopes:
+            problems.append(f"{where}: unknown scope {asg.scope!r}")
             continue
-        if scope_batch[a.scope] > a.batch:
-            problems.append(f"{where}: in batch {a.batch}, but scope {a.scope} is only created in batch "
-                            f"{scope_batch[a.scope]}")
-        effective[a.app_id] |= scopes[a.scope]
-        assignment_batches[a.app_id].add(a.batch)
+        if scope_batch[asg.scope] > asg.batch:
+            problems.append(f"{where}: in batch {asg.batch}, but scope {asg.scope} is only created in batch "
+                            f"{scope_batch[asg.scope]}")
+        effective[asg.app_id] |= scopes[asg.scope]
+        assignment_batches[asg.app_id].add(asg.batch)
 
     for app in sorted(set(expected) | set(effective)):
         gained = effective[app] - expected[app]
@@ -604,10 +604,8 @@ def _read_columns(path: Path, name: str):
             yield file, n, (cells if in_order else [cells[i] for i in idx])
 
 
-def _int(row: dict[str, str], name: str, file: Path, n: int, *, optional: bool = False) -> int | None:
+def _int(row: dict[str, str], name: str, file: Path, n: int) -> int:
     text = row[name].strip()
-    if optional and not text:
-        return None
     try:
         return int(text)
     except ValueError:

@@ -139,7 +139,7 @@ def parse_grants_csv(path: Path) -> tuple[dict[str, str], list[GrantRow]]:
                         raise InputError("not a valid SMTP address", path=where, row=row_no, field="mailbox",
                                          value=cells[i_mailbox])
                     ok_mailboxes.add(mailbox)
-                right = send_as
+                right: str | None = send_as
                 if i_right is not None and cells[i_right]:
                     right = _RIGHTS.get(cells[i_right].strip().lower())
                     if right is None:

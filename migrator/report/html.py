@@ -7,6 +7,7 @@ escape were missed. Every value goes through html.escape.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from html import escape
 
 from migrator.report.model import ReportData, fmt_time
@@ -55,7 +56,8 @@ def _e(value: object) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
-def _table(header: list[str], rows: list[list[object]], *, numeric: set[int] = frozenset(), cls: str = "") -> str:
+def _table(header: list[str], rows: list[list[object]], *, numeric: AbstractSet[int] = frozenset(),
+           cls: str = "") -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = []
     for row in rows:

@@ -179,7 +179,10 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
                       tuple(dict.fromkeys(app_groups[app_id])), tuple(dict.fromkeys(app_attrs[app_id])),
                       flagged.get(app_id, ""))
 
-    timeline, states, runs, note = ((), {}, (), "")
+    timeline: tuple = ()
+    states: dict[int, str] = {}
+    runs: tuple[dict, ...] = ()
+    note = ""
     if with_journal and plan.path is not None:
         timeline, states, runs, note = read_timeline(plan)
     elif not with_journal:

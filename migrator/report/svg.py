@@ -72,9 +72,9 @@ def render_svg(diagram: Diagram) -> str:
            'in those groups</title>']
     for i, (kind, text) in enumerate(LEGEND):
         fill, stroke = COLOURS[kind]
-        x = 20 + i * 230
-        out.append(f'<rect x="{x}" y="12" width="16" height="16" rx="3" fill="{fill}" stroke="{stroke}"/>'
-                   f'<text x="{x + 22}" y="25" class="legend">{escape(text)}</text>')
+        lx = 20 + i * 230
+        out.append(f'<rect x="{lx}" y="12" width="16" height="16" rx="3" fill="{fill}" stroke="{stroke}"/>'
+                   f'<text x="{lx + 22}" y="25" class="legend">{escape(text)}</text>')
     for c, title in enumerate(("Apps", "Groups and filters", "Mailboxes")):
         out.append(f'<text x="{COL_X[c]}" y="52" class="colhead">{title}</text>')
     out.append('<g class="edges" fill="none" stroke-opacity="0.55" stroke-width="1.2">')

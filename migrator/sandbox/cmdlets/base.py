@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from collections.abc import Callable
+from typing import Any, Literal, overload
 
 from migrator.model import FILTERABLE_ATTRIBUTES
 from migrator.sandbox import opath
@@ -67,7 +69,15 @@ class Params:
     def raw(self, name: str):
         return self._d.get(name.lower())
 
-    def str(self, name: str, *, required: bool = False) -> str | None:
+    # The methods below are named after PowerShell's parameter types, so inside the class body `str` is the method:
+    # annotations say builtins.str.
+    @overload
+    def str(self, name: builtins.str, *, required: Literal[True]) -> builtins.str: ...
+
+    @overload
+    def str(self, name: builtins.str, *, required: bool = False) -> builtins.str | None: ...
+
+    def str(self, name: builtins.str, *, required: bool = False) -> builtins.str | None:
         value = self._d.get(name.lower())
         if value is None:
             if required:
@@ -88,7 +98,7 @@ class Params:
                               "is an empty string.", cmdlet=self.cmdlet)
         return text
 
-    def list(self, name: str) -> list[str]:
+    def list(self, name: builtins.str) -> builtins.list[builtins.str]:
         value = self._d.get(name.lower())
         if value is None:
             return []
@@ -96,7 +106,7 @@ class Params:
             return [str(v) for v in value if v is not None]
         return [str(value)]
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool = False) -> builtins.bool:
         value = self._d.get(name.lower())
         if value is None:
             return default
@@ -130,25 +140,26 @@ class Params:
         return n
 
 
-_REGISTRY: dict[str, tuple[Callable, tuple[str, ...], bool]] = {}
+CmdletFn = Callable[[TenantState, Params, Caller], Any]
+# lower-case cmdlet name -> (function, its cmdlet name as spelled, allowed parameters, whether it writes)
+_REGISTRY: dict[str, tuple[CmdletFn, str, tuple[str, ...], bool]] = {}
 
 
-def cmdlet(name: str, params: tuple[str, ...] = (), *, write: bool = False):
-    def deco(fn):
-        _REGISTRY[name.lower()] = (fn, params, write)
-        fn.cmdlet_name = name
+def cmdlet(name: str, params: tuple[str, ...] = (), *, write: bool = False) -> Callable[[CmdletFn], CmdletFn]:
+    def deco(fn: CmdletFn) -> CmdletFn:
+        _REGISTRY[name.lower()] = (fn, name, params, write)
         return fn
     return deco
 
 
-def registry() -> dict[str, Callable]:
+def registry() -> dict[str, CmdletFn]:
     """Cmdlet name -> function(state, Params, Caller) -> CmdletResult."""
-    return {fn.cmdlet_name: fn for fn, _, _ in _REGISTRY.values()}
+    return {cmdlet_name: fn for fn, cmdlet_name, _, _ in _REGISTRY.values()}
 
 
 def is_write(name: str) -> bool:
     entry = _REGISTRY.get((name or "").lower())
-    return bool(entry and entry[2])
+    return bool(entry and entry[3])
 
 
 def run_cmdlet(state: TenantState, name: str, raw: dict, caller: Caller) -> CmdletResult:
@@ -156,19 +167,19 @@ def run_cmdlet(state: TenantState, name: str, raw: dict, caller: Caller) -> Cmdl
     if entry is None:
         raise CmdletError("CommandNotFoundException", f"The term '{name}' is not recognized as the name of a cmdlet, "
                           "function, script file, or operable program.", cmdlet=name)
-    fn, allowed, write = entry
+    fn, cmdlet_name, allowed, write = entry
     if "Exchange.ManageAsApp" not in caller.roles or not (caller.can_write if write else caller.can_read):
         raise CmdletError("UnauthorizedAccessException", f"The role assigned to application {caller.app_id} isn't "
                           "supported in this scenario. Please check online documentation for assigning correct "
                           "Directory Roles to Azure AD Application for EXO App-Only Authentication.",
-                          http_status=403, cmdlet=fn.cmdlet_name)
-    params = Params(fn.cmdlet_name, raw, allowed)
+                          http_status=403, cmdlet=cmdlet_name)
+    params = Params(cmdlet_name, raw, allowed)
     if write and params.bool("WhatIf"):  # -WhatIf: describe, change nothing
-        return CmdletResult([], [f"What if: performing the operation \"{fn.cmdlet_name}\" with parameters "
+        return CmdletResult([], [f"What if: performing the operation \"{cmdlet_name}\" with parameters "
                                  f"{sorted(k for k in raw if str(k).lower() not in COMMON)}."])
     result = fn(state, params, caller)
     if write:
-        state.timeline.note(state.clock.now(), "change", cmdlet=fn.cmdlet_name, app_id=caller.app_id,
+        state.timeline.note(state.clock.now(), "change", cmdlet=cmdlet_name, app_id=caller.app_id,
                             parameters={k: v for k, v in raw.items() if str(k).lower() not in COMMON})
     return result if isinstance(result, CmdletResult) else CmdletResult(result or [])
 
