@@ -272,7 +272,7 @@ class Sandbox:
     def check(self):
         """The timeline check (timeline.Report: gaps, over-grants) against the grants held at the start."""
         with self.app.lock:
-            return self.state.check(self.original_grants)  # type: ignore[attr-defined]
+            return self.state.check(self.original_grants)
 
     def census(self) -> dict:
         """{"tenant": name, "mailboxes": n, "apps": n (the admin app not counted)}."""
@@ -296,7 +296,7 @@ class Sandbox:
         api.CmdletError to refuse the cmdlet (a fault of the caller's choosing, e.g. a mailbox being moved)."""
         endpoint = self.app.exchange
         backend = endpoint.backend
-        endpoint.backend = _HookedBackend(backend, hook)  # type: ignore[assignment]
+        endpoint.backend = _HookedBackend(backend, hook)
         try:
             yield
         finally:
