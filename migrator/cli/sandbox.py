@@ -31,6 +31,9 @@ def sandbox() -> None:
               help="Fault profile: none, mild, chaos, or a JSON/TOML file of FaultProfile settings.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Port on 127.0.0.1; 0 picks a free one (read it from the ready line).")
+@click.option("--smtp-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Port of the SMTP submission endpoint (STARTTLS + AUTH XOAUTH2) on 127.0.0.1; 0 picks a free "
+                   "one (smtp_port in the ready line and the profile).")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for ca.pem, the connection profile and the 0600 secret file. Default: a temporary "
                    "folder removed on exit.")
@@ -51,13 +54,14 @@ def sandbox() -> None:
               help="Seconds a newly created group stays invisible to Get-* cmdlets (directory replication). "
                    f"Default: {_DEFAULTS.replication_delay:g}.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request line to stderr (never headers or bodies).")
-def serve(fixture: Path | None, seed: int, faults: str, port: int, run_dir: Path | None,
+def serve(fixture: Path | None, seed: int, faults: str, port: int, smtp_port: int, run_dir: Path | None,
           propagation_delay: float | None, token_lifetime: float | None, admin_token_lifetime: float | None,
           claim_rule: str | None, replication_delay: float | None, verbose: bool) -> None:
     """Serve a sandbox tenant until SIGTERM or SIGINT.
 
     Prints one JSON line on stdout once ready, with authority, exchange_url, graph_url, ca_bundle, tenant_id,
-    client_id, client_secret and profile (a connection profile for --profile). The line holds the admin app's
+    client_id, client_secret, profile (a connection profile for --profile), smtp_host and smtp_port (SMTP
+    submission with STARTTLS and AUTH XOAUTH2, answered from the tenant's data plane). The line holds the admin app's
     secret: treat stdout as sensitive.
     """
     from migrator.sandbox.server import start_sandbox
@@ -72,7 +76,8 @@ def serve(fixture: Path | None, seed: int, faults: str, port: int, run_dir: Path
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        sb = start_sandbox(fixture, seed=seed, faults=faults, settings=settings, port=port, run_dir=run_dir)
+        sb = start_sandbox(fixture, seed=seed, faults=faults, settings=settings, port=port, run_dir=run_dir,
+                           smtp_port=smtp_port)
         try:
             sys.stdout.write(json.dumps(sb.ready_line()) + "\n")
             sys.stdout.flush()

@@ -22,16 +22,20 @@ class Cloud:
     login: str  # authority host
     exchange: str  # Exchange Online base URL (also the token audience)
     graph: str  # Graph base URL (also the token audience)
+    smtp: str = "smtp.office365.com"  # SMTP AUTH submission host (port 587, STARTTLS)
 
 
 CLOUDS: dict[str, Cloud] = {
     "global": Cloud("https://login.microsoftonline.com", "https://outlook.office365.com", "https://graph.microsoft.com"),
     # Microsoft 365 GCC High: -ExchangeEnvironmentName O365USGovGCCHigh
-    "usgovgcchigh": Cloud("https://login.microsoftonline.us", "https://outlook.office365.us", "https://graph.microsoft.us"),
+    "usgovgcchigh": Cloud("https://login.microsoftonline.us", "https://outlook.office365.us", "https://graph.microsoft.us",
+                          "smtp.office365.us"),
     # Microsoft 365 DoD: -ExchangeEnvironmentName O365USGovDoD
-    "usgovdod": Cloud("https://login.microsoftonline.us", "https://webmail.apps.mil", "https://dod-graph.microsoft.us"),
+    "usgovdod": Cloud("https://login.microsoftonline.us", "https://webmail.apps.mil", "https://dod-graph.microsoft.us",
+                      "smtp.office365.us"),
     # Microsoft 365 operated by 21Vianet: -ExchangeEnvironmentName O365China
-    "china": Cloud("https://login.chinacloudapi.cn", "https://partner.outlook.cn", "https://microsoftgraph.chinacloudapi.cn"),
+    "china": Cloud("https://login.chinacloudapi.cn", "https://partner.outlook.cn", "https://microsoftgraph.chinacloudapi.cn",
+                   "smtp.partner.outlook.cn"),
 }
 
 # Authority hosts msal knows; any other host needs instance_discovery=False.
@@ -92,6 +96,8 @@ class Profile:
     path: str = ""
     timeout: float = 60.0  # seconds per HTTP read (REST cmdlets can run long)
     connect_timeout: float = 10.0
+    smtp_host: str = "smtp.office365.com"  # SMTP AUTH submission (verify-smtp only)
+    smtp_port: int = 587
 
     @property
     def verify(self) -> str | bool:
@@ -222,6 +228,9 @@ def parse_profile(data: dict, *, source: str = "<profile>", base: Path | None = 
     timeout = data.get("timeout", 60.0)
     if not isinstance(timeout, (int, float)) or timeout <= 0:
         raise InputError("must be a positive number of seconds", path=source, field="timeout", value=str(timeout))
+    smtp_port = data.get("smtp_port", 587)
+    if not isinstance(smtp_port, int) or not 0 < smtp_port < 65536:
+        raise InputError("must be a TCP port number", path=source, field="smtp_port", value=str(smtp_port))
     return Profile(
         name=_str(data, "name", source) or Path(source).stem,
         tenant_id=tenant_id,
@@ -236,6 +245,8 @@ def parse_profile(data: dict, *, source: str = "<profile>", base: Path | None = 
         ca_bundle=_relative(base, _str(data, "ca_bundle", source)),
         path=source,
         timeout=float(timeout),
+        smtp_host=_str(data, "smtp_host", source) or cloud.smtp,
+        smtp_port=smtp_port,
     )
 
 

@@ -12,6 +12,7 @@ from migrator.sandbox.state import (
     KNOWN_ROLE_IDS,
     RESOURCE_APP_IDS,
     RESOURCE_ROLES,
+    SMTP_AUTH_DISABLED,
     AdministrativeUnit,
     App,
     ManagementScope,
@@ -53,6 +54,7 @@ def load_fixture(state: TenantState, data: dict) -> None:
     state.tenant_name = tenant.get("name") or state.domain.split(".")[0].title()
     state.dn_suffix = tenant.get("dn_suffix") or (
         f"OU={state.domain},OU=Microsoft Exchange Hosted Organizations,DC=NAMPR03A001,DC=prod,DC=outlook,DC=com")
+    state.smtp_auth_disabled = bool(tenant.get(SMTP_AUTH_DISABLED, False))
     now = state.clock.now()
     _load_resources(state)
 
@@ -72,6 +74,8 @@ def load_fixture(state: TenantState, data: dict) -> None:
             email_addresses=[f"SMTP:{smtp}"] + [a if ":" in a else f"smtp:{a}" for a in extra_addrs],
             attributes={k: str(v) for k, v in (m.get("attributes") or {}).items() if v not in (None, "")},
             created=float(m.get("created", now - 86400)))
+        if m.get(SMTP_AUTH_DISABLED) is not None:
+            rec.extra[SMTP_AUTH_DISABLED] = bool(m[SMTP_AUTH_DISABLED])
         rec.dn = m.get("dn") or f"CN={escape_dn(name)},{state.dn_suffix}"
         rec.cn = name
         _add_unique(state, rec, where)
@@ -312,12 +316,15 @@ def dump_fixture(state: TenantState, *, include_secrets: bool = False) -> dict:
     out = {
         "format": FORMAT,
         "tenant": {"id": state.tenant_id, "domain": state.domain, "name": state.tenant_name,
-                   "dn_suffix": state.dn_suffix},
+                   "dn_suffix": state.dn_suffix,
+                   **({SMTP_AUTH_DISABLED: True} if state.smtp_auth_disabled else {})},
         "mailboxes": [{"name": r.name, "alias": r.alias, "display_name": r.display_name,
                        "primary_smtp": r.primary_smtp, "upn": r.upn, "external_id": r.external_id, "guid": r.guid,
                        "recipient_type_details": r.recipient_type_details, "dn": r.dn,
                        "email_addresses": r.email_addresses[1:], "hidden": r.hidden, "created": r.created,
-                       "attributes": dict(sorted(r.attributes.items()))} for r in mailboxes],
+                       "attributes": dict(sorted(r.attributes.items())),
+                       **({SMTP_AUTH_DISABLED: r.extra[SMTP_AUTH_DISABLED]} if SMTP_AUTH_DISABLED in r.extra
+                          else {})} for r in mailboxes],
         "apps": [{"app_id": a.app_id, "object_id": a.object_id, "display_name": a.display_name,
                   "exchange_pointer": a.exchange_pointer, "exchange_guid": a.exchange_guid, "app_roles": roles(a),
                   "secret": a.secret if include_secrets else None, "certificate_pem": a.certificate_pem,

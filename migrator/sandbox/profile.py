@@ -20,7 +20,8 @@ def write_secret_file(path: Path, secret: str) -> Path:
 
 
 def write_profile(path: Path, *, tenant_id: str, client_id: str, authority: str, exchange_url: str,
-                  graph_url: str, ca_bundle: Path, secret_file: Path, name: str = "sandbox") -> Path:
+                  graph_url: str, ca_bundle: Path, secret_file: Path, name: str = "sandbox",
+                  smtp: tuple[str, int] | None = None) -> Path:
     profile = {
         "name": name,
         "tenant_id": tenant_id,
@@ -34,6 +35,8 @@ def write_profile(path: Path, *, tenant_id: str, client_id: str, authority: str,
         "ca_bundle": str(ca_bundle),
         "credential": {"kind": "secret", "secret_file": str(secret_file)},
     }
+    if smtp is not None:
+        profile["smtp_host"], profile["smtp_port"] = smtp
     tmp = path.with_suffix(".tmp")
     tmp.write_text("# Written by `migrator sandbox serve`; valid while that sandbox runs.\n" + tomli_w.dumps(profile),
                    encoding="utf-8")

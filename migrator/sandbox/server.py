@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from migrator.errors import InputError
@@ -33,6 +34,7 @@ from migrator.sandbox.http_graph import GraphEndpoint
 from migrator.sandbox.profile import write_profile, write_secret_file
 from migrator.sandbox.reply import Reply, Request, json_reply
 from migrator.sandbox.requestlog import RequestLog
+from migrator.sandbox.smtp import SmtpBackend, SmtpEndpoint
 from migrator.sandbox.tls import make_tls_files
 from migrator.sandbox.tokens import TokenRejected, TokenService
 
@@ -207,6 +209,7 @@ class Sandbox:
     state: object  # the TenantState (or a test's stand-in backend)
     faults: FaultInjector
     app: SandboxApp = field(repr=False)
+    smtp: SmtpEndpoint | None = field(repr=False)  # SMTP submission (STARTTLS + AUTH XOAUTH2), when served
     _server: SandboxHTTPServer = field(repr=False)
     _thread: threading.Thread = field(repr=False)
     _owns_run_dir: bool = field(default=False, repr=False)
@@ -237,18 +240,27 @@ class Sandbox:
     def port(self) -> int:
         return int(self._server.server_address[1])
 
+    @property
+    def smtp_address(self) -> tuple[str, int] | None:
+        return (self.smtp.host, self.smtp.port) if self.smtp else None
+
     def ready_line(self) -> dict:
         """The `migrator sandbox serve` ready line (DESIGN.md §7 contract)."""
-        return {"authority": self.authority, "exchange_url": self.exchange_url, "graph_url": self.graph_url,
+        line = {"authority": self.authority, "exchange_url": self.exchange_url, "graph_url": self.graph_url,
                 "ca_bundle": str(self.ca_bundle), "tenant_id": self.tenant_id, "client_id": self.client_id,
                 "client_secret": self.client_secret, "profile": str(self.profile_path),
                 "invoke_url": self.invoke_url, "token_url": self.token_url, "run_dir": str(self.run_dir),
                 "faults": self.faults.profile.name, "seed": self.faults.seed}
+        if self.smtp:
+            line.update(smtp_host=self.smtp.host, smtp_port=self.smtp.port)
+        return line
 
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
+        if self.smtp:
+            self.smtp.stop()
         self._server.shutdown()  # stops the accept loop
         self._server.close_connections()  # ends idle keep-alive threads now rather than after IDLE_TIMEOUT
         self._server.server_close()
@@ -326,10 +338,12 @@ class _HookedBackend:
 def serve_backend(backend: Backend, *, admin_client_id: str, admin_secret: str, seed: int = 0,
                   faults: str | FaultProfile | None = "none", port: int = 0, run_dir: Path | str | None = None,
                   host: str = "127.0.0.1", state: object = None,
-                  throttle_time: Callable[[], float] | None = None) -> Sandbox:
+                  throttle_time: Callable[[], float] | None = None, smtp: bool = False,
+                  smtp_port: int = 0) -> Sandbox:
     """Serve any Backend over HTTPS in a background thread (start_sandbox wraps this around a TenantState).
 
-    `throttle_time`: the throttle bucket's time source (default: faults.bucket_time, real or sandbox time)."""
+    `throttle_time`: the throttle bucket's time source (default: faults.bucket_time, real or sandbox time).
+    `smtp`: also serve SMTP submission on `smtp_port` (0: a free port); the backend must answer smtp.SmtpBackend."""
     injector = FaultInjector(load_profile(faults), seed, throttle_time or bucket_time(backend.now))
     owns = run_dir is None
     run = Path(tempfile.mkdtemp(prefix="migrator-sandbox-")) if owns else Path(run_dir)
@@ -343,17 +357,31 @@ def serve_backend(backend: Backend, *, admin_client_id: str, admin_secret: str, 
             shutil.rmtree(run, ignore_errors=True)
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", value=str(port)) from None
     app.tokens.base_url = server.base_url
+    smtp_endpoint = None
+    if smtp:
+        try:
+            smtp_backend = cast(SmtpBackend, backend)  # StateBackend answers both protocols
+            smtp_endpoint = SmtpEndpoint(smtp_backend, app.tokens, tls.server_context(), app.lock, host, smtp_port)
+            smtp_endpoint.start()
+        except OSError as exc:
+            server.server_close()
+            if owns:
+                shutil.rmtree(run, ignore_errors=True)
+            raise InputError(f"cannot listen for SMTP on {host}:{smtp_port}: {exc.strerror or exc}",
+                             value=str(smtp_port)) from None
     secret_file = write_secret_file(run / "client_secret", admin_secret)
     profile_path = write_profile(run / "profile.toml", tenant_id=backend.tenant_id, client_id=admin_client_id,
                                  authority=f"{server.base_url}/{backend.tenant_id}", exchange_url=server.base_url,
-                                 graph_url=server.base_url, ca_bundle=tls.ca_pem, secret_file=secret_file)
+                                 graph_url=server.base_url, ca_bundle=tls.ca_pem, secret_file=secret_file,
+                                 smtp=(smtp_endpoint.host, smtp_endpoint.port) if smtp_endpoint else None)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name=f"sandbox-{server.server_address[1]}", daemon=True)
     thread.start()
     return Sandbox(tenant_id=backend.tenant_id, tenant_domain=backend.tenant_domain, client_id=admin_client_id,
                    client_secret=admin_secret, base_url=server.base_url, ca_bundle=tls.ca_pem,
                    profile_path=profile_path, run_dir=run, state=state if state is not None else backend,
-                   faults=injector, app=app, _server=server, _thread=thread, _owns_run_dir=owns)
+                   faults=injector, app=app, smtp=smtp_endpoint, _server=server, _thread=thread,
+                   _owns_run_dir=owns)
 
 
 def load_fixture_data(fixture: str | Path | dict | None) -> dict:
@@ -376,8 +404,9 @@ def load_fixture_data(fixture: str | Path | dict | None) -> dict:
 
 def start_sandbox(fixture: str | Path | dict | None = None, *, seed: int = 0,
                   faults: str | FaultProfile | None = "none", settings=None, port: int = 0,
-                  run_dir: Path | str | None = None, clock=None) -> Sandbox:
-    """Load a tenant fixture and serve it over HTTPS on 127.0.0.1 in a background thread.
+                  run_dir: Path | str | None = None, clock=None, smtp: bool = True, smtp_port: int = 0) -> Sandbox:
+    """Load a tenant fixture and serve it over HTTPS on 127.0.0.1 in a background thread, with SMTP submission
+    (STARTTLS + AUTH XOAUTH2, sandbox/smtp.py) on `smtp_port` unless `smtp` is False.
 
     `fixture`: a path, a dict, or None for the bundled sample tenant. `faults`: none | mild | chaos | a
     .json/.toml file. `settings`: a SandboxSettings. `clock`: a Clock (a manual one lets tests move time).
@@ -394,6 +423,6 @@ def start_sandbox(fixture: str | Path | dict | None = None, *, seed: int = 0,
     state = TenantState.from_fixture(data, clock=clock or Clock(), settings=settings or SandboxSettings())
     backend = StateBackend(state)
     sb = serve_backend(backend, admin_client_id=backend.admin_client_id, admin_secret=admin["secret"], seed=seed,
-                       faults=faults, port=port, run_dir=run_dir, state=state)
+                       faults=faults, port=port, run_dir=run_dir, state=state, smtp=smtp, smtp_port=smtp_port)
     sb.original_grants = frozenset(backend.original_grants)
     return sb

@@ -57,6 +57,10 @@ GROUP_TYPES = {"Security": "MailUniversalSecurityGroup", "Distribution": "MailUn
 _NS = uuid.UUID("5f1c1d2e-9a57-4c39-9b0c-6d1b2f6f0a11")
 
 
+# Recipient.extra key of a mailbox's own SMTP AUTH switch (Set-CASMailbox -SmtpClientAuthenticationDisabled).
+SMTP_AUTH_DISABLED = "smtp_client_authentication_disabled"
+
+
 def det_uuid(*parts: str) -> str:
     """A stable GUID from names: fixtures without ids load the same way every time."""
     return str(uuid.uuid5(_NS, "|".join(parts)))
@@ -294,6 +298,9 @@ class TenantState:
         self._sendas_now: dict[str, set[str]] = {}  # app_id -> mailbox addresses (last recorded)
         self._rbac_now: dict[str, set[str]] = {}
         self.call_counts: dict[str, int] = {}
+        # Set-TransportConfig -SmtpClientAuthenticationDisabled: SMTP AUTH off for every mailbox whose own CAS
+        # setting (Recipient.extra[SMTP_AUTH_DISABLED]: True, False or absent) does not say otherwise.
+        self.smtp_auth_disabled = False
 
     # ------------------------------------------------------------------------------------------------ loading
     @classmethod

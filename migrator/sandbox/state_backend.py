@@ -6,7 +6,7 @@ from cryptography import x509
 
 from migrator.sandbox.api import Caller, CmdletResult
 from migrator.sandbox.backend import AppCredentials
-from migrator.sandbox.state import TenantState
+from migrator.sandbox.state import SMTP_AUTH_DISABLED, TenantState
 
 
 class StateBackend:
@@ -62,6 +62,40 @@ class StateBackend:
 
     def graph_users(self, caller: Caller) -> list[dict]:
         return self.state.graph("list_users", caller=caller)
+
+    # ---- SMTP submission (sandbox/smtp.py) ------------------------------------------------------------------
+    def smtp_auth(self, claims: dict, mailbox: str) -> str:
+        """AUTH XOAUTH2 as `mailbox` with a verified token: "ok", "denied", "disabled_tenant" or "disabled_mailbox"."""
+        from migrator.sandbox.dataplane import can_send_with_claims
+
+        with self.state.lock:
+            rec = self.state.mailbox_by_address(mailbox)
+            if rec is None:
+                return "denied"
+            own = rec.extra.get(SMTP_AUTH_DISABLED)
+            if own is True:
+                return "disabled_mailbox"
+            if own is None and self.state.smtp_auth_disabled:
+                return "disabled_tenant"
+            return "ok" if can_send_with_claims(self.state, claims, rec.primary_smtp) else "denied"
+
+    def smtp_may_send_from(self, mailbox: str, from_address: str) -> bool:
+        """May a session authenticated as `mailbox` send with From `from_address`? Its own addresses, or a mailbox
+        it (the authenticated mailbox's user) holds an allowed SendAs grant on."""
+        with self.state.lock:
+            own = self.state.mailbox_by_address(mailbox)
+            target = self.state.mailbox_by_address(from_address)
+            if own is None or target is None:
+                return False
+            if own.guid == target.guid:
+                return True
+            rows = [r for r in self.state.recipient_permissions.for_mailbox(target.guid)
+                    if r.trustee == ("recipient", own.guid) and "SendAs" in r.access_rights]
+            return any(not r.deny for r in rows) and not any(r.deny for r in rows)
+
+    def smtp_note(self, **data) -> None:
+        with self.state.lock:
+            self.state.timeline.note(self.state.clock.now(), "smtp", **data)
 
     # ---- debug -------------------------------------------------------------------------------------------
     def timeline(self) -> dict:

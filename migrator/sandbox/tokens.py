@@ -279,6 +279,14 @@ class TokenService:
     # ---- resource-server side ---------------------------------------------------------------------------
     def validate(self, authorization: str, audience: str) -> Caller:
         """Check a `Bearer` header for `audience`; raise TokenRejected (-> 401) when it does not hold."""
+        claims = self.verified_claims(authorization, audience)
+        client_id = str(claims.get("appid", "")).lower()
+        # Directory roles are looked up now (Entra would put them in `wids`; they do not change in the sandbox).
+        return Caller(client_id, frozenset(claims.get("roles", ())), self.backend.directory_roles(client_id))
+
+    def verified_claims(self, authorization: str, audience: str) -> dict:
+        """The claims of a `Bearer` token valid now for `audience` (signature, audience, tenant, expiry checked);
+        raise TokenRejected when it does not hold. The SMTP endpoint needs the claims themselves (iat, roles)."""
         if not authorization:
             raise TokenRejected("invalid_request", "The request has no Authorization header.")
         scheme, _, token = authorization.partition(" ")
@@ -305,9 +313,7 @@ class TokenService:
         exp = claims.get("exp")
         if not isinstance(exp, (int, float)) or exp <= self.backend.now():
             raise TokenRejected("invalid_token", "The access token has expired.")
-        client_id = str(claims.get("appid", "")).lower()
-        # Directory roles are looked up now (Entra would put them in `wids`; they do not change in the sandbox).
-        return Caller(client_id, frozenset(claims.get("roles", ())), self.backend.directory_roles(client_id))
+        return claims
 
     # ---- errors -----------------------------------------------------------------------------------------
     def _error_reply(self, err: _AadError) -> Reply:
