@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "migrator.cli.report",
     "migrator.cli.sandbox",
     "migrator.cli.execute",
+    "migrator.cli.smtp",
     "migrator.cli.demo",
 )
 
