@@ -22,7 +22,7 @@ def write_secret_file(path: Path, secret: str) -> Path:
 def write_profile(path: Path, *, tenant_id: str, client_id: str, authority: str, exchange_url: str,
                   graph_url: str, ca_bundle: Path, secret_file: Path, name: str = "sandbox",
                   smtp: tuple[str, int] | None = None) -> Path:
-    profile = {
+    profile: dict[str, object] = {
         "name": name,
         "tenant_id": tenant_id,
         "client_id": client_id,

@@ -57,7 +57,8 @@ KEPT_ATTEMPTS = 100_000
 class SmtpBackend(Protocol):
     """What the SMTP endpoint asks the tenant (implemented by state_backend.StateBackend)."""
 
-    def smtp_auth(self, claims: dict, mailbox: str) -> str: ...  # "ok" | "denied" | "disabled_tenant" | "disabled_mailbox"
+    # "ok" | "denied" | "disabled_tenant" | "disabled_mailbox"
+    def smtp_auth(self, claims: dict, mailbox: str) -> str: ...
     def smtp_may_send_from(self, mailbox: str, from_address: str) -> bool: ...
     def smtp_note(self, **data: Any) -> None: ...  # record an answer on the timeline
     def now(self) -> float: ...
@@ -92,10 +93,10 @@ def parse_xoauth2(blob: bytes) -> tuple[str, str] | None:
 class _Handler:
     """aiosmtpd handler: the `auth_XOAUTH2` mechanism and the DATA decision."""
 
-    def __init__(self, endpoint: "SmtpEndpoint") -> None:
+    def __init__(self, endpoint: SmtpEndpoint) -> None:
         self.endpoint = endpoint
 
-    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802 - aiosmtpd's naming
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
         if len(args) > 1:
             raw: Any = args[1]
         else:
@@ -110,7 +111,7 @@ class _Handler:
         if parsed is None:
             return AuthResult(success=False, handled=False, message=AUTH_DENIED)
         mailbox, token = parsed
-        verdict, claims = self.endpoint.authenticate(mailbox, token)
+        verdict = self.endpoint.authenticate(mailbox, token)
         if verdict == "ok":
             return AuthResult(success=True, auth_data=mailbox.lower(), message=AUTH_OK)
         if verdict.startswith("disabled"):
@@ -118,10 +119,10 @@ class _Handler:
             return AuthResult(success=False, handled=False, message=AUTH_DISABLED.format(where=where))
         return AuthResult(success=False, handled=False, message=AUTH_DENIED)
 
-    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
         return AuthResult(success=False, handled=False, message=BASIC_DISABLED)  # basic auth is retired
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         mailbox = str(session.auth_data or "")
         content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content or "").encode()
         header_from = email.utils.parseaddr(email.message_from_bytes(content).get("From", ""))[1]
@@ -157,7 +158,7 @@ class _Controller(Controller):
     def factory(self) -> SMTP:
         return _Smtp(self.handler, **self.SMTP_kwargs)
 
-    def _create_server(self):  # type: ignore[no-untyped-def]
+    def _create_server(self):
         return self.loop.create_server(self._factory_invoker, sock=self._sock)
 
 
@@ -177,7 +178,7 @@ class SmtpEndpoint:
             auth_exclude_mechanism=["PLAIN"], data_size_limit=35 * 1024 * 1024, enable_SMTPUTF8=False)
 
     # ---- decisions (called from the endpoint's event-loop thread) -------------------------------------------
-    def authenticate(self, mailbox: str, token: str) -> tuple[str, dict | None]:
+    def authenticate(self, mailbox: str, token: str) -> str:
         with self.lock:
             try:
                 claims: dict | None = self.tokens.verified_claims(f"Bearer {token}", EXCHANGE_RESOURCE)
@@ -191,7 +192,7 @@ class SmtpEndpoint:
                                   None if claims is None else "SMTP.SendAsApp" in (claims.get("roles") or ()))
             self.attempts.append(attempt)
             self.backend.smtp_note(app_id=app_id, mailbox=mailbox.lower(), code=code, verdict=verdict)
-        return verdict, claims
+        return verdict
 
     def may_send_from(self, mailbox: str, address: str) -> bool:
         with self.lock:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import smtplib
-import socket
 import ssl
 from dataclasses import dataclass
 
@@ -80,7 +79,7 @@ def probe(host: str, port: int, mailbox: str, token: str, *, ca_bundle: str | No
             if code != 250:
                 return ProbeAnswer(ERROR, code, _text(reply), stage)
             return ProbeAnswer(GRANTED, 235, "2.7.0 Authentication successful", "auth")
-    except (smtplib.SMTPException, OSError, ssl.SSLError, socket.timeout) as exc:
+    except (TimeoutError, smtplib.SMTPException, OSError, ssl.SSLError) as exc:
         return ProbeAnswer(ERROR, 0, f"{type(exc).__name__}: {exc}", stage)
 
 
