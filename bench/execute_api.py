@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
+    from migrator.exchange.access import public_methods
+    from migrator.exchange.graph import GraphClient
     from migrator.executor.context import ExecSettings, Output
     from migrator.executor.session import RunOptions, RunSession, connect
     from migrator.planner.plan import load_plan
@@ -115,8 +117,8 @@ def main() -> None:
     active = max(1e-9, wall - waits)
     lim = conn.limiter
     answered = lim.successes
-    exo_calls = sum(v for k, v in calls.items() if k not in ("read", "write") and not k.startswith(
-        ("get_service_principal_by", "list_app_role", "grant_app", "delete_app", "get_resource")))
+    graph_methods = set(public_methods(GraphClient))  # the executor's calls by method: Graph's are not Exchange's
+    exo_calls = sum(v for k, v in calls.items() if k not in ("read", "write") and k not in graph_methods)
     exo_budget = exo_calls / (args.burst + args.rate * active)
 
     by_kind = ', '.join(f'{k} {v}' for k, v in bound.items() if k != 'total')

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from migrator.exchange.errors import AlreadyExists, ApiError, NotFound
+from migrator.exchange.interface import ExchangeApi, GraphApi
 from migrator.model import EXCHANGE_ONLINE_APP_ID, RBAC_ROLE_SMTP_SEND_AS
 from migrator.planner import opath
 from migrator.planner.plan import Plan, PlanAssignment, PlanBatch, PlanGrant, PlanGroup, PlanScope, write_plan
@@ -241,8 +242,9 @@ class FakeTenant:
         }
 
 
-class FakeExchange:
-    """ExchangeClient's methods over a FakeTenant."""
+class FakeExchange(ExchangeApi):
+    """ExchangeApi's raw methods (the same signatures as ExchangeClient's, a test checks) over a FakeTenant; the
+    typed reads the steps call come from ExchangeApi itself, so the fake and the real client parse alike."""
 
     def __init__(self, tenant: FakeTenant) -> None:
         self.t = tenant
@@ -284,12 +286,12 @@ class FakeExchange:
             self.t.pointers.discard(oid)
         return self._c("remove_service_principal", f)
 
-    def invoke(self, cmdlet, params=None, select=None):
+    def invoke(self, cmdlet, params=None, select=None, *, scan=False):
         if cmdlet == "Remove-ServicePrincipal":
             return self.remove_service_principal(params["Identity"])
         raise NotImplementedError(cmdlet)
 
-    def scan_recipient_permissions(self):
+    def scan_recipient_permissions(self, select=None):
         def f():
             rows = []
             for mailbox, oid in sorted(self.t.sendas):
@@ -325,6 +327,19 @@ class FakeExchange:
             return [{"Identity": mb, "User": self.t.trustee_text(o), "AccessRights": ["FullAccess"],
                      "IsInherited": False, "Deny": False} for m, o in sorted(self.t.fullaccess) if m == mb]
         return self._c("get_mailbox_permissions", f)
+
+    def add_mailbox_permission(self, mailbox, user):
+        def f():
+            self.t.fullaccess.add((self.t.mailbox_key(mailbox), self.t.sp_key(user)))
+        return self._c("add_mailbox_permission", f)
+
+    def remove_mailbox_permission(self, mailbox, user):
+        def f():
+            key = (self.t.mailbox_key(mailbox), self.t.sp_key(user))
+            if key not in self.t.fullaccess:
+                raise NotFound("no such permission", operation="Remove-MailboxPermission")
+            self.t.fullaccess.discard(key)
+        return self._c("remove_mailbox_permission", f)
 
     def get_distribution_group(self, identity):
         assert identity, "empty identity"
@@ -365,7 +380,7 @@ class FakeExchange:
             self.t._rbac_changed()
         return self._c("remove_distribution_group", f)
 
-    def get_group_members(self, identity):
+    def get_group_members(self, identity, select=None):
         assert identity
 
         def f():
@@ -456,7 +471,9 @@ class FakeExchange:
         return self._c("test_sp_authorization", f)
 
 
-class FakeGraph:
+class FakeGraph(GraphApi):
+    """GraphApi's raw methods over a FakeTenant (typed reads from GraphApi)."""
+
     def __init__(self, tenant: FakeTenant) -> None:
         self.t = tenant
 

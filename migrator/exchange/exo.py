@@ -14,6 +14,7 @@ from typing import Any
 from migrator.exchange.access import by_cmdlet, read, write
 from migrator.exchange.errors import NotFound
 from migrator.exchange.http import ApiSession
+from migrator.exchange.interface import ExchangeApi
 from migrator.exchange.profile import Profile
 from migrator.model import RBAC_ROLE_SMTP_SEND_AS
 
@@ -62,7 +63,9 @@ def check_identity(cmdlet: str, params: dict[str, Any], *, scan: bool = False) -
                          f"for a deliberate scan")
 
 
-class ExchangeClient:
+class ExchangeClient(ExchangeApi):
+    """Exchange Online over InvokeCommand; the executor's typed reads come from ExchangeApi (interface.py)."""
+
     def __init__(self, session: ApiSession, profile: Profile) -> None:
         self.session, self.profile = session, profile
 

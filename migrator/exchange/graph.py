@@ -8,6 +8,7 @@ from urllib.parse import quote
 from migrator.exchange.access import by_http_method, read, write
 from migrator.exchange.errors import ApiError, NotFound, Throttled
 from migrator.exchange.http import ApiSession, parse_retry_after
+from migrator.exchange.interface import GraphApi
 from migrator.exchange.profile import Profile
 from migrator.model import EXCHANGE_ONLINE_APP_ID
 
@@ -20,7 +21,9 @@ def _check_id(what: str, value: str) -> str:
     return quote(str(value).strip(), safe="")
 
 
-class GraphClient:
+class GraphClient(GraphApi):
+    """Microsoft Graph v1.0; the executor's typed reads come from GraphApi (interface.py)."""
+
     def __init__(self, session: ApiSession, profile: Profile, *, batch_attempts: int = 6) -> None:
         self.session, self.profile = session, profile
         self.base = profile.graph_base.rstrip("/")

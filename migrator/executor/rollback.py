@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from migrator.errors import MigratorError
 from migrator.exchange.errors import AlreadyExists, NotFound
+from migrator.exchange.interface import RoleAssignmentInfo
 from migrator.executor.context import Context, ItemFailure, StepResult
 from migrator.executor.runner import BatchOutcome, Runner
 from migrator.executor.steps import (
     _fullaccess_rows,
-    _s,
     exchange_role,
     legacy_rows,
     resolve_sps,
@@ -131,17 +131,17 @@ def _owned(ctx: Context, kind: str, key: str):
 
 
 def step_remove_assignments(ctx: Context) -> StepResult:
-    existing: dict[str, dict] = {}
+    existing: dict[str, RoleAssignmentInfo] = {}
     for role in sorted({a.role for a in ctx.view.assignments}):
-        for row in ctx.exo.get_role_assignments(role):
-            existing[_s(row, "Name")] = row
+        for row in ctx.exo.role_assignments(role):
+            existing[row.name] = row
 
     def remove(a) -> None:
         obj = _owned(ctx, "assignment", a.key)
         if obj is None:
             return
         if a.name in existing:
-            act = ctx.intent("assignment", a.key, "remove", prior=existing[a.name])
+            act = ctx.intent("assignment", a.key, "remove", prior=existing[a.name].raw)
             try:
                 ctx.exo.remove_role_assignment(a.name)
             except NotFound:
@@ -153,8 +153,8 @@ def step_remove_assignments(ctx: Context) -> StepResult:
     failures = ctx.for_each(ctx.view.assignments, remove, label="Removing role assignments",
                             name=lambda a: f"assignment {a.key} {a.name!r}")
     if not ctx.dry_run:
-        back = {_s(r, "Name") for role in sorted({a.role for a in ctx.view.assignments})
-                for r in ctx.exo.get_role_assignments(role)}
+        back = {r.name for role in sorted({a.role for a in ctx.view.assignments})
+                for r in ctx.exo.role_assignments(role)}
         for a in ctx.view.assignments:
             obj = ctx.journal.object("assignment", a.key)
             if obj is not None and obj.state == "removed" and a.name in back:
@@ -171,14 +171,14 @@ def step_remove_scopes(ctx: Context) -> StepResult:
         if users:
             _note(ctx, f"scope {scope.name!r} kept: batch(es) {', '.join(map(str, users))} still use it")
             return
-        found = ctx.exo.get_management_scope(scope.name)
+        found = ctx.exo.scope(scope.name)
         if found is not None:
-            act = ctx.intent("scope", scope.key, "remove", prior=found)
+            act = ctx.intent("scope", scope.key, "remove", prior=found.raw)
             try:
                 ctx.exo.remove_management_scope(scope.name)
             except NotFound:
                 pass
-            if not ctx.dry_run and ctx.exo.get_management_scope(scope.name) is not None:
+            if not ctx.dry_run and ctx.exo.scope(scope.name) is not None:
                 raise MigratorError("still present after removal")
             ctx.mark(act, "verified")
         if not ctx.dry_run:
@@ -198,17 +198,17 @@ def step_remove_groups(ctx: Context) -> StepResult:
             _note(ctx, f"group {group.name!r} kept: batch(es) {', '.join(map(str, users))} still use it")
             return
         identity = obj.identity or group.address or group.name
-        found = ctx.exo.get_distribution_group(identity)
+        found = ctx.exo.group(identity)
         if found is not None:
-            if obj.name != _s(found, "Name"):
-                raise MigratorError(f"group {identity!r} is now named {_s(found, 'Name')!r}; left alone")
-            members = [_s(m, "PrimarySmtpAddress", "Name") for m in ctx.exo.get_group_members(identity)]
-            act = ctx.intent("group", group.key, "remove", prior={"group": found, "members": members})
+            if obj.name != found.name:
+                raise MigratorError(f"group {identity!r} is now named {found.name!r}; left alone")
+            members = [m.address for m in ctx.exo.group_members(identity)]
+            act = ctx.intent("group", group.key, "remove", prior={"group": found.raw, "members": members})
             try:
                 ctx.exo.remove_distribution_group(identity)
             except NotFound:
                 pass
-            if not ctx.dry_run and ctx.exo.get_distribution_group(identity) is not None:
+            if not ctx.dry_run and ctx.exo.group(identity) is not None:
                 raise MigratorError("still present after removal")
             ctx.mark(act, "verified")
         if not ctx.dry_run:
@@ -224,7 +224,7 @@ def step_remove_pointers(ctx: Context) -> StepResult:
         if obj is None or app_id not in ctx.sps:
             return
         oid = ctx.sps[app_id]["object_id"]
-        if ctx.exo.get_service_principal(oid) is not None:
+        if ctx.exo.sp_pointer(oid) is not None:
             act = ctx.intent("sp_pointer", app_id, "remove", prior={"object_id": oid})
             try:
                 ctx.exo.invoke("Remove-ServicePrincipal", {"Identity": oid, "Confirm": False})

@@ -21,6 +21,13 @@ from typing import Any
 
 from migrator.errors import DriftError, MigratorError
 from migrator.exchange.errors import AlreadyExists, NotFound
+from migrator.exchange.interface import (
+    AppRoleAssignment,
+    AuthorizationResult,
+    GroupInfo,
+    PermissionEntry,
+    RoleAssignmentInfo,
+)
 from migrator.exchange.ratelimit import fan_out
 from migrator.executor.context import Context, ItemFailure, StepResult
 from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP, norm_id
@@ -42,25 +49,6 @@ class StepFailed(MigratorError):
 # ---------------------------------------------------------------------------------------------------------------
 # Small helpers on tenant rows
 # ---------------------------------------------------------------------------------------------------------------
-
-def _s(row: dict | None, *names: str) -> str:
-    for name in names:
-        value = (row or {}).get(name)
-        if value not in (None, ""):
-            return str(value)
-    return ""
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or str(value).strip().lower() == "true"
-
-
-def _rights(row: dict) -> set[str]:
-    value = row.get("AccessRights")
-    if isinstance(value, str):
-        value = [v.strip() for v in value.strip("{}").split(",")]
-    return {str(v).strip().lower() for v in (value or [])}
-
 
 def normalise_filter(text: str) -> str:
     """Compare OPATH filters as Exchange may echo them: outer parentheses and spacing ignored."""
@@ -97,15 +85,11 @@ def mailbox_map(ctx: Context) -> dict[str, str]:
     shared = ctx.cache.setdefault("shared", {})  # the Runner shares this dict across the batches of one run
     if "mailbox_map" not in shared:
         out: dict[str, str] = {}
-        for mb in ctx.exo.get_mailboxes():
-            address = norm_id(_s(mb, "PrimarySmtpAddress", "WindowsEmailAddress"))
-            if not address:
+        for mb in ctx.exo.mailbox_refs():
+            if not mb.address:
                 continue
-            for field in ("Identity", "Name", "Alias", "Guid", "DistinguishedName", "UserPrincipalName",
-                          "ExternalDirectoryObjectId", "PrimarySmtpAddress", "Id"):
-                value = norm_id(_s(mb, field))
-                if value:
-                    out.setdefault(value, address)
+            for value in mb.names:
+                out.setdefault(value, mb.address)
         shared["mailbox_map"] = out
     return shared["mailbox_map"]
 
@@ -122,7 +106,7 @@ def sp_keys(ctx: Context) -> dict[str, set[str]]:
 
 
 def legacy_rows(ctx: Context, *, fresh: bool = False,
-                max_age: float | None = None) -> dict[tuple[str, str], list[dict]]:
+                max_age: float | None = None) -> dict[tuple[str, str], list[PermissionEntry]]:
     """(app_id, mailbox) -> explicit Allow SendAs rows held by the batch's SPs, from one full scan.
 
     The full scan filtered client-side is the safe default (a per-trustee query can miss rows, EXCHANGE.md §3),
@@ -132,22 +116,22 @@ def legacy_rows(ctx: Context, *, fresh: bool = False,
     if fresh or stale or "sendas" not in ctx.cache:
         mboxes = mailbox_map(ctx)
         keys = sp_keys(ctx)
-        found: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        found: dict[tuple[str, str], list[PermissionEntry]] = defaultdict(list)
         denied: set[tuple[str, str]] = set()
         ambiguous = []
-        for row in ctx.exo.scan_recipient_permissions():
-            if _truthy(row.get("IsInherited")) or "sendas" not in _rights(row):
+        for row in ctx.exo.sendas_entries():
+            if row.inherited or "sendas" not in row.rights:
                 continue
-            apps = keys.get(norm_id(_s(row, "Trustee", "User")))
+            apps = keys.get(norm_id(row.trustee))
             if not apps:
                 continue
             if len(apps) > 1:
-                ambiguous.append(_s(row, "Trustee"))
+                ambiguous.append(row.trustee)
                 continue
-            mailbox = mboxes.get(norm_id(_s(row, "Identity")))
+            mailbox = mboxes.get(norm_id(row.mailbox))
             if not mailbox:
                 continue
-            if _s(row, "AccessControlType").lower() == "deny":
+            if row.deny:
                 denied.add((next(iter(apps)), mailbox))
             else:
                 found[(next(iter(apps)), mailbox)].append(row)
@@ -161,12 +145,12 @@ def legacy_rows(ctx: Context, *, fresh: bool = False,
     return ctx.cache["sendas"]
 
 
-def _fullaccess_rows(ctx: Context, app_id: str, mailbox: str) -> list[dict]:
+def _fullaccess_rows(ctx: Context, app_id: str, mailbox: str) -> list[PermissionEntry]:
     sp = ctx.sps[app_id]
-    rows = ctx.exo.get_mailbox_permissions(mailbox, sp["object_id"])
+    rows = ctx.exo.mailbox_permission_entries(mailbox, sp["object_id"])
     names = {k for k, apps in sp_keys(ctx).items() if app_id in apps}  # every way the trustee may be shown
-    return [r for r in rows if norm_id(_s(r, "User", "Trustee")) in names and "fullaccess" in _rights(r)
-            and not _truthy(r.get("IsInherited")) and not _truthy(r.get("Deny"))]
+    return [r for r in rows if norm_id(r.trustee) in names and "fullaccess" in r.rights and not r.inherited
+            and not r.deny]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -178,13 +162,14 @@ def resolve_sps(ctx: Context) -> list[str]:
     def one(app_id: str) -> str | None:
         if app_id in ctx.sps:  # resolved earlier in this run (the Runner keeps them across a wait)
             return None
-        sp = ctx.graph.get_service_principal_by_app_id(app_id)
-        if not sp or not sp.get("id"):
+        sp = ctx.graph.service_principal(app_id)
+        if sp is None or not sp.id:
             return f"app {app_id} ({ctx.view.app_names.get(app_id, '')}): no service principal in Entra"
-        pointer = ctx.exo.get_service_principal(sp["id"])
-        ctx.sps[app_id] = {"object_id": norm_id(sp["id"]), "display_name": sp.get("displayName") or "",
+        pointer = ctx.exo.sp_pointer(sp.id)
+        ctx.sps[app_id] = {"object_id": norm_id(sp.id), "display_name": sp.display_name,
                            "exchange": pointer is not None,
-                           "exchange_identity": _s(pointer, "Identity"), "exchange_name": _s(pointer, "Name")}
+                           "exchange_identity": pointer.identity if pointer else "",
+                           "exchange_name": pointer.name if pointer else ""}
         return None
 
     workers = max(1, min(ctx.settings.concurrency, len(ctx.view.apps)))
@@ -220,13 +205,12 @@ def drift_check(ctx: Context) -> list[str]:
         out: list[str] = []
         if group.status == "reuse":
             ident = group.dn or group.address or group.name
-            found = ctx.exo.get_distribution_group(ident)
+            found = ctx.exo.group(ident)
             if found is None:
                 return [f"group {group.key} {group.name!r}: not found"]
-            if group.dn and _s(found, "DistinguishedName") != group.dn:
-                out.append(f"group {group.key} {group.name!r}: DN is now {_s(found, 'DistinguishedName')!r}")
-            members = {norm_id(_s(m, "PrimarySmtpAddress", "WindowsEmailAddress", "Name"))
-                       for m in ctx.exo.get_group_members(_s(found, "Guid", "DistinguishedName") or ident)}
+            if group.dn and found.dn != group.dn:
+                out.append(f"group {group.key} {group.name!r}: DN is now {found.dn!r}")
+            members = {m.address for m in ctx.exo.group_members(found.identity or ident)}
             plan_members = {norm_id(m) for m in group.members}
             for m in sorted(members - plan_members):
                 out.append(f"group {group.key} {group.name!r}: member added: {m}")
@@ -236,7 +220,7 @@ def drift_check(ctx: Context) -> list[str]:
             obj = ctx.journal.object("group", group.key)
             if obj is None or obj.state == "removed":
                 for ident in dict.fromkeys(v for v in (group.name, group.alias, group.address) if v):
-                    if ctx.exo.get_distribution_group(ident) is not None:
+                    if ctx.exo.group(ident) is not None:
                         out.append(f"group {group.key}: a group matching {ident!r} (the name, alias or address "
                                    f"of the new group {group.name!r}) already exists and was not created by "
                                    "this plan")
@@ -249,10 +233,9 @@ def drift_check(ctx: Context) -> list[str]:
     planned = {a.name for a in view.assignments}
     sp_ids = {sp["object_id"]: app for app, sp in ctx.sps.items()}
     for role in sorted({a.role for a in view.assignments}):
-        for row in ctx.exo.get_role_assignments(role):
-            assignee = norm_id(_s(row, "RoleAssigneeName", "App", "RoleAssignee"))
-            if assignee in sp_ids and _s(row, "Name") not in planned:
-                diffs.append(f"role assignment {_s(row, 'Name')!r} ({role}) of app {sp_ids[assignee]} is not in "
+        for row in ctx.exo.role_assignments(role):
+            if row.assignee in sp_ids and row.name not in planned:
+                diffs.append(f"role assignment {row.name!r} ({role}) of app {sp_ids[row.assignee]} is not in "
                              "the plan")
     return diffs
 
@@ -305,11 +288,11 @@ def step_sp_pointers(ctx: Context) -> StepResult:
             pass
         if ctx.dry_run:
             return
-        found = ctx.exo.get_service_principal(sp["object_id"])
+        found = ctx.exo.sp_pointer(sp["object_id"])
         if found is None:
             raise MigratorError(f"service principal pointer for {app_id} not found after creating it")
         ctx.journal.set_object("sp_pointer", key, "created", identity=sp["object_id"])
-        ctx.mark(act, "verified", result=found)
+        ctx.mark(act, "verified", result=found.raw)
         sp["exchange"] = True
 
     failures = ctx.for_each(ctx.view.apps, ensure, label="Service principals")
@@ -354,29 +337,25 @@ def _retry_not_found(ctx: Context, fn, what: str):
             ctx.sleep(ctx.settings.replication_poll)
 
 
-def _member_address(row: dict) -> str:
-    return norm_id(_s(row, "PrimarySmtpAddress", "WindowsEmailAddress", "Name"))
-
-
-def _owned(ctx: Context, group, found: dict) -> bool:
+def _owned(ctx: Context, group, found: GroupInfo) -> bool:
     """Ours if the journal claimed this exact name before a create, and the alias matches the plan's."""
     obj = ctx.journal.object("group", group.key)
     if obj is None or obj.state == "removed" or obj.name != group.name:
         return False
-    if obj.identity and norm_id(_s(found, "Guid")) and norm_id(obj.identity) != norm_id(_s(found, "Guid")):
+    if obj.identity and norm_id(found.guid) and norm_id(obj.identity) != norm_id(found.guid):
         return False
-    return not group.alias or norm_id(_s(found, "Alias")) == norm_id(group.alias)
+    return not group.alias or norm_id(found.alias) == norm_id(group.alias)
 
 
 def ensure_group(ctx: Context, group) -> None:
     if group.status == "reuse":
-        found = ctx.exo.get_distribution_group(group.dn or group.address or group.name)
+        found = ctx.exo.group(group.dn or group.address or group.name)
         if found is None:
             raise MigratorError(f"reused group {group.name!r} not found")
-        ctx.dns[group.key] = _s(found, "DistinguishedName")
+        ctx.dns[group.key] = found.dn
         return
     obj = ctx.journal.object("group", group.key)
-    read = lambda: ctx.exo.get_distribution_group(  # noqa: E731
+    read = lambda: ctx.exo.group(  # noqa: E731
         (obj.identity if obj and obj.identity else None) or group.address or group.name)
     found = read()
     created_now = False
@@ -389,37 +368,37 @@ def ensure_group(ctx: Context, group) -> None:
         act = ctx.intent("group", group.key, "create", intent={"name": group.name, "alias": group.alias,
                                                               "address": group.address})
         try:
-            found = ctx.exo.new_distribution_group(group.name, group.alias, group.address or None)
+            found = GroupInfo.from_row(ctx.exo.new_distribution_group(group.name, group.alias, group.address or None))
             created_now = True
         except AlreadyExists:
             found = _wait_visible(ctx, read, f"group {group.name!r}")
         if ctx.dry_run:
-            ctx.dns[group.key] = _s(found, "DistinguishedName")
+            ctx.dns[group.key] = found.dn
             ctx.output.change(f"hide {group.name!r} from address lists; set {len(group.members)} member(s)")
             return
         if not _owned(ctx, group, found):
             raise MigratorError(f"group {group.name!r} already exists and is not this plan's; rename it or re-plan")
-        ctx.journal.set_object("group", group.key, "created", identity=_s(found, "Guid", "DistinguishedName"),
-                               detail={"alias": group.alias, "dn": _s(found, "DistinguishedName")})
-        ctx.mark(act, "applied", result={k: found.get(k) for k in ("Name", "Alias", "DistinguishedName", "Guid")})
+        ctx.journal.set_object("group", group.key, "created", identity=found.identity,
+                               detail={"alias": group.alias, "dn": found.dn})
+        ctx.mark(act, "applied", result={k: found.raw.get(k) for k in ("Name", "Alias", "DistinguishedName", "Guid")})
     elif not _owned(ctx, group, found):
         raise MigratorError(f"group {group.name!r} already exists and is not this plan's; rename it or re-plan")
     else:
-        _adopt(ctx, "group", group.key, _s(found, "Guid", "DistinguishedName"))
-    identity = _s(found, "Guid", "DistinguishedName") or group.name
-    if not _truthy(found.get("HiddenFromAddressListsEnabled")):
+        _adopt(ctx, "group", group.key, found.identity)
+    identity = found.identity or group.name
+    if not found.hidden:
         act = ctx.intent("group", group.key, "hide", prior={"HiddenFromAddressListsEnabled": False})
         _retry_not_found(ctx, lambda: ctx.exo.set_distribution_group(identity, HiddenFromAddressListsEnabled=True),
                          f"group {group.name!r}")
         ctx.mark(act, "applied")
     ensure_members(ctx, group, identity, fresh=created_now)
-    back = _retry_not_found(ctx, lambda: ctx.exo.get_distribution_group(identity), group.name) if created_now else None
+    back = _retry_not_found(ctx, lambda: ctx.exo.group(identity), group.name) if created_now else None
     back = back or read()
     if back is None:
         raise MigratorError(f"group {group.name!r}: cannot read it back")
-    if not _truthy(back.get("HiddenFromAddressListsEnabled")):
+    if not back.hidden:
         raise MigratorError(f"group {group.name!r}: still shown in address lists after hiding it")
-    dn = _s(back, "DistinguishedName")
+    dn = back.dn
     if not dn:
         raise MigratorError(f"group {group.name!r}: no DistinguishedName read back")
     ctx.dns[group.key] = dn
@@ -433,7 +412,7 @@ def ensure_members(ctx: Context, group, identity: str, *, fresh: bool = False) -
     """Make the direct members exactly the plan's: Update- in chunks of ≤ member_chunk, Add-/Remove- for the rest."""
     want = {norm_id(m) for m in group.members}
     current: set[str] = set() if fresh and ctx.dry_run else {
-        _member_address(r) for r in _retry_not_found(ctx, lambda: ctx.exo.get_group_members(identity), group.name)}
+        m.address for m in _retry_not_found(ctx, lambda: ctx.exo.group_members(identity), group.name)}
     if current == want:
         return
     act = ctx.intent("group", group.key, "members", intent={"count": len(want)}, prior=sorted(current))
@@ -455,7 +434,7 @@ def ensure_members(ctx: Context, group, identity: str, *, fresh: bool = False) -
             pass
     if ctx.dry_run:
         return
-    back = {_member_address(r) for r in ctx.exo.get_group_members(identity)}
+    back = {m.address for m in ctx.exo.group_members(identity)}
     if back != want:
         lacking, surplus = sorted(want - back), sorted(back - want)
         raise MigratorError(f"group {group.name!r}: members differ after the update (missing {lacking[:5]}, "
@@ -478,7 +457,7 @@ def scope_filter(ctx: Context, scope) -> str:
 
 def ensure_scope(ctx: Context, scope) -> None:
     text = scope_filter(ctx, scope)
-    found = ctx.exo.get_management_scope(scope.name)
+    found = ctx.exo.scope(scope.name)
     if found is None:
         if not ctx.dry_run:
             ctx.journal.claim_object("scope", scope.key, scope.name, ctx.batch, detail={"filter": text})
@@ -489,15 +468,15 @@ def ensure_scope(ctx: Context, scope) -> None:
             pass
         if ctx.dry_run:
             return
-        found = _wait_visible(ctx, lambda: ctx.exo.get_management_scope(scope.name), f"scope {scope.name!r}")
+        found = _wait_visible(ctx, lambda: ctx.exo.scope(scope.name), f"scope {scope.name!r}")
         ctx.journal.set_object("scope", scope.key, "created", identity=scope.name)
-        ctx.mark(act, "applied", result=found)
+        ctx.mark(act, "applied", result=found.raw)
     else:
         _adopt(ctx, "scope", scope.key, scope.name)
-    got = _s(found, "RecipientFilter", "RecipientRestrictionFilter")
+    got = found.filter
     if normalise_filter(got) != normalise_filter(text):
         raise MigratorError(f"scope {scope.name!r} exists with filter {got!r}, the plan needs {text!r}")
-    if _truthy(found.get("Exclusive")):
+    if found.exclusive:
         raise MigratorError(f"scope {scope.name!r} is Exclusive; exclusive scopes do not restrict apps")
     act = ctx.recorded("scope", scope.key, "create") if not ctx.dry_run else None
     if act is not None and act.status != "verified":
@@ -514,25 +493,24 @@ def _scope_name(ctx: Context, key: str) -> str:
     return next(s.name for s in ctx.view.scopes if s.key == key)
 
 
-def _assignment_matches(ctx: Context, a, row: dict) -> bool:
+def _assignment_matches(ctx: Context, a, row: RoleAssignmentInfo) -> bool:
     sp = ctx.sps[norm_id(a.app_id)]
-    assignee = norm_id(_s(row, "RoleAssigneeName", "App", "RoleAssignee"))
-    return (assignee in {sp["object_id"], norm_id(a.app_id), norm_id(sp.get("display_name", ""))}
-            and norm_id(_s(row, "CustomResourceScope")) == norm_id(_scope_name(ctx, a.scope))
-            and norm_id(_s(row, "Role")) in ("", norm_id(a.role)))
+    return (row.assignee in {sp["object_id"], norm_id(a.app_id), norm_id(sp.get("display_name", ""))}
+            and norm_id(row.scope) == norm_id(_scope_name(ctx, a.scope))
+            and norm_id(row.role) in ("", norm_id(a.role)))
 
 
 def step_assignments(ctx: Context) -> StepResult:
-    existing: dict[str, dict] = {}
+    existing: dict[str, RoleAssignmentInfo] = {}
     for role in sorted({a.role for a in ctx.view.assignments}):
-        for row in ctx.exo.get_role_assignments(role):
-            existing[_s(row, "Name")] = row
+        for row in ctx.exo.role_assignments(role):
+            existing[row.name] = row
 
     def ensure(a) -> None:
         row = existing.get(a.name)
         if row is not None:
             if not _assignment_matches(ctx, a, row):
-                raise MigratorError(f"role assignment {a.name!r} exists but differs from the plan: {row}")
+                raise MigratorError(f"role assignment {a.name!r} exists but differs from the plan: {dict(row.raw)}")
             _adopt(ctx, "assignment", a.key, a.name)
             return
         if not ctx.dry_run:
@@ -551,22 +529,22 @@ def step_assignments(ctx: Context) -> StepResult:
     failures = ctx.for_each(ctx.view.assignments, ensure, label="Role assignments",
                             name=lambda a: f"assignment {a.key} {a.name!r}")
     if not failures and not ctx.dry_run:  # verify: one read per role
-        back: dict[str, dict] = {}
+        back: dict[str, RoleAssignmentInfo] = {}
         for role in sorted({a.role for a in ctx.view.assignments}):
-            for row in ctx.exo.get_role_assignments(role):
-                back[_s(row, "Name")] = row
+            for row in ctx.exo.role_assignments(role):
+                back[row.name] = row
         for a in ctx.view.assignments:
             if a.name not in back or not _assignment_matches(ctx, a, back[a.name]):
                 failures.append(ItemFailure(f"assignment {a.key} {a.name!r}", "not found as planned after creation"))
                 continue
             act = ctx.recorded("assignment", a.key, "create")
             if act is not None and act.status != "verified":
-                ctx.mark(act.id, "verified", verification=back[a.name])
+                ctx.mark(act.id, "verified", verification=back[a.name].raw)
     return StepResult(failures)
 
 
-def _in_scope(rows: list[dict], role: str) -> bool:
-    return any(_truthy(r.get("InScope")) and norm_id(_s(r, "RoleName", "Role")) == norm_id(role) for r in rows)
+def _in_scope(rows: list[AuthorizationResult], role: str) -> bool:
+    return any(r.in_scope and norm_id(r.role) == norm_id(role) for r in rows)
 
 
 def verify_rbac(ctx: Context, label: str, *, size: int | None = None,
@@ -600,7 +578,7 @@ def verify_rbac(ctx: Context, label: str, *, size: int | None = None,
         app_id, mailbox, expected, role = check
         oid = ctx.sps[app_id]["object_id"]
         for attempt in range(ctx.settings.verify_retries + 1):
-            result = _in_scope(ctx.exo.test_sp_authorization(oid, mailbox), role)
+            result = _in_scope(ctx.exo.authorization(oid, mailbox), role)
             if result == expected:
                 return
             if not expected:  # an over-grant is never waited out
@@ -624,16 +602,15 @@ def step_verify(ctx: Context) -> StepResult:
         def members_check(group):
             def check() -> None:
                 ident = group_identity(ctx, group) if group.status == "new" else (group.dn or group.address)
-                members = {_member_address(r) for r in ctx.exo.get_group_members(ident)}
+                members = {m.address for m in ctx.exo.group_members(ident)}
                 if members != {norm_id(m) for m in group.members}:
                     raise MigratorError("members differ from the plan")
             return check
 
         def filter_check(scope):
             def check() -> None:
-                found = ctx.exo.get_management_scope(scope.name)
-                if found is None or normalise_filter(_s(found, "RecipientFilter", "RecipientRestrictionFilter")) != \
-                        normalise_filter(scope_filter(ctx, scope)):
+                found = ctx.exo.scope(scope.name)
+                if found is None or normalise_filter(found.filter) != normalise_filter(scope_filter(ctx, scope)):
                     raise MigratorError("missing or filter differs")
             return check
 
@@ -645,19 +622,18 @@ def step_verify(ctx: Context) -> StepResult:
 def exchange_role(ctx: Context) -> tuple[str, str]:
     """(resource SP id, app role id) of Office 365 Exchange Online's SMTP.SendAsApp."""
     if "smtp_role" not in ctx.cache:
-        resource = ctx.graph.get_resource_service_principal(EXCHANGE_ONLINE_APP_ID)
-        role_id = next((r.get("id") for r in resource.get("appRoles") or [] if r.get("value") == SMTP_SEND_AS_APP),
-                       None)
+        resource = ctx.graph.resource_service_principal(EXCHANGE_ONLINE_APP_ID)
+        role_id = resource.role_id(SMTP_SEND_AS_APP)
         if not role_id:
             raise MigratorError("Office 365 Exchange Online has no SMTP.SendAsApp app role in this tenant")
-        ctx.cache["smtp_role"] = (resource["id"], role_id)
+        ctx.cache["smtp_role"] = (resource.id, role_id)
     return ctx.cache["smtp_role"]
 
 
-def smtp_assignments(ctx: Context, app_id: str) -> list[dict]:
+def smtp_assignments(ctx: Context, app_id: str) -> list[AppRoleAssignment]:
     resource_id, role_id = exchange_role(ctx)
-    return [r for r in ctx.graph.list_app_role_assignments(ctx.sps[app_id]["object_id"])
-            if norm_id(r.get("resourceId")) == norm_id(resource_id) and norm_id(r.get("appRoleId")) == norm_id(role_id)]
+    return [r for r in ctx.graph.app_role_assignments(ctx.sps[app_id]["object_id"])
+            if r.resource_id == norm_id(resource_id) and r.app_role_id == norm_id(role_id)]
 
 
 def step_cutover(ctx: Context) -> StepResult:
@@ -673,10 +649,10 @@ def step_cutover(ctx: Context) -> StepResult:
             if done is not None and done.status != "verified":
                 ctx.mark(done.id, "verified", verification={"absent_at": ctx.now()})
             return
-        act = ctx.intent("entra_assignment", app_id, "delete", prior=rows)
+        act = ctx.intent("entra_assignment", app_id, "delete", prior=[r.raw for r in rows])
         for row in rows:
             try:
-                ctx.graph.delete_app_role_assignment(ctx.sps[app_id]["object_id"], row["id"])
+                ctx.graph.delete_app_role_assignment(ctx.sps[app_id]["object_id"], row.id)
             except NotFound:
                 pass
         if ctx.dry_run:
@@ -709,7 +685,7 @@ def step_remove_legacy(ctx: Context) -> StepResult:
             present = rows.get((app_id, mailbox), [])
             if present:
                 todo.append(g)
-                intents.append({"kind": "sendas", "key": key, "op": "remove", "prior": present})
+                intents.append({"kind": "sendas", "key": key, "op": "remove", "prior": [r.raw for r in present]})
             elif ctx.recorded("sendas", key, "remove") is None:
                 failures.append(ItemFailure(f"SendAs {g.app_id} on {g.mailbox}",
                                             "SendAs grant absent but not removed by this tool (drift)"))
@@ -739,7 +715,7 @@ def step_remove_legacy(ctx: Context) -> StepResult:
                     ctx.mark(done.id, "verified")
                 return
             raise MigratorError("FullAccess grant absent but not removed by this tool (drift)")
-        act = ctx.intent("fullaccess", key, "remove", prior=present)
+        act = ctx.intent("fullaccess", key, "remove", prior=[r.raw for r in present])
         ctx.exo.remove_mailbox_permission(mailbox, ctx.sps[app_id]["object_id"])
         if not ctx.dry_run and _fullaccess_rows(ctx, app_id, mailbox):
             raise MigratorError("FullAccess grant still present after removal")
