@@ -184,11 +184,13 @@ class Rehearsal:
     seconds: float
     notes: list[str] = field(default_factory=list)
     start: float = 0.0  # the sandbox clock when the tenant was loaded: interval times are relative to it
+    smtp: dict = field(default_factory=dict)  # the SMTP witness's counts (empty when it did not run)
 
     @property
     def ok(self) -> bool:
-        return (not self.gaps and not self.overgrants and not self.end_state
-                and all(s in ("done", "skipped") for s in self.statuses.values()))
+        smtp_ok = not self.smtp or (self.smtp.get("ok") and not self.smtp.get("disagreements"))
+        return bool(not self.gaps and not self.overgrants and not self.end_state and smtp_ok
+                    and all(s in ("done", "skipped") for s in self.statuses.values()))
 
     def to_dict(self) -> dict:
         def interval(i) -> dict:
@@ -200,7 +202,7 @@ class Rehearsal:
                 "gaps": [interval(i) for i in self.gaps], "overgrants": [interval(i) for i in self.overgrants],
                 "end_state": self.end_state, "faults": self.faults,
                 "api_calls": {"read": self.calls.get("read", 0), "write": self.calls.get("write", 0)},
-                "seconds": round(self.seconds, 2), "notes": self.notes}
+                "seconds": round(self.seconds, 2), "notes": self.notes, "smtp": self.smtp}
 
 
 def find_source(plan, inventory: Path | None = None):
@@ -251,15 +253,20 @@ def copy_plan(plan, dest: Path) -> Path:
 
 
 def rehearse_once(plan, fixture: dict, *, claim_rule: str, seed: int = 0, faults: str = "mild",
-                  output=None, on_resume=None, max_resumes: int = MAX_RESUMES) -> Rehearsal:
+                  output=None, on_resume=None, max_resumes: int = MAX_RESUMES,
+                  smtp_sample: tuple[int, int] | None = (2, 1)) -> Rehearsal:
     """Run every batch of `plan` (a Plan whose .path is a folder the rehearsal may write its journal in) against a
-    fresh sandbox of `fixture` under `claim_rule`, then check the sandbox's timeline and end state."""
+    fresh sandbox of `fixture` under `claim_rule`, then check the sandbox's timeline and end state. Meanwhile the
+    apps sign in over SMTP all along (smtp/witness.py; `smtp_sample` = mailboxes probed per app inside and outside
+    its original reach, None: no witness): every answer must keep each app on exactly its original mailboxes, and
+    agree with the timeline."""
 
     from migrator.executor.context import ExecSettings, Output
     from migrator.executor.session import connect
     from migrator.sandbox.clock import Clock
     from migrator.sandbox.server import start_sandbox
     from migrator.sandbox.settings import SandboxSettings
+    from migrator.smtp.witness import sandbox_witness
 
     started = time.monotonic()
     clock = Clock()  # real time, fast-forwarded through the executor's waits
@@ -267,21 +274,43 @@ def rehearse_once(plan, fixture: dict, *, claim_rule: str, seed: int = 0, faults
     exec_settings = ExecSettings(concurrency=4, verify_retry_delay=5.0, replication_poll=5.0,
                                  replication_timeout=900.0, seed=seed, **REHEARSAL_WAITS)
     output = output or Output(quiet=True)
+    fixture, app_secrets = with_app_secrets(fixture)
     with tempfile.TemporaryDirectory(prefix="migrator-rehearse-") as tmp:  # noqa: SIM117 - the sandbox runs inside tmp
         with start_sandbox(fixture, seed=seed, faults=faults, settings=settings, run_dir=Path(tmp) / "sandbox",
                            clock=clock) as sb:
             conn = connect(sb.profile_path, graph_write=True)
-            run = run_batches(plan, Path(plan.path), conn, [int(b.number) for b in plan.batches], exec_settings,
-                              output=output, now=clock.now, sleep=clock.advance, max_resumes=max_resumes,
-                              on_resume=on_resume)
+            witness = (sandbox_witness(sb, app_secrets, Path(tmp), now=clock.now, inside=smtp_sample[0],
+                                       outside=smtp_sample[1]).start() if smtp_sample else None)
+            try:
+                run = run_batches(plan, Path(plan.path), conn, [int(b.number) for b in plan.batches],
+                                  exec_settings, output=output, now=clock.now, sleep=clock.advance,
+                                  max_resumes=max_resumes, on_resume=on_resume)
+            finally:
+                sends = witness.stop() if witness else None
             original = set(sb.original_grants)
             report = sb.check()  # followed past the last change to its steady end
             applied = {b for b, s in run.statuses.items() if s in ("done", "skipped")}
             end = end_state_problems(sb, plan, original, applied)
             fault_counts = dict(sb.faults.counts)
             start = sb.started_at
+            smtp = {**sends.to_dict(), "disagreements": len(sb.smtp_disagreements())} if sends else {}
     return Rehearsal(claim_rule, run.statuses, run.resumes, run.problems, report.gaps, report.overgrants, end,
-                     fault_counts, run.calls, time.monotonic() - started, list(fixture.get("notes", [])), start)
+                     fault_counts, run.calls, time.monotonic() - started, list(fixture.get("notes", [])), start,
+                     smtp)
+
+
+def with_app_secrets(fixture: dict) -> tuple[dict, dict[str, str]]:
+    """A copy of the fixture whose apps each hold a client secret (made up now, kept in memory), so the SMTP
+    witness can sign in as them; and those secrets by app id."""
+    import copy
+    import secrets
+
+    fixture = copy.deepcopy(fixture)
+    held: dict[str, str] = {}
+    for app in fixture.get("apps") or ():
+        app["secret"] = app.get("secret") or secrets.token_urlsafe(24)
+        held[norm_id(app["app_id"])] = app["secret"]
+    return fixture, held
 
 
 def rehearse(plan_path: Path, *, inventory: Path | None = None, claim_rules: Iterable[str] = CLAIM_RULES,

@@ -89,6 +89,11 @@ def test_rehearse_sample_plan_is_clean_under_both_claim_rules(sample_inventory):
         assert r["gaps"] == [] and r["overgrants"] == [] and r["end_state"] == []
         assert set(r["batches"].values()) == {"done"} and len(r["batches"]) == 4
         assert sum(r["faults"].values()) > 0  # faults were injected, and survived
+        # The apps signed in over SMTP all along: always on their original mailboxes, never on others, and every
+        # answer is what the timeline predicts.
+        assert r["smtp"]["probes"] > 0 and r["smtp"]["granted"] > 0 and r["smtp"]["denied"] > 0
+        assert (r["smtp"]["gaps"], r["smtp"]["overgrants"], r["smtp"]["errors"]) == ([], [], [])
+        assert r["smtp"]["disagreements"] == 0 and r["smtp"]["ok"] is True
     # The real plan folder is untouched: the rehearsal ran on a copy with its own journal.
     assert sorted(p.name for p in SAMPLE_PLAN.iterdir()) == before
 
@@ -147,10 +152,16 @@ def test_a_group_with_an_extra_member_is_reported_as_an_over_grant(small_plan, t
     broken = dataclasses.replace(plan, groups=tuple(broken_group if g.key == group.key else g for g in plan.groups),
                                  path=folder)
     fixture = fixture_from_inventory(source_inventory(find_source(plan, csv)))
-    result = rehearse_once(broken, fixture, claim_rule="documented", faults="none", max_resumes=0)
+    result = rehearse_once(broken, fixture, claim_rule="documented", faults="none", max_resumes=0,
+                           smtp_sample=(8, 8))
     assert not result.ok
     assert result.gaps == []
     assert {(i.app_id, i.mailbox) for i in result.overgrants} == {(app, extra) for app in users}
+    # Over the wire nothing was ever accepted: the verify step stopped the batch before the propagation wait, so no
+    # token could use the wrong scope (tests/test_smtp_witness.py shows the witness catching one that takes effect).
+    assert result.statuses == {1: "failed"}
+    assert result.smtp["overgrants"] == [] and result.smtp["probes"] > 0
+    assert result.smtp["gaps"] == [] and result.smtp["disagreements"] == 0
 
 
 def test_a_hand_edited_plan_is_refused_before_any_rehearsal(small_plan, tmp_path):

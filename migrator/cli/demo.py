@@ -120,6 +120,13 @@ def render(results) -> str:
         lines.append(f"  access gaps:  {len(r.gaps)}")
         lines.append(f"  over-grants:  {len(r.overgrants)}")
         lines.append(f"  end state:    {'as planned' if not r.end_state else f'{len(r.end_state)} difference(s)'}")
+        if r.smtp:
+            lines.append(f"  SMTP sends:   {r.smtp['probes']} sign-ins ({r.smtp['granted']} accepted, "
+                         f"{r.smtp['denied']} refused): {len(r.smtp['gaps'])} gap(s), "
+                         f"{len(r.smtp['overgrants'])} over-grant(s), {r.smtp['disagreements']} answer(s) unlike "
+                         f"the timeline, {len(r.smtp['errors'])} error(s)")
+            for app_id, mailbox, _ in r.smtp["gaps"][:5] + r.smtp["overgrants"][:5]:
+                lines.append(f"  SMTP: {app_id} as {mailbox} answered unlike its original access")
         faults = ", ".join(f"{n} {k}" for k, n in sorted(r.faults.items()) if n) or "none fired"
         lines.append(f"  faults:       {faults}; {r.resumes} resume(s); {r.calls.get('read', 0)} reads, "
                      f"{r.calls.get('write', 0)} writes; {r.seconds:.1f} s")

@@ -244,6 +244,17 @@ class Sandbox:
     def smtp_address(self) -> tuple[str, int] | None:
         return (self.smtp.host, self.smtp.port) if self.smtp else None
 
+    def smtp_disagreements(self) -> list:
+        """SMTP AUTH answers the timeline does not predict: every recorded attempt whose token was valid, replayed
+        against the data plane for the same token (claim, issue time) and instant. Any entry is a sandbox bug."""
+        if self.smtp is None:
+            return []
+        can_send_as = self.state.can_send_as  # type: ignore[attr-defined]
+        return [a for a in list(self.smtp.attempts)
+                if a.token_iat is not None and a.verdict in ("ok", "denied")
+                and (a.verdict == "ok") != can_send_as(a.app_id, a.mailbox, token_claim=a.token_claim,
+                                                       token_issued_at=a.token_iat, at=a.t)]
+
     def ready_line(self) -> dict:
         """The `migrator sandbox serve` ready line (DESIGN.md §7 contract)."""
         line = {"authority": self.authority, "exchange_url": self.exchange_url, "graph_url": self.graph_url,

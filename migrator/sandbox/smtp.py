@@ -41,6 +41,16 @@ from migrator.sandbox.tokens import TokenRejected, TokenService
 
 log = logging.getLogger("migrator.sandbox.smtp")
 
+
+class _NoLoginDataWarning(logging.Filter):
+    """aiosmtpd warns that Session.login_data is deprecated each time it sets it itself, on every sign-in."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "login_data is deprecated" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_NoLoginDataWarning())
+
 HOSTNAME = "sandbox.outlook.office365.com"
 AUTH_OK = "235 2.7.0 Authentication successful"
 AUTH_DENIED = "535 5.7.3 Authentication unsuccessful [sandbox]"
@@ -72,8 +82,9 @@ class SmtpAttempt:
     app_id: str
     mailbox: str
     code: int
-    token_iat: float | None
+    token_iat: float | None  # None: the token itself was refused (bad signature, expired, another audience)
     token_claim: bool | None
+    verdict: str = ""  # "ok" | "denied" | "disabled_tenant" | "disabled_mailbox"
 
 
 def parse_xoauth2(blob: bytes) -> tuple[str, str] | None:
@@ -189,7 +200,8 @@ class SmtpEndpoint:
             app_id = str((claims or {}).get("appid", ""))
             attempt = SmtpAttempt(self.backend.now(), app_id, mailbox.lower(), code,
                                   float(claims["iat"]) if claims and "iat" in claims else None,
-                                  None if claims is None else "SMTP.SendAsApp" in (claims.get("roles") or ()))
+                                  None if claims is None else "SMTP.SendAsApp" in (claims.get("roles") or ()),
+                                  verdict)
             self.attempts.append(attempt)
             self.backend.smtp_note(app_id=app_id, mailbox=mailbox.lower(), code=code, verdict=verdict)
         return verdict
