@@ -232,3 +232,7 @@ def test_a_plan_with_a_journal_is_never_replaced(tmp_path):
     assert result.exit_code == 2, result.output
     assert "journal.db" in result.output
     assert (out / "journal.db").read_bytes() == b"journal"
+    (out / "journal.db").unlink()  # the journal lost: its undo log alone still protects the folder
+    (out / "undo-log.jsonl").write_text("{}\n")
+    result = runner.invoke(main, ["plan", str(grants), "--out", str(out), "--force"])
+    assert result.exit_code == 2 and "undo-log.jsonl" in result.output

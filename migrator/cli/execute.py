@@ -53,6 +53,10 @@ def _run(plan_path: Path, profile: Path | None, *, phase: str, batches: list[int
 
     options.signals = True
     with RunSession.open(plan_path, _require_profile(profile), options, graph_write=graph_write) as session:
+        if session.journal.rebuilt is not None:
+            counts = session.journal.rebuilt
+            click.echo(f"Rebuilt journal.db from the undo log: {counts['batches']} batch(es), {counts['removals']} "
+                       f"removal(s), {counts['objects']} object(s).", err=True)
         if phase == "rollback":
             result = session.rollback(batches[0] if batches else 0)
         else:
@@ -114,8 +118,12 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
 @yes_option
 @wait_option
 @token_option
+@click.option("--from-undo-log", is_flag=True,
+              help="journal.db is gone or damaged: rebuild it from undo-log.jsonl in the plan folder (the prior "
+                   "state of every removal, every object the tool created, every batch's state), keep the damaged "
+                   "file aside, then roll back as usual.")
 def rollback_command(plan_path: Path, profile: Path | None, batch: int, dry_run: bool, yes: bool, wait: bool,
-                     token_lifetime: float) -> None:
+                     token_lifetime: float, from_undo_log: bool) -> None:
     """Undo one batch from the journal, in reverse and without a gap.
 
     Restores the removed legacy grants first, re-grants the Entra SMTP.SendAsApp assignment, waits the token
@@ -129,8 +137,10 @@ def rollback_command(plan_path: Path, profile: Path | None, batch: int, dry_run:
         click.echo(f"Roll back batch {view.number} ({len(view.apps)} app(s))?")
         return click.confirm("Proceed?", default=False)
 
+    if from_undo_log and dry_run:
+        raise InputError("--from-undo-log rebuilds journal.db, so it cannot run with --dry-run")
     options = RunOptions(ExecSettings(token_lifetime=token_lifetime), dry_run=dry_run, wait=wait,
-                         confirm=None if yes else confirm)
+                         confirm=None if yes else confirm, from_undo_log=from_undo_log)
     _run(plan_path, profile, phase="rollback", batches=[batch], options=options, graph_write=True)
 
 
@@ -146,15 +156,18 @@ def status_command(plan_path: Path, as_json: bool) -> None:
     """
     from migrator.executor.journal import Journal
     from migrator.executor.status import as_json as to_json
-    from migrator.executor.status import batch_statuses, exit_code, render
+    from migrator.executor.status import batch_statuses, exit_code, render, undo_log_warnings
     from migrator.planner.plan import load_plan
 
     plan = load_plan(plan_path)
     with Journal(plan_path, readonly=True) as journal:
         statuses = batch_statuses(plan, journal)
+        warnings = undo_log_warnings(plan_path, journal)
     if as_json:
-        click.echo(json.dumps(to_json(plan, statuses), indent=2))
+        click.echo(json.dumps({**to_json(plan, statuses), "warnings": warnings}, indent=2))
     else:
+        for warning in warnings:
+            click.secho(f"Warning: {warning}", fg="yellow", err=True)
         click.echo(render(statuses))
     sys.exit(exit_code(statuses))
 

@@ -25,6 +25,7 @@ import click
 
 from migrator.errors import MigratorError
 from migrator.exchange.access import access_of, is_write_call
+from migrator.executor.undolog import JournalWriteError
 from migrator.model import norm_id
 
 PAUSE_FILE = "PAUSE"
@@ -313,7 +314,7 @@ class Context:
             try:
                 fn(item)
             except (Stopped, MigratorError) as exc:
-                if isinstance(exc, Stopped):
+                if isinstance(exc, (Stopped, JournalWriteError)):  # nothing more may be written: end the loop
                     raise
                 with lock:
                     failures.append(ItemFailure(name(item), str(exc)))

@@ -13,6 +13,12 @@ What it holds, and why:
 - `runs`: who ran what, when, and how it ended.
 Every recorded step is one transaction (`with self._tx()`), so a crash leaves either the old or the new row.
 
+Beside it, `undo-log.jsonl` (undolog.py): every removal's prior state, every created object and every batch state
+change is appended there and fsynced *before* the journal's transaction, so either file alone can undo a batch.
+A write to either that fails (disk full, read-only folder) raises JournalWriteError: the run stops before the
+next tenant write. At open, `PRAGMA integrity_check` runs; a damaged journal, or a missing one whose undo log holds
+records, stops the command with a pointer to `rollback --from-undo-log`.
+
 Locking: an exclusive `fcntl.flock` on `<plan>/journal.lock`, held for the life of the process. The kernel drops it
 when the process dies (SIGKILL included), so a crashed run never leaves a stale lock behind, and a second executor
 on the same plan is refused at once with the holder's pid and host. (flock is not reliable on network filesystems:
@@ -37,6 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from migrator.errors import MigratorError
+from migrator.executor.undolog import UNDO_LOG_NAME, UndoLog, read_undo_log, replay, write_error
 
 JOURNAL_NAME = "journal.db"
 LOCK_NAME = "journal.lock"
@@ -70,6 +77,10 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         """,
     ),
 )
+
+
+class JournalDamaged(MigratorError):
+    """journal.db is unreadable, fails its integrity check, or is missing while the undo log holds records."""
 
 
 class JournalLocked(MigratorError):
@@ -133,28 +144,119 @@ def _loads(text: str | None) -> Any:
 class Journal:
     """One plan's journal. Thread-safe (one connection guarded by a lock); use as a context manager."""
 
-    def __init__(self, plan_dir: Path, *, lock: bool = True, readonly: bool = False, clock=time.time) -> None:
+    def __init__(self, plan_dir: Path, *, lock: bool = True, readonly: bool = False, clock=time.time,
+                 undo: bool = True, from_undo_log: bool = False) -> None:
+        """`undo`: append removals, objects and batch states to undo-log.jsonl (off for read-only opens).
+        `from_undo_log`: rebuild journal.db from the undo log (the old file, if any, is moved aside, never deleted);
+        refused while journal.db is intact."""
         self.plan_dir = Path(plan_dir)
         self.path = self.plan_dir / JOURNAL_NAME
         self._clock = clock
         self._mutex = threading.RLock()
         self._lock_fh: IO[str] | None = None
+        self._conn: sqlite3.Connection | None = None  # None once closed (or before it is opened)
         self.readonly = readonly
+        self.undo = UndoLog(self.plan_dir, clock=clock) if undo and not readonly else None
+        self.rebuilt: dict | None = None
+        self.run_id: int | None = None
         if lock and not readonly:
             self._acquire_lock()
-        if readonly:
-            if not self.path.exists():
-                self._db = sqlite3.connect(":memory:", check_same_thread=False)
-                self._migrate()
+        try:
+            if from_undo_log:
+                self._rebuild_from_undo_log()
             else:
-                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-        else:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a recorded step survives power loss, not just a crash
-            self._migrate()
+                self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        existed = self.path.exists()
+        try:
+            if self.readonly:
+                if not existed:
+                    self._conn = sqlite3.connect(":memory:", check_same_thread=False)
+                    self._migrate()
+                else:
+                    self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+                    self._check_integrity()
+            else:
+                self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+                if existed:
+                    self._check_integrity()
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")  # a recorded step survives power loss, not just a crash
+                self._migrate()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and _is_write_failure(exc):
+                raise write_error("the journal", self.path, exc) from None
+            raise self._damaged(str(exc)) from None
         self._db.row_factory = sqlite3.Row
-        self.run_id: int | None = None
+        if not self.readonly and self.undo is not None:
+            self._refuse_if_lost(existed)
+
+    def _check_integrity(self) -> None:
+        rows = [r[0] for r in self._db.execute("PRAGMA integrity_check").fetchall()]
+        if rows != ["ok"]:
+            raise self._damaged("; ".join(rows[:3]))
+
+    def _damaged(self, detail: str) -> JournalDamaged:
+        return JournalDamaged(
+            f"{self.path} is damaged ({detail}); nothing was written. Its undo log ({UNDO_LOG_NAME}, beside it) "
+            "holds the prior state of every removal: undo a batch with `migrator rollback PLAN --batch N "
+            "--from-undo-log` (the damaged file is kept aside), or restore journal.db from a copy")
+
+    def _refuse_if_lost(self, existed: bool) -> None:
+        """A journal that is new (or empty) while the undo log holds batch records was deleted or replaced: going on
+        would run batches again as if nothing had happened."""
+        if self.undo is None or self.batch_states() or not self.undo.exists():
+            return
+        records = read_undo_log(self.undo.path)
+        if records.batches:
+            self.close_db()
+            if not existed:
+                self.path.unlink(missing_ok=True)
+                for suffix in ("-wal", "-shm"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            raise JournalDamaged(
+                f"{self.path} is {'missing' if not existed else 'empty'} but {UNDO_LOG_NAME} records "
+                f"{len(records.batches)} batch(es) already run: the journal was deleted or replaced. Put it back, or "
+                "undo a batch with `migrator rollback PLAN --batch N --from-undo-log`")
+
+    def _rebuild_from_undo_log(self) -> None:
+        if self.readonly or self.undo is None:
+            raise RuntimeError("a journal is rebuilt read-write, with its undo log")
+        records = read_undo_log(self.undo.path)
+        if records.empty:
+            raise JournalDamaged(f"{self.undo.path}: no undo log, or nothing in it: there is nothing to roll back from")
+        if self.path.exists():
+            try:
+                self._open()
+            except JournalDamaged:
+                self.close_db()
+            else:
+                if self.batch_states():
+                    raise JournalDamaged(f"{self.path} is intact: roll back without --from-undo-log (the journal "
+                                         "holds everything the undo log does, and more)")
+                self.close_db()
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            for suffix in ("", "-wal", "-shm"):
+                old = Path(f"{self.path}{suffix}")
+                if old.exists():
+                    old.replace(old.with_name(f"{old.name}.damaged-{stamp}"))
+        undo, self.undo = self.undo, None  # the records replayed are in the log already
+        try:
+            self._open()
+            if records.plan_sha256:
+                self.set_meta("plan_sha256", records.plan_sha256)
+            self.rebuilt = replay(self, records)
+        finally:
+            self.undo = undo
+
+    def note_plan(self, plan_sha256: str) -> None:
+        """Start the undo log with the plan it belongs to (once)."""
+        if self.undo is not None:
+            self.undo.note_plan(plan_sha256)
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
@@ -178,11 +280,21 @@ class Journal:
         fh.flush()
         self._lock_fh = fh
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the journal is closed")
+        return self._conn
+
+    def close_db(self) -> None:
+        with self._mutex:
+            if self._conn is not None:
+                self._db.close()
+                self._conn = None
+
     def close(self) -> None:
         with self._mutex:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            self.close_db()
             if self._lock_fh is not None:
                 fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
                 self._lock_fh.close()
@@ -216,13 +328,22 @@ class Journal:
         if self.readonly:
             raise RuntimeError("journal opened read-only")
         with self._mutex:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:  # disk full, read-only folder, I/O error: stop, lose nothing
+                if not _is_write_failure(exc):
+                    raise
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise write_error("the journal", self.path, exc) from None
 
     def now(self) -> float:
         return self._clock()
@@ -267,6 +388,8 @@ class Journal:
         return (row[0], row[1]) if row else ("new", 1)
 
     def set_batch_state(self, batch: int, state: str, generation: int) -> None:
+        if self.undo is not None:
+            self.undo.batch(batch, generation, state)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO batches (batch, generation, state, updated_at) VALUES (?, ?, ?, ?) "
@@ -333,7 +456,13 @@ class Journal:
         if not items:
             return []
         now = self.now()
-        ids = []
+        ids: list[int] = []
+        with self._mutex:  # the undo log's order follows the journal's
+            if self.undo is not None:
+                self.undo.removals(items)  # write-ahead: the prior state is on disk twice before the write is sent
+            return self._record_intents(items, now, ids)
+
+    def _record_intents(self, items: list[dict], now: float, ids: list[int]) -> list[int]:
         with self._tx() as db:
             for it in items:
                 args = (it["batch"], it["generation"], it["phase"], it["step"], it["kind"], it["key"], it["op"])
@@ -388,6 +517,8 @@ class Journal:
     def claim_object(self, kind: str, key: str, name: str, batch: int, detail: dict | None = None) -> None:
         """Record, before creating it, that the tool is about to create object `key` named `name`."""
         now = self.now()
+        if self.undo is not None:
+            self.undo.object(kind, key, state="intent", batch=batch, name=name)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO objects (kind, key, name, created_batch, state, detail, created_at, updated_at)"
@@ -423,3 +554,10 @@ class Journal:
             rows = self._db.execute(sql + " ORDER BY kind, key", args).fetchall()
         return [ObjectRow(r["kind"], r["key"], r["name"], r["identity"], r["created_batch"], r["state"],
                           _loads(r["detail"]) or {}) for r in rows]
+
+
+def _is_write_failure(exc: sqlite3.OperationalError) -> bool:
+    """SQLite's answers when the file cannot take a write: full disk, read-only file or folder, I/O error."""
+    text = str(exc).lower()
+    return any(m in text for m in ("disk is full", "readonly", "read-only", "disk i/o", "unable to open",
+                                   "no space"))

@@ -39,6 +39,7 @@ from migrator.executor.steps import (
     raise_drift,
     resolve_sps,
 )
+from migrator.executor.undolog import JournalWriteError
 
 WAIT_STEPS = {"propagation_wait": "propagation_wait", "token_wait": "token_lifetime"}
 
@@ -82,9 +83,12 @@ def bind_journal(journal: Journal, plan) -> None:
     if recorded is None:
         if not journal.readonly:
             journal.set_meta("plan_sha256", digest)
+            journal.note_plan(digest)
     elif recorded != digest:
         raise PlanError("the journal in this folder was written for another version of the plan (plan.json changed "
                         "after execution started); restore the original plan.json", path=str(journal.path))
+    else:
+        journal.note_plan(digest)  # a journal from before the undo log existed: the log starts now
 
 
 def fmt_time(ts: float) -> str:
@@ -154,7 +158,10 @@ class Runner:
         finally:
             if not self.dry_run:
                 statuses = sorted({o.status for o in outcomes.values()}) or ["nothing"]
-                self.journal.end_run(",".join(statuses))
+                try:
+                    self.journal.end_run(",".join(statuses))
+                except JournalWriteError:
+                    pass  # the disk that stopped the run cannot take its end either; the outcome says why
         return RunResult([outcomes[n] for n in batches if n in outcomes], self.calls, self.waited)
 
     phase = "execute"
@@ -236,7 +243,8 @@ class Runner:
         except StepFailed as exc:
             self.output.info(str(exc))
             return BatchOutcome(number, "failed", failures=exc.failures, message=str(exc))
-        except Stopped as exc:
+        except (Stopped, JournalWriteError) as exc:
+            # A journal or undo-log write that failed raised before its tenant write was sent: stop cleanly here.
             self.output.info(str(exc))
             return BatchOutcome(number, "stopped", message=str(exc))
 

@@ -51,6 +51,7 @@ class RunOptions:
     now: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     signals: bool = False  # install the Ctrl-C handler (a command on a terminal), uninstalled after each run
+    from_undo_log: bool = False  # rebuild a lost or damaged journal.db from undo-log.jsonl first (rollback)
 
 
 class RunSession:
@@ -72,7 +73,9 @@ class RunSession:
         if not hasattr(plan, "batches"):
             plan = load_plan(Path(plan))  # hashes and exactness: PlanError before anything else
         # The lock: a second executor stops here. A dry run only reads the journal (and may run beside a real one).
-        journal = Journal(Path(plan.path), readonly=options.dry_run, clock=journal_clock or time.time)
+        # A damaged journal stops here too (integrity check), unless it is to be rebuilt from the undo log.
+        journal = Journal(Path(plan.path), readonly=options.dry_run, clock=journal_clock or time.time,
+                          from_undo_log=options.from_undo_log)
         try:
             conn = tenant if isinstance(tenant, Connection) else connect(
                 Path(tenant), graph_write=graph_write, preflight=not options.dry_run)

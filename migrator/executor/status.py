@@ -74,6 +74,22 @@ def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[
     return out
 
 
+def undo_log_warnings(plan_dir, journal: Journal) -> list[str]:
+    """Where journal.db and undo-log.jsonl disagree about what was removed (either alone must be able to undo)."""
+    from pathlib import Path
+
+    from migrator.executor.undolog import UNDO_LOG_NAME, disagreements, read_undo_log
+
+    path = Path(plan_dir) / UNDO_LOG_NAME
+    records = read_undo_log(path)
+    out = disagreements(journal, records, log_present=path.exists())
+    if not journal.path.exists() and not records.empty:
+        out.append(f"journal.db is missing but {UNDO_LOG_NAME} records {len(records.removals)} removal(s) in "
+                   f"{len(records.batches)} batch(es): roll back with `migrator rollback PLAN --batch N "
+                   "--from-undo-log`, or put journal.db back")
+    return out
+
+
 def exit_code(statuses: list[BatchStatus], *, now: float | None = None) -> int:
     conditions = {s.condition for s in statuses}
     if "failed" in conditions:

@@ -427,16 +427,19 @@ def _file_rows(plan: Plan) -> dict[str, Iterable[Sequence[str]]]:
 
 
 JOURNAL_FILE = "journal.db"  # written by the executor into the plan folder
+UNDO_LOG_FILE = "undo-log.jsonl"  # the executor's second record of every removal, beside the journal
 
 
 def write_plan(plan: Plan, out: Path, *, overwrite: bool = False) -> Path:
     """Write the plan folder at `out` atomically; refuses (PlanError) a plan that is not exact."""
     out = Path(out)
     _raise_if_inexact(plan, out)
-    if (out / JOURNAL_FILE).exists():
-        # The journal holds the prior state of every grant a run removed: replacing the folder would lose it.
-        raise PlanError("holds a run's journal (journal.db); a plan that has run is never replaced. "
-                        "Write the new plan to another folder", path=str(out))
+    for record in (JOURNAL_FILE, UNDO_LOG_FILE):
+        if (out / record).exists():
+            # The journal and the undo log hold the prior state of every grant a run removed: replacing the folder
+            # would lose it.
+            raise PlanError(f"holds a run's record ({record}); a plan that has run is never replaced. "
+                            "Write the new plan to another folder", path=str(out))
     meta = {k: v for k, v in plan.meta.items() if k not in ("counts", "files")}
     meta.setdefault("format", FORMAT)
     meta["counts"] = plan_counts(plan)
