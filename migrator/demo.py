@@ -194,6 +194,15 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
              keep: Callable | None = None) -> DemoResult:
     """Tell the whole story; return what was checked. `keep(sandbox, plan_dir)` is called before the sandbox
     stops (the report is written after it)."""
+    apps_dir = Path(tempfile.mkdtemp(prefix="migrator-demo-apps-"))  # the apps' made-up secrets, gone at the end
+    try:
+        return _run_demo(workdir=workdir, seed=seed, faults=faults, quiet=quiet, keep=keep, apps_dir=apps_dir)
+    finally:
+        shutil.rmtree(apps_dir, ignore_errors=True)
+
+
+def _run_demo(*, workdir: Path | None, seed: int, faults: str, quiet: bool, keep: Callable | None,
+              apps_dir: Path) -> DemoResult:
     from migrator.executor.context import ExecSettings
     from migrator.executor.session import connect
     from migrator.inventory.store import counts as inventory_counts
@@ -201,9 +210,10 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
     from migrator.planner.build import PlanOptions, build_plan
     from migrator.planner.plan import load_plan, plan_counts, write_plan
     from migrator.planner.source import load_source
-    from migrator.rehearse import MAX_RESUMES, end_state_problems, rollback_batch, run_batches
-    from migrator.sandbox.server import DEFAULT_FIXTURE, start_sandbox
+    from migrator.rehearse import MAX_RESUMES, end_state_problems, rollback_batch, run_batches, with_app_secrets
+    from migrator.sandbox.server import DEFAULT_FIXTURE, load_fixture_data, start_sandbox
     from migrator.sandbox.settings import SandboxSettings
+    from migrator.smtp.witness import sandbox_witness
 
     story = Story(quiet=quiet)
     work = prepare_workdir(workdir)
@@ -212,14 +222,27 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
     settings = SandboxSettings(**DEMO_DELAYS)
 
     story.heading(1, "A sandbox tenant: Exchange Online, Entra ID and Graph on 127.0.0.1, over HTTPS")
-    with start_sandbox(DEFAULT_FIXTURE, seed=seed, faults=faults, settings=settings, run_dir=work / "sandbox") as sb:
+    fixture, app_secrets = with_app_secrets(load_fixture_data(DEFAULT_FIXTURE))  # apps sign in over SMTP too
+    with start_sandbox(fixture, seed=seed, faults=faults, settings=settings, run_dir=work / "sandbox") as sb:
         census = sb.census()
         original = set(sb.original_grants)
         story.line(f"{census['tenant']}: {census['mailboxes']} mailboxes, {census['apps']} apps, {len(original)} "
                    f"SendAs grants held by apps; faults: {faults} (seed {seed})")
         story.line(f"RBAC changes reach sending after {settings.propagation_delay:g} s and the apps' tokens live "
                    f"{settings.token_lifetime:g} s (in Microsoft's cloud: 30 min-2 h and 60-90 min)")
-        story.line(f"connection profile: {sb.profile_path}")
+        story.line(f"connection profile: {sb.profile_path}; SMTP submission: {sb.smtp_address[0]}:"
+                   f"{sb.smtp_address[1]} (STARTTLS, AUTH XOAUTH2)" if sb.smtp_address else
+                   f"connection profile: {sb.profile_path}")
+        sender = SmtpSender(sb, app_secrets, apps_dir,
+                            {norm_id(a["app_id"]): a.get("display_name", "") for a in fixture.get("apps", [])})
+        sends_before = sender.send_all("before")
+        for line in sender.describe(sends_before):
+            story.line(line)
+        _check(result, story, f"every app sends as its mailbox over SMTP before the migration "
+                              f"({sum(s.sent for s in sends_before.values())} of {len(sends_before)})",
+               sender.problems(sends_before))
+        witness = sandbox_witness(sb, app_secrets, apps_dir, now=sb.state.clock.now, inside=1,
+                                  outside=1, interval=0.5).start()
 
         story.heading(2, "Inventory: read every SendAs/FullAccess grant held by an app, live")
         inv = _again(story, "the inventory", lambda: live_inventory(
@@ -304,6 +327,20 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
         pairs = len(sb.pairs_seen())
         _check(result, story, f"zero access gaps and zero over-grants over {pairs} (app, mailbox) pairs, every "
                               "token considered", _timeline_problems(report))
+        sends = witness.stop()
+        unlike = sb.smtp_disagreements()
+        _check(result, story, f"SMTP sign-ins by the apps all through the run: {sends.granted} accepted, "
+                              f"{sends.denied} refused, each as its original access says and as the timeline "
+                              "predicts", [f"SMTP gap: {a} as {m}" for a, m, _ in sends.gaps]
+               + [f"SMTP over-grant: {a} as {m}" for a, m, _ in sends.overgrants]
+               + [f"SMTP answer unlike the timeline: {x.app_id} as {x.mailbox} ({x.code})" for x in unlike])
+        sends_after = sender.send_all("after")
+        for line in sender.describe(sends_after):
+            story.line(line)
+        _check(result, story, f"every app still sends as its mailbox over SMTP after the migration "
+                              f"({sum(s.sent for s in sends_after.values())} of {len(sends_after)})",
+               sender.problems(sends_after))
+        sender.save(plan_dir / "smtp-evidence.json", sends_before, sends_after)
         story.line(f"faults the sandbox injected: {_fmt_counts(sb.faults.counts) or 'none'}")
         conn.session.close()
         if keep is not None:
@@ -315,6 +352,60 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
     _write_checks(result, faults=faults, seed=seed)
     story.line(f"the demo's own checks: {work / 'demo-checks.json'}")
     return result
+
+
+class SmtpSender:
+    """One real message per app over the sandbox's SMTP endpoint, as its relay would send it: signed in as the
+    first mailbox of its original reach, from that mailbox to itself."""
+
+    def __init__(self, sb, secrets: dict[str, str], folder: Path, names: dict[str, str]) -> None:
+        import dataclasses
+
+        from migrator.exchange.auth import TokenProvider
+        from migrator.exchange.profile import Credential, load_profile
+        from migrator.sandbox.profile import write_secret_file
+
+        self.sb = sb
+        admin = load_profile(sb.profile_path)
+        self.resource = admin.exchange_resource
+        reach: dict[str, list[str]] = {}
+        for app_id, mailbox in sorted(sb.original_grants):
+            reach.setdefault(app_id, []).append(mailbox)
+        self.mailbox = {app: mbxs[0] for app, mbxs in reach.items() if app in secrets}
+        self.names = names
+        self.providers = {}
+        for app in self.mailbox:
+            path = write_secret_file(folder / f"sender-{app}.secret", secrets[app])
+            self.providers[app] = TokenProvider(dataclasses.replace(
+                admin, client_id=app, credential=Credential(kind="secret", secret_file=str(path))))
+
+    def send_all(self, label: str) -> dict:
+        from migrator.smtp.probe import send_message
+
+        host, port = self.sb.smtp_address
+        out = {}
+        for app, mailbox in self.mailbox.items():
+            token = self.providers[app].token(self.resource, force_refresh=True)
+            out[app] = send_message(host, port, mailbox, token, to=mailbox, subject=f"migrator demo: {label}",
+                                    body=f"Sent by app {app} {label} the migration.", ca_bundle=str(self.sb.ca_bundle))
+        return out
+
+    def describe(self, sends: dict) -> list[str]:
+        return [f"SMTP: {self.names.get(app, app)[:28]:<28} as {self.mailbox[app]:<32} AUTH {s.auth_code}, "
+                f"message {s.send_code or '-'}" for app, s in sends.items()]
+
+    def problems(self, sends: dict) -> list[str]:
+        return [f"{self.names.get(app, app)} as {self.mailbox[app]}: {s.auth_code}/{s.send_code} {s.text[:80]}"
+                for app, s in sends.items() if not s.sent]
+
+    def save(self, path: Path, before: dict, after: dict) -> None:
+        """The sends, for the report: per app, the mailbox and the AUTH / message reply codes before and after."""
+        import json
+
+        rows = [{"app_id": app, "app_name": self.names.get(app, ""), "mailbox": self.mailbox[app],
+                 "before": [before[app].auth_code, before[app].send_code],
+                 "after": [after[app].auth_code, after[app].send_code]} for app in sorted(self.mailbox)]
+        path.write_text(json.dumps({"smtp_sends": rows}, indent=2) + "\n", encoding="utf-8")
 
 
 def _write_checks(result: DemoResult, *, faults: str, seed: int) -> None:

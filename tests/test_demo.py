@@ -42,6 +42,13 @@ def test_demo_migrates_rolls_back_a_failed_batch_and_writes_the_report(tmp_path)
     assert "rolled" in report.read_text(encoding="utf-8").lower()
     checks = json.loads((work / "demo-checks.json").read_text())
     assert checks["ok"] is True and checks["rolled_back_batch"] == last and len(checks["checks"]) >= 5
+    # Real sends: every app with SMTP reach sent one message before and one after, and signed in all along.
+    sends = json.loads((work / "plan" / "smtp-evidence.json").read_text())["smtp_sends"]
+    assert len(sends) >= 10 and all(s["before"] == [235, 250] and s["after"] == [235, 250] for s in sends)
+    assert any(c["check"].startswith("SMTP sign-ins by the apps all through the run") and c["ok"]
+               for c in checks["checks"])
+    assert out.count("AUTH 235, message 250") == 2 * len(sends)
+    assert not list(work.rglob("*.secret"))  # the apps' made-up secrets do not outlive the demo
     # The sandbox's secret does not outlive it.
     assert not (work / "sandbox" / "client_secret").exists()
 

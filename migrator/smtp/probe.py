@@ -83,5 +83,47 @@ def probe(host: str, port: int, mailbox: str, token: str, *, ca_bundle: str | No
         return ProbeAnswer(ERROR, 0, f"{type(exc).__name__}: {exc}", stage)
 
 
+_SEND_REFUSALS = (smtplib.SMTPDataError, smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused)
+
+
+@dataclass(frozen=True)
+class SendAnswer:
+    """A real send: the AUTH reply, then the reply to the message (0 when it never got that far)."""
+
+    auth_code: int
+    send_code: int
+    text: str  # the last reply's text
+
+    @property
+    def sent(self) -> bool:
+        return self.auth_code == 235 and self.send_code == 250
+
+
+def send_message(host: str, port: int, mailbox: str, token: str, *, to: str, subject: str, body: str,
+                 ca_bundle: str | None = None, timeout: float = 30.0) -> SendAnswer:
+    """Sign in as `mailbox` and send one short message from it to `to`, as the app's relay would. For the sandbox
+    (which keeps and discards it) and for tests; never used against a real tenant by the tool's own commands."""
+    from email.message import EmailMessage
+
+    context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = mailbox, to, subject
+    msg.set_content(body)
+    try:
+        with smtplib.SMTP(host, port, timeout=timeout) as client:
+            client.starttls(context=context)
+            client.ehlo()
+            code, reply = client.docmd("AUTH", "XOAUTH2 " + xoauth2_initial_response(mailbox, token))
+            if code != 235:
+                return SendAnswer(code, 0, _text(reply))
+            try:
+                client.send_message(msg, from_addr=mailbox, to_addrs=[to])
+            except _SEND_REFUSALS as exc:
+                return SendAnswer(235, getattr(exc, "smtp_code", 0), _text(getattr(exc, "smtp_error", b"")))
+            return SendAnswer(235, 250, "2.0.0 OK")
+    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+        return SendAnswer(0, 0, f"{type(exc).__name__}: {exc}")
+
+
 def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
