@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from migrator.planner.plan import load_plan
+from migrator.rehearse import with_app_secrets
+from migrator.smtp.witness import sandbox_witness
 from sandbox_world import make_fixture, make_plan, tenant_shape
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -48,7 +50,9 @@ def _start(tmp: Path, seed: int, claim_rule: str):
     settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3,
                                claim_rule=claim_rule,
                                trustee_display="object_id" if claim_rule == "union" else "display_name")
+    fixture, secrets = with_app_secrets(fixture)  # so the apps can sign in over SMTP (the witness)
     sb = start_sandbox(fixture, seed=seed, faults=_faults(), settings=settings, run_dir=tmp / "sb")
+    sb.app_secrets = secrets  # type: ignore[attr-defined]
     return sb, plan, grants
 
 
@@ -135,9 +139,17 @@ def test_killed_executor_converges_without_gaps_or_overgrants(tmp_path, claim_ru
         try:
             args = ["execute", str(plan_path), "--profile", str(sb.profile_path), "--all", "--yes", "--wait",
                     "--propagation-wait", "0.8", "--token-lifetime", "1.3", "--concurrency", "2"]
-            runs, kills = _until_done(args, rng, deadline=deadline)
+            # Sends as evidence: the apps sign in over SMTP all along, on their original mailboxes and others.
+            witness = sandbox_witness(sb, sb.app_secrets, tmp_path / f"s{seed}", now=sb.state.clock.now,
+                                      inside=1, outside=1, interval=0.3).start()
+            try:
+                runs, kills = _until_done(args, rng, deadline=deadline)
+            finally:
+                sends = witness.stop()
             report = sb.state.check(grants)
             assert report.ok, (seed, report.to_dict())
+            assert sends.ok and sends.granted and sends.denied, (seed, sends.to_dict())
+            assert sb.smtp_disagreements() == [], seed
             _assert_matches_plan(sb.state, load_plan(plan_path))
             status = subprocess.run([sys.executable, "-m", "migrator", "status", str(plan_path)],
                                     capture_output=True, text=True)
