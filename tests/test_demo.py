@@ -49,6 +49,9 @@ def test_demo_migrates_rolls_back_a_failed_batch_and_writes_the_report(tmp_path)
                for c in checks["checks"])
     assert out.count("AUTH 235, message 250") == 2 * len(sends)
     assert not list(work.rglob("*.secret"))  # the apps' made-up secrets do not outlive the demo
+    md = (work / "plan" / "report" / "report.md").read_text(encoding="utf-8")
+    assert "## SMTP sends" in md and md.count("| AUTH 235, message 250 | AUTH 235, message 250 |") == len(sends)
+    assert 'id="smtp"' in report.read_text(encoding="utf-8")
     # The sandbox's secret does not outlive it.
     assert not (work / "sandbox" / "client_secret").exists()
 

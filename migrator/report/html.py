@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 from html import escape
 
-from migrator.report.model import ReportData, fmt_time
+from migrator.report.model import ReportData, fmt_send, fmt_time
 from migrator.report.svg import render_svg
 
 OPEN_BATCH_APPS = 25  # a batch's app table starts folded beyond this many apps
@@ -151,6 +151,12 @@ def render_html(data: ReportData) -> str:
     parts.append(_table(["Key", "Name", "Status", "Members", "Apps", "First batch", "Address"],
                         [[g.key, g.name, g.status, g.members, g.apps, g.batch, g.address] for g in data.groups],
                         numeric={3, 4, 5}))
+    if data.smtp_sends:
+        parts.append('<h2 id="smtp">SMTP sends</h2><p class="note">Each app signed in over SMTP (AUTH XOAUTH2) and '
+                     "sent one message, before and after the run: the AUTH reply, then the message's.</p>")
+        parts.append(_table(["App", "Mailbox", "Before", "After"],
+                            [[r["app_name"] or r["app_id"], r["mailbox"], fmt_send(r["before"]), fmt_send(r["after"])]
+                             for r in data.smtp_sends]))
     if data.kept_reasons:
         parts.append('<h2 id="kept">Grants kept</h2>')
         parts.append(_table(["Reason", "Grants"], [[r, n] for r, n in data.kept_reasons], numeric={1}))

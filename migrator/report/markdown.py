@@ -7,7 +7,7 @@ emphasis or GitHub's `$...$` math.
 from __future__ import annotations
 
 from migrator.report.mermaid import render_mermaid
-from migrator.report.model import ReportData, fmt_time
+from migrator.report.model import ReportData, fmt_send, fmt_time
 
 MAX_APP_ROWS = 50      # per batch
 MAX_GROUP_ROWS = 200
@@ -80,6 +80,12 @@ def render_markdown(data: ReportData) -> str:
     if len(data.groups) > MAX_GROUP_ROWS:
         out += ["", f"… and {len(data.groups) - MAX_GROUP_ROWS} more groups (see report.html and groups.csv)."]
 
+    if data.smtp_sends:
+        out += ["", "## SMTP sends", "", "Each app signed in over SMTP (AUTH XOAUTH2) and sent one message, before and "
+                "after the run: the AUTH reply, then the message's.", ""]
+        out += _table(["App", "Mailbox", "Before", "After"],
+                      [[r["app_name"] or r["app_id"], r["mailbox"], fmt_send(r["before"]), fmt_send(r["after"])]
+                       for r in data.smtp_sends])
     if data.kept_reasons:
         out += ["", "## Grants kept", ""]
         out += _table(["Reason", "Grants"], [[r, n] for r, n in data.kept_reasons])

@@ -5,6 +5,7 @@ Renderers (markdown.py, html.py) only format a ReportData; they compute nothing,
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class ReportData:
     run_note: str                            # "no run yet" / how the journal was read
     runs: tuple[dict, ...] = ()
     diagram: Diagram = field(default_factory=lambda: Diagram((), (), ""))
+    smtp_sends: tuple[dict, ...] = ()  # smtp-evidence.json: real sends per app before and after (demo, sandbox)
 
     @property
     def bound_text(self) -> str:
@@ -139,6 +141,26 @@ def read_timeline(plan) -> tuple[tuple, dict[int, str], tuple[dict, ...], str]:
                                          e.generation,
                                          rank.get((e.phase, e.step), len(rank)))))
     return events, states, runs, f"Read from {JOURNAL_NAME}: {len(runs)} run(s), {len(events)} step record(s)."
+
+
+def fmt_send(codes: list) -> str:
+    """[235, 250] -> "AUTH 235, message 250" (a real send's two replies; 0: never got that far)."""
+    auth, message = (list(codes) + [0, 0])[:2]
+    return f"AUTH {auth}, message {message or '-'}"
+
+
+def read_smtp_evidence(plan) -> tuple[dict, ...]:
+    """The real SMTP sends recorded beside the plan (`migrator demo` writes smtp-evidence.json), if any. A file that
+    cannot be read adds nothing: the report is about the plan, and this is an extra."""
+    if plan.path is None:
+        return ()
+    path = Path(plan.path) / "smtp-evidence.json"
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8")).get("smtp_sends", [])
+    except (OSError, ValueError, AttributeError):
+        return ()
+    keys = ("app_id", "app_name", "mailbox", "before", "after")
+    return tuple(r for r in rows if isinstance(r, dict) and all(k in r for k in keys))
 
 
 def build_report(plan, *, now: datetime | None = None, with_journal: bool = True) -> ReportData:
@@ -219,4 +241,4 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
         optimal=cover.get("optimal"), strategy=str(cover.get("strategy", "")), batches=tuple(batches),
         groups=groups, kept_reasons=tuple(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
         flagged=tuple((names.get(a, "") or a, p) for a, p in sorted(flagged.items())), timeline=timeline,
-        run_note=note, runs=runs, diagram=build_diagram(plan))
+        run_note=note, runs=runs, diagram=build_diagram(plan), smtp_sends=read_smtp_evidence(plan))
