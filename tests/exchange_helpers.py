@@ -32,10 +32,27 @@ class FakeTokens:
         return f"tok-{self.generation}"
 
 
+class FakeTime:
+    """A clock that only the session's own sleeps advance: retry budgets in seconds are exact and instant."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps = []
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self):
+        return self.now
+
+
 def session(prof=None, **kw):
-    sleeps = []
-    kw.setdefault("sleep", sleeps.append)
+    fake = FakeTime()
+    kw.setdefault("sleep", fake.sleep)
+    kw.setdefault("clock", fake.clock)
     limiter = kw.pop("limiter", None) or AdaptiveLimiter(sleep=lambda s: None)
     s = ApiSession(prof or profile(), FakeTokens(), limiter, **kw)
-    s.sleeps = sleeps
+    s.sleeps = fake.sleeps
+    s.fake_time = fake
     return s

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import socket
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from migrator.exchange.errors import (
     AlreadyExists,
     ApiError,
     AuthError,
+    CmdletRefused,
     Forbidden,
     NotFound,
     Throttled,
@@ -22,7 +24,7 @@ from migrator.exchange.errors import (
     parse_error_body,
 )
 from migrator.exchange.exo import ExchangeClient
-from migrator.exchange.http import parse_retry_after
+from migrator.exchange.http import Budget, connection_failure_kind, parse_retry_after
 
 
 def exo_error(etype, text, code="BadRequest"):
@@ -79,27 +81,94 @@ def test_concurrency_text_is_retried_as_throttling():
 @responses.activate
 def test_throttled_after_all_attempts_raises_throttled_not_empty():
     responses.post(INVOKE, status=429, body="")
-    exo, s = client(max_attempts=3)
+    exo, s = client(budgets={"throttle": Budget(seconds=100.0)}, backoff_cap=10.0)
     with pytest.raises(Throttled) as info:
         exo.invoke("Get-RecipientPermission", {"Identity": "a@x.com"})
     assert info.value.status == 429 and info.value.operation == "Get-RecipientPermission"
-    assert s.calls["Get-RecipientPermission"] == 3
+    assert sum(s.sleeps) <= 100.0  # bounded by elapsed time: no wait that would end past the budget is started
+    assert s.calls["Get-RecipientPermission"] == len(s.sleeps) + 1 >= 10
+
+
+NUL_403 = dict(status=403, body=b"\x00" * 64, headers={"Content-Encoding": "gzip"})  # Exchange's cmdlet refusal
 
 
 @responses.activate
-def test_nul_byte_403_is_retried_a_little_then_forbidden_with_a_grant_hint():
-    responses.post(INVOKE, status=403, body=b"\x00" * 64)
+def test_gzip_labelled_nul_403_is_retried_within_its_budget_then_cmdlet_refused():
+    responses.post(INVOKE, **NUL_403)
     responses.post(INVOKE, json={"value": [{"ok": 1}]})
     exo, s = client()
     assert exo.invoke("Get-Mailbox", {"Identity": "a@x.com"}) == [{"ok": 1}]  # a transient NUL 403
-    responses.replace(responses.POST, INVOKE, status=403, body=b"\x00" * 64)
+    responses.replace(responses.POST, INVOKE, **NUL_403)
+    with pytest.raises(CmdletRefused) as info:
+        exo.invoke("Get-EXOMailbox", {"Identity": "a@x.com"})
+    assert s.calls["Get-EXOMailbox"] == 4  # the nul403 budget, not the network's
+    err = info.value
+    assert isinstance(err, Forbidden) and err.cmdlet == "Get-EXOMailbox" and err.exit_code == 4
+    msg = str(err)
+    assert "refused the cmdlet Get-EXOMailbox" in msg and "Exchange.ManageAsApp" in msg and "role" in msg
+    assert "reach" not in msg and "network" not in msg and "\x00" not in msg
+    assert s.retry_kinds == {"nul403": 4}
+
+
+@responses.activate
+def test_nul_403_after_many_other_transient_answers_is_still_retried():
+    for _ in range(6):
+        responses.post(INVOKE, status=429, body="")
+    for _ in range(3):
+        responses.post(INVOKE, status=503, body="")
+    responses.post(INVOKE, body=requests.exceptions.ConnectionError("reset"))
+    for _ in range(3):
+        responses.post(INVOKE, **NUL_403)
+    responses.post(INVOKE, json={"value": [{"ok": 1}]})
+    exo, s = client()
+    assert exo.invoke("Remove-RecipientPermission", {"Identity": "a", "Trustee": "t"}) == [{"ok": 1}]
+    assert s.retry_kinds == {"throttle": 6, "server": 3, "dropped": 1, "nul403": 3}
+
+
+@responses.activate
+def test_graph_nul_403_is_forbidden_not_a_cmdlet_refusal():
+    from exchange_helpers import GRAPH
+    from migrator.exchange.graph import GraphClient
+
+    responses.get(f"{GRAPH}/servicePrincipals/x/appRoleAssignments", **NUL_403)
+    s = session()
     with pytest.raises(Forbidden) as info:
-        exo.invoke("Get-Mailbox", {"Identity": "a@x.com"})
-    assert s.calls["Get-Mailbox"] == 2 + 3  # three tries for a lasting one
-    msg = str(info.value)
-    assert "Exchange.ManageAsApp" in msg and "Exchange Administrator" in msg
-    assert "\x00" not in msg
-    assert info.value.exit_code == 4
+        GraphClient(s, s.profile).list_app_role_assignments("x")
+    assert not isinstance(info.value, CmdletRefused) and "Application.Read.All" in str(info.value)
+
+
+def test_connection_failures_are_classified_by_exception_type_not_text():
+    import urllib3.exceptions
+
+    def wrapped(cause):
+        inner = urllib3.exceptions.NewConnectionError(None, "failed")
+        inner.__cause__ = cause
+        return requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/", inner))
+
+    assert connection_failure_kind(wrapped(ConnectionRefusedError(111, "refused"))) == "refused"
+    assert connection_failure_kind(requests.exceptions.ConnectionError("[Errno 111] Connection refused")) == \
+        "dropped"  # the text alone proves nothing
+    assert connection_failure_kind(wrapped(socket.gaierror(-2, "Name or service not known"))) == "dns"
+    assert connection_failure_kind(requests.exceptions.SSLError("bad cert")) == "tls"
+    assert connection_failure_kind(requests.exceptions.ReadTimeout("slow")) == "timeout"
+    assert connection_failure_kind(requests.exceptions.ConnectionError("Connection aborted")) == "dropped"
+
+
+@responses.activate
+def test_each_kind_of_failure_has_its_own_budget():
+    import urllib3.exceptions
+
+    refused = urllib3.exceptions.NewConnectionError(None, "x")
+    refused.__cause__ = ConnectionRefusedError(111, "refused")
+    for _ in range(5):
+        responses.post(INVOKE, body=requests.exceptions.ConnectionError("aborted"))  # dropped: its own budget
+    for _ in range(3):
+        responses.post(INVOKE, body=requests.exceptions.ConnectionError(refused))
+    exo, s = client()
+    with pytest.raises(Unreachable) as info:
+        exo.invoke("Get-Mailbox", {"Identity": "a"})
+    assert info.value.kind == "refused" and "nothing accepts connections" in str(info.value)
+    assert s.calls["Get-Mailbox"] == 5 + 3  # three refused tries after five dropped ones
 
 
 @responses.activate
@@ -164,7 +233,7 @@ def test_tls_failure_is_unreachable_at_once_with_a_ca_hint():
 
 def test_unreachable_host_names_the_host():
     prof = profile(exchange_url="https://127.0.0.1:9", timeout=2)
-    s = session(prof, refused_attempts=2)
+    s = session(prof, budgets={"refused": Budget(tries=2)})
     exo = ExchangeClient(s, prof)
     with pytest.raises(Unreachable) as info:
         exo.invoke("Get-Mailbox", {"Identity": "a"})

@@ -41,7 +41,7 @@ def _outcome(sb, token, cmdlet="Get-Mailbox"):
         r = _call(sb, token, cmdlet, {"Identity": "user1"} if cmdlet == "Set-Mailbox" else None)
     except requests.ConnectionError:
         return "drop"
-    if r.status_code == 403 and set(r.content) == {0}:
+    except requests.exceptions.ContentDecodingError:  # only the NUL 403 is labelled gzip without being gzip
         return "403nul"
     return str(r.status_code)
 
@@ -101,16 +101,52 @@ def test_transient_500_and_503(tmp_path):
         assert statuses == {500, 503}
 
 
+def _refusal_shape(sb, token, cmdlet="Get-Mailbox"):
+    """(status, Content-Encoding, raw body bytes) without decoding, and whether requests can decode it at all."""
+    r = HTTP.post(sb.invoke_url, json={"CmdletInput": {"CmdletName": cmdlet, "Parameters": {}}},
+                  headers={"Authorization": f"Bearer {token}"}, verify=str(sb.ca_bundle), timeout=10, stream=True)
+    raw = r.raw.read(decode_content=False)
+    r.close()
+    try:
+        _ = _call(sb, token, cmdlet).content
+        decodable = True
+    except requests.exceptions.ContentDecodingError:
+        decodable = False
+    return r.status_code, r.headers.get("Content-Encoding"), raw, decodable
+
+
 def test_nul_403_on_a_rate_and_for_a_genuine_403(tmp_path):
     _standin, sb = _serve(FaultProfile(nul_403_rate=1.0), tmp_path)
     with sb:
-        r = _call(sb, _token(sb))
-        assert r.status_code == 403 and r.content and set(r.content) == {0}
+        status, encoding, raw, decodable = _refusal_shape(sb, _token(sb))
+        assert (status, encoding, decodable) == (403, "gzip", False) and raw and set(raw) == {0}
     _standin, sb = _serve(FaultProfile(forbidden_nul_share=1.0), tmp_path / "b")
     with sb:
         assert _call(sb, _token(sb)).status_code == 200  # only a genuine 403 is affected
-        r = _call(sb, _token(sb, NOROLE_ID, "s3cret-norole"))
-        assert r.status_code == 403 and set(r.content) == {0}
+        status, encoding, raw, decodable = _refusal_shape(sb, _token(sb, NOROLE_ID, "s3cret-norole"))
+        assert (status, encoding, decodable) == (403, "gzip", False) and set(raw) == {0}
+
+
+def test_unknown_and_refused_cmdlets_answer_exchanges_refusal(tmp_path):
+    _standin, sb = _serve(FaultProfile(refused_cmdlets=("Get-EXOMailbox",)), tmp_path)
+    with sb:
+        token = _token(sb)
+        for cmdlet in ("Get-NoSuchThing", "get-exomailbox"):
+            status, encoding, raw, decodable = _refusal_shape(sb, token, cmdlet)
+            assert (status, encoding, decodable) == (403, "gzip", False) and set(raw) == {0}, cmdlet
+        assert _call(sb, token, "Get-Mailbox").status_code == 200
+
+
+def test_pipeline_error_cmdlets_answer_200_with_adminapi_errors(tmp_path):
+    _standin, sb = _serve(FaultProfile(pipeline_error_cmdlets=("Get-Mailbox",)), tmp_path)
+    with sb:
+        body = _call(sb, _token(sb)).json()
+        assert len(body["value"]) == 2  # three mailboxes, the last one lost
+        (err,) = body["@adminapi.errors"]
+        assert err.split("|")[1].endswith("ManagementObjectNotFoundException")
+        assert body["@adminapi.warnings"] == ["standin warning"]  # both can come together
+    with pytest.raises(ValueError):
+        FaultProfile(refused_cmdlets="Get-EXOMailbox")
 
 
 def test_graph_batch_inner_429(tmp_path):

@@ -49,12 +49,37 @@ class Forbidden(ApiError):
     """403: the app lacks an API permission (Exchange.ManageAsApp, Graph app roles) or an Entra role."""
 
 
+class CmdletRefused(Forbidden):
+    """Exchange refused to run a cmdlet: 403 with a NUL-byte body labelled `Content-Encoding: gzip` (what the
+    endpoint answers for an unknown cmdlet, one not offered through InvokeCommand, or one the app's role does not
+    include). `.cmdlet` names it. Raised only after the short NUL-403 retry budget: on the wire a transient NUL 403
+    and a refusal look the same. Callers with an alternative cmdlet fall back on it."""
+
+    def __init__(self, message: str, *, cmdlet: str = "", **kw: Any) -> None:
+        self.cmdlet = cmdlet
+        super().__init__(message, **kw)
+
+
+class ReplyErrors(ApiError):
+    """A 200 answer that carries `@adminapi.errors` (e.g. a pipeline that failed part-way): the call failed.
+    `.errors` holds their texts (redacted); `.rows` what the answer held besides (never to be taken as complete)."""
+
+    def __init__(self, message: str, *, errors: list[str] | None = None, **kw: Any) -> None:
+        self.errors = [redact(e) for e in (errors or [])]
+        super().__init__(message, **kw)
+
+
 class Throttled(ApiError):
     """429 / 503 / the concurrency answer kept coming after every retry."""
 
 
 class Unreachable(ApiError):
-    """No HTTP answer: DNS, connection refused or reset, timeout, TLS verification failure."""
+    """No HTTP answer: DNS, connection refused or reset, timeout, TLS verification failure. `.kind` says which
+    (tls, dns, refused, timeout, dropped), classified by exception type."""
+
+    def __init__(self, message: str, *, kind: str = "", **kw: Any) -> None:
+        self.kind = kind
+        super().__init__(message, **kw)
 
 
 class ServerError(ApiError):

@@ -1,7 +1,11 @@
 """Exchange Online through the admin REST endpoint the ExchangeOnlineManagement V3 module uses (InvokeCommand).
 
 `invoke(cmdlet, params)` posts the CmdletInput envelope and follows @odata.nextLink. Typed helpers cover the
-cmdlets of EXCHANGE.md §3. Two safety rules live here:
+cmdlets of EXCHANGE.md §3. The answer's `@adminapi.errors` fail the call (`ReplyErrors`); its `@adminapi.warnings`
+are logged, handed to `on_warning` and kept on the result (`CmdletRows.warnings`). The read path names only cmdlets
+public InvokeCommand clients are known to send (Get-Mailbox, Get-MailboxPermission, ...); the Get-EXO* names, which
+the endpoint most likely refuses there, only when `exo_cmdlets` is on (profile setting, default off).
+Two safety rules live here:
 - the guard: Get-* cmdlets that answer an empty or unresolved identity with *every* object never get one
   (ValueError before any call);
 - "absent" only from ManagementObjectNotFoundException (errors.NotFound); any other failure raises.
@@ -9,10 +13,13 @@ cmdlets of EXCHANGE.md §3. Two safety rules live here:
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from migrator.exchange.access import by_cmdlet, read, write
-from migrator.exchange.errors import NotFound
+from migrator.exchange.errors import ApiError, CmdletRefused, NotFound, ReplyErrors, parse_error_body, short_type
 from migrator.exchange.http import ApiSession
 from migrator.exchange.interface import ExchangeApi
 from migrator.exchange.profile import Profile
@@ -34,6 +41,41 @@ GUARDED: dict[str, tuple[str, ...]] = {
     "Get-EXOMailbox": ("Identity",),
 }
 
+EXCHANGE_ANCHOR = "APP:SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}@"
+log = logging.getLogger("migrator.exchange")
+
+
+class CmdletRows(list):
+    """A cmdlet's rows (every page), with the `@adminapi.warnings` Exchange sent along (`.warnings`)."""
+
+    def __init__(self, rows=(), warnings=()) -> None:
+        super().__init__(rows)
+        self.warnings: list[str] = list(warnings)
+
+
+def _is_guid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _texts(items: Any) -> list[str]:
+    """`@adminapi.errors` / `.warnings` entries as text (strings, or objects with a message)."""
+    if not items:
+        return []
+    out = []
+    for item in items if isinstance(items, list) else [items]:
+        if isinstance(item, dict):
+            item = next((item[k] for k in ("message", "Message", "ErrorMessage", "Exception") if item.get(k)),
+                        str(item))
+        out.append(str(item))
+    return out
+
+
 # Deliberate whole-tenant reads (listing methods): allowed without an identity, nothing else.
 _SCAN_OK = "_scan"
 
@@ -46,6 +88,15 @@ def _blank(value: Any) -> bool:
     if isinstance(value, (list, tuple, set, dict)):
         return not value or any(_blank(v) for v in value) if not isinstance(value, dict) else not value
     return False
+
+
+# Answers meaning "this cmdlet or parameter set is not offered here": a caller with an alternative falls back.
+UNSUPPORTED_TYPES = frozenset({"CommandNotFoundException", "ParameterBindingException"})
+
+
+def is_unsupported(exc: ApiError) -> bool:
+    """The endpoint refused the cmdlet (403 NUL body) or has no such cmdlet / parameter set."""
+    return isinstance(exc, CmdletRefused) or short_type(exc.exception_type) in UNSUPPORTED_TYPES
 
 
 def check_identity(cmdlet: str, params: dict[str, Any], *, scan: bool = False) -> None:
@@ -66,8 +117,35 @@ def check_identity(cmdlet: str, params: dict[str, Any], *, scan: bool = False) -
 class ExchangeClient(ExchangeApi):
     """Exchange Online over InvokeCommand; the executor's typed reads come from ExchangeApi (interface.py)."""
 
-    def __init__(self, session: ApiSession, profile: Profile) -> None:
+    def __init__(self, session: ApiSession, profile: Profile, *, exo_cmdlets: bool | None = None,
+                 on_warning: Callable[[str, str], None] | None = None) -> None:
         self.session, self.profile = session, profile
+        # Get-EXO* names through InvokeCommand: only when proven to work (doctor), else the classic cmdlets
+        self.exo_cmdlets = bool(getattr(profile, "exo_cmdlets", False)) if exo_cmdlets is None else exo_cmdlets
+        self.on_warning = on_warning  # (cmdlet, warning text): e.g. the executor's journal
+        self._anchor = ""
+
+    @read
+    def anchor_mailbox(self) -> str:
+        """X-AnchorMailbox names the tenant by GUID: the profile's tenant_id, or the token's `tid` claim when the
+        profile holds a domain name (an opaque token leaves the domain)."""
+        if not self._anchor:
+            tenant = self.profile.tenant_id
+            if not _is_guid(tenant):
+                tenant = self._token_tenant() or tenant
+            self._anchor = EXCHANGE_ANCHOR + tenant
+        return self._anchor
+
+    def _token_tenant(self) -> str:
+        import jwt
+
+        try:
+            claims = jwt.decode(self.session.tokens.token(self.profile.exchange_resource),
+                                options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return ""
+        tid = str(claims.get("tid") or "")
+        return tid if _is_guid(tid) else ""
 
     # -- the envelope ---------------------------------------------------------------------------------
     @by_cmdlet
@@ -80,9 +158,9 @@ class ExchangeClient(ExchangeApi):
         url = self.profile.invoke_url
         if select:
             url = f"{url}?$select={','.join(select)}"
-        headers = {"X-AnchorMailbox": self.profile.anchor_mailbox, "Prefer": "odata.maxpagesize=1000",
+        headers = {"X-AnchorMailbox": self.anchor_mailbox(), "Prefer": "odata.maxpagesize=1000",
                    "X-ResponseFormat": "json", "Content-Type": "application/json"}
-        rows: list[dict] = []
+        rows = CmdletRows()
         seen: set[str] = set()
         while url:
             data = self.session.request("POST", url, resource=self.profile.exchange_resource, operation=cmdlet,
@@ -90,18 +168,38 @@ class ExchangeClient(ExchangeApi):
             if data is None:
                 break
             if not isinstance(data, dict):
-                from migrator.exchange.errors import ApiError
                 raise ApiError("answered with JSON that is not an object", operation=cmdlet, params=params)
+            self._take_warnings(cmdlet, data, rows)
+            errors = _texts(data.get("@adminapi.errors"))
+            if errors:
+                raise self._reply_errors(cmdlet, params, errors)
             value = data.get("value", [])
             if isinstance(value, dict):
                 value = [value]
             rows.extend(v for v in value if isinstance(v, dict))
             url = data.get("@odata.nextLink") or ""
             if url in seen:  # a server repeating a link would loop forever
-                from migrator.exchange.errors import ApiError
                 raise ApiError("the server repeated a nextLink (paging loop)", operation=cmdlet, params=params)
             seen.add(url)
         return rows
+
+    def _take_warnings(self, cmdlet: str, data: dict, rows: CmdletRows) -> None:
+        for text in _texts(data.get("@adminapi.warnings")):
+            log.warning("%s: %s", cmdlet, text)
+            rows.warnings.append(text)
+            if self.on_warning is not None:
+                self.on_warning(cmdlet, text)
+
+    @staticmethod
+    def _reply_errors(cmdlet: str, params: dict, errors: list[str]) -> ReplyErrors:
+        """A 200 answer with @adminapi.errors: the call failed (a pipeline that stopped part-way), with the type
+        of the first error when it is in Exchange's `ErrId|Exception.Type|text` form."""
+        parsed = parse_error_body(json.dumps({"error": {"message": errors[0]}}))
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return ReplyErrors(f"answered with errors: {parsed['text'] or errors[0]}{more}", errors=errors, status=200,
+                           exception_type=parsed["exception_type"], errid=parsed["errid"],
+                           text=parsed["text"] or errors[0], operation=cmdlet, params=params,
+                           hint="Exchange ran the cmdlet only in part; nothing of its answer was used")
 
     def _get_one(self, cmdlet: str, identity: str, **params) -> dict | None:
         try:
@@ -130,10 +228,17 @@ class ExchangeClient(ExchangeApi):
     # -- mailboxes and permissions ---------------------------------------------------------------------
     @read
     def get_mailboxes(self, properties: list[str] | None = None) -> list[dict]:
-        params: dict[str, Any] = {"ResultSize": "Unlimited"}
-        if properties:
-            params["Properties"] = list(properties)
-        return self.invoke("Get-EXOMailbox" if properties else "Get-Mailbox", params, scan=True)
+        """Every mailbox. Get-Mailbox (trimmed with $select), or Get-EXOMailbox -Properties when exo_cmdlets is
+        on, falling back to Get-Mailbox when the endpoint refuses it or lacks that parameter set."""
+        if properties and self.exo_cmdlets:
+            try:
+                return self.invoke("Get-EXOMailbox", {"ResultSize": "Unlimited", "Properties": list(properties)},
+                                   scan=True)
+            except ApiError as exc:
+                if not is_unsupported(exc):
+                    raise
+        return self.invoke("Get-Mailbox", {"ResultSize": "Unlimited"}, list(properties) if properties else None,
+                           scan=True)
 
     @read
     def scan_recipient_permissions(self, select: list[str] | None = None) -> list[dict]:
@@ -165,9 +270,24 @@ class ExchangeClient(ExchangeApi):
                                                           "AccessRights": "SendAs", "Confirm": False})
 
     @read
-    def scan_mailbox_permissions(self) -> list[dict]:
-        """Every mailbox permission row (Get-EXOMailboxPermission's documented Default parameter set)."""
-        return self.invoke("Get-EXOMailboxPermission", {"ResultSize": "Unlimited"}, scan=True)
+    def scan_mailbox_permissions(self, select: list[str] | None = None) -> list[dict]:
+        """Every mailbox permission row: Get-MailboxPermission -ResultSize Unlimited without an identity (the
+        hazard of EXCHANGE.md §3, used on purpose: callers check the scan). Get-EXOMailboxPermission first when
+        exo_cmdlets is on; a refusal or a missing parameter set falls back to the classic cmdlet."""
+        return self.scan_mailbox_permissions_with(select)[0]
+
+    @read
+    def scan_mailbox_permissions_with(self, select: list[str] | None = None) -> tuple[list[dict], str]:
+        """(rows, the cmdlet that served them)."""
+        cmdlets = ["Get-EXOMailboxPermission", "Get-MailboxPermission"] if self.exo_cmdlets else \
+            ["Get-MailboxPermission"]
+        for cmdlet in cmdlets[:-1]:
+            try:
+                return self.invoke(cmdlet, {"ResultSize": "Unlimited"}, select, scan=True), cmdlet
+            except ApiError as exc:
+                if not is_unsupported(exc):
+                    raise
+        return self.invoke(cmdlets[-1], {"ResultSize": "Unlimited"}, select, scan=True), cmdlets[-1]
 
     @read
     def get_mailbox_permissions(self, mailbox: str, user: str | None = None) -> list[dict]:

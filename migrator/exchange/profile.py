@@ -47,7 +47,6 @@ MICROSOFT_LOGIN_HOSTS = frozenset(
 CREDENTIAL_KINDS = ("secret", "certificate", "device_code")
 # Keys that would hold a secret inline: refused wherever they appear.
 _INLINE_SECRET_KEYS = ("secret", "client_secret", "password", "pfx_password", "private_key", "passphrase", "key")
-_EXCHANGE_ANCHOR = "APP:SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}@"
 
 
 @dataclass(frozen=True)
@@ -98,6 +97,9 @@ class Profile:
     connect_timeout: float = 10.0
     smtp_host: str = "smtp.office365.com"  # SMTP AUTH submission (verify-smtp only)
     smtp_port: int = 587
+    # Send Get-EXO* cmdlet names through InvokeCommand (no public client does; the endpoint most likely refuses
+    # them). Off by default; a check against the tenant (doctor) may turn it on.
+    exo_cmdlets: bool = False
 
     @property
     def verify(self) -> str | bool:
@@ -113,10 +115,6 @@ class Profile:
     @property
     def graph_base(self) -> str:
         return self.graph_url if self.graph_url.rstrip("/").endswith("/v1.0") else f"{self.graph_url}/v1.0"
-
-    @property
-    def anchor_mailbox(self) -> str:
-        return _EXCHANGE_ANCHOR + self.tenant_id
 
     @property
     def authority_is_microsoft(self) -> bool:
@@ -231,6 +229,9 @@ def parse_profile(data: dict, *, source: str = "<profile>", base: Path | None = 
     smtp_port = data.get("smtp_port", 587)
     if not isinstance(smtp_port, int) or not 0 < smtp_port < 65536:
         raise InputError("must be a TCP port number", path=source, field="smtp_port", value=str(smtp_port))
+    exo_cmdlets = data.get("exo_cmdlets", False)
+    if not isinstance(exo_cmdlets, bool):
+        raise InputError("must be true or false", path=source, field="exo_cmdlets", value=str(exo_cmdlets))
     return Profile(
         name=_str(data, "name", source) or Path(source).stem,
         tenant_id=tenant_id,
@@ -247,6 +248,7 @@ def parse_profile(data: dict, *, source: str = "<profile>", base: Path | None = 
         timeout=float(timeout),
         smtp_host=_str(data, "smtp_host", source) or cloud.smtp,
         smtp_port=smtp_port,
+        exo_cmdlets=exo_cmdlets,
     )
 
 

@@ -7,10 +7,12 @@ Strategy (cheapest correct reads; EXCHANGE.md §3):
   one query per service principal as soon as there are more SPs than pages. Per-SP `-Trustee` queries are used
   only to tell apart SPs that share a display name, and only when their answers add up to the scan exactly.
 - FullAccess: Get-MailboxPermission is per mailbox in its common parameter set; one call per mailbox is what the
-  inventory must avoid. So: a scan, `Get-EXOMailboxPermission -ResultSize Unlimited` (its documented Default
-  parameter set), else `Get-MailboxPermission -ResultSize Unlimited` with no identity (the cmdlet answers every
-  mailbox's rows: the hazard EXCHANGE.md §3 warns about, used here on purpose and checked). A SendAs-restricted
-  shortcut would miss FullAccess-only grants (IMAP/POP apps), so it is not used.
+  inventory must avoid. So: a scan, `Get-MailboxPermission -ResultSize Unlimited` with no identity (the cmdlet
+  answers every mailbox's rows: the hazard EXCHANGE.md §3 warns about, used here on purpose and checked);
+  `Get-EXOMailboxPermission -ResultSize Unlimited` first only when the profile enables Get-EXO* names (public
+  InvokeCommand clients do not send them; the endpoint most likely refuses them with its 403). A refusal or a
+  missing parameter set falls back to one query per mailbox. A SendAs-restricted shortcut would miss
+  FullAccess-only grants (IMAP/POP apps), so it is not used.
 - Both scans are verified: a stratified sample of mailboxes (some the scan shows rows for, some it shows none
   for) is queried one by one and must match the scan row for row; on a mismatch that right is read with one
   query per mailbox instead (correct, just expensive).
@@ -35,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from migrator.exchange.auth import TokenProvider
-from migrator.exchange.errors import ApiError, NotFound, short_type
-from migrator.exchange.exo import ExchangeClient
+from migrator.exchange.errors import ApiError, NotFound
+from migrator.exchange.exo import ExchangeClient, is_unsupported
 from migrator.exchange.graph import BATCH_MAX, GraphClient
 from migrator.exchange.http import ApiSession
 from migrator.exchange.profile import Profile, load_profile
@@ -53,8 +55,6 @@ MAILBOX_PERMISSION_FIELDS = ["Identity", "User", "AccessRights", "Deny", "IsInhe
 MEMBER_FIELDS = ["Identity", "Name", "DisplayName", "PrimarySmtpAddress", "ExternalDirectoryObjectId",
                  "RecipientType", "RecipientTypeDetails"]
 FULLACCESS_STRATEGIES = ("scan", "per-mailbox")
-# Answers meaning "this cmdlet / parameter set is not offered here" (then the fallback applies).
-_UNSUPPORTED = {"CommandNotFoundException", "ParameterBindingException"}
 
 
 @dataclass
@@ -226,14 +226,12 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
     def scan_fullaccess() -> tuple[list[dict], str] | None:
         if fullaccess != "scan":
             return None
-        for cmdlet in ("Get-EXOMailboxPermission", "Get-MailboxPermission"):
-            try:
-                return exo.invoke(cmdlet, {"ResultSize": "Unlimited"}, MAILBOX_PERMISSION_FIELDS, scan=True), cmdlet
-            except ApiError as exc:
-                if isinstance(exc, NotFound) or short_type(exc.exception_type) in _UNSUPPORTED:
-                    continue  # this form is not offered here: try the next, else per mailbox
-                raise
-        return None
+        try:
+            return exo.scan_mailbox_permissions_with(MAILBOX_PERMISSION_FIELDS)
+        except ApiError as exc:
+            if isinstance(exc, NotFound) or is_unsupported(exc):
+                return None  # no whole-tenant form here (refused, or no such parameter set): one per mailbox
+            raise
 
     def check_fullaccess():
         mailboxes, index = reads.result("mailboxes"), reads.result("index")
@@ -300,7 +298,7 @@ def _mailbox_identity(row: dict) -> str:
     for key in ("ExternalDirectoryObjectId", "PrimarySmtpAddress", "Guid", "DistinguishedName"):
         if row.get(key):
             return str(row[key])
-    raise ApiError("a mailbox row has no identity", operation="Get-EXOMailbox")
+    raise ApiError("a mailbox row has no identity", operation="Get-Mailbox")
 
 
 _MAILBOX_NAME_FIELDS = ("PrimarySmtpAddress", "ExternalDirectoryObjectId", "Guid", "Name", "Alias",
@@ -467,12 +465,7 @@ def _disambiguate(exo: ExchangeClient, out: Readings, ambiguous: dict[str, list[
 
 
 def _get_mailboxes(exo: ExchangeClient) -> list[dict]:
-    try:
-        return exo.get_mailboxes(MAILBOX_PROPERTIES)
-    except ApiError as exc:
-        if short_type(exc.exception_type) in _UNSUPPORTED or isinstance(exc, NotFound):
-            return exo.get_mailboxes()
-        raise
+    return exo.get_mailboxes(MAILBOX_PROPERTIES)  # falls back from Get-EXOMailbox itself (when enabled)
 
 
 def read_app_permissions(clients: Clients, sp_rows: list[dict], *, workers: int = 16,
@@ -528,7 +521,7 @@ def readings_to_files(readings: Readings) -> list:
 
     files = [
         px.from_records(px.SERVICE_PRINCIPALS, readings.service_principals, "Get-ServicePrincipal"),
-        px.from_records(px.MAILBOXES, readings.mailboxes, "Get-EXOMailbox"),
+        px.from_records(px.MAILBOXES, readings.mailboxes, "Get-Mailbox"),
         px.from_records(px.RECIPIENT_PERMISSIONS, readings.recipient_permissions, "Get-RecipientPermission"),
         px.from_records(px.MAILBOX_PERMISSIONS, readings.mailbox_permissions,
                         readings.fullaccess_strategy.split(":", 1)[-1]

@@ -44,11 +44,21 @@ class FaultProfile:
     nul_403_rate: float = 0.0  # share of requests answered 403 with a body of NUL bytes
     forbidden_nul_share: float = 0.0  # share of genuine 403s (missing role) whose body is NUL bytes
     post_commit_drop_rate: float = 0.0  # share of writes applied, then the connection dropped
+    # Not random: how this endpoint behaves for named cmdlets (case-insensitive).
+    # Refused as Exchange refuses an unknown cmdlet (403, NUL body labelled gzip), e.g. the Get-EXO* names.
+    refused_cmdlets: tuple[str, ...] = ()
+    # Answered as a pipeline that failed part-way: 200, the rows but the last, and `@adminapi.errors`.
+    pipeline_error_cmdlets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "name":
+                continue
+            if f.name.endswith("_cmdlets"):
+                if isinstance(value, str) or not all(isinstance(v, str) and v.strip() for v in value):
+                    raise ValueError(f"{f.name} must be a list of cmdlet names, not {value!r}")
+                object.__setattr__(self, f.name, tuple(v.strip().lower() for v in value))
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{f.name} must be a number >= 0, not {value!r}")

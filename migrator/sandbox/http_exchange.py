@@ -5,7 +5,9 @@ Wire format (EXCHANGE.md §4): a `CmdletInput` envelope in, `{"@odata.context", 
 is a POST of the same body to the absolute nextLink. A cursor is a snapshot taken by the first call, so the pages
 of one listing never shift under a concurrent write, and re-posting the same nextLink (a retry) gives the same page.
 Errors: `{"error": {"code", "message", "details": [{"message": "<ErrId>|<Exception.Type>|<text>"}],
-"innererror": {"internalexception": {"message"}}}}`.
+"innererror": {"internalexception": {"message"}}}}`. An unknown or refused cmdlet is answered as Exchange does:
+403 with a NUL-byte body labelled `Content-Encoding: gzip` (it is not gzip: clients fail to decode it), the same
+shape as a transient NUL 403. A cmdlet that fails part-way answers 200 with `@adminapi.errors` beside its rows.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ EXCEPTION_NAMESPACES = {
     "ParameterBindingException": "System.Management.Automation",
 }
 # HTTP status per exception type (UNVERIFIED against a live tenant: clients must match on the type, not this).
-STATUS_BY_EXCEPTION = {"ManagementObjectNotFoundException": 404, "CommandNotFoundException": 404}
+# CommandNotFoundException never reaches the wire as JSON: it is the NUL 403 (refusal()).
+STATUS_BY_EXCEPTION = {"ManagementObjectNotFoundException": 404}
 WWW_AUTHENTICATE = ('Bearer client_id="00000002-0000-0ff1-ce00-000000000000", '
                     'trusted_issuers="00000001-0000-0000-c000-000000000000@*", '
                     'token_types="app_asserted_user_v1 service_asserted_app_v1", '
@@ -86,9 +89,14 @@ def _plain_error(status: int, code: str, message: str) -> Reply:
     return json_reply(status, {"error": {"code": code, "message": message}})
 
 
+def refusal() -> Reply:
+    """Exchange's refusal: 403, a NUL-byte body labelled gzip though it is not (requests: ContentDecodingError)."""
+    return Reply(403, b"\x00" * 64, "application/json; charset=utf-8", {"Content-Encoding": "gzip"})
+
+
 def forbidden(decision: Decision | None, message: str) -> Reply:
     if decision is not None and decision.forbidden_nul:
-        return Reply(403, b"\x00" * 64, "application/json; charset=utf-8")  # EXCHANGE.md §4: NUL bytes, not JSON
+        return refusal()
     return _plain_error(403, "Forbidden", message)
 
 
@@ -115,8 +123,17 @@ def fault_reply(decision: Decision, *, graph: bool = False) -> Reply | None:
             return json_reply(500, {"error": {"code": "UnknownError", "message": ""}})
         return _plain_error(500, "InternalServerError", "An internal server error occurred. Please retry.")
     if decision.kind == "nul403":
-        return Reply(403, b"\x00" * 64, "application/json; charset=utf-8")
+        return refusal()
     raise ValueError(decision.kind)
+
+
+def pipeline_failure(cmdlet: str, rows: list[dict]) -> tuple[list[dict], list[str]]:
+    """A pipeline that stopped part-way: the rows but the last, and the error for it (ErrId|Type|text)."""
+    full = full_exception_type("ManagementObjectNotFoundException")
+    text = (f"The operation on {cmdlet} couldn't be completed for every object: the last object couldn't be found "
+            f"on the domain controller.")
+    errid = "Ex" + hashlib.sha1(f"{full}|{cmdlet}".encode()).hexdigest()[:6].upper()
+    return rows[:-1], [f"{errid}|{full}|{text}"]
 
 
 def page_size_of(prefer: str) -> int:
@@ -185,6 +202,8 @@ class ExchangeEndpoint:
             imposed = fault_reply(decision)
             if imposed is not None:
                 return imposed
+            if cmdlet.lower() in self.faults.profile.refused_cmdlets:
+                return refusal()
             denied = self._authorize(caller, cmdlet, decision)
             if denied is not None:
                 return denied
@@ -208,6 +227,7 @@ class ExchangeEndpoint:
                                            default=str).encode()).hexdigest()
         skiptoken = req.query.get("$skiptoken")
         warnings: list[str] = []
+        errors: list[str] = []
         if skiptoken:
             cursor_id, _, offset_text = skiptoken.rpartition("-")
             cursor = self._cursor(cursor_id)
@@ -223,10 +243,14 @@ class ExchangeEndpoint:
                 rows, warnings = list(result), list(getattr(result, "warnings", ()))
             except CmdletError as fail:
                 short = fail.exception_type.rsplit(".", 1)[-1]
+                if short == "CommandNotFoundException":
+                    return refusal()
                 status = STATUS_BY_EXCEPTION.get(short) or getattr(fail, "http_status", 0) or 400
                 return exchange_error(status, fail.exception_type, fail.message, fail.errid)
             if decision.post_commit_drop:
                 return drop_reply()  # the write happened; the client never hears so
+            if cmdlet.lower() in self.faults.profile.pipeline_error_cmdlets:
+                rows, errors = pipeline_failure(cmdlet, rows)
             rows = select_fields(rows, req.query.get("$select", ""))
             offset, page_size, cursor_id = 0, page_size_of(req.header("prefer")), ""
             if len(rows) > page_size:
@@ -236,6 +260,8 @@ class ExchangeEndpoint:
         payload: dict = {"@odata.context": f"{base}/$metadata#Collection(Exchange.GenericHashTable)",
                          "adminapi.warnings@odata.type": "#Collection(String)",
                          "@adminapi.warnings": list(warnings), "value": page}
+        if errors:
+            payload["@adminapi.errors"] = errors
         if offset + page_size < len(rows):
             payload["@odata.nextLink"] = f"{base}/InvokeCommand?%24skiptoken={cursor_id}-{offset + page_size}"
         headers = {"Preference-Applied": f"odata.maxpagesize={page_size}"} if req.header("prefer") else {}
