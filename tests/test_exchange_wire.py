@@ -21,7 +21,8 @@ from migrator.exchange.http import DEFAULT_BUDGETS
 from migrator.exchange.profile import load_profile
 from migrator.inventory.tenant import Clients, live_inventory
 from migrator.sandbox.faults import FaultProfile
-from test_inventory_live import FIXTURE, as_set, ground_truth
+from migrator.sandbox.truth import ground_truth
+from test_inventory_live import FIXTURE, as_set
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="thread")]
 
@@ -116,3 +117,24 @@ def test_warnings_reach_the_caller_and_the_anchor_is_the_tenant_guid(sandbox, tm
         clients.close()
     assert again.warnings and "already present" in again.warnings[0]
     assert seen == [("Add-RecipientPermission", again.warnings[0])]
+
+
+def test_the_executor_journal_keeps_exchange_warnings(tmp_path):
+    from migrator.executor import Connection
+    from migrator.executor.context import Output
+    from migrator.executor.journal import Journal
+    from migrator.executor.runner import Runner
+    from migrator.planner.plan import load_plan
+    from migrator.sandbox.server import start_sandbox
+    from sandbox_world import make_fixture, make_plan
+
+    fixture, _ = make_fixture(seed=3, mailboxes=6, apps=2, clusters=1)
+    plan_path = make_plan(fixture, tmp_path / "plan", pilot=1, batch_size=2)
+    with start_sandbox(fixture, run_dir=tmp_path / "sb") as sb:
+        conn = Connection(sb.profile_path)
+        with Journal(plan_path) as journal:
+            runner = Runner(load_plan(plan_path), journal, conn.exo, conn.graph, output=Output(quiet=True))
+            row = next(r for r in conn.exo.scan_recipient_permissions() if "SELF" not in str(r.get("Trustee")))
+            runner.exo.add_recipient_permission(row["Identity"], row["Trustee"])  # already there: a warning
+            kept = json.loads(journal.get_meta("exchange_warnings") or "[]")
+    assert [k["cmdlet"] for k in kept] == ["Add-RecipientPermission"] and "already present" in kept[0]["text"]

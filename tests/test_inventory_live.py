@@ -23,6 +23,7 @@ from migrator.inventory.exports import inventory_from_exports
 from migrator.inventory.store import read_inventory
 from migrator.inventory.tenant import live_inventory
 from migrator.model import Right
+from migrator.sandbox.truth import ground_truth
 
 # pytest-timeout's default `signal` method made the threaded fan-out here ~4x slower (measured: 40 s vs 9.5 s for
 # the per-mailbox run); the `thread` method does not.
@@ -51,25 +52,6 @@ def chaos_sandbox():
         yield sb
     finally:
         sb.stop()
-
-
-def ground_truth(data: dict) -> set[tuple[str, str, str]]:
-    """(app_id, mailbox, right) an app holds directly and effectively (no Deny for the same pair)."""
-    def grants(rows, who, right, is_deny):
-        allow, deny = set(), set()
-        for r in rows:
-            t = r[who]
-            if "app" not in t or r.get("is_inherited"):
-                continue
-            if right not in r.get("access_rights", []):
-                continue
-            key = (t["app"].lower(), r["mailbox"].lower(), right)
-            (deny if is_deny(r) else allow).add(key)
-        return allow - deny
-
-    return (grants(data["recipient_permissions"], "trustee", "SendAs",
-                   lambda r: r.get("access_control_type") == "Deny")
-            | grants(data["mailbox_permissions"], "user", "FullAccess", lambda r: bool(r.get("deny"))))
 
 
 def as_set(inv):

@@ -10,6 +10,8 @@ journal belongs to this plan, the service principals resolve, the tenant has not
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -42,6 +44,7 @@ from migrator.executor.steps import (
 from migrator.executor.undolog import JournalWriteError
 
 WAIT_STEPS = {"propagation_wait": "propagation_wait", "token_wait": "token_lifetime"}
+WARNINGS_KEPT = 500  # Exchange warnings kept in the journal (the newest)
 
 
 @dataclass
@@ -125,6 +128,16 @@ class Runner:
                            counter=self.calls)
         self.graph = Guarded(graph, spec=GraphClient, control=self.control, output=self.output, dry_run=dry_run,
                              counter=self.calls)
+        if hasattr(exo, "on_warning") and not dry_run:
+            exo.on_warning = self._keep_warning  # Exchange's @adminapi.warnings go into the journal
+        self._warning_lock = threading.Lock()
+
+    def _keep_warning(self, cmdlet: str, text: str) -> None:
+        """Journal meta `exchange_warnings`: a JSON list of {at, cmdlet, text}, the last WARNINGS_KEPT."""
+        with self._warning_lock:
+            kept = json.loads(self.journal.get_meta("exchange_warnings") or "[]")
+            kept.append({"at": self.now(), "cmdlet": cmdlet, "text": text})
+            self.journal.set_meta("exchange_warnings", json.dumps(kept[-WARNINGS_KEPT:]))
 
     # ---- public ---------------------------------------------------------------------------------------------
 
