@@ -1,10 +1,11 @@
 """Chaos (issue 6, Done when): the executor runs as a `migrator execute` subprocess against the in-process sandbox
-(throttling, transient faults, dropped connections, writes applied then their answer lost, replication delay, a
-propagation delay and token lifetime of about a second), and is killed with SIGKILL at random moments, then run
-again, until it is done. The sandbox's own timeline must show zero access gaps and zero over-grants, the end state
+(throttling, transient faults, dropped connections, NUL-byte 403s, writes applied then their answer lost,
+replication delay, a propagation delay and token lifetime of about a second), and is killed with SIGKILL at random
+moments, then run again, until it is done. The sandbox's own timeline must show zero access gaps and zero over-grants, the end state
 must equal the plan (no object duplicated, no legacy grant left), and a rollback started mid-batch, killed the
 same way, must return the tenant exactly to its prior state. Both claim rules.
 
+No run may exit 11 because a transient fault outlived its retries (issue 11): such a failure fails the test.
 Seeded and bounded: MIGRATOR_CHAOS_SEEDS (default 1) seeds per case, each case well under 30 s here.
 """
 
@@ -15,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,9 +37,17 @@ CASE_BUDGET = 60.0  # seconds: a case that needs longer fails rather than hang t
 def _faults():
     from migrator.sandbox.faults import FaultProfile
 
+    # Every random fault the sandbox can inject, NUL-byte 403s (transient, and half of the genuine ones) included,
+    # and a Graph bucket of its own that the cut-over's reads and writes can run dry.
     return FaultProfile(name="chaos-test", latency_mean_ms=2, latency_jitter_ms=2, throttle_rate=80,
-                        throttle_burst=15, throttle_no_retry_after=0.3, throttle_concurrency_text=0.2,
-                        transient_rate=0.03, drop_rate=0.01, post_commit_drop_rate=0.04)
+                        throttle_burst=15, graph_throttle_rate=20, graph_throttle_burst=5,
+                        throttle_no_retry_after=0.3, throttle_concurrency_text=0.2, transient_rate=0.03,
+                        drop_rate=0.01, nul_403_rate=0.03, forbidden_nul_share=0.5, post_commit_drop_rate=0.04)
+
+
+# What a failed item says when a transient fault outlived its retries (exchange/http.py): never acceptable here.
+TRANSIENT_MARKS = ("throttled after", "server error after", "cannot reach", "refused the cmdlet",
+                   "HTTP 403 access denied (", "inside $batch still")
 
 
 def _start(tmp: Path, seed: int, claim_rule: str):
@@ -75,28 +85,32 @@ def _run_killed(args: list[str], rng: random.Random, kill_window: tuple[float, f
     With after_writes (a plan folder), the window starts when this run has recorded its first journal action."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     base = _actions(after_writes) if after_writes else 0
-    proc = subprocess.Popen([sys.executable, "-m", "migrator", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env, start_new_session=True)
-    delay = rng.uniform(*kill_window)
-    kill_at = None if after_writes else time.monotonic() + delay
-    nth = rng.randint(*nth_range)  # with after_writes: start the delay once this run has recorded its nth action
-    try:
-        while True:
-            code = proc.poll()
-            if code is not None:
-                return code
-            now = time.monotonic()
-            if kill_at is None and _actions(after_writes) >= base + nth:
-                kill_at = now + delay
-            if (kill_at is not None and now >= kill_at) or now >= deadline:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(10)
-                return None
-            time.sleep(0.005)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a long stderr cannot block the child
+        proc = subprocess.Popen([sys.executable, "-m", "migrator", *args], stdout=subprocess.DEVNULL,
+                                stderr=err, env=env, start_new_session=True)
+        delay = rng.uniform(*kill_window)
+        kill_at = None if after_writes else time.monotonic() + delay
+        nth = rng.randint(*nth_range)  # with after_writes: start the delay once this run has recorded its nth action
+        try:
+            while True:
+                code = proc.poll()
+                if code is not None:
+                    err.seek(0)
+                    text = err.read().decode("utf-8", "replace")
+                    marks = [m for m in TRANSIENT_MARKS if m in text]
+                    assert not (code == 11 and marks), f"exit 11 from a transient fault ({marks}):\n{text[-3000:]}"
+                    return code
+                now = time.monotonic()
+                if kill_at is None and _actions(after_writes) >= base + nth:
+                    kill_at = now + delay
+                if (kill_at is not None and now >= kill_at) or now >= deadline:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait(10)
+                    return None
+                time.sleep(0.005)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def _until_done(args: list[str], rng: random.Random, *, kill_window=(0.8, 5.0), deadline: float,

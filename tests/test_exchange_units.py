@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -11,9 +12,10 @@ from exchange_helpers import GRAPH, TENANT, profile, session
 from migrator.errors import InputError
 from migrator.exchange import redact as R
 from migrator.exchange.auth import TokenProvider
-from migrator.exchange.errors import AuthError, Unreachable
+from migrator.exchange.errors import AuthError, Throttled, Unreachable
 from migrator.exchange.exo import ExchangeClient, check_identity
 from migrator.exchange.graph import GraphClient
+from migrator.exchange.http import Budget
 from migrator.exchange.profile import load_profile, parse_profile
 from migrator.exchange.ratelimit import AdaptiveLimiter, fan_out
 
@@ -373,3 +375,43 @@ def test_device_code_prompts_once_then_uses_the_refresh_token():
     assert len(prompts) == 1
     bodies = [c.request.body for c in responses.calls if c.request.url.endswith("/token")]
     assert "refresh_token" in str(bodies[-1])
+
+
+@responses.activate
+def test_graph_batch_outlasts_sustained_inner_throttling_and_slows_the_pace():
+    s = session(budgets={"throttle": Budget(seconds=60.0)})
+    g = GraphClient(s, s.profile)
+    throttled = {"id": "1", "status": 429, "headers": {"Retry-After": "2"}, "body": {}}
+    responses.post(f"{GRAPH}/$batch", json={"responses": [
+        {"id": "0", "status": 200, "body": {"value": [{"id": "x"}]}}, throttled]})
+    for _ in range(12):  # twice the old fixed six tries
+        responses.post(f"{GRAPH}/$batch", json={"responses": [throttled]})
+    responses.post(f"{GRAPH}/$batch", json={"responses": [{"id": "1", "status": 200, "body": {"value": []}}]})
+    assert g.list_app_role_assignments_many(["spA", "spB"]) == {"spA": [{"id": "x"}], "spB": []}
+    sent = [json.loads(c.request.body)["requests"] for c in responses.calls]
+    assert [len(r) for r in sent] == [2] + [1] * 13  # only the throttled one is sent again
+    assert s.sleeps == [2.0] * 13
+    graph = s.limiters["graph"]
+    assert graph.throttles == 13 and graph.successes == 1 + 1 + 12 + 2  # served inner requests + outer ones
+
+
+@responses.activate
+def test_graph_batch_gives_up_only_past_the_throttle_budget():
+    s = session(budgets={"throttle": Budget(seconds=10.0)})
+    g = GraphClient(s, s.profile)
+    responses.post(f"{GRAPH}/$batch", json={"responses": [
+        {"id": "0", "status": 429, "headers": {"Retry-After": "3"}, "body": {}}]})
+    with pytest.raises(Throttled, match="inside \\$batch still throttled"):
+        g.list_app_role_assignments_many(["spA"])
+    assert s.sleeps == [3.0, 3.0, 3.0]  # a fourth wait would end past 10 s
+
+
+def test_a_weighted_slot_takes_that_many_units_of_the_pace():
+    now = [0.0]
+    slept = []
+    limiter = AdaptiveLimiter(rate=10.0, clock=lambda: now[0], sleep=slept.append)
+    limiter.acquire(weight=21)  # a $batch of 20 + the outer request
+    limiter.release()
+    limiter.acquire()
+    limiter.release()
+    assert slept == [pytest.approx(2.1)]

@@ -6,10 +6,11 @@ from typing import Any
 from urllib.parse import quote
 
 from migrator.exchange.access import by_http_method, read, write
-from migrator.exchange.errors import ApiError, NotFound, Throttled
+from migrator.exchange.errors import ApiError, NotFound, ServerError, Throttled
 from migrator.exchange.http import ApiSession, parse_retry_after
 from migrator.exchange.interface import GraphApi
 from migrator.exchange.profile import Profile
+from migrator.exchange.ratelimit import fan_out
 from migrator.model import EXCHANGE_ONLINE_APP_ID
 
 BATCH_MAX = 20  # Graph's limit per $batch request
@@ -24,20 +25,21 @@ def _check_id(what: str, value: str) -> str:
 class GraphClient(GraphApi):
     """Microsoft Graph v1.0; the executor's typed reads come from GraphApi (interface.py)."""
 
-    def __init__(self, session: ApiSession, profile: Profile, *, batch_attempts: int = 6) -> None:
+    def __init__(self, session: ApiSession, profile: Profile) -> None:
         self.session, self.profile = session, profile
         self.base = profile.graph_base.rstrip("/")
-        self.batch_attempts = batch_attempts
 
     def _op(self, path: str) -> str:
         return f"GET {path}"
 
     @by_http_method
-    def request(self, method: str, path: str, *, json: Any = None, operation: str | None = None) -> Any:
+    def request(self, method: str, path: str, *, json: Any = None, operation: str | None = None,
+                weight: int = 1, report_success: bool = True) -> Any:
         url = path if path.startswith("https://") else f"{self.base}{path}"
         return self.session.request(method, url, resource=self.profile.graph_resource, service="graph",
                                     operation=operation or f"{method} {path.split('?')[0]}", json=json,
-                                    headers={"Content-Type": "application/json"} if json is not None else None)
+                                    headers={"Content-Type": "application/json"} if json is not None else None,
+                                    weight=weight, report_success=report_success)
 
     @read
     def list(self, path: str, *, operation: str | None = None) -> list[dict]:
@@ -97,7 +99,8 @@ class GraphClient(GraphApi):
 
     @read
     def list_app_role_assignments_many(self, sp_ids: list[str]) -> dict[str, list[dict]]:
-        """appRoleAssignments of many SPs through $batch (20 per request); 429s inside a batch are retried."""
+        """appRoleAssignments of many SPs through $batch (20 per request, concurrently, paced by the Graph
+        limiter); 429s inside a batch are retried."""
         requests_ = {str(i): f"/servicePrincipals/{_check_id('appRoleAssignments', sp)}/appRoleAssignments"
                      for i, sp in enumerate(sp_ids)}
         bodies = self.batch_get(requests_, operation="POST /$batch (appRoleAssignments)")
@@ -112,41 +115,73 @@ class GraphClient(GraphApi):
         return out
 
     @read
-    def batch_get(self, paths: dict[str, str], *, operation: str = "POST /$batch") -> dict[str, dict]:
-        """Run GETs through $batch. Returns {id: body}; a 404 inner answer gives {} (absent); others raise."""
+    def batch_get(self, paths: dict[str, str], *, operation: str = "POST /$batch",
+                  workers: int = 8) -> dict[str, dict]:
+        """Run GETs through $batch, BATCH_MAX per request, the chunks concurrently (each through the Graph limiter).
+        Returns {id: body}; a 404 inner answer gives {} (absent); other inner errors raise."""
+        ids = list(paths)
+        chunks = [ids[i:i + BATCH_MAX] for i in range(0, len(ids), BATCH_MAX)]
+        results: dict[str, dict] = {}
+        for part in fan_out(lambda chunk: self.batch_chunk({i: paths[i] for i in chunk}, operation=operation),
+                            chunks, workers=workers):
+            results.update(part)
+        return results
+
+    @read
+    def batch_chunk(self, paths: dict[str, str], *, operation: str = "POST /$batch") -> dict[str, dict]:
+        """One $batch of at most BATCH_MAX GETs, paced by the Graph limiter: the request weighs as many units of
+        the pace as it holds requests (Graph counts each one against its budget), the limiter hears how many were
+        served, and an inner 429 slows the pace like any other. Throttled (or 5xx) inner requests are sent again,
+        alone, after their Retry-After, within the session's throttle (server) budget in seconds: never given up
+        while that allows."""
+        if len(paths) > BATCH_MAX:
+            raise ValueError(f"a $batch holds at most {BATCH_MAX} requests")
+        session = self.session
+        limiter = session.limiters["graph"]
         pending = dict(paths)
         results: dict[str, dict] = {}
-        attempts = 0
+        first_retry: dict[str, float] = {}  # kind -> when it first came (its budget runs from there)
         while pending:
-            attempts += 1
-            ids = list(pending)
-            retry_after = 0.0
-            for start in range(0, len(ids), BATCH_MAX):
-                chunk = ids[start:start + BATCH_MAX]
-                payload = {"requests": [{"id": i, "method": "GET", "url": pending[i]} for i in chunk]}
-                data = self.request("POST", "/$batch", json=payload, operation=operation) or {}
-                for answer in data.get("responses") or []:
-                    rid, status = str(answer.get("id")), int(answer.get("status", 0))
-                    if rid not in pending:
-                        continue
-                    if 200 <= status < 300:
-                        results[rid] = answer.get("body") or {}
-                        del pending[rid]
-                    elif status == 404:
-                        results[rid] = {}
-                        del pending[rid]
-                    elif status in (429, 503, 504):
-                        headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
-                        ra = parse_retry_after(headers.get("retry-after"))
-                        retry_after = max(retry_after, 1.0 if ra is None else ra)
-                        self.session.limiters["graph"].on_throttle(retry_after)
-                    else:
-                        err = (answer.get("body") or {}).get("error") or {}
-                        raise ApiError(f"HTTP {status} {err.get('code', '')}: {err.get('message', '')}",
-                                       status=status, code=str(err.get("code") or ""), operation=f"GET {pending[rid]}")
+            payload = {"requests": [{"id": i, "method": "GET", "url": pending[i]} for i in pending]}
+            data = self.request("POST", "/$batch", json=payload, operation=operation, weight=len(pending) + 1,
+                                report_success=False) or {}
+            served, retry_after, kinds = 1, 0.0, set()  # the outer request itself counts as served
+            for answer in data.get("responses") or []:
+                rid, status = str(answer.get("id")), int(answer.get("status", 0))
+                if rid not in pending:
+                    continue
+                if 200 <= status < 300 or status == 404:
+                    results[rid] = (answer.get("body") or {}) if status != 404 else {}
+                    del pending[rid]
+                    served += 1
+                elif status in (429, 500, 502, 503, 504):
+                    headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
+                    ra = parse_retry_after(headers.get("retry-after"))
+                    retry_after = max(retry_after, 1.0 if ra is None else ra)
+                    kinds.add("throttle" if status == 429 else "server")
+                else:
+                    err = (answer.get("body") or {}).get("error") or {}
+                    raise ApiError(f"HTTP {status} {err.get('code', '')}: {err.get('message', '')}",
+                                   status=status, code=str(err.get("code") or ""), operation=f"GET {pending[rid]}")
+            limiter.on_success(served)
+            if "throttle" in kinds:
+                limiter.on_throttle(retry_after)
             if pending:
-                if attempts >= self.batch_attempts:
-                    raise Throttled(f"{len(pending)} requests inside $batch still throttled after {attempts} tries",
-                                    status=429, operation=operation)
-                self.session._sleep(min(retry_after, self.session.max_wait))
+                wait = min(retry_after or 1.0, session.max_wait)  # answers missing from the reply: wait a second
+                self._wait_or_give_up(pending, kinds, first_retry, wait, operation)
         return results
+
+    def _wait_or_give_up(self, pending: dict, kinds: set[str], first_retry: dict[str, float], wait: float,
+                         operation: str) -> None:
+        session = self.session
+        now = session._clock()
+        for kind in kinds or {"server"}:  # answers missing from the reply: as a server failure
+            first_retry.setdefault(kind, now)
+            budget = session.budgets[kind].seconds
+            if budget is not None and now + wait - first_retry[kind] > budget:
+                cls, what, status = (Throttled, "throttled", 429) if kind == "throttle" else \
+                    (ServerError, "failing", 503)
+                raise cls(f"{len(pending)} requests inside $batch still {what} after {now - first_retry[kind]:.0f} s",
+                          status=status, operation=operation, hint="the tenant is busy; try again later")
+        session._count(session.retries, operation)
+        session._sleep(wait)

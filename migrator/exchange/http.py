@@ -242,8 +242,12 @@ class ApiSession:
     # -- public -----------------------------------------------------------------------------------------
     def request(self, method: str, url: str, *, resource: str, operation: str, service: str,
                 json: Any = None, headers: dict | None = None, params: dict | None = None,
-                error_params: dict | None = None) -> Any:
-        """Send with retries; returns the JSON body (None if empty). Raises a typed ApiError subclass."""
+                error_params: dict | None = None, weight: int = 1, report_success: bool = True) -> Any:
+        """Send with retries; returns the JSON body (None if empty). Raises a typed ApiError subclass.
+
+        `weight`: units of the service's budget this request costs (a $batch: its inner requests), taken from the
+        limiter's pace. `report_success=False`: the caller tells the limiter what was served (a $batch whose
+        200 answer may hold throttled inner requests)."""
         state = {"refreshed": False}
         tries = _Tries(self._clock)
         retrying = Retrying(
@@ -259,7 +263,7 @@ class ApiSession:
                 with attempt:
                     return self._attempt(method, url, resource=resource, operation=operation, service=service,
                                          json=json, headers=headers, params=params, error_params=error_params,
-                                         state=state, tries=tries)
+                                         state=state, tries=tries, weight=weight, report_success=report_success)
         except _Retry as exc:
             self._count(self.failures, operation)
             raise exc.final from None
@@ -322,12 +326,13 @@ class ApiSession:
         with self._lock:
             counter[key] += 1
 
-    def _send(self, method, url, *, operation, service, json, hdrs, params, error_params, tries):
+    def _send(self, method, url, *, operation, service, json, hdrs, params, error_params, tries, weight=1,
+              report_success=True):
         """Send and read the whole body inside a limiter slot. Returns (response, body or None when the body
         could not be decoded, whether it was a throttle answer)."""
         timeout = (self.profile.connect_timeout, self.profile.timeout)
         limiter = self.limiters.get(service, self.limiter)
-        with limiter.slot():
+        with limiter.slot(weight):
             self._count(self.calls, operation)
             resp = None
             try:
@@ -347,8 +352,8 @@ class ApiSession:
             throttled = status in THROTTLE_STATUS or CONCURRENCY_TEXT in text_probe
             if throttled:
                 limiter.on_throttle(parse_retry_after(resp.headers.get("Retry-After")))
-            else:
-                limiter.on_success()
+            elif report_success or status >= 300:
+                limiter.on_success(weight)
         return resp, body, throttled
 
     def _connection_failure(self, exc, url, operation, error_params, tries) -> Exception:
@@ -361,7 +366,7 @@ class ApiSession:
         return _Retry(final, "refused" if kind == "refused" else "dropped")
 
     def _attempt(self, method, url, *, resource, operation, service, json, headers, params, error_params, state,
-                 tries):
+                 tries, weight=1, report_success=True):
         token = self.tokens.token(resource, force_refresh=state["refreshed"] and state.get("pending_refresh", False))
         state["pending_refresh"] = False
         hdrs = {"Authorization": f"Bearer {token}", "Accept": "application/json",
@@ -369,7 +374,8 @@ class ApiSession:
         if headers:
             hdrs.update(headers)
         resp, body, throttled = self._send(method, url, operation=operation, service=service, json=json, hdrs=hdrs,
-                                           params=params, error_params=error_params, tries=tries)
+                                           params=params, error_params=error_params, tries=tries, weight=weight,
+                                           report_success=report_success)
         status = resp.status_code
         if 200 <= status < 300:
             return self._success(resp, body, operation, error_params, tries)

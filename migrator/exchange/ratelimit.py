@@ -13,6 +13,9 @@ Microsoft does not publish the admin API's budget, and it differs per tenant, so
   A throttle that comes while the client is not saturating (a burst, another client, a random answer) only
   shrinks the window, so one early 429 cannot pin the pace to a low, demand-limited rate.
 A rate budget is thus tracked to within a few percent, a concurrency budget by the window.
+A request may weigh more than one unit of the budget (`slot(weight=n)`): a Graph `$batch` of n requests costs n
+against Graph's budget, so it takes n units of the pace, and its caller reports how many of them were served
+(`on_success(n)`), the throttled ones as a throttle. The window still counts requests on the wire.
 All methods are thread-safe; `slot()` is the one call sites use.
 """
 
@@ -62,7 +65,7 @@ class AdaptiveLimiter:
         self.max_in_flight = 0
 
     # -- acquiring ------------------------------------------------------------------------------------
-    def acquire(self) -> None:
+    def acquire(self, weight: int = 1) -> None:
         with self._cond:
             waited = self._in_flight >= int(self.limit)
             while self._in_flight >= int(self.limit):
@@ -75,7 +78,7 @@ class AdaptiveLimiter:
             start = now
             if self.rate:
                 start = max(now, self._next_send)
-                self._next_send = start + 1.0 / self.rate
+                self._next_send = start + max(1, weight) / self.rate
             delay = start - now
             self._acquires.append((now, waited or delay > 0))
             while self._acquires and self._acquires[0][0] < now - self.window:
@@ -98,8 +101,8 @@ class AdaptiveLimiter:
             self._cond.notify()
 
     @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        self.acquire()
+    def slot(self, weight: int = 1) -> Iterator[None]:
+        self.acquire(weight)
         try:
             yield
         finally:
@@ -110,11 +113,14 @@ class AdaptiveLimiter:
         while self._done and self._done[0] < now - self.window:
             self._done.popleft()
 
-    def on_success(self) -> None:
+    def on_success(self, weight: int = 1) -> None:
+        """`weight` units of the budget were served (a $batch: how many of its requests were answered)."""
+        if weight <= 0:
+            return
         with self._cond:
-            self.successes += 1
+            self.successes += weight
             now = self._clock()
-            self._done.append(now)
+            self._done.extend([now] * weight)
             self._trim(now)
             if self.limit < self.maximum:
                 self.limit = min(self.maximum, self.limit + 1.0 / self.limit)

@@ -507,7 +507,8 @@ def read_app_permissions(clients: Clients, sp_rows: list[dict], *, workers: int 
 
 def api_summary(clients: Clients) -> dict:
     return {"calls": clients.session.api_calls(), "total": sum(clients.session.calls.values()),
-            "retries": sum(clients.session.retries.values()), "limiter": clients.limiter.stats(),
+            "retries": sum(clients.session.retries.values()),
+            "retry_kinds": dict(sorted(clients.session.retry_kinds.items())), "limiter": clients.limiter.stats(),
             "limiter_graph": clients.session.limiters["graph"].stats(),
             "tokens_acquired": clients.tokens.acquired}
 

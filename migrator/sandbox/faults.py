@@ -36,6 +36,10 @@ class FaultProfile:
     latency_jitter_ms: float = 0.0  # uniform +/- around the mean (never below zero)
     throttle_rate: float = 0.0  # token-bucket refill, requests per second per tenant and service; 0 = off
     throttle_burst: int = 0  # bucket size
+    # Graph's own bucket (each request inside a $batch takes a token too); 0 = the same as throttle_rate / burst.
+    # Lower than Exchange's in `chaos`: an inventory's app-permission reads then meet sustained Graph throttling.
+    graph_throttle_rate: float = 0.0
+    graph_throttle_burst: int = 0
     throttle_no_retry_after: float = 0.0  # share of 429s sent without a Retry-After header
     throttle_concurrency_text: float = 0.0  # share of 429s answered with the plain-text concurrency message
     max_concurrent: int = 0  # requests in flight per tenant and service before the concurrency answer; 0 = off
@@ -62,7 +66,8 @@ class FaultProfile:
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{f.name} must be a number >= 0, not {value!r}")
-            if f.name.endswith(("_rate", "_share", "_text", "_after")) and f.name != "throttle_rate" and value > 1:
+            if f.name.endswith(("_rate", "_share", "_text", "_after")) and not f.name.endswith("throttle_rate") \
+                    and value > 1:
                 raise ValueError(f"{f.name} is a probability and must be between 0 and 1, not {value!r}")
 
 
@@ -72,6 +77,7 @@ PROFILES: dict[str, FaultProfile] = {
                          throttle_no_retry_after=0.2, throttle_concurrency_text=0.1, transient_rate=0.01,
                          drop_rate=0.002, nul_403_rate=0.002, forbidden_nul_share=0.5),
     "chaos": FaultProfile(name="chaos", latency_mean_ms=10, latency_jitter_ms=10, throttle_rate=30, throttle_burst=40,
+                          graph_throttle_rate=20, graph_throttle_burst=30,
                           throttle_no_retry_after=0.3, throttle_concurrency_text=0.3, transient_rate=0.05,
                           drop_rate=0.03, nul_403_rate=0.02, forbidden_nul_share=0.5, post_commit_drop_rate=0.05),
 }
@@ -145,19 +151,26 @@ class FaultInjector:
         self._in_flight: dict[tuple[str, str], int] = {}
         self.counts: dict[str, int] = {}  # fault kind -> how many times it fired (for tests and the bench)
 
+    def _bucket(self, service: str) -> tuple[float, float]:
+        """(refill rate per second, size) of a service's bucket."""
+        p = self.profile
+        if service == "graph" and p.graph_throttle_rate > 0:
+            return p.graph_throttle_rate, float(p.graph_throttle_burst or p.throttle_burst)
+        return p.throttle_rate, float(p.throttle_burst)
+
     def _take(self, key: tuple[str, str]) -> float:
         """Consume one bucket token; return 0 when granted, else the seconds until one is available."""
-        p = self.profile
-        if p.throttle_rate <= 0:
+        rate, burst = self._bucket(key[0])
+        if rate <= 0:
             return 0.0
         now = self._now()
-        tokens, last = self._buckets.get(key, (float(p.throttle_burst), now))
-        tokens = min(float(p.throttle_burst), tokens + max(0.0, now - last) * p.throttle_rate)
+        tokens, last = self._buckets.get(key, (burst, now))
+        tokens = min(burst, tokens + max(0.0, now - last) * rate)
         if tokens >= 1.0:
             self._buckets[key] = (tokens - 1.0, now)
             return 0.0
         self._buckets[key] = (tokens, now)
-        return (1.0 - tokens) / p.throttle_rate
+        return (1.0 - tokens) / rate
 
     def _count(self, kind: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
