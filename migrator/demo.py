@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -201,33 +202,51 @@ def run_demo(*, workdir: Path | None = None, seed: int = 0, faults: str = "mild"
         shutil.rmtree(apps_dir, ignore_errors=True)
 
 
+@dataclass
+class _Stage:
+    """What the demo's chapters share once the sandbox runs."""
+
+    story: Story
+    result: DemoResult
+    sb: Any  # the running Sandbox
+    original: set[tuple[str, str]]
+    plan: Any = None
+    conn: Any = None
+    settings: Any = None  # ExecSettings
+    out: Any = None  # the executor's Output
+
+    def resumed(self, n: int, why: str) -> None:
+        self.story.line(click.style(f"resuming (attempt {n + 1}), as `migrator execute` says to: {why[:160]}",
+                                    fg="yellow"))
+
+    def check(self, what: str, problems: list[str]) -> bool:
+        return _check(self.result, self.story, what, problems)
+
+    def check_done(self, what: str, run) -> None:
+        self.check(what, [f"batch {b}: {s}" for b, s in run.statuses.items() if s not in ("done", "skipped")])
+
+
 def _run_demo(*, workdir: Path | None, seed: int, faults: str, quiet: bool, keep: Callable | None,
               apps_dir: Path) -> DemoResult:
     from migrator.executor.context import ExecSettings
     from migrator.executor.session import connect
-    from migrator.inventory.store import counts as inventory_counts
-    from migrator.inventory.tenant import live_inventory
-    from migrator.planner.build import PlanOptions, build_plan
-    from migrator.planner.plan import load_plan, plan_counts, write_plan
-    from migrator.planner.source import load_source
-    from migrator.rehearse import MAX_RESUMES, end_state_problems, rollback_batch, run_batches, with_app_secrets
+    from migrator.rehearse import with_app_secrets
     from migrator.sandbox.server import DEFAULT_FIXTURE, load_fixture_data, start_sandbox
     from migrator.sandbox.settings import SandboxSettings
     from migrator.smtp.witness import sandbox_witness
 
     story = Story(quiet=quiet)
     work = prepare_workdir(workdir)
-    plan_dir = work / "plan"
-    result = DemoResult(work, plan_dir, None)
+    result = DemoResult(work, work / "plan", None)
     settings = SandboxSettings(**DEMO_DELAYS)
 
     story.heading(1, "A sandbox tenant: Exchange Online, Entra ID and Graph on 127.0.0.1, over HTTPS")
     fixture, app_secrets = with_app_secrets(load_fixture_data(DEFAULT_FIXTURE))  # apps sign in over SMTP too
     with start_sandbox(fixture, seed=seed, faults=faults, settings=settings, run_dir=work / "sandbox") as sb:
+        stage = _Stage(story, result, sb, set(sb.original_grants))
         census = sb.census()
-        original = set(sb.original_grants)
-        story.line(f"{census['tenant']}: {census['mailboxes']} mailboxes, {census['apps']} apps, {len(original)} "
-                   f"SendAs grants held by apps; faults: {faults} (seed {seed})")
+        story.line(f"{census['tenant']}: {census['mailboxes']} mailboxes, {census['apps']} apps, "
+                   f"{len(stage.original)} SendAs grants held by apps; faults: {faults} (seed {seed})")
         story.line(f"RBAC changes reach sending after {settings.propagation_delay:g} s and the apps' tokens live "
                    f"{settings.token_lifetime:g} s (in Microsoft's cloud: 30 min-2 h and 60-90 min)")
         story.line(f"connection profile: {sb.profile_path}; SMTP submission: {sb.smtp_address[0]}:"
@@ -235,123 +254,154 @@ def _run_demo(*, workdir: Path | None, seed: int, faults: str, quiet: bool, keep
                    f"connection profile: {sb.profile_path}")
         sender = SmtpSender(sb, app_secrets, apps_dir,
                             {norm_id(a["app_id"]): a.get("display_name", "") for a in fixture.get("apps", [])})
-        sends_before = sender.send_all("before")
-        for line in sender.describe(sends_before):
-            story.line(line)
-        _check(result, story, f"every app sends as its mailbox over SMTP before the migration "
-                              f"({sum(s.sent for s in sends_before.values())} of {len(sends_before)})",
-               sender.problems(sends_before))
+        sends_before = _smtp_sends(stage, sender, "before", "every app sends as its mailbox over SMTP before the "
+                                                            "migration")
         witness = sandbox_witness(sb, app_secrets, apps_dir, now=sb.state.clock.now, inside=1,
                                   outside=1, interval=0.5).start()
-
-        story.heading(2, "Inventory: read every SendAs/FullAccess grant held by an app, live")
-        inv = _again(story, "the inventory", lambda: live_inventory(
-            sb.profile_path, work / "inventory", overwrite=True, progress=story.tty and not quiet))
-        c = inventory_counts(inv)
-        calls = sum((inv.manifest.get("api_calls") or {}).values())
-        story.line(f"{c['grants_sendas']} SendAs + {c['grants_fullaccess']} FullAccess grants held by {c['apps']} apps"
-                   f", {c['mailboxes']} mailboxes, {c['groups']} groups; {calls} API calls -> {work / 'inventory'}")
-
-        story.heading(3, "Plan: the fewest exact groups, one scope per app, batches with a pilot first")
-        plan = build_plan(load_source(work / "inventory"), PlanOptions(batch_size=4))
-        write_plan(plan, plan_dir)
-        plan = load_plan(plan_dir)
-        pc = plan_counts(plan)
-        cover = plan.meta.get("cover", {})
-        story.line(f"{pc['grants_migrate']} grants to migrate -> {pc['groups']} groups ({pc['groups_new']} new, "
-                   f"{pc['groups_reuse']} reused; proven lower bound {cover.get('lower_bound')}), {pc['scopes']} "
-                   f"scopes, {pc['assignments']} role assignments, {pc['batches']} batches -> {plan_dir}")
-
-        conn = connect(sb.profile_path, graph_write=True)
-        exec_settings = ExecSettings(concurrency=4, verify_retry_delay=0.5, replication_poll=0.25,
-                                     replication_timeout=60.0, seed=seed, **DEMO_WAITS)
-        out = story.output()
-
-        def resumed(n: int, why: str) -> None:
-            story.line(click.style(f"resuming (attempt {n + 1}), as `migrator execute` says to: {why[:160]}",
-                                   fg="yellow"))
-
-        numbers = [int(b.number) for b in plan.batches]
-        failing = numbers[-1]
-        result.failed_batch = failing
+        stage.plan = _inventory_and_plan(stage, work)
+        stage.conn = connect(sb.profile_path, graph_write=True)
+        stage.settings = ExecSettings(concurrency=4, verify_retry_delay=0.5, replication_poll=0.25,
+                                      replication_timeout=60.0, seed=seed, **DEMO_WAITS)
+        stage.out = story.output()
+        numbers = [int(b.number) for b in stage.plan.batches]
+        result.failed_batch = failing = numbers[-1]
         before = numbers[:-1]
-        if before:
-            story.heading(4, f"Execute the pilot (batch {before[0]}): set up RBAC, verify, wait for propagation, "
-                             "cut over, wait out the old tokens, remove the legacy grants")
-            run = run_batches(plan, plan_dir, conn, before[:1], exec_settings, output=out, on_resume=resumed)
-            _check(result, story, f"batch {before[0]} done", [f"batch {b}: {s}" for b, s in run.statuses.items()
-                                                               if s not in ("done", "skipped")])
-        if len(before) > 1:
-            story.heading(5, f"Execute batches {before[1]}-{before[-1]} side by side (while one waits, the next "
-                             "goes on)")
-            run = run_batches(plan, plan_dir, conn, before[1:], exec_settings, output=out, on_resume=resumed)
-            _check(result, story, f"batches {before[1]}-{before[-1]} done",
-                   [f"batch {b}: {s}" for b, s in run.statuses.items() if s not in ("done", "skipped")])
-        if before:
-            story.heading(6, "Check against the sandbox's own record")
-            _check(result, story, f"tenant state = plan with batch(es) {', '.join(map(str, before))} applied",
-                   end_state_problems(sb, plan, original, set(before)))
-            _check(result, story, "no access gap, no over-grant so far", _timeline_problems(sb.check()))
-
-        victim = _victim(plan, failing)
-        story.heading(7, f"Batch {failing} fails mid-way: mailbox {victim} refuses the change (a simulated move)")
-        refusal = RefuseMailbox(victim)
-        with sb.exchange_hook(refusal):
-            # Resumed after the sandbox's random faults, until the batch meets the refusal (or, should the refusal
-            # never be reached, the resumes run out).
-            for attempt in range(1, MAX_RESUMES + 2):
-                run = run_batches(plan, plan_dir, conn, [failing], exec_settings, output=out, max_resumes=0)
-                if refusal.refused or run.ok or attempt > MAX_RESUMES:
-                    break
-                resumed(attempt, "; ".join(run.problems))
-        removed = _removed_count(plan_dir, failing)
-        status = run.statuses.get(failing)
-        story.line(f"batch {failing}: {status}; {removed} legacy grant(s) already removed, the refused one kept; the "
-                   "executor stopped with the batch where `migrator rollback` can undo it")
-        _check(result, story, f"the failure was caught (batch {failing} did not finish)",
-               [] if status == "failed" and refusal.refused else [f"batch {failing} ended {status}"])
-
-        story.heading(8, f"Roll back batch {failing}: restore the grants, re-grant SMTP.SendAsApp, wait out the "
-                         "tokens, remove the RBAC objects")
-        run = rollback_batch(plan, plan_dir, conn, failing, exec_settings, output=out, on_resume=resumed)
-        _check(result, story, f"batch {failing} rolled back", [f"batch {b}: {s}" for b, s in run.statuses.items()
-                                                               if s not in ("done", "skipped")])
-        apps = [norm_id(a) for b in plan.batches if int(b.number) == failing for a in b.apps]
-
-        story.heading(9, "Check the whole run against the sandbox's timeline")
-        _check(result, story, f"batch {failing}'s {len(apps)} app(s) back on exactly their legacy grants (and no "
-                              "RBAC scope)", end_state_problems(sb, plan, original, set(before), apps=apps))
-        _check(result, story, "tenant state = plan with the other batches applied",
-               end_state_problems(sb, plan, original, set(before)))
-        report = sb.check()
-        pairs = len(sb.pairs_seen())
-        _check(result, story, f"zero access gaps and zero over-grants over {pairs} (app, mailbox) pairs, every "
-                              "token considered", _timeline_problems(report))
-        sends = witness.stop()
-        unlike = sb.smtp_disagreements()
-        _check(result, story, f"SMTP sign-ins by the apps all through the run: {sends.granted} accepted, "
-                              f"{sends.denied} refused, each as its original access says and as the timeline "
-                              "predicts", [f"SMTP gap: {a} as {m}" for a, m, _ in sends.gaps]
-               + [f"SMTP over-grant: {a} as {m}" for a, m, _ in sends.overgrants]
-               + [f"SMTP answer unlike the timeline: {x.app_id} as {x.mailbox} ({x.code})" for x in unlike])
-        sends_after = sender.send_all("after")
-        for line in sender.describe(sends_after):
-            story.line(line)
-        _check(result, story, f"every app still sends as its mailbox over SMTP after the migration "
-                              f"({sum(s.sent for s in sends_after.values())} of {len(sends_after)})",
-               sender.problems(sends_after))
-        sender.save(plan_dir / "smtp-evidence.json", sends_before, sends_after)
+        _execute_waves(stage, before)
+        _fail_and_roll_back(stage, failing)
+        _final_checks(stage, before, failing)
+        _witness_check(stage, witness.stop())
+        sends_after = _smtp_sends(stage, sender, "after", "every app still sends as its mailbox over SMTP after "
+                                                          "the migration")
+        sender.save(result.plan_dir / "smtp-evidence.json", sends_before, sends_after)
         story.line(f"faults the sandbox injected: {_fmt_counts(sb.faults.counts) or 'none'}")
-        conn.session.close()
+        stage.conn.session.close()
         if keep is not None:
-            keep(sb, plan_dir)
+            keep(sb, result.plan_dir)
 
     story.heading(10, "Report for the change ticket")
-    result.report = write_report(plan_dir)
+    result.report = write_report(result.plan_dir)
     result.seconds = time.monotonic() - story.started
     _write_checks(result, faults=faults, seed=seed)
     story.line(f"the demo's own checks: {work / 'demo-checks.json'}")
     return result
+
+
+def _smtp_sends(stage: _Stage, sender: SmtpSender, when: str, what: str) -> dict:
+    """One real SMTP send per app, told and checked."""
+    sends = sender.send_all(when)
+    for line in sender.describe(sends):
+        stage.story.line(line)
+    stage.check(f"{what} ({sum(s.sent for s in sends.values())} of {len(sends)})", sender.problems(sends))
+    return sends
+
+
+def _inventory_and_plan(stage: _Stage, work: Path):
+    """Chapters 2 and 3: the live inventory, then the plan (written to work/plan and loaded back, checked)."""
+    from migrator.inventory.store import counts as inventory_counts
+    from migrator.inventory.tenant import live_inventory
+    from migrator.planner.build import PlanOptions, build_plan
+    from migrator.planner.plan import load_plan, plan_counts, write_plan
+    from migrator.planner.source import load_source
+
+    story, sb = stage.story, stage.sb
+    story.heading(2, "Inventory: read every SendAs/FullAccess grant held by an app, live")
+    inv = _again(story, "the inventory", lambda: live_inventory(
+        sb.profile_path, work / "inventory", overwrite=True, progress=story.tty and not story.quiet))
+    c = inventory_counts(inv)
+    calls = sum((inv.manifest.get("api_calls") or {}).values())
+    story.line(f"{c['grants_sendas']} SendAs + {c['grants_fullaccess']} FullAccess grants held by {c['apps']} apps"
+               f", {c['mailboxes']} mailboxes, {c['groups']} groups; {calls} API calls -> {work / 'inventory'}")
+
+    story.heading(3, "Plan: the fewest exact groups, one scope per app, batches with a pilot first")
+    plan_dir = stage.result.plan_dir
+    write_plan(build_plan(load_source(work / "inventory"), PlanOptions(batch_size=4)), plan_dir)
+    plan = load_plan(plan_dir)
+    pc = plan_counts(plan)
+    cover = plan.meta.get("cover", {})
+    story.line(f"{pc['grants_migrate']} grants to migrate -> {pc['groups']} groups ({pc['groups_new']} new, "
+               f"{pc['groups_reuse']} reused; proven lower bound {cover.get('lower_bound')}), {pc['scopes']} "
+               f"scopes, {pc['assignments']} role assignments, {pc['batches']} batches -> {plan_dir}")
+    return plan
+
+
+def _execute_waves(stage: _Stage, before: list[int]) -> None:
+    """Chapters 4 to 6: the pilot, the other batches but the last side by side, and a check against the sandbox."""
+    from migrator.rehearse import end_state_problems, run_batches
+
+    story, plan_dir = stage.story, stage.result.plan_dir
+    if not before:
+        return
+    story.heading(4, f"Execute the pilot (batch {before[0]}): set up RBAC, verify, wait for propagation, cut over, "
+                     "wait out the old tokens, remove the legacy grants")
+    run = run_batches(stage.plan, plan_dir, stage.conn, before[:1], stage.settings, output=stage.out,
+                      on_resume=stage.resumed)
+    stage.check_done(f"batch {before[0]} done", run)
+    if len(before) > 1:
+        story.heading(5, f"Execute batches {before[1]}-{before[-1]} side by side (while one waits, the next goes on)")
+        run = run_batches(stage.plan, plan_dir, stage.conn, before[1:], stage.settings, output=stage.out,
+                          on_resume=stage.resumed)
+        stage.check_done(f"batches {before[1]}-{before[-1]} done", run)
+    story.heading(6, "Check against the sandbox's own record")
+    stage.check(f"tenant state = plan with batch(es) {', '.join(map(str, before))} applied",
+                end_state_problems(stage.sb, stage.plan, stage.original, set(before)))
+    stage.check("no access gap, no over-grant so far", _timeline_problems(stage.sb.check()))
+
+
+def _fail_and_roll_back(stage: _Stage, failing: int) -> None:
+    """Chapters 7 and 8: the last batch meets a mailbox that refuses the change, then is rolled back."""
+    from migrator.rehearse import MAX_RESUMES, rollback_batch, run_batches
+
+    story, plan_dir = stage.story, stage.result.plan_dir
+    victim = _victim(stage.plan, failing)
+    story.heading(7, f"Batch {failing} fails mid-way: mailbox {victim} refuses the change (a simulated move)")
+    refusal = RefuseMailbox(victim)
+    with stage.sb.exchange_hook(refusal):
+        # Resumed after the sandbox's random faults, until the batch meets the refusal (or, should the refusal
+        # never be reached, the resumes run out).
+        for attempt in range(1, MAX_RESUMES + 2):
+            run = run_batches(stage.plan, plan_dir, stage.conn, [failing], stage.settings, output=stage.out,
+                              max_resumes=0)
+            if refusal.refused or run.ok or attempt > MAX_RESUMES:
+                break
+            stage.resumed(attempt, "; ".join(run.problems))
+    removed = _removed_count(plan_dir, failing)
+    status = run.statuses.get(failing)
+    story.line(f"batch {failing}: {status}; {removed} legacy grant(s) already removed, the refused one kept; the "
+               "executor stopped with the batch where `migrator rollback` can undo it")
+    stage.check(f"the failure was caught (batch {failing} did not finish)",
+                [] if status == "failed" and refusal.refused else [f"batch {failing} ended {status}"])
+
+    story.heading(8, f"Roll back batch {failing}: restore the grants, re-grant SMTP.SendAsApp, wait out the "
+                     "tokens, remove the RBAC objects")
+    run = rollback_batch(stage.plan, plan_dir, stage.conn, failing, stage.settings, output=stage.out,
+                         on_resume=stage.resumed)
+    stage.check_done(f"batch {failing} rolled back", run)
+
+
+def _final_checks(stage: _Stage, before: list[int], failing: int) -> None:
+    """Chapter 9: the rolled-back apps, the tenant against the plan, and the whole timeline."""
+    from migrator.rehearse import end_state_problems
+
+    sb, plan = stage.sb, stage.plan
+    apps = [norm_id(a) for b in plan.batches if int(b.number) == failing for a in b.apps]
+    stage.story.heading(9, "Check the whole run against the sandbox's timeline")
+    stage.check(f"batch {failing}'s {len(apps)} app(s) back on exactly their legacy grants (and no RBAC scope)",
+                end_state_problems(sb, plan, stage.original, set(before), apps=apps))
+    stage.check("tenant state = plan with the other batches applied",
+                end_state_problems(sb, plan, stage.original, set(before)))
+    pairs = len(sb.pairs_seen())
+    stage.check(f"zero access gaps and zero over-grants over {pairs} (app, mailbox) pairs, every token considered",
+                _timeline_problems(sb.check()))
+
+
+def _witness_check(stage: _Stage, sends) -> None:
+    """The apps' SMTP sign-ins all through the run: as their original access says, and as the timeline predicts."""
+    unlike = stage.sb.smtp_disagreements()
+    stage.check(f"SMTP sign-ins by the apps all through the run: {sends.granted} accepted, {sends.denied} refused, "
+                "each as its original access says and as the timeline predicts",
+                [f"SMTP gap: {a} as {m}" for a, m, _ in sends.gaps]
+                + [f"SMTP over-grant: {a} as {m}" for a, m, _ in sends.overgrants]
+                + [f"SMTP answer unlike the timeline: {x.app_id} as {x.mailbox} ({x.code})" for x in unlike])
 
 
 class SmtpSender:
