@@ -43,7 +43,8 @@ def _serve(fixture: dict, faults: dict, settings: dict, seed: int, run_dir: str,
     conn.send({"profile": str(sb.profile_path)})
     grants = conn.recv()  # the original grants: check the timeline, then stop
     report = sb.state.check(grants)
-    conn.send({"gaps": len(report.gaps), "overgrants": len(report.overgrants), "faults": dict(sb.faults.counts)})
+    conn.send({"gaps": len(report.gaps), "overgrants": len(report.overgrants), "faults": dict(sb.faults.counts),
+               "requests": sb.requests.counts()})
     sb.stop()
 
 
@@ -70,10 +71,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    from migrator.exchange.access import public_methods
-    from migrator.exchange.graph import GraphClient
-    from migrator.executor.context import ExecSettings, Output
-    from migrator.executor.session import RunOptions, RunSession, connect
     from migrator.planner.plan import load_plan
     from sandbox_world import make_fixture, make_plan
 
@@ -96,20 +93,41 @@ def main() -> None:
     proc.start()
     profile = parent.recv()["profile"]
 
-    conn = connect(Path(profile), preflight=False)
-    settings = ExecSettings(propagation_wait=0.8, token_lifetime=1.3, concurrency=args.concurrency)
-    options = RunOptions(settings, wait=True, output=Output(quiet=True))
-    t0, cpu0 = time.monotonic(), time.process_time()
-    with RunSession.open(plan, conn, options) as session:
-        result = session.execute()
-        waits = result.waited  # time actually spent idle in waits (they overlap other batches' work)
-        step_times = [(s.batch, s.step, (s.finished_at or 0) - (s.started_at or 0)) for s in session.journal.steps()
-                      if not s.step.endswith("_wait")]
-    wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
+    run = _execute(plan, Path(profile), args.concurrency)
     parent.send(grants)
     check = parent.recv()
     proc.join(10)
 
+    text = "\n".join(_report_lines(args, fixture, grants, apps, plan, bound, t_plan, run, check))
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+
+
+def _execute(plan, profile: Path, concurrency: int) -> dict:
+    """`execute --all --wait` through the run facade; what the report needs of it."""
+    from migrator.executor.context import ExecSettings, Output
+    from migrator.executor.session import RunOptions, RunSession, connect
+
+    conn = connect(profile, preflight=False)
+    settings = ExecSettings(propagation_wait=0.8, token_lifetime=1.3, concurrency=concurrency)
+    options = RunOptions(settings, wait=True, output=Output(quiet=True))
+    t0, cpu0 = time.monotonic(), time.process_time()
+    with RunSession.open(plan, conn, options) as session:
+        result = session.execute()
+        step_times = [(s.batch, s.step, (s.finished_at or 0) - (s.started_at or 0)) for s in session.journal.steps()
+                      if not s.step.endswith("_wait")]
+    # result.waited: time actually spent idle in waits (they overlap other batches' work)
+    return {"result": result, "waits": result.waited, "step_times": step_times, "conn": conn,
+            "wall": time.monotonic() - t0, "cpu": time.process_time() - cpu0}
+
+
+def _report_lines(args, fixture, grants, apps, plan, bound, t_plan, run, check) -> list[str]:
+    from migrator.exchange.access import public_methods
+    from migrator.exchange.graph import GraphClient
+
+    result, conn, wall, cpu, waits = run["result"], run["conn"], run["wall"], run["cpu"], run["waits"]
     calls = result.calls
     writes, reads = calls.get("write", 0), calls.get("read", 0)
     migrated = bound["legacy"]
@@ -120,9 +138,10 @@ def main() -> None:
     graph_methods = set(public_methods(GraphClient))  # the executor's calls by method: Graph's are not Exchange's
     exo_calls = sum(v for k, v in calls.items() if k not in ("read", "write") and k not in graph_methods)
     exo_budget = exo_calls / (args.burst + args.rate * active)
+    received = check["requests"]
 
     by_kind = ', '.join(f'{k} {v}' for k, v in bound.items() if k != 'total')
-    lines = [
+    return [
         f"# execute --all: API calls per migrated grant ({time.strftime('%Y-%m-%d')})",
         "",
         f"Tenant: {len(fixture['mailboxes'])} mailboxes, {apps} apps, {len(grants)} SendAs grants; plan: "
@@ -137,6 +156,8 @@ def main() -> None:
         f"| writes the plan requires (lower bound) | {bound['total']} ({by_kind}) |",
         f"| writes / lower bound | {writes / bound['total']:.3f}x |",
         f"| reads | {reads} |",
+        f"| requests the sandbox received (its request log, retries included): reads / writes | "
+        f"{received['read']} / {received['write']} |",
         f"| calls per migrated grant (all / writes) | {(reads + writes) / migrated:.2f} / {writes / migrated:.3f} |",
         f"| wall time | {wall:.1f} s (waits {waits:.1f} s, active {active:.1f} s); executor CPU {cpu:.1f} s |",
         f"| Exchange budget used (Exchange calls / (burst + rate x active)) | {100 * exo_budget:.0f} % |",
@@ -146,15 +167,10 @@ def main() -> None:
         f"| failed operations | {failed} |",
         f"| timeline: gaps / over-grants | {check['gaps']} / {check['overgrants']} |",
         "",
-        "Step times (s): " + ", ".join(f"b{b} {n} {t:.1f}" for b, n, t in step_times),
+        "Step times (s): " + ", ".join(f"b{b} {n} {t:.1f}" for b, n, t in run["step_times"]),
         "",
         "Calls by method: " + ", ".join(f"{k} {v}" for k, v in sorted(calls.items()) if k not in ("read", "write")),
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
