@@ -272,7 +272,7 @@ class ExchangeClient(ExchangeApi):
     @read
     def scan_mailbox_permissions(self, select: list[str] | None = None) -> list[dict]:
         """Every mailbox permission row: Get-MailboxPermission -ResultSize Unlimited without an identity (the
-        hazard of EXCHANGE.md §3, used on purpose: callers check the scan). Get-EXOMailboxPermission first when
+        $null-identity hazard, used on purpose: callers check the scan). Get-EXOMailboxPermission first when
         exo_cmdlets is on; a refusal or a missing parameter set falls back to the classic cmdlet."""
         return self.scan_mailbox_permissions_with(select)[0]
 

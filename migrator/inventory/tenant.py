@@ -8,7 +8,7 @@ Strategy (cheapest correct reads; EXCHANGE.md §3):
   only to tell apart SPs that share a display name, and only when their answers add up to the scan exactly.
 - FullAccess: Get-MailboxPermission is per mailbox in its common parameter set; one call per mailbox is what the
   inventory must avoid. So: a scan, `Get-MailboxPermission -ResultSize Unlimited` with no identity (the cmdlet
-  answers every mailbox's rows: the hazard EXCHANGE.md §3 warns about, used here on purpose and checked);
+  answers every mailbox's rows: the $null-identity hazard, used here on purpose and checked);
   `Get-EXOMailboxPermission -ResultSize Unlimited` first only when the profile enables Get-EXO* names (public
   InvokeCommand clients do not send them; the endpoint most likely refuses them with its 403). A refusal or a
   missing parameter set falls back to one query per mailbox. A SendAs-restricted shortcut would miss
