@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "migrator.cli.sandbox",
     "migrator.cli.execute",
     "migrator.cli.smtp",
+    "migrator.cli.audit",
     "migrator.cli.demo",
 )
 

@@ -1,0 +1,112 @@
+"""What the tenant should hold, according to applied plans and their journals (pure: no tenant call).
+
+A batch whose journal says `done` is migrated: its apps reach exactly their planned mailboxes through their role
+assignment and scope, hold no Entra `SMTP.SendAsApp` claim, and keep only the legacy grants the plan kept. Every
+other batch (never run, rolled back) leaves its apps on their legacy grants, as the plan's inventory had them.
+A batch half-way (waiting, failed, stopped) is reported as such and its apps are not judged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from migrator.model import norm_id
+from migrator.planner.naming import DEFAULT_PREFIX
+from migrator.planner.plan import MIGRATE, Plan
+
+DONE = "done"
+LEGACY_STATES = frozenset({"new", "rolled_back"})
+
+
+@dataclass(frozen=True)
+class AppExpect:
+    app_id: str
+    name: str
+    plan: str  # the plan folder's name
+    batch: int
+    migrated: bool
+    reach: frozenset[str]  # SMTP reach the plan gives the app (its migrated grants' mailboxes)
+    legacy: frozenset[tuple[str, str]]  # (mailbox, right) legacy grants that should still be there
+    assignment: str = ""  # role assignment name (migrated apps)
+    scope: str = ""  # management scope name
+    groups: tuple[str, ...] = ()  # names of the groups the scope matches
+
+
+@dataclass
+class Expected:
+    apps: dict[str, AppExpect] = field(default_factory=dict)
+    groups: dict[str, frozenset[str]] = field(default_factory=dict)  # group name -> members (migrated batches)
+    group_apps: dict[str, set[str]] = field(default_factory=dict)  # group name -> migrated apps using it
+    scopes: dict[str, str] = field(default_factory=dict)  # scope name -> filter the executor set ('' unknown)
+    scope_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # scope name -> group names
+    assignments: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # name -> (app_id, role, scope)
+    source_grants: set[tuple[str, str, str]] = field(default_factory=set)  # (app, mailbox, right) planned from
+    tool_names: set[str] = field(default_factory=set)  # every object name the plans make
+    prefixes: set[str] = field(default_factory=set)  # the plans' name prefixes (tool-made objects)
+    notes: list[str] = field(default_factory=list)
+
+
+def batch_states(plan_dir: Path) -> tuple[dict[int, str], dict[str, str]]:
+    """({batch: state}, {scope name: filter as created}) from the plan's journal, read-only; empty when none."""
+    from migrator.executor.journal import Journal
+
+    if not (plan_dir / "journal.db").exists():
+        return {}, {}
+    with Journal(plan_dir, readonly=True) as journal:
+        states = {b: s for b, (s, _) in journal.batch_states().items()}
+        filters = {o.name: str((o.detail or {}).get("filter", "")) for o in journal.objects("scope")}
+    return states, filters
+
+
+def expected_state(plans: list[Plan]) -> Expected:
+    exp = Expected()
+    for plan in plans:
+        folder = Path(plan.path) if plan.path else Path(".")
+        states, filters = batch_states(folder)
+        add_plan(exp, plan, folder.name, states, filters)
+    return exp
+
+
+def add_plan(exp: Expected, plan: Plan, label: str, states: dict[int, str], filters: dict[str, str]) -> None:
+    """Fold one plan (and its batch states) into `exp`."""
+    options = plan.meta.get("options", {}) if isinstance(plan.meta.get("options"), dict) else {}
+    exp.prefixes.add(str(options.get("prefix") or DEFAULT_PREFIX).lower())
+    exp.tool_names |= {g.name for g in plan.groups if g.status == "new"}
+    exp.tool_names |= {s.name for s in plan.scopes} | {a.name for a in plan.assignments}
+    groups = {g.key: g for g in plan.groups}
+    scopes = {s.key: s for s in plan.scopes}
+    assignment_of = {a.app_id: a for a in plan.assignments}
+    batch_of = {a: b.number for b in plan.batches for a in b.apps}
+    grants_of: dict[str, list] = {}
+    for g in plan.grants:
+        grants_of.setdefault(g.app_id, []).append(g)
+        exp.source_grants.add((norm_id(g.app_id), norm_id(g.mailbox), str(g.right)))
+    for b in plan.batches:
+        state = states.get(b.number, "new")
+        if state not in LEGACY_STATES and state != DONE:
+            exp.notes.append(f"{label}: batch {b.number} is {state.replace('_', ' ')}: its apps are not audited "
+                             "until it is done or rolled back")
+    for app_id, rows in grants_of.items():
+        batch = batch_of.get(app_id, 0)
+        state = states.get(batch, "new")
+        if state not in LEGACY_STATES and state != DONE:
+            continue
+        migrated = state == DONE and app_id in assignment_of
+        reach = frozenset(norm_id(g.mailbox) for g in rows if g.action == MIGRATE)
+        legacy = frozenset((norm_id(g.mailbox), str(g.right)) for g in rows
+                           if not migrated or g.action != MIGRATE)
+        entry = AppExpect(norm_id(app_id), rows[0].app_name, label, batch, migrated, reach, legacy)
+        if migrated:
+            a = assignment_of[app_id]
+            scope = scopes[a.scope]
+            names = tuple(groups[k].name for k in scope.groups if k in groups)
+            entry = AppExpect(entry.app_id, entry.name, label, batch, True, reach, legacy, a.name, scope.name, names)
+            exp.assignments[a.name] = (entry.app_id, a.role, scope.name)
+            exp.scopes[scope.name] = filters.get(scope.name, "")
+            exp.scope_groups[scope.name] = names
+            for key in scope.groups:
+                group = groups[key]
+                exp.groups[group.name] = group.members
+                exp.group_apps.setdefault(group.name, set()).add(entry.app_id)
+        exp.apps[entry.app_id] = entry

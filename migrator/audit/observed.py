@@ -1,0 +1,69 @@
+"""What the tenant holds now, read-only, through the same reads as the live inventory plus the RBAC objects.
+
+Any failed read raises (a failed read is never "absent"): an audit that could not see a part of the tenant says so
+with an error and a non-zero exit, it never reports that part clean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from migrator.exchange.interface import GroupMember, RoleAssignmentInfo, ScopeInfo, text
+from migrator.model import RBAC_ROLE_SMTP_SEND_AS, SMTP_SEND_AS_APP, norm_id
+
+
+@dataclass
+class Observed:
+    grants: set[tuple[str, str, str]] = field(default_factory=set)  # (app_id, mailbox, right) held by apps now
+    claims: set[str] = field(default_factory=set)  # apps whose SP holds SMTP.SendAsApp in Entra
+    groups: dict[str, frozenset[str]] = field(default_factory=dict)  # group name (lower) -> direct members
+    group_names: dict[str, str] = field(default_factory=dict)  # lower -> as the tenant spells it
+    scopes: dict[str, ScopeInfo] = field(default_factory=dict)  # lower name -> scope
+    assignments: dict[str, RoleAssignmentInfo] = field(default_factory=dict)  # lower name -> assignment
+    principal_app: dict[str, str] = field(default_factory=dict)  # any name of an SP pointer -> app id
+    api_calls: int = 0
+
+
+def read_observed(profile_path) -> Observed:
+    """Read the tenant of a connection profile (raises TenantError on any failed read)."""
+    from migrator.exchange.profile import load_profile
+    from migrator.inventory.tenant import Clients, inventory_from_readings, read_tenant
+
+    profile = load_profile(profile_path)
+    clients = Clients(profile)
+    try:
+        readings = read_tenant(clients)
+        inventory = inventory_from_readings(readings, profile)
+        scopes = clients.exo.get_management_scopes()
+        assignments = clients.exo.get_role_assignments(RBAC_ROLE_SMTP_SEND_AS)
+        calls = sum(clients.session.calls.values())
+    finally:
+        clients.close()
+    obs = Observed(api_calls=calls)
+    obs.grants = {(norm_id(g.app_id), norm_id(g.mailbox), str(getattr(g.right, "value", g.right)))
+                  for g in inventory.grants}
+    obs.claims = {norm_id(app) for app, _resource, permission in inventory.app_permissions
+                  if permission == SMTP_SEND_AS_APP}
+    keys = {}
+    for row in readings.groups:
+        name = text(row, "Name", "DisplayName")
+        for key in ("PrimarySmtpAddress", "ExternalDirectoryObjectId", "Guid", "DistinguishedName", "Identity"):
+            if row.get(key):
+                keys[name.lower()] = str(row[key])
+                break
+        obs.group_names[name.lower()] = name
+    for lower, key in keys.items():
+        members = readings.group_members.get(key, [])
+        obs.groups[lower] = frozenset(GroupMember.from_row(m).address for m in members)
+    for row in scopes:
+        info = ScopeInfo.from_row(row)
+        obs.scopes[info.name.lower()] = info
+    for row in assignments:
+        assignment = RoleAssignmentInfo.from_row(row)
+        obs.assignments[assignment.name.lower()] = assignment
+    for row in readings.service_principals:
+        app_id = norm_id(text(row, "AppId"))
+        for name in ("ObjectId", "AppId", "DisplayName", "Identity", "Name", "Sid"):
+            if text(row, name):
+                obs.principal_app[norm_id(text(row, name))] = app_id
+    return obs
