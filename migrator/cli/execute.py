@@ -20,6 +20,13 @@ wait_option = click.option("--wait", is_flag=True,
 token_option = click.option("--token-lifetime", type=click.FloatRange(min=0), default=5400.0, show_default=True,
                             help="Seconds to wait after the cut-over (and in a rollback after the re-grant) so every "
                                  "access token issued before it has expired. Entra tokens live 60-90 minutes.")
+cutover_profile_option = click.option(
+    "--cutover-profile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="A second connection profile whose app holds Graph AppRoleAssignment.ReadWrite.All, used only for the "
+         "Entra SMTP.SendAsApp writes of the cut-over (and of a rollback's re-grant), and connected only when that "
+         "step has something to write. Without it, and when --profile's token lacks that permission, the step "
+         "writes handover-batch-N-<step>.ps1 (Microsoft.Graph PowerShell for a privileged admin), stops with exit "
+         "13, and the next run verifies the admin's change and goes on.")
 concurrency_option = click.option("--concurrency", type=click.IntRange(1, 16), default=4, show_default=True,
                                   help="Calls in flight in long steps (grant removal, verification); the client "
                                        "slows down by itself when the tenant throttles.")
@@ -86,9 +93,10 @@ def _run(plan_path: Path, profile: Path | None, *, phase: str, batches: list[int
                    "that claim is served through RBAC: under the documented claim rule removing the legacy grants "
                    "without a cut-over cuts the app off.")
 @concurrency_option
+@cutover_profile_option
 def execute_command(plan_path: Path, profile: Path | None, batch: int | None, all_batches: bool, dry_run: bool,
                     yes: bool, wait: bool, propagation_wait: float, token_lifetime: float, no_cutover: bool,
-                    concurrency: int) -> None:
+                    concurrency: int, cutover_profile: Path | None) -> None:
     """Apply one batch of PLAN (or all of them) to the tenant, resumably.
 
     Steps, each reading before it writes and verifying after: preflight (plan hashes, drift, permissions,
@@ -96,7 +104,10 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
     token-lifetime wait -> remove the legacy SendAs grants -> final verification. Killed or stopped (Ctrl-C, or a
     file named PAUSE in the plan folder), the same command resumes. Exit: 0 done or waiting (the message says
     until when), 2 bad plan, 3 drift, 4 tenant error or missing permission, 5 another executor holds the plan,
-    11 items failed, 12 stopped.
+    11 items failed, 12 stopped, 13 the cut-over was handed over to a privileged admin (see --cutover-profile).
+
+    Permissions: --profile needs Exchange.ManageAsApp, the Exchange Administrator role and Graph
+    Application.Read.All; only the cut-over needs AppRoleAssignment.ReadWrite.All (--cutover-profile).
     """
     from migrator.executor.context import ExecSettings
     from migrator.executor.session import RunOptions
@@ -105,9 +116,10 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
         raise InputError("give exactly one of --batch N or --all")
     settings = ExecSettings(propagation_wait=propagation_wait, token_lifetime=token_lifetime,
                             cutover=not no_cutover, concurrency=concurrency)
-    options = RunOptions(settings, dry_run=dry_run, wait=wait, confirm=None if yes else _confirm)
+    options = RunOptions(settings, dry_run=dry_run, wait=wait, confirm=None if yes else _confirm,
+                         cutover_profile=cutover_profile)
     _run(plan_path, profile, phase="execute", batches=None if all_batches else [int(batch or 0)], options=options,
-         graph_write=not no_cutover)
+         graph_write=False)
 
 
 @click.command("rollback")
@@ -122,8 +134,9 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
               help="journal.db is gone or damaged: rebuild it from undo-log.jsonl in the plan folder (the prior "
                    "state of every removal, every object the tool created, every batch's state), keep the damaged "
                    "file aside, then roll back as usual.")
+@cutover_profile_option
 def rollback_command(plan_path: Path, profile: Path | None, batch: int, dry_run: bool, yes: bool, wait: bool,
-                     token_lifetime: float, from_undo_log: bool) -> None:
+                     token_lifetime: float, from_undo_log: bool, cutover_profile: Path | None) -> None:
     """Undo one batch from the journal, in reverse and without a gap.
 
     Restores the removed legacy grants first, re-grants the Entra SMTP.SendAsApp assignment, waits the token
@@ -140,8 +153,9 @@ def rollback_command(plan_path: Path, profile: Path | None, batch: int, dry_run:
     if from_undo_log and dry_run:
         raise InputError("--from-undo-log rebuilds journal.db, so it cannot run with --dry-run")
     options = RunOptions(ExecSettings(token_lifetime=token_lifetime), dry_run=dry_run, wait=wait,
-                         confirm=None if yes else confirm, from_undo_log=from_undo_log)
-    _run(plan_path, profile, phase="rollback", batches=[batch], options=options, graph_write=True)
+                         confirm=None if yes else confirm, from_undo_log=from_undo_log,
+                         cutover_profile=cutover_profile)
+    _run(plan_path, profile, phase="rollback", batches=[batch], options=options, graph_write=False)
 
 
 @click.command("status")
@@ -152,7 +166,8 @@ def status_command(plan_path: Path, as_json: bool) -> None:
 
     Reads the journal only (no tenant calls). Exit codes for scripts: 0 every batch done or rolled back;
     10 a batch is waiting (run the command again after the time shown); 11 a step failed and needs attention;
-    12 work remains (not started, or stopped part-way).
+    12 work remains (not started, or stopped part-way); 13 a batch is handed over to a privileged admin (run the
+    handover-batch-N-<step>.ps1 in the plan folder, then the same command again).
     """
     from migrator.executor.journal import Journal
     from migrator.executor.status import as_json as to_json

@@ -50,20 +50,26 @@ def _claims(token: str) -> dict:
         return {}
 
 
-def check_permissions(conn: Connection, *, graph_write: bool) -> None:
+def check_permissions(conn: Connection, *, graph_write: bool = False, exchange: bool = True) -> None:
     """Stop before any write when the app's tokens lack what the run needs (EXCHANGE.md §4 and §5).
 
     Reads the `roles` (application permissions) and `wids` (Entra directory roles) claims of the tokens the run
     will use. A token the tool cannot decode (opaque, as some clouds issue) is not judged: the calls will tell.
+    The run itself needs Exchange.ManageAsApp, the Exchange role and a Graph read permission; `graph_write`
+    (AppRoleAssignment.ReadWrite.All) is demanded only of the profile that does the cut-over's Entra writes
+    (`--cutover-profile`, checked when the cut-over first needs it, with `exchange=False`): without it the
+    cut-over is handed over to a privileged admin (entra.py).
     """
     problems = []
-    exo = _claims(conn.tokens.token(conn.profile.exchange_resource))
-    if exo:
-        if EXCHANGE_MANAGE not in set(exo.get("roles") or ()):
-            problems.append(f"the app lacks the application permission {EXCHANGE_MANAGE} on Office 365 Exchange "
-                            "Online (grant it with admin consent)")
-        if not set(exo.get("wids") or ()) & set(WRITE_ROLE_IDS):
-            problems.append("the app holds no Entra role that may change Exchange (assign it Exchange Administrator)")
+    if exchange:
+        exo = _claims(conn.tokens.token(conn.profile.exchange_resource))
+        if exo:
+            if EXCHANGE_MANAGE not in set(exo.get("roles") or ()):
+                problems.append(f"the app lacks the application permission {EXCHANGE_MANAGE} on Office 365 Exchange "
+                                "Online (grant it with admin consent)")
+            if not set(exo.get("wids") or ()) & set(WRITE_ROLE_IDS):
+                problems.append("the app holds no Entra role that may change Exchange (assign it Exchange "
+                                "Administrator)")
     graph = _claims(conn.tokens.token(conn.profile.graph_resource))
     if graph:
         roles = set(graph.get("roles") or ())
@@ -71,6 +77,16 @@ def check_permissions(conn: Connection, *, graph_write: bool) -> None:
             problems.append("the app cannot read service principals in Microsoft Graph (grant Application.Read.All)")
         if graph_write and not roles & GRAPH_WRITE:
             problems.append("the app cannot change app-role assignments in Microsoft Graph, which the cut-over and "
-                            "rollback need (grant AppRoleAssignment.ReadWrite.All, or run with --no-cutover)")
+                            "its rollback need (grant AppRoleAssignment.ReadWrite.All to this profile's app)")
     if problems:
-        raise TenantError("missing permission, nothing was written: " + "; ".join(problems))
+        who = f"profile {conn.profile.name!r}: " if not exchange else ""
+        raise TenantError(f"{who}missing permission, nothing was written: " + "; ".join(problems))
+
+
+def can_write_entra(conn: Connection) -> bool | None:
+    """Whether the profile's Graph token carries a permission to change app-role assignments (None: the token
+    cannot be read, so only the call will tell)."""
+    graph = _claims(conn.tokens.token(conn.profile.graph_resource))
+    if not graph:
+        return None
+    return bool(set(graph.get("roles") or ()) & GRAPH_WRITE)

@@ -205,6 +205,7 @@ class ItemFailure:
 class StepResult:
     failures: list[ItemFailure] = field(default_factory=list)
     detail: dict = field(default_factory=dict)
+    handover: str = ""  # set when the step left a change to a privileged admin (entra.py): the batch stops there
 
 
 @dataclass
@@ -267,6 +268,13 @@ class Context:
     dns: dict[str, str] = field(default_factory=dict)  # group key -> DistinguishedName read back
     step: str = ""
     cache: dict = field(default_factory=dict)  # reads shared by the steps of one run (mailbox map, scans)
+    # The Graph client that may change Entra app-role assignments (entra.py), or None: hand the change over.
+    # Unset (the default): the run's own client.
+    entra_writer: Callable[[], Any] | None = None
+    entra_tenant: str = ""
+
+    def entra_client(self) -> Any:
+        return self.graph if self.entra_writer is None else self.entra_writer()
 
     @property
     def batch(self) -> int:

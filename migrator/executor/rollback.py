@@ -15,13 +15,17 @@ be restored exactly is said plainly in the result (an app-role assignment comes 
 
 from __future__ import annotations
 
+import threading
+
 from migrator.errors import MigratorError
-from migrator.exchange.errors import AlreadyExists, NotFound
+from migrator.exchange.errors import AlreadyExists, Forbidden, NotFound
 from migrator.exchange.interface import RoleAssignmentInfo
 from migrator.executor.context import Context, ItemFailure, StepResult
+from migrator.executor.entra import Pending, regrant_script
 from migrator.executor.runner import BatchOutcome, Runner
 from migrator.executor.steps import (
     _fullaccess_rows,
+    _hand_over,
     exchange_role,
     legacy_rows,
     resolve_sps,
@@ -84,17 +88,36 @@ def step_restore_grants(ctx: Context) -> StepResult:
 
 
 def step_regrant(ctx: Context) -> StepResult:
+    """Give each app back the Entra SMTP.SendAsApp assignment the cut-over removed, through the client that may
+    write Entra assignments; without one, hand the grants over to a privileged admin and stop (entra.py)."""
     cut = ctx.journal.actions(batch=ctx.batch, generation=ctx.generation, phase="execute", kind="entra_assignment",
                               op="delete")
+    pending: list[Pending] = []
+    lock = threading.Lock()
+
+    def hand_over(app_id: str) -> None:
+        with lock:
+            pending.append(Pending(app_id, ctx.view.app_names.get(app_id, ""), ctx.sps[app_id]["object_id"]))
 
     def regrant(action) -> None:
         app_id = action.key
+        if app_id not in ctx.sps:
+            raise MigratorError(f"cannot re-grant: the service principal of app {app_id} is gone")
         if smtp_assignments(ctx, app_id):
+            act = ctx.recorded("entra_assignment", app_id, "grant")
+            if act is not None and act.status != "verified":  # granted by a privileged admin (a handover)
+                ctx.mark(act.id, "verified", verification={"present_at": ctx.now()})
             return
         resource_id, role_id = exchange_role(ctx)
         act = ctx.intent("entra_assignment", app_id, "grant", intent={"resourceId": resource_id,
                                                                       "appRoleId": role_id}, prior=[])
-        row = ctx.graph.grant_app_role(ctx.sps[app_id]["object_id"], resource_id, role_id)
+        writer = ctx.entra_client()
+        if writer is None:
+            return hand_over(app_id)
+        try:
+            row = writer.grant_app_role(ctx.sps[app_id]["object_id"], resource_id, role_id)
+        except Forbidden:  # a token the preflight could not read: the tenant said no, so nothing changed
+            return hand_over(app_id)
         if ctx.dry_run:
             return
         if not smtp_assignments(ctx, app_id):
@@ -106,7 +129,12 @@ def step_regrant(ctx: Context) -> StepResult:
                        f"id ({', '.join(sorted(filter(None, old)))}) cannot be restored")
         ctx.mark(act, "verified", result=row)
 
-    return StepResult(ctx.for_each(cut, regrant, label="Re-granting", name=lambda a: f"app {a.key}"))
+    failures = ctx.for_each(cut, regrant, label="Re-granting", name=lambda a: f"app {a.key}")
+    if pending and not failures:
+        resource_id, role_id = exchange_role(ctx)
+        script = regrant_script(ctx.batch, pending, resource_id, role_id, ctx.entra_tenant)
+        return StepResult(handover=_hand_over(ctx, "regrant", script, len(pending), "granted back"))
+    return StepResult(failures)
 
 
 def _other_batches_using(ctx: Context, kind: str, key: str) -> list[int]:
@@ -266,7 +294,8 @@ class RollbackRunner(Runner):
         ctx = Context(plan=self.plan, view=view, journal=self.journal, exo=self.exo, graph=self.graph,
                       settings=self.settings, control=self.control, output=self.output, generation=generation,
                       phase=self.phase, dry_run=self.dry_run, now=self.now, sleep=self.sleep,
-                      sps=self._sps.setdefault(number, {}), cache={"shared": self._shared})
+                      sps=self._sps.setdefault(number, {}), cache={"shared": self._shared},
+                      entra_writer=self.entra_writer, entra_tenant=self.entra.tenant_id)
         self.output.info(f"Batch {number}: rolling back{' (dry run: nothing is written)' if self.dry_run else ''}")
         return ctx, state
 

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from migrator.errors import MigratorError, PlanError
 from migrator.exchange.exo import ExchangeClient
@@ -32,6 +33,7 @@ from migrator.executor.context import (
     Stopped,
     batch_view,
 )
+from migrator.executor.entra import EXIT_HANDOVER, EntraWrites
 from migrator.executor.journal import Journal
 from migrator.executor.steps import (
     EXECUTE_STEPS,
@@ -50,7 +52,7 @@ WARNINGS_KEPT = 500  # Exchange warnings kept in the journal (the newest)
 @dataclass
 class BatchOutcome:
     batch: int
-    status: str  # done | waiting | failed | stopped | skipped
+    status: str  # done | waiting | handover | failed | stopped | skipped
     until: float | None = None
     failures: list[ItemFailure] = field(default_factory=list)
     message: str = ""
@@ -69,6 +71,8 @@ class RunResult:
             return 11
         if "stopped" in statuses:
             return 12
+        if "handover" in statuses:
+            return EXIT_HANDOVER
         return 0
 
 
@@ -111,8 +115,12 @@ class Runner:
     def __init__(self, plan, journal: Journal, exo, graph, *, settings: ExecSettings | None = None,
                  dry_run: bool = False, wait: bool = False, control: Control | None = None,
                  output: Output | None = None, confirm: Callable[[BatchView], bool] | None = None,
-                 now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+                 now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 entra: EntraWrites | None = None) -> None:
         self.plan, self.journal = plan, journal
+        self.entra = entra or EntraWrites()
+        self._entra_client: Any = None
+        self._entra_lock = threading.Lock()
         self.settings = settings or ExecSettings()
         self.dry_run, self.wait = dry_run, wait
         self.control = control or Control(Path(plan.path))
@@ -138,6 +146,20 @@ class Runner:
             kept = json.loads(self.journal.get_meta("exchange_warnings") or "[]")
             kept.append({"at": self.now(), "cmdlet": cmdlet, "text": text})
             self.journal.set_meta("exchange_warnings", json.dumps(kept[-WARNINGS_KEPT:]))
+
+    def entra_writer(self) -> Any:
+        """The client for Entra app-role writes (entra.py), or None: hand the change over to a privileged admin.
+        A second profile is connected (and its roles checked) the first time a step asks, not before."""
+        if self.entra.mode == "run" or (self.dry_run and self.entra.mode == "profile"):
+            return self.graph  # (a dry run sends no write: the run's client describes it)
+        if self.entra.mode == "handover":
+            return None
+        with self._entra_lock:
+            if self._entra_client is None:
+                assert self.entra.open_graph is not None
+                self._entra_client = Guarded(self.entra.open_graph(), spec=GraphClient, control=self.control,
+                                             output=self.output, dry_run=self.dry_run, counter=self.calls)
+            return self._entra_client
 
     # ---- public ---------------------------------------------------------------------------------------------
 
@@ -196,7 +218,8 @@ class Runner:
         ctx = Context(plan=self.plan, view=view, journal=self.journal, exo=self.exo, graph=self.graph,
                       settings=self.settings, control=self.control, output=self.output, generation=generation,
                       phase=self.phase, dry_run=self.dry_run, now=self.now, sleep=self.sleep,
-                      sps=self._sps.setdefault(number, {}), cache={"shared": self._shared})
+                      sps=self._sps.setdefault(number, {}), cache={"shared": self._shared},
+                      entra_writer=self.entra_writer, entra_tenant=self.entra.tenant_id)
         self.output.info(f"Batch {number}: {len(view.apps)} app(s), {len(view.migrate_grants())} grant(s) to migrate"
                          f"{' (dry run: nothing is written)' if self.dry_run else ''}")
         return ctx, state
@@ -241,6 +264,12 @@ class Runner:
                 result = fn(ctx)
                 if notes[mark:]:  # kept with the step, so a later invocation can still report them
                     result.detail = {**result.detail, "notes": notes[mark:]}
+                if result.handover and not result.failures:
+                    if not self.dry_run:
+                        self.journal.set_step(number, ctx.generation, self.phase, name, "handover",
+                                              detail={**result.detail, "handover": result.handover})
+                    self.output.info(f"Batch {number}: {result.handover}")
+                    return BatchOutcome(number, "handover", message=result.handover)
                 if result.failures:
                     if not self.dry_run:
                         self.journal.set_step(number, ctx.generation, self.phase, name, "failed",

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migrator.executor import Connection, check_permissions
+from migrator.executor import Connection, can_write_entra, check_permissions
+from migrator.executor.entra import EntraWrites
 from migrator.executor.context import BatchView, Control, ExecSettings, Output
 from migrator.executor.journal import Journal
 from migrator.executor.runner import Runner, RunResult, fmt_time
@@ -52,6 +53,10 @@ class RunOptions:
     sleep: Callable[[float], None] = time.sleep
     signals: bool = False  # install the Ctrl-C handler (a command on a terminal), uninstalled after each run
     from_undo_log: bool = False  # rebuild a lost or damaged journal.db from undo-log.jsonl first (rollback)
+    # A second connection profile that holds AppRoleAssignment.ReadWrite.All, for the Entra writes of the cut-over
+    # and its rollback only (connected when that step first needs it). None: the run's own profile if its token
+    # holds the permission, else the step is handed over to a privileged admin (entra.py).
+    cutover_profile: Path | None = None
 
 
 class RunSession:
@@ -107,12 +112,25 @@ class RunSession:
             runner = runner_class(self.plan, self.journal, self.conn.exo, self.conn.graph, settings=opts.settings,
                                   dry_run=opts.dry_run, wait=opts.wait, control=control,
                                   output=opts.output or Output(), confirm=opts.confirm, now=opts.now,
-                                  sleep=opts.sleep)
+                                  sleep=opts.sleep, entra=self.entra_writes())
             self.last_runner = runner
             return runner.run(batches)
         finally:
             if opts.signals:
                 control.uninstall()
+
+    def entra_writes(self) -> EntraWrites:
+        """Who does the cut-over's (and its rollback's) Entra writes: a second profile, the run's own profile when
+        its token may, or a privileged admin by hand (handover)."""
+        tenant = self.conn.profile.tenant_id
+        second = self.options.cutover_profile
+        if second is not None:
+            def open_graph():
+                conn = Connection(Path(second))
+                check_permissions(conn, graph_write=True, exchange=False)
+                return conn.graph
+            return EntraWrites("profile", open_graph, tenant)
+        return EntraWrites("run" if can_write_entra(self.conn) is not False else "handover", tenant_id=tenant)
 
     def close(self) -> None:
         self.journal.close()
@@ -140,6 +158,8 @@ def outcome_lines(result: RunResult, *, phase: str) -> list[Line]:
         if outcome.status == "waiting":
             lines.append(Line(f"Batch {outcome.batch}: waiting ({outcome.message}). Nothing else to do now: run the "
                               f"same command again after {fmt_time(outcome.until or 0.0)}, or add --wait."))
+        elif outcome.status == "handover":
+            lines.append(Line(f"Batch {outcome.batch}: {outcome.message}.", err=True, fg="yellow"))
         elif outcome.status == "done" and outcome.message:
             lines.append(Line(f"Batch {outcome.batch}: {outcome.message}"))
     failed = [o for o in result.outcomes if o.status == "failed"]

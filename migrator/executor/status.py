@@ -5,6 +5,7 @@ Exit codes (for scripts; documented in the command's help):
   10  a batch is waiting (propagation or token lifetime): run `execute`/`rollback` again after the time shown
   11  a step failed and needs attention: read the failures, fix, then run the same command again (or roll back)
   12  work remains: a batch not started, or stopped part-way (Ctrl-C, pause file, crash): run the command again
+  13  a batch is handed over: a privileged admin runs handover-batch-N-<step>.ps1, then run the command again
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from migrator.executor.rollback import ROLLBACK_STEPS
 from migrator.executor.runner import fmt_duration, fmt_time
 from migrator.executor.steps import EXECUTE_STEPS
 
-EXIT_DONE, EXIT_WAITING, EXIT_FAILED, EXIT_INCOMPLETE = 0, 10, 11, 12
+EXIT_DONE, EXIT_WAITING, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_HANDOVER = 0, 10, 11, 12, 13
 
 
 @dataclass
@@ -32,11 +33,14 @@ class BatchStatus:
     steps: list[dict] = field(default_factory=list)
     waiting_until: float | None = None
     failures: list[str] = field(default_factory=list)
+    handover: str = ""  # what a privileged admin must do before the batch can go on
 
     @property
     def condition(self) -> str:
         if self.failures:
             return "failed"
+        if self.handover:
+            return "handed over"
         if self.waiting_until is not None:
             return "waiting"
         if self.state in ("done", "rolled_back"):
@@ -66,6 +70,8 @@ def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[
                 if row.status == "failed":
                     entry["failures"] = list(row.detail.get("failures", []))
                     status.failures += entry["failures"]
+                if row.status == "handover":
+                    status.handover = str(row.detail.get("handover", "handed over to a privileged admin"))
                 if row.status == "waiting" and row.not_before is not None:
                     status.waiting_until = row.not_before
                     entry["ready"] = now >= row.not_before
@@ -94,6 +100,8 @@ def exit_code(statuses: list[BatchStatus], *, now: float | None = None) -> int:
     conditions = {s.condition for s in statuses}
     if "failed" in conditions:
         return EXIT_FAILED
+    if "handed over" in conditions:
+        return EXIT_HANDOVER
     if "waiting" in conditions:
         return EXIT_WAITING
     if conditions <= {"done", "rolled_back"}:
@@ -118,6 +126,8 @@ def render(statuses: list[BatchStatus], *, now: float | None = None) -> str:
             left = s.waiting_until - now
             head += (f" until {fmt_time(s.waiting_until)} ({fmt_duration(left)} left)" if left > 0
                      else f" -- the wait ended at {fmt_time(s.waiting_until)}: run the command again")
+        if s.handover:
+            head += f" -- {s.handover}"
         lines.append(head)
         if s.state == "new":
             continue

@@ -17,10 +17,11 @@ import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from migrator.errors import DriftError, MigratorError
-from migrator.exchange.errors import AlreadyExists, NotFound
+from migrator.exchange.errors import AlreadyExists, Forbidden, NotFound
 from migrator.exchange.interface import (
     AppRoleAssignment,
     AuthorizationResult,
@@ -30,6 +31,7 @@ from migrator.exchange.interface import (
 )
 from migrator.exchange.ratelimit import fan_out
 from migrator.executor.context import Context, ItemFailure, StepResult
+from migrator.executor.entra import Pending, cutover_script, handover_message, write_handover
 from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP, norm_id
 from migrator.planner.opath import fill_dns
 
@@ -637,10 +639,21 @@ def smtp_assignments(ctx: Context, app_id: str) -> list[AppRoleAssignment]:
 
 
 def step_cutover(ctx: Context) -> StepResult:
-    """Record, then delete, each app's Entra SMTP.SendAsApp app-role assignment; verify it is gone."""
+    """Record, then delete, each app's Entra SMTP.SendAsApp app-role assignment; verify it is gone.
+
+    The delete goes through the client that may write Entra assignments (entra.py): the run's own, a second
+    profile's, or none: then the step hands the deletes over to a privileged admin (a script in the plan folder)
+    and the batch stops; the next run finds them gone, verifies that, and goes on."""
     if not ctx.settings.cutover:
         ctx.output.info("  cut-over disabled (--no-cutover): Entra SMTP.SendAsApp assignments left in place")
         return StepResult(detail={"skipped": True})
+    pending: list[Pending] = []
+    lock = threading.Lock()
+
+    def hand_over(app_id: str, rows) -> None:
+        with lock:
+            pending.append(Pending(app_id, ctx.view.app_names.get(app_id, ""), ctx.sps[app_id]["object_id"],
+                                   tuple(r.id for r in rows)))
 
     def cut(app_id: str) -> None:
         rows = smtp_assignments(ctx, app_id)
@@ -650,19 +663,36 @@ def step_cutover(ctx: Context) -> StepResult:
                 ctx.mark(done.id, "verified", verification={"absent_at": ctx.now()})
             return
         act = ctx.intent("entra_assignment", app_id, "delete", prior=[r.raw for r in rows])
+        writer = ctx.entra_client()
+        if writer is None:
+            return hand_over(app_id, rows)
         for row in rows:
             try:
-                ctx.graph.delete_app_role_assignment(ctx.sps[app_id]["object_id"], row.id)
+                writer.delete_app_role_assignment(ctx.sps[app_id]["object_id"], row.id)
             except NotFound:
                 pass
+            except Forbidden:  # a token the preflight could not read: the tenant said no, so nothing changed
+                return hand_over(app_id, rows)
         if ctx.dry_run:
             return
         if smtp_assignments(ctx, app_id):
             raise MigratorError(f"app {app_id}: SMTP.SendAsApp assignment still present after deleting it")
         ctx.mark(act, "verified", verification={"absent_at": ctx.now()})
 
-    exchange_role(ctx)  # once, before the pool (each worker would otherwise read it)
-    return StepResult(ctx.for_each(ctx.view.apps, cut, label="Cut-over", name=lambda a: f"app {a}"))
+    resource_id, role_id = exchange_role(ctx)  # once, before the pool (each worker would otherwise read it)
+    failures = ctx.for_each(ctx.view.apps, cut, label="Cut-over", name=lambda a: f"app {a}")
+    if pending and not failures:
+        script = cutover_script(ctx.batch, pending, resource_id, role_id, ctx.entra_tenant)
+        return StepResult(handover=_hand_over(ctx, "cutover", script, len(pending), "removed"))
+    return StepResult(failures)
+
+
+def _hand_over(ctx: Context, step: str, script: str, count: int, what: str) -> str:
+    ctx.output.info(script.rstrip("\n"))
+    if ctx.dry_run:
+        return handover_message(Path(f"handover-batch-{ctx.batch}-{step}.ps1"), count, what)
+    path = write_handover(Path(ctx.plan.path), ctx.batch, step, script)
+    return handover_message(path, count, what)
 
 
 def step_remove_legacy(ctx: Context) -> StepResult:

@@ -118,6 +118,12 @@ def load_fixture(state: TenantState, data: dict) -> None:
     if admin:
         _load_app(state, {**admin, "app_id": admin.get("client_id") or admin.get("app_id"),
                           "exchange_pointer": admin.get("exchange_pointer", False)}, "admin", admin=True)
+    second = data.get("cutover_admin")
+    if second:
+        _load_app(state, {**second, "app_id": second.get("client_id") or second.get("app_id"),
+                          "exchange_pointer": second.get("exchange_pointer", False)}, "cutover_admin", admin=True,
+                  main_admin=False)
+        state.cutover_admin_app_id = _lower(second.get("client_id") or second.get("app_id"))
 
     for i, au in enumerate(data.get("administrative_units") or ()):
         where = f"administrative_units[{i}]"
@@ -248,7 +254,7 @@ def _load_resources(state: TenantState) -> None:
                           "allowedMemberTypes": ["Application"], "origin": "Application"} for r in roles]}
 
 
-def _load_app(state: TenantState, a: dict, where: str, *, admin: bool) -> None:
+def _load_app(state: TenantState, a: dict, where: str, *, admin: bool, main_admin: bool = True) -> None:
     app_id = _lower(_need(a, "app_id", where))
     if app_id in state.apps:
         raise FixtureError(f"fixture {where}: app_id {app_id} appears twice")
@@ -260,7 +266,7 @@ def _load_app(state: TenantState, a: dict, where: str, *, admin: bool) -> None:
     if admin and not app.secret and not app.certificate_pem:
         app.secret = secrets.token_urlsafe(32)  # "generated at start if null"
     state.apps[app_id] = app
-    if admin:
+    if admin and main_admin:
         state.admin_app_id = app_id
     state.index_app(app)
     for j, role in enumerate(a.get("app_roles") or ()):
@@ -359,6 +365,13 @@ def dump_fixture(state: TenantState, *, include_secrets: bool = False) -> dict:
                         "secret": admin.secret if include_secrets else None,
                         "certificate_pem": admin.certificate_pem, "app_roles": roles(admin),
                         "directory_roles": sorted(admin.directory_roles)}
+    second = state.apps.get(state.cutover_admin_app_id) if state.cutover_admin_app_id else None
+    if second is not None:
+        out["cutover_admin"] = {"client_id": second.app_id, "object_id": second.object_id,
+                                "display_name": second.display_name,
+                                "secret": second.secret if include_secrets else None,
+                                "certificate_pem": second.certificate_pem, "app_roles": roles(second),
+                                "directory_roles": sorted(second.directory_roles)}
     return out
 
 

@@ -215,6 +215,8 @@ class Sandbox:
     _owns_run_dir: bool = field(default=False, repr=False)
     _stopped: bool = field(default=False, repr=False)
     original_grants: frozenset[tuple[str, str]] = frozenset()  # (app_id, mailbox) SendAs grants held at the start
+    # The second admin profile (fixture key "cutover_admin"), or None: the privileged one for the cut-over.
+    cutover_profile_path: Path | None = None
 
     @property
     def authority(self) -> str:
@@ -264,6 +266,8 @@ class Sandbox:
                 "faults": self.faults.profile.name, "seed": self.faults.seed}
         if self.smtp:
             line.update(smtp_host=self.smtp.host, smtp_port=self.smtp.port)
+        if self.cutover_profile_path is not None:
+            line["cutover_profile"] = str(self.cutover_profile_path)
         return line
 
     def stop(self) -> None:
@@ -280,6 +284,7 @@ class Sandbox:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         else:  # a kept run folder keeps its CA and profile, but not the secret of a tenant that no longer runs
             (self.run_dir / "client_secret").unlink(missing_ok=True)
+            (self.run_dir / "cutover_client_secret").unlink(missing_ok=True)
 
     # ---- what a tool or a test may ask the running tenant (public: nothing else reaches into it) ---------------
     @property
@@ -436,4 +441,11 @@ def start_sandbox(fixture: str | Path | dict | None = None, *, seed: int = 0,
     sb = serve_backend(backend, admin_client_id=backend.admin_client_id, admin_secret=admin["secret"], seed=seed,
                        faults=faults, port=port, run_dir=run_dir, state=state, smtp=smtp, smtp_port=smtp_port)
     sb.original_grants = frozenset(backend.original_grants)
+    second = state.apps.get(state.cutover_admin_app_id) if state.cutover_admin_app_id else None
+    if second is not None and second.secret:
+        sb.cutover_profile_path = write_profile(
+            sb.run_dir / "profile-cutover.toml", tenant_id=sb.tenant_id, client_id=second.app_id,
+            authority=sb.authority, exchange_url=sb.base_url, graph_url=sb.base_url, ca_bundle=sb.ca_bundle,
+            secret_file=write_secret_file(sb.run_dir / "cutover_client_secret", second.secret),
+            name="sandbox-cutover")
     return sb

@@ -281,6 +281,9 @@ class TenantState:
         self.recipients: dict[str, Recipient] = {}
         self.apps: dict[str, App] = {}  # app_id -> App (includes the admin app)
         self.admin_app_id = ""
+        # A second admin app (fixture key "cutover_admin"): the privileged profile that holds the Graph write
+        # permission a least-privilege run leaves out, used only for the cut-over and its rollback.
+        self.cutover_admin_app_id = ""
         self.recipient_permissions = PermissionTable()
         self.mailbox_permissions = PermissionTable()
         self.scopes: dict[str, ManagementScope] = {}  # lower name -> scope
