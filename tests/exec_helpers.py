@@ -16,12 +16,12 @@ def settings(**kw) -> ExecSettings:
     return ExecSettings(**base)
 
 
-def execute(tenant, plan_path, batches, *, wait=True, dry_run=False, control=None, **kw):
+def execute(tenant, plan_path, batches, *, wait=True, dry_run=False, control=None, entra=None, **kw):
     plan = load_plan(plan_path)
     with Journal(plan_path, readonly=dry_run, clock=tenant.clock.now) as journal:
         runner = Runner(plan, journal, FakeExchange(tenant), FakeGraph(tenant), settings=settings(**kw),
                         dry_run=dry_run, wait=wait, control=control or Control(plan_path), output=Output(quiet=True),
-                        now=tenant.clock.now, sleep=tenant.clock.sleep)
+                        now=tenant.clock.now, sleep=tenant.clock.sleep, entra=entra)
         result = runner.run(batches)
     result.output = runner.output
     return result
@@ -43,14 +43,15 @@ def run_until_done(tenant, plan_path, batches, *, max_runs=200, **kw):
     raise AssertionError("did not converge")
 
 
-def rollback(tenant, plan_path, batch, *, wait=True, dry_run=False, control=None, **kw):
+def rollback(tenant, plan_path, batch, *, wait=True, dry_run=False, control=None, entra=None, **kw):
     from migrator.executor.rollback import RollbackRunner
 
     plan = load_plan(plan_path)
     with Journal(plan_path, readonly=dry_run, clock=tenant.clock.now) as journal:
         runner = RollbackRunner(plan, journal, FakeExchange(tenant), FakeGraph(tenant), settings=settings(**kw),
                                 dry_run=dry_run, wait=wait, control=control or Control(plan_path),
-                                output=Output(quiet=True), now=tenant.clock.now, sleep=tenant.clock.sleep)
+                                output=Output(quiet=True), now=tenant.clock.now, sleep=tenant.clock.sleep,
+                                entra=entra)
         result = runner.run([batch])
     result.output = runner.output
     return result

@@ -15,6 +15,7 @@ from migrator import csvio
 
 TENANT_ID = "5a1d0000-0000-4000-8000-000000000001"
 ADMIN = "5a1d0000-0000-4000-8000-0000000000ad"
+CUTOVER_ADMIN = "5a1d0000-0000-4000-8000-0000000000ae"
 SUFFIX = ("OU=contoso.onmicrosoft.com,OU=Microsoft Exchange Hosted Organizations,DC=NAMPR03A001,DC=prod,"
           "DC=outlook,DC=com")
 EXO = "Office 365 Exchange Online"
@@ -25,9 +26,12 @@ def _uuid(rng: random.Random) -> str:
 
 
 def make_fixture(*, seed: int = 0, mailboxes: int = 16, apps: int = 5, per_app: tuple[int, int] = (1, 6),
-                 no_pointer: int = 0, clusters: int = 0) -> tuple[dict, set[tuple[str, str]]]:
+                 no_pointer: int = 0, clusters: int = 0,
+                 least_privilege: bool = False) -> tuple[dict, set[tuple[str, str]]]:
     """(fixture, SendAs grants as (app_id, mailbox)). `clusters` > 0 gives apps shared mailbox sets (so the
-    planner shares groups between apps, possibly across batches)."""
+    planner shares groups between apps, possibly across batches). `least_privilege`: the run's admin app lacks
+    Graph AppRoleAssignment.ReadWrite.All, which a second admin app (`cutover_admin`, served as the sandbox's
+    cutover profile) holds, with no Exchange permission at all."""
     rng = random.Random(seed)
     names = [f"user{i:05d}" for i in range(mailboxes)]
     mbx = [{"name": n, "alias": n, "display_name": n.title(), "primary_smtp": f"{n}@contoso.com",
@@ -54,6 +58,14 @@ def make_fixture(*, seed: int = 0, mailboxes: int = 16, apps: int = 5, per_app: 
         "groups": [], "recipient_permissions": perms, "mailbox_permissions": [],
         "management_scopes": [], "role_assignments": [], "application_access_policies": [],
     }
+    if least_privilege:
+        fixture["admin"]["app_roles"] = [r for r in fixture["admin"]["app_roles"]
+                                         if r["permission"] != "AppRoleAssignment.ReadWrite.All"]
+        fixture["cutover_admin"] = {"client_id": CUTOVER_ADMIN, "display_name": "migrator cut-over", "secret": None,
+                                    "app_roles": [{"resource": "Microsoft Graph", "permission": "Application.Read.All"},
+                                                  {"resource": "Microsoft Graph",
+                                                   "permission": "AppRoleAssignment.ReadWrite.All"}],
+                                    "directory_roles": []}
     return fixture, grants
 
 

@@ -135,3 +135,37 @@ def test_missing_pointer_is_created_and_rollback_removes_it(tmp_path):
     assert rollback(tenant, plan, 1).outcomes[0].status == "done"
     assert oid not in tenant.pointers and tenant.snapshot() == before
     assert tenant.gaps == [] and tenant.overgrants == []
+
+
+def test_without_an_entra_writer_cutover_and_regrant_are_handed_over_and_verified_on_the_next_run(tmp_path):
+    """Least privilege on the fake tenant: each Entra write is left to a privileged admin (a script in the plan
+    folder, exit 13); done by hand, the next run verifies it and goes on, with no gap on the way there and back."""
+    import re
+
+    from fakes import FakeGraph
+    from migrator.executor.entra import EntraWrites
+
+    tenant, plan = make_world(tmp_path, APPS, [[A1, A2], [A3]])
+    before = tenant.snapshot()
+    nobody = EntraWrites("handover", tenant_id="contoso.onmicrosoft.com")
+    first = execute(tenant, plan, [1], entra=nobody)
+    assert first.outcomes[0].status == "handover" and first.exit_code == 13
+    script = (plan / "handover-batch-1-cutover.ps1").read_text(encoding="utf-8-sig")
+    ids = re.findall(r"-ServicePrincipalId '([^']+)' -AppRoleAssignmentId '([^']+)'", script)
+    assert sorted(sp for sp, _ in ids) == sorted(tenant.oid_of(a) for a in (A1, A2))
+    assert "-TenantId 'contoso.onmicrosoft.com'" in script
+    assert all(tenant.entra[tenant.oid_of(a)] for a in (A1, A2))  # the run itself removed nothing
+    for sp, assignment in ids:  # the privileged admin
+        FakeGraph(tenant).delete_app_role_assignment(sp, assignment)
+    assert execute(tenant, plan, [1], entra=nobody).outcomes[0].status == "done"
+    back = rollback(tenant, plan, 1, entra=nobody)
+    assert back.outcomes[0].status == "handover"
+    script = (plan / "handover-batch-1-regrant.ps1").read_text(encoding="utf-8-sig")
+    grants = re.findall(r"New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId '([^']+)' -PrincipalId "
+                        r"'[^']+' -ResourceId '([^']+)' -AppRoleId '([^']+)'", script)
+    assert len(grants) == 2
+    for sp, resource, role in grants:
+        FakeGraph(tenant).grant_app_role(sp, resource, role)
+    assert rollback(tenant, plan, 1, entra=nobody).outcomes[0].status == "done"
+    assert tenant.snapshot() == before
+    assert tenant.gaps == [] and tenant.overgrants == []
