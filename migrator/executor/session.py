@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from migrator.executor import Connection, can_write_entra, check_permissions
-from migrator.executor.entra import EntraWrites
 from migrator.executor.context import BatchView, Control, ExecSettings, Output
+from migrator.executor.entra import EntraWrites
 from migrator.executor.journal import Journal
 from migrator.executor.runner import Runner, RunResult, fmt_time
 
