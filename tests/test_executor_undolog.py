@@ -188,12 +188,17 @@ def test_status_warns_when_journal_and_undo_log_disagree(tmp_path):
     assert "undo-log.jsonl is missing" in gone.output
 
 
-def test_a_torn_last_line_is_skipped_and_a_bad_line_is_named(tmp_path):
+def test_a_torn_line_is_ended_by_the_next_append_skipped_on_reading_and_a_bad_line_is_named(tmp_path):
     path = tmp_path / UNDO_LOG_NAME
     good = json.dumps({"record": "batch", "batch": 1, "generation": 1, "state": "executing"})
-    path.write_text(good + "\n" + '{"record": "removal", "batch": 1, "gen')
+    path.write_text(good + "\n" + '{"record": "removal", "batch": 1, "gen')  # killed mid-write
     got = read_undo_log(path)
     assert got.torn_tail and got.batches[1]["state"] == "executing" and not got.removals
+    UndoLog(tmp_path, clock=lambda: 0.0).batch(1, 1, "done")  # the next run's append ends the torn line first
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[2])["state"] == "done"
+    got = read_undo_log(path)
+    assert got.torn_lines == [2] and not got.torn_tail and got.batches[1]["state"] == "done"
     path.write_text(good + "\nnot json\n" + good + "\n")
     from migrator.errors import InputError
 
@@ -213,3 +218,25 @@ def test_a_copied_plan_folder_resumes_mid_batch_from_the_copy(tmp_path):
     assert tenant.gaps == [] and tenant.overgrants == []
     with Journal(copy, readonly=True) as j:
         assert j.steps(1)[0].batch == 1 and len(j.runs()) == 2
+
+
+def test_a_run_killed_between_the_undo_record_and_the_journal_resumes(tmp_path, monkeypatch):
+    """The undo log is written first, so a kill can leave it one record ahead of the journal: not a lost journal."""
+    from fakes import Crash
+
+    tenant, plan = make_world(tmp_path, APPS, [[A1, A2], [A3]])
+    real = Journal.set_batch_state
+
+    def killed(self, batch, state, generation):
+        if self.undo is not None:
+            self.undo.batch(batch, generation, state)
+        raise Crash("killed after the undo record, before the journal's")
+
+    monkeypatch.setattr(Journal, "set_batch_state", killed)
+    with pytest.raises(Crash):
+        execute(tenant, plan, [1])
+    monkeypatch.setattr(Journal, "set_batch_state", real)
+    assert records(plan, "batch") and (plan / "journal.db").exists()
+    _, result = run_until_done(tenant, plan, [1, 2])
+    assert [o.status for o in result.outcomes] == ["done", "done"]
+    assert tenant.gaps == [] and tenant.overgrants == []

@@ -172,6 +172,7 @@ class Journal:
 
     def _open(self) -> None:
         existed = self.path.exists()
+        was_empty = existed and self.path.stat().st_size == 0
         try:
             if self.readonly:
                 if not existed:
@@ -193,7 +194,7 @@ class Journal:
             raise self._damaged(str(exc)) from None
         self._db.row_factory = sqlite3.Row
         if not self.readonly and self.undo is not None:
-            self._refuse_if_lost(existed)
+            self._refuse_if_lost(existed, was_empty)
 
     def _check_integrity(self) -> None:
         rows = [r[0] for r in self._db.execute("PRAGMA integrity_check").fetchall()]
@@ -206,9 +207,12 @@ class Journal:
             "holds the prior state of every removal: undo a batch with `migrator rollback PLAN --batch N "
             "--from-undo-log` (the damaged file is kept aside), or restore journal.db from a copy")
 
-    def _refuse_if_lost(self, existed: bool) -> None:
-        """A journal that is new (or empty) while the undo log holds batch records was deleted or replaced: going on
-        would run batches again as if nothing had happened."""
+    def _refuse_if_lost(self, existed: bool, was_empty: bool) -> None:
+        """A journal.db that was missing (or an empty file) while the undo log holds batch records was deleted or
+        replaced: going on would run batches again as if nothing had happened. (A journal that exists but lacks the
+        log's last batch record is only one step behind it: a run killed between the two writes.)"""
+        if existed and not was_empty:
+            return
         if self.undo is None or self.batch_states() or not self.undo.exists():
             return
         records = read_undo_log(self.undo.path)

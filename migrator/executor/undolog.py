@@ -88,10 +88,18 @@ class UndoLog:
             raise write_error("the undo log", self.path, exc) from None
 
     def _write(self, text: str) -> None:
-        with open(self.path, "a", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        data = text.encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if _ends_torn(self.path):  # a write cut short (a kill, a full disk): end that line, never extend it
+                data = b"\n" + data
+            view = memoryview(data)
+            while view:  # one write call for the whole batch of lines as a rule; loop on a short write
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def note_plan(self, plan_sha256: str) -> None:
         if not self.exists():
@@ -110,6 +118,15 @@ class UndoLog:
 
     def batch(self, batch: int, generation: int, state: str) -> None:
         self.append([{"record": "batch", "batch": batch, "generation": generation, "state": state}])
+
+
+def _ends_torn(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() == 0:
+            return False
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) != b"\n"
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -135,6 +152,7 @@ class UndoRecords:
     batches: dict[int, dict] = field(default_factory=dict)  # batch -> last record
     lines: int = 0
     torn_tail: bool = False
+    torn_lines: list[int] = field(default_factory=list)  # records cut short and ended by the next append
 
     @property
     def empty(self) -> bool:
@@ -164,6 +182,9 @@ def read_undo_log(path: Path) -> UndoRecords:
             rec = json.loads(line)
             kind = rec["record"]
         except (ValueError, KeyError, TypeError):
+            if line.startswith('{"record": '):  # a record cut short (its write never completed, so nothing was
+                out.torn_lines.append(number)  # sent after it): skipped
+                continue
             raise InputError("not an undo-log record (JSON object with a 'record' field)", path=str(path),
                              row=number) from None
         out.lines += 1
@@ -235,8 +256,10 @@ def disagreements(journal, records: UndoRecords, *, log_present: bool) -> list[s
     if differ:
         out.append(f"{len(differ)} removal(s) have a different prior state in the journal and in {UNDO_LOG_NAME} "
                    f"(e.g. batch {differ[0][0]} {differ[0][3]} {differ[0][4]})")
-    if records.torn_tail:
-        out.append(f"the last line of {UNDO_LOG_NAME} was cut short (a crash or a full disk while writing it)")
+    if records.torn_tail or records.torn_lines:
+        where = ", ".join(map(str, records.torn_lines[:5])) or "the last"
+        out.append(f"{UNDO_LOG_NAME}: line(s) {where} were cut short (a crash or a full disk while writing them; "
+                   "nothing was sent after such a line, so nothing is missing)")
     return out
 
 
