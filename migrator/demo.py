@@ -256,7 +256,7 @@ def _run_demo(*, workdir: Path | None, seed: int, faults: str, quiet: bool, keep
                             {norm_id(a["app_id"]): a.get("display_name", "") for a in fixture.get("apps", [])})
         sends_before = _smtp_sends(stage, sender, "before", "every app sends as its mailbox over SMTP before the "
                                                             "migration")
-        witness = sandbox_witness(sb, app_secrets, apps_dir, now=sb.state.clock.now, inside=1,
+        witness = sandbox_witness(sb, app_secrets, apps_dir, now=sb.now, inside=1,
                                   outside=1, interval=0.5).start()
         stage.plan = _inventory_and_plan(stage, work)
         stage.conn = connect(sb.profile_path, graph_write=True)

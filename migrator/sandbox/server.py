@@ -292,6 +292,10 @@ class Sandbox:
         """Every Exchange cmdlet and Graph call received, and whether it writes (requestlog.py)."""
         return self.app.requests
 
+    def now(self) -> float:
+        """The sandbox clock now (tokens, delays and the timeline run on it; tests may move a manual one)."""
+        return self.app.backend.now()
+
     @property
     def started_at(self) -> float:
         """The sandbox clock when the tenant was loaded (timeline times are on this clock)."""
