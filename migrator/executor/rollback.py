@@ -19,13 +19,13 @@ import threading
 
 from migrator.errors import MigratorError
 from migrator.exchange.errors import AlreadyExists, Forbidden, NotFound
-from migrator.exchange.interface import RoleAssignmentInfo
 from migrator.executor.context import Context, ItemFailure, StepResult
 from migrator.executor.entra import Pending, regrant_script
 from migrator.executor.runner import BatchOutcome, Runner
 from migrator.executor.steps import (
     _fullaccess_rows,
     _hand_over,
+    assignments_by_name,
     exchange_role,
     legacy_rows,
     resolve_sps,
@@ -159,10 +159,7 @@ def _owned(ctx: Context, kind: str, key: str):
 
 
 def step_remove_assignments(ctx: Context) -> StepResult:
-    existing: dict[str, RoleAssignmentInfo] = {}
-    for role in sorted({a.role for a in ctx.view.assignments}):
-        for row in ctx.exo.role_assignments(role):
-            existing[row.name] = row
+    existing = assignments_by_name(ctx)
 
     def remove(a) -> None:
         obj = _owned(ctx, "assignment", a.key)
@@ -181,8 +178,7 @@ def step_remove_assignments(ctx: Context) -> StepResult:
     failures = ctx.for_each(ctx.view.assignments, remove, label="Removing role assignments",
                             name=lambda a: f"assignment {a.key} {a.name!r}")
     if not ctx.dry_run:
-        back = {r.name for role in sorted({a.role for a in ctx.view.assignments})
-                for r in ctx.exo.role_assignments(role)}
+        back = assignments_by_name(ctx)
         for a in ctx.view.assignments:
             obj = ctx.journal.object("assignment", a.key)
             if obj is not None and obj.state == "removed" and a.name in back:

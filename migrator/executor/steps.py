@@ -502,11 +502,14 @@ def _assignment_matches(ctx: Context, a, row: RoleAssignmentInfo) -> bool:
             and norm_id(row.role) in ("", norm_id(a.role)))
 
 
+def assignments_by_name(ctx: Context) -> dict[str, RoleAssignmentInfo]:
+    """The tenant's assignments of the batch's roles, by name: one read per role (no -App filter exists)."""
+    return {row.name: row for role in sorted({a.role for a in ctx.view.assignments})
+            for row in ctx.exo.role_assignments(role)}
+
+
 def step_assignments(ctx: Context) -> StepResult:
-    existing: dict[str, RoleAssignmentInfo] = {}
-    for role in sorted({a.role for a in ctx.view.assignments}):
-        for row in ctx.exo.role_assignments(role):
-            existing[row.name] = row
+    existing = assignments_by_name(ctx)
 
     def ensure(a) -> None:
         row = existing.get(a.name)
@@ -531,10 +534,7 @@ def step_assignments(ctx: Context) -> StepResult:
     failures = ctx.for_each(ctx.view.assignments, ensure, label="Role assignments",
                             name=lambda a: f"assignment {a.key} {a.name!r}")
     if not failures and not ctx.dry_run:  # verify: one read per role
-        back: dict[str, RoleAssignmentInfo] = {}
-        for role in sorted({a.role for a in ctx.view.assignments}):
-            for row in ctx.exo.role_assignments(role):
-                back[row.name] = row
+        back = assignments_by_name(ctx)
         for a in ctx.view.assignments:
             if a.name not in back or not _assignment_matches(ctx, a, back[a.name]):
                 failures.append(ItemFailure(f"assignment {a.key} {a.name!r}", "not found as planned after creation"))
