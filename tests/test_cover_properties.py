@@ -82,28 +82,30 @@ def test_minimal_is_optimal_against_brute_force(app_sets):
     assert len(result.groups) == best
 
 
-@pytest.mark.parametrize("path", ["sparse", "dense-to-sparse", "peel"])
+@pytest.mark.parametrize("path", ["sparse", "dense-to-sparse", "search", "search-sparse"])
 @settings(max_examples=40, deadline=None)
 @given(app_sets=instances(max_apps=7, max_mailboxes=7))
 def test_large_component_paths_are_exact_and_honest(path, app_sets):
-    """The sparse path (tenant-sized components) and the peeling fallback, forced on small instances."""
+    """The sparse path (tenant-sized components) and the search without enumeration, forced on small instances."""
     with pytest.MonkeyPatch.context() as mp:
         if path == "dense-to-sparse":
             mp.setattr(exact, "DENSE_GREEDY_LIMIT", 0)
-        else:
+        elif path != "search":
             mp.setattr(exact, "ENUM_LIMIT", 0)
-        if path == "peel":
+        if path.startswith("search"):
             mp.setattr(exact, "BICLIQUE_CAP", 1)
         result = solve_cover(app_sets)
     solved = result.stats["solve"]
-    if path == "peel" and solved["sparse"]:
-        assert solved["peeled"] >= 1
+    if path.startswith("search") and solved["enumeration_capped"]:
+        assert solved["searched"] == solved["enumeration_capped"] == len(solved["search"])
+        if not result.optimal:
+            assert "maximal bicliques" in result.stats["cut"]
     assert_exact(app_sets, result)
     best = brute_force_minimum(app_sets)
     assert result.lower_bound <= best <= len(result.groups)
     if result.optimal:
         assert len(result.groups) == best
-    if path != "peel":
+    if not path.startswith("search"):
         assert len(result.groups) == best
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,8 +36,9 @@ from migrator.planner.source import load_source
               help="Use an attribute filter (e.g. CustomAttribute1 -eq 'x') instead of a new group where it "
                    "matches exactly the needed mailboxes. Future mailboxes given that value will be in scope.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
-              help="Seconds the exact solver may spend; past it the best cover found is used and the gap "
-                   "to the proven lower bound is reported.")
+              help="Wall-clock seconds for the whole command (reading, solving, writing); the solver gets what "
+                   "reading and writing leave. Past it the best cover found is used and the gap to the proven "
+                   "lower bound is reported, with what cut the search.")
 @click.option("--role", default=RBAC_ROLE_SMTP_SEND_AS, show_default=True,
               help="The RBAC for Applications role each assignment grants.")
 def plan_command(input_path: Path, out: Path | None, force: bool, strategy: str, pilot: int, batch_size: int,
@@ -47,11 +49,12 @@ def plan_command(input_path: Path, out: Path | None, force: bool, strategy: str,
     app_id, mailbox[, right][, app_name]. The plan is checked for exactness before it is written: every app keeps
     exactly the mailboxes it can send as today, no more, no fewer.
     """
+    started = time.perf_counter()
     options = PlanOptions(strategy=strategy, pilot=pilot, batch_size=batch_size, prefix=prefix,
                           allow_attribute_scopes=allow_attribute_scopes, time_limit=time_limit, role=role)
     out = out or Path("plans") / (input_path.stem if input_path.is_file() else input_path.name)
     with gc_paused():
-        plan = build_plan(load_source(input_path), options)
+        plan = build_plan(load_source(input_path), options, started=started)
         write_plan(plan, out, overwrite=force)  # checks exactness first; nothing is written when it fails
     click.echo(render_text(replace(plan, path=out)))
     if plan.batches:
@@ -100,7 +103,8 @@ def render_text(plan: Plan) -> str:
     if cover.get("optimal"):
         bound += ", optimal"
     else:
-        bound += f", not proven optimal (gap {c['cover_elements'] - (cover.get('lower_bound') or 0)})"
+        bound += f", not proven optimal (gap {c['cover_elements'] - (cover.get('lower_bound') or 0)}"
+        bound += f"; search cut by: {cover['cut']})" if cover.get("cut") else ")"
     lines = [
         f"Plan:        {plan.path}",
         f"Created:     {meta.get('created')}",

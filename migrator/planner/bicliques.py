@@ -13,7 +13,15 @@ import numpy as np
 
 
 class TooManyBicliques(Exception):
-    """The enumeration passed its cap; the caller falls back to a cover that needs no enumeration."""
+    """The enumeration passed its cap; the caller falls back to a cover that needs no enumeration.
+
+    `found`: the intents found so far (packed bit rows, closest to the row sets first; each is a maximal
+    biclique's intent), which the fallback may use as a starting pool; `reason`: "count", "memory" or "time"."""
+
+    def __init__(self, message: str, found: np.ndarray | None = None, reason: str = "count"):
+        super().__init__(message)
+        self.found = found
+        self.reason = reason
 
 
 def _pack(m: np.ndarray) -> np.ndarray:
@@ -60,9 +68,11 @@ def maximal_bicliques(m: np.ndarray, *, cap: int = 50_000, chunk_words: int = 8_
                     known_set.add(r.tobytes())
                 new_parts.append(cand)
                 if len(known_set) > cap:
-                    raise TooManyBicliques(f"more than {cap:,} maximal bicliques")
+                    raise TooManyBicliques(f"more than {cap:,} maximal bicliques",
+                                           np.concatenate([known, *new_parts])[:cap], "count")
             if time.perf_counter() > deadline:
-                raise TooManyBicliques("time limit reached while enumerating maximal bicliques")
+                raise TooManyBicliques("time limit reached while enumerating maximal bicliques",
+                                       np.concatenate([known, *new_parts])[:cap], "time")
         frontier = np.concatenate(new_parts) if new_parts else frontier[:0]
         if len(frontier):
             known = np.concatenate([known, frontier])

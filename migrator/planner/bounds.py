@@ -3,52 +3,81 @@
 A set of pairwise incompatible edges: edges (r1, c1) and (r2, c2) are incompatible when M[r1, c2] = 0 or
 M[r2, c1] = 0, so no biclique holds both and every cover needs one biclique per edge of the set. Built greedily,
 taking first the edges compatible with the fewest others: (M·Mᵀ·M)[r, c] counts them.
+
+Memory is bounded by design: the counts are computed a block of rows at a time through the small side's Gram
+matrix (cols x cols or rows x rows), and the greedy keeps one bit per cell of the component; past either budget
+the bound is None (the caller uses 1) rather than a process that takes the machine down.
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import scipy.sparse as sp
 
-BLOCKED_LIMIT = 150_000_000     # cells of the dense "blocked" matrix the greedy keeps
+BLOCKED_LIMIT = 150_000_000     # cells of the dense "blocked" matrix the greedy keeps (one byte each)
+GRAM_LIMIT = 25_000_000         # cells of the dense Gram matrix of the small side (4 bytes each)
+WEIGHT_FLOPS_LIMIT = 3_000_000_000   # multiply-adds for the exact counts; past it a cheaper proxy orders the edges
+BLOCK_CELLS = 4_000_000         # cells of one dense block of counts
 
 
 def compatibility(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, cols, count) of every edge, count = (M·Mᵀ·M)[r, c] = sum over rows r' holding c of |row r ∩ row r'|.
+    """(rows, cols, count) of every edge in CSR order, count = (M·Mᵀ·M)[r, c] (edges compatible with it).
 
-    Computed per column from the small rows x rows product, so one dense row (an app holding the whole tenant)
-    costs nothing extra, unlike forming Mᵀ·M.
+    (M·Mᵀ·M)[r, c] = sum over c' in row r of G[c', c] with G = MᵀM, the column overlaps; computed a block of rows
+    at a time (dense blocks of at most BLOCK_CELLS), on the transpose when it has fewer rows than columns, so the
+    dense Gram matrix is of the smaller side. When that is too costly, the count is approximated by
+    deg(r) · deg(c) (an upper bound on it, and the same order on the role-mining data's easy parts).
     """
-    m = m.tocsr().astype(np.int32)
-    csc = m.tocsc()
-    csc.sort_indices()
-    s = (m @ m.T).toarray()                                  # rows x rows overlaps
-    deg = np.diff(csc.indptr)
-    cols = np.repeat(np.arange(m.shape[1]), deg)
-    rows = csc.indices
-    n_edges = len(rows)
-    # all pairs of edges within a column: e (repeated deg times) with each e' of its column
-    reps = deg[cols]
-    e = np.repeat(np.arange(n_edges), reps)
-    start = csc.indptr[cols]
-    within = np.arange(len(e)) - np.repeat(np.cumsum(reps) - reps, reps)
-    e2 = np.repeat(start, reps) + within
-    weight = np.bincount(e, weights=s[rows[e], rows[e2]], minlength=n_edges)
-    return rows, cols, weight
+    m = m.tocsr().astype(np.float64)                        # exact integer sums (float32 would round ties)
+    m.sort_indices()
+    nr, nc = m.shape
+    rows = np.repeat(np.arange(nr), np.diff(m.indptr))
+    cols = m.indices.astype(np.int64)
+    small = min(nr, nc)
+    if small * small > GRAM_LIMIT or m.nnz * small > WEIGHT_FLOPS_LIMIT:
+        rdeg = np.diff(m.indptr).astype(np.float64)
+        cdeg = np.bincount(cols, minlength=nc).astype(np.float64)
+        return rows, cols, rdeg[rows] * cdeg[cols]
+    transpose = nr < nc
+    a = m.T.tocsr() if transpose else m                      # a: big side x small side
+    a.sort_indices()
+    g = (a.T @ a).toarray()                                  # small x small overlaps
+    weight_t = np.empty(a.nnz, dtype=np.float64)             # counts in a's CSR order
+    step = max(1, BLOCK_CELLS // max(1, a.shape[1]))
+    for s in range(0, a.shape[0], step):
+        blk = a[s:s + step]
+        w = np.asarray(blk @ g)                              # block x small
+        br = np.repeat(np.arange(blk.shape[0]), np.diff(blk.indptr))
+        weight_t[a.indptr[s]:a.indptr[s] + blk.nnz] = w[br, blk.indices]
+    if not transpose:
+        return rows, cols, weight_t
+    # back to M's CSR order: a's edge (c, r) is M's edge (r, c)
+    a_rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
+    key_t = a.indices.astype(np.int64) * nc + a_rows
+    order = np.argsort(key_t, kind="stable")
+    return rows, cols, weight_t[order]
 
 
-def incompatible_edges(m: sp.csr_matrix | np.ndarray) -> list[tuple[int, int]] | None:
-    """A greedy maximal set of pairwise incompatible edges (deterministic); None if the matrix is too large."""
+def incompatible_edges(m: sp.csr_matrix | np.ndarray, deadline: float = float("inf")
+                       ) -> list[tuple[int, int]] | None:
+    """A greedy maximal set of pairwise incompatible edges (deterministic); None if the matrix is too large.
+
+    Stops early (still a valid, smaller set) when `deadline` (time.perf_counter()) passes."""
     m = sp.csr_matrix(m)
     nr, nc = m.shape
     if m.nnz == 0:
         return []
     if nr * nc > BLOCKED_LIMIT:
         return None
-    dense = m.toarray().astype(bool)
+    m.sort_indices()
     rr, cc, weight = compatibility(m)
     order = np.lexsort((cc, rr, weight))
     flat = rr[order] * nc + cc[order]
+    del rr, cc, weight, order
+    csc = m.tocsc()
+    csc.sort_indices()
     blocked = np.zeros(nr * nc, dtype=bool)                 # edge compatible with some chosen edge
     b2 = blocked.reshape(nr, nc)
     chosen: list[tuple[int, int]] = []
@@ -63,11 +92,15 @@ def incompatible_edges(m: sp.csr_matrix | np.ndarray) -> list[tuple[int, int]] |
         pos += int(free[0])
         r, c = divmod(int(flat[pos]), nc)
         chosen.append((r, c))
-        b2[np.ix_(dense[:, c], dense[r])] = True             # rows holding c x columns of row r
+        holders = csc.indices[csc.indptr[c]:csc.indptr[c + 1]]
+        held = m.indices[m.indptr[r]:m.indptr[r + 1]]
+        b2[np.ix_(holders, held)] = True                     # rows holding c x columns of row r
         pos += 1
+        if len(chosen) % 64 == 0 and time.perf_counter() > deadline:
+            break
     return chosen
 
 
-def lower_bound(m: sp.csr_matrix | np.ndarray) -> int | None:
-    edges = incompatible_edges(m)
+def lower_bound(m: sp.csr_matrix | np.ndarray, deadline: float = float("inf")) -> int | None:
+    edges = incompatible_edges(m, deadline)
     return None if edges is None else len(edges)

@@ -8,9 +8,13 @@ Per connected component of the reduced matrix:
    constraints of dominated edges dropped, under the remaining time; when it stops early the best cover found
    is kept and the solver's proven bound raises the lower bound.
 Small components use dense bit matrices (bicliques.py); tenant-sized ones the same steps on sparse structures
-(sparse.py). A component whose bicliques are too many (a cap, half the remaining time, an incidence budget) is
-peeled: its densest rows are set aside, the rest is solved recursively (it tends to fall apart), and the rows set
-aside get bicliques among themselves for what they still lack: an upper bound, with the lower bound kept.
+(sparse.py). A component whose bicliques are too many (a count cap, the memory budget, half the remaining time)
+is covered by column generation over a bounded pool (search.py), seeded with the bicliques enumerated before the
+cut: an upper bound, with the lower bound kept and the reason of the cut recorded in the stats ("cuts").
+
+Memory is bounded by design: MEMORY_BUDGET (1 GB by default) caps the solver's working sets (enumerated
+bicliques, edge-biclique incidences, the search pool), so peak memory grows with the input, not with the number of
+maximal bicliques; the lower bound (bounds.py) and the reductions (reduce.py) have their own fixed budgets.
 Components are independent, so the bounds add up. Covers lift back to the original apps and mailboxes by
 closure (see reduce.py) and the caller verifies the lifted result exactly.
 """
@@ -29,6 +33,7 @@ from migrator.planner.bounds import lower_bound
 from migrator.planner.ilp import solve_set_cover
 from migrator.planner.prefer import prefer, preferred_classes
 from migrator.planner.reduce import reduce_matrix, unique_rows
+from migrator.planner.search import search_cover
 from migrator.planner.sparse import (
     covers_all,
     greedy_cover_sparse,
@@ -39,12 +44,45 @@ from migrator.planner.sparse import (
 )
 
 ENUM_LIMIT = 4_000_000            # cells of a component whose maximal bicliques are enumerated
-MAX_PEEL_DEPTH = 40
-PEEL_FRACTION = 0.01
+MEMORY_BUDGET = 1_000_000_000     # bytes of solver working memory (bicliques, incidences, pools) per component
 BICLIQUE_CAP = 50_000             # maximal bicliques enumerated per component before falling back
-INCIDENCE_LIMIT = 30_000_000      # edge-biclique incidences beyond which greedy + ILP are not attempted
+INCIDENCE_BYTES = 40              # measured cost of one edge-biclique incidence in greedy + ILP (arrays, HiGHS)
+POOL_INCIDENCE_BYTES = 200        # the same in the search (LP, MIP with a start, pool copies)
+SEED_POOL = 20_000                # bicliques of a capped enumeration handed to the search as its starting pool
 DENSE_GREEDY_LIMIT = 200_000_000  # bicliques x edges beyond which the dense greedy hands over to the sparse one
-ENUM_SHARE = 0.5                  # share of the remaining time the enumeration may use (greedy + ILP need the rest)
+ENUM_SHARE = 0.3                  # share of the remaining time for the enumeration (the rest: greedy + ILP, or search)
+
+
+def incidence_limit() -> int:
+    """Edge-biclique incidences the enumerated path may build (greedy + integer program) within MEMORY_BUDGET."""
+    return MEMORY_BUDGET // INCIDENCE_BYTES
+
+
+def dense_cap(nr: int, nc: int) -> int:
+    """Maximal bicliques the dense path may hold: each costs its packed intent, a bool extent and intent, and the
+    float copies of the greedy (about 6 bytes per row and column, plus the packed words and a set entry)."""
+    words = (nc + 63) // 64
+    return max(1, min(BICLIQUE_CAP, MEMORY_BUDGET // (6 * (nr + nc) + 24 * words * 8 + 200)))
+
+
+def sparse_cap(m: sp.csr_matrix) -> int:
+    """Intents the sparse enumeration may hold (Python frozensets: about 250 bytes plus 40 per column)."""
+    avg = m.nnz / max(1, m.shape[0])
+    return max(1, min(BICLIQUE_CAP, int(MEMORY_BUDGET // (250 + 40 * avg))))
+
+
+def _search(m: sp.csr_matrix, lb: int, deadline: float, stats: dict, reason: str,
+            seeds: np.ndarray | None = None) -> tuple[list[np.ndarray], int, bool]:
+    """The fallback for a component whose bicliques are too many: column generation over a bounded pool."""
+    stats["cuts"].append(reason)
+    stats["searched"] += 1
+    if seeds is not None:
+        seeds = seeds[:SEED_POOL]
+    ext, lb, opt = search_cover(m, lb, deadline, MEMORY_BUDGET // POOL_INCIDENCE_BYTES, stats, seeds)
+    cut = stats["search"][-1].get("cut")
+    if cut and not opt:
+        stats["cuts"].append(cut)
+    return ext, lb, opt
 
 
 class Instance:
@@ -166,11 +204,9 @@ def _covers(m: np.ndarray, extents: np.ndarray, intents: np.ndarray, chosen: lis
 
 
 def _solve_component(m: np.ndarray, deadline: float, stats: dict, bounds_only: bool = False,
-                     lb: int | None = None) -> tuple[list[np.ndarray] | None, int, bool]:
-    """Cover one connected component: (extents as row-index arrays, proven lower bound, optimal?).
-
-    Returns None for the extents when the component needs peeling (its maximal bicliques are too many)."""
-    _nr, _nc = m.shape
+                     lb: int | None = None) -> tuple[list[np.ndarray], int, bool]:
+    """Cover one connected component: (extents as row-index arrays, proven lower bound, optimal?)."""
+    nr, nc = m.shape
     if lb is None:
         lb = max(1, lower_bound(m) or 1)
     trivial = _trivial(m)
@@ -179,11 +215,14 @@ def _solve_component(m: np.ndarray, deadline: float, stats: dict, bounds_only: b
         return trivial, lb, True
     if bounds_only:
         return trivial, lb, False
+    cap = dense_cap(nr, nc)
     try:
-        extents, intents = maximal_bicliques(m, cap=BICLIQUE_CAP, deadline=_enum_deadline(deadline))
-    except TooManyBicliques:
+        extents, intents = maximal_bicliques(m, cap=cap, deadline=_enum_deadline(deadline))
+    except TooManyBicliques as exc:
         stats["enumeration_capped"] += 1
-        return None, lb, False
+        reason = {"count": f"more than {cap:,} maximal bicliques (count cap / memory budget)",
+                  "time": "time limit (enumeration)"}.get(exc.reason, str(exc))
+        return _search(sp.csr_matrix(m), lb, deadline, stats, reason, exc.found)
     stats["bicliques"] += len(extents)
     if len(extents) * int(m.sum()) > DENSE_GREEDY_LIMIT:     # the dense greedy costs bicliques x edges
         stats["dense_to_sparse"] += 1
@@ -203,10 +242,14 @@ def _solve_component(m: np.ndarray, deadline: float, stats: dict, bounds_only: b
         valid = chosen is not None and _covers(m, extents, intents, chosen)
         best, lb, optimal = _merge_ilp(best, len(trivial), lb, chosen, valid, bound, proved, ilp_stats)
     if best is None:
+        if not optimal:
+            stats["cuts"].append("time limit (integer program)")
         return trivial, lb, len(trivial) <= lb
     optimal = optimal or len(best) <= lb
     if optimal:
         lb = len(best)                                       # proven by the solver or met by the bound
+    elif stats["ilp"] and not stats["ilp"][-1].get("rejected"):
+        stats["cuts"].append("time limit (integer program)")
     return [np.flatnonzero(extents[k]) for k in best], lb, optimal
 
 
@@ -230,7 +273,7 @@ def _trivial_sparse(m: sp.csr_matrix) -> list[np.ndarray]:
 
 
 def solve_block(inst: Instance, rows: np.ndarray, cols: np.ndarray, deadline: float, stats: dict,
-                bounds_only: bool = False, depth: int = 0) -> tuple[list[np.ndarray], int, bool]:
+                bounds_only: bool = False) -> tuple[list[np.ndarray], int, bool]:
     """Cover the submatrix D[rows, cols] (rows distinct, each row's edges all inside cols).
 
     Returns extents (arrays of D row indices; each group is the closure of its extent), a proven lower bound
@@ -241,9 +284,8 @@ def solve_block(inst: Instance, rows: np.ndarray, cols: np.ndarray, deadline: fl
     t0 = time.perf_counter()
     red = reduce_matrix(sub)
     stats["reduce_seconds"] += time.perf_counter() - t0
-    if depth == 0:
-        stats["reduced"] = [len(red.rows), len(red.cols)]
-        stats["reductions"] = red.stats
+    stats["reduced"] = [len(red.rows), len(red.cols)]
+    stats["reductions"] = red.stats
     r = red.matrix()
     out: list[np.ndarray] = []
     lb_total, optimal = 0, True
@@ -258,7 +300,7 @@ def solve_block(inst: Instance, rows: np.ndarray, cols: np.ndarray, deadline: fl
             lb_total += 1
             continue
         cm = r[crow][:, ccol].tocsr()
-        lb = lower_bound(cm)
+        lb = lower_bound(cm, deadline)
         if lb is None:
             lb = 1
         if len(crow) * len(ccol) <= ENUM_LIMIT:             # small: dense bit matrices
@@ -268,43 +310,43 @@ def solve_block(inst: Instance, rows: np.ndarray, cols: np.ndarray, deadline: fl
             stats["bounds_met"] += 1
         elif bounds_only:
             ext, opt = _trivial_sparse(cm), False
-        else:                                                # large: sparse structures, or peeling
+        else:                                                # large: sparse structures, or the search
             ext, lb, opt = _solve_sparse(cm, lb, deadline, stats)
-        if ext is not None:
-            out.extend(d_rows[e] for e in ext)
-        else:
-            ext_d, lb, opt = _peel(inst, d_rows, cols[red.cols[ccol]], cm, lb, deadline, stats, depth)
-            out.extend(ext_d)
+        out.extend(d_rows[e] for e in ext)
         lb_total += lb
         optimal = optimal and opt
     return out, lb_total, optimal
 
 
 def _solve_sparse(m: sp.csr_matrix, lb: int, deadline: float, stats: dict
-                  ) -> tuple[list[np.ndarray] | None, int, bool]:
-    """The same steps as _solve_component on sparse structures; None when the bicliques are too many."""
+                  ) -> tuple[list[np.ndarray], int, bool]:
+    """The same steps as _solve_component on sparse structures; the search when the bicliques are too many."""
     trivial = _trivial_sparse(m)
     if lb >= len(trivial):
         stats["bounds_met"] += 1
         return trivial, lb, True
     stats["sparse"] += 1
+    cap = sparse_cap(m)
     try:
-        extents, intents = maximal_bicliques_sparse(m, cap=BICLIQUE_CAP, deadline=_enum_deadline(deadline))
-    except TooManyBicliques:
+        extents, intents = maximal_bicliques_sparse(m, cap=cap, deadline=_enum_deadline(deadline))
+    except TooManyBicliques as exc:
         stats["enumeration_capped"] += 1
-        return None, lb, False
+        reason = {"count": f"more than {cap:,} maximal bicliques (count cap / memory budget)",
+                  "time": "time limit (enumeration)"}.get(exc.reason, str(exc))
+        return _search(m, lb, deadline, stats, reason)
     stats["bicliques"] += extents.shape[0]
     return _cover_enumerated_sparse(m, extents, intents, lb, trivial, deadline, stats)
 
 
 def _cover_enumerated_sparse(m: sp.csr_matrix, extents: sp.csr_matrix, intents: sp.csr_matrix, lb: int,
                              trivial: list[np.ndarray], deadline: float, stats: dict
-                             ) -> tuple[list[np.ndarray] | None, int, bool]:
+                             ) -> tuple[list[np.ndarray], int, bool]:
     """Greedy then ILP over enumerated bicliques held as sparse matrices (see sparse.py)."""
     sizes = np.diff(extents.indptr).astype(np.int64) * np.diff(intents.indptr).astype(np.int64)
-    if int(sizes.sum()) > INCIDENCE_LIMIT:
+    if int(sizes.sum()) > incidence_limit():
         stats["incidence_too_large"] += 1
-        return None, lb, False
+        return _search(m, lb, deadline, stats, f"more than {incidence_limit():,} edge-biclique incidences "
+                       "(memory budget)")
     eb = incidence(m, extents, intents)
     best = greedy_cover_sparse(eb)
     if len(best) > len(trivial):
@@ -320,107 +362,25 @@ def _cover_enumerated_sparse(m: sp.csr_matrix, extents: sp.csr_matrix, intents: 
         valid = chosen is not None and covers_all(eb, chosen)
         best, lb, optimal = _merge_ilp(best, len(trivial), lb, chosen, valid, bound, proved, ilp_stats)
     if best is None:
+        if not optimal:
+            stats["cuts"].append("time limit (integer program)")
         return trivial, lb, len(trivial) <= lb
     optimal = optimal or len(best) <= lb
     if optimal:
         lb = len(best)
+    elif stats["ilp"] and not stats["ilp"][-1].get("rejected"):
+        stats["cuts"].append("time limit (integer program)")
     return [extents.indices[extents.indptr[k]:extents.indptr[k + 1]].copy() for k in best], lb, optimal
-
-
-def _peel(inst: Instance, rows: np.ndarray, cols: np.ndarray, m: sp.csr_matrix, lb: int, deadline: float,
-          stats: dict, depth: int) -> tuple[list[np.ndarray], int, bool]:
-    """A component too large to enumerate: set its densest rows (the apps holding the most mailboxes) aside,
-    cover the rest exactly (it usually falls apart into small components), then cover what those rows still
-    lack with bicliques among themselves. An upper bound; optimal only when it meets the lower bound."""
-    stats["peeled"] += 1
-    deg = np.diff(m.indptr)
-    if depth >= MAX_PEEL_DEPTH or len(rows) < 3 or time.perf_counter() > deadline:
-        ext = _trivial_sparse(m)
-        return [rows[e] for e in ext], lb, len(ext) <= lb
-    k = max(1, math.ceil(PEEL_FRACTION * len(rows)))
-    order = np.lexsort((np.arange(len(rows)), -deg))
-    big, rest = np.sort(order[:k]), np.sort(order[k:])
-    sub_ext, sub_lb, _ = solve_block(inst, rows[rest], cols, deadline, stats, depth=depth + 1)
-    lb = max(lb, sub_lb)
-    groups = [inst.closure(e) for e in sub_ext]
-    res_ext = _residual_cover(inst, rows[big], cols, groups, deadline, stats)
-    ext = sub_ext + res_ext
-    trivial = _trivial_sparse(m)
-    if len(trivial) < len(ext):
-        ext = [rows[e] for e in trivial]
-    return ext, lb, len(ext) <= lb
-
-
-def _residual_cover(inst: Instance, big: np.ndarray, cols: np.ndarray, groups: list[np.ndarray], deadline: float,
-                    stats: dict) -> list[np.ndarray]:
-    """Bicliques among the rows `big` covering each one's mailboxes that no group inside it covers yet."""
-    col_pos = np.full(inst.d.shape[1], -1)
-    col_pos[cols] = np.arange(len(cols))
-    mb = inst.d[big][:, cols].toarray().astype(bool)
-    residual = mb.copy()
-    for g in groups:
-        gp = col_pos[g]
-        if (gp < 0).any():
-            continue
-        inside = mb[:, gp].all(axis=1)
-        residual[np.ix_(inside, gp)] = False
-    if not residual.any():
-        return []
-    try:
-        extents, intents = maximal_bicliques(mb, cap=BICLIQUE_CAP, deadline=_enum_deadline(deadline))
-    except TooManyBicliques:
-        stats["enumeration_capped"] += 1
-        return [big[[i]] for i in np.flatnonzero(residual.any(axis=1))]
-    chosen = _partial_cover(residual, extents, intents, deadline, stats)
-    return [big[np.flatnonzero(extents[k])] for k in chosen]
-
-
-def _partial_cover(target: np.ndarray, extents: np.ndarray, intents: np.ndarray, deadline: float,
-                   stats: dict) -> list[int]:
-    """Fewest bicliques covering the True cells of `target` (other cells of the matrix may be covered too)."""
-    rr, cc = np.nonzero(target)
-    a = sp.csr_matrix((extents[:, rr] & intents[:, cc]).T)   # edges x bicliques
-    # identical constraints once
-    a_dense_keys = {}
-    keep = []
-    for i in range(a.shape[0]):
-        key = a.indices[a.indptr[i]:a.indptr[i + 1]].tobytes()
-        if key not in a_dense_keys:
-            a_dense_keys[key] = i
-            keep.append(i)
-    a = a[keep]
-    useful = np.flatnonzero(np.diff(a.tocsc().indptr) > 0)
-    a = a[:, useful]
-    k = a.shape[1]
-    res = solve_set_cover(a, deadline - time.perf_counter())
-    stats["ilp"].append({"residual": True, "constraints": a.shape[0], "variables": k, "status": res.status,
-                         "seconds": res.seconds})
-    if res.chosen is not None:
-        chosen = useful[res.chosen]
-        got = np.zeros(target.shape, dtype=bool)
-        for j in chosen:
-            got[np.ix_(extents[j], intents[j])] = True
-        if (got | ~target).all():
-            return [int(j) for j in chosen]
-    # fallback: greedy on the residual
-    left = target.copy()
-    chosen = []
-    while left.any():
-        gains = [(left[np.ix_(extents[j], intents[j])].sum(), -j) for j in useful]
-        _g, j = max(gains)
-        chosen.append(-j)
-        left[np.ix_(extents[-j], intents[-j])] = False
-    return chosen
 
 
 def cover_classes(inst: Instance, rows: np.ndarray, time_limit: float, bounds_only: bool = False
                   ) -> tuple[list[np.ndarray], int, bool, dict]:
     """Groups as arrays of mailbox classes, the proven lower bound, optimality and stats."""
     deadline = time.perf_counter() + time_limit
-    stats = {"components": 0, "trivial": 0, "bounds_met": 0, "greedy_met": 0, "peeled": 0, "sparse": 0,
+    stats = {"components": 0, "trivial": 0, "bounds_met": 0, "greedy_met": 0, "searched": 0, "sparse": 0,
              "dense_to_sparse": 0, "incidence_too_large": 0,
              "enumeration_capped": 0, "bicliques": 0, "ilp": [], "largest_component": [0, 0],
-             "reduce_seconds": 0.0}
+             "reduce_seconds": 0.0, "cuts": []}
     ext, lb, optimal = solve_block(inst, rows, np.arange(inst.d.shape[1]), deadline, stats, bounds_only)
     groups = [inst.closure(e) for e in ext]
     # distinct groups only (two extents can close to the same mailbox set)
@@ -428,6 +388,9 @@ def cover_classes(inst: Instance, rows: np.ndarray, time_limit: float, bounds_on
     for g in groups:
         uniq.setdefault(np.sort(g).tobytes(), g)
     stats["reduce_seconds"] = round(stats["reduce_seconds"], 4)
+    if time.perf_counter() > deadline and not optimal:
+        stats["cuts"].append("time limit")
+    stats["cuts"] = sorted(set(stats["cuts"])) if not optimal else []
     return list(uniq.values()), lb, optimal, stats
 
 
@@ -486,6 +449,8 @@ def solve_classes(app_sets: Mapping[str, frozenset[str]], strategy: str, time_li
     stats["reduced"] = solve_stats.pop("reduced", [0, 0])
     stats["reductions"] = solve_stats.pop("reductions", {})
     stats["solve"] = solve_stats
+    # why the search stopped short of a proof (time limit, memory budget, enumeration cap); None when optimal
+    stats["cut"] = "; ".join(solve_stats["cuts"]) if solve_stats["cuts"] and strategy != "per-app" else None
     if strategy == "per-app":
         cls_groups = [inst.row_set(i) for i in nonempty]
         optimal = len(cls_groups) <= lb

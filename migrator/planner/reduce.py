@@ -24,6 +24,8 @@ import scipy.sparse as sp
 PRODUCT_BUDGET = 5_000_000
 # Candidate pairs allowed for rows made only of dense columns (each is compared with every row).
 PAIR_BUDGET = 20_000_000
+# Candidate pairs checked on the heavy columns' bits at once (bounds the memory of the check).
+PAIR_BLOCK = 1_000_000
 
 
 def unique_rows(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -74,22 +76,33 @@ def subset_pairs(m: sp.csr_matrix, *, budget: int = PRODUCT_BUDGET, max_heavy: i
     hbits = _pack_bits(hm)
     ldeg = np.diff(light.indptr)
     s = (light @ light.T).tocoo()
+    del deg
     ok = (s.data == ldeg[s.row]) & (s.row != s.col)
-    pi, pj = s.row[ok], s.col[ok]
     # rows with an empty light part are subsets (on the light side) of every row
     only_heavy = np.flatnonzero(ldeg == 0)
     if len(only_heavy) * n > max(budget, PAIR_BUDGET):
         return None
-    if len(only_heavy):
-        qi = np.repeat(only_heavy, n)
-        qj = np.tile(np.arange(n), len(only_heavy))
+    # candidates are checked on the heavy bits a block at a time: memory stays at PAIR_BLOCK candidates
+    out_i, out_j = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+
+    def keep_subsets(bi: np.ndarray, bj: np.ndarray) -> None:
+        if hbits.shape[1]:
+            sub = ~np.any(hbits[bi] & ~hbits[bj], axis=1)
+            bi, bj = bi[sub], bj[sub]
+        out_i.append(bi.astype(np.int64))
+        out_j.append(bj.astype(np.int64))
+
+    for s0 in range(0, len(s.row), PAIR_BLOCK):
+        blk = ok[s0:s0 + PAIR_BLOCK]
+        keep_subsets(s.row[s0:s0 + PAIR_BLOCK][blk], s.col[s0:s0 + PAIR_BLOCK][blk])
+    step = max(1, PAIR_BLOCK // max(1, n))
+    for s0 in range(0, len(only_heavy), step):
+        q = only_heavy[s0:s0 + step]
+        qi = np.repeat(q, n)
+        qj = np.tile(np.arange(n), len(q))
         keep = qi != qj
-        pi, pj = np.concatenate([pi, qi[keep]]), np.concatenate([pj, qj[keep]])
-    if hbits.shape[1]:
-        ok = ~np.any(hbits[pi] & ~hbits[pj], axis=1)
-        pi, pj = pi[ok], pj[ok]
-    del deg
-    return pi.astype(np.int64), pj.astype(np.int64)
+        keep_subsets(qi[keep], qj[keep])
+    return np.concatenate(out_i), np.concatenate(out_j)
 
 
 def union_of_subsets(m: sp.csr_matrix, *, budget: int = PRODUCT_BUDGET) -> np.ndarray | None:

@@ -1,0 +1,319 @@
+"""Cover of a component whose maximal bicliques are too many to enumerate: column generation over a bounded pool.
+
+The set-cover LP (one column per biclique, one row per undominated edge) is solved over a pool that starts with
+the row concepts (each row's own set) and the column concepts (the rows holding a column and the columns they all
+hold), which together already contain a cover. Its duals price new bicliques: a maximal biclique of weight (sum
+of its edges' duals) above 1 would lower the LP, so it joins the pool. Pricing is a heuristic local search over
+intents (`_descend`): from a seed row's set, repeatedly intersect with the row that raises the weight most; the
+same on the transpose from seed columns. Then an integer program over the pool (HiGHS, remaining time) and the
+hardest-edge-first greedy give covers; the best verified one is kept.
+
+Nothing here enumerates: memory is the pool's incidences, capped by `incidence_budget` (the caller derives it
+from the planner's memory budget). The result is an upper bound; it is proven optimal only when it meets the
+lower bound (the LP value of a heuristically priced pool is not a bound).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from migrator.planner import ilp
+from migrator.planner.sparse import covers_all, greedy_cover_sparse, undominated_edges
+
+PRICE_SEEDS = 48          # seed rows (and as many seed columns) per pricing round
+PRICE_CANDIDATES = 24     # rows tried at each step of the descent
+PRICE_STEPS = 12          # steps of one descent
+MAX_ROUNDS = 200
+EPS = 1e-6
+
+
+class Pool:
+    """Distinct maximal bicliques of `m`, kept as intents (sorted column arrays) and their edge incidences."""
+
+    def __init__(self, m: sp.csr_matrix):
+        self.m = m
+        self.csc = m.tocsc()
+        self.csc.sort_indices()
+        nr, nc = m.shape
+        self.keys = np.repeat(np.arange(nr, dtype=np.int64), np.diff(m.indptr)) * nc + m.indices
+        self.intents: list[np.ndarray] = []
+        self.extents: list[np.ndarray] = []
+        self.edges: list[np.ndarray] = []                    # edge ids (CSR order of m) of each biclique
+        self.incidences = 0
+        self._seen: dict[bytes, int] = {}
+
+    def extent(self, intent: np.ndarray) -> np.ndarray:
+        """Rows holding every column of `intent` (sorted)."""
+        csc = self.csc
+        cols = sorted(intent.tolist(), key=lambda c: csc.indptr[c + 1] - csc.indptr[c])
+        rows = csc.indices[csc.indptr[cols[0]]:csc.indptr[cols[0] + 1]]
+        for c in cols[1:]:
+            if len(rows) == 0:
+                break
+            rows = np.intersect1d(rows, csc.indices[csc.indptr[c]:csc.indptr[c + 1]], assume_unique=True)
+        return rows
+
+    def closure_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Columns held by every row in `rows` (the intent of an extent)."""
+        m = self.m
+        out = m.indices[m.indptr[rows[0]]:m.indptr[rows[0] + 1]]
+        for r in rows[1:]:
+            out = np.intersect1d(out, m.indices[m.indptr[r]:m.indptr[r + 1]], assume_unique=True)
+            if len(out) == 0:
+                break
+        return out
+
+    def index_of(self, intent: np.ndarray) -> int:
+        return self._seen.get(np.sort(np.asarray(intent, dtype=np.int64)).tobytes(), -1)
+
+    def add(self, intent: np.ndarray, budget: int) -> int:
+        """Index of the new biclique, -1 if already known, -2 if the budget is exhausted."""
+        intent = np.sort(np.asarray(intent, dtype=np.int64))
+        if len(intent) == 0:
+            return -1
+        key = intent.tobytes()
+        if key in self._seen:
+            return -1
+        ext = self.extent(intent)
+        size = len(ext) * len(intent)
+        if self.incidences + size > budget:
+            return -2
+        self._seen[key] = len(self.intents)
+        nc = self.m.shape[1]
+        self.edges.append(np.searchsorted(self.keys, (ext[:, None] * nc + intent[None, :]).ravel()))
+        self.intents.append(intent)
+        self.extents.append(ext)
+        self.incidences += size
+        return len(self.intents) - 1
+
+    def incidence(self, start: int = 0) -> sp.csc_matrix:
+        """Edges x bicliques[start:] 0/1 matrix (CSC: one column per biclique)."""
+        cols = self.edges[start:]
+        lens = np.array([len(e) for e in cols], dtype=np.int64)
+        data = np.ones(int(lens.sum()), dtype=np.float64)
+        idx = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+        ptr = np.concatenate([[0], np.cumsum(lens)])
+        return sp.csc_matrix((data, idx, ptr), shape=(len(self.keys), len(cols)))
+
+
+def column_concepts(m: sp.csr_matrix) -> list[np.ndarray]:
+    """For each column c, the columns held by every row holding c (the intent of the biclique rows(c) x ...)."""
+    csc = m.tocsc().astype(np.int32)
+    cdeg = np.diff(csc.indptr)
+    out = []
+    step = max(1, 2_000_000 // max(1, m.shape[1]))
+    for s in range(0, m.shape[1], step):
+        g = (csc[:, s:s + step].T @ csc).tocsr()             # overlaps of columns s.. with every column
+        g.sort_indices()
+        for i in range(g.shape[0]):
+            sl = slice(g.indptr[i], g.indptr[i + 1])
+            out.append(g.indices[sl][g.data[sl] == cdeg[s + i]].astype(np.int64))
+    return out
+
+
+def _descend(m: sp.csr_matrix, csc: sp.csc_matrix, y: sp.csr_matrix, seed: int) -> tuple[np.ndarray, float]:
+    """Local search for a heavy intent: start from row `seed`'s set, intersect with the best row while it helps.
+
+    Intersections of row sets are closed, so every intent visited is a maximal biclique's. Returns the best
+    intent and its weight."""
+    intent = m.indices[m.indptr[seed]:m.indptr[seed + 1]]
+    best_w = _weight(m, csc, y, intent)
+    best = intent
+    for _ in range(PRICE_STEPS):
+        # rows outside the extent that hold part of the intent, by the dual weight they hold on it
+        sub_m = csc[:, intent]
+        hold = np.asarray(sub_m.sum(axis=1)).ravel()
+        on = np.asarray(y[:, intent].sum(axis=1)).ravel()
+        outside = (hold > 0) & (hold < len(intent)) & (on > EPS)
+        cand = np.flatnonzero(outside)
+        if len(cand) == 0:
+            break
+        if len(cand) > PRICE_CANDIDATES:
+            cand = cand[np.argsort(-on[cand], kind="stable")[:PRICE_CANDIDATES]]
+        # candidate intents: intent ∩ row(r') for each candidate row, as a K x |intent| 0/1 matrix
+        q = m[cand][:, intent].tocsr()
+        qlen = np.diff(q.indptr)
+        x = (sub_m @ q.T).toarray()                          # nr x K: columns of each candidate a row holds
+        inside = x == qlen[None, :]
+        z = (y[:, intent] @ q.T).toarray()                   # nr x K: dual weight a row holds on each candidate
+        w = (z * inside).sum(axis=0)
+        k = int(np.argmax(w))
+        if w[k] <= EPS:
+            break
+        # always move to the best neighbour (plateaus are common: LP duals sit on few edges); keep the best seen
+        intent = intent[q.indices[q.indptr[k]:q.indptr[k + 1]]]
+        if w[k] > best_w + EPS:
+            best_w, best = float(w[k]), intent
+    return best, best_w
+
+
+def _weight(m: sp.csr_matrix, csc: sp.csc_matrix, y: sp.csr_matrix, intent: np.ndarray) -> float:
+    hold = np.asarray(csc[:, intent].sum(axis=1)).ravel()
+    rows = np.flatnonzero(hold == len(intent))
+    return float(y[rows][:, intent].sum())
+
+
+class _Lp:
+    """The restricted master LP in HiGHS, grown column by column (warm-started)."""
+
+    def __init__(self, n_rows: int):
+        h = ilp._new_highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("random_seed", 0)
+        inf = ilp.highspy.kHighsInf
+        h.addRows(n_rows, np.ones(n_rows), np.full(n_rows, inf), 0, np.zeros(0, np.int32), np.zeros(0, np.int32),
+                  np.zeros(0))
+        self.h = h
+        self.n_cols = 0
+
+    def add(self, a: sp.csc_matrix) -> None:
+        k = a.shape[1]
+        if k == 0:
+            return
+        self.h.addCols(k, np.ones(k), np.zeros(k), np.ones(k), a.nnz, a.indptr[:-1].astype(np.int32),
+                       a.indices.astype(np.int32), a.data)
+        self.n_cols += k
+
+    def solve(self, time_limit: float) -> tuple[float, np.ndarray, np.ndarray] | None:
+        self.h.setOptionValue("time_limit", float(max(0.05, time_limit)))
+        self.h.run()
+        if self.h.getModelStatus() != ilp.highspy.HighsModelStatus.kOptimal:
+            return None
+        sol = self.h.getSolution()
+        return (float(self.h.getInfo().objective_function_value), np.asarray(sol.col_value),
+                np.asarray(sol.row_dual))
+
+
+def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: int, stats: dict,
+                 seeds: np.ndarray | None = None, cg_share: float = 0.5) -> tuple[list[np.ndarray], int, bool]:
+    """Cover component `m` without enumerating: (extents as row arrays, lower bound, optimal?); see the module."""
+    t0 = time.perf_counter()
+    m = m.tocsr().astype(np.int32)
+    m.sort_indices()
+    nr, nc = m.shape
+    pool = Pool(m)
+    cut = None
+    info: dict = {"rows": nr, "cols": nc, "edges": int(m.nnz)}
+    # the trivial cover (one biclique per row, or per column) first: the pool always holds a cover
+    if nr <= nc:
+        firsts = [m.indices[m.indptr[i]:m.indptr[i + 1]] for i in range(nr)]
+        rest = column_concepts(m)
+    else:
+        firsts = column_concepts(m)
+        rest = [m.indices[m.indptr[i]:m.indptr[i + 1]] for i in range(nr)]
+    for intent in firsts:
+        pool.add(intent, np.iinfo(np.int64).max)             # min(rows, cols) bicliques: at most the input's size
+    trivial = sorted({pool.index_of(x) for x in firsts})
+    for i, intent in enumerate(rest):
+        if pool.add(intent, incidence_budget) == -2:
+            cut = "memory budget (initial pool)"
+            break
+        if i % 256 == 0 and time.perf_counter() > deadline:
+            cut = "time limit (initial pool)"
+            break
+    if seeds is not None and cut is None:                    # packed intents from a capped enumeration
+        bits = np.unpackbits(np.ascontiguousarray(seeds).view(np.uint8), axis=1)[:, :nc].astype(bool)
+        for i, row in enumerate(bits):
+            if pool.add(np.flatnonzero(row), incidence_budget) == -2:
+                cut = "memory budget (initial pool)"
+                break
+            if i % 256 == 0 and time.perf_counter() > deadline:
+                cut = "time limit (initial pool)"
+                break
+    info["initial_pool"] = len(pool.intents)
+    mask = undominated_edges(m)
+    rows_kept = np.flatnonzero(mask) if mask is not None else np.arange(m.nnz)
+    info["constraints"] = len(rows_kept)
+    # column generation: a share of the remaining time, the rest for the integer program
+    cg_deadline = t0 + (deadline - t0) * cg_share
+    rounds, lp_value = 0, None
+    lp = _Lp(len(rows_kept)) if ilp.highspy is not None else None
+    if lp is not None:
+        lp.add(pool.incidence()[rows_kept])
+        while rounds < MAX_ROUNDS and cut is None:
+            now = time.perf_counter()
+            if now > cg_deadline:
+                cut = "time limit (column generation)"
+                break
+            res = lp.solve(cg_deadline - now)
+            if res is None:
+                cut = "time limit (column generation)"
+                break
+            lp_value, _, duals = res
+            rounds += 1
+            yv = np.zeros(m.nnz)
+            yv[rows_kept] = np.maximum(duals, 0.0)
+            y = sp.csr_matrix((yv, m.indices.copy(), m.indptr.copy()), shape=m.shape)   # not shared: pruned next
+            y.eliminate_zeros()
+            y_csc = y.tocsc()
+            start = len(pool.intents)
+            new = _price(m, pool, y, y_csc, cg_deadline, incidence_budget)
+            if new == -2:
+                cut = "memory budget (column generation)"
+            if len(pool.intents) == start:
+                break
+            lp.add(pool.incidence(start)[rows_kept])
+    info["rounds"] = rounds
+    info["pool"] = len(pool.intents)
+    info["incidences"] = pool.incidences
+    info["lp"] = None if lp_value is None else round(lp_value, 3)
+    # covers: greedy over the pool, then the integer program over it
+    a_full = pool.incidence().tocsr()
+    best = trivial
+    if time.perf_counter() < deadline:
+        greedy = greedy_cover_sparse(a_full)
+        info["greedy"] = len(greedy)
+        if len(greedy) < len(best):
+            best = greedy
+    remaining = deadline - time.perf_counter()
+    if len(best) > lb and remaining > 0.1:
+        res = ilp.solve_set_cover(a_full[rows_kept], remaining)
+        info["ilp"] = {"status": res.status, "seconds": res.seconds,
+                       "groups": None if res.chosen is None else len(res.chosen)}
+        if res.chosen is not None and len(res.chosen) < len(best) and covers_all(a_full, res.chosen):
+            best = res.chosen
+        if not res.optimal and cut is None:
+            cut = "time limit (integer program)"
+    info["groups"] = len(best)
+    info["cut"] = cut
+    info["seconds"] = round(time.perf_counter() - t0, 3)
+    stats.setdefault("search", []).append(info)
+    optimal = len(best) <= lb
+    return [pool.extents[k] for k in best], lb, optimal
+
+
+def _price(m: sp.csr_matrix, pool: Pool, y: sp.csr_matrix, y_csc: sp.csc_matrix, deadline: float,
+           budget: int) -> int:
+    """Add bicliques of weight above 1 found from the heaviest seed rows and columns; -2 if the budget stopped it."""
+    added = 0
+    row_w = np.asarray(y.sum(axis=1)).ravel()
+    col_w = np.asarray(y.sum(axis=0)).ravel()
+    seeds_r = np.argsort(-row_w, kind="stable")[:PRICE_SEEDS]
+    seeds_c = np.argsort(-col_w, kind="stable")[:PRICE_SEEDS]
+    mt = pool.csc.T.tocsr()            # columns as rows: descending on the transpose walks extents
+    ct = m.T.tocsc()
+    yt = y_csc.T.tocsr()
+    for r in seeds_r:
+        if row_w[r] <= 1 + EPS and added:
+            break
+        intent, w = _descend(m, pool.csc, y, int(r))
+        if w > 1 + EPS:
+            k = pool.add(intent, budget)
+            if k == -2:
+                return -2
+            added += k >= 0
+        if time.perf_counter() > deadline:
+            return added
+    for c in seeds_c:
+        ext, w = _descend(mt, ct, yt, int(c))
+        if w > 1 + EPS and len(ext):
+            k = pool.add(pool.closure_of_rows(ext), budget)
+            if k == -2:
+                return -2
+            added += k >= 0
+        if time.perf_counter() > deadline:
+            return added
+    return added
