@@ -42,7 +42,7 @@ def _unique(a: np.ndarray) -> np.ndarray:
     return a[np.sort(idx)]
 
 
-def maximal_bicliques(m: np.ndarray, *, cap: int = 50_000, chunk_words: int = 8_000_000,
+def maximal_bicliques(m: np.ndarray, *, cap: int = 50_000, chunk_words: int = 2_000_000,
                       deadline: float = float("inf")) -> tuple[np.ndarray, np.ndarray]:
     """All maximal bicliques of `m` as (extents: k x rows bool, intents: k x cols bool), deterministic order.
 

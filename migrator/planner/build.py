@@ -115,7 +115,8 @@ def _now() -> str:
 
 
 # Seconds kept back from --time-limit for what follows the solver (groups, scopes, assignments, checks, writing
-# the folder): measured about 10 µs per grant on the tenant-scale benchmark; 1 s for start-up and output.
+# the folder): measured about 10 µs per grant on the tenant-scale benchmark, 1 s for start-up and output; and at
+# least as long as reading the input took (on a loaded machine everything is slower alike).
 RESERVE_SECONDS = 1.0
 RESERVE_PER_GRANT = 12e-6
 
@@ -125,7 +126,8 @@ def solver_time_limit(options: PlanOptions, grants: int, started: float | None) 
     the command's start; None: the whole limit goes to the solver)."""
     if started is None:
         return options.time_limit
-    left = options.time_limit - (time.perf_counter() - started) - RESERVE_SECONDS - RESERVE_PER_GRANT * grants
+    spent = time.perf_counter() - started
+    left = options.time_limit - spent - RESERVE_SECONDS - max(RESERVE_PER_GRANT * grants, spent)
     return max(0.05, left)
 
 

@@ -21,6 +21,7 @@ closure (see reduce.py) and the caller verifies the lifted result exactly.
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections.abc import Mapping
@@ -109,12 +110,20 @@ class Instance:
         for j, c in enumerate(self.mailbox_class):
             self.class_mailboxes[c].append(mailboxes[j])
 
-    def closure(self, d_rows: np.ndarray) -> np.ndarray:
-        """Mailbox classes held by every one of the given app classes."""
-        d_rows = np.asarray(d_rows)
-        out = self.row_set(int(d_rows[0]))
-        for i in d_rows[1:]:
-            out = np.intersect1d(out, self.row_set(int(i)), assume_unique=True)
+    def closures(self, extents: list[np.ndarray], chunk: int = 2048) -> list[np.ndarray]:
+        """`closure` of many extents at once: one sparse product per chunk (counts of each class's holders)."""
+        out: list[np.ndarray] = []
+        d = self.d.astype(np.int32)
+        for s in range(0, len(extents), chunk):
+            part = [np.asarray(e, dtype=np.int64) for e in extents[s:s + chunk]]
+            lens = np.array([len(e) for e in part], dtype=np.int64)
+            e = sp.csr_matrix((np.ones(int(lens.sum()), dtype=np.int32), np.concatenate(part),
+                               np.concatenate([[0], np.cumsum(lens)])), shape=(len(part), d.shape[0]))
+            counts = (e @ d).tocsr()
+            counts.sort_indices()
+            for i in range(len(part)):
+                sl = slice(counts.indptr[i], counts.indptr[i + 1])
+                out.append(counts.indices[sl][counts.data[sl] == lens[i]].astype(np.int64))
         return out
 
     def row_set(self, i: int) -> np.ndarray:
@@ -124,8 +133,51 @@ class Instance:
 def _components(r: sp.csr_matrix) -> list[tuple[np.ndarray, np.ndarray]]:
     """Connected components of the bipartite graph of `r` as (rows, cols), ordered by their first row.
 
-    A union-find over the edges: cheaper here than importing scipy.sparse.csgraph (which pulls in
-    scipy.sparse.linalg, about 0.3 s at every start of the command)."""
+    Label propagation in numpy (a few passes over the edges; about the graph's diameter), with a union-find over
+    the edges when it does not settle quickly: both cheaper here than importing scipy.sparse.csgraph (which pulls
+    in scipy.sparse.linalg, about 0.3 s at every start of the command)."""
+    nr, nc = r.shape
+    labels = _propagated_labels(r)
+    if labels is None:
+        labels = _union_find_labels(r)
+    rl, cl = labels[:nr], labels[nr:]
+    # a component's label is its smallest node, a row for every component with an edge: group by label
+    order_r, order_c = np.argsort(rl, kind="stable"), np.argsort(cl, kind="stable")
+    labs_r, start_r = np.unique(rl[order_r], return_index=True)
+    labs_c, start_c = np.unique(cl[order_c], return_index=True)
+    rows_of = dict(zip(labs_r.tolist(), np.split(order_r, start_r[1:])))
+    cols_of = dict(zip(labs_c.tolist(), np.split(order_c, start_c[1:])))
+    return [(rows_of[lab], cols_of[lab]) for lab in labs_r.tolist() if lab in cols_of]
+
+
+def _propagated_labels(r: sp.csr_matrix, max_passes: int = 40) -> np.ndarray | None:
+    """Every node's label = the smallest row of its component (rows 0..nr-1, columns nr..); None if not settled
+    after `max_passes` (a long chain-like component)."""
+    r = r.tocsr()
+    nr, nc = r.shape
+    csc = r.tocsc()
+    row_lab = np.arange(nr, dtype=np.int64)
+    col_lab = np.full(nc, np.iinfo(np.int64).max, dtype=np.int64)
+    has_r, has_c = np.diff(r.indptr) > 0, np.diff(csc.indptr) > 0
+    for _ in range(max_passes):
+        if csc.nnz:
+            col_new = col_lab.copy()
+            col_new[has_c] = np.minimum(col_lab[has_c], np.minimum.reduceat(row_lab[csc.indices],
+                                                                            csc.indptr[:-1][has_c]))
+        else:
+            col_new = col_lab
+        row_new = row_lab.copy()
+        if r.nnz:
+            row_new[has_r] = np.minimum(row_lab[has_r], np.minimum.reduceat(col_new[r.indices], r.indptr[:-1][has_r]))
+        if np.array_equal(row_new, row_lab) and np.array_equal(col_new, col_lab):
+            col_lab[~has_c] = nr + np.flatnonzero(~has_c)    # an empty column is its own component
+            return np.concatenate([row_lab, col_lab])
+        row_lab, col_lab = row_new, col_new
+    return None
+
+
+def _union_find_labels(r: sp.csr_matrix) -> np.ndarray:
+    """The same labels as _propagated_labels, by a union-find over the edges."""
     nr, nc = r.shape
     parent = list(range(nr + nc))
 
@@ -140,15 +192,7 @@ def _components(r: sp.csr_matrix) -> list[tuple[np.ndarray, np.ndarray]]:
         a, b = find(i), find(j)
         if a != b:
             parent[max(a, b)] = min(a, b)
-    labels = np.fromiter((find(x) for x in range(nr + nc)), dtype=np.int64, count=nr + nc)
-    rl, cl = labels[:nr], labels[nr:]
-    # a component's label is its smallest node, a row for every component with an edge: group by label
-    order_r, order_c = np.argsort(rl, kind="stable"), np.argsort(cl, kind="stable")
-    labs_r, start_r = np.unique(rl[order_r], return_index=True)
-    labs_c, start_c = np.unique(cl[order_c], return_index=True)
-    rows_of = dict(zip(labs_r.tolist(), np.split(order_r, start_r[1:])))
-    cols_of = dict(zip(labs_c.tolist(), np.split(order_c, start_c[1:])))
-    return [(rows_of[lab], cols_of[lab]) for lab in labs_r.tolist() if lab in cols_of]
+    return np.fromiter((find(x) for x in range(nr + nc)), dtype=np.int64, count=nr + nc)
 
 
 def _ilp(m: np.ndarray, extents: np.ndarray, intents: np.ndarray, time_limit: float
@@ -216,13 +260,16 @@ def _solve_component(m: np.ndarray, deadline: float, stats: dict, bounds_only: b
     if bounds_only:
         return trivial, lb, False
     cap = dense_cap(nr, nc)
+    t_enum = time.perf_counter()
     try:
         extents, intents = maximal_bicliques(m, cap=cap, deadline=_enum_deadline(deadline))
     except TooManyBicliques as exc:
+        stats["enumeration_seconds"] += time.perf_counter() - t_enum
         stats["enumeration_capped"] += 1
         reason = {"count": f"more than {cap:,} maximal bicliques (count cap / memory budget)",
                   "time": "time limit (enumeration)"}.get(exc.reason, str(exc))
         return _search(sp.csr_matrix(m), lb, deadline, stats, reason, exc.found)
+    stats["enumeration_seconds"] += time.perf_counter() - t_enum
     stats["bicliques"] += len(extents)
     if len(extents) * int(m.sum()) > DENSE_GREEDY_LIMIT:     # the dense greedy costs bicliques x edges
         stats["dense_to_sparse"] += 1
@@ -300,7 +347,9 @@ def solve_block(inst: Instance, rows: np.ndarray, cols: np.ndarray, deadline: fl
             lb_total += 1
             continue
         cm = r[crow][:, ccol].tocsr()
+        t_lb = time.perf_counter()
         lb = lower_bound(cm, deadline)
+        stats["lower_bound_seconds"] += time.perf_counter() - t_lb
         if lb is None:
             lb = 1
         if len(crow) * len(ccol) <= ENUM_LIMIT:             # small: dense bit matrices
@@ -327,13 +376,16 @@ def _solve_sparse(m: sp.csr_matrix, lb: int, deadline: float, stats: dict
         return trivial, lb, True
     stats["sparse"] += 1
     cap = sparse_cap(m)
+    t_enum = time.perf_counter()
     try:
         extents, intents = maximal_bicliques_sparse(m, cap=cap, deadline=_enum_deadline(deadline))
     except TooManyBicliques as exc:
+        stats["enumeration_seconds"] += time.perf_counter() - t_enum
         stats["enumeration_capped"] += 1
         reason = {"count": f"more than {cap:,} maximal bicliques (count cap / memory budget)",
                   "time": "time limit (enumeration)"}.get(exc.reason, str(exc))
         return _search(m, lb, deadline, stats, reason)
+    stats["enumeration_seconds"] += time.perf_counter() - t_enum
     stats["bicliques"] += extents.shape[0]
     return _cover_enumerated_sparse(m, extents, intents, lb, trivial, deadline, stats)
 
@@ -380,14 +432,15 @@ def cover_classes(inst: Instance, rows: np.ndarray, time_limit: float, bounds_on
     stats = {"components": 0, "trivial": 0, "bounds_met": 0, "greedy_met": 0, "searched": 0, "sparse": 0,
              "dense_to_sparse": 0, "incidence_too_large": 0,
              "enumeration_capped": 0, "bicliques": 0, "ilp": [], "largest_component": [0, 0],
-             "reduce_seconds": 0.0, "cuts": []}
+             "reduce_seconds": 0.0, "lower_bound_seconds": 0.0, "enumeration_seconds": 0.0, "cuts": []}
     ext, lb, optimal = solve_block(inst, rows, np.arange(inst.d.shape[1]), deadline, stats, bounds_only)
-    groups = [inst.closure(e) for e in ext]
+    groups = inst.closures(ext)
     # distinct groups only (two extents can close to the same mailbox set)
     uniq: dict[bytes, np.ndarray] = {}
     for g in groups:
         uniq.setdefault(np.sort(g).tobytes(), g)
-    stats["reduce_seconds"] = round(stats["reduce_seconds"], 4)
+    for key in ("reduce_seconds", "lower_bound_seconds", "enumeration_seconds"):
+        stats[key] = round(stats[key], 4)
     if time.perf_counter() > deadline and not optimal:
         stats["cuts"].append("time limit")
     stats["cuts"] = sorted(set(stats["cuts"])) if not optimal else []
@@ -414,26 +467,38 @@ def assign(inst: Instance, groups: list[np.ndarray]) -> list[list[int]]:
 
 
 def _greedy_pick(target: set[int], cand: list[int], gsets: list[set[int]]) -> list[int]:
+    """Largest gain first (ties: larger group, then lower index), then drop redundant groups, smallest first.
+
+    Lazy greedy: a group's gain only shrinks, so a heap of stale gains pops the true best once its gain is
+    re-checked; the same picks as a full scan per step, without rescanning every candidate (thousands of small
+    groups per app on the hard instances)."""
     uncovered = set(target)
     chosen: list[int] = []
-    pool = sorted(cand, key=lambda g: (-len(gsets[g]), g))
-    while uncovered:
-        best, gain = -1, 0
-        for g in pool:
-            if len(gsets[g]) <= gain:
-                break                                        # pool is sorted by size: nothing better follows
-            x = len(gsets[g] & uncovered)
-            if x > gain:
-                best, gain = g, x
-        if best < 0:
-            return chosen                                    # inexact: verify_cover reports it
-        chosen.append(best)
-        uncovered -= gsets[best]
+    heap = [(-len(gsets[g]), -len(gsets[g]), g) for g in cand]      # every candidate lies inside the target
+    heapq.heapify(heap)
+    while uncovered and heap:
+        neg_gain, neg_size, g = heapq.heappop(heap)
+        x = len(gsets[g] & uncovered)
+        if x == 0:
+            continue
+        if x < -neg_gain:
+            heapq.heappush(heap, (-x, neg_size, g))
+            continue
+        chosen.append(g)
+        uncovered -= gsets[g]
+    if uncovered:
+        return chosen                                        # inexact: verify_cover reports it
+    count: dict[int, int] = {}
+    for g in chosen:
+        for x in gsets[g]:
+            count[x] = count.get(x, 0) + 1
+    keep = set(chosen)
     for g in sorted(chosen, key=lambda g: (len(gsets[g]), g)):
-        rest = [h for h in chosen if h != g]
-        if rest and set().union(*(gsets[h] for h in rest)) >= target:
-            chosen = rest
-    return sorted(chosen)
+        if len(keep) > 1 and all(count[x] >= 2 for x in gsets[g]):
+            keep.discard(g)
+            for x in gsets[g]:
+                count[x] -= 1
+    return sorted(keep)
 
 
 def solve_classes(app_sets: Mapping[str, frozenset[str]], strategy: str, time_limit: float,

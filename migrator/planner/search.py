@@ -27,6 +27,11 @@ PRICE_SEEDS = 48          # seed rows (and as many seed columns) per pricing rou
 PRICE_CANDIDATES = 24     # rows tried at each step of the descent
 PRICE_STEPS = 12          # steps of one descent
 MAX_ROUNDS = 200
+PAIR_EDGES = 600          # heaviest dual edges whose compatible pairs are tried
+PAIR_CANDIDATES = 20_000  # row pairs evaluated per round
+PAIR_ADD = 200            # bicliques added per round from the pairs
+DOMINATION_BUDGET = 50_000_000   # multiply-adds for the subset pairs that drop dominated edges (about 2 s)
+CG_MAX_CONSTRAINTS = 100_000   # past this many edge constraints the LP is too slow to price from: pool + ILP only
 EPS = 1e-6
 
 
@@ -88,6 +93,41 @@ class Pool:
         self.extents.append(ext)
         self.incidences += size
         return len(self.intents) - 1
+
+    def add_many(self, intents: list[np.ndarray], budget: int, deadline: float = float("inf"),
+                 chunk: int = 512) -> str | None:
+        """Add many intents at once (extents by one sparse product per chunk); None, "memory" or "time" when a
+        budget stopped it (the intents before the stop are in)."""
+        if not hasattr(self, "_mt"):
+            self._mt = self.m.T.tocsr()
+        fresh, keys = [], set()
+        for x in intents:
+            x = np.sort(np.asarray(x, dtype=np.int64))
+            key = x.tobytes()
+            if len(x) and key not in self._seen and key not in keys:
+                keys.add(key)
+                fresh.append(x)
+        nc = self.m.shape[1]
+        for s in range(0, len(fresh), chunk):
+            part = fresh[s:s + chunk]
+            lens = np.array([len(x) for x in part], dtype=np.int64)
+            q = sp.csr_matrix((np.ones(int(lens.sum()), dtype=np.int32), np.concatenate(part),
+                               np.concatenate([[0], np.cumsum(lens)])), shape=(len(part), nc))
+            counts = (q @ self._mt).tocsr()                  # |intent ∩ row| for every row sharing a column
+            for i, intent in enumerate(part):
+                sl = slice(counts.indptr[i], counts.indptr[i + 1])
+                ext = np.sort(counts.indices[sl][counts.data[sl] == lens[i]]).astype(np.int64)
+                size = len(ext) * len(intent)
+                if self.incidences + size > budget:
+                    return "memory"
+                self._seen[intent.tobytes()] = len(self.intents)
+                self.edges.append(np.searchsorted(self.keys, (ext[:, None] * nc + intent[None, :]).ravel()))
+                self.intents.append(intent)
+                self.extents.append(ext)
+                self.incidences += size
+            if time.perf_counter() > deadline:
+                return "time"
+        return None
 
     def incidence(self, start: int = 0) -> sp.csc_matrix:
         """Edges x bicliques[start:] 0/1 matrix (CSC: one column per biclique)."""
@@ -189,7 +229,9 @@ class _Lp:
 
 def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: int, stats: dict,
                  seeds: np.ndarray | None = None, cg_share: float = 0.5) -> tuple[list[np.ndarray], int, bool]:
-    """Cover component `m` without enumerating: (extents as row arrays, lower bound, optimal?); see the module."""
+    """Cover component `m` without enumerating: (extents as row arrays, lower bound, optimal?); see the module.
+
+    Every phase after the trivial cover is skipped once `deadline` has passed, so the call ends soon after it."""
     t0 = time.perf_counter()
     m = m.tocsr().astype(np.int32)
     m.sort_indices()
@@ -197,50 +239,56 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
     pool = Pool(m)
     cut = None
     info: dict = {"rows": nr, "cols": nc, "edges": int(m.nnz)}
+    phases: dict[str, float] = {}
+    tick = [t0]
+
+    def phase(name: str) -> bool:
+        """Record the time since the last phase; True while there is time left."""
+        now = time.perf_counter()
+        phases[name] = round(now - tick[0], 3)
+        tick[0] = now
+        return now < deadline
+
     # the trivial cover (one biclique per row, or per column) first: the pool always holds a cover
-    if nr <= nc:
-        firsts = [m.indices[m.indptr[i]:m.indptr[i + 1]] for i in range(nr)]
-        rest = column_concepts(m)
-    else:
-        firsts = column_concepts(m)
-        rest = [m.indices[m.indptr[i]:m.indptr[i + 1]] for i in range(nr)]
-    for intent in firsts:
-        pool.add(intent, np.iinfo(np.int64).max)             # min(rows, cols) bicliques: at most the input's size
+    rows_of = [m.indices[m.indptr[i]:m.indptr[i + 1]] for i in range(nr)]
+    firsts = rows_of if nr <= nc else column_concepts(m)
+    pool.add_many(firsts, np.iinfo(np.int64).max)           # min(rows, cols) bicliques: at most the input's size
     trivial = sorted({pool.index_of(x) for x in firsts})
-    for i, intent in enumerate(rest):
-        if pool.add(intent, incidence_budget) == -2:
-            cut = "memory budget (initial pool)"
-            break
-        if i % 256 == 0 and time.perf_counter() > deadline:
-            cut = "time limit (initial pool)"
-            break
-    if seeds is not None and cut is None:                    # packed intents from a capped enumeration
-        bits = np.unpackbits(np.ascontiguousarray(seeds).view(np.uint8), axis=1)[:, :nc].astype(bool)
-        for i, row in enumerate(bits):
-            if pool.add(np.flatnonzero(row), incidence_budget) == -2:
-                cut = "memory budget (initial pool)"
-                break
-            if i % 256 == 0 and time.perf_counter() > deadline:
-                cut = "time limit (initial pool)"
-                break
+    best = trivial
+    stop = None
+    if phase("trivial"):
+        rest = column_concepts(m) if nr <= nc else rows_of
+        stop = pool.add_many(rest, incidence_budget, deadline)
+        if stop is None and seeds is not None:               # packed intents from a capped enumeration
+            bits = np.unpackbits(np.ascontiguousarray(seeds).view(np.uint8), axis=1)[:, :nc].astype(bool)
+            stop = pool.add_many([np.flatnonzero(b) for b in bits], incidence_budget, deadline)
+    else:
+        stop = "time"
+    if stop is not None:
+        cut = f"{'memory budget' if stop == 'memory' else 'time limit'} (initial pool)"
     info["initial_pool"] = len(pool.intents)
-    mask = undominated_edges(m)
-    rows_kept = np.flatnonzero(mask) if mask is not None else np.arange(m.nnz)
+    rows_kept = np.arange(m.nnz)
+    if phase("initial_pool"):
+        mask = undominated_edges(m, DOMINATION_BUDGET)
+        if mask is not None:
+            rows_kept = np.flatnonzero(mask)
     info["constraints"] = len(rows_kept)
     # column generation: a share of the remaining time, the rest for the integer program
-    cg_deadline = t0 + (deadline - t0) * cg_share
+    now = time.perf_counter()
+    cg_deadline = now + max(0.0, deadline - now) * cg_share
     rounds, lp_value = 0, None
-    lp = _Lp(len(rows_kept)) if ilp.highspy is not None else None
-    if lp is not None:
+    use_lp = ilp.highspy is not None and len(rows_kept) <= CG_MAX_CONSTRAINTS
+    if phase("domination") and use_lp:
+        lp = _Lp(len(rows_kept))
         lp.add(pool.incidence()[rows_kept])
-        while rounds < MAX_ROUNDS and cut is None:
+        while rounds < MAX_ROUNDS:
             now = time.perf_counter()
             if now > cg_deadline:
-                cut = "time limit (column generation)"
+                cut = cut or "time limit (column generation)"
                 break
             res = lp.solve(cg_deadline - now)
             if res is None:
-                cut = "time limit (column generation)"
+                cut = cut or "time limit (column generation)"
                 break
             lp_value, _, duals = res
             rounds += 1
@@ -248,11 +296,12 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
             yv[rows_kept] = np.maximum(duals, 0.0)
             y = sp.csr_matrix((yv, m.indices.copy(), m.indptr.copy()), shape=m.shape)   # not shared: pruned next
             y.eliminate_zeros()
-            y_csc = y.tocsc()
             start = len(pool.intents)
-            new = _price(m, pool, y, y_csc, cg_deadline, incidence_budget)
+            new = _price_pairs(m, pool, y, cg_deadline, incidence_budget)
+            if new != -2:
+                new = _price(m, pool, y, y.tocsc(), cg_deadline, incidence_budget)
             if new == -2:
-                cut = "memory budget (column generation)"
+                cut = cut or "memory budget (column generation)"
             if len(pool.intents) == start:
                 break
             lp.add(pool.incidence(start)[rows_kept])
@@ -261,28 +310,94 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
     info["incidences"] = pool.incidences
     info["lp"] = None if lp_value is None else round(lp_value, 3)
     # covers: greedy over the pool, then the integer program over it
-    a_full = pool.incidence().tocsr()
-    best = trivial
-    if time.perf_counter() < deadline:
+    if phase("column_generation"):
+        a_full = pool.incidence().tocsr()
         greedy = greedy_cover_sparse(a_full)
         info["greedy"] = len(greedy)
         if len(greedy) < len(best):
             best = greedy
-    remaining = deadline - time.perf_counter()
-    if len(best) > lb and remaining > 0.1:
-        res = ilp.solve_set_cover(a_full[rows_kept], remaining)
-        info["ilp"] = {"status": res.status, "seconds": res.seconds,
-                       "groups": None if res.chosen is None else len(res.chosen)}
-        if res.chosen is not None and len(res.chosen) < len(best) and covers_all(a_full, res.chosen):
-            best = res.chosen
-        if not res.optimal and cut is None:
-            cut = "time limit (integer program)"
+        remaining = deadline - time.perf_counter()
+        if len(best) > lb and remaining > 0.1:
+            a_kept = a_full[rows_kept]
+            a_kept = a_kept[_distinct_rows(a_kept)]          # edges covered by the same bicliques: one constraint
+            info["ilp_constraints"] = a_kept.shape[0]
+            res = ilp.solve_set_cover(a_kept, remaining)
+            info["ilp"] = {"status": res.status, "seconds": res.seconds,
+                           "groups": None if res.chosen is None else len(res.chosen)}
+            if res.chosen is not None and len(res.chosen) < len(best) and covers_all(a_full, res.chosen):
+                best = res.chosen
+            if not res.optimal:
+                cut = cut or "time limit (integer program)"
+        phase("integer_program")
+    else:
+        cut = cut or "time limit (before the integer program)"
     info["groups"] = len(best)
     info["cut"] = cut
+    info["phases"] = phases
     info["seconds"] = round(time.perf_counter() - t0, 3)
     stats.setdefault("search", []).append(info)
     optimal = len(best) <= lb
     return [pool.extents[k] for k in best], lb, optimal
+
+
+def _price_pairs(m: sp.csr_matrix, pool: Pool, y: sp.csr_matrix, deadline: float, budget: int) -> int:
+    """Bicliques through two dual-carrying edges: for compatible edges (r1, c1), (r2, c2) of the heaviest duals,
+    the largest intent holding both, row(r1) ∩ row(r2); those of weight above 1 join the pool (heaviest first).
+    The descent misses these when the duals sit on single edges far apart (a degenerate LP)."""
+    yc = y.tocoo()
+    if yc.nnz < 2:
+        return 0
+    top = np.argsort(-yc.data, kind="stable")[:PAIR_EDGES]
+    er, ec = yc.row[top].astype(np.int64), yc.col[top].astype(np.int64)
+    sub = m[er][:, ec].toarray() > 0                         # sub[i, j]: row of edge i holds column of edge j
+    compat = sub & sub.T
+    i, j = np.nonzero(np.triu(compat, 1))
+    diff = er[i] != er[j]
+    i, j = i[diff], j[diff]
+    if len(i) == 0:
+        return 0
+    # distinct row pairs only; their intents row(r1) ∩ row(r2)
+    pairs = np.unique(np.stack([np.minimum(er[i], er[j]), np.maximum(er[i], er[j])], axis=1), axis=0)
+    pairs = pairs[:PAIR_CANDIDATES]
+    a = m[pairs[:, 0]].multiply(m[pairs[:, 1]]).tocsr()
+    a.eliminate_zeros()
+    a.sort_indices()
+    lens = np.diff(a.indptr)
+    if not hasattr(pool, "_mt"):
+        pool._mt = m.T.tocsr()
+    yt = y.T.tocsr()
+    found: list[tuple[float, int]] = []
+    for s0 in range(0, a.shape[0], 512):
+        q = a[s0:s0 + 512]
+        counts = (q @ pool._mt).toarray()                    # K x rows: columns of the intent each row holds
+        inside = counts == lens[s0:s0 + 512, None]
+        z = (q @ yt).toarray()                               # K x rows: dual weight a row holds on the intent
+        w = (z * inside).sum(axis=1)
+        found.extend((float(w[k]), s0 + k) for k in np.flatnonzero(w > 1 + EPS))
+        if time.perf_counter() > deadline:
+            break
+    found.sort(key=lambda t: (-t[0], t[1]))
+    added = 0
+    for _, k in found[:PAIR_ADD]:
+        res = pool.add(a.indices[a.indptr[k]:a.indptr[k + 1]].astype(np.int64), budget)
+        if res == -2:
+            return -2
+        added += res >= 0
+    return added
+
+
+def _distinct_rows(a: sp.csr_matrix) -> np.ndarray:
+    """Indices of the first of each group of identical rows of a 0/1 CSR matrix (sorted indices)."""
+    a.sort_indices()
+    seen: set[bytes] = set()
+    keep = []
+    ind, ptr = a.indices, a.indptr
+    for i in range(a.shape[0]):
+        key = ind[ptr[i]:ptr[i + 1]].tobytes()
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return np.asarray(keep, dtype=np.int64)
 
 
 def _price(m: sp.csr_matrix, pool: Pool, y: sp.csr_matrix, y_csc: sp.csc_matrix, deadline: float,

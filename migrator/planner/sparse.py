@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from migrator.planner.bicliques import TooManyBicliques
 from migrator.planner.ilp import solve_set_cover
-from migrator.planner.reduce import subset_pairs
+from migrator.planner.reduce import PRODUCT_BUDGET, subset_pairs
 
 
 def maximal_bicliques_sparse(m: sp.csr_matrix, *, cap: int, deadline: float
@@ -112,12 +112,13 @@ def drop_redundant_sparse(be: sp.csr_matrix, chosen: list[int]) -> list[int]:
     return sorted(keep)
 
 
-def undominated_edges(m: sp.csr_matrix) -> np.ndarray | None:
-    """Mask over edges (CSR order): True for an edge no other edge dominates (see exact._ilp)."""
+def undominated_edges(m: sp.csr_matrix, budget: int = PRODUCT_BUDGET) -> np.ndarray | None:
+    """Mask over edges (CSR order): True for an edge no other edge dominates (see exact._ilp); None when the
+    subset pairs cost more than `budget` multiply-adds (see reduce.subset_pairs)."""
     m = m.tocsr().astype(np.int32)
     nr, nc = m.shape
-    rp = subset_pairs(m)
-    cp = subset_pairs(m.T.tocsr())
+    rp = subset_pairs(m, budget=budget)
+    cp = subset_pairs(m.T.tocsr(), budget=budget)
     if rp is None or cp is None:
         return None
     # include the diagonal: every row/column dominates itself, so an undominated edge counts exactly 1
