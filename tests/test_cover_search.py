@@ -1,0 +1,108 @@
+"""The search without enumeration (search.py) and the budgets that send a component to it."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from migrator.planner import exact
+from migrator.planner.bounds import compatibility
+from migrator.planner.cover import solve_cover, verify_cover
+from migrator.planner.search import Pool, column_concepts, search_cover
+
+
+def planted(seed: int, roles: int = 8, mailboxes: int = 40, apps: int = 90) -> dict[str, frozenset[str]]:
+    """Apps made as unions of two or three of `roles` random mailbox sets: a cover by the planted roles exists,
+    so the minimum is at most `roles` (no app holds a role alone, which the reductions would solve outright)."""
+    rnd = random.Random(seed)
+    boxes = [f"m{j}@x.test" for j in range(mailboxes)]
+    role_sets = [frozenset(rnd.sample(boxes, rnd.randint(3, 9))) for _ in range(roles)]
+    sets: dict[str, frozenset[str]] = {}
+    for i in range(apps):
+        picked = rnd.sample(range(roles), rnd.randint(2, 3))
+        sets[f"app{i}"] = frozenset().union(*(role_sets[k] for k in picked))
+    return sets
+
+
+def test_search_reaches_the_planted_cover_without_enumerating(monkeypatch):
+    monkeypatch.setattr(exact, "BICLIQUE_CAP", 1)            # every component with a choice goes to the search
+    searched = 0
+    for seed in range(8):
+        app_sets = planted(seed)
+        result = solve_cover(app_sets, time_limit=20)
+        verify_cover(app_sets, result)
+        solved = result.stats["solve"]
+        assert solved["enumeration_capped"] == solved["searched"]
+        searched += solved["searched"] > 0
+        assert result.lower_bound <= len(result.groups) <= 8, seed
+        if not result.optimal:
+            assert "more than 1 maximal bicliques" in result.stats["cut"]
+    assert searched >= 4                                     # most seeds are not settled by the bounds alone
+
+
+def test_memory_budget_cut_is_reported_and_the_cover_stays_exact(monkeypatch):
+    app_sets = planted(11, roles=10, mailboxes=50, apps=150)
+    monkeypatch.setattr(exact, "MEMORY_BUDGET", 2_000)       # a few bicliques' worth
+    result = solve_cover(app_sets, time_limit=20)
+    verify_cover(app_sets, result)
+    assert result.stats["solve"]["searched"] >= 1
+    assert not result.optimal or len(result.groups) == result.lower_bound
+    if not result.optimal:
+        assert "memory budget" in result.stats["cut"]
+        assert len(result.groups) - result.lower_bound == result.gap > 0
+
+
+def test_an_expired_deadline_gives_the_trivial_cover_and_says_so():
+    rnd = np.random.default_rng(3)
+    m = sp.csr_matrix(rnd.random((30, 12)) < 0.4)
+    m = m[np.diff(m.indptr) > 0]
+    stats: dict = {}
+    extents, lb, optimal = search_cover(m, 1, time.perf_counter() - 1, 10**9, stats)
+    info = stats["search"][0]
+    assert len(extents) == min(m.shape) or len(extents) == info["initial_pool"]
+    assert info["cut"].startswith("time limit")
+    # still a cover: every edge lies in one of the bicliques (extent x its columns' closure)
+    dense = m.toarray().astype(bool)
+    got = np.zeros_like(dense)
+    for e in extents:
+        cols = np.flatnonzero(dense[e].all(axis=0))
+        got[np.ix_(e, cols)] = True
+    assert (got == dense).all()
+
+
+def test_time_limit_cut_is_reported_on_a_component_too_large_to_enumerate():
+    app_sets = planted(5, roles=30, mailboxes=120, apps=600)
+    result = solve_cover(app_sets, time_limit=0.01)
+    verify_cover(app_sets, result)
+    if not result.optimal:
+        assert "time limit" in result.stats["cut"]
+
+
+def test_pool_extents_are_the_rows_holding_each_intent_and_concepts_are_closed():
+    rnd = np.random.default_rng(7)
+    dense = rnd.random((25, 15)) < 0.5
+    dense[:, 0] = True
+    m = sp.csr_matrix(dense)
+    pool = Pool(m.astype(np.int32))
+    intents = column_concepts(m)
+    assert pool.add_many(intents, 10**9) is None
+    for intent, ext in zip(pool.intents, pool.extents):
+        assert np.array_equal(ext, np.flatnonzero(dense[:, intent].all(axis=1)))
+        closure = np.flatnonzero(dense[ext].all(axis=0))
+        assert np.array_equal(closure, intent)               # a column concept is a maximal biclique
+        assert len(pool.edges[pool.index_of(intent)]) == len(ext) * len(intent)
+
+
+def test_compatibility_counts_match_the_definition():
+    rnd = np.random.default_rng(1)
+    for shape in [(12, 7), (7, 12)]:
+        dense = rnd.random(shape) < 0.5
+        m = sp.csr_matrix(dense)
+        rows, cols, weight = compatibility(m)
+        d = dense.astype(np.int64)
+        expect = (d @ d.T @ d)[rows, cols]
+        assert np.array_equal(weight, expect)
