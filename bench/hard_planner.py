@@ -37,7 +37,11 @@ HP_KNOWN = {"hc": 14, "domino": 20, "emea": 34, "fire1": 64, "fire2": 10, "apj":
 
 
 def read_pairs(path: Path) -> list[tuple[int, int]]:
-    text = gzip.open(path, "rt").read() if path.suffix == ".gz" else path.read_text()
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt") as f:
+            text = f.read()
+    else:
+        text = path.read_text()
     out = []
     for line in text.splitlines():
         parts = line.split()

@@ -6,7 +6,6 @@ import random
 import time
 
 import numpy as np
-import pytest
 import scipy.sparse as sp
 
 from migrator.planner import exact
@@ -61,7 +60,7 @@ def test_an_expired_deadline_gives_the_trivial_cover_and_says_so():
     m = sp.csr_matrix(rnd.random((30, 12)) < 0.4)
     m = m[np.diff(m.indptr) > 0]
     stats: dict = {}
-    extents, lb, optimal = search_cover(m, 1, time.perf_counter() - 1, 10**9, stats)
+    extents, _lb, _optimal = search_cover(m, 1, time.perf_counter() - 1, 10**9, stats)
     info = stats["search"][0]
     assert len(extents) == min(m.shape) or len(extents) == info["initial_pool"]
     assert info["cut"].startswith("time limit")

@@ -136,7 +136,7 @@ def _components(r: sp.csr_matrix) -> list[tuple[np.ndarray, np.ndarray]]:
     Label propagation in numpy (a few passes over the edges; about the graph's diameter), with a union-find over
     the edges when it does not settle quickly: both cheaper here than importing scipy.sparse.csgraph (which pulls
     in scipy.sparse.linalg, about 0.3 s at every start of the command)."""
-    nr, nc = r.shape
+    nr = r.shape[0]
     labels = _propagated_labels(r)
     if labels is None:
         labels = _union_find_labels(r)

@@ -286,11 +286,11 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
             if now > cg_deadline:
                 cut = cut or "time limit (column generation)"
                 break
-            res = lp.solve(cg_deadline - now)
-            if res is None:
+            solved = lp.solve(cg_deadline - now)
+            if solved is None:
                 cut = cut or "time limit (column generation)"
                 break
-            lp_value, _, duals = res
+            lp_value, _, duals = solved
             rounds += 1
             yv = np.zeros(m.nnz)
             yv[rows_kept] = np.maximum(duals, 0.0)
@@ -373,7 +373,7 @@ def _price_pairs(m: sp.csr_matrix, pool: Pool, y: sp.csr_matrix, deadline: float
         inside = counts == lens[s0:s0 + 512, None]
         z = (q @ yt).toarray()                               # K x rows: dual weight a row holds on the intent
         w = (z * inside).sum(axis=1)
-        found.extend((float(w[k]), s0 + k) for k in np.flatnonzero(w > 1 + EPS))
+        found.extend((float(w[k]), s0 + int(k)) for k in np.flatnonzero(w > 1 + EPS))
         if time.perf_counter() > deadline:
             break
     found.sort(key=lambda t: (-t[0], t[1]))
