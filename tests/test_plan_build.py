@@ -33,7 +33,8 @@ def test_minimal_plan_is_exact_and_uses_one_assignment_per_app():
     plan = _plan(make_inventory(SENDAS))
     assert check_exact(plan) == []
     assert sorted(sorted(g.members) for g in plan.groups) == [[addr("m1"), addr("m2")], [addr("m3"), addr("m4")]]
-    assert plan.meta["cover"] == {"strategy": "minimal", "sets": 2, "lower_bound": 2, "optimal": True}
+    assert plan.meta["cover"] == {"strategy": "minimal", "sets": 2, "lower_bound": 2, "optimal": True, "gap": 0,
+                                  "cut": None}
     assert sorted(a.app_id for a in plan.assignments) == ["big", "left", "right"]
     for app, boxes in SENDAS.items():
         assert _effective(plan, app) == {addr(m) for m in boxes}

@@ -74,7 +74,8 @@ def test_show_json(runner):
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["source"] == {"path": "inventory/t", "kind": "inventory", "sha256": sha}
-    assert data["cover"] == {"strategy": "minimal", "sets": 3, "lower_bound": 3, "optimal": True}
+    assert data["cover"] == {"strategy": "minimal", "sets": 3, "lower_bound": 3, "optimal": True, "gap": 0,
+                             "cut": None}
     assert {k: data["counts"][k] for k in ("apps", "grants_migrate", "grants_keep", "groups_new", "groups_reuse",
                                            "scopes", "assignments", "batches")} == {
         "apps": 5, "grants_migrate": 9, "grants_keep": 2, "groups_new": 1, "groups_reuse": 1, "scopes": 4,
