@@ -12,6 +12,7 @@ BILLING = "b0000000-0000-0000-0000-000000000001"  # app: SendAs on adele, bob (c
 CRM = "c0000000-0000-0000-0000-000000000002"      # app: SendAs on carol
 DUP1 = "d0000000-0000-0000-0000-000000000003"     # two apps share a display name
 DUP2 = "d0000000-0000-0000-0000-000000000004"
+READER = "e0000000-0000-0000-0000-000000000005"   # IMAP-only app: FullAccess on adele, IMAP.AccessAsApp, no SMTP
 SUFFIX = ("OU=contoso.onmicrosoft.com,OU=Microsoft Exchange Hosted Organizations,DC=NAMPR03A001,DC=prod,"
           "DC=outlook,DC=com")
 
@@ -32,8 +33,9 @@ def fixture() -> dict:
     mailboxes[4]["recipient_type_details"] = "SharedMailbox"
     mailboxes[0]["email_addresses"] = ["smtp:adele@contoso.onmicrosoft.com"]
 
-    def app(app_id, name, claim=True, pointer=True):
+    def app(app_id, name, claim=True, pointer=True, imap=False):
         roles = [{"resource": EXO, "permission": "SMTP.SendAsApp"}] if claim else []
+        roles += [{"resource": EXO, "permission": "IMAP.AccessAsApp"}] if imap else []
         return {"app_id": app_id, "display_name": name, "exchange_pointer": pointer, "app_roles": roles}
 
     return copy.deepcopy({
@@ -41,7 +43,7 @@ def fixture() -> dict:
         "tenant": {"id": TENANT_ID, "domain": "contoso.onmicrosoft.com", "name": "Contoso", "dn_suffix": SUFFIX},
         "mailboxes": mailboxes,
         "apps": [app(BILLING, "Billing Mailer"), app(CRM, "CRM Notifier"), app(DUP1, "Twin App"),
-                 app(DUP2, "Twin App", claim=False)],
+                 app(DUP2, "Twin App", claim=False), app(READER, "Helpdesk Reader", claim=False, imap=True)],
         "admin": {"client_id": ADMIN, "display_name": "migrator", "secret": "s3cret-admin",
                   "app_roles": [{"resource": EXO, "permission": "Exchange.ManageAsApp"},
                                 {"resource": "Microsoft Graph", "permission": "Application.Read.All"},
@@ -68,7 +70,7 @@ def fixture() -> dict:
              "access_rights": ["SendAs"]},
         ],
         "mailbox_permissions": [
-            {"mailbox": "adele.vance@contoso.com", "user": {"app": BILLING}, "access_rights": ["FullAccess"]},
+            {"mailbox": "adele.vance@contoso.com", "user": {"app": READER}, "access_rights": ["FullAccess"]},
             {"mailbox": "adele.vance@contoso.com", "user": {"self": True},
              "access_rights": ["FullAccess", "ReadPermission"], "is_inherited": False},
         ],
@@ -79,8 +81,16 @@ def fixture() -> dict:
     })
 
 
-def make_state(**settings) -> TenantState:
-    return TenantState.from_fixture(fixture(), clock=Clock.manual(), settings=SandboxSettings(**settings))
+def make_state(*, extra_mailbox_permissions=(), extra_roles=(), **settings) -> TenantState:
+    """The tenant above; `extra_mailbox_permissions` (mailbox, app id) adds FullAccess grants, `extra_roles`
+    (app id, Exchange Online app role) Entra app roles, to the loaded state."""
+    data = fixture()
+    for app_id, permission in extra_roles:
+        next(a for a in data["apps"] if a["app_id"] == app_id)["app_roles"].append(
+            {"resource": EXO, "permission": permission})
+    data["mailbox_permissions"] += [{"mailbox": m, "user": {"app": a}, "access_rights": ["FullAccess"]}
+                                    for m, a in extra_mailbox_permissions]
+    return TenantState.from_fixture(data, clock=Clock.manual(), settings=SandboxSettings(**settings))
 
 
 def admin(state: TenantState):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from migrator.sandbox import Caller, CmdletError
-from sandbox_tenant import ADMIN, BILLING, CRM, DUP1, DUP2, SUFFIX, make_state, run
+from sandbox_tenant import ADMIN, BILLING, CRM, DUP1, DUP2, READER, SUFFIX, make_state, run
 
 SALES_DN = f"CN=Sales Senders 7f3a,{SUFFIX}"
 
@@ -100,10 +100,13 @@ def test_get_recipient_includes_groups_and_previews_filters(state):
 # ---------------------------------------------------------------------------------------------- service principals
 def test_service_principal_lookup_and_lifecycle(state):
     by_app = run(state, "Get-ServicePrincipal", Identity=BILLING)
-    assert len(by_app) == 1 and by_app[0]["DisplayName"] == "Billing Mailer"
+    assert len(by_app) == 1 and by_app[0]["DisplayName"] == "EXO SP for Billing Mailer"
     oid = by_app[0]["ObjectId"]
     assert run(state, "Get-ServicePrincipal", Identity=oid.upper())[0]["AppId"] == BILLING
-    assert run(state, "Get-ServicePrincipal", Identity="billing mailer")[0]["AppId"] == BILLING
+    assert run(state, "Get-ServicePrincipal", Identity="exo sp for billing mailer")[0]["AppId"] == BILLING
+    assert run(state, "Get-ServicePrincipal", Identity=by_app[0]["Sid"])[0]["AppId"] == BILLING
+    # the Entra name is not the pointer's: Exchange does not know it (an unknown identity returns every SP)
+    assert len(run(state, "Get-ServicePrincipal", Identity="Billing Mailer")) == 5
     assert err(state, "New-ServicePrincipal", AppId=BILLING, ObjectId=oid).exception_type == \
         "ADObjectAlreadyExistsException"
     run(state, "Remove-ServicePrincipal", Identity=oid)
@@ -120,8 +123,9 @@ def test_service_principal_lookup_and_lifecycle(state):
 
 
 def test_service_principal_ambiguous_display_name(state):
-    assert {r["AppId"] for r in run(state, "Get-ServicePrincipal", Identity="Twin App")} == {DUP1, DUP2}
-    e = err(state, "Add-RecipientPermission", Identity="dan.wu", Trustee="Twin App", AccessRights="SendAs")
+    assert {r["AppId"] for r in run(state, "Get-ServicePrincipal", Identity="EXO SP for Twin App")} == {DUP1, DUP2}
+    e = err(state, "Add-RecipientPermission", Identity="dan.wu", Trustee="EXO SP for Twin App",
+            AccessRights="SendAs")
     assert e.exception_type == "ManagementObjectAmbiguousException"
 
 
@@ -129,7 +133,7 @@ def test_service_principal_ambiguous_display_name(state):
 def test_recipient_permission_rows_with_noise(state):
     rows = run(state, "Get-RecipientPermission", ResultSize="Unlimited")
     trustees = {r["Trustee"] for r in rows}
-    assert {"Billing Mailer", "CRM Notifier", "NT AUTHORITY\\SELF", "S-1-5-21-1-2-3-4444",
+    assert {"EXO SP for Billing Mailer", "EXO SP for CRM Notifier", "NT AUTHORITY\\SELF", "S-1-5-21-1-2-3-4444",
             "dan.wu@contoso.com"} <= trustees
     dan = [r for r in rows if r["Identity"] == "dan.wu"]
     assert {(r["AccessControlType"], r["IsInherited"]) for r in dan} == {("Allow", True), ("Deny", False)}
@@ -140,12 +144,14 @@ def test_trustee_display_setting():
     state = make_state(trustee_display="object_id")
     oid = state.apps[BILLING].object_id
     assert run(state, "Get-RecipientPermission", Identity="adele.vance", Trustee=BILLING)[0]["Trustee"] == oid
-    assert run(state, "Get-MailboxPermission", Identity="adele.vance", User=BILLING)[0]["User"] == oid
+    reader = state.apps[READER].object_id
+    assert run(state, "Get-MailboxPermission", Identity="adele.vance", User=READER)[0]["User"] == reader
 
 
 def test_trustee_filter_resolves_every_identity_form(state):
     oid = state.apps[BILLING].object_id
-    for who in (BILLING, oid, "Billing Mailer"):
+    sid = run(state, "Get-ServicePrincipal", Identity=BILLING)[0]["Sid"]
+    for who in (BILLING, oid, "EXO SP for Billing Mailer", sid):
         rows = run(state, "Get-RecipientPermission", Trustee=who)
         assert sorted(r["Identity"] for r in rows) == ["adele.vance", "bob.obrien"]
     assert err(state, "Get-RecipientPermission", Trustee="ghost").exception_type == \
@@ -155,7 +161,7 @@ def test_trustee_filter_resolves_every_identity_form(state):
 def test_add_remove_recipient_permission(state):
     row = run(state, "Add-RecipientPermission", Identity="dan.wu@contoso.com", Trustee=BILLING,
               AccessRights="SendAs", Confirm=False)
-    assert row[0] == {"Identity": "dan.wu", "Trustee": "Billing Mailer", "AccessControlType": "Allow",
+    assert row[0] == {"Identity": "dan.wu", "Trustee": "EXO SP for Billing Mailer", "AccessControlType": "Allow",
                       "AccessRights": ["SendAs"], "IsInherited": False, "InheritanceType": "None"}
     again = run(state, "Add-RecipientPermission", Identity="dan.wu", Trustee=BILLING, AccessRights=["SendAs"])
     assert again.warnings and len(run(state, "Get-RecipientPermission", Identity="dan.wu", Trustee=BILLING)) == 1
@@ -172,13 +178,13 @@ def test_add_remove_recipient_permission(state):
 
 def test_mailbox_permissions(state):
     rows = run(state, "Get-MailboxPermission", Identity="adele.vance")
-    assert {r["User"] for r in rows} == {"Billing Mailer", "NT AUTHORITY\\SELF"}
-    billing = next(r for r in rows if r["User"] == "Billing Mailer")
+    assert {r["User"] for r in rows} == {"EXO SP for Helpdesk Reader", "NT AUTHORITY\\SELF"}
+    billing = next(r for r in rows if r["User"] == "EXO SP for Helpdesk Reader")
     assert billing["AccessRights"] == ["FullAccess"] and billing["Deny"] is False
     assert billing["InheritanceType"] == "All" and billing["UserSid"].startswith("S-1-5-21-")
     run(state, "Add-MailboxPermission", Identity="bob.obrien", User=CRM, AccessRights="FullAccess",
         InheritanceType="All", AutoMapping=False)
-    assert run(state, "Get-EXOMailboxPermission", Identity="bob.obrien", User=CRM)[0]["User"] == "CRM Notifier"
+    assert run(state, "Get-EXOMailboxPermission", Identity="bob.obrien", User=CRM)[0]["User"] == "EXO SP for CRM Notifier"
     assert run(state, "Add-MailboxPermission", Identity="bob.obrien", User=CRM, AccessRights="FullAccess").warnings
     run(state, "Remove-MailboxPermission", Identity="bob.obrien", User=CRM, AccessRights="FullAccess",
         InheritanceType="All", Confirm=False)
@@ -189,7 +195,7 @@ def test_mailbox_permissions(state):
 
 # ---------------------------------------------------------------------------------------------- the $null hazard
 @pytest.mark.parametrize("cmdlet,every", [
-    ("Get-ServicePrincipal", 4), ("Get-RecipientPermission", 8), ("Get-MailboxPermission", 2),
+    ("Get-ServicePrincipal", 5), ("Get-RecipientPermission", 8), ("Get-MailboxPermission", 2),
     ("Get-ManagementRoleAssignment", 2), ("Get-DistributionGroupMember", 4), ("Get-ApplicationAccessPolicy", 1),
 ])
 @pytest.mark.parametrize("identity", [None, "", "   ", "does-not-exist@contoso.com"])
@@ -344,7 +350,7 @@ def test_role_assignment_outputs_for_each_scope_kind(state):
     assert a["RoleAssigneeType"] == "ServicePrincipal" and a["CustomResourceScope"] == "S"
     assert a["RecipientWriteScope"] == "CustomRecipientScope" and a["AssignmentMethod"] == "Direct"
     g = run(state, "New-ManagementRoleAssignment", Name="A-group", Role="Application SMTP.SendAsApp",
-            App="Billing Mailer", RecipientGroupScope="sales-senders")[0]
+            App="EXO SP for Billing Mailer", RecipientGroupScope="sales-senders")[0]
     assert g["CustomResourceScope"].startswith("Sales Senders_") and g["RecipientGroupScope"] == "Sales Senders"
     u = run(state, "New-ManagementRoleAssignment", Name="A-au", Role="Application Mail.Send", App=BILLING,
             RecipientAdministrativeUnitScope="au000000-0000-0000-0000-000000000001")[0]
@@ -370,7 +376,7 @@ def test_role_assignment_outputs_for_each_scope_kind(state):
 def test_role_assignee_name_setting():
     state = make_state(role_assignee_name="display_name")
     row = run(state, "New-ManagementRoleAssignment", Name="A", Role="Application SMTP.SendAsApp", App=BILLING)[0]
-    assert row["RoleAssigneeName"] == "Billing Mailer" and row["RoleAssigneeType"] == "ServicePrincipal"
+    assert row["RoleAssigneeName"] == "EXO SP for Billing Mailer" and row["RoleAssigneeType"] == "ServicePrincipal"
     with pytest.raises(ValueError):
         make_state(role_assignee_name="guid")
 
@@ -421,7 +427,7 @@ def test_trustee_query_misses_aces_on_another_sid_but_the_scan_shows_them():
     state = TenantState.from_fixture(data, clock=Clock.manual())
     by_trustee = {r["Identity"] for r in run(state, "Get-RecipientPermission", Trustee=BILLING)}
     scan = {r["Identity"] for r in run(state, "Get-RecipientPermission", ResultSize="Unlimited")
-            if r["Trustee"] == "Billing Mailer"}
+            if r["Trustee"] == "EXO SP for Billing Mailer"}
     assert by_trustee == {"adele.vance", "bob.obrien"} and scan == by_trustee | {"erin.li"}
     assert "erin.li@contoso.com" in state.effective_sendas(state.apps[BILLING])  # it still grants SendAs
     assert state.to_fixture()["recipient_permissions"][-1]["other_sid"] is True

@@ -13,8 +13,8 @@ ADELE, BOB, CAROL = "adele.vance@contoso.com", "bob.obrien@contoso.com", "carol.
 ORIGINAL = {(BILLING, ADELE), (BILLING, BOB), (CRM, CAROL)}
 
 
-def new(rule: str = "documented"):
-    return make_state(propagation_delay=DELAY, token_lifetime=LIFE, claim_rule=rule)
+def new(rule: str = "documented", **kwargs):
+    return make_state(propagation_delay=DELAY, token_lifetime=LIFE, claim_rule=rule, **kwargs)
 
 
 def scope_billing(state, members=("adele.vance", "bob.obrien")) -> None:
@@ -332,3 +332,68 @@ def test_rollback_waiting_for_sendas_then_the_token_lifetime_has_no_gap():
     run(state, "Remove-ManagementRoleAssignment", Identity="Billing SMTP")
     state.clock.advance(DELAY)
     assert state.check(ORIGINAL).ok
+
+
+# ---------------------------------------------------------------------------------------------- FullAccess and IMAP/POP
+@pytest.mark.parametrize("rule", ["documented", "union"])
+def test_fullaccess_carries_smtp_and_a_cutover_without_rbac_over_it_is_an_smtp_gap(rule):
+    """CRM holds FullAccess only on erin (and the claim): it sends as erin. Its cut-over with an RBAC scope that
+    covers carol (its SendAs mailbox) but not erin cuts erin off: the checker shows that SMTP gap."""
+    from sandbox_tenant import CRM as APP
+
+    erin = "erin.li@contoso.com"
+    state = new(rule, extra_mailbox_permissions=[(erin, APP)])
+    assert state.can_send_as(APP, erin, token_claim=True)
+    dn = run(state, "New-DistributionGroup", Name="CRM Senders", Type="Security",
+             Members=["carol.diaz"])[0]["DistinguishedName"]
+    run(state, "New-ManagementScope", Name="CRM Scope", RecipientRestrictionFilter=f"MemberOfGroup -eq '{dn}'")
+    run(state, "New-ManagementRoleAssignment", Name="CRM SMTP", Role="Application SMTP.SendAsApp", App=APP,
+        CustomResourceScope="CRM Scope")
+    state.clock.advance(DELAY)
+    cut_over(state, APP)
+    state.clock.advance(LIFE)
+    run(state, "Remove-MailboxPermission", Identity=erin, User=APP, AccessRights="FullAccess")
+    run(state, "Remove-RecipientPermission", Identity="carol.diaz", Trustee=APP, AccessRights="SendAs")
+    state.clock.advance(10)
+    report = state.check({(APP, CAROL), (APP, erin)})
+    assert not report.ok
+    assert [(g.app_id, g.mailbox) for g in report.gaps] == [(APP, erin)]
+    if rule == "documented":  # the moment the claim went, tokens without it needed RBAC for erin
+        assert report.gaps[0].start < state.clock.now() - LIFE
+    assert report.imap_gaps == [] and report.overgrants == []
+
+
+def test_same_migration_with_rbac_covering_the_fullaccess_mailbox_has_no_gap():
+    erin = "erin.li@contoso.com"
+    state = new(extra_mailbox_permissions=[(erin, CRM)])
+    dn = run(state, "New-DistributionGroup", Name="CRM Senders", Type="Security",
+             Members=["carol.diaz", "erin.li"])[0]["DistinguishedName"]
+    run(state, "New-ManagementScope", Name="CRM Scope", RecipientRestrictionFilter=f"MemberOfGroup -eq '{dn}'")
+    run(state, "New-ManagementRoleAssignment", Name="CRM SMTP", Role="Application SMTP.SendAsApp", App=CRM,
+        CustomResourceScope="CRM Scope")
+    state.clock.advance(DELAY)
+    cut_over(state, CRM)
+    state.clock.advance(LIFE)
+    run(state, "Remove-RecipientPermission", Identity="carol.diaz", Trustee=CRM, AccessRights="SendAs")
+    report = state.check()
+    assert report.ok and report.unserved_at_start == [], report.to_dict()
+
+
+def test_imap_reach_is_fullaccess_with_the_imap_claim_and_its_gap_fails_the_report():
+    from sandbox_tenant import READER
+
+    state = new()
+    tl = state.timeline
+    assert tl.can_open(READER, ADELE, state.clock.now(), token_imap=True)
+    assert not tl.can_open(READER, BOB, state.clock.now(), token_imap=True)
+    assert not state.can_send_as(READER, ADELE, token_claim=False)  # no SMTP claim, no RBAC: no SMTP reach
+    state.clock.advance(100)
+    run(state, "Remove-MailboxPermission", Identity="adele.vance", User=READER, AccessRights="FullAccess")
+    state.clock.advance(100)
+    run(state, "Add-MailboxPermission", Identity="bob.obrien", User=READER, AccessRights="FullAccess")
+    report = state.check()
+    assert report.gaps == [] and report.overgrants == [] and not report.ok
+    assert [(g.app_id, g.mailbox, g.end) for g in report.imap_gaps] == [(READER, ADELE, None)]
+    assert "FullAccess" in report.imap_gaps[0].reason
+    assert [(g.app_id, g.mailbox) for g in report.imap_overgrants] == [(READER, BOB)]
+    assert report.to_dict()["imap_gaps"][0]["mailbox"] == ADELE

@@ -75,10 +75,15 @@ class SpPointer:
     identity: str
     name: str
     raw: Row = field(default_factory=dict, compare=False, repr=False)  # the tenant's own row, for the journal
+    # The pointer's own DisplayName (New-ServicePrincipal -DisplayName, often unlike the Entra name) and Sid:
+    # permission rows may show the trustee by either.
+    display_name: str = ""
+    sid: str = ""
 
     @classmethod
     def from_row(cls, row: Row) -> SpPointer:
-        return cls(text(row, "Identity"), text(row, "Name"), row)
+        return cls(text(row, "Identity"), text(row, "Name"), row, display_name=text(row, "DisplayName"),
+                   sid=text(row, "Sid"))
 
 
 @dataclass(frozen=True)

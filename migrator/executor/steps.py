@@ -96,12 +96,17 @@ def mailbox_map(ctx: Context) -> dict[str, str]:
     return shared["mailbox_map"]
 
 
+SP_NAME_FIELDS = ("object_id", "display_name", "exchange_display_name", "exchange_identity", "exchange_name",
+                  "exchange_sid")
+
+
 def sp_keys(ctx: Context) -> dict[str, set[str]]:
-    """Trustee text -> app ids of the batch's service principals (ObjectId, AppId, display name, Exchange names)."""
+    """Trustee text -> app ids of the batch's service principals: every name a permission row may show one by (its
+    Exchange pointer's DisplayName, Name, Identity, Sid; the Entra ObjectId, AppId and display name). A name two of
+    them share maps to both, and a row showing it is an error, never a guess."""
     keys: dict[str, set[str]] = defaultdict(set)
     for app_id, sp in ctx.sps.items():
-        for value in (sp.get("object_id"), app_id, sp.get("display_name"), sp.get("exchange_identity"),
-                      sp.get("exchange_name")):
+        for value in (app_id, *(sp.get(f) for f in SP_NAME_FIELDS)):
             if value:
                 keys[norm_id(value)].add(app_id)
     return keys
@@ -171,7 +176,9 @@ def resolve_sps(ctx: Context) -> list[str]:
         ctx.sps[app_id] = {"object_id": norm_id(sp.id), "display_name": sp.display_name,
                            "exchange": pointer is not None,
                            "exchange_identity": pointer.identity if pointer else "",
-                           "exchange_name": pointer.name if pointer else ""}
+                           "exchange_name": pointer.name if pointer else "",
+                           "exchange_display_name": pointer.display_name if pointer else "",
+                           "exchange_sid": pointer.sid if pointer else ""}
         return None
 
     workers = max(1, min(ctx.settings.concurrency, len(ctx.view.apps)))
@@ -295,7 +302,8 @@ def step_sp_pointers(ctx: Context) -> StepResult:
             raise MigratorError(f"service principal pointer for {app_id} not found after creating it")
         ctx.journal.set_object("sp_pointer", key, "created", identity=sp["object_id"])
         ctx.mark(act, "verified", result=found.raw)
-        sp["exchange"] = True
+        sp.update(exchange=True, exchange_identity=found.identity, exchange_name=found.name,
+                  exchange_display_name=found.display_name, exchange_sid=found.sid)
 
     failures = ctx.for_each(ctx.view.apps, ensure, label="Service principals")
     return StepResult(failures)

@@ -20,6 +20,7 @@ from migrator.sandbox.state import (
     Recipient,
     RoleAssignment,
     TenantState,
+    default_pointer_name,
     det_uuid,
     escape_dn,
     graph_assignment_id,
@@ -258,8 +259,10 @@ def _load_app(state: TenantState, a: dict, where: str, *, admin: bool, main_admi
     app_id = _lower(_need(a, "app_id", where))
     if app_id in state.apps:
         raise FixtureError(f"fixture {where}: app_id {app_id} appears twice")
+    display_name = a.get("display_name") or app_id
     app = App(app_id=app_id, object_id=_lower(a.get("object_id")) or det_uuid("sp", app_id),
-              display_name=a.get("display_name") or app_id, exchange_pointer=bool(a.get("exchange_pointer", True)),
+              display_name=display_name, exchange_pointer=bool(a.get("exchange_pointer", True)),
+              pointer_name=a.get("exchange_display_name") or default_pointer_name(display_name),
               exchange_guid=_lower(a.get("exchange_guid")) or det_uuid("exo-sp", app_id),
               secret=a.get("secret"), certificate_pem=a.get("certificate_pem"),
               directory_roles=set(a.get("directory_roles") or ()), is_admin=admin)
@@ -332,7 +335,8 @@ def dump_fixture(state: TenantState, *, include_secrets: bool = False) -> dict:
                        **({SMTP_AUTH_DISABLED: r.extra[SMTP_AUTH_DISABLED]} if SMTP_AUTH_DISABLED in r.extra
                           else {})} for r in mailboxes],
         "apps": [{"app_id": a.app_id, "object_id": a.object_id, "display_name": a.display_name,
-                  "exchange_pointer": a.exchange_pointer, "exchange_guid": a.exchange_guid, "app_roles": roles(a),
+                  "exchange_display_name": a.pointer_name, "exchange_pointer": a.exchange_pointer,
+                  "exchange_guid": a.exchange_guid, "app_roles": roles(a),
                   "secret": a.secret if include_secrets else None, "certificate_pem": a.certificate_pem,
                   "directory_roles": sorted(a.directory_roles)} for a in apps],
         "groups": [{"name": g.name, "alias": g.alias, "display_name": g.display_name, "primary_smtp": g.primary_smtp,

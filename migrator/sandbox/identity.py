@@ -1,8 +1,8 @@
 """Identity resolution as Exchange does it: one lookup table from every accepted identity form to objects.
 
 A recipient is found by Name, Alias, primary SMTP address, any proxy address (with or without its `smtp:` prefix),
-Guid, ExternalDirectoryObjectId, DistinguishedName or UserPrincipalName; a service principal by ObjectId, AppId or
-DisplayName. Case-insensitive. More than one object for one identity is an ambiguity error, as in Exchange.
+Guid, ExternalDirectoryObjectId, DistinguishedName or UserPrincipalName; a service principal (Exchange's pointer)
+by ObjectId, AppId, its own DisplayName (not the Entra name, which Exchange does not know), Identity/Name or Sid. Case-insensitive. More than one object for one identity is an ambiguity error, as in Exchange.
 """
 
 from __future__ import annotations
@@ -90,5 +90,5 @@ def recipient_keys(rec) -> list[str]:
     return [k for k in keys if k]
 
 
-def service_principal_keys(app) -> list[str]:
-    return [k for k in (app.object_id, app.app_id, app.display_name, app.exchange_guid) if k]
+def service_principal_keys(app, sid: str = "") -> list[str]:
+    return [k for k in (app.object_id, app.app_id, app.pointer_name, app.exchange_guid, sid) if k]

@@ -24,6 +24,7 @@ from migrator.sandbox.identity import IdentityIndex, recipient_keys, service_pri
 from migrator.sandbox.settings import SandboxSettings
 from migrator.sandbox.timeline import Timeline
 
+IMAP_POP_CLAIMS = ("IMAP.AccessAsApp", "POP.AccessAsApp")
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 EXCHANGE_RESOURCE_NAME = "Office 365 Exchange Online"
 GRAPH_RESOURCE_NAME = "Microsoft Graph"
@@ -64,6 +65,12 @@ SMTP_AUTH_DISABLED = "smtp_client_authentication_disabled"
 def det_uuid(*parts: str) -> str:
     """A stable GUID from names: fixtures without ids load the same way every time."""
     return str(uuid.uuid5(_NS, "|".join(parts)))
+
+
+def default_pointer_name(entra_name: str) -> str:
+    """The DisplayName the sandbox gives an Exchange pointer when none is set: unlike the Entra name on purpose, as
+    in Microsoft's examples, so that matching a trustee by the Entra name alone fails here as it would live."""
+    return f"EXO SP for {entra_name}"
 
 
 def sid_for(key: str) -> str:
@@ -127,8 +134,11 @@ class App:
 
     app_id: str
     object_id: str
-    display_name: str
+    display_name: str  # the Entra (enterprise application) name
     exchange_pointer: bool = False
+    # The Exchange pointer's own DisplayName (New-ServicePrincipal -DisplayName): what permission rows show for the
+    # trustee, often unlike the Entra name (Microsoft's examples: "EXO Serviceprincipal for EntraAD App ...").
+    pointer_name: str = ""
     exchange_guid: str = ""
     secret: str | None = field(default=None, repr=False)  # never in reprs, logs or tracebacks
     certificate_pem: str | None = field(default=None, repr=False)
@@ -299,6 +309,7 @@ class TenantState:
         self._scope_cache: dict[tuple, frozenset] = {}
         self.timeline = Timeline(self.settings, self.clock.now())
         self._sendas_now: dict[str, set[str]] = {}  # app_id -> mailbox addresses (last recorded)
+        self._fullaccess_now: dict[str, set[str]] = {}
         self._rbac_now: dict[str, set[str]] = {}
         self.call_counts: dict[str, int] = {}
         # Set-TransportConfig -SmtpClientAuthenticationDisabled: SMTP AUTH off for every mailbox whose own CAS
@@ -315,7 +326,7 @@ class TenantState:
         with state.lock:
             load_fixture(state, data)
             state.timeline = Timeline(state.settings, state.clock.now())
-            state._sendas_now, state._rbac_now = {}, {}
+            state._sendas_now, state._fullaccess_now, state._rbac_now = {}, {}, {}
             state.timeline.loading = True
             state.sync_access(None)
             state.timeline.loading = False
@@ -362,7 +373,7 @@ class TenantState:
 
     def index_app(self, app: App) -> None:
         if app.exchange_pointer:
-            self._sp_ids.put(app.app_id, service_principal_keys(app))
+            self._sp_ids.put(app.app_id, service_principal_keys(app, sid_for("sp:" + app.app_id)))
         else:
             self._sp_ids.drop(app.app_id)
 
@@ -451,6 +462,11 @@ class TenantState:
         """The app's Entra SP holds SMTP.SendAsApp on Exchange Online (tokens issued now carry the claim)."""
         return SMTP_SEND_AS_APP in self.token_roles(app_id, EXCHANGE_AUDIENCE)
 
+    def imap_claim_now(self, app_id: str) -> bool:
+        """The app's Entra SP holds IMAP.AccessAsApp or POP.AccessAsApp (its tokens may open mailboxes by IMAP/POP)."""
+        roles = self.token_roles(app_id, EXCHANGE_AUDIENCE)
+        return any(r in roles for r in IMAP_POP_CLAIMS)
+
     def effective_sendas(self, app: App) -> set[str]:
         """Mailbox addresses the app holds an allowed, not denied, SendAs grant on (needs its Exchange pointer)."""
         if not app.exchange_pointer:
@@ -458,6 +474,18 @@ class TenantState:
         allow, deny = set(), set()
         for row in self.recipient_permissions.for_trustee(("app", app.app_id)):
             if "SendAs" in row.access_rights:
+                (deny if row.deny else allow).add(row.mailbox)
+        return {self.recipients[g].primary_smtp for g in allow - deny
+                if g in self.recipients and self.recipients[g].kind == "mailbox"}
+
+    def effective_fullaccess(self, app: App) -> set[str]:
+        """Mailbox addresses the app holds an allowed, not denied, explicit FullAccess grant on (needs its pointer).
+        FullAccess carries SMTP (with the SMTP.SendAsApp claim) and IMAP/POP (with their claims)."""
+        if not app.exchange_pointer:
+            return set()
+        allow, deny = set(), set()
+        for row in self.mailbox_permissions.for_trustee(("app", app.app_id)):
+            if "FullAccess" in row.access_rights:
                 (deny if row.deny else allow).add(row.mailbox)
         return {self.recipients[g].primary_smtp for g in allow - deny
                 if g in self.recipients and self.recipients[g].kind == "mailbox"}
@@ -481,6 +509,8 @@ class TenantState:
             if app.is_admin:
                 continue
             for table, compute, setter in ((self._sendas_now, self.effective_sendas, self.timeline.set_sendas),
+                                           (self._fullaccess_now, self.effective_fullaccess,
+                                            self.timeline.set_fullaccess),
                                            (self._rbac_now, self.effective_rbac, self.timeline.set_rbac)):
                 new = compute(app)
                 old = table.get(app.app_id, set())
@@ -490,6 +520,7 @@ class TenantState:
                     setter(t, app.app_id, mbx, False)
                 table[app.app_id] = new
             self.timeline.set_claim(t, app.app_id, self.claim_now(app.app_id))
+            self.timeline.set_imap_claim(t, app.app_id, self.imap_claim_now(app.app_id))
 
     # ------------------------------------------------------------------------------------------------ observers
     # What tools and tests may read of the tenant as a whole (Sandbox.census/access/pairs_seen wrap these).
@@ -579,10 +610,11 @@ class TenantState:
             return can_send_as(self, app_id, mailbox, token_claim=token_claim, token_issued_at=token_issued_at,
                                at=at)
 
-    def check(self, original_grants, *, until: float | None = None):
+    def check(self, original_grants=None, *, original_imap=None, until: float | None = None):
+        """The timeline checker (timeline.check); None: the original reach is what the loaded tenant granted."""
         from migrator.sandbox.timeline import check
 
-        return check(self.timeline, original_grants, until=until)
+        return check(self.timeline, original_grants, original_imap=original_imap, until=until)
 
     # Graph: thin wrappers so the server needs only the state object.
     def graph(self, op: str, *args, caller: Caller, **kwargs):

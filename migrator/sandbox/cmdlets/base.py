@@ -297,9 +297,10 @@ def group_row(state: TenantState, g: Recipient) -> dict:
 
 
 def sp_row(app: App) -> dict:
-    return {"DisplayName": app.display_name, "AppId": app.app_id, "ObjectId": app.object_id,
+    """Get-ServicePrincipal's row: DisplayName is the pointer's own (New-ServicePrincipal -DisplayName)."""
+    return {"DisplayName": app.pointer_name, "AppId": app.app_id, "ObjectId": app.object_id,
             "Identity": app.object_id, "Name": app.object_id, "Id": app.object_id, "Guid": app.exchange_guid,
-            "ServiceId": app.object_id, "Organization": None}
+            "ServiceId": app.object_id, "Sid": sid_for("sp:" + app.app_id), "Organization": None}
 
 
 def _trustee_text(state: TenantState, trustee: tuple) -> str:
@@ -314,7 +315,8 @@ def _trustee_text(state: TenantState, trustee: tuple) -> str:
     app = state.apps.get(trustee[1])
     if app is None or not app.exchange_pointer:
         return sid_for("sp:" + trustee[1])  # the pointer is gone: Exchange shows the orphaned SID
-    return app.display_name if state.settings.trustee_display == "display_name" else app.object_id
+    # Permission rows name a service principal by its Exchange pointer's DisplayName, not the Entra name.
+    return app.pointer_name if state.settings.trustee_display == "display_name" else app.object_id
 
 
 def _trustee_sid(trustee: tuple) -> str:

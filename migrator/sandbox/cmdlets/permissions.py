@@ -20,12 +20,14 @@ from migrator.sandbox.state import PermissionRow, Recipient, TenantState
 
 
 def _resolve_trustee(state: TenantState, identity: str, cmdlet: str) -> tuple:
-    """An SP (ObjectId/AppId/DisplayName) or a recipient; both matching is ambiguous, as in Exchange."""
+    """An SP (its pointer's DisplayName, ObjectId, AppId, Identity/Name, Sid) or a recipient; both matching is ambiguous, as in Exchange."""
     sps = state.find_sps(identity)
     recs = state.find_recipients(identity)
     if identity.strip().upper() == "NT AUTHORITY\\SELF":
         return ("self",)
     if identity.strip().upper().startswith("S-1-5-"):
+        if len(sps) == 1:  # a service principal's own Sid
+            return ("app", sps[0].app_id)
         return ("sid", identity.strip().upper())
     if len(sps) + len(recs) > 1:
         raise _ambiguous(identity, cmdlet)
@@ -181,6 +183,8 @@ def add_mailbox_permission(state: TenantState, p: Params, caller: Caller):
     row = PermissionRow(mailbox=mbx.guid, trustee=trustee, access_rights=rights, deny=deny,
                         inheritance_type=inheritance)
     state.mailbox_permissions.append(row)
+    if trustee[0] == "app":
+        state.sync_access([trustee[1]])  # FullAccess carries SMTP and IMAP/POP reach
     return CmdletResult([mailbox_permission_row(state, row)])
 
 
@@ -204,6 +208,8 @@ def remove_mailbox_permission(state: TenantState, p: Params, caller: Caller):
     if not changed:
         return CmdletResult([], [f"Can't remove the access control entry on the object \"{mbx.name}\" for account "
                                  f"\"{_trustee_text(state, trustee)}\" because the ACE doesn't exist on the object."])
+    if trustee[0] == "app":
+        state.sync_access([trustee[1]])
     return CmdletResult()
 
 

@@ -143,7 +143,7 @@ def assignment_row(state: TenantState, ra: RoleAssignment) -> dict:
     custom, write_scope = _scope_label(state, ra)
     group = state.recipients.get(ra.scope_ref) if ra.scope_kind == "group" else None
     assignee = ra.app_id if app is None else (
-        app.display_name if state.settings.role_assignee_name == "display_name" else app.object_id)
+        app.pointer_name if state.settings.role_assignee_name == "display_name" else app.object_id)
     return {"Name": ra.name, "Identity": ra.name, "Id": ra.name, "Guid": ra.guid, "Role": ra.role,
             "RoleAssignee": assignee, "RoleAssigneeName": assignee, "RoleAssigneeType": "ServicePrincipal",
             "AssignmentMethod": "Direct", "CustomResourceScope": custom, "RecipientWriteScope": write_scope,

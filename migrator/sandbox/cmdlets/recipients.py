@@ -18,7 +18,7 @@ from migrator.sandbox.cmdlets.base import (
     recipient_row,
     sp_row,
 )
-from migrator.sandbox.state import Recipient, TenantState
+from migrator.sandbox.state import Recipient, TenantState, default_pointer_name
 
 
 @cmdlet("Get-Mailbox", ("Identity", "ResultSize", "RecipientTypeDetails", "Filter", "Anr"))
@@ -114,8 +114,9 @@ def new_service_principal(state: TenantState, p: Params, caller: Caller):
                           "exists.", cmdlet=p.cmdlet)
     app.exchange_pointer = True
     app.pointer_created = state.clock.now()
-    if p.str("DisplayName"):
-        app.display_name = p.str("DisplayName")
+    # The pointer's DisplayName is Exchange's own; the Entra name stays as it is. Without -DisplayName, the sandbox
+    # names the pointer unlike the Entra name, as Microsoft's examples do (a trustee shown by it must still match).
+    app.pointer_name = p.str("DisplayName") or default_pointer_name(app.display_name)
     state.index_app(app)
     state.sync_access([app.app_id])
     return CmdletResult([sp_row(app)])
