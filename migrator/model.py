@@ -46,8 +46,10 @@ def norm_id(value: str) -> str:
 class ServicePrincipal:
     app_id: str  # Entra application (client) id
     object_id: str  # Entra enterprise application object id (Exchange's ObjectId)
-    display_name: str = ""
+    display_name: str = ""  # as Exchange shows it: the pointer's DisplayName (often unlike the Entra name)
     exchange_identity: str = ""  # Exchange's Identity field, when known (often equals object_id)
+    # Other names Exchange may show the pointer by in a permission row (its Name, its Sid), when known.
+    exchange_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "app_id", norm_id(self.app_id))

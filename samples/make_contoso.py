@@ -13,7 +13,9 @@ The tenant, by construction
   Operations 20. Within each department CustomAttribute1 cycles emea, amer, emea, amer, apac, so 2/5 emea,
   2/5 amer, 1/5 apac (104 / 104 / 52 overall). Shared: 8 helpdesk-N (CustomAttribute2=helpdesk), 6 scanner-N
   (CustomAttribute2=scan), 5 journal-N, alerts, finance-shared and 19 others.
-- 13 service principals with an Exchange pointer; 12 hold grants, "Teams Rooms Provisioner" holds none.
+- 15 service principals with an Exchange pointer; 14 hold grants, "Teams Rooms Provisioner" holds none.
+  Each pointer has its own DisplayName (New-ServicePrincipal -DisplayName), which permission rows show: most are
+  "EXO SP for <Entra name>" as in Microsoft's examples, A05's is "svc-crm-sync", A11's and A12's equal the Entra name.
     A01 Contoso Billing Mailer   SendAs  Department=Finance                    25
     A02 Payroll Notifier         SendAs  Department=Finance (same set as A01)  25
     A03 Newsletter Sender        SendAs  first 12 Marketing users (subset A04) 12
@@ -26,7 +28,11 @@ The tenant, by construction
     A10 IMAP Archiver            FullAccess on the 5 journal-N (+1 inherited row, skipped)  5
     A11 Alerts Gateway           SendAs on alerts (+1 ReadPermission-only row, skipped)      1
     A12 Legacy Fax Bridge        SendAs Allow on 8 users, one of them also Deny -> 7
-  => 355 SendAs + 13 FullAccess grants, 12 apps.
+    A14 Monitoring Relay         FullAccess only (an SMTP relay set up as field guides do) on it-notices,
+                                 security-reports, noreply: 3, sends as them with SMTP.SendAsApp
+    A15 Invoice Processor        SendAs + FullAccess on invoices and orders (SMTP, no IMAP/POP)  2 + 2
+  => 357 SendAs + 18 FullAccess grants, 14 apps. Entra permissions: every app but A10 and A13 holds SMTP.SendAsApp;
+  A06 and A10 hold IMAP.AccessAsApp (IMAP-only: A10); A05 also Graph Mail.Send.
 - 4 groups: Legal Notices Senders (security, = A08's set), Finance Team (distribution: the 25 Finance users +
   finance-shared), All EMEA (security: the 104 emea users + the nested group EMEA Managers),
   EMEA Managers (security: 5 emea users).
@@ -47,6 +53,10 @@ The exports, as an admin would hand them over (names say nothing of their kind; 
                SP users shown by ObjectId (A06) or AppId (A10), {FullAccess, ReadPermission}
   export7.csv  Get-DistributionGroup, UTF-8
   export8.csv  Get-DistributionGroupMember per group with a GroupIdentity column added by the export script
+  export9.csv  Get-MgServicePrincipalAppRoleAssignment per pointer, with the AppRoleValue column the export script
+               adds (the apps' Entra permissions), UTF-8 with BOM
+In the permission exports an SP trustee shows as its pointer's DisplayName, except: A07 by its ObjectId in
+export4, FullAccess rows by ObjectId (A06), AppId (A10) or Sid (A14).
 """
 
 from __future__ import annotations
@@ -59,6 +69,8 @@ import random
 import sys
 import uuid
 from pathlib import Path
+
+from migrator.sandbox.state import KNOWN_ROLE_IDS, RESOURCE_APP_IDS, det_uuid, sid_for
 
 SEED = 20251101
 DOMAIN = "contoso.com"
@@ -104,7 +116,12 @@ APPS = (  # key, display name, app roles (resource, permission)
     ("A11", "Alerts Gateway", ((EXO, "SMTP.SendAsApp"),)),
     ("A12", "Legacy Fax Bridge", ((EXO, "SMTP.SendAsApp"),)),
     ("A13", "Teams Rooms Provisioner", ()),
+    ("A14", "Monitoring Relay", ((EXO, "SMTP.SendAsApp"),)),
+    ("A15", "Invoice Processor", ((EXO, "SMTP.SendAsApp"),)),
 )
+# The Exchange pointers' own DisplayNames (what permission rows show); default "EXO SP for <Entra name>".
+POINTER_NAMES = {"A05": "svc-crm-sync", "A11": "Alerts Gateway", "A12": "Legacy Fax Bridge"}
+LATER_APPS = ("A14", "A15")  # ids drawn from their own generator, so the earlier draws stay as they were
 
 
 class Gen:
@@ -157,8 +174,11 @@ def build(seed: int = SEED) -> dict:
 
     # --- apps
     apps = []
+    later = Gen(seed + 2)
     for key, name, roles in APPS:
-        apps.append({"app_id": g.guid(), "object_id": g.guid(), "display_name": name, "exchange_pointer": True,
+        ids = later if key in LATER_APPS else g
+        apps.append({"app_id": ids.guid(), "object_id": ids.guid(), "display_name": name,
+                     "exchange_display_name": POINTER_NAMES.get(key, f"EXO SP for {name}"), "exchange_pointer": True,
                      "app_roles": [{"resource": r, "permission": p} for r, p in roles],
                      "secret": None, "certificate_pem": None, "_key": key})
     app = {a["_key"]: a for a in apps}
@@ -175,7 +195,10 @@ def build(seed: int = SEED) -> dict:
         "A09": addr([m for m in dept("Sales") if m["attributes"]["CustomAttribute1"] == "emea"]),
         "A11": [f"alerts@{DOMAIN}"], "A12": addr(fax),
     }
-    fullaccess = {"A06": sendas["A06"], "A10": [f"journal-{i}@{DOMAIN}" for i in range(1, 6)]}
+    sendas["A15"] = [f"invoices@{DOMAIN}", f"orders@{DOMAIN}"]
+    fullaccess = {"A06": sendas["A06"], "A10": [f"journal-{i}@{DOMAIN}" for i in range(1, 6)],
+                  "A14": [f"it-notices@{DOMAIN}", f"security-reports@{DOMAIN}", f"noreply@{DOMAIN}"],
+                  "A15": sendas["A15"]}
 
     rp, mp = [], []  # recipient_permissions, mailbox_permissions (fixture rows)
     for m in mailboxes:  # Exchange lists SELF on every mailbox in both cmdlets
@@ -273,7 +296,7 @@ def fixture_json(t: dict) -> str:
 
 
 def exports(t: dict) -> dict[str, bytes]:
-    """The eight export files, as bytes (encodings differ per file on purpose)."""
+    """The nine export files, as bytes (encodings differ per file on purpose)."""
     mbs = {m["primary_smtp"]: m for m in t["mailboxes"]}
     sps = {a["app_id"]: a for a in t["apps"]}
     rng = random.Random(SEED + 1)
@@ -295,11 +318,13 @@ def exports(t: dict) -> dict[str, bytes]:
             return sp["object_id"]
         if style == "fa" and sp["display_name"] == "IMAP Archiver":
             return sp["app_id"]
+        if style == "fa" and sp["display_name"] == "Monitoring Relay":
+            return sid_for("sp:" + sp["app_id"])  # some tenants show the pointer's Sid
         if style == "fa":
             return sp["object_id"]
         if sp["display_name"] == "Payroll Notifier":
-            return sp["display_name"].upper()  # Exchange compares case-insensitively; so must we
-        return sp["display_name"]
+            return sp["exchange_display_name"].upper()  # Exchange compares case-insensitively; so must we
+        return sp["exchange_display_name"]  # the pointer's DisplayName, not the Entra name
 
     delegates = sorted({r["trustee"]["mailbox"] for r in t["recipient_permissions"] if "mailbox" in r["trustee"]})
     domain_form = {mbs[delegates[0]]["alias"], mbs[delegates[1]]["alias"]}
@@ -323,9 +348,10 @@ def exports(t: dict) -> dict[str, bytes]:
 
     # export2: service principals (Windows PowerShell 5.1 over remoting, without -NoTypeInformation)
     header = ["PSComputerName", "RunspaceId", "PSShowComputerName", "AppId", "ObjectId", "DisplayName", "Name",
-              "Identity", "Organization", "IsValid", "ObjectState"]
-    rows = [[*remoting.values(), a["app_id"], a["object_id"], a["display_name"], a["object_id"], a["object_id"],
-             ONMS, "True", "Unchanged"] for a in t["apps"] if a["exchange_pointer"]]
+              "Identity", "Sid", "Organization", "IsValid", "ObjectState"]
+    rows = [[*remoting.values(), a["app_id"], a["object_id"], a["exchange_display_name"], a["object_id"],
+             a["object_id"], sid_for("sp:" + a["app_id"]), ONMS, "True", "Unchanged"]
+            for a in t["apps"] if a["exchange_pointer"]]
     files["export2.csv"] = ("#TYPE Deserialized.Microsoft.Exchange.Data.Directory.Management.ServicePrincipal\r\n"
                             + _csv(header, rows)).encode("ascii")
 
@@ -400,6 +426,21 @@ def exports(t: dict) -> dict[str, bytes]:
                 rows.append([gr["primary_smtp"], member.split("@")[0], member, member, "MailContact",
                              "MailContact", "", member.split("@")[0]])
     files["export8.csv"] = _csv(header, rows).encode("utf-8")
+
+    # export9: the pointers' Entra app-role assignments, as the export script writes them (ids as the sandbox makes
+    # them, so a live inventory of the sandbox and these exports agree)
+    header = ["PrincipalId", "PrincipalDisplayName", "ResourceId", "ResourceDisplayName", "AppRoleId", "AppRoleValue"]
+    rows = []
+    for a in t["apps"]:
+        if not a["exchange_pointer"]:
+            continue
+        for role in a["app_roles"]:
+            resource_app = RESOURCE_APP_IDS[role["resource"]]
+            role_id = KNOWN_ROLE_IDS.get((role["resource"], role["permission"])) or det_uuid(
+                "app-role", resource_app, role["permission"])
+            rows.append([a["object_id"], a["display_name"], det_uuid("resource-sp", t["tenant"]["id"], resource_app),
+                         role["resource"], role_id, role["permission"]])
+    files["export9.csv"] = b"\xef\xbb\xbf" + _csv(header, rows).encode("utf-8")
     return files
 
 

@@ -36,12 +36,17 @@ def inv(tmp_path_factory):
     out = tmp_path_factory.mktemp("inv") / "contoso"
     result = CliRunner().invoke(main, ["inventory", "--from-exports", str(SAMPLE / "exports"), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "Grants to migrate: 355 SendAs + 13 FullAccess, held by 12 apps" in result.output
+    assert "Grants to migrate: 357 SendAs + 18 FullAccess, held by 14 apps" in result.output
     return read_inventory(out)
 
 
+def _entra_names() -> dict[str, str]:
+    fixture = json.loads((SAMPLE / "tenant.json").read_text(encoding="utf-8"))
+    return {a["app_id"]: a["display_name"] for a in fixture["apps"]}
+
+
 def _sets(inv):
-    names = {sp.app_id: sp.display_name for sp in inv.service_principals}
+    names = _entra_names()  # the inventory holds the pointers' DisplayNames, mostly unlike the Entra names
     sets = defaultdict(set)
     for g in inv.grants:
         sets[(names[g.app_id], g.right)].add(g.mailbox)
@@ -60,8 +65,8 @@ def test_samples_are_what_the_generator_writes():
 
 
 def test_counts(inv):
-    assert inv.manifest["counts"] == {"service_principals": 13, "mailboxes": 300, "groups": 4,
-                                      "grants_sendas": 355, "grants_fullaccess": 13, "apps": 12}
+    assert inv.manifest["counts"] == {"service_principals": 15, "mailboxes": 300, "groups": 4,
+                                      "grants_sendas": 357, "grants_fullaccess": 18, "apps": 14}
     kinds = defaultdict(int)
     for m in inv.mailboxes:
         kinds[m.recipient_type] += 1
@@ -85,6 +90,7 @@ def test_every_export_recognised(inv):
         "export6.csv": ("mailbox_permissions", "utf-8", False),
         "export7.csv": ("groups", "utf-8", False),
         "export8.csv": ("group_members", "utf-8", False),
+        "export9.csv": ("app_role_assignments", "utf-8-sig", False),
     }
 
 
@@ -109,8 +115,36 @@ def test_app_sets_match_the_generator_rules(inv):
     assert ("IMAP Archiver", Right.SEND_AS) not in s
     assert s[("Alerts Gateway", Right.SEND_AS)] == {"alerts@contoso.com"}
     assert len(s[("Legacy Fax Bridge", Right.SEND_AS)]) == 7
-    assert "Teams Rooms Provisioner" in {sp.display_name for sp in inv.service_principals}
+    assert "EXO SP for Teams Rooms Provisioner" in {sp.display_name for sp in inv.service_principals}
     assert not any(name == "Teams Rooms Provisioner" for name, _ in s)
+    # FullAccess-only SMTP relay, its rows showing the pointer's Sid; both rights on two shared mailboxes
+    assert s[("Monitoring Relay", Right.FULL_ACCESS)] == {f"{m}@contoso.com" for m in
+                                                          ("it-notices", "security-reports", "noreply")}
+    assert ("Monitoring Relay", Right.SEND_AS) not in s
+    assert s[("Invoice Processor", Right.SEND_AS)] == s[("Invoice Processor", Right.FULL_ACCESS)] == \
+        {"invoices@contoso.com", "orders@contoso.com"}
+
+
+def test_app_permissions_from_the_app_role_assignment_export(inv, tmp_path):
+    names = _entra_names()
+    by_name: dict[str, set[str]] = defaultdict(set)
+    for app_id, resource, permission in inv.app_permissions:
+        by_name[names[app_id]].add(f"{resource}/{permission}")
+    assert inv.app_permissions_known
+    assert by_name["IMAP Archiver"] == {"Office 365 Exchange Online/IMAP.AccessAsApp"}
+    assert by_name["Helpdesk Ticketing"] == {"Office 365 Exchange Online/SMTP.SendAsApp",
+                                             "Office 365 Exchange Online/IMAP.AccessAsApp"}
+    assert "Microsoft Graph/Mail.Send" in by_name["CRM Sync Service"]
+    assert "Teams Rooms Provisioner" not in by_name
+    # without that file the permissions are unknown, not "none"
+    import shutil
+
+    partial = tmp_path / "exports"
+    shutil.copytree(SAMPLE / "exports", partial)
+    (partial / "export9.csv").unlink()
+    without = inventory_from_exports(partial)
+    assert not without.app_permissions_known and without.app_permissions == ()
+    assert set(without.grants) == set(inv.grants)
 
 
 def test_groups(inv):

@@ -25,7 +25,9 @@ def test_uses_v3_module_and_every_cmdlet(script):
     for needle in ("Import-Module ExchangeOnlineManagement -MinimumVersion 3", "Connect-ExchangeOnline",
                    "Get-ServicePrincipal", "Get-EXOMailbox -ResultSize Unlimited", "Get-EXORecipient",
                    "Get-RecipientPermission -ResultSize Unlimited", "Get-EXOMailboxPermission -Identity",
-                   "Get-DistributionGroup -ResultSize Unlimited", "Get-DistributionGroupMember -Identity"):
+                   "Get-DistributionGroup -ResultSize Unlimited", "Get-DistributionGroupMember -Identity",
+                   "Get-MgServicePrincipalAppRoleAssignment -ServicePrincipalId $oid -All",
+                   "Connect-MgGraph -Scopes 'Application.Read.All'"):
         assert needle in script, needle
 
 

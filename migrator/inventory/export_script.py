@@ -4,7 +4,9 @@ ExchangeOnlineManagement V3 (REST cmdlets). The permission exports are filtered 
 matter (not inherited, not NT AUTHORITY\\SELF), so the files stay small on a large tenant; the tool copes with the
 unfiltered forms too. Multi-valued properties are joined explicitly, because Export-Csv would otherwise write a
 .NET type name (`System.Collections.ArrayList`) instead of their values. Get-DistributionGroupMember does not say
-which group a member row belongs to, so the script adds a GroupIdentity column.
+which group a member row belongs to, so the script adds a GroupIdentity column. The apps' Entra app-role
+assignments come from Microsoft Graph PowerShell (Get-MgServicePrincipalAppRoleAssignment), with each role's value
+added: they decide which FullAccess grants carry SMTP (SMTP.SendAsApp) and which serve IMAP/POP.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ SCRIPT = r"""<#
   Read-only: it runs Get-* cmdlets only and changes nothing in the tenant.
 
   Needs the ExchangeOnlineManagement module 3.x (Install-Module ExchangeOnlineManagement) and an account
-  with at least the View-Only Organization Management role. PowerShell 7 or Windows PowerShell 5.1.
+  with at least the View-Only Organization Management role; for the apps' Entra permissions, the Microsoft
+  Graph PowerShell module (Install-Module Microsoft.Graph.Applications) and consent to Application.Read.All.
+  PowerShell 7 or Windows PowerShell 5.1.
 
     ./migrator-export.ps1 -OutDir .\exports
     migrator inventory --from-exports .\exports --out inventory\<name>
@@ -23,7 +27,8 @@ SCRIPT = r"""<#
 #>
 param(
     [string]$OutDir = ".\migrator-exports",
-    [switch]$SkipGroups   # leave out existing groups (then the planner cannot reuse any)
+    [switch]$SkipGroups,  # leave out existing groups (then the planner cannot reuse any)
+    [switch]$SkipAppRoles # leave out the apps' Entra permissions (then the plan asks what their FullAccess serves)
 )
 $ErrorActionPreference = 'Stop'
 Import-Module ExchangeOnlineManagement -MinimumVersion 3.0.0
@@ -37,9 +42,10 @@ function Out-MigratorCsv([string]$Name) {
 }
 $selfName = 'NT AUTHORITY\SELF'
 
-# 1. Service principals: Exchange's pointers to Entra apps (New-ServicePrincipal).
+# 1. Service principals: Exchange's pointers to Entra apps (New-ServicePrincipal). A permission row may show one
+#    by any of these names (its DisplayName is the pointer's own, often unlike the Entra name).
 Get-ServicePrincipal |
-    Select-Object DisplayName, AppId, ObjectId, Identity |
+    Select-Object DisplayName, AppId, ObjectId, Identity, Name, Sid |
     Out-MigratorCsv 'service-principals.csv'
 
 # 2. Mailboxes, with the attributes a management scope can filter on. Department, Company and the address
@@ -99,6 +105,34 @@ if (-not $SkipGroups) {
     } | Out-MigratorCsv 'group-members.csv'
 }
 
+# 6. The apps' Entra app-role assignments (SMTP.SendAsApp, IMAP.AccessAsApp, POP.AccessAsApp, Mail.Send, ...):
+#    an app whose tokens carry SMTP.SendAsApp sends as every mailbox it holds SendAs *or FullAccess* on, and
+#    FullAccess serves IMAP/POP with IMAP.AccessAsApp/POP.AccessAsApp. Graph names a role by its id only: the
+#    value is looked up once per resource (its appRoles) and added as AppRoleValue.
+if (-not $SkipAppRoles) {
+    Import-Module Microsoft.Graph.Applications
+    if (-not (Get-MgContext)) { Connect-MgGraph -Scopes 'Application.Read.All' -NoWelcome }
+    $roleValue = @{}  # resource service principal id -> @{ app role id -> value }
+    Get-ServicePrincipal | ForEach-Object {
+        $oid = [string]$_.ObjectId
+        if ([string]::IsNullOrWhiteSpace($oid)) { return }
+        Get-MgServicePrincipalAppRoleAssignment -ServicePrincipalId $oid -All | ForEach-Object {
+            $a = $_
+            $rid = [string]$a.ResourceId
+            if (-not $roleValue.ContainsKey($rid)) {
+                $roleValue[$rid] = @{}
+                (Get-MgServicePrincipal -ServicePrincipalId $rid -Property 'id,appRoles').AppRoles |
+                    ForEach-Object { $roleValue[$rid][[string]$_.Id] = [string]$_.Value }
+            }
+            [pscustomobject]@{
+                PrincipalId = $oid; PrincipalDisplayName = [string]$a.PrincipalDisplayName
+                ResourceId = $rid; ResourceDisplayName = [string]$a.ResourceDisplayName
+                AppRoleId = [string]$a.AppRoleId; AppRoleValue = $roleValue[$rid][[string]$a.AppRoleId]
+            }
+        }
+    } | Where-Object { $_.AppRoleValue } | Out-MigratorCsv 'app-role-assignments.csv'
+}
+
 Write-Host "Done. Files in $OutDir. Next: migrator inventory --from-exports $OutDir --out inventory\<name>"
 """
 
@@ -111,7 +145,8 @@ def export_script() -> str:
 # The columns each file of the script carries, with the kind the reader must recognise it as
 # (tests/test_inventory_script.py keeps the script, this table and the recogniser in step).
 SCRIPT_FILES = {
-    "service-principals.csv": ("service_principals", ["DisplayName", "AppId", "ObjectId", "Identity"]),
+    "service-principals.csv": ("service_principals", ["DisplayName", "AppId", "ObjectId", "Identity", "Name",
+                                                      "Sid"]),
     "mailboxes.csv": ("mailboxes", ["Name", "Alias", "DisplayName", "PrimarySmtpAddress", "UserPrincipalName",
                                     "EmailAddresses", "ExternalDirectoryObjectId", "Guid", "DistinguishedName",
                                     "Identity", "RecipientTypeDetails", "Office",
@@ -127,4 +162,6 @@ SCRIPT_FILES = {
     "group-members.csv": ("group_members", ["GroupIdentity", "Name", "DisplayName", "PrimarySmtpAddress",
                                             "RecipientType", "RecipientTypeDetails", "ExternalDirectoryObjectId",
                                             "Identity"]),
+    "app-role-assignments.csv": ("app_role_assignments", ["PrincipalId", "PrincipalDisplayName", "ResourceId",
+                                                          "ResourceDisplayName", "AppRoleId", "AppRoleValue"]),
 }

@@ -87,9 +87,12 @@ def inventory_from_exports(folder: Path, *, allow_unknown_trustees: bool = False
 
 
 def build_inventory(files: list[px.ExportFile], *, allow_unknown_trustees: bool = False, source: str = "exports",
-                    sources: list[dict] | None = None, app_permissions=(), where: str = "") -> Inventory:
+                    sources: list[dict] | None = None, app_permissions=(), app_permissions_known: bool = False,
+                    where: str = "") -> Inventory:
     """Classify the rows of recognised exports into an Inventory. The live path calls this too, with
-    `psexport.from_records(...)` files built from the API's rows, so both paths classify alike."""
+    `psexport.from_records(...)` files built from the API's rows, so both paths classify alike. The apps' Entra
+    permissions come from `app_permissions` (live) or from Get-MgServicePrincipalAppRoleAssignment exports; with
+    neither they are unknown, and the planner makes the user decide what it would otherwise have to guess."""
     by_kind: dict[str, list[px.ExportFile]] = defaultdict(list)
     for f in files:
         by_kind[f.kind].append(f)
@@ -115,6 +118,9 @@ def build_inventory(files: list[px.ExportFile], *, allow_unknown_trustees: bool 
         else:  # membership unknown: writing the groups would claim they are empty
             skips.counts["groups_without_members"] = len(group_rows)
     grants = _grants(by_kind, resolver, skips, allow_unknown_trustees)
+    if by_kind[px.APP_ROLE_ASSIGNMENTS]:
+        app_permissions = tuple(app_permissions) + _app_permissions(by_kind[px.APP_ROLE_ASSIGNMENTS], sps)
+        app_permissions_known = True
 
     skipped = skips.manifest()
     if skips.counts["groups_without_members"]:
@@ -130,7 +136,8 @@ def build_inventory(files: list[px.ExportFile], *, allow_unknown_trustees: bool 
     }
     return Inventory(tuple(sps), tuple(mailboxes),
                      tuple(sorted(grants, key=lambda g: (g.app_id, g.mailbox, g.right.value))),
-                     tuple(groups), tuple(app_permissions), manifest)
+                     tuple(groups), tuple(sorted(set(app_permissions))), manifest,
+                     app_permissions_known=app_permissions_known)
 
 
 def _kinds(files: list[px.ExportFile]) -> str:
@@ -151,10 +158,28 @@ def _service_principals(files: list[px.ExportFile]) -> list[ServicePrincipal]:
     out: dict[str, ServicePrincipal] = {}
     for f in files:
         for row, v in f.rows:
+            # every name a permission row may show the pointer by: DisplayName, Identity, Name, Sid (and the ids)
+            names = tuple(dict.fromkeys(n for n in (v.get("name", ""), v.get("sid", "")) if n))
             sp = ServicePrincipal(_required(f, row, v, "appid", "AppId"), _required(f, row, v, "objectid", "ObjectId"),
-                                  v.get("displayname", ""), v.get("identity", ""))
+                                  v.get("displayname", ""), v.get("identity", ""), names)
             out.setdefault(sp.app_id, sp)  # the same SP in two exports is one SP
     return list(out.values())
+
+
+def _app_permissions(files: list[px.ExportFile], sps: list[ServicePrincipal]) -> tuple[tuple[str, str, str], ...]:
+    """(app_id, resource, permission) from Get-MgServicePrincipalAppRoleAssignment rows. PrincipalId is the
+    enterprise application's object id, which is the Exchange pointer's ObjectId; rows of other principals (apps
+    without a pointer, hence without grants) are left out."""
+    app_of = {sp.object_id: sp.app_id for sp in sps}
+    out: set[tuple[str, str, str]] = set()
+    for f in files:
+        for row, v in f.rows:
+            principal = norm_id(_required(f, row, v, "principalid", "PrincipalId"))
+            value = _required(f, row, v, "approlevalue", "AppRoleValue")
+            resource = _required(f, row, v, "resourcedisplayname", "ResourceDisplayName")
+            if principal in app_of:
+                out.add((app_of[principal], resource, value))
+    return tuple(sorted(out))
 
 
 def _mailboxes(files: list[px.ExportFile]) -> tuple[list[Mailbox], dict[str, list[str]]]:

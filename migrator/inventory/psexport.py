@@ -27,6 +27,7 @@ RECIPIENT_PERMISSIONS = "recipient_permissions"
 MAILBOX_PERMISSIONS = "mailbox_permissions"
 GROUPS = "groups"
 GROUP_MEMBERS = "group_members"
+APP_ROLE_ASSIGNMENTS = "app_role_assignments"
 EMPTY = "empty"  # Export-Csv given no rows writes an empty file: nothing to recognise, nothing to read
 
 CMDLETS = {
@@ -36,6 +37,7 @@ CMDLETS = {
     MAILBOX_PERMISSIONS: "Get-MailboxPermission/Get-EXOMailboxPermission",
     GROUPS: "Get-DistributionGroup",
     GROUP_MEMBERS: "Get-DistributionGroupMember (with a GroupIdentity column)",
+    APP_ROLE_ASSIGNMENTS: "Get-MgServicePrincipalAppRoleAssignment (with an AppRoleValue column)",
     EMPTY: "(empty file)",
 }
 
@@ -47,6 +49,8 @@ REQUIRED = {
     MAILBOX_PERMISSIONS: ("identity", "user", "accessrights", "deny", "isinherited"),
     GROUPS: ("primarysmtpaddress", "distinguishedname"),
     GROUP_MEMBERS: (),  # checked in recognise(): one group column and one member column
+    # Graph's rows name the role by its id only; the export script adds its value (SMTP.SendAsApp, ...)
+    APP_ROLE_ASSIGNMENTS: ("principalid", "resourcedisplayname", "approlevalue"),
 }
 
 GROUP_ID_COLUMNS = ("groupidentity", "groupprimarysmtpaddress", "group")
@@ -161,6 +165,8 @@ def recognise(lower: list[str], path: Path, columns: list[str]) -> str:
     if cols & set(GROUP_ID_COLUMNS) and cols & set(MEMBER_ID_COLUMNS) and "trustee" not in cols \
             and "user" not in cols:
         kind = GROUP_MEMBERS
+    elif {"principalid", "approleid"} <= cols:
+        kind = APP_ROLE_ASSIGNMENTS
     elif {"trustee", "accessrights"} <= cols:
         kind = RECIPIENT_PERMISSIONS
     elif {"user", "accessrights"} <= cols:

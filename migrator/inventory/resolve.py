@@ -1,7 +1,8 @@
 """Resolve the identities that permission exports show (trustees, mailbox identities) to stable objects.
 
-Exchange shows a trustee or a mailbox by whichever of its names it likes (EXCHANGE.md §3: how an SP trustee is
-shown is unverified), so every known name of every object is indexed, case-insensitively. A name that two objects
+Exchange shows a trustee or a mailbox by whichever of its names it likes (a service principal usually by its
+Exchange pointer's DisplayName, which can differ from the Entra name; some tenants show its ObjectId, Identity or
+Sid), so every known name of every object is indexed, case-insensitively. A name that two objects
 share is never guessed: resolving it raises, naming the value and both objects.
 """
 
@@ -57,7 +58,9 @@ class Resolver:
         extra = mailbox_names or {}
         self.sp_index = Index()
         for sp in self.sps.values():
-            self.sp_index.add(sp.app_id, (sp.app_id, sp.object_id, sp.display_name, sp.exchange_identity))
+            # every name Exchange may show a pointer by: DisplayName, Identity, Name, Sid, ObjectId, AppId
+            self.sp_index.add(sp.app_id, (sp.app_id, sp.object_id, sp.display_name, sp.exchange_identity,
+                                          *sp.exchange_names))
         # Strong names identify a mailbox for a permission row; a display name only helps classify a human trustee.
         self.mailbox_index = Index()
         self.recipient_index = Index()
@@ -95,9 +98,9 @@ class Resolver:
         low = text.lower()
         if low in SELF_NAMES:
             return Resolved("self", "self")
-        if SID.match(text):
-            return Resolved("sid", text.upper())
         sps = self.sp_index.lookup(text)
+        if SID.match(text) and not sps:  # a SID no service principal answers to: an orphaned (deleted) account
+            return Resolved("sid", text.upper())
         recipients = self._recipient(text)
         if len(sps) > 1:
             raise Ambiguous(text, sorted(f"{self.sps[k].display_name} (AppId {k})" for k in sps))

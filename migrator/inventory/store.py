@@ -26,6 +26,7 @@ MANIFEST_FILE = "manifest.json"
 
 GRANT_COLUMNS = ("app_id", "app_name", "sp_object_id", "mailbox", "right")
 SP_COLUMNS = ("app_id", "object_id", "display_name", "exchange_identity")
+SP_OPTIONAL_COLUMNS = ("exchange_names",)  # `;`-joined; absent from inventories written before it
 MAILBOX_BASE_COLUMNS = ("address", "external_id", "guid", "name", "alias", "display_name", "dn", "upn",
                         "recipient_type")
 MAILBOX_COLUMNS = MAILBOX_BASE_COLUMNS + FILTERABLE_ATTRIBUTES
@@ -43,6 +44,9 @@ class Inventory:
     groups: tuple[Group, ...] = ()
     app_permissions: tuple[tuple[str, str, str], ...] = ()  # (app_id, resource, permission)
     manifest: dict = field(default_factory=dict)
+    # Whether the apps' Entra app-role assignments were read at all: an empty `app_permissions` then means "none",
+    # not "unknown" (exports without the Get-MgServicePrincipalAppRoleAssignment file leave this False).
+    app_permissions_known: bool = False
 
     def sp_by_app_id(self) -> dict[str, ServicePrincipal]:
         return {sp.app_id: sp for sp in self.service_principals}
@@ -76,8 +80,8 @@ def write_inventory(inv: Inventory, out: Path, *, overwrite: bool = False) -> Pa
         csvio.write_csv(tmp / GRANTS_FILE, GRANT_COLUMNS, (
             (g.app_id, sps[g.app_id].display_name, sps[g.app_id].object_id, g.mailbox, g.right.value)
             for g in grants))
-        csvio.write_csv(tmp / SPS_FILE, SP_COLUMNS, (
-            (sp.app_id, sp.object_id, sp.display_name, sp.exchange_identity)
+        csvio.write_csv(tmp / SPS_FILE, SP_COLUMNS + SP_OPTIONAL_COLUMNS, (
+            (sp.app_id, sp.object_id, sp.display_name, sp.exchange_identity, ";".join(sp.exchange_names))
             for sp in sorted(inv.service_principals, key=lambda s: s.app_id)))
         csvio.write_csv(tmp / MAILBOXES_FILE, MAILBOX_COLUMNS, (
             (mb.address, mb.external_id, mb.guid, mb.name, mb.alias, mb.display_name, mb.dn, mb.upn,
@@ -88,7 +92,7 @@ def write_inventory(inv: Inventory, out: Path, *, overwrite: bool = False) -> Pa
                 (g.address, g.name, g.dn, g.guid, g.external_id, g.recipient_type, ";".join(sorted(g.members)),
                  g.other_members)
                 for g in sorted(inv.groups, key=lambda g: g.address)))
-        if inv.app_permissions:
+        if inv.app_permissions or inv.app_permissions_known:  # the file's presence says they were read
             csvio.write_csv(tmp / APP_PERMISSIONS_FILE, APP_PERMISSION_COLUMNS,
                             sorted({(norm_id(a), r, p) for a, r, p in inv.app_permissions}))
         manifest = dict(inv.manifest)
@@ -141,7 +145,8 @@ def read_inventory(path: Path) -> Inventory:
     for row_no, row in _rows(path / SPS_FILE, SP_COLUMNS):
         app_id = _required(row, "app_id", path / SPS_FILE, row_no)
         object_id = _required(row, "object_id", path / SPS_FILE, row_no)
-        sp = ServicePrincipal(app_id, object_id, row["display_name"], row["exchange_identity"])
+        sp = ServicePrincipal(app_id, object_id, row["display_name"], row["exchange_identity"],
+                              tuple(n for n in (row.get("exchange_names") or "").split(";") if n))
         if sp.app_id in by_app:
             raise InputError("duplicate app id", path=str(path / SPS_FILE), row=row_no, field="app_id",
                              value=app_id)
@@ -207,7 +212,8 @@ def read_inventory(path: Path) -> Inventory:
         for row_no, row in _rows(ap_path, APP_PERMISSION_COLUMNS):
             perms.append((norm_id(_required(row, "app_id", ap_path, row_no)), row["resource"], row["permission"]))
 
-    return Inventory(tuple(sps), tuple(mailboxes), tuple(grants), tuple(groups), tuple(perms), manifest)
+    return Inventory(tuple(sps), tuple(mailboxes), tuple(grants), tuple(groups), tuple(perms), manifest,
+                     app_permissions_known=ap_path.exists())
 
 
 def _read_manifest(path: Path) -> dict:

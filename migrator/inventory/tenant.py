@@ -68,6 +68,7 @@ class Readings:
     groups: list[dict] = field(default_factory=list)
     group_members: dict[str, list[dict]] = field(default_factory=dict)  # group key -> member rows
     app_permissions: list[tuple[str, str, str]] = field(default_factory=list)
+    app_permissions_read: bool = False  # False: not read (then the planner does not know the apps' claims)
     fullaccess_strategy: str = ""
     checks: dict = field(default_factory=dict)  # how the scans were verified (for the manifest)
     timings: dict = field(default_factory=dict)  # read -> (start, end) seconds; for the benchmark, not the manifest
@@ -286,6 +287,7 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
     out.recipient_permissions, sa_checks = done["sendas"]
     out.checks = {**fa_checks, **sa_checks}  # a fixed order, whichever check finished first
     out.app_permissions = done.get("app_permissions", [])
+    out.app_permissions_read = "app_permissions" in done
 
     # Rare (SPs sharing a display name while trustees are shown by name): needs both rights' final rows.
     ambiguous = _ambiguous_sp_names(out.service_principals)
@@ -552,7 +554,8 @@ def inventory_from_readings(readings: Readings, profile: Profile, *, api: dict |
     sps = {str(r.get("AppId") or "").lower() for r in readings.service_principals}
     perms = tuple(p for p in sorted(set(readings.app_permissions)) if p[0] in sps)
     inv = build_inventory(files, allow_unknown_trustees=allow_unknown_trustees, source="tenant", sources=sources,
-                          app_permissions=perms, where=f"tenant {profile.tenant_id}")
+                          app_permissions=perms, app_permissions_known=readings.app_permissions_read,
+                          where=f"tenant {profile.tenant_id}")
     manifest = dict(inv.manifest)
     fa = readings.fullaccess_strategy
     manifest["strategy"] = {
