@@ -18,9 +18,11 @@ def addr(local: str) -> str:
 def make_inventory(sendas: dict[str, list[str]], *, fullaccess: dict[str, list[str]] | None = None,
                    groups: dict[str, list[str]] | None = None, other_members: dict[str, int] | None = None,
                    attributes: dict[str, dict[str, str]] | None = None, extra_mailboxes: list[str] = (),
-                   permissions: list[tuple[str, str, str]] = (), names: dict[str, str] | None = None) -> Inventory:
+                   permissions: list[tuple[str, str, str]] = (), names: dict[str, str] | None = None,
+                   permissions_known: bool = True) -> Inventory:
     """sendas: app id -> mailbox local parts; groups: group local part -> member local parts;
-    attributes: mailbox local part -> {attribute: value}."""
+    attributes: mailbox local part -> {attribute: value}. `permissions` are the apps' Entra app roles, all of them
+    unless `permissions_known` is False (exports without the app-role file)."""
     fullaccess = fullaccess or {}
     groups = groups or {}
     other_members = other_members or {}
@@ -41,7 +43,8 @@ def make_inventory(sendas: dict[str, list[str]], *, fullaccess: dict[str, list[s
                              members=frozenset(addr(m) for m in ms), other_members=other_members.get(g, 0))
                        for g, ms in groups.items())
     return Inventory(sps, mailboxes, tuple(grants), group_objs, tuple(permissions),
-                     {"format": 1, "source": "exports", "created": "2026-01-01T00:00:00Z"})
+                     {"format": 1, "source": "exports", "created": "2026-01-01T00:00:00Z"},
+                     app_permissions_known=permissions_known)
 
 
 def write(inv: Inventory, folder: Path) -> Path:

@@ -3,7 +3,10 @@
 replication delay, a propagation delay and token lifetime of about a second), and is killed with SIGKILL at random
 moments, then run again, until it is done. The sandbox's own timeline must show zero access gaps and zero over-grants, the end state
 must equal the plan (no object duplicated, no legacy grant left), and a rollback started mid-batch, killed the
-same way, must return the tenant exactly to its prior state. Both claim rules.
+same way, must return the tenant exactly to its prior state. Both claim rules. The tenant holds apps of every access
+shape (SendAs only, FullAccess only for SMTP, both rights with IMAP, FullAccess for IMAP only) and pointers named
+unlike their Entra apps; the plan removes the SMTP relays' FullAccess (--remove-fullaccess). The timeline must show
+zero SMTP gaps, zero IMAP/POP gaps and zero over-grants.
 
 No run may exit 11 because a transient fault outlived its retries (issue 11): such a failure fails the test.
 Seeded and bounded: MIGRATOR_CHAOS_SEEDS (default 1) seeds per case, each case well under 30 s here.
@@ -54,8 +57,8 @@ def _start(tmp: Path, seed: int, claim_rule: str):
     from migrator.sandbox.server import start_sandbox
     from migrator.sandbox.settings import SandboxSettings
 
-    fixture, grants = make_fixture(seed=seed, mailboxes=12, apps=5, per_app=(1, 5), clusters=2)
-    plan = make_plan(fixture, tmp / "plan", pilot=1, batch_size=2)
+    fixture, grants = make_fixture(seed=seed, mailboxes=12, apps=5, per_app=(1, 5), clusters=2, shapes=True)
+    plan = make_plan(fixture, tmp / "plan", pilot=1, batch_size=2, remove_fullaccess=True)
     # Both ways of showing an SP trustee (UNVERIFIED live, EXCHANGE.md §3): one per claim rule.
     settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3,
                                claim_rule=claim_rule,
@@ -142,6 +145,9 @@ def _assert_matches_plan(state, plan) -> None:
     assert sorted(assignment_names) == sorted(a.name for a in plan.assignments)
     left = [p for p in fx.get("recipient_permissions", []) if "app" in p["trustee"]]
     assert left == [], left[:3]
+    full = {(p["user"]["app"], p["mailbox"]) for p in fx.get("mailbox_permissions", []) if "app" in p["user"]}
+    assert full == {(g.app_id, g.mailbox) for g in plan.grants if g.right == "FullAccess" and g.action == "keep"}
+    assert any(g.right == "FullAccess" and g.action == "migrate" for g in plan.grants)  # removal exercised
 
 
 @pytest.mark.parametrize("claim_rule", ["documented", "union"])

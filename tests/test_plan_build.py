@@ -23,6 +23,10 @@ def _plan(inv, **opts):
                       created="2026-01-01T00:00:00Z")
 
 
+def load_source_inv(inv):
+    return Source.from_inventory(inv, "inventory", "inventory/test", "0" * 64)
+
+
 def _effective(plan, app):
     return {m for a in plan.assignments if a.app_id == app
             for s in plan.scopes if s.key == a.scope
@@ -93,15 +97,82 @@ def test_fullaccess_is_kept_and_flagged_apps_are_reported():
                                       ("a1", "Office 365 Exchange Online", "SMTP.SendAsApp")])
     plan = _plan(inv, pilot=0)
     assert check_exact(plan) == []
+    batch_of = {a: b.number for b in plan.batches for a in b.apps}
     kept = [g for g in plan.grants if g.action == "keep"]
-    assert [(g.app_id, g.mailbox, g.batch) for g in kept] == [("a1", addr("m1"), None), ("reader", addr("m4"), None)]
-    assert all("no IMAP/POP role" in g.reason for g in kept)
+    # a1's FullAccess is SMTP reach (it holds SMTP.SendAsApp): in its batch, kept for IMAP/POP; reader's is not
+    assert [(g.app_id, g.mailbox, g.batch) for g in kept] == [("a1", addr("m1"), batch_of["a1"]),
+                                                              ("reader", addr("m4"), None)]
+    assert "FullAccess kept for IMAP/POP" in kept[0].reason and "SMTP reach: " in kept[0].reason
+    assert "no SMTP reach to move" in kept[1].reason and "no RBAC role" in kept[1].reason
     assert "reader" not in {a for b in plan.batches for a in b.apps}
     assert plan.meta["flagged_apps"] == [{"app_id": "mailer", "app_name": "App mailer",
                                           "permissions": ["Microsoft Graph/Mail.Send"]}]
     mailer = [g for g in plan.grants if g.app_id == "mailer"]
     assert all(g.action == "migrate" and "unscoped Microsoft Graph/Mail.Send" in g.reason for g in mailer)
     assert "mailer (Microsoft Graph/Mail.Send)" in plan.batches[0].note
+
+
+EXO = "Office 365 Exchange Online"
+
+
+def _rbac_sets(plan) -> dict[str, set[str]]:
+    members = {g.key: g.members for g in plan.groups}
+    scopes = {s.key: set().union(*(members[k] for k in s.groups)) for s in plan.scopes}
+    out: dict[str, set[str]] = {}
+    for a in plan.assignments:
+        out.setdefault(a.app_id, set()).update(scopes[a.scope])
+    return out
+
+
+def test_smtp_reach_includes_fullaccess_of_apps_holding_the_smtp_claim():
+    """relay: FullAccess only, SMTP.SendAsApp; both: SendAs + FullAccess (different mailboxes), SMTP and IMAP;
+    archiver: FullAccess, IMAP only. The RBAC sets are the SMTP reach; IMAP-only FullAccess stays out."""
+    inv = make_inventory({"both": ["m1"]}, fullaccess={"relay": ["m2", "m3"], "both": ["m4"], "archiver": ["m5"]},
+                         permissions=[("relay", EXO, "SMTP.SendAsApp"), ("both", EXO, "SMTP.SendAsApp"),
+                                      ("both", EXO, "IMAP.AccessAsApp"), ("archiver", EXO, "IMAP.AccessAsApp")])
+    plan = _plan(inv, pilot=0)
+    assert check_exact(plan) == []
+    assert _rbac_sets(plan) == {"relay": {addr("m2"), addr("m3")}, "both": {addr("m1"), addr("m4")}}
+    assert all(g.action == "keep" for g in plan.grants if g.right == "FullAccess")  # nothing else serves IMAP/POP
+    assert {a["app_id"]: (a["smtp_reach"], a["imap_pop"]) for a in plan.meta["fullaccess"]["apps"]} == {
+        "relay": (True, False), "both": (True, True), "archiver": (False, True)}
+    assert plan.meta["fullaccess"]["app_permissions"] == "known"
+    # an edited plan that drops a FullAccess-only mailbox from the app's group is caught as a loss
+    group = next(g for g in plan.groups if addr("m2") in g.members)
+    edited = replace(plan, groups=tuple(replace(g, members=g.members - {addr("m2")}) if g is group else g
+                                        for g in plan.groups))
+    assert any("relay would lose 1 mailbox" in p for p in check_exact(edited))
+
+
+def test_remove_fullaccess_only_for_smtp_apps_without_imap():
+    inv = make_inventory({"both": ["m1"]}, fullaccess={"relay": ["m2"], "both": ["m1"], "archiver": ["m5"]},
+                         permissions=[("relay", EXO, "SMTP.SendAsApp"), ("both", EXO, "SMTP.SendAsApp"),
+                                      ("both", EXO, "POP.AccessAsApp"), ("archiver", EXO, "IMAP.AccessAsApp")])
+    plan = build_plan(load_source_inv(inv), PlanOptions(pilot=0, time_limit=5, remove_fullaccess=True))
+    assert check_exact(plan) == []
+    fa = {g.app_id: g for g in plan.grants if g.right == "FullAccess"}
+    assert fa["relay"].action == "migrate" and fa["relay"].batch is not None
+    assert "--remove-fullaccess" in fa["relay"].reason
+    assert fa["both"].action == "keep" and fa["archiver"].action == "keep"
+    assert [a["app_id"] for a in plan.meta["fullaccess"]["apps"] if a["removed"]] == ["relay"]
+
+
+def test_unknown_permissions_with_fullaccess_are_never_guessed():
+    inv = make_inventory({"a1": ["m1"]}, fullaccess={"relay": ["m2"], "a1": ["m3"]}, permissions_known=False)
+    with pytest.raises(InputError) as exc:
+        _plan(inv, pilot=0, time_limit=5)
+    assert "2 app(s) hold FullAccess grants" in str(exc.value) and "relay (App relay)" in str(exc.value)
+    assert "--fullaccess-smtp yes" in str(exc.value)
+    yes = build_plan(load_source_inv(inv), PlanOptions(pilot=0, time_limit=5, fullaccess_smtp="yes"))
+    assert check_exact(yes) == [] and _rbac_sets(yes) == {"a1": {addr("m1"), addr("m3")}, "relay": {addr("m2")}}
+    assert yes.meta["fullaccess"]["app_permissions"] == "unknown"
+    assert all("--fullaccess-smtp yes" in a["why"] for a in yes.meta["fullaccess"]["apps"])
+    no = build_plan(load_source_inv(inv), PlanOptions(pilot=0, time_limit=5, fullaccess_smtp="no",
+                                                      remove_fullaccess=True))
+    assert _rbac_sets(no) == {"a1": {addr("m1")}}
+    assert all(g.action == "keep" and g.batch is None for g in no.grants if g.right == "FullAccess")
+    # SendAs alone needs no such knowledge
+    assert check_exact(_plan(make_inventory({"a1": ["m1"]}, permissions_known=False), pilot=0)) == []
 
 
 def test_batches_pilot_smallest_blast_radius_then_waves_groups_created_first_needed():

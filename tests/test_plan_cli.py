@@ -44,7 +44,7 @@ Source:      inventory/t (inventory, sha256 {sha12})
 Role:        Application SMTP.SendAsApp
 Apps:        5 (4 migrating, 1 flagged)
 Mailboxes:   6
-Grants:      9 migrate (SendAs), 2 keep (FullAccess)
+Grants:      9 migrate (removed after the cut-over), 2 keep (FullAccess)
 Groups:      2 (1 new, 1 reuse)
 Cover:       3 sets (2 groups, 1 attribute value(s)); lower bound 3, optimal; strategy minimal
 Scopes:      4 (1 with attribute filters)
@@ -96,18 +96,25 @@ def test_show_tampered_plan_names_file_and_row(runner):
 def test_plan_from_grants_csv(runner):
     Path("g.csv").write_text("app_id,mailbox,right\na1,x1@contoso.com,SendAs\na1,x2@contoso.com,SendAs\n"
                              "a2,x2@contoso.com,SendAs\na2,x1@contoso.com,FullAccess\n")
-    result = runner.invoke(main, ["plan", "g.csv", "--out", "plans/g", "--pilot", "0", "--prefix", "rbac"])
+    # a grants CSV says nothing of the apps' Entra permissions: a FullAccess row needs the user's decision
+    asked = runner.invoke(main, ["plan", "g.csv", "--out", "plans/g", "--pilot", "0", "--prefix", "rbac"])
+    assert asked.exit_code == 2 and "1 app(s) hold FullAccess grants" in asked.output and "a2" in asked.output
+    assert not Path("plans/g").exists()
+    result = runner.invoke(main, ["plan", "g.csv", "--out", "plans/g", "--pilot", "0", "--prefix", "rbac",
+                                  "--fullaccess-smtp", "no"])
     assert result.exit_code == 0, result.output
-    assert "Grants:      3 migrate (SendAs), 1 keep (FullAccess)" in result.output
+    assert "Grants:      3 migrate (removed after the cut-over), 1 keep (FullAccess)" in result.output
     assert "Cover:       2 sets (2 groups, 0 attribute value(s)); lower bound 2, optimal" in result.output
     assert result.output.rstrip().endswith("then run `migrator execute plans/g --batch 1`.")
     assert Path("plans/g/plan.json").exists()
     names = Path("plans/g/groups.csv").read_text()
     assert "rbac-G0001-" in names
-    again = runner.invoke(main, ["plan", "g.csv", "--out", "plans/g"])
+    again = runner.invoke(main, ["plan", "g.csv", "--out", "plans/g", "--fullaccess-smtp", "no"])
     assert again.exit_code == 2 and "already exists" in again.output
-    forced = runner.invoke(main, ["plan", "g.csv", "--out", "plans/g", "--force", "--strategy", "per-app"])
+    forced = runner.invoke(main, ["plan", "g.csv", "--out", "plans/g", "--force", "--strategy", "per-app",
+                                  "--fullaccess-smtp", "yes"])
     assert forced.exit_code == 0, forced.output
+    assert "1 app(s) whose FullAccess is SMTP reach moved to RBAC" in forced.output
 
 
 def test_plan_default_out_is_plans_slash_input_name(runner):
@@ -132,8 +139,9 @@ def test_plan_bad_input_exits_2_with_file_and_row(runner, body, message):
 
 def test_plan_with_only_fullaccess_has_nothing_to_migrate(runner):
     Path("fa.csv").write_text("app_id,mailbox,right\na1,x@contoso.com,FullAccess\n")
-    result = runner.invoke(main, ["plan", "fa.csv", "--out", "plans/fa"])
+    result = runner.invoke(main, ["plan", "fa.csv", "--out", "plans/fa", "--fullaccess-smtp", "no"])
     assert result.exit_code == 0, result.output
     assert "Batches:     0" in result.output and "Nothing to migrate" in result.output
     shown = runner.invoke(main, ["show", "plans/fa"])
-    assert shown.exit_code == 0 and "Grants:      0 migrate (SendAs), 1 keep (FullAccess)" in shown.output
+    assert shown.exit_code == 0 and "Grants:      0 migrate (removed after the cut-over), 1 keep (FullAccess)" \
+        in shown.output

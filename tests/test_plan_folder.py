@@ -167,7 +167,7 @@ def test_rehashed_filter_edit_is_caught(folder):
     (lambda p: replace(p, grants=tuple(g._replace(action="keep") if g.right == "SendAs" else g for g in p.grants)),
      "must be migrated"),
     (lambda p: replace(p, grants=tuple(g._replace(action="migrate") if g.right == "FullAccess" else g
-                                       for g in p.grants)), "FullAccess must be kept"),
+                                       for g in p.grants)), "removed only when its SMTP reach moves to RBAC"),
     (lambda p: replace(p, groups=(replace(p.groups[0], status="reuse"), *p.groups[1:])), "needs its DN"),
     (lambda p: replace(p, scopes=(replace(p.scopes[0], batch=0), *p.scopes[1:])), "only created in batch"),
     (lambda p: replace(p, batches=(p.batches[0], replace(p.batches[1], apps=p.batches[1].apps + p.batches[0].apps),

@@ -28,6 +28,7 @@ def _plan_args(meta: dict) -> list[str]:
     o = meta["options"]
     args = ["--strategy", o["strategy"], "--pilot", str(o["pilot"]), "--batch-size", str(o["batch_size"]),
             "--prefix", o["prefix"], "--time-limit", str(o["time_limit"]), "--role", o["role"]]
+    args += ["--fullaccess-smtp", o["fullaccess_smtp"]] + (["--remove-fullaccess"] if o["remove_fullaccess"] else [])
     return args + (["--allow-attribute-scopes"] if o["allow_attribute_scopes"] else [])
 
 

@@ -41,7 +41,7 @@ def _require_profile(profile: Path | None) -> Path:
 def _describe_batch(view) -> str:
     lines = [f"Batch {view.number}: {len(view.apps)} app(s), {len(view.migrate_grants())} legacy grant(s) to migrate"]
     for app_id in view.apps:
-        lines.append(f"  {app_id}  {view.app_names.get(app_id, '')}  ({len(view.app_mailboxes(app_id))} mailboxes)")
+        lines.append(f"  {app_id}  {view.app_names.get(app_id, '')}  ({len(view.rbac_mailboxes(app_id))} mailboxes)")
     new_groups = [g for g in view.groups if g.status == "new"]
     lines.append(f"  creates or checks {len(new_groups)} group(s), {len(view.scopes)} scope(s), "
                  f"{len(view.assignments)} role assignment(s); then removes the migrated SendAs grants after the waits")

@@ -12,7 +12,7 @@ import click
 from migrator.cli.options import force_option, json_option
 from migrator.model import RBAC_ROLE_SMTP_SEND_AS
 from migrator.planner import naming
-from migrator.planner.build import PlanOptions, build_plan, gc_paused
+from migrator.planner.build import FULLACCESS_SMTP_CHOICES, PlanOptions, build_plan, gc_paused
 from migrator.planner.cover import STRATEGIES
 from migrator.planner.plan import Plan, load_plan, plan_counts, write_plan
 from migrator.planner.source import load_source
@@ -41,17 +41,29 @@ from migrator.planner.source import load_source
                    "lower bound is reported, with what cut the search.")
 @click.option("--role", default=RBAC_ROLE_SMTP_SEND_AS, show_default=True,
               help="The RBAC for Applications role each assignment grants.")
+@click.option("--fullaccess-smtp", type=click.Choice(FULLACCESS_SMTP_CHOICES), default="ask", show_default=True,
+              help="Only for apps holding FullAccess whose Entra permissions INPUT does not give (exports without "
+                   "the app-role file, a grants CSV): `yes` takes their FullAccess as SMTP reach (an app with "
+                   "SMTP.SendAsApp sends as every mailbox it holds FullAccess on) and moves it to RBAC; `no` takes "
+                   "it as none. `ask` stops and names those apps.")
+@click.option("--remove-fullaccess", is_flag=True,
+              help="Remove, after the cut-over, the FullAccess grants whose SMTP reach moves to RBAC, for apps "
+                   "known to hold no IMAP.AccessAsApp/POP.AccessAsApp (FullAccess is what IMAP/POP needs, so it "
+                   "is kept otherwise; rollback restores it).")
 def plan_command(input_path: Path, out: Path | None, force: bool, strategy: str, pilot: int, batch_size: int,
-                 prefix: str, allow_attribute_scopes: bool, time_limit: float, role: str) -> None:
+                 prefix: str, allow_attribute_scopes: bool, time_limit: float, role: str, fullaccess_smtp: str,
+                 remove_fullaccess: bool) -> None:
     """Plan the fewest exact groups, scopes and role assignments for INPUT and write them as a plan folder.
 
     INPUT is an inventory folder (from `migrator inventory`) or a grants CSV with the columns
     app_id, mailbox[, right][, app_name]. The plan is checked for exactness before it is written: every app keeps
-    exactly the mailboxes it can send as today, no more, no fewer.
+    exactly the mailboxes it can send as today (SendAs, and FullAccess when it holds SMTP.SendAsApp), no more,
+    no fewer. FullAccess grants are kept for IMAP/POP unless --remove-fullaccess says otherwise.
     """
     started = time.perf_counter()
     options = PlanOptions(strategy=strategy, pilot=pilot, batch_size=batch_size, prefix=prefix,
-                          allow_attribute_scopes=allow_attribute_scopes, time_limit=time_limit, role=role)
+                          allow_attribute_scopes=allow_attribute_scopes, time_limit=time_limit, role=role,
+                          fullaccess_smtp=fullaccess_smtp, remove_fullaccess=remove_fullaccess)
     out = out or Path("plans") / (input_path.stem if input_path.is_file() else input_path.name)
     with gc_paused():
         plan = build_plan(load_source(input_path), options, started=started)
@@ -60,7 +72,7 @@ def plan_command(input_path: Path, out: Path | None, force: bool, strategy: str,
     if plan.batches:
         click.echo(f"\nWrote {out}. Review its CSV files, then run `migrator execute {out} --batch 1`.")
     else:
-        click.echo(f"\nWrote {out}. Nothing to migrate: no SendAs grants (FullAccess grants are kept).")
+        click.echo(f"\nWrote {out}. Nothing to migrate: no app has SMTP reach through SendAs or FullAccess.")
 
 
 @click.command("show")
@@ -99,6 +111,8 @@ def render_text(plan: Plan) -> str:
     cover = meta.get("cover", {})
     src = meta.get("source", {})
     attr_scopes = sum(1 for s in plan.scopes if s.attributes)
+    fa_smtp = sum(1 for a in meta.get("fullaccess", {}).get("apps", []) if a.get("smtp_reach"))
+    fa_note = f"; {fa_smtp} app(s) whose FullAccess is SMTP reach moved to RBAC" if fa_smtp else ""
     bound = f"lower bound {cover.get('lower_bound')}"
     if cover.get("optimal"):
         bound += ", optimal"
@@ -112,7 +126,8 @@ def render_text(plan: Plan) -> str:
         f"Role:        {meta.get('role')}",
         f"Apps:        {c['apps']} ({c['apps_migrating']} migrating, {c['apps_flagged']} flagged)",
         f"Mailboxes:   {c['mailboxes']}",
-        f"Grants:      {c['grants_migrate']} migrate (SendAs), {c['grants_keep']} keep (FullAccess)",
+        f"Grants:      {c['grants_migrate']} migrate (removed after the cut-over), {c['grants_keep']} keep "
+        f"(FullAccess{fa_note})",
         f"Groups:      {c['groups']} ({c['groups_new']} new, {c['groups_reuse']} reuse)",
         f"Cover:       {c['cover_elements']} sets ({c['groups']} groups, {c['attribute_terms']} attribute value(s)); "
         f"{bound}; strategy {cover.get('strategy')}",

@@ -223,6 +223,11 @@ class BatchView:
     def migrate_grants(self, right: str | None = None) -> list:
         return [g for g in self.grants if g.action == "migrate" and (right is None or str(g.right) == right)]
 
+    def rbac_mailboxes(self, app_id: str) -> set[str]:
+        """The app's SMTP reach that moves to RBAC: its grants with a batch (SendAs, and FullAccess when the app's
+        tokens carry SMTP.SendAsApp)."""
+        return {norm_id(g.mailbox) for g in self.grants if norm_id(g.app_id) == app_id and g.batch is not None}
+
     def app_mailboxes(self, app_id: str, *, migrate_only: bool = True, right: str = "SendAs") -> set[str]:
         return {norm_id(g.mailbox) for g in self.grants
                 if norm_id(g.app_id) == app_id and str(g.right) == right

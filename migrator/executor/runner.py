@@ -305,9 +305,9 @@ class Runner:
             ctx.cache["sendas"], ctx.cache["sendas_at"] = last[1], last[2]
         unsafe = check_cutover_safe(ctx)
         if unsafe:
-            raise PlanError(f"batch {ctx.batch}: " + "; ".join(unsafe) + ". Re-plan so the app's SendAs grants all "
-                            "migrate, or run with --no-cutover if the tenant serves claim tokens through RBAC",
-                            path=str(self.plan.path))
+            raise PlanError(f"batch {ctx.batch}: " + "; ".join(unsafe) + ". Re-plan so the app's whole SMTP reach "
+                            "(SendAs, and FullAccess with the claim) moves to RBAC, or run with --no-cutover if the "
+                            "tenant serves claim tokens through RBAC", path=str(self.plan.path))
 
     def wait_step(self, ctx: Context, name: str, row) -> float | None:
         """Start or check a wait. Returns the time to come back, or None when the wait is over."""

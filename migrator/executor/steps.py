@@ -250,17 +250,30 @@ def drift_check(ctx: Context) -> list[str]:
 
 
 def check_cutover_safe(ctx: Context) -> list[str]:
-    """An app that keeps some SendAs grants cannot lose its claim: under the documented claim rule those mailboxes
-    would stop working. Such an app needs a plan that migrates all its SendAs grants, or --no-cutover."""
+    """The cut-over removes the app's SMTP.SendAsApp claim; from then on only RBAC serves its SMTP reach, which is
+    every mailbox it holds SendAs *or FullAccess* on. So an app cannot be cut over while the plan leaves some of
+    that reach out of its RBAC set: a SendAs grant kept, or a FullAccess grant outside the set (the plan took the
+    app for one without the claim) while the app holds the claim now (read from Entra). Read-only."""
     problems: list[str] = []
     if not ctx.settings.cutover:
         return problems
     for app_id in ctx.view.apps:
+        name = ctx.view.app_names.get(app_id, "")
         kept = [g for g in ctx.view.grants if norm_id(g.app_id) == app_id and str(g.right) == "SendAs"
                 and g.action != "migrate"]
         if kept:
-            problems.append(f"app {app_id} ({ctx.view.app_names.get(app_id, '')}) keeps {len(kept)} SendAs grant(s) "
+            problems.append(f"app {app_id} ({name}) keeps {len(kept)} SendAs grant(s) "
                             f"(e.g. {kept[0].mailbox}); its cut-over would cut them off")
+        outside = [g for g in ctx.view.grants if norm_id(g.app_id) == app_id and str(g.right) == "FullAccess"
+                   and g.batch is None]
+        if outside:
+            exchange_role(ctx)
+            if smtp_assignments(ctx, app_id):
+                problems.append(
+                    f"app {app_id} ({name}) holds SMTP.SendAsApp and FullAccess on {len(outside)} mailbox(es) "
+                    f"its plan does not move to RBAC (e.g. {outside[0].mailbox}): with the claim it sends as them, "
+                    "and its cut-over would cut them off. Plan from an inventory with the apps' Entra "
+                    "permissions (or --fullaccess-smtp yes)")
     return problems
 
 
@@ -573,8 +586,8 @@ def verify_rbac(ctx: Context, label: str, *, size: int | None = None,
         if not roles:
             continue
         role = sorted(roles)[0]
-        want = ctx.view.app_mailboxes(app_id)
-        original = ctx.view.app_mailboxes(app_id, migrate_only=False)
+        want = ctx.view.rbac_mailboxes(app_id)  # its whole SMTP reach: SendAs and FullAccess that carries SMTP
+        original = want | ctx.view.app_mailboxes(app_id, migrate_only=False)
         sample = ctx.sample(sorted(want), key=app_id, size=size)
         if len(sample) < len(want):
             ctx.output.info(f"  app {app_id}: testing a random sample of {len(sample)} of {len(want)} mailboxes "

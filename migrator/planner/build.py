@@ -58,6 +58,12 @@ UNSCOPED_PERMISSIONS = {
     ("exchange", "mail.send"),
     ("exchange", "full_access_as_app"),
 }
+# The Exchange Online app roles that decide what a FullAccess grant serves (INTERNALS.md §3 "Reach"): with
+# SMTP.SendAsApp the app sends as every mailbox it holds FullAccess on; with IMAP.AccessAsApp or POP.AccessAsApp
+# it opens those mailboxes by IMAP/POP, which nothing but FullAccess serves.
+SMTP_CLAIM = "smtp.sendasapp"
+IMAP_POP_CLAIMS = {"imap.accessasapp", "pop.accessasapp"}
+FULLACCESS_SMTP_CHOICES = ("ask", "yes", "no")
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,13 @@ class PlanOptions:
     allow_attribute_scopes: bool = False
     time_limit: float = 60.0
     role: str = RBAC_ROLE_SMTP_SEND_AS
+    # For apps holding FullAccess whose Entra permissions the source does not give (exports without the app-role
+    # file, a grants CSV): "yes" takes their FullAccess as SMTP reach (moved to RBAC), "no" as none; "ask" (the
+    # default) refuses to plan and names them. Nothing is guessed.
+    fullaccess_smtp: str = "ask"
+    # Remove the FullAccess grants whose SMTP reach moves to RBAC, after the cut-over, for apps known to hold no
+    # IMAP/POP permission (FullAccess is what IMAP/POP needs; with neither claim it serves nothing left).
+    remove_fullaccess: bool = False
 
     def checked(self) -> PlanOptions:
         if self.strategy not in STRATEGIES:
@@ -78,6 +91,9 @@ class PlanOptions:
         if not self.role.startswith("Application "):
             raise InputError("must be an RBAC for Applications role, e.g. 'Application SMTP.SendAsApp'",
                              field="--role", value=self.role)
+        if self.fullaccess_smtp not in FULLACCESS_SMTP_CHOICES:
+            raise InputError(f"must be one of {', '.join(FULLACCESS_SMTP_CHOICES)}", field="--fullaccess-smtp",
+                             value=self.fullaccess_smtp)
         naming.check_prefix(self.prefix)
         return self
 
@@ -91,6 +107,53 @@ def unscoped_permissions(app_permissions: Iterable[tuple[str, str, str]]) -> dic
         if kind and (kind, permission.strip().lower()) in UNSCOPED_PERMISSIONS:
             found[app_id].add(f"{resource.strip()}/{permission.strip()}")
     return {app: sorted(perms) for app, perms in found.items()}
+
+
+@dataclass(frozen=True)
+class FullAccessUse:
+    """What an app's FullAccess grants serve, and what the plan does with them."""
+
+    smtp: bool  # they are SMTP reach: their mailboxes join the app's RBAC set
+    imap: bool | None  # the app holds IMAP.AccessAsApp/POP.AccessAsApp (None: unknown)
+    remove: bool  # removed after the cut-over (--remove-fullaccess, no IMAP/POP permission)
+    why: str  # how the plan knows (or who decided)
+
+
+def fullaccess_uses(source: Source, options: PlanOptions) -> dict[str, FullAccessUse]:
+    """app id -> FullAccessUse, for every app holding FullAccess grants. InputError when the apps' Entra
+    permissions are unknown and the user has not decided (--fullaccess-smtp)."""
+    holders = sorted({app for app, _m, right in source.grants if right == "FullAccess"})
+    if not holders:
+        return {}
+    inv = source.inventory
+    known = source.kind == "inventory" and inv.app_permissions_known
+    roles: dict[str, set[str]] = defaultdict(set)
+    for app_id, resource, permission in inv.app_permissions:
+        if resource.strip().lower() in _EXCHANGE:
+            roles[app_id].add(permission.strip().lower())
+    if not known and options.fullaccess_smtp == "ask":
+        names = {sp.app_id: sp.display_name for sp in inv.service_principals}
+        shown = ", ".join(f"{a}{f' ({names[a]})' if names.get(a) else ''}" for a in holders[:5])
+        more = f" and {len(holders) - 5} more" if len(holders) > 5 else ""
+        raise InputError(
+            f"{len(holders)} app(s) hold FullAccess grants, but the source does not say which Entra permissions "
+            f"they have: {shown}{more}. With SMTP.SendAsApp an app sends as every mailbox it holds FullAccess on, "
+            "so the plan must move those mailboxes to RBAC too, or the cut-over cuts them off; without it they "
+            "must stay out, or the plan over-grants. Give the inventory the apps' app-role assignments (a live "
+            "inventory reads them; the export script writes them), or decide for all of them with "
+            "--fullaccess-smtp yes (their FullAccess is SMTP reach) or --fullaccess-smtp no (it is not)",
+            path=source.path)
+    out: dict[str, FullAccessUse] = {}
+    for app in holders:
+        if known:
+            smtp, imap = SMTP_CLAIM in roles[app], bool(roles[app] & IMAP_POP_CLAIMS)
+            why = (f"Entra permissions: SMTP.SendAsApp {'yes' if smtp else 'no'}, "
+                   f"IMAP/POP {'yes' if imap else 'no'}")
+        else:
+            smtp, imap = options.fullaccess_smtp == "yes", None
+            why = f"--fullaccess-smtp {options.fullaccess_smtp} (the app's Entra permissions are unknown)"
+        out[app] = FullAccessUse(smtp, imap, smtp and imap is False and options.remove_fullaccess, why)
+    return out
 
 
 @contextlib.contextmanager
@@ -136,11 +199,13 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
     options = options.checked()
     inv = source.inventory
     app_names = {sp.app_id: sp.display_name for sp in inv.service_principals}
-    sendas: dict[str, set[str]] = defaultdict(set)
+    uses = fullaccess_uses(source, options)
+    # An app's set is its whole SMTP reach: SendAs, and FullAccess when the app's tokens carry SMTP.SendAsApp.
+    reach: dict[str, set[str]] = defaultdict(set)
     for app, mailbox, right in source.grants:
-        if right == "SendAs":
-            sendas[app].add(mailbox)
-    app_sets = {app: frozenset(s) for app, s in sendas.items()}
+        if right == "SendAs" or uses[app].smtp:
+            reach[app].add(mailbox)
+    app_sets = {app: frozenset(s) for app, s in reach.items()}
     grant_apps = {row[0] for row in source.grants}
     flagged = unscoped_permissions(inv.app_permissions)
 
@@ -230,7 +295,7 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
     # 5. grants: SendAs migrate (with the set that carries it), FullAccess keep; app by app, so the
     # mailbox -> reason map is one app's at a time (1M grants), and equal reasons share one string
     plan_grants = _plan_grants(source.grants, app_names, flagged, options.role, cover.app_groups, elements, key_of,
-                               term_of, scope_of_elem, batch_of)
+                               term_of, scope_of_elem, batch_of, uses)
 
     # 6. batch rows
     plan_batches: list[PlanBatch] = []
@@ -260,14 +325,22 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
                   "optimal": cover.optimal, "gap": cover.gap, "cut": cover.stats.get("cut")},
         "flagged_apps": [{"app_id": a, "app_name": app_names.get(a, ""), "permissions": flagged[a]}
                          for a in sorted(flagged) if a in grant_apps],
+        # How each app's FullAccess grants were treated, and why (the plan's grants.csv says it row by row)
+        "fullaccess": {"app_permissions": "known" if source.kind == "inventory" and inv.app_permissions_known
+                       else "unknown",
+                       "apps": [{"app_id": a, "app_name": app_names.get(a, ""), "smtp_reach": u.smtp,
+                                 "imap_pop": u.imap, "removed": u.remove, "why": u.why}
+                                for a, u in sorted(uses.items())]},
     }
     return Plan(meta, tuple(plan_grants), tuple(groups), tuple(scopes), tuple(assignments), tuple(plan_batches),
                 tuple(reuse.attribute_holders(inv.mailboxes, used_terms)))
 
 
 def _plan_grants(grants, app_names, flagged, role, app_groups, elements, key_of, term_of, scope_of_elem,
-                 batch_of) -> list[PlanGrant]:
-    """grants.csv rows from the source's sorted (app_id, mailbox, right) tuples."""
+                 batch_of, uses: dict[str, FullAccessUse]) -> list[PlanGrant]:
+    """grants.csv rows from the source's sorted (app_id, mailbox, right) tuples. SendAs: migrate, in the app's
+    batch. FullAccess that is SMTP reach: keep (IMAP/POP) or migrate (--remove-fullaccess), in the app's batch
+    (its mailbox is in the app's RBAC set); FullAccess that is not: keep, no batch."""
     out: list[PlanGrant] = []
     add, new = out.append, tuple.__new__
     start, n = 0, len(grants)
@@ -279,7 +352,9 @@ def _plan_grants(grants, app_names, flagged, role, app_groups, elements, key_of,
         name = app_names.get(app, "")
         flag = (f"; app also holds unscoped {', '.join(flagged[app])}: RBAC scoping does not limit it"
                 if app in flagged else "")
-        keep_reason = f"kept: RBAC for Applications has no IMAP/POP role{flag}"
+        use = uses.get(app)
+        keep_reason = (f"kept: no SMTP reach to move ({use.why}); FullAccess stays for IMAP/POP, which has no RBAC "
+                       f"role{flag}") if use is not None else ""
         via: dict[str, str] = {}
         if app in app_groups:
             idx = sorted(app_groups[app], key=lambda i: (i not in key_of, key_of.get(i, ""), term_of.get(i, ("", ""))))
@@ -291,7 +366,16 @@ def _plan_grants(grants, app_names, flagged, role, app_groups, elements, key_of,
         for _app, mailbox, right in grants[start:end]:  # tuple.__new__: no Python frame per row (1M rows)
             if right == "SendAs":
                 add(new(PlanGrant, (app, name, mailbox, right, MIGRATE, via[mailbox], batch)))
-            else:
+            elif not use.smtp:
                 add(new(PlanGrant, (app, name, mailbox, right, KEEP, keep_reason, None)))
+            elif use.remove:
+                add(new(PlanGrant, (app, name, mailbox, right, MIGRATE,
+                                    f"SMTP reach: {via[mailbox]}; FullAccess removed after the cut-over "
+                                    f"(--remove-fullaccess; {use.why})", batch)))
+            else:
+                imap = "IMAP/POP" if use.imap else "IMAP/POP if the app uses it"
+                add(new(PlanGrant, (app, name, mailbox, right, KEEP,
+                                    f"SMTP reach: {via[mailbox]}; FullAccess kept for {imap}, which has no RBAC "
+                                    f"role ({use.why})", batch)))
         start = end
     return out

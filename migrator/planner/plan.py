@@ -16,7 +16,8 @@ Files (UTF-8, RFC 4180, header row; the columns DESIGN.md §4 names come first, 
   plan.json        format, created, source, role, options, cover, flagged_apps, counts, files (SHA-256 of each)
 
 `check_exact()` recomputes every app's effective mailbox set from memberships, attribute matches, scopes and
-assignments, and compares it with the app's migrated grants: no mailbox gained, none lost.
+assignments, and compares it with the app's SMTP reach (SendAs rows, and FullAccess rows with a batch: FullAccess
+carries SMTP for an app holding SMTP.SendAsApp): no mailbox gained, none lost.
 """
 
 from __future__ import annotations
@@ -76,9 +77,9 @@ class PlanGrant(NamedTuple):
     app_name: str
     mailbox: str
     right: str  # "SendAs" | "FullAccess"
-    action: str  # "migrate" | "keep"
+    action: str  # "migrate" (removed after the cut-over) | "keep"
     reason: str
-    batch: int | None  # None for kept grants
+    batch: int | None  # the app's batch when the grant's mailbox is in its RBAC set; None for FullAccess that is not
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +208,7 @@ def plan_counts(plan: Plan) -> dict:
 
 def check_exact(plan: Plan) -> list[str]:
     """Every problem that makes the plan unsafe or inconsistent; empty when every app's RBAC access equals exactly
-    the SendAs grants it migrates. Uses the plan's own content only (no inventory, no tenant)."""
+    its SMTP reach: the SendAs grants it migrates and the FullAccess grants that carry SMTP (those with a batch). Uses the plan's own content only (no inventory, no tenant)."""
     problems: list[str] = []
     role = plan.meta.get("role")
 
@@ -281,9 +282,16 @@ def check_exact(plan: Plan) -> list[str]:
             expected[grant.app_id].add(grant.mailbox)
             grant_batches[grant.app_id].add(grant.batch)
         elif right == full_access:
-            if action != KEEP:
-                problems.append(f"{_grant_where(row, grant)}: FullAccess must be kept (RBAC has no IMAP/POP role), "
-                                f"not {action!r}")
+            # A FullAccess grant with a batch is SMTP reach (its app's token carries SMTP.SendAsApp): its mailbox is
+            # in the app's RBAC set. Without a batch it is not, and it is kept. Removal (migrate) needs the batch.
+            if action not in (KEEP, MIGRATE):
+                problems.append(f"{_grant_where(row, grant)}: action must be {KEEP} or {MIGRATE}, not {action!r}")
+            elif grant.batch is not None:
+                expected[grant.app_id].add(grant.mailbox)
+                grant_batches[grant.app_id].add(grant.batch)
+            elif action == MIGRATE:
+                problems.append(f"{_grant_where(row, grant)}: a FullAccess grant is removed only when its SMTP reach "
+                                "moves to RBAC (it needs the app's batch)")
         else:
             problems.append(f"{_grant_where(row, grant)}: unknown right {right!r}")
 
