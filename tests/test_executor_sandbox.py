@@ -169,3 +169,36 @@ def test_sample_plan_runs_up_to_the_propagation_wait_on_the_sample_tenant(sandbo
     assert len(tenant_shape(sandbox.state)["role_assignments"]) >= len(plan.assignments)
     grants = {(g.app_id, g.mailbox) for g in plan.grants if g.right == "SendAs"}
     assert sandbox.state.check(grants).ok
+
+
+def test_cutover_of_an_app_whose_fullaccess_carries_smtp_outside_its_plan_is_refused(tmp_path):
+    """An app holding SMTP.SendAsApp sends as every mailbox it holds FullAccess on. A plan made without that
+    knowledge (--fullaccess-smtp no) leaves such a mailbox out of the app's RBAC set: its cut-over would cut the app
+    off it, so the executor refuses before any write, reading the claim from Entra."""
+    from migrator import csvio
+    from migrator.planner.build import PlanOptions, build_plan
+    from migrator.planner.plan import write_plan
+    from migrator.planner.source import load_source
+    from migrator.sandbox.server import start_sandbox
+
+    fixture, _ = make_fixture(seed=5, mailboxes=8, apps=3, shapes=True)  # app 2: SendAs + FullAccess, SMTP + IMAP
+    both = fixture["apps"][2]["app_id"]
+    rows = [(p["trustee"]["app"], p["mailbox"], "SendAs") for p in fixture["recipient_permissions"]
+            if p["trustee"]["app"] == both]
+    sendas = {m for _a, m, _r in rows}
+    rows += [(p["user"]["app"], p["mailbox"], "FullAccess") for p in fixture["mailbox_permissions"]
+             if p["user"]["app"] == both]
+    assert {m for _a, m, r in rows if r == "FullAccess"} - sendas  # a FullAccess-only mailbox
+    csvio.write_csv(tmp_path / "grants.csv", ("app_id", "mailbox", "right"), rows)
+    plan = write_plan(build_plan(load_source(tmp_path / "grants.csv"),
+                                 PlanOptions(pilot=0, time_limit=5, fullaccess_smtp="no")), tmp_path / "plan")
+    with start_sandbox(fixture, run_dir=tmp_path / "sb") as sb:
+        before = tenant_shape(sb.state)
+        result = cli("execute", plan, "--profile", sb.profile_path, "--batch", 1, "--yes")
+        assert result.exit_code == 2, result.output
+        assert "holds SMTP.SendAsApp and FullAccess on 1 mailbox(es) its plan does not move to RBAC" in result.output
+        assert tenant_shape(sb.state) == before
+        # --no-cutover is the way through: the claim stays, so nothing is cut off
+        result = cli("execute", plan, "--profile", sb.profile_path, "--batch", 1, "--yes", "--dry-run",
+                     "--no-cutover")
+        assert result.exit_code == 0, result.output

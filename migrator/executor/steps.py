@@ -264,8 +264,9 @@ def check_cutover_safe(ctx: Context) -> list[str]:
         if kept:
             problems.append(f"app {app_id} ({name}) keeps {len(kept)} SendAs grant(s) "
                             f"(e.g. {kept[0].mailbox}); its cut-over would cut them off")
+        in_set = ctx.view.rbac_mailboxes(app_id)
         outside = [g for g in ctx.view.grants if norm_id(g.app_id) == app_id and str(g.right) == "FullAccess"
-                   and g.batch is None]
+                   and norm_id(g.mailbox) not in in_set]
         if outside:
             exchange_role(ctx)
             if smtp_assignments(ctx, app_id):
