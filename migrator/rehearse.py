@@ -131,10 +131,11 @@ def expected_access(plan, original: set[tuple[str, str]], applied: set[int]) -> 
         out.setdefault(app_id, {"sendas": set(), "rbac": set(), "claim": True})["sendas"].add(mailbox)
     for g in plan.grants:
         app_id = norm_id(g.app_id)
-        if app_id in migrated_apps and g.action == "migrate" and str(g.right) == "SendAs":
+        if app_id in migrated_apps and g.batch is not None:  # the app's SMTP reach: SendAs and FullAccess with claim
             entry = out.setdefault(app_id, {"sendas": set(), "rbac": set(), "claim": True})
-            entry["sendas"].discard(norm_id(g.mailbox))
             entry["rbac"].add(norm_id(g.mailbox))
+            if g.action == "migrate" and str(g.right) == "SendAs":
+                entry["sendas"].discard(norm_id(g.mailbox))
     for app_id in migrated_apps:
         out.setdefault(app_id, {"sendas": set(), "rbac": set(), "claim": True})["claim"] = False
     return out

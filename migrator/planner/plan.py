@@ -208,7 +208,8 @@ def plan_counts(plan: Plan) -> dict:
 
 def check_exact(plan: Plan) -> list[str]:
     """Every problem that makes the plan unsafe or inconsistent; empty when every app's RBAC access equals exactly
-    its SMTP reach: the SendAs grants it migrates and the FullAccess grants that carry SMTP (those with a batch). Uses the plan's own content only (no inventory, no tenant)."""
+    its SMTP reach: the SendAs grants it migrates and the FullAccess grants that carry SMTP (those with a batch).
+    Uses the plan's own content only (no inventory, no tenant)."""
     problems: list[str] = []
     role = plan.meta.get("role")
 

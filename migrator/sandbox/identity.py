@@ -2,7 +2,8 @@
 
 A recipient is found by Name, Alias, primary SMTP address, any proxy address (with or without its `smtp:` prefix),
 Guid, ExternalDirectoryObjectId, DistinguishedName or UserPrincipalName; a service principal (Exchange's pointer)
-by ObjectId, AppId, its own DisplayName (not the Entra name, which Exchange does not know), Identity/Name or Sid. Case-insensitive. More than one object for one identity is an ambiguity error, as in Exchange.
+by ObjectId, AppId, its own DisplayName (not the Entra name, which Exchange does not know), Identity/Name or Sid.
+Case-insensitive. More than one object for one identity is an ambiguity error, as in Exchange.
 """
 
 from __future__ import annotations

@@ -215,6 +215,8 @@ class Sandbox:
     _owns_run_dir: bool = field(default=False, repr=False)
     _stopped: bool = field(default=False, repr=False)
     original_grants: frozenset[tuple[str, str]] = frozenset()  # (app_id, mailbox) SendAs grants held at the start
+    # (app_id, mailbox) the apps could send as at the start: SendAs, FullAccess with the SMTP claim (SMTP reach)
+    original_reach: frozenset[tuple[str, str]] = frozenset()
     # The second admin profile (fixture key "cutover_admin"), or None: the privileged one for the cut-over.
     cutover_profile_path: Path | None = None
 
@@ -320,7 +322,7 @@ class Sandbox:
     def pairs_seen(self) -> set[tuple[str, str]]:
         """Every (app, mailbox) pair that held SendAs or RBAC access at some time, or at the start."""
         with self.app.lock:
-            return set(self.original_grants) | self.state.pairs_seen()  # type: ignore[attr-defined]
+            return set(self.original_reach) | self.state.pairs_seen()  # type: ignore[attr-defined]
 
     @contextmanager
     def exchange_hook(self, hook: Callable[[str, dict], None]) -> Iterator[None]:
@@ -445,6 +447,7 @@ def start_sandbox(fixture: str | Path | dict | None = None, *, seed: int = 0,
     sb = serve_backend(backend, admin_client_id=backend.admin_client_id, admin_secret=admin["secret"], seed=seed,
                        faults=faults, port=port, run_dir=run_dir, state=state, smtp=smtp, smtp_port=smtp_port)
     sb.original_grants = frozenset(backend.original_grants)
+    sb.original_reach = frozenset(backend.original_reach)
     second = state.apps.get(state.cutover_admin_app_id) if state.cutover_admin_app_id else None
     if second is not None and second.secret:
         sb.cutover_profile_path = write_profile(

@@ -535,6 +535,14 @@ class TenantState:
         with self.lock:
             return {(app.app_id, mbx) for app in self.apps.values() for mbx in self.effective_sendas(app)}
 
+    def smtp_reach_grants(self) -> set[tuple[str, str]]:
+        """(app_id, mailbox) the loaded tenant let each app send as: SendAs, FullAccess with the SMTP.SendAsApp
+        claim (any FullAccess under the union rule), the RBAC role in scope (timeline.original_reach)."""
+        from migrator.sandbox.timeline import original_reach
+
+        with self.lock:
+            return original_reach(self.timeline)[0]
+
     def access_now(self, app_ids=None) -> dict[str, AppAccess]:
         """Per app (every non-admin app, or those of `app_ids` that exist): SendAs grants, RBAC scope, claim."""
         with self.lock:
@@ -544,9 +552,9 @@ class TenantState:
                                           self.claim_now(app.app_id)) for app in chosen}
 
     def pairs_seen(self) -> set[tuple[str, str]]:
-        """Every (app_id, mailbox) pair the timeline has followed (SendAs or RBAC access at some time)."""
+        """Every (app_id, mailbox) pair the timeline has followed (SendAs, FullAccess or RBAC at some time)."""
         with self.lock:
-            return set(self.timeline.sendas) | set(self.timeline.rbac)
+            return set(self.timeline.sendas) | set(self.timeline.fullaccess) | set(self.timeline.rbac)
 
     def apps_with_assignments(self) -> set[str]:
         return {ra.app_id for ra in self.assignments.values()}

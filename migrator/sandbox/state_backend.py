@@ -18,6 +18,8 @@ class StateBackend:
         self._certs: dict[str, tuple[x509.Certificate, ...]] = {}
         # The grant set the timeline checker compares against: effective SendAs grants when the sandbox started.
         self.original_grants = state.sendas_grants()
+        # What the apps could send as when the sandbox started: SendAs, and FullAccess with the SMTP claim.
+        self.original_reach = state.smtp_reach_grants()
 
     # ---- identity ----------------------------------------------------------------------------------------
     def app(self, client_id: str) -> AppCredentials | None:

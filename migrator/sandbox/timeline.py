@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+from functools import partial
 from dataclasses import asdict, dataclass, field
 
 from migrator.sandbox.settings import SandboxSettings
@@ -282,8 +283,7 @@ def check(timeline: Timeline, original_grants=None, *, original_imap=None, until
             if had and _gap(timeline, app, mbx, timeline.start - 1.0, life, union, cl):
                 report.unserved_at_start.append((app, mbx))
                 continue
-            judge = (lambda t: _gap(timeline, app, mbx, t, life, union, cl)) if had else \
-                (lambda t: _over(timeline, app, mbx, t, life, union, cl))
+            judge = partial(_gap if had else _over, timeline, app, mbx, life=life, union=union, cl=cl)
             _intervals(timeline, app, mbx, points, until, judge, report.gaps if had else report.overgrants)
         for app, mbx in sorted(imap | set(timeline.fullaccess)):
             fa, ic = timeline.fullaccess.get((app, mbx)), timeline.imap_claim.get(app)
@@ -294,8 +294,7 @@ def check(timeline: Timeline, original_grants=None, *, original_imap=None, until
             if had and _imap_gap(timeline, app, mbx, timeline.start - 1.0, life, ic):
                 report.imap_unserved_at_start.append((app, mbx))
                 continue
-            judge = (lambda t: _imap_gap(timeline, app, mbx, t, life, ic)) if had else \
-                (lambda t: _imap_over(timeline, app, mbx, t, life, ic))
+            judge = partial(_imap_gap if had else _imap_over, timeline, app, mbx, life=life, ic=ic)
             _intervals(timeline, app, mbx, points, until, judge, report.imap_gaps if had else report.imap_overgrants)
     return report
 
@@ -362,7 +361,7 @@ def _over(tl: Timeline, app: str, mbx: str, t: float, life: float, union: bool, 
 
 
 def _imap_gap(tl: Timeline, app: str, mbx: str, t: float, life: float, ic) -> str | None:
-    with_claim, without_claim = _claim_window(ic, tl.start, t, life)
+    _with_claim, without_claim = _claim_window(ic, tl.start, t, life)
     if without_claim:
         return "a token without IMAP.AccessAsApp/POP.AccessAsApp cannot open the mailbox"
     if not tl.fullaccess_effective_at(app, mbx, t):

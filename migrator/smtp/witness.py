@@ -170,10 +170,10 @@ def sandbox_witness(sb, secrets: Mapping[str, str], folder, *, now: Callable[[],
         providers[app_id] = TokenProvider(dataclasses.replace(
             admin, client_id=app_id, credential=Credential(kind="secret", secret_file=str(path))))
     reach: dict[str, set[str]] = {}
-    for app_id, mailbox in sb.original_grants:
+    for app_id, mailbox in sb.original_reach:  # SMTP reach: SendAs, and FullAccess with the claim
         if app_id in providers:
             reach.setdefault(app_id, set()).add(mailbox)
-    mailboxes = {m for _, m in sb.original_grants}
+    mailboxes = {m for _, m in sb.original_reach}
     pairs = choose_pairs({a: reach.get(a, set()) for a in providers}, mailboxes, inside=inside, outside=outside)
     host, port = sb.smtp_address
     ca = str(sb.ca_bundle)

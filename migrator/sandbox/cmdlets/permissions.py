@@ -20,7 +20,8 @@ from migrator.sandbox.state import PermissionRow, Recipient, TenantState
 
 
 def _resolve_trustee(state: TenantState, identity: str, cmdlet: str) -> tuple:
-    """An SP (its pointer's DisplayName, ObjectId, AppId, Identity/Name, Sid) or a recipient; both matching is ambiguous, as in Exchange."""
+    """An SP (its pointer's DisplayName, ObjectId, AppId, Identity/Name, Sid) or a recipient; both matching is
+    ambiguous, as in Exchange."""
     sps = state.find_sps(identity)
     recs = state.find_recipients(identity)
     if identity.strip().upper() == "NT AUTHORITY\\SELF":
