@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import bisect
 import threading
-from functools import partial
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 from migrator.sandbox.settings import SandboxSettings
 
