@@ -34,7 +34,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SEEDS = int(os.environ.get("MIGRATOR_CHAOS_SEEDS", "1"))
 MAX_RUNS = 40
-CASE_BUDGET = 60.0  # seconds: a case that needs longer fails rather than hang the suite
+CASE_BUDGET = 120.0  # seconds: a case that needs longer fails rather than hang the suite (a clean run of the
+# every-shape tenant takes ~25 s on a 2-core machine shared with other jobs; killed runs redo part of it)
 
 
 def _faults():
