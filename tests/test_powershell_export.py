@@ -232,8 +232,9 @@ def _check_against_plan(plan, number: int, script: str) -> None:
         assert _resolve_filter(s["Filter"], dns) == opath.fill_dns(scopes[s["Key"]].filter, dns)
     sendas = {(g.app_id, g.mailbox) for g in plan.grants if g.batch == number and g.right == "SendAs"}
     assert {(g["AppId"], g["Mailbox"]) for g in data["Grants"]} == sendas
+    reach = {(g.app_id, g.mailbox) for g in plan.grants if g.batch == number}  # SendAs, and FullAccess with claim
     for app in data["Apps"]:
-        assert set(data["Expected"][app["AppId"]]) == {m for a, m in sendas if a == app["AppId"]}
+        assert set(data["Expected"][app["AppId"]]) == {m for a, m in reach if a == app["AppId"]}
 
 
 def test_sample_plan_every_batch(root):
@@ -267,3 +268,22 @@ def test_waiting_exit_code_matches_the_executor(scripts):
     from migrator.executor.status import EXIT_WAITING
 
     assert f"exit {EXIT_WAITING}" in scripts[1]
+
+
+def test_a_plan_removing_fullaccess_is_refused_not_half_exported(tmp_path):
+    from migrator.planner.build import PlanOptions, build_plan
+    from migrator.planner.plan import write_plan
+    from migrator.planner.source import Source
+    from plan_helpers import make_inventory
+
+    exo = "Office 365 Exchange Online"
+    inv = make_inventory({}, fullaccess={"relay": ["m1", "m2"]}, permissions=[("relay", exo, "SMTP.SendAsApp")])
+    source = Source.from_inventory(inv, "inventory", "inventory/t", "0" * 64)
+    removing = load_plan(write_plan(build_plan(source, PlanOptions(pilot=0, time_limit=5, remove_fullaccess=True)),
+                                    tmp_path / "removing"))
+    with pytest.raises(PlanError, match="removes FullAccess grants"):
+        export_batch(removing, 1)
+    kept = load_plan(write_plan(build_plan(source, PlanOptions(pilot=0, time_limit=5)), tmp_path / "kept"))
+    data = data_of(export_batch(kept, 1))
+    assert not data["Grants"]  # no SendAs to remove; the scope covers the FullAccess mailboxes
+    assert sorted(data["Expected"]["relay"]) == ["m1@contoso.com", "m2@contoso.com"]

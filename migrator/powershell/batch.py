@@ -103,9 +103,16 @@ def batch_slice(plan, number: int, *, probes_per_app: int = 3) -> BatchSlice:
 
     sendas = tuple(sorted({(g.app_id, g.mailbox) for g in plan.grants
                            if g.batch == number and g.action == "migrate" and str(g.right) == "SendAs"}))
+    removed_fullaccess = [g for g in plan.grants if g.batch == number and g.action == "migrate"
+                          and str(g.right) == "FullAccess"]
+    if removed_fullaccess:
+        raise PlanError("the plan removes FullAccess grants (--remove-fullaccess), which the PowerShell export does "
+                        "not do; run this batch with `migrator execute`, or make the plan without that option",
+                        path=where, field="batch", value=str(number))
     kept = sum(1 for g in plan.grants if g.app_id in app_ids and g.action != "migrate")
+    # What each app's scope must reach: its SMTP reach (SendAs, and FullAccess of an app holding SMTP.SendAsApp)
     expected: dict[str, list[str]] = {a: [] for a, _ in apps}
-    for app_id, mailbox in sendas:
+    for app_id, mailbox in sorted({(g.app_id, g.mailbox) for g in plan.grants if g.batch == number}):
         expected.setdefault(app_id, []).append(mailbox)
 
     # Exactness guard: the union of an app's groups must be its migrated mailboxes (attribute scopes aside,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from migrator.exchange.auth import TokenProvider
 from migrator.exchange.profile import Credential, Profile
-from migrator.planner.plan import MIGRATE, Plan
+from migrator.planner.plan import Plan
 from migrator.smtp.probe import DENIED, DISABLED, ERROR, GRANTED, ProbeAnswer, probe
 
 OK, GAP, OVER_GRANT = "ok", "gap", "over-grant"
@@ -49,10 +49,11 @@ class PairResult:
 
 
 def app_sets(plan: Plan) -> dict[str, frozenset[str]]:
-    """Each app's SMTP reach as the plan states it (the mailboxes of its migrated grants)."""
+    """Each app's SMTP reach as the plan states it: the mailboxes of its grants with a batch (SendAs, and FullAccess
+    of an app holding SMTP.SendAsApp), which its RBAC scope covers."""
     sets: dict[str, set[str]] = {}
     for g in plan.grants:
-        if g.action == MIGRATE:
+        if g.batch is not None:
             sets.setdefault(g.app_id, set()).add(g.mailbox)
     return {app: frozenset(mbxs) for app, mbxs in sets.items()}
 
