@@ -26,7 +26,7 @@ class AppExpect:
     plan: str  # the plan folder's name
     batch: int
     migrated: bool
-    reach: frozenset[str]  # SMTP reach the plan gives the app (its migrated grants' mailboxes)
+    reach: frozenset[str]  # SMTP reach the plan gives the app (the mailboxes of its grants with a batch)
     legacy: frozenset[tuple[str, str]]  # (mailbox, right) legacy grants that should still be there
     assignment: str = ""  # role assignment name (migrated apps)
     scope: str = ""  # management scope name
@@ -93,7 +93,8 @@ def add_plan(exp: Expected, plan: Plan, label: str, states: dict[int, str], filt
         if state not in LEGACY_STATES and state != DONE:
             continue
         migrated = state == DONE and app_id in assignment_of
-        reach = frozenset(norm_id(g.mailbox) for g in rows if g.action == MIGRATE)
+        # its RBAC set: SendAs, and FullAccess of an app holding SMTP.SendAsApp (the grants with a batch)
+        reach = frozenset(norm_id(g.mailbox) for g in rows if g.batch is not None)
         legacy = frozenset((norm_id(g.mailbox), str(g.right)) for g in rows
                            if not migrated or g.action != MIGRATE)
         entry = AppExpect(norm_id(app_id), rows[0].app_name, label, batch, migrated, reach, legacy)
