@@ -58,12 +58,17 @@ def test_fixture_from_sample_inventory_holds_the_same_grants_groups_and_defaults
         members = {state.recipients[g].primary_smtp for g in group.members}
         assert members == {original.recipients[g].primary_smtp for g in old[address].members
                            if original.recipients[g].kind == "mailbox"}
-    # What an inventory does not hold: every app holds SMTP.SendAsApp; the admin can do the run.
-    assert all(state.claim_now(a.app_id) for a in state.apps.values() if not a.is_admin)
+    # The sample inventory holds the apps' Entra roles (its app-role export): the same claims, the same SMTP and
+    # IMAP/POP reach, and the pointers named as Exchange showed them; the admin can do the run.
+    apps = [a for a in original.apps.values() if not a.is_admin and a.exchange_pointer]
+    assert {a.app_id: (state.claim_now(a.app_id), state.imap_claim_now(a.app_id)) for a in apps} == \
+        {a.app_id: (original.claim_now(a.app_id), original.imap_claim_now(a.app_id)) for a in apps}
+    assert state.smtp_reach_grants() == original.smtp_reach_grants()
+    assert {a.app_id: state.apps[a.app_id].pointer_name for a in apps} == {a.app_id: a.pointer_name for a in apps}
     admin = state.apps[state.admin_app_id]
     assert "Exchange Administrator" in admin.directory_roles
     assert "Exchange.ManageAsApp" in state.token_roles(admin.app_id, "https://outlook.office365.com")
-    assert any("SMTP.SendAsApp" in note for note in fixture["notes"])
+    assert not any("SMTP.SendAsApp" in note for note in fixture["notes"])
 
 
 def test_fixture_from_a_bare_grants_csv_creates_its_mailboxes_and_apps(tmp_path):
@@ -74,6 +79,9 @@ def test_fixture_from_a_bare_grants_csv_creates_its_mailboxes_and_apps(tmp_path)
     assert StateBackend(state).original_grants == {("a1", "x@fabrikam.com"), ("a1", "y@fabrikam.com"),
                                                   ("b2", "y@fabrikam.com")}
     assert fixture["tenant"]["domain"] == "fabrikam.onmicrosoft.com"
+    # a grants CSV does not say which Entra roles the apps hold: every app is given SMTP.SendAsApp, and told so
+    assert all(state.claim_now(a.app_id) for a in state.apps.values() if not a.is_admin)
+    assert any("SMTP.SendAsApp" in note for note in fixture["notes"])
 
 
 # ---- the sample plan ----------------------------------------------------------------------------------------------

@@ -62,8 +62,9 @@ def _tenant_id(inv: Inventory, domain: str) -> str:
     return _uuid("tenant", domain)
 
 
-def _app_roles(app_id: str, permissions: dict[str, set[tuple[str, str]]]) -> list[dict]:
-    wanted = {(EXCHANGE_RESOURCE, SMTP_SEND_AS_APP)} | permissions.get(app_id, set())
+def _app_roles(app_id: str, permissions: dict[str, set[tuple[str, str]]], *, known: bool) -> list[dict]:
+    """The app's Entra roles: as inventoried when the inventory read them, else SMTP.SendAsApp plus what it has."""
+    wanted = permissions.get(app_id, set()) | (set() if known else {(EXCHANGE_RESOURCE, SMTP_SEND_AS_APP)})
     return [{"resource": r, "permission": p} for r, p in sorted(wanted) if p in RESOURCE_ROLES.get(r, ())]
 
 
@@ -71,7 +72,8 @@ def fixture_from_inventory(inv: Inventory, *, name: str | None = None) -> dict:
     """The fixture dict for `start_sandbox(fixture)`. Deterministic: the same inventory gives the same fixture."""
     domain = _domain(inv)
     tenant_id = _tenant_id(inv, domain)
-    notes: list[str] = ["every app holds the Entra SMTP.SendAsApp role (the inventory does not record it)"]
+    notes: list[str] = [] if inv.app_permissions_known else [
+        "every app holds the Entra SMTP.SendAsApp role (the inventory does not record it)"]
     permissions: dict[str, set[tuple[str, str]]] = {}
     unknown_permissions = set()
     for app_id, resource, permission in inv.app_permissions:
@@ -128,8 +130,11 @@ def fixture_from_inventory(inv: Inventory, *, name: str | None = None) -> dict:
     apps = []
     for app_id in sorted(set(sps) | set(granted)):
         sp = sps.get(app_id)
+        # the inventory names an SP as Exchange shows it: that is the pointer's DisplayName
         entry = {"app_id": app_id, "display_name": (sp.display_name if sp else "") or app_id,
-                 "exchange_pointer": True, "app_roles": _app_roles(app_id, permissions),
+                 "exchange_display_name": (sp.display_name if sp else "") or app_id,
+                 "exchange_pointer": True, "app_roles": _app_roles(app_id, permissions,
+                                                                    known=inv.app_permissions_known),
                  "secret": None, "certificate_pem": None}
         if sp and sp.object_id:
             entry["object_id"] = sp.object_id
