@@ -202,3 +202,26 @@ def test_cutover_of_an_app_whose_fullaccess_carries_smtp_outside_its_plan_is_ref
         result = cli("execute", plan, "--profile", sb.profile_path, "--batch", 1, "--yes", "--dry-run",
                      "--no-cutover")
         assert result.exit_code == 0, result.output
+
+
+def test_a_fullaccess_grant_carrying_smtp_gone_since_the_plan_is_drift(tmp_path):
+    """An SMTP relay's FullAccess (its whole SMTP reach) removed after the plan: the new scope would over-grant that
+    mailbox, so the batch stops before any write, naming it. The relay's pointer shows by its own DisplayName."""
+    from migrator.sandbox.server import start_sandbox
+
+    fixture, _ = make_fixture(seed=6, mailboxes=8, apps=2, shapes=True)  # app 1: FullAccess only, SMTP.SendAsApp
+    relay = fixture["apps"][1]["app_id"]
+    plan = make_plan(fixture, tmp_path / "plan", pilot=0, batch_size=2)
+    target = next(p["mailbox"] for p in fixture["mailbox_permissions"] if p["user"]["app"] == relay)
+    with start_sandbox(fixture, run_dir=tmp_path / "sb") as sb:
+        state = sb.state
+        pointer = state.invoke("Get-ServicePrincipal", {"Identity": relay}, caller=state.admin_caller())[0]
+        assert pointer["DisplayName"] == "EXO SP for Mailer 0001"
+        state.invoke("Remove-MailboxPermission", {"Identity": target, "User": pointer["DisplayName"],
+                                                  "AccessRights": "FullAccess", "Confirm": False},
+                     caller=state.admin_caller())
+        before = tenant_shape(state)
+        result = cli("execute", plan, "--profile", sb.profile_path, "--batch", 1, "--yes")
+        assert result.exit_code == 3, result.output
+        assert f"FullAccess grant missing: app {relay}" in result.output and target in result.output
+        assert tenant_shape(state) == before

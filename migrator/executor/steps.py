@@ -207,6 +207,28 @@ def drift_check(ctx: Context) -> list[str]:
         diffs.append(f"SendAs grant missing: app {app_id} ({view.app_names.get(app_id, '')}) on {mailbox}")
     for app_id, mailbox in sorted(actual - expected):
         diffs.append(f"SendAs grant added since the plan: app {app_id} ({view.app_names.get(app_id, '')}) on {mailbox}")
+    # 1b. FullAccess grants that are SMTP reach (the app holds SMTP.SendAsApp; its scope covers them): one read per
+    #     mailbox, as Get-MailboxPermission needs one. A grant gone since the plan would leave the new scope
+    #     over-granting; one this tool removed (--remove-fullaccess) and did not restore is no difference.
+    fa_removed = {a.key for a in ctx.journal.actions(batch=view.number, generation=ctx.generation, phase="execute",
+                                                    kind="fullaccess", op="remove")}
+    fa_restored = {a.key for a in ctx.journal.actions(batch=view.number, generation=ctx.generation,
+                                                     phase="rollback", kind="fullaccess", op="restore")
+                   if a.status in ("applied", "verified")}
+    reach_fa = sorted({(norm_id(g.app_id), norm_id(g.mailbox)) for g in view.grants
+                       if str(g.right) == "FullAccess" and g.batch is not None
+                       and ctx.sps.get(norm_id(g.app_id), {}).get("exchange")})
+
+    def fullaccess_diff(pair: tuple[str, str]) -> str | None:
+        app_id, mailbox = pair
+        if _fullaccess_rows(ctx, app_id, mailbox):
+            return None
+        key = f"{app_id}|{mailbox}"
+        if key in fa_removed and key not in fa_restored:
+            return None
+        return f"FullAccess grant missing: app {app_id} ({view.app_names.get(app_id, '')}) on {mailbox}"
+
+    diffs += [d for d in fan_out(fullaccess_diff, reach_fa, workers=max(1, ctx.settings.concurrency)) if d]
     # 2. Reused groups: still the same object (DN) with the same direct members. New groups: no foreign object under
     #    their name. Reads only, one item per group, fanned out (serially they were seconds of idle budget); the
     #    differences keep the plan's group order, and a failed read stops the check (never taken as "absent").
