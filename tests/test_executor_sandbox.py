@@ -225,3 +225,38 @@ def test_a_fullaccess_grant_carrying_smtp_gone_since_the_plan_is_drift(tmp_path)
         assert result.exit_code == 3, result.output
         assert f"FullAccess grant missing: app {relay}" in result.output and target in result.output
         assert tenant_shape(state) == before
+
+
+def test_fullaccess_removal_and_its_rollback_through_the_real_clients(tmp_path):
+    """--remove-fullaccess: the SMTP relay's FullAccess goes after the cut-over (its prior rows recorded), the
+    IMAP app's and the both-rights app's stay; rollback restores exactly what was removed. Zero SMTP and IMAP/POP
+    gaps and over-grants on the timeline all along."""
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    fixture, grants = make_fixture(seed=7, mailboxes=10, apps=4, shapes=True)
+    relay = fixture["apps"][1]["app_id"]
+    plan_path = make_plan(fixture, tmp_path / "plan", pilot=0, batch_size=4, remove_fullaccess=True)
+    plan = load_plan(plan_path)
+    removed = {(g.app_id, g.mailbox) for g in plan.grants if g.right == "FullAccess" and g.action == "migrate"}
+    assert removed and {a for a, _ in removed} == {relay}
+    settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3)
+    fast = dict(propagation_wait=0.8, token_lifetime=1.2, replication_poll=0.2, verify_retry_delay=0.2)
+    with start_sandbox(fixture, run_dir=tmp_path / "sb", settings=settings) as sb:
+        before = tenant_shape(sb.state)
+        conn = Connection(sb.profile_path)
+        with Journal(plan_path) as journal:
+            result = Runner(plan, journal, conn.exo, conn.graph, settings=ExecSettings(**fast), wait=True,
+                            output=Output(quiet=True)).run([1])
+            assert [o.status for o in result.outcomes] == ["done"], result.outcomes[0].message
+            left = {(p["user"]["app"], p["mailbox"]) for p in sb.state.to_fixture()["mailbox_permissions"]
+                    if "app" in p["user"]}
+            assert not left & removed and left == {(p["user"]["app"], p["mailbox"])
+                                                   for p in fixture["mailbox_permissions"]} - removed
+            assert sb.state.check(grants).ok, sb.state.check(grants).to_dict()
+            out = RollbackRunner(plan, journal, conn.exo, conn.graph, settings=ExecSettings(**fast), wait=True,
+                                 output=Output(quiet=True)).run([1])
+            assert out.outcomes[0].status == "done", out.outcomes[0].message
+        assert tenant_shape(sb.state) == before
+        report = sb.state.check(grants)
+        assert report.ok and report.imap_unserved_at_start == [], report.to_dict()
