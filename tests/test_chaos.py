@@ -162,7 +162,7 @@ def test_killed_executor_converges_without_gaps_or_overgrants(tmp_path, claim_ru
                     "--propagation-wait", "0.8", "--token-lifetime", "1.3", "--concurrency", "2"]
             # Sends as evidence: the apps sign in over SMTP all along, on their original mailboxes and others.
             witness = sandbox_witness(sb, sb.app_secrets, tmp_path / f"s{seed}", now=sb.state.clock.now,
-                                      inside=1, outside=1, interval=0.3).start()
+                                      inside=1, outside=1, interval=1.0).start()
             try:
                 runs, kills = _until_done(args, rng, deadline=deadline)
             finally:

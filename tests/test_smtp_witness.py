@@ -34,6 +34,20 @@ def test_a_pair_already_unlike_its_expectation_at_the_start_is_not_judged():
     assert witness.report.unjudged == [("a", "m1")] and witness.report.gaps == []
 
 
+def test_a_refusal_of_an_expired_token_is_retried_and_never_judged():
+    expired = "x." + base64.urlsafe_b64encode(json.dumps({"exp": 5}).encode()).decode().rstrip("=") + ".y"
+    fetched = []
+
+    def fetch(app):
+        fetched.append(app)
+        return expired
+
+    witness = SmtpWitness([WitnessPair("a", "m1", True)], fetch, lambda m, t: ProbeAnswer(DENIED, 535, "", "auth"),
+                          now=lambda: 10.0)
+    witness.round()
+    assert witness.report.gaps == [] and len(witness.report.errors) == 1 and len(fetched) == 5
+
+
 @pytest.mark.integration
 def test_witness_catches_a_gap_and_an_over_grant_on_the_wire(tmp_path):
     data = fixture()

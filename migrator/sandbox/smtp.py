@@ -68,7 +68,7 @@ class SmtpBackend(Protocol):
     """What the SMTP endpoint asks the tenant (implemented by state_backend.StateBackend)."""
 
     # "ok" | "denied" | "disabled_tenant" | "disabled_mailbox"
-    def smtp_auth(self, claims: dict, mailbox: str) -> str: ...
+    def smtp_auth(self, claims: dict, mailbox: str, *, at: float | None = None) -> str: ...
     def smtp_may_send_from(self, mailbox: str, from_address: str) -> bool: ...
     def smtp_note(self, **data: Any) -> None: ...  # record an answer on the timeline
     def now(self) -> float: ...
@@ -195,10 +195,11 @@ class SmtpEndpoint:
                 claims: dict | None = self.tokens.verified_claims(f"Bearer {token}", EXCHANGE_RESOURCE)
             except TokenRejected:
                 claims = None
-            verdict = "denied" if claims is None else self.backend.smtp_auth(claims, mailbox)
+            at = self.backend.now()  # one instant for the decision and its record, so a replay asks the same
+            verdict = "denied" if claims is None else self.backend.smtp_auth(claims, mailbox, at=at)
             code = 235 if verdict == "ok" else 535
             app_id = str((claims or {}).get("appid", ""))
-            attempt = SmtpAttempt(self.backend.now(), app_id, mailbox.lower(), code,
+            attempt = SmtpAttempt(at, app_id, mailbox.lower(), code,
                                   float(claims["iat"]) if claims and "iat" in claims else None,
                                   None if claims is None else "SMTP.SendAsApp" in (claims.get("roles") or ()),
                                   verdict)

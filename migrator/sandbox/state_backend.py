@@ -66,7 +66,7 @@ class StateBackend:
         return self.state.graph("list_users", caller=caller)
 
     # ---- SMTP submission (sandbox/smtp.py) ------------------------------------------------------------------
-    def smtp_auth(self, claims: dict, mailbox: str) -> str:
+    def smtp_auth(self, claims: dict, mailbox: str, *, at: float | None = None) -> str:
         """AUTH XOAUTH2 as `mailbox` with a verified token: "ok", "denied", "disabled_tenant" or "disabled_mailbox"."""
         from migrator.sandbox.dataplane import can_send_with_claims
 
@@ -79,7 +79,7 @@ class StateBackend:
                 return "disabled_mailbox"
             if own is None and self.state.smtp_auth_disabled:
                 return "disabled_tenant"
-            return "ok" if can_send_with_claims(self.state, claims, rec.primary_smtp) else "denied"
+            return "ok" if can_send_with_claims(self.state, claims, rec.primary_smtp, at=at) else "denied"
 
     def smtp_may_send_from(self, mailbox: str, from_address: str) -> bool:
         """May a session authenticated as `mailbox` send with From `from_address`? Its own addresses, or a mailbox
