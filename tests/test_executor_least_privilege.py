@@ -109,3 +109,18 @@ def test_a_cutover_profile_without_the_write_role_fails_the_step_with_a_clear_me
               "--yes", *FAST, "--wait")
     assert out.exit_code == 11, out.output
     assert "cannot change app-role assignments" in out.output and "AppRoleAssignment.ReadWrite.All" in out.output
+
+
+def test_least_privilege_sandbox_splits_the_bundled_tenant_admin(tmp_path):
+    from migrator.executor import can_write_entra, check_permissions
+    from migrator.sandbox.server import start_sandbox
+
+    with start_sandbox(run_dir=tmp_path / "sb", least_privilege=True, smtp=False) as sb:
+        run, cutover = Connection(sb.profile_path), Connection(sb.cutover_profile_path)
+        check_permissions(run)  # everything the run needs, the Graph write permission aside
+        assert can_write_entra(run) is False and can_write_entra(cutover) is True
+        check_permissions(cutover, graph_write=True, exchange=False)
+        from migrator.errors import TenantError
+
+        with pytest.raises(TenantError, match="Exchange.ManageAsApp"):
+            check_permissions(cutover)  # the second app has no Exchange permission at all

@@ -240,3 +240,20 @@ def test_a_run_killed_between_the_undo_record_and_the_journal_resumes(tmp_path, 
     _, result = run_until_done(tenant, plan, [1, 2])
     assert [o.status for o in result.outcomes] == ["done", "done"]
     assert tenant.gaps == [] and tenant.overgrants == []
+
+
+def test_a_read_only_plan_folder_stops_the_command_before_anything_with_a_clear_message(tmp_path, monkeypatch):
+    import migrator.executor.journal as journal_module
+
+    tenant, plan = make_world(tmp_path, APPS, [[A1, A2], [A3]])
+    before = tenant.snapshot()
+
+    def read_only(path, *args, **kw):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(journal_module, "open", read_only, raising=False)
+    from migrator.executor.undolog import JournalWriteError
+
+    with pytest.raises(JournalWriteError, match=r"cannot write the lock file journal\.lock .*Read-only file system"):
+        execute(tenant, plan, [1])
+    assert tenant.snapshot() == before and tenant.writes == 0

@@ -53,16 +53,21 @@ def sandbox() -> None:
 @click.option("--replication-delay", type=click.FloatRange(min=0),
               help="Seconds a newly created group stays invisible to Get-* cmdlets (directory replication). "
                    f"Default: {_DEFAULTS.replication_delay:g}.")
+@click.option("--least-privilege", is_flag=True,
+              help="Split the admin app: `profile` lacks Graph AppRoleAssignment.ReadWrite.All (the run's least "
+                   "privilege), a second app holding only that and Application.Read.All is served as "
+                   "`cutover_profile` (for execute/rollback --cutover-profile).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request line to stderr (never headers or bodies).")
 def serve(fixture: Path | None, seed: int, faults: str, port: int, smtp_port: int, run_dir: Path | None,
           propagation_delay: float | None, token_lifetime: float | None, admin_token_lifetime: float | None,
-          claim_rule: str | None, replication_delay: float | None, verbose: bool) -> None:
+          claim_rule: str | None, replication_delay: float | None, least_privilege: bool, verbose: bool) -> None:
     """Serve a sandbox tenant until SIGTERM or SIGINT.
 
     Prints one JSON line on stdout once ready, with authority, exchange_url, graph_url, ca_bundle, tenant_id,
     client_id, client_secret, profile (a connection profile for --profile), smtp_host and smtp_port (SMTP
-    submission with STARTTLS and AUTH XOAUTH2, answered from the tenant's data plane). The line holds the admin app's
-    secret: treat stdout as sensitive.
+    submission with STARTTLS and AUTH XOAUTH2, answered from the tenant's data plane), and cutover_profile when the
+    tenant has a second admin app (--least-privilege, or a fixture with `cutover_admin`). The line holds the admin
+    app's secret: treat stdout as sensitive.
     """
     from migrator.sandbox.server import start_sandbox
 
@@ -77,7 +82,7 @@ def serve(fixture: Path | None, seed: int, faults: str, port: int, smtp_port: in
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         sb = start_sandbox(fixture, seed=seed, faults=faults, settings=settings, port=port, run_dir=run_dir,
-                           smtp_port=smtp_port)
+                           smtp_port=smtp_port, least_privilege=least_privilege)
         try:
             sys.stdout.write(json.dumps(sb.ready_line()) + "\n")
             sys.stdout.flush()

@@ -265,8 +265,12 @@ class Journal:
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
     def _acquire_lock(self) -> None:
-        self.plan_dir.mkdir(parents=True, exist_ok=True)
-        fh = open(self.plan_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held open for the journal's life: the lock lives on it
+        lock_path = self.plan_dir / LOCK_NAME
+        try:  # a read-only folder (or a full disk) stops the command here, before anything else, with a clear message
+            self.plan_dir.mkdir(parents=True, exist_ok=True)
+            fh = open(lock_path, "a+")  # noqa: SIM115 - held open for the journal's life: the lock lives on it
+        except OSError as exc:
+            raise write_error("the lock file", lock_path, exc) from None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -277,12 +281,16 @@ class Journal:
                 f"{self.plan_dir}: another executor is running this plan ({holder}); "
                 "wait for it to finish (or stop it) and run the command again"
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        since = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {since}")
-        fh.flush()
         self._lock_fh = fh
+        try:
+            fh.seek(0)
+            fh.truncate()
+            since = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
+            fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {since}")
+            fh.flush()
+        except OSError as exc:
+            self.close()
+            raise write_error("the lock file", lock_path, exc) from None
 
     @property
     def _db(self) -> sqlite3.Connection:

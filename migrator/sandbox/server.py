@@ -424,14 +424,38 @@ def load_fixture_data(fixture: str | Path | dict | None) -> dict:
     return data
 
 
+GRAPH_WRITE_ROLES = ("AppRoleAssignment.ReadWrite.All", "Directory.ReadWrite.All")
+
+
+def split_admin(data: dict) -> dict:
+    """The fixture with least privilege: the run's admin app keeps Exchange and Graph *read*; a second admin app
+    (`cutover_admin`) holds only Graph Application.Read.All + AppRoleAssignment.ReadWrite.All (the cut-over's)."""
+    from migrator.sandbox.state import det_uuid
+
+    data = copy.deepcopy(data)
+    admin = data["admin"]
+    admin["app_roles"] = [r for r in admin.get("app_roles") or () if r.get("permission") not in GRAPH_WRITE_ROLES]
+    if not data.get("cutover_admin"):
+        data["cutover_admin"] = {
+            "client_id": det_uuid("cutover-admin", str(data["tenant"].get("id", ""))),
+            "display_name": f"{admin.get('display_name') or 'migrator'} cut-over", "secret": None,
+            "app_roles": [{"resource": "Microsoft Graph", "permission": "Application.Read.All"},
+                          {"resource": "Microsoft Graph", "permission": "AppRoleAssignment.ReadWrite.All"}],
+            "directory_roles": []}
+    return data
+
+
 def start_sandbox(fixture: str | Path | dict | None = None, *, seed: int = 0,
                   faults: str | FaultProfile | None = "none", settings=None, port: int = 0,
-                  run_dir: Path | str | None = None, clock=None, smtp: bool = True, smtp_port: int = 0) -> Sandbox:
+                  run_dir: Path | str | None = None, clock=None, smtp: bool = True, smtp_port: int = 0,
+                  least_privilege: bool = False) -> Sandbox:
     """Load a tenant fixture and serve it over HTTPS on 127.0.0.1 in a background thread, with SMTP submission
     (STARTTLS + AUTH XOAUTH2, sandbox/smtp.py) on `smtp_port` unless `smtp` is False.
 
     `fixture`: a path, a dict, or None for the bundled sample tenant. `faults`: none | mild | chaos | a
     .json/.toml file. `settings`: a SandboxSettings. `clock`: a Clock (a manual one lets tests move time).
+    `least_privilege`: split the admin app (split_admin): the main profile lacks the Graph write permission, which
+    the second profile (`cutover_profile_path`) holds.
     """
     from migrator.sandbox.clock import Clock
     from migrator.sandbox.settings import SandboxSettings
@@ -439,6 +463,8 @@ def start_sandbox(fixture: str | Path | dict | None = None, *, seed: int = 0,
     from migrator.sandbox.state_backend import StateBackend
 
     data = load_fixture_data(fixture)
+    if least_privilege:
+        data = split_admin(data)
     admin = data["admin"]
     if not admin.get("secret"):
         admin["secret"] = secrets.token_urlsafe(32)  # INTERNALS §2: generated at start when the fixture has none
