@@ -122,5 +122,5 @@ def test_least_privilege_sandbox_splits_the_bundled_tenant_admin(tmp_path):
         check_permissions(cutover, graph_write=True, exchange=False)
         from migrator.errors import TenantError
 
-        with pytest.raises(TenantError, match="Exchange.ManageAsApp"):
+        with pytest.raises(TenantError, match=r"Exchange\.ManageAsApp"):
             check_permissions(cutover)  # the second app has no Exchange permission at all
