@@ -12,14 +12,60 @@ import pytest
 from migrator.executor.journal import MIGRATIONS, Journal, JournalLocked
 
 
-def test_migrations_are_recorded_once_and_wal_is_on(tmp_path):
+def test_migrations_are_recorded_once_and_wal_is_on_while_writing(tmp_path):
     with Journal(tmp_path) as j:
         j.set_meta("plan_sha256", "x")
+        assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with Journal(tmp_path) as j:  # re-open: nothing re-applied, data kept
         assert j.get_meta("plan_sha256") == "x"
+        j.set_meta("other", "y")
         names = [r[0] for r in j._db.execute("SELECT name FROM _migrations")]
         assert names == [m[0] for m in MIGRATIONS]
         assert j._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.db"]  # no lock, -wal or -shm left at rest
+
+
+def _folder_bytes(path):
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+
+
+def test_a_journal_that_writes_nothing_leaves_no_file(tmp_path):
+    with Journal(tmp_path) as j:
+        assert (tmp_path / "journal.lock").exists()  # held while open
+        j.set_meta("plan_sha256", "x", staged=True)
+        assert j.start_run("execute", 1, {}) is None
+        assert j.get_meta("plan_sha256") == "x" and j.batch_states() == {}
+        j.end_run("nothing")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_journal_is_left_byte_identical_by_a_run_that_writes_nothing(tmp_path):
+    with Journal(tmp_path) as j:
+        j.start_run("execute", 1, {})
+        j.set_batch_state(1, "executing", 1)
+        j.end_run("done")
+    before = _folder_bytes(tmp_path)
+    with Journal(tmp_path) as j:
+        j.set_meta("plan_sha256", "x", staged=True)
+        j.start_run("execute", 1, {})
+        assert j.batch_state(1) == ("executing", 1) and len(j.runs()) == 1
+        j.end_run("nothing")
+    with Journal(tmp_path, readonly=True) as j:
+        assert j.batch_state(1) == ("executing", 1)
+    assert _folder_bytes(tmp_path) == before
+
+
+def test_staged_run_and_meta_are_written_with_the_first_change(tmp_path):
+    with Journal(tmp_path) as j:
+        j.set_meta("plan_sha256", "x", staged=True)
+        j.start_run("execute", 2, {"wait": False})
+        j.set_batch_state(2, "executing", 1)
+        assert j.run_id is not None
+        j.end_run("done")
+    with Journal(tmp_path, readonly=True) as j:
+        assert j.get_meta("plan_sha256") == "x"
+        (run,) = j.runs()
+        assert (run["command"], run["batch"], run["outcome"]) == ("execute", 2, "done")
 
 
 def test_prior_state_is_never_overwritten_by_a_resume(tmp_path):

@@ -19,10 +19,16 @@ A write to either that fails (disk full, read-only folder) raises JournalWriteEr
 next tenant write. At open, `PRAGMA integrity_check` runs; a damaged journal, or a missing one whose undo log holds
 records, stops the command with a pointer to `rollback --from-undo-log`.
 
-Locking: an exclusive `fcntl.flock` on `<plan>/journal.lock`, held for the life of the process. The kernel drops it
-when the process dies (SIGKILL included), so a crashed run never leaves a stale lock behind, and a second executor
-on the same plan is refused at once with the holder's pid and host. (flock is not reliable on network filesystems:
-keep plan folders on a local disk.)
+Nothing written, nothing left: a writable journal reads from the existing file or from an empty in-memory one
+until its first change to the record (a step, an action, an object, a batch state). Only then is `journal.db`
+created (or switched to WAL for writing), and the values staged before it (`start_run`, `set_meta(staged=True)`,
+`note_plan`) are written with that first change. So a run that stops before its first write (failed sign-in,
+unknown batch, drift, a "no" at the prompt) leaves the plan folder byte-identical (docs/design.md §2). At rest the
+file is switched back to a rollback journal, so read-only readers (status, report) create no -wal/-shm files.
+
+Locking: plan_lock.PlanLock, an OS lock on `<plan>/journal.lock` (flock on POSIX, msvcrt on Windows, imported
+lazily) held for the life of the process and dropped by the kernel when it dies; a second executor is refused at
+once with the holder's pid and host. The lock file is removed on release.
 
 Schema changes go through `MIGRATIONS` (name, SQL), applied in order and recorded in `_migrations`, the way
 sqlite-utils' migrations.py does it: never edit an applied migration, append a new one.
@@ -31,7 +37,6 @@ sqlite-utils' migrations.py does it: never edit an applied migration, append a n
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -40,13 +45,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from migrator.errors import MigratorError
+from migrator.executor.plan_lock import LOCK_NAME, JournalLocked, PlanLock
 from migrator.executor.undolog import UNDO_LOG_NAME, UndoLog, read_undo_log, replay, write_error
 
 JOURNAL_NAME = "journal.db"
-LOCK_NAME = "journal.lock"
+__all__ = ["JOURNAL_NAME", "LOCK_NAME", "MIGRATIONS", "ActionRow", "Journal", "JournalDamaged", "JournalLocked",
+           "ObjectRow", "StepRow"]
 
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     (
@@ -81,12 +88,6 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
 
 class JournalDamaged(MigratorError):
     """journal.db is unreadable, fails its integrity check, or is missing while the undo log holds records."""
-
-
-class JournalLocked(MigratorError):
-    """Another executor holds this plan's journal."""
-
-    exit_code = 5
 
 
 @dataclass(frozen=True)
@@ -153,14 +154,18 @@ class Journal:
         self.path = self.plan_dir / JOURNAL_NAME
         self._clock = clock
         self._mutex = threading.RLock()
-        self._lock_fh: IO[str] | None = None
+        self._lock = PlanLock(self.plan_dir) if lock and not readonly else None
         self._conn: sqlite3.Connection | None = None  # None once closed (or before it is opened)
         self.readonly = readonly
         self.undo = UndoLog(self.plan_dir, clock=clock) if undo and not readonly else None
         self.rebuilt: dict | None = None
         self.run_id: int | None = None
-        if lock and not readonly:
-            self._acquire_lock()
+        self._writable = False  # journal.db opened for writing (created if need be): set by the first change
+        self._staged_meta: dict[str, str] = {}
+        self._staged_run: tuple | None = None  # (command, batch, options, started_at) until the first change
+        self._staged_plan: str | None = None  # the undo log's first line, written with the first change
+        if self._lock is not None:
+            self._lock.acquire()
         try:
             if from_undo_log:
                 self._rebuild_from_undo_log()
@@ -181,13 +186,15 @@ class Journal:
                 else:
                     self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
                     self._check_integrity()
-            else:
-                self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-                if existed:
-                    self._check_integrity()
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")  # a recorded step survives power loss, not just a crash
+            elif not existed:
+                # Nothing on disk until the first change (_materialise): an empty journal in memory meanwhile.
+                self._conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
                 self._migrate()
+            else:
+                # Held under the lock, so no other writer: a read-write connection that only reads changes nothing
+                # on disk, and unlike a read-only one it can recover a WAL left by a killed run.
+                self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+                self._check_integrity()
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and _is_write_failure(exc):
                 raise write_error("the journal", self.path, exc) from None
@@ -258,39 +265,61 @@ class Journal:
             self.undo = undo
 
     def note_plan(self, plan_sha256: str) -> None:
-        """Start the undo log with the plan it belongs to (once)."""
+        """Start the undo log with the plan it belongs to (once), with the first change: a run that changes
+        nothing leaves no undo log either."""
         if self.undo is not None:
-            self.undo.note_plan(plan_sha256)
+            self._staged_plan = plan_sha256
+
+    def _undo_log(self) -> UndoLog | None:
+        """The undo log, its staged first line written first. Called before every undo record."""
+        if self.undo is not None and self._staged_plan is not None:
+            plan, self._staged_plan = self._staged_plan, None
+            self.undo.note_plan(plan)
+        return self.undo
+
+    def _materialise(self) -> None:
+        """Open journal.db for writing (creating it), then write what was staged. Caller holds the mutex."""
+        if self._writable:
+            return
+        if self.readonly:
+            raise RuntimeError("journal opened read-only")
+        self._undo_log()
+        existed = self.path.exists()
+        try:
+            if not existed:
+                self.close_db()
+                self.plan_dir.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a recorded step survives power loss, not just a crash
+            self._migrate()
+        except sqlite3.OperationalError as exc:
+            if _is_write_failure(exc):
+                raise write_error("the journal", self.path, exc) from None
+            raise
+        self._db.row_factory = sqlite3.Row
+        self._writable = True
+        staged_meta, self._staged_meta = self._staged_meta, {}
+        staged_run, self._staged_run = self._staged_run, None
+        if not staged_meta and staged_run is None:
+            return
+        with self._tx() as tx:
+            for key, value in staged_meta.items():
+                tx.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                           "value=excluded.value", (key, value))
+            if staged_run is not None:
+                command, batch, options, started = staged_run
+                cur = tx.execute(
+                    "INSERT INTO runs (command, batch, pid, host, options, started_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (command, batch, os.getpid(), socket.gethostname(), _dumps(options), started))
+                self.run_id = cur.lastrowid
+
+    @property
+    def written(self) -> bool:
+        """Whether this journal has opened journal.db for writing (its first change happened)."""
+        return self._writable
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
-
-    def _acquire_lock(self) -> None:
-        lock_path = self.plan_dir / LOCK_NAME
-        try:  # a read-only folder (or a full disk) stops the command here, before anything else, with a clear message
-            self.plan_dir.mkdir(parents=True, exist_ok=True)
-            fh = open(lock_path, "a+")  # noqa: SIM115 - held open for the journal's life: the lock lives on it
-        except OSError as exc:
-            raise write_error("the lock file", lock_path, exc) from None
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown process"
-            fh.close()
-            raise JournalLocked(
-                f"{self.plan_dir}: another executor is running this plan ({holder}); "
-                "wait for it to finish (or stop it) and run the command again"
-            ) from None
-        self._lock_fh = fh
-        try:
-            fh.seek(0)
-            fh.truncate()
-            since = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
-            fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {since}")
-            fh.flush()
-        except OSError as exc:
-            self.close()
-            raise write_error("the lock file", lock_path, exc) from None
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -306,11 +335,17 @@ class Journal:
 
     def close(self) -> None:
         with self._mutex:
+            if self._conn is not None and self._writable:
+                # Back to a rollback journal at rest: WAL mode is recorded in the file, and a read-only reader of a
+                # WAL file (status, report, the next run before its first change) would leave -wal/-shm files
+                # behind. Fails harmlessly while a reader is connected (the file stays WAL until the next close).
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA journal_mode=DELETE")
             self.close_db()
-            if self._lock_fh is not None:
-                fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
-                self._lock_fh.close()
-                self._lock_fh = None
+            self._writable = False
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def __enter__(self) -> Journal:
         return self
@@ -340,6 +375,7 @@ class Journal:
         if self.readonly:
             raise RuntimeError("journal opened read-only")
         with self._mutex:
+            self._materialise()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -364,16 +400,30 @@ class Journal:
 
     def get_meta(self, key: str) -> str | None:
         with self._mutex:
+            if key in self._staged_meta:
+                return self._staged_meta[key]
             row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
-    def set_meta(self, key: str, value: str) -> None:
+    def set_meta(self, key: str, value: str, *, staged: bool = False) -> None:
+        """Set a meta value; `staged`: keep it in memory until the journal's first other change (or drop it)."""
+        if self.readonly:
+            raise RuntimeError("journal opened read-only")
+        with self._mutex:
+            if staged and not self._writable:
+                self._staged_meta[key] = value
+                return
         with self._tx() as db:
             db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                        "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                        (key, value))
 
-    def start_run(self, command: str, batch: int | None, options: dict) -> int:
+    def start_run(self, command: str, batch: int | None, options: dict) -> int | None:
+        """Record a run. Staged until its first change: a run that changes nothing leaves no trace."""
+        with self._mutex:
+            if not self._writable:
+                self._staged_run = (command, batch, options, self.now())
+                return None
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO runs (command, batch, pid, host, options, started_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -382,6 +432,7 @@ class Journal:
         return self.run_id
 
     def end_run(self, outcome: str) -> None:
+        self._staged_run = None
         if self.run_id is None:
             return
         with self._tx() as db:
@@ -400,8 +451,9 @@ class Journal:
         return (row[0], row[1]) if row else ("new", 1)
 
     def set_batch_state(self, batch: int, state: str, generation: int) -> None:
-        if self.undo is not None:
-            self.undo.batch(batch, generation, state)
+        undo = self._undo_log()
+        if undo is not None:
+            undo.batch(batch, generation, state)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO batches (batch, generation, state, updated_at) VALUES (?, ?, ?, ?) "
@@ -470,8 +522,9 @@ class Journal:
         now = self.now()
         ids: list[int] = []
         with self._mutex:  # the undo log's order follows the journal's
-            if self.undo is not None:
-                self.undo.removals(items)  # write-ahead: the prior state is on disk twice before the write is sent
+            undo = self._undo_log()
+            if undo is not None:
+                undo.removals(items)  # write-ahead: the prior state is on disk twice before the write is sent
             return self._record_intents(items, now, ids)
 
     def _record_intents(self, items: list[dict], now: float, ids: list[int]) -> list[int]:
@@ -529,8 +582,9 @@ class Journal:
     def claim_object(self, kind: str, key: str, name: str, batch: int, detail: dict | None = None) -> None:
         """Record, before creating it, that the tool is about to create object `key` named `name`."""
         now = self.now()
-        if self.undo is not None:
-            self.undo.object(kind, key, state="intent", batch=batch, name=name)
+        undo = self._undo_log()
+        if undo is not None:
+            undo.object(kind, key, state="intent", batch=batch, name=name)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO objects (kind, key, name, created_batch, state, detail, created_at, updated_at)"

@@ -89,7 +89,7 @@ def bind_journal(journal: Journal, plan) -> None:
     recorded = journal.get_meta("plan_sha256")
     if recorded is None:
         if not journal.readonly:
-            journal.set_meta("plan_sha256", digest)
+            journal.set_meta("plan_sha256", digest, staged=True)  # both written with the first change, if any
             journal.note_plan(digest)
     elif recorded != digest:
         raise PlanError("the journal in this folder was written for another version of the plan (plan.json changed "
