@@ -1,10 +1,11 @@
-"""Generate the Contoso sample tenant: `samples/contoso/tenant.json` (the sandbox fixture, INTERNALS.md §2) and
-`samples/contoso/exports/*.csv` (the same tenant as PowerShell Export-Csv files would show it).
+"""Generate the Contoso sample tenant: `migrator/samples/contoso/tenant.json` (the sandbox fixture, INTERNALS.md §2)
+and `migrator/samples/contoso/exports/*.csv` (the same tenant as PowerShell Export-Csv files would show it). They
+live inside the package so a wheel install carries them.
 
 Deterministic: a seeded random.Random and fixed quotas, so every count below holds by construction and the
 output is byte-identical on every run (tests/test_inventory_sample.py regenerates it and compares).
 
-    python samples/make_contoso.py            # rewrite samples/contoso/
+    python samples/make_contoso.py            # rewrite migrator/samples/contoso/
     python samples/make_contoso.py --check    # exit 1 if the files on disk differ from what it would write
 
 The tenant, by construction
@@ -460,9 +461,13 @@ def outputs(seed: int = SEED) -> dict[str, bytes]:
     return out
 
 
+# Package data, so a wheel install carries the sample (migrator/samples/__init__.py).
+OUT = Path(__file__).resolve().parent.parent / "migrator" / "samples" / "contoso"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "contoso")
+    parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--check", action="store_true", help="compare with the files on disk; exit 1 on a difference")
     args = parser.parse_args(argv)
     stale = []

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "samples"
+SAMPLES = ROOT / "migrator" / "samples"  # package data (a wheel install carries it)
 
 
 @pytest.fixture

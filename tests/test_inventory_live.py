@@ -30,8 +30,8 @@ from migrator.sandbox.truth import ground_truth
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300, method="thread")]
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = ROOT / "samples" / "contoso" / "tenant.json"
-EXPORTS = ROOT / "samples" / "contoso" / "exports"
+FIXTURE = ROOT / "migrator" / "samples" / "contoso" / "tenant.json"
+EXPORTS = ROOT / "migrator" / "samples" / "contoso" / "exports"
 
 
 def _faults():

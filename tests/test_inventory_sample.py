@@ -20,7 +20,7 @@ from migrator.inventory.store import read_inventory
 from migrator.model import Right
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "samples" / "contoso"
+SAMPLE = ROOT / "migrator" / "samples" / "contoso"
 
 
 def _generator():
@@ -61,7 +61,7 @@ def _where(inv, **attrs):
 def test_samples_are_what_the_generator_writes():
     gen = _generator()
     for rel, data in gen.outputs().items():
-        assert (SAMPLE / rel).read_bytes() == data, f"samples/contoso/{rel} is stale: run samples/make_contoso.py"
+        assert (SAMPLE / rel).read_bytes() == data, f"migrator/samples/contoso/{rel} is stale: run samples/make_contoso.py"
 
 
 def test_counts(inv):

@@ -1,9 +1,9 @@
 """The committed plan of the bundled sample tenant (plans/contoso) must be what the tool makes today.
 
-Regenerated here from samples/contoso/exports in a temporary folder, with the options recorded in the committed
+Regenerated here from migrator/samples/contoso/exports in a temporary folder, with the options recorded in the committed
 plan.json, and compared file by file (plan.json: everything but `created`). When this fails, the plan is stale:
 
-    migrator inventory --from-exports samples/contoso/exports --out inventory/contoso --force
+    migrator inventory --from-exports migrator/samples/contoso/exports --out inventory/contoso --force
     migrator plan inventory/contoso --out plans/contoso --force --batch-size 4
 """
 
@@ -19,8 +19,8 @@ from migrator.planner.plan import load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "plans" / "contoso"
-EXPORTS = ROOT / "samples" / "contoso" / "exports"
-REGENERATE = ("migrator inventory --from-exports samples/contoso/exports --out inventory/contoso --force && "
+EXPORTS = ROOT / "migrator" / "samples" / "contoso" / "exports"
+REGENERATE = ("migrator inventory --from-exports migrator/samples/contoso/exports --out inventory/contoso --force && "
               "migrator plan inventory/contoso --out plans/contoso --force --batch-size 4")
 
 

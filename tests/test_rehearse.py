@@ -22,7 +22,7 @@ from migrator.sandbox.state import TenantState
 from migrator.sandbox.state_backend import StateBackend
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "samples" / "contoso"
+SAMPLE = ROOT / "migrator" / "samples" / "contoso"
 SAMPLE_PLAN = ROOT / "plans" / "contoso"
 
 

@@ -1,4 +1,4 @@
-"""The sandbox server over the real tenant state (samples/contoso): unmodified msal, a plain requests client,
+"""The sandbox server over the real tenant state (migrator/samples/contoso): unmodified msal, a plain requests client,
 Graph, the debug endpoints, and `migrator sandbox serve` as a subprocess."""
 
 from __future__ import annotations

@@ -74,9 +74,7 @@ def test_round_trip_keeps_everything_the_cmdlets_show():
 
 
 def test_bundled_sample_tenant_loads(root):
-    path = root / "samples" / "contoso" / "tenant.json"
-    if not path.exists():
-        pytest.skip("samples/contoso/tenant.json not there yet")
+    path = root / "migrator" / "samples" / "contoso" / "tenant.json"
     state = load(json.loads(path.read_text(encoding="utf-8")))
     rows = run(state, "Get-RecipientPermission", ResultSize="Unlimited")
     assert rows and len(rows) == len(state.recipient_permissions)

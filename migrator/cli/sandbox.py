@@ -24,7 +24,7 @@ def sandbox() -> None:
 
 @sandbox.command("serve")
 @click.option("--tenant", "fixture", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Tenant fixture (JSON, see samples/). Default: the bundled sample tenant, samples/contoso.")
+              help="Tenant fixture (JSON, see docs/INTERNALS.md §2). Default: the bundled sample tenant, Contoso.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the fault generator: the same seed and calls give the same faults.")
 @click.option("--faults", default="none", show_default=True,

@@ -101,7 +101,8 @@ def write_inventory(inv: Inventory, out: Path, *, overwrite: bool = False) -> Pa
         manifest.setdefault("sources", [])
         manifest.setdefault("skipped", [])
         manifest["counts"] = counts(inv)
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8",
+                                          newline="\n")  # LF on Windows too: the file is hashed
     return out
 
 

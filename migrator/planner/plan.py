@@ -463,7 +463,7 @@ def write_plan(plan: Plan, out: Path, *, overwrite: bool = False) -> Path:
         (tmp / ROWHASH_FILE).write_bytes(rh.encode("utf-8"))
         files[ROWHASH_FILE] = hashlib.sha256(rh.encode("utf-8")).hexdigest()
         meta["files"] = files
-        (tmp / PLAN_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        (tmp / PLAN_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8", newline="\n")  # LF on Windows too
     return out
 
 

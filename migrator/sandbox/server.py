@@ -27,6 +27,7 @@ from typing import cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from migrator.errors import InputError
+from migrator.samples import CONTOSO_FIXTURE
 from migrator.sandbox.backend import EXCHANGE_RESOURCE, GRAPH_RESOURCE, Backend
 from migrator.sandbox.faults import FaultInjector, FaultProfile, bucket_time, load_profile
 from migrator.sandbox.http_exchange import ExchangeEndpoint
@@ -42,7 +43,7 @@ log = logging.getLogger("migrator.sandbox")
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds a client gets to finish the TLS handshake
 IDLE_TIMEOUT = 120.0  # seconds an idle keep-alive connection stays open
-DEFAULT_FIXTURE = Path(__file__).resolve().parents[2] / "samples" / "contoso" / "tenant.json"
+DEFAULT_FIXTURE = CONTOSO_FIXTURE  # package data: present in a wheel install too
 
 
 class SandboxApp:
