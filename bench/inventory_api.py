@@ -120,7 +120,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--trustee-display", choices=["display_name", "object_id"], default="object_id",
-                    help="how the sandbox shows an SP trustee (UNVERIFIED live; EXCHANGE.md §3). The synthetic "
+                    help="how the sandbox shows an SP trustee (UNVERIFIED live; docs/exchange.md §3). The synthetic "
                          "tenant gives some apps the same display name; the naive loop cannot tell those apart")
     ap.add_argument("--per-mailbox-run", action=argparse.BooleanOptionalAction, default=True,
                     help="also run the live inventory with --fullaccess per-mailbox (the fallback when a scan "

@@ -30,7 +30,7 @@ from migrator.sandbox.server import start_sandbox
 
 
 class _VerifyingSession(requests.Session):
-    """REQUESTS_CA_BUNDLE overrides a Session's verify; a per-request verify wins (DESIGN.md §7)."""
+    """REQUESTS_CA_BUNDLE overrides a Session's verify; a per-request verify wins (docs/design.md §7)."""
 
     def __init__(self, ca: str) -> None:
         super().__init__()

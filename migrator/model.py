@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-# The Office 365 Exchange Online first-party API (EXCHANGE.md §1).
+# The Office 365 Exchange Online first-party API (docs/exchange.md §1).
 EXCHANGE_ONLINE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
 SMTP_SEND_AS_APP = "SMTP.SendAsApp"
 RBAC_ROLE_SMTP_SEND_AS = "Application SMTP.SendAsApp"

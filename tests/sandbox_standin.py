@@ -167,7 +167,7 @@ class StandIn:
 
 class VerifyingSession(requests.Session):
     """A requests Session that passes `verify` on every request: REQUESTS_CA_BUNDLE overrides a Session's own
-    `verify` (DESIGN.md §7), a per-request one wins. Usable as msal's http_client."""
+    `verify` (docs/design.md §7), a per-request one wins. Usable as msal's http_client."""
 
     def __init__(self, ca_bundle) -> None:
         super().__init__()

@@ -60,7 +60,7 @@ def _start(tmp: Path, seed: int, claim_rule: str):
 
     fixture, grants = make_fixture(seed=seed, mailboxes=12, apps=5, per_app=(1, 5), clusters=2, shapes=True)
     plan = make_plan(fixture, tmp / "plan", pilot=1, batch_size=2, remove_fullaccess=True)
-    # Both ways of showing an SP trustee (UNVERIFIED live, EXCHANGE.md §3): one per claim rule.
+    # Both ways of showing an SP trustee (UNVERIFIED live, docs/exchange.md §3): one per claim rule.
     settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3,
                                claim_rule=claim_rule,
                                trustee_display="object_id" if claim_rule == "union" else "display_name")

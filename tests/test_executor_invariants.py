@@ -1,4 +1,4 @@
-"""DESIGN.md §2 invariants under injected faults, against the in-memory tenant: crash between a write and its
+"""docs/design.md §2 invariants under injected faults, against the in-memory tenant: crash between a write and its
 journal record at every write, answers lost after the write, transient failures; resume converges to the same
 end state with no gap, no over-grant, no duplicate object, no destructive call repeated, and no step marked done
 before its actions were verified. Drift and a second executor stop the run before any write."""

@@ -1,4 +1,4 @@
-"""The exported PowerShell script: structure, the order of DESIGN.md §6, idempotent ensures, safe waits, and the
+"""The exported PowerShell script: structure, the order of docs/design.md §6, idempotent ensures, safe waits, and the
 quoting of hostile names (checked with a PowerShell tokenizer, since pwsh is not available)."""
 
 from __future__ import annotations

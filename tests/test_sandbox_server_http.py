@@ -77,7 +77,7 @@ def test_msal_certificate_with_sha1_thumbprint_and_with_public_certificate(sb, s
 
 
 def test_msal_verify_argument_works_once_requests_ca_bundle_is_unset(sb, monkeypatch):
-    """msal's own verify= lands on a Session, which REQUESTS_CA_BUNDLE overrides (DESIGN.md §7)."""
+    """msal's own verify= lands on a Session, which REQUESTS_CA_BUNDLE overrides (docs/design.md §7)."""
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     app = msal.ConfidentialClientApplication(ADMIN_ID, client_credential="s3cret-admin", authority=sb.authority,

@@ -41,7 +41,7 @@ def test_unknown_cmdlet_and_parameter(state):
     assert err(state, "Get-Nothing").exception_type == "CommandNotFoundException"
     e = err(state, "Get-Mailbox", Shoe="x")
     assert e.exception_type == "ParameterBindingException" and "'Shoe'" in e.message
-    # Get-ManagementRoleAssignment has no -App: clients must filter client-side (EXCHANGE.md §3)
+    # Get-ManagementRoleAssignment has no -App: clients must filter client-side (docs/exchange.md §3)
     assert err(state, "Get-ManagementRoleAssignment", App=BILLING).exception_type == "ParameterBindingException"
 
 

@@ -1,7 +1,7 @@
 """Exchange Online through the admin REST endpoint the ExchangeOnlineManagement V3 module uses (InvokeCommand).
 
 `invoke(cmdlet, params)` posts the CmdletInput envelope and follows @odata.nextLink. Typed helpers cover the
-cmdlets of EXCHANGE.md §3. The answer's `@adminapi.errors` fail the call (`ReplyErrors`); its `@adminapi.warnings`
+cmdlets of docs/exchange.md §3. The answer's `@adminapi.errors` fail the call (`ReplyErrors`); its `@adminapi.warnings`
 are logged, handed to `on_warning` and kept on the result (`CmdletRows.warnings`). The read path names only cmdlets
 public InvokeCommand clients are known to send (Get-Mailbox, Get-MailboxPermission, ...); the Get-EXO* names, which
 the endpoint most likely refuses there, only when `exo_cmdlets` is on (profile setting, default off).
@@ -25,7 +25,7 @@ from migrator.exchange.interface import ExchangeApi
 from migrator.exchange.profile import Profile
 from migrator.model import RBAC_ROLE_SMTP_SEND_AS
 
-# Cmdlets that return every object for a $null / empty identity (EXCHANGE.md §3 hazards), and the parameters
+# Cmdlets that return every object for a $null / empty identity (docs/exchange.md §3 hazards), and the parameters
 # that must then be set and non-empty.
 GUARDED: dict[str, tuple[str, ...]] = {
     "Get-ServicePrincipal": ("Identity",),
@@ -254,7 +254,7 @@ class ExchangeClient(ExchangeApi):
 
     @read
     def get_recipient_permissions_by_trustee(self, trustee: str) -> list[dict]:
-        """All SendAs rows of one trustee. May miss rows for trustees with several SIDs (EXCHANGE.md §3)."""
+        """All SendAs rows of one trustee. May miss rows for trustees with several SIDs (docs/exchange.md §3)."""
         return self.invoke("Get-RecipientPermission", {"Trustee": trustee, "ResultSize": "Unlimited"})
 
     @write

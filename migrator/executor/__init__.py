@@ -51,7 +51,7 @@ def _claims(token: str) -> dict:
 
 
 def check_permissions(conn: Connection, *, graph_write: bool = False, exchange: bool = True) -> None:
-    """Stop before any write when the app's tokens lack what the run needs (EXCHANGE.md §4 and §5).
+    """Stop before any write when the app's tokens lack what the run needs (docs/exchange.md §4 and §5).
 
     Reads the `roles` (application permissions) and `wids` (Entra directory roles) claims of the tokens the run
     will use. A token the tool cannot decode (opaque, as some clouds issue) is not judged: the calls will tell.

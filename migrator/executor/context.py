@@ -39,18 +39,18 @@ class Stopped(MigratorError):
 
 @dataclass
 class ExecSettings:
-    """Knobs of a run. Defaults are the documented ones (DESIGN.md §6, EXCHANGE.md §2)."""
+    """Knobs of a run. Defaults are the documented ones (docs/design.md §6, docs/exchange.md §2)."""
 
     propagation_wait: float = 7200.0  # s; Microsoft: 30 min to 2 h before the data plane sees an RBAC change
     token_lifetime: float = 5400.0  # s; tokens live 60-90 min, so 90 min covers every token issued before
-    cutover: bool = True  # remove the app's Entra SMTP.SendAsApp app-role assignment (EXCHANGE.md §1)
+    cutover: bool = True  # remove the app's Entra SMTP.SendAsApp app-role assignment (docs/exchange.md §1)
     verify_all_up_to: int = 250  # per app: test every mailbox up to this many ...
     verify_sample: int = 250  # ... above it, a seeded random sample of this many (always including the first/last)
     final_verify_sample: int = 25  # per app after the removal (everything was tested before the cut-over)
     probes: int = 5  # out-of-set mailboxes per app that must be InScope=False
     verify_retries: int = 4  # bounded retries of a negative InScope answer (replication), never one try
     verify_retry_delay: float = 5.0
-    member_chunk: int = 5000  # Update-DistributionGroupMember list size (15-minute cmdlet limit, EXCHANGE.md §2)
+    member_chunk: int = 5000  # Update-DistributionGroupMember list size (15-minute cmdlet limit, docs/exchange.md §2)
     replication_timeout: float = 900.0  # s to wait for a just-created group to become visible to Get-*
     replication_poll: float = 5.0
     rescan_after: float = 300.0  # s: a SendAs scan (or drift check) of this run younger than this is reused

@@ -1,4 +1,4 @@
-"""Undo one batch from its journal, in reverse, without a gap (DESIGN.md §6):
+"""Undo one batch from its journal, in reverse, without a gap (docs/design.md §6):
 
 restore_grants → regrant → token_wait → assignments → scopes → groups → sp_pointers
 

@@ -1,4 +1,4 @@
-"""The executor's steps (DESIGN.md §6). Each is an idempotent "ensure": it reads before it writes, records its
+"""The executor's steps (docs/design.md §6). Each is an idempotent "ensure": it reads before it writes, records its
 intent and the prior state in the journal before the write, and verifies after. Run twice, the second run reads,
 finds everything in place, and writes nothing.
 
@@ -116,7 +116,7 @@ def legacy_rows(ctx: Context, *, fresh: bool = False,
                 max_age: float | None = None) -> dict[tuple[str, str], list[PermissionEntry]]:
     """(app_id, mailbox) -> explicit Allow SendAs rows held by the batch's SPs, from one full scan.
 
-    The full scan filtered client-side is the safe default (a per-trustee query can miss rows, EXCHANGE.md §3),
+    The full scan filtered client-side is the safe default (a per-trustee query can miss rows, docs/exchange.md §3),
     and it costs a few paged calls where per-mailbox reads would cost one per grant.
     """
     stale = max_age is not None and ctx.now() - ctx.cache.get("sendas_at", -1e18) > max_age

@@ -1,6 +1,6 @@
 """Read one PowerShell `Export-Csv` file and recognise which cmdlet produced it, by its columns only.
 
-Copes with what real exports carry (EXCHANGE.md §3): a `#TYPE ...` first line, UTF-8 with or without BOM,
+Copes with what real exports carry (docs/exchange.md §3): a `#TYPE ...` first line, UTF-8 with or without BOM,
 UTF-16 LE/BE with BOM, the remoting columns (PSComputerName, RunspaceId, PSShowComputerName), and multi-valued
 cells written as `SendAs`, `{SendAs}` or `FullAccess, ReadPermission`. Column names are matched
 case-insensitively, as PowerShell matches property names.

@@ -1,7 +1,7 @@
 r"""The live inventory: read the tenant through the Exchange admin REST endpoint and Graph, then classify the rows
 with the same code as the PowerShell-exports path, so both paths give the same inventory folder.
 
-Strategy (cheapest correct reads; EXCHANGE.md §3):
+Strategy (cheapest correct reads; docs/exchange.md §3):
 - SendAs: one full scan, `Get-RecipientPermission -ResultSize Unlimited`, filtered client-side (the safe
   default: `-Trustee` can miss rows for trustees with several SIDs). It costs ceil(rows / 1000) calls, fewer than
   one query per service principal as soon as there are more SPs than pages. Per-SP `-Trustee` queries are used
@@ -422,7 +422,7 @@ def _ambiguous_sp_names(sp_rows: list[dict]) -> dict[str, list[dict]]:
 def _disambiguate(exo: ExchangeClient, out: Readings, ambiguous: dict[str, list[dict]], index, workers: int) -> dict:
     """Permission rows whose trustee is a display name two SPs share: ask per SP (by ObjectId) which rows are its
     own, and rewrite those rows' trustee to the ObjectId. Used only when the per-SP answers add up exactly to the
-    scan's rows for that name (-Trustee can miss rows, EXCHANGE.md §3); otherwise the rows are left as they are and
+    scan's rows for that name (-Trustee can miss rows: docs/exchange.md §3); else the rows are left as they are and
     the classification stops with an ambiguity error naming them. SendAs: one -Trustee query per SP; FullAccess:
     one -User query per (mailbox, SP) pair, as Get-MailboxPermission needs a mailbox."""
     report: dict = {}

@@ -48,7 +48,7 @@ from migrator.planner.source import Source
 MAX_TERMS_PER_SCOPE = 20
 
 # Entra application permissions that let an app send as (or act fully on) every mailbox, whatever RBAC says:
-# Entra and Exchange grants are a union (EXCHANGE.md §2), so scoping such an app is moot until they go.
+# Entra and Exchange grants are a union (docs/exchange.md §2), so scoping such an app is moot until they go.
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
 _GRAPH = {"microsoft graph", GRAPH_APP_ID}

@@ -1,6 +1,6 @@
 """OPATH recipient filters for management scopes: quoting, building, and filling in new groups' DNs.
 
-A scope on a group filters `MemberOfGroup -eq '<DistinguishedName>'` (EXCHANGE.md §2: a name or address there
+A scope on a group filters `MemberOfGroup -eq '<DistinguishedName>'` (docs/exchange.md §2: a name or address there
 matches nothing, silently). A group the plan creates has no DN until the executor creates it and reads it back,
 so the plan's filter for it holds the placeholder `{dn:G0001}` inside the quotes; `fill_dns()` replaces each
 placeholder with the real DN (quoted) once it is known, and refuses a filter that still has one left.

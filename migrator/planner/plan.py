@@ -1,7 +1,7 @@
-"""The plan folder (DESIGN.md §4, a contract): write it atomically, load it with its hashes checked, and check
+"""The plan folder (docs/design.md §4, a contract): write it atomically, load it with its hashes checked, and check
 that it is exact from its own files alone.
 
-Files (UTF-8, RFC 4180, header row; the columns DESIGN.md §4 names come first, in that order; extra ones follow):
+Files (UTF-8, RFC 4180, header row; the columns docs/design.md §4 names come first, in that order; extra ones follow):
   grants.csv       app_id, app_name, mailbox, right, action, reason, batch
   groups.csv       group, name, status, dn, members, alias, address, batch, apps
                    (`members` is the member count; the members themselves are in memberships.csv, because a cell
@@ -463,7 +463,8 @@ def write_plan(plan: Plan, out: Path, *, overwrite: bool = False) -> Path:
         (tmp / ROWHASH_FILE).write_bytes(rh.encode("utf-8"))
         files[ROWHASH_FILE] = hashlib.sha256(rh.encode("utf-8")).hexdigest()
         meta["files"] = files
-        (tmp / PLAN_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8", newline="\n")  # LF on Windows too
+        # newline="\n": LF on Windows too, so the file (and the journal's digest of it) is the same everywhere
+        (tmp / PLAN_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8", newline="\n")
     return out
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from migrator.model import FILTERABLE_ATTRIBUTES, Group, Mailbox
 
-# Recipient types a MemberOfGroup scope works with (EXCHANGE.md §2); empty = not reported, assumed mail-enabled.
+# Recipient types a MemberOfGroup scope works with (docs/exchange.md §2); empty = not reported, assumed mail-enabled.
 REUSABLE_TYPES = frozenset({"", "MailUniversalSecurityGroup", "MailUniversalDistributionGroup", "GroupMailbox",
                             "MailNonUniversalGroup"})
 

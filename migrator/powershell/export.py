@@ -2,8 +2,8 @@
 
 The script has two halves. The data (apps, groups, scopes, assignments, grants) is generated from the plan, every
 value a single-quoted literal (quote.py), so a name like `O'Neil`, `$x` or one with backticks is data, never code.
-The logic is fixed text, the same for every batch: DESIGN.md §6's order, each step an "ensure" that reads before it
-writes and verifies after, so running the script again converges instead of duplicating.
+The logic is fixed text, the same for every batch: the order of docs/design.md §6, each step an "ensure" that reads
+before it writes and verifies after, so running the script again converges instead of duplicating.
 
 The waits are checks of timestamps recorded in a state folder beside the script, not sleeps: the script stops with
 exit code 10 and says when to come back (or, with -Wait, counts down). Everything removed (the Entra app-role
@@ -19,7 +19,7 @@ from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP
 from migrator.powershell.batch import BatchSlice, batch_slice, split_filter
 from migrator.powershell.quote import ps_array, ps_literal
 
-# Step titles, in the order the script runs them (tests check the order against DESIGN.md §6).
+# Step titles, in the order the script runs them (tests check the order against docs/design.md §6).
 STEPS = (
     "Connect",
     "Preflight",

@@ -6,7 +6,7 @@ U+2018..U+201B as quote characters too (its tokenizer and CodeGeneration.EscapeS
 `O’Neil` would end a literal as surely as `O'Neil`; each quote character is doubled, as PowerShell itself escapes.
 
 OPATH (a management scope's RecipientRestrictionFilter) has its own single-quoted values, where a quote is doubled
-(`O''Brien`, EXCHANGE.md §2). A filter inside a PowerShell literal is therefore quoted twice: OPATH first, then
+(`O''Brien`, docs/exchange.md §2). A filter inside a PowerShell literal is therefore quoted twice: OPATH first, then
 PowerShell, so `O'Neil` becomes `'... -eq ''O''''Neil'''` in the script.
 """
 

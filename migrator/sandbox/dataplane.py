@@ -1,6 +1,6 @@
 """The data plane: could app A send (SMTP AUTH XOAUTH2) as mailbox M at time t with a given token?
 
-EXCHANGE.md §1: under the documented rule a token carrying the `SMTP.SendAsApp` role claim needs the per-mailbox
+docs/exchange.md §1: under the documented rule a token carrying the `SMTP.SendAsApp` role claim needs the per-mailbox
 SendAs grant, a token without it needs the `Application SMTP.SendAsApp` RBAC role with M in scope. The RBAC part is
 seen as configured `propagation_delay` seconds earlier (Test-ServicePrincipalAuthorization sees it at once), the
 SendAs part `sendas_delay` seconds earlier (0 by default). Under

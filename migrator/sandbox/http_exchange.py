@@ -1,6 +1,6 @@
 """`POST /adminapi/beta/{tenant}/InvokeCommand`: the Exchange admin REST endpoint the EXO V3 module calls.
 
-Wire format (EXCHANGE.md §4): a `CmdletInput` envelope in, `{"@odata.context", "value", "@odata.nextLink",
+Wire format (docs/exchange.md §4): a `CmdletInput` envelope in, `{"@odata.context", "value", "@odata.nextLink",
 "@adminapi.warnings"}` out, `?$select=` trims properties, `Prefer: odata.maxpagesize=N` pages, and the next page
 is a POST of the same body to the absolute nextLink. A cursor is a snapshot taken by the first call, so the pages
 of one listing never shift under a concurrent write, and re-posting the same nextLink (a retry) gives the same page.

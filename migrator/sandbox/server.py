@@ -3,7 +3,7 @@
 One ThreadingHTTPServer on 127.0.0.1 speaks HTTP/1.1 keep-alive over TLS (a CA made at start, see tls.py). The
 TLS handshake runs in each connection's own thread, so a slow client never blocks the accept loop. Handlers set
 TCP_NODELAY (`disable_nagle_algorithm`): without it every keep-alive call waits ~40 ms for a delayed ACK
-(DESIGN.md §7: 22 calls/s instead of ~800), and each answer goes out in one write.
+(docs/design.md §7: 22 calls/s instead of ~800), and each answer goes out in one write.
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ class Sandbox:
                                                        token_issued_at=a.token_iat, at=a.t)]
 
     def ready_line(self) -> dict:
-        """The `migrator sandbox serve` ready line (DESIGN.md §7 contract)."""
+        """The `migrator sandbox serve` ready line (docs/design.md §7 contract)."""
         line = {"authority": self.authority, "exchange_url": self.exchange_url, "graph_url": self.graph_url,
                 "ca_bundle": str(self.ca_bundle), "tenant_id": self.tenant_id, "client_id": self.client_id,
                 "client_secret": self.client_secret, "profile": str(self.profile_path),

@@ -33,7 +33,7 @@ class SandboxSettings:
     # permissions too; how long is UNVERIFIED, so rollback (which restores SendAs) can be tested against a delay.
     sendas_delay: float = 0.0
     # What Get-ManagementRoleAssignment shows in RoleAssignee/RoleAssigneeName for an app: its SP ObjectId (reported
-    # live, EXCHANGE.md §7) or its display name (what some community scripts expect). UNVERIFIED: a setting.
+    # live, docs/exchange.md §7) or its display name (what some community scripts expect). UNVERIFIED: a setting.
     role_assignee_name: str = "object_id"
 
     def __post_init__(self) -> None:

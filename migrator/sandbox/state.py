@@ -158,7 +158,7 @@ class PermissionRow:
     is_inherited: bool = False
     inheritance_type: str = "None"
     # The ACE names one of the trustee's other SIDs: `-Trustee`/`-User` queries miss it, full scans show it
-    # (EXCHANGE.md §3 hazard). Set from the fixture key "other_sid".
+    # (docs/exchange.md §3 hazard). Set from the fixture key "other_sid".
     other_sid: bool = False
     seq: int = 0  # insertion order (set by PermissionTable)
 

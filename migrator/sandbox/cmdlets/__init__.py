@@ -1,4 +1,4 @@
-"""Exchange Online cmdlets of the sandbox: one function per cmdlet, registered by name (EXCHANGE.md §3).
+"""Exchange Online cmdlets of the sandbox: one function per cmdlet, registered by name (docs/exchange.md §3).
 
 Parameter names, output field names and error types are Microsoft's. Faithfully modelled hazards:
 - the Get-* cmdlets in `RETURNS_ALL_ON_BAD_IDENTITY` return every object for a $null, empty or unknown -Identity;
