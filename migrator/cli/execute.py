@@ -8,12 +8,15 @@ from pathlib import Path
 
 import click
 
+from migrator.cli.confirm import ask
 from migrator.cli.options import json_option, profile_option
 from migrator.errors import InputError
 
 plan_argument = click.argument("plan_path", metavar="PLAN", type=click.Path(exists=True, file_okay=False,
                                                                               path_type=Path))
-yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation before the first change.")
+yes_option = click.option("--yes", "-y", is_flag=True,
+                          help="Do not ask before the first change (needed when there is no terminal: without it the "
+                               "command shows the changes and exits 6).")
 wait_option = click.option("--wait", is_flag=True,
                            help="Wait out the propagation and token-lifetime waits here, with a countdown, instead "
                                 "of exiting and saying when to come back.")
@@ -36,21 +39,6 @@ def _require_profile(profile: Path | None) -> Path:
     if profile is None:
         raise InputError("--profile is required (a connection profile; `migrator sandbox serve` prints one)")
     return profile
-
-
-def _describe_batch(view) -> str:
-    lines = [f"Batch {view.number}: {len(view.apps)} app(s), {len(view.migrate_grants())} legacy grant(s) to migrate"]
-    for app_id in view.apps:
-        lines.append(f"  {app_id}  {view.app_names.get(app_id, '')}  ({len(view.rbac_mailboxes(app_id))} mailboxes)")
-    new_groups = [g for g in view.groups if g.status == "new"]
-    lines.append(f"  creates or checks {len(new_groups)} group(s), {len(view.scopes)} scope(s), "
-                 f"{len(view.assignments)} role assignment(s); then removes the migrated SendAs grants after the waits")
-    return "\n".join(lines)
-
-
-def _confirm(view) -> bool:
-    click.echo(_describe_batch(view))
-    return click.confirm("Apply this batch?", default=False)
 
 
 def _run(plan_path: Path, profile: Path | None, *, phase: str, batches: list[int] | None, options,
@@ -102,9 +90,13 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
     Steps, each reading before it writes and verifying after: preflight (plan hashes, drift, permissions,
     service-principal pointers) -> groups -> scopes -> role assignments -> verify -> propagation wait -> cut-over ->
     token-lifetime wait -> remove the legacy SendAs grants -> final verification. Killed or stopped (Ctrl-C, or a
-    file named PAUSE in the plan folder), the same command resumes. Exit: 0 done or waiting (the message says
-    until when), 2 bad plan, 3 drift, 4 tenant error or missing permission, 5 another executor holds the plan,
-    11 items failed, 12 stopped, 13 the cut-over was handed over to a privileged admin (see --cutover-profile).
+    file named PAUSE in the plan folder), the same command resumes. Before its first change it shows the tenant,
+    the batch, its apps and the counts, and asks (--yes: no question).
+
+    Exit: 0 done; 10 waiting (run the same command again after the time shown, or use --wait); 2 bad plan or
+    input; 3 drift; 4 tenant error or missing permission; 5 another executor holds the plan; 6 no terminal to
+    ask on and no --yes (nothing changed); 11 items failed; 12 stopped (Ctrl-C, PAUSE file, or "n" at the
+    question); 13 the cut-over was handed over to a privileged admin (see --cutover-profile).
 
     Permissions: --profile needs Exchange.ManageAsApp, the Exchange Administrator role and Graph
     Application.Read.All; only the cut-over needs AppRoleAssignment.ReadWrite.All (--cutover-profile).
@@ -116,7 +108,7 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
         raise InputError("give exactly one of --batch N or --all")
     settings = ExecSettings(propagation_wait=propagation_wait, token_lifetime=token_lifetime,
                             cutover=not no_cutover, concurrency=concurrency)
-    options = RunOptions(settings, dry_run=dry_run, wait=wait, confirm=None if yes else _confirm,
+    options = RunOptions(settings, dry_run=dry_run, wait=wait, confirm=None if yes else ask,
                          cutover_profile=cutover_profile)
     _run(plan_path, profile, phase="execute", batches=None if all_batches else [int(batch or 0)], options=options,
          graph_write=False)
@@ -141,19 +133,17 @@ def rollback_command(plan_path: Path, profile: Path | None, batch: int, dry_run:
 
     Restores the removed legacy grants first, re-grants the Entra SMTP.SendAsApp assignment, waits the token
     lifetime, then removes the batch's role assignments, scopes and the groups the tool created that no other
-    applied batch uses. Resumable like execute. It says what it cannot restore exactly. Exit codes as for execute.
+    applied batch uses. Resumable like execute. It says what it cannot restore exactly. Before its first change it
+    shows the tenant, the batch, its apps and what it will restore and remove, and asks (--yes: no question).
+    Exit codes as for execute (10: waiting out the token lifetime).
     """
     from migrator.executor.context import ExecSettings
     from migrator.executor.session import RunOptions
 
-    def confirm(view) -> bool:
-        click.echo(f"Roll back batch {view.number} ({len(view.apps)} app(s))?")
-        return click.confirm("Proceed?", default=False)
-
     if from_undo_log and dry_run:
         raise InputError("--from-undo-log rebuilds journal.db, so it cannot run with --dry-run")
     options = RunOptions(ExecSettings(token_lifetime=token_lifetime), dry_run=dry_run, wait=wait,
-                         confirm=None if yes else confirm, from_undo_log=from_undo_log,
+                         confirm=None if yes else ask, from_undo_log=from_undo_log,
                          cutover_profile=cutover_profile)
     _run(plan_path, profile, phase="rollback", batches=[batch], options=options, graph_write=False)
 

@@ -292,7 +292,7 @@ class RollbackRunner(Runner):
                       phase=self.phase, dry_run=self.dry_run, now=self.now, sleep=self.sleep,
                       sps=self._sps.setdefault(number, {}), cache={"shared": self._shared},
                       entra_writer=self.entra_writer, entra_tenant=self.entra.tenant_id)
-        self.output.info(f"Batch {number}: rolling back{' (dry run: nothing is written)' if self.dry_run else ''}")
+        self.output.info(f"Batch {number}: rollback{' (dry run: nothing is written)' if self.dry_run else ''}")
         return ctx, state
 
     def preflight(self, ctx: Context) -> None:

@@ -23,7 +23,6 @@ from migrator.errors import MigratorError, PlanError
 from migrator.exchange.exo import ExchangeClient
 from migrator.exchange.graph import GraphClient
 from migrator.executor.context import (
-    BatchView,
     Context,
     Control,
     ExecSettings,
@@ -35,6 +34,7 @@ from migrator.executor.context import (
 )
 from migrator.executor.entra import EXIT_HANDOVER, EntraWrites
 from migrator.executor.journal import Journal
+from migrator.executor.review import PendingChange
 from migrator.executor.steps import (
     EXECUTE_STEPS,
     StepFailed,
@@ -73,6 +73,8 @@ class RunResult:
             return 12
         if "handover" in statuses:
             return EXIT_HANDOVER
+        if "waiting" in statuses:
+            return 10  # as `migrator status`: come back at the time shown (the same command resumes)
         return 0
 
 
@@ -114,7 +116,8 @@ class Runner:
 
     def __init__(self, plan, journal: Journal, exo, graph, *, settings: ExecSettings | None = None,
                  dry_run: bool = False, wait: bool = False, control: Control | None = None,
-                 output: Output | None = None, confirm: Callable[[BatchView], bool] | None = None,
+                 output: Output | None = None, confirm: Callable[[PendingChange], bool] | None = None,
+                 tenant: str = "",
                  now: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                  entra: EntraWrites | None = None) -> None:
         self.plan, self.journal = plan, journal
@@ -126,6 +129,8 @@ class Runner:
         self.control = control or Control(Path(plan.path))
         self.output = output or Output()
         self.confirm = confirm
+        self.tenant = tenant  # named in the question asked before the first change
+        self._confirmed: set[int] = set()  # batches the person said yes to in this invocation (asked once each)
         self.now, self.sleep = now, sleep
         self.calls: Counter = Counter()
         self.waited = 0.0  # seconds spent idle in waits (for the benchmark's active time)
@@ -240,8 +245,8 @@ class Runner:
         ctx, state = prepared
         try:
             self.preflight(ctx)
-            if state == "new" and self.confirm is not None and not self.dry_run and not self.confirm(ctx.view):
-                return BatchOutcome(number, "stopped", message="not confirmed")
+            if not self.approved(ctx, state):
+                return BatchOutcome(number, "stopped", message="not confirmed: nothing was changed")
             self.begin(ctx, state)
             for name, fn in self.steps:
                 ctx.step = name
@@ -291,6 +296,40 @@ class Runner:
             return BatchOutcome(number, "stopped", message=str(exc))
 
     # ---- pieces ---------------------------------------------------------------------------------------------
+
+    def approved(self, ctx: Context, state: str) -> bool:
+        """Ask before this invocation's first change to the batch (once per batch): what will change, on which
+        tenant. No question in a dry run, without a confirm callback (--yes), or when the run would only find a
+        wait still running."""
+        if self.confirm is None or self.dry_run or ctx.batch in self._confirmed:
+            return True
+        left = self.steps_left(ctx)
+        if not self.writes_ahead(ctx, left):
+            return True
+        from migrator.executor.review import pending_change
+
+        if not self.confirm(pending_change(ctx, tenant=self.tenant, state=state, steps=left)):
+            self.output.info(f"Batch {ctx.batch}: not confirmed; nothing was changed.")
+            return False
+        self._confirmed.add(ctx.batch)
+        return True
+
+    def steps_left(self, ctx: Context) -> list[str]:
+        done = {r.step for r in self.journal.steps(ctx.batch, ctx.generation)
+                if r.phase == self.phase and r.status == "done"}
+        return [name for name, _ in self.steps if name not in done]
+
+    def writes_ahead(self, ctx: Context, left: list[str]) -> bool:
+        """Whether running the batch now would change the tenant (not just find its wait still running)."""
+        if not left or self.wait:
+            return bool(left)
+        first = left[0]
+        if dict(self.steps)[first] is not None:
+            return True
+        row = self.journal.step(ctx.batch, ctx.generation, self.phase, first)
+        if row is None or row.not_before is None:
+            return self.wait_seconds(ctx, first) <= 0
+        return self.now() >= row.not_before
 
     def preflight(self, ctx: Context) -> None:
         """Read-only: service principals, drift, cut-over safety. Raises before any write of this invocation."""

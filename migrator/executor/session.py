@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from migrator.executor import Connection, can_write_entra, check_permissions
-from migrator.executor.context import BatchView, Control, ExecSettings, Output
+from migrator.executor.context import Control, ExecSettings, Output
 from migrator.executor.entra import EntraWrites
 from migrator.executor.journal import Journal
+from migrator.executor.review import PendingChange, tenant_label
 from migrator.executor.runner import Runner, RunResult, fmt_time
 
 
@@ -48,7 +49,8 @@ class RunOptions:
     dry_run: bool = False
     wait: bool = False  # wait out the propagation and token waits here instead of returning "waiting"
     output: Output | None = None
-    confirm: Callable[[BatchView], bool] | None = None  # asked before a batch's first change; None: no question
+    # asked (once per batch) before a run's first change to it, with what will change; None: no question (--yes)
+    confirm: Callable[[PendingChange], bool] | None = None
     now: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     signals: bool = False  # install the Ctrl-C handler (a command on a terminal), uninstalled after each run
@@ -111,7 +113,8 @@ class RunSession:
         try:
             runner = runner_class(self.plan, self.journal, self.conn.exo, self.conn.graph, settings=opts.settings,
                                   dry_run=opts.dry_run, wait=opts.wait, control=control,
-                                  output=opts.output or Output(), confirm=opts.confirm, now=opts.now,
+                                  output=opts.output or Output(), confirm=opts.confirm,
+                                  tenant=tenant_label(getattr(self.conn, "profile", None)), now=opts.now,
                                   sleep=opts.sleep, entra=self.entra_writes())
             self.last_runner = runner
             return runner.run(batches)
