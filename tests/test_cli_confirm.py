@@ -22,7 +22,7 @@ def world(tmp_path):
     from migrator.sandbox.server import start_sandbox
     from migrator.sandbox.settings import SandboxSettings
 
-    fixture, grants = make_fixture(seed=3, mailboxes=10, apps=3, clusters=2)
+    fixture, _ = make_fixture(seed=3, mailboxes=10, apps=3, clusters=2)
     plan = make_plan(fixture, tmp_path / "plan", pilot=1, batch_size=2)
     settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3)
     with start_sandbox(fixture, run_dir=tmp_path / "sb", settings=settings) as sb:

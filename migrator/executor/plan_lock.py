@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import IO
@@ -35,7 +36,7 @@ class JournalLocked(MigratorError):
 
 def _try_lock(fh: IO[str]) -> bool:
     """Take the exclusive lock without blocking; False when another process holds it."""
-    if os.name == "nt":
+    if sys.platform == "win32":
         import msvcrt
 
         fh.seek(_WINDOWS_LOCK_OFFSET)
@@ -54,7 +55,7 @@ def _try_lock(fh: IO[str]) -> bool:
 
 
 def _unlock(fh: IO[str]) -> None:
-    if os.name == "nt":
+    if sys.platform == "win32":
         import msvcrt
 
         fh.seek(_WINDOWS_LOCK_OFFSET)
@@ -94,7 +95,7 @@ class PlanLock:
                 fh.close()
                 raise JournalLocked(f"{self.plan_dir}: another executor is running this plan ({holder}); wait for it "
                                     "to finish (or stop it) and run the command again")
-            if os.name == "nt" or _same_file(fh, self.path):
+            if sys.platform == "win32" or _same_file(fh, self.path):
                 break
             _unlock(fh)
             fh.close()
@@ -113,11 +114,11 @@ class PlanLock:
         fh, self._fh = self._fh, None
         if fh is None:
             return
-        if os.name != "nt":
+        if sys.platform != "win32":
             _remove(self.path)
         _unlock(fh)
         fh.close()
-        if os.name == "nt":  # Windows cannot remove an open file
+        if sys.platform == "win32":  # Windows cannot remove an open file
             _remove(self.path)
 
 

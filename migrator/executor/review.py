@@ -43,7 +43,8 @@ class PendingChange:
             lines.append(f"  restore {c.get('sendas', 0)} SendAs and {c.get('fullaccess', 0)} FullAccess grant(s) "
                          "this batch removed")
             if c.get("entra"):
-                lines.append(f"  re-grant {c['entra']} Entra SMTP.SendAsApp assignment(s), then wait the token lifetime")
+                lines.append(f"  re-grant {c['entra']} Entra SMTP.SendAsApp assignment(s), then wait the token "
+                             "lifetime")
             lines.append(f"  remove {c.get('assignments', 0)} role assignment(s), {c.get('scopes', 0)} scope(s), "
                          f"{c.get('groups', 0)} group(s), {c.get('pointers', 0)} service-principal pointer(s) this "
                          "tool created")
@@ -107,8 +108,8 @@ def _rollback_change(ctx, *, tenant: str, state: str, steps: list[str]) -> Pendi
     created = [o for o in journal.objects() if o.created_batch == view.number and o.state != "removed"]
     kinds = {k: sum(1 for o in created if o.kind == k) for k in ("assignment", "scope", "group", "sp_pointer")}
     apps = tuple(AppChange(a, view.app_names.get(a, ""), per_app.get(a, 0)) for a in view.apps)
-    counts = {"sendas": len(sendas), "fullaccess": len(removed("fullaccess")), "entra": len(removed("entra_assignment")),
-              "assignments": kinds["assignment"], "scopes": kinds["scope"], "groups": kinds["group"],
-              "pointers": kinds["sp_pointer"]}
+    counts = {"sendas": len(sendas), "fullaccess": len(removed("fullaccess")),
+              "entra": len(removed("entra_assignment")), "assignments": kinds["assignment"],
+              "scopes": kinds["scope"], "groups": kinds["group"], "pointers": kinds["sp_pointer"]}
     return PendingChange("rollback", tenant, str(ctx.plan.path), view.number, state == "rolling_back", apps, counts,
                          tuple(steps))
