@@ -35,7 +35,7 @@ def test_demo_migrates_rolls_back_a_failed_batch_and_writes_the_report(tmp_path)
     with Journal(work / "plan", readonly=True) as journal:
         conditions = {s.batch: s.condition for s in batch_statuses(plan, journal)}
     last = max(conditions)
-    assert conditions == {**{b: "done" for b in conditions if b != last}, last: "rolled_back"}
+    assert conditions == {**{b: "applied" for b in conditions if b != last}, last: "rolled back"}
     report = work / "plan" / "report" / "report.html"
     assert report.is_file() and (work / "plan" / "report" / "report.md").is_file()
     assert out.rstrip().endswith(f"Report: {report}")

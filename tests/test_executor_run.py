@@ -36,7 +36,7 @@ def test_full_run_ends_in_the_planned_state_without_gaps_or_overgrants(world):
 def test_without_wait_it_stops_at_the_propagation_wait_and_resumes_later(world):
     tenant, plan = world
     first = execute(tenant, plan, [1], wait=False)
-    assert first.outcomes[0].status == "waiting" and first.exit_code == 0
+    assert first.outcomes[0].status == "waiting" and first.exit_code == 10  # come back at the time shown
     assert first.outcomes[0].until == pytest.approx(tenant.clock.now() + 120, abs=5)
     assert tenant.sendas and tenant.assignments  # legacy kept while waiting
     again = execute(tenant, plan, [1], wait=False)  # too early: still waiting, nothing written

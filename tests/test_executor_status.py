@@ -25,7 +25,7 @@ def statuses(tenant, plan):
 def test_status_follows_the_run(tmp_path):
     tenant, plan = make_world(tmp_path, APPS, [[A1], [A2]])
     found, code, _ = statuses(tenant, plan)
-    assert code == 12 and [s.condition for s in found] == ["not started", "not started"]
+    assert code == 12 and [s.condition for s in found] == ["planned", "planned"]
     execute(tenant, plan, [1], wait=False)
     found, code, text = statuses(tenant, plan)
     assert code == 10 and found[0].condition == "waiting" and "left" in text
@@ -37,7 +37,7 @@ def test_status_follows_the_run(tmp_path):
     tenant.faults = []
     execute(tenant, plan, [1, 2])
     found, code, _ = statuses(tenant, plan)
-    assert code == 0 and [s.condition for s in found] == ["done", "done"]
+    assert code == 0 and [s.condition for s in found] == ["applied", "applied"]
 
 
 def test_members_beyond_one_update_are_added_one_by_one(tmp_path):

@@ -82,7 +82,7 @@ def test_timeline_from_the_journal(plan, tmp_path):
     data = build_report(load_plan(plan.path))
     assert [e.step for e in data.timeline] == ["groups", "scopes", "propagation_wait"]
     assert data.batches[0].state == "waiting until 2027-01-15 10:00:00 UTC"
-    assert data.batches[1].state == "not started"
+    assert data.batches[1].state == "planned"
     assert "1 run(s), 3 step record(s)" in data.run_note
     html = render_html(data)
     assert "2027-01-15 10:00:00 UTC" in html  # the propagation wait's end, 1_800_007_200
@@ -121,8 +121,10 @@ def test_report_of_a_real_executor_run(tmp_path):
     tenant, plan_path = make_world(tmp_path, apps, [[first], [second]])
     assert execute(tenant, plan_path, [1]).outcomes[0].status == "done"
     assert execute(tenant, plan_path, [2], wait=False).outcomes[0].status == "waiting"
-    data = build_report(load_plan(plan_path))
-    assert data.batches[0].state == "done"
+    from datetime import UTC, datetime
+
+    data = build_report(load_plan(plan_path), now=datetime.fromtimestamp(tenant.clock.now(), UTC))
+    assert data.batches[0].state == "applied"
     assert data.batches[1].state.startswith("waiting until ")
     batch1 = [e.step for e in data.timeline if e.batch == 1]
     assert batch1 == [name for name, _fn in EXECUTE_STEPS]  # every step, in the order they ran

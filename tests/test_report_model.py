@@ -61,7 +61,7 @@ def test_report_facts(hostile):
     assert dollar.groups == (REUSED_GROUP,) and dollar.attributes == ("CustomAttribute1 = O'Neil $x `t \"q\"",)
     assert data.kept_reasons == (("IMAP/POP need FullAccess", 1),)
     assert data.lower_bound == 3 and data.cover_sets == 3 and "equal to the proven lower bound of 3" in data.bound_text
-    assert {b.state for b in data.batches} == {"not started"}
+    assert {b.state for b in data.batches} == {"planned"}
     assert "No run yet" in data.run_note and data.timeline == ()
 
 

@@ -42,11 +42,14 @@ def _require_profile(profile: Path | None) -> Path:
 
 
 def _run(plan_path: Path, profile: Path | None, *, phase: str, batches: list[int] | None, options,
-         graph_write: bool) -> None:
+         graph_write: bool, as_json: bool = False) -> None:
     """Open, lock, connect and preflight through the run facade; run; print how it ended; exit with its code."""
+    from migrator.executor.context import Output
     from migrator.executor.session import RunSession, outcome_lines
 
     options.signals = True
+    if as_json:  # progress to stderr, the JSON alone on stdout
+        options.output = Output(stream=sys.stderr)
     with RunSession.open(plan_path, _require_profile(profile), options, graph_write=graph_write) as session:
         if session.journal.rebuilt is not None:
             counts = session.journal.rebuilt
@@ -56,12 +59,32 @@ def _run(plan_path: Path, profile: Path | None, *, phase: str, batches: list[int
             result = session.rollback(batches[0] if batches else 0)
         else:
             result = session.execute(batches)
+        plan = session.plan
+    if as_json:
+        click.echo(json.dumps(_result_json(plan, result, phase=phase, dry_run=options.dry_run), indent=2))
+        sys.exit(result.exit_code)
     for line in outcome_lines(result, phase=phase):
         if line.fg:
             click.secho(line.text, fg=line.fg, err=line.err)
         else:
             click.echo(line.text, err=line.err)
     sys.exit(result.exit_code)
+
+
+def _result_json(plan, result, *, phase: str, dry_run: bool) -> dict:
+    """`execute --json` / `rollback --json`: this run's outcome per batch, and the plan's state from the journal
+    (the same document as `status --json`)."""
+    from migrator.executor.journal import Journal
+    from migrator.executor.status import as_json as status_json
+    from migrator.executor.status import batch_statuses
+
+    with Journal(plan.path, readonly=True) as journal:
+        state = status_json(plan, batch_statuses(plan, journal))
+    return {"command": phase, "dry_run": dry_run, "exit_code": result.exit_code,
+            "outcomes": [{"batch": o.batch, "status": o.status, "until": o.until, "message": o.message,
+                          "failures": [str(f) for f in o.failures]} for o in result.outcomes],
+            "api_calls": {"read": result.calls.get("read", 0), "write": result.calls.get("write", 0)},
+            "state": state}
 
 
 @click.command("execute")
@@ -82,9 +105,10 @@ def _run(plan_path: Path, profile: Path | None, *, phase: str, batches: list[int
                    "without a cut-over cuts the app off.")
 @concurrency_option
 @cutover_profile_option
+@json_option
 def execute_command(plan_path: Path, profile: Path | None, batch: int | None, all_batches: bool, dry_run: bool,
                     yes: bool, wait: bool, propagation_wait: float, token_lifetime: float, no_cutover: bool,
-                    concurrency: int, cutover_profile: Path | None) -> None:
+                    concurrency: int, cutover_profile: Path | None, as_json: bool) -> None:
     """Apply one batch of PLAN (or all of them) to the tenant, resumably.
 
     Steps, each reading before it writes and verifying after: preflight (plan hashes, drift, permissions,
@@ -111,7 +135,7 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
     options = RunOptions(settings, dry_run=dry_run, wait=wait, confirm=None if yes else ask,
                          cutover_profile=cutover_profile)
     _run(plan_path, profile, phase="execute", batches=None if all_batches else [int(batch or 0)], options=options,
-         graph_write=False)
+         graph_write=False, as_json=as_json)
 
 
 @click.command("rollback")
@@ -127,8 +151,9 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
                    "state of every removal, every object the tool created, every batch's state), keep the damaged "
                    "file aside, then roll back as usual.")
 @cutover_profile_option
+@json_option
 def rollback_command(plan_path: Path, profile: Path | None, batch: int, dry_run: bool, yes: bool, wait: bool,
-                     token_lifetime: float, from_undo_log: bool, cutover_profile: Path | None) -> None:
+                     token_lifetime: float, from_undo_log: bool, cutover_profile: Path | None, as_json: bool) -> None:
     """Undo one batch from the journal, in reverse and without a gap.
 
     Restores the removed legacy grants first, re-grants the Entra SMTP.SendAsApp assignment, waits the token
@@ -145,7 +170,7 @@ def rollback_command(plan_path: Path, profile: Path | None, batch: int, dry_run:
     options = RunOptions(ExecSettings(token_lifetime=token_lifetime), dry_run=dry_run, wait=wait,
                          confirm=None if yes else ask, from_undo_log=from_undo_log,
                          cutover_profile=cutover_profile)
-    _run(plan_path, profile, phase="rollback", batches=[batch], options=options, graph_write=False)
+    _run(plan_path, profile, phase="rollback", batches=[batch], options=options, graph_write=False, as_json=as_json)
 
 
 @click.command("status")
@@ -154,9 +179,11 @@ def rollback_command(plan_path: Path, profile: Path | None, batch: int, dry_run:
 def status_command(plan_path: Path, as_json: bool) -> None:
     """Show, per batch and step, what is done, what waits and until when, and what failed.
 
-    Reads the journal only (no tenant calls). Exit codes for scripts: 0 every batch done or rolled back;
-    10 a batch is waiting (run the command again after the time shown); 11 a step failed and needs attention;
-    12 work remains (not started, or stopped part-way); 13 a batch is handed over to a privileged admin (run the
+    Reads the journal only, read-only (no tenant calls). Per batch and per app: planned, running, interrupted,
+    waiting until T, ready (the wait ended), failed, handed over, applied or rolled back, with the SendAs grants
+    migrated and still on legacy grants. Exit codes for scripts: 0 every batch applied or rolled back; 10 a batch
+    is waiting (run the command again after the time shown); 11 a step failed and needs attention; 12 work remains
+    (planned, interrupted, ready, or running now); 13 a batch is handed over to a privileged admin (run the
     handover-batch-N-<step>.ps1 in the plan folder, then the same command again).
     """
     from migrator.executor.journal import Journal

@@ -135,3 +135,35 @@ def _remove(path: Path) -> None:
         path.unlink()
     except OSError:  # already gone, or (Windows) opened by a waiting process: the next holder reuses it
         pass
+
+
+def lock_holder(plan_dir: Path) -> str | None:
+    """Who holds the plan's lock right now ("pid N on HOST since T"), or None when no process does. Reads only:
+    the lock file is never created here (status and report must not change the plan folder)."""
+    path = Path(plan_dir) / LOCK_NAME
+    try:
+        fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed below, after the probe
+    except OSError:
+        return None  # no file: nobody holds it (the holder removes it on release)
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            fh.seek(_WINDOWS_LOCK_OFFSET)
+            try:
+                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+            except OSError:
+                return _read_holder(fh)
+            fh.seek(_WINDOWS_LOCK_OFFSET)
+            msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+            return None
+        import fcntl
+
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(fh)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return None
+    finally:
+        fh.close()

@@ -172,6 +172,8 @@ class Runner:
         bind_journal(self.journal, self.plan)
         outcomes: dict[int, BatchOutcome] = {}
         if not self.dry_run:
+            if self.tenant:  # named by the report; written with the run's first change, if any
+                self.journal.set_meta("tenant", self.tenant, staged=True)
             self.journal.start_run(self.phase, batches[0] if len(batches) == 1 else None,
                                    {"batches": batches, "wait": self.wait, "cutover": self.settings.cutover,
                                     "propagation_wait": self.settings.propagation_wait,

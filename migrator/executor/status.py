@@ -1,25 +1,63 @@
-"""`migrator status PLAN`: per batch and step, what is done, what waits and until when, what failed.
+"""The state of a plan's run, from its journal alone: the one source `migrator status`, `status --json`, `execute
+--json` and the report all read (docs/design.md §6). No tenant call; the journal is opened read-only.
+
+Per batch a condition:
+  planned       never started
+  running       a step is running and a process holds the plan's lock right now
+  interrupted   started but stopped part-way (Ctrl-C, the PAUSE file, a crash, a "no"): run the command again
+  waiting       a propagation or token wait runs until `waiting_until`
+  ready         a wait has ended: run the command again to go on
+  failed        a step failed; its failures are listed
+  applied       every step done and verified
+  rolled back   undone from the journal
+Per app the same condition and the counts of its SendAs grants: `planned` (the plan migrates them), `migrated` (the
+legacy grant was removed and not restored: the app is served by RBAC there), `on_legacy` (= planned - migrated:
+still served by the legacy grant, restored ones included) and `restored` (put back by a rollback). Counts are read
+from the journal's actions of the batch's current generation, so they add up by construction.
 
 Exit codes (for scripts; documented in the command's help):
-  0   every batch is done (or rolled back): nothing left to do
-  10  a batch is waiting (propagation or token lifetime): run `execute`/`rollback` again after the time shown
+  0   every batch is applied or rolled back: nothing left to do
+  10  a batch is waiting: run `execute`/`rollback` again after the time shown
   11  a step failed and needs attention: read the failures, fix, then run the same command again (or roll back)
-  12  work remains: a batch not started, or stopped part-way (Ctrl-C, pause file, crash): run the command again
+  12  work remains: a batch planned, interrupted, ready to go on, or running now
   13  a batch is handed over: a privileged admin runs handover-batch-N-<step>.ps1, then run the command again
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from migrator.executor.journal import Journal
+from migrator.executor.plan_lock import lock_holder
 from migrator.executor.rollback import ROLLBACK_STEPS
 from migrator.executor.runner import fmt_duration, fmt_time
 from migrator.executor.steps import EXECUTE_STEPS
+from migrator.model import norm_id
 
 EXIT_DONE, EXIT_WAITING, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_HANDOVER = 0, 10, 11, 12, 13
+DONE_ACTIONS = ("applied", "verified")
+
+
+@dataclass
+class AppStatus:
+    app_id: str
+    name: str
+    condition: str
+    planned: int
+    migrated: int = 0
+    restored: int = 0
+    unconfirmed: int = 0  # removal recorded but its answer never came (a crash mid-call): the next run checks
+
+    @property
+    def on_legacy(self) -> int:
+        return self.planned - self.migrated - self.unconfirmed
+
+    def as_json(self) -> dict:
+        return {"app_id": self.app_id, "name": self.name, "condition": self.condition, "planned": self.planned,
+                "migrated": self.migrated, "unconfirmed": self.unconfirmed, "on_legacy": self.on_legacy,
+                "restored": self.restored}
 
 
 @dataclass
@@ -27,13 +65,17 @@ class BatchStatus:
     batch: int
     apps: int
     grants: int
-    state: str  # new | executing | done | rolling_back | rolled_back
+    state: str  # the journal's batch state: new | executing | done | rolling_back | rolled_back
     generation: int
     phase: str
     steps: list[dict] = field(default_factory=list)
     waiting_until: float | None = None
     failures: list[str] = field(default_factory=list)
     handover: str = ""  # what a privileged admin must do before the batch can go on
+    running: bool = False  # a step is marked running (see `holder` for whether a process is on it)
+    holder: str | None = None  # who holds the plan's lock now
+    now: float = 0.0
+    app_rows: list[AppStatus] = field(default_factory=list)
 
     @property
     def condition(self) -> str:
@@ -41,16 +83,51 @@ class BatchStatus:
             return "failed"
         if self.handover:
             return "handed over"
+        if self.state == "new":
+            return "planned"
+        if self.state == "done":
+            return "applied"
+        if self.state == "rolled_back":
+            return "rolled back"
+        if self.holder is not None and self.running:
+            return "running"
         if self.waiting_until is not None:
-            return "waiting"
-        if self.state in ("done", "rolled_back"):
-            return self.state
-        return "not started" if self.state == "new" else "in progress"
+            return "waiting" if self.now < self.waiting_until else "ready"
+        return "running" if self.holder is not None else "interrupted"
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"planned": sum(a.planned for a in self.app_rows), "migrated": sum(a.migrated for a in self.app_rows),
+                "unconfirmed": sum(a.unconfirmed for a in self.app_rows),
+                "on_legacy": sum(a.on_legacy for a in self.app_rows),
+                "restored": sum(a.restored for a in self.app_rows)}
+
+
+def _app_counts(journal: Journal, batch: int, generation: int) -> tuple[Counter, Counter, Counter]:
+    """Per app id: SendAs grants whose legacy grant is removed and not restored; grants a rollback restored;
+    removals recorded whose answer never came (unconfirmed)."""
+    actions = journal.actions(batch=batch, generation=generation, phase="execute", kind="sendas", op="remove")
+    removed = {a.key for a in actions if a.status in DONE_ACTIONS}
+    pending = {a.key for a in actions if a.status == "intent"}
+    restored = {a.key for a in journal.actions(batch=batch, generation=generation, phase="rollback", kind="sendas",
+                                               op="restore") if a.status in DONE_ACTIONS}
+
+    def per_app(keys: set[str]) -> Counter:
+        return Counter(norm_id(k.split("|", 1)[0]) for k in keys)
+
+    return per_app(removed - restored), per_app(removed & restored), per_app(pending - restored)
 
 
 def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[BatchStatus]:
     now = time.time() if now is None else now
     states = journal.batch_states()
+    holder = lock_holder(journal.plan_dir)
+    names: dict[str, str] = {}
+    planned: Counter = Counter()
+    for g in plan.grants:
+        names.setdefault(norm_id(g.app_id), g.app_name)
+        if g.action == "migrate" and str(g.right) == "SendAs":
+            planned[norm_id(g.app_id)] += 1
     out = []
     for batch in plan.batches:
         n = int(batch.number)
@@ -58,11 +135,15 @@ def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[
         phase = "rollback" if state in ("rolling_back", "rolled_back") else "execute"
         order = [name for name, _ in (ROLLBACK_STEPS if phase == "rollback" else EXECUTE_STEPS)]
         rows = {r.step: r for r in journal.steps(n, generation) if r.phase == phase}
-        status = BatchStatus(n, len(batch.apps), int(batch.grants), state, generation, phase)
+        status = BatchStatus(n, len(batch.apps), int(batch.grants), state, generation, phase, holder=holder, now=now)
         for name in order:
             row = rows.get(name)
-            entry: dict[str, Any] = {"step": name, "status": row.status if row else "pending"}
+            entry: dict = {"step": name, "status": row.status if row else "pending"}
             if row is not None:
+                if row.status == "running" and holder is None:
+                    entry["status"] = "interrupted"  # nobody is on it: the process stopped or died mid-step
+                if row.status == "running":
+                    status.running = True
                 if row.not_before is not None:
                     entry["not_before"] = row.not_before
                 if row.finished_at is not None:
@@ -76,6 +157,12 @@ def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[
                     status.waiting_until = row.not_before
                     entry["ready"] = now >= row.not_before
             status.steps.append(entry)
+        none: Counter = Counter()
+        migrated, restored, pending = _app_counts(journal, n, generation) if state != "new" else (none, none, none)
+        condition = status.condition
+        for app_id in (norm_id(a) for a in batch.apps):
+            status.app_rows.append(AppStatus(app_id, names.get(app_id, ""), condition, planned[app_id],
+                                             migrated[app_id], restored[app_id], pending[app_id]))
         out.append(status)
     return out
 
@@ -104,35 +191,65 @@ def exit_code(statuses: list[BatchStatus], *, now: float | None = None) -> int:
         return EXIT_HANDOVER
     if "waiting" in conditions:
         return EXIT_WAITING
-    if conditions <= {"done", "rolled_back"}:
+    if conditions <= {"applied", "rolled back"}:
         return EXIT_DONE
     return EXIT_INCOMPLETE
 
 
+def totals(statuses: list[BatchStatus]) -> dict[str, int]:
+    out: Counter = Counter()
+    for s in statuses:
+        out.update(s.counts)
+    return {k: int(out[k]) for k in ("planned", "migrated", "unconfirmed", "on_legacy", "restored")}
+
+
 def as_json(plan, statuses: list[BatchStatus]) -> dict:
-    return {"plan": str(plan.path), "exit_code": exit_code(statuses),
+    return {"plan": str(plan.path), "exit_code": exit_code(statuses), "totals": totals(statuses),
             "batches": [{"batch": s.batch, "apps": s.apps, "grants": s.grants, "state": s.state,
                          "condition": s.condition, "generation": s.generation, "phase": s.phase,
-                         "waiting_until": s.waiting_until, "failures": s.failures, "steps": s.steps}
+                         "waiting_until": s.waiting_until, "holder": s.holder, "handover": s.handover,
+                         "failures": s.failures,
+                         "counts": s.counts, "app_status": [a.as_json() for a in s.app_rows], "steps": s.steps}
                         for s in statuses]}
+
+
+def describe(s: BatchStatus, *, now: float | None = None, time_left: bool = True) -> str:
+    """The batch's condition in words, with its time: 'waiting until T (1h02m left)' (`time_left`: for a
+    terminal; a report on paper says only until when)."""
+    now = time.time() if now is None else now
+    text = s.condition
+    if s.condition == "waiting" and s.waiting_until is not None:
+        text += f" until {fmt_time(s.waiting_until)}"
+        if time_left:
+            text += f" ({fmt_duration(s.waiting_until - now)} left)"
+    elif s.condition == "ready" and s.waiting_until is not None:
+        text += f": the wait ended at {fmt_time(s.waiting_until)}, run the command again"
+    elif s.condition == "interrupted":
+        text += ": stopped part-way, run the same command again to go on"
+    elif s.condition == "running" and s.holder:
+        text += f" ({s.holder})"
+    return text
 
 
 def render(statuses: list[BatchStatus], *, now: float | None = None) -> str:
     now = time.time() if now is None else now
     lines = []
     for s in statuses:
-        head = f"Batch {s.batch} ({s.apps} app(s), {s.grants} grant(s)): {s.condition}"
-        if s.waiting_until is not None:
-            left = s.waiting_until - now
-            head += (f" until {fmt_time(s.waiting_until)} ({fmt_duration(left)} left)" if left > 0
-                     else f" -- the wait ended at {fmt_time(s.waiting_until)}: run the command again")
+        c = s.counts
+        unconfirmed = f", {c['unconfirmed']} unconfirmed" if c["unconfirmed"] else ""
+        lines.append(f"Batch {s.batch} ({s.apps} app(s), {s.grants} SendAs grant(s): {c['migrated']} migrated"
+                     f"{unconfirmed}, {c['on_legacy']} on legacy grants): {describe(s, now=now)}")
+        for app in s.app_rows:
+            restored = f", {app.restored} restored" if app.restored else ""
+            lines.append(f"    {app.name or app.app_id}  [{app.app_id}]  {app.migrated}/{app.planned} migrated"
+                         f"{restored}")
         if s.handover:
-            head += f" -- {s.handover}"
-        lines.append(head)
+            lines.append(f"    handed over: {s.handover}")
         if s.state == "new":
             continue
         for step in s.steps:
-            mark = {"done": "x", "failed": "!", "waiting": "~", "running": ">"}.get(step["status"], " ")
+            mark = {"done": "x", "failed": "!", "waiting": "~", "running": ">", "interrupted": "?"}.get(
+                step["status"], " ")
             lines.append(f"  [{mark}] {s.phase} {step['step'].replace('_', ' ')}: {step['status']}")
             for failure in step.get("failures", [])[:20]:
                 lines.append(f"        - {failure}")

@@ -774,9 +774,11 @@ def step_remove_legacy(ctx: Context) -> StepResult:
             with lock:
                 applied.append(ids[id(g)])
 
-        failures += ctx.for_each(todo, remove_sendas, label="Removing SendAs",
-                                 name=lambda g: f"SendAs {g.app_id} on {g.mailbox}")
-        ctx.mark_many(applied, "applied")
+        try:
+            failures += ctx.for_each(todo, remove_sendas, label="Removing SendAs",
+                                     name=lambda g: f"SendAs {g.app_id} on {g.mailbox}")
+        finally:  # a stop (Ctrl-C, PAUSE) mid-chunk still records the removals that were answered
+            ctx.mark_many(applied, "applied")
 
     def remove_full(g) -> None:
         app_id, mailbox = norm_id(g.app_id), norm_id(g.mailbox)

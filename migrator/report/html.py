@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 from html import escape
 
+from migrator.report.markdown import grants_text, report_title
 from migrator.report.model import ReportData, fmt_send, fmt_time
 from migrator.report.svg import render_svg
 
@@ -39,9 +40,9 @@ th, td { border: 1px solid #e2e8f0; padding: 4px 8px; text-align: left; vertical
 th { background: #f1f5f9; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 code { font: 12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
-.state-done, .state-verified, .state-complete { color: #15803d; font-weight: 600; }
+.state-done, .state-verified, .state-complete, .state-applied { color: #15803d; font-weight: 600; }
 .state-waiting { color: #b45309; font-weight: 600; }
-.state-failed { color: #b91c1c; font-weight: 600; }
+.state-failed, .state-interrupted { color: #b91c1c; font-weight: 600; }
 .note { color: #475569; }
 details { margin: 6px 0 14px; }
 summary { cursor: pointer; font-weight: 600; }
@@ -49,6 +50,16 @@ svg.diagram { max-width: 100%; height: auto; border: 1px solid #e2e8f0; border-r
 svg.diagram text { font: 12px system-ui, sans-serif; fill: #0f172a; }
 svg.diagram text.legend { font-size: 12px; fill: #334155; }
 svg.diagram text.colhead { font-size: 13px; font-weight: 700; fill: #0f3d6e; }
+.warning { margin: 16px 0; padding: 10px 14px; border-left: 4px solid #b91c1c; background: #fef2f2; }
+@media print {
+  .screen-only { display: none; }
+  header { background: none; color: #000000; padding: 0 0 8px; border-bottom: 2px solid #000000; }
+  header p { color: #333333; }
+  main { padding: 0; max-width: none; }
+  details > summary { list-style: none; }
+  table, svg.diagram { break-inside: auto; }
+  tr { break-inside: avoid; }
+}
 """
 
 
@@ -98,8 +109,10 @@ def _bound(data: ReportData) -> str:
 
 def render_html(data: ReportData) -> str:
     c = data.counts
+    t = data.totals
     cards = [("Apps", c.get("apps", 0)), ("Mailboxes", c.get("mailboxes", 0)),
-             ("SendAs grants migrated", c.get("grants_migrate", 0)), ("Grants kept", c.get("grants_keep", 0)),
+             ("SendAs grants planned", t.get("planned", 0)), ("Migrated to RBAC", t.get("migrated", 0)),
+             ("Still on legacy grants", t.get("on_legacy", 0)), ("Grants kept", c.get("grants_keep", 0)),
              ("Groups", f"{c.get('groups', 0)}"),
              ("New / reused", f"{c.get('groups_new', 0)} / {c.get('groups_reuse', 0)}"),
              ("Attribute terms", c.get("attribute_terms", 0)), ("Scopes", c.get("scopes", 0)),
@@ -109,18 +122,26 @@ def render_html(data: ReportData) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Migration plan {_e(data.name)}</title>",
+        f"<title>{_e(report_title(data))}</title>",
         f"<style>{CSS}</style></head><body>",
-        f'<header><h1 id="title">Migration plan: {_e(data.name)}</h1>'
+        f'<header><h1 id="title">{_e(report_title(data))}</h1>'
         f"<p>Report generated {_e(data.generated)} · plan created {_e(data.created)} · source {_e(data.source)} · "
         f"role {_e(data.role)}</p></header><main>",
+    ]
+    if data.flagged:
+        parts.append(f'<p class="warning" id="unscoped-warning"><strong>Warning: {len(data.flagged)} app(s) hold '
+                     "unscoped Entra permissions.</strong> Scoping does not limit them until the unscoped permission "
+                     'is removed: see <a href="#flagged">Apps with unscoped Entra permissions</a>.</p>')
+    parts += [
         '<h2 id="summary">Summary</h2><div class="cards">'
         + "".join(f'<div class="card"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in cards) + "</div>",
+        f'<p class="note">SendAs grants: {_e(grants_text(data))}.</p>',
         _bound(data),
     ]
     note = f" ({data.diagram.note})" if data.diagram.note else ""
     parts.append(f'<h2 id="diagram">Diagram</h2><p class="note">Apps, the groups and filters their role assignments '
-                 f'are scoped to, and the mailboxes in them{_e(note)}. Hover a box for its full name.</p>')
+                 f'are scoped to, and the mailboxes in them{_e(note)}.<span class="screen-only"> Hover a box for its '
+                 "full name.</span></p>")
     parts.append(render_svg(data.diagram))
     parts += ['<h2 id="run">Run</h2>', f'<p class="note">{_e(data.run_note)}</p>']
     if data.runs:
@@ -133,19 +154,19 @@ def render_html(data: ReportData) -> str:
                               fmt_time(e.not_before) if e.status == "waiting" else "", fmt_time(e.finished_at)]
                              for e in data.timeline], numeric={1, 2}, cls="timeline"))
     parts.append('<h2 id="batches">Batches</h2>')
-    parts.append(_table(["Batch", "Note", "Apps", "SendAs grants", "Mailboxes", "New groups", "Reused groups",
-                         "Scopes", "Assignments", "State"],
-                        [[b.number, b.note, len(b.apps), b.grants, b.mailboxes, len(b.new_groups),
+    parts.append(_table(["Batch", "Note", "Apps", "SendAs grants", "Migrated", "Mailboxes", "New groups",
+                         "Reused groups", "Scopes", "Assignments", "State"],
+                        [[b.number, b.note, len(b.apps), b.grants, b.migrated, b.mailboxes, len(b.new_groups),
                           len(b.reused_groups), b.scopes, b.assignments, _state(b.state)] for b in data.batches],
-                        numeric={0, 2, 3, 4, 5, 6, 7, 8}, cls="batches"))
+                        numeric={0, 2, 3, 4, 5, 6, 7, 8, 9}, cls="batches"))
     for b in data.batches:
         title = f"Batch {b.number}" + (f": {b.note}" if b.note else "") + f" ({len(b.apps)} apps)"
-        rows = [[a.name, _Raw(f"<code>{_e(a.app_id)}</code>"), a.sendas, a.kept,
+        rows = [[a.name, _Raw(f"<code>{_e(a.app_id)}</code>"), a.sendas, a.migrated, a.restored, a.kept,
                  "; ".join(a.groups + a.attributes), f"unscoped: {a.flagged}" if a.flagged else ""] for a in b.apps]
         opened = " open" if len(b.apps) <= OPEN_BATCH_APPS else ""
         parts.append(f'<details{opened} id="batch-{b.number}"><summary>{_e(title)}</summary>'
-                     + _table(["App", "App id", "SendAs migrated", "Kept", "Groups and filters", "Flag"], rows,
-                              numeric={2, 3})
+                     + _table(["App", "App id", "SendAs planned", "Migrated", "Restored", "Kept",
+                               "Groups and filters", "Flag"], rows, numeric={2, 3, 4, 5})
                      + "</details>")
     parts.append('<h2 id="groups">Groups</h2>')
     parts.append(_table(["Key", "Name", "Status", "Members", "Apps", "First batch", "Address"],

@@ -28,15 +28,34 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     return lines
 
 
+def report_title(data: ReportData) -> str:
+    """The report's title: the plan's name and the tenant it is for."""
+    return f"Migration plan: {data.name} · tenant {data.tenant or 'not recorded yet (named at the first run)'}"
+
+
+def grants_text(data: ReportData) -> str:
+    """The SendAs grants in words, from the journal: never "migrated" before they are."""
+    t = data.totals
+    restored = f", {t.get('restored', 0)} restored by a rollback" if t.get("restored") else ""
+    unconfirmed = (f", {t['unconfirmed']} removal(s) unconfirmed (a run stopped mid-call; the next run checks them)"
+                   if t.get("unconfirmed") else "")
+    return (f"{t.get('planned', 0)} planned: {t.get('migrated', 0)} migrated to RBAC, "
+            f"{t.get('on_legacy', 0)} still on legacy grants{unconfirmed}{restored}")
+
+
 def render_markdown(data: ReportData) -> str:
     c = data.counts
-    out = [f"# Migration plan: {md(data.name)}", "",
+    out = [f"# {md(report_title(data))}", "",
            f"Report generated {md(data.generated)}. Plan created {md(data.created)} from {md(data.source)}; "
-           f"role {md(data.role)}.", "", "## Summary", ""]
+           f"role {md(data.role)}.", ""]
+    if data.flagged:
+        out += [f"> **Warning: {len(data.flagged)} app(s) hold unscoped Entra permissions.** Scoping does not limit "
+                "them until the unscoped permission is removed: see *Apps with unscoped Entra permissions*.", ""]
+    out += ["## Summary", ""]
     out += _table(["What", "Count"], [
         ["Apps", f"{c.get('apps', 0)} ({c.get('apps_migrating', 0)} migrating, {c.get('apps_flagged', 0)} flagged)"],
         ["Mailboxes", c.get("mailboxes", 0)],
-        ["SendAs grants migrated", c.get("grants_migrate", 0)],
+        ["SendAs grants", grants_text(data)],
         ["Grants kept", c.get("grants_keep", 0)],
         ["Groups", f"{c.get('groups', 0)} ({c.get('groups_new', 0)} new, {c.get('groups_reuse', 0)} reused)"],
         ["Attribute filter terms", c.get("attribute_terms", 0)],
@@ -61,16 +80,17 @@ def render_markdown(data: ReportData) -> str:
         out.append("")
 
     out += ["## Batches", ""]
-    out += _table(["Batch", "Note", "Apps", "SendAs grants", "Mailboxes", "New groups", "Reused groups", "Scopes",
-                   "Assignments", "State"],
-                  [[b.number, b.note, len(b.apps), b.grants, b.mailboxes, len(b.new_groups), len(b.reused_groups),
-                    b.scopes, b.assignments, b.state] for b in data.batches])
+    out += _table(["Batch", "Note", "Apps", "SendAs grants", "Migrated", "Mailboxes", "New groups", "Reused groups",
+                   "Scopes", "Assignments", "State"],
+                  [[b.number, b.note, len(b.apps), b.grants, b.migrated, b.mailboxes, len(b.new_groups),
+                    len(b.reused_groups), b.scopes, b.assignments, b.state] for b in data.batches])
     for b in data.batches:
         title = f"### Batch {b.number}" + (f": {md(b.note)}" if b.note else "")
         out += ["", title, ""]
-        rows = [[a.name, a.app_id, a.sendas, a.kept, "; ".join(a.groups + a.attributes),
+        rows = [[a.name, a.app_id, a.sendas, a.migrated, a.restored, a.kept, "; ".join(a.groups + a.attributes),
                  a.flagged and f"unscoped: {a.flagged}"] for a in b.apps[:MAX_APP_ROWS]]
-        out += _table(["App", "App id", "SendAs migrated", "Kept", "Groups and filters", "Flag"], rows)
+        out += _table(["App", "App id", "SendAs planned", "Migrated", "Restored", "Kept", "Groups and filters",
+                       "Flag"], rows)
         if len(b.apps) > MAX_APP_ROWS:
             out += ["", f"… and {len(b.apps) - MAX_APP_ROWS} more apps (see report.html)."]
 

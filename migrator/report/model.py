@@ -21,11 +21,14 @@ class AppRow:
     app_id: str
     name: str
     batch: int | None
-    sendas: int            # SendAs grants migrated
+    sendas: int            # SendAs grants the plan migrates
     kept: int              # grants kept (FullAccess, ...)
     groups: tuple[str, ...]    # group names its scopes match
     attributes: tuple[str, ...]  # "Attribute = value" terms its scopes match
     flagged: str = ""      # unscoped Entra permissions that make scoping moot
+    migrated: int = 0      # of `sendas`: legacy grant removed (served by RBAC), from the journal
+    restored: int = 0      # put back by a rollback
+    condition: str = "planned"  # the executor's condition of its batch (executor/status.py)
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ class BatchRow:
     reused_groups: tuple[str, ...]
     scopes: int
     assignments: int
-    state: str             # the executor's condition: "not started", "done", "waiting until ...", ...
+    state: str             # the executor's condition: "planned", "applied", "waiting until ...", ...
+    migrated: int = 0      # SendAs grants whose legacy grant is removed (journal)
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class ReportData:
     runs: tuple[dict, ...] = ()
     diagram: Diagram = field(default_factory=lambda: Diagram((), (), ""))
     smtp_sends: tuple[dict, ...] = ()  # smtp-evidence.json: real sends per app before and after (demo, sandbox)
+    tenant: str = ""                          # the tenant the plan is for (journal, else the live inventory)
+    totals: dict = field(default_factory=dict)  # SendAs grants: planned, migrated, on_legacy, restored (journal)
 
     @property
     def bound_text(self) -> str:
@@ -101,35 +107,35 @@ def _fmt_time(ts: float | None) -> str:
 fmt_time = _fmt_time
 
 
-def read_timeline(plan) -> tuple[tuple, dict[int, str], tuple[dict, ...], str]:
-    """(steps in time order, batch -> condition, runs, note) from `<plan>/journal.db`, opened read-only.
+@dataclass(frozen=True)
+class RunState:
+    """What the journal says, read once: steps in time order, the executor's statuses, runs, the tenant."""
 
-    A batch's condition is the executor's own (executor/status.py: done, waiting until ..., failed, ...), so the
-    report says what `migrator status` says."""
+    timeline: tuple = ()
+    statuses: tuple = ()  # executor.status.BatchStatus, one per batch of the plan
+    runs: tuple[dict, ...] = ()
+    note: str = ""
+    tenant: str = ""
+
+
+def read_run_state(plan, *, now: float | None = None) -> RunState:
+    """The journal's view of the run, opened read-only; without a journal every batch is planned. A batch's
+    condition and its counts are the executor's own (executor/status.py), so the report says what `migrator
+    status` says, and both add up to the journal's actions."""
     from migrator.executor.journal import JOURNAL_NAME, Journal
     from migrator.executor.status import batch_statuses
 
     plan_dir = Path(plan.path)
-    if not (plan_dir / JOURNAL_NAME).exists():
-        return (), {}, (), "No run yet: the plan has no journal (no batch has been executed)."
     try:
-        journal = Journal(plan_dir, readonly=True)
-        try:
+        with Journal(plan_dir, readonly=True) as journal:  # an empty in-memory journal when there is no file
             steps = journal.steps()
-            statuses = batch_statuses(plan, journal)
+            statuses = tuple(batch_statuses(plan, journal, now=now))
             runs = tuple(journal.runs())
-        finally:
-            journal.close()
+            tenant = journal.get_meta("tenant") or ""
     except (sqlite3.Error, OSError) as exc:
-        return (), {}, (), f"The journal could not be read ({exc}); the timeline is missing from this report."
-    states = {}
-    for st in statuses:
-        text = st.condition
-        if st.waiting_until is not None:
-            text += f" until {_fmt_time(st.waiting_until)}"
-        if st.failures:
-            text += f" ({len(st.failures)} failure(s), e.g. {st.failures[0]})"
-        states[st.batch] = text
+        return RunState(note=f"The journal could not be read ({exc}); the run's state is missing from this report.")
+    if not (plan_dir / JOURNAL_NAME).exists():
+        return RunState(statuses=statuses, note="No run yet: the plan has no journal (no batch has been executed).")
     # Time order; steps recorded in the same instant keep the executor's own order of steps.
     from migrator.executor.rollback import ROLLBACK_STEPS
     from migrator.executor.steps import EXECUTE_STEPS
@@ -140,7 +146,37 @@ def read_timeline(plan) -> tuple[tuple, dict[int, str], tuple[dict, ...], str]:
                           key=lambda e: (e.started_at if e.started_at is not None else float("inf"), e.batch,
                                          e.generation,
                                          rank.get((e.phase, e.step), len(rank)))))
-    return events, states, runs, f"Read from {JOURNAL_NAME}: {len(runs)} run(s), {len(events)} step record(s)."
+    return RunState(events, statuses, runs,
+                    f"Read from {JOURNAL_NAME}: {len(runs)} run(s), {len(events)} step record(s).", tenant)
+
+
+def _condition_text(st, describe) -> str:
+    text = describe(st, time_left=False)
+    if st.failures:
+        text += f" ({len(st.failures)} failure(s), e.g. {st.failures[0]})"
+    return text
+
+
+def _source_tenant(plan) -> str:
+    """The tenant of the plan's live inventory (manifest.json), when it can be found; "" otherwise."""
+    import json
+
+    source = (plan.meta or {}).get("source") or {}
+    recorded = source.get("path") if isinstance(source, dict) else None
+    if not recorded or plan.path is None:
+        return ""
+    for base in (Path.cwd(), Path(plan.path).resolve().parent.parent, Path(plan.path).resolve().parent):
+        manifest = base / recorded / "manifest.json"
+        if manifest.is_file():
+            try:
+                data = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return ""
+            for src in data.get("sources") or []:
+                if isinstance(src, dict) and src.get("tenant_id"):
+                    return str(src["tenant_id"])
+            return ""
+    return ""
 
 
 def fmt_send(codes: list) -> str:
@@ -178,7 +214,7 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
     batch_of: dict[str, int] = {}
     for g in plan.grants:
         names.setdefault(g.app_id, g.app_name)
-        if g.action == "migrate":
+        if g.action == "migrate" and str(g.right) == "SendAs":
             sendas[g.app_id] += 1
         else:
             kept[g.app_id] += 1
@@ -196,19 +232,20 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
         app_groups[a.app_id] += [groups_by_key[k].name for k in s.groups if k in groups_by_key]
         app_attrs[a.app_id] += [f"{attr} = {value}" for attr, value in s.attributes]
 
+    run = RunState(note="Run state not read.")
+    if with_journal and plan.path is not None:
+        run = read_run_state(plan, now=now.timestamp() if now is not None else None)
+    from migrator.executor.status import describe, totals
+
+    by_batch = {st.batch: st for st in run.statuses}
+    by_app = {a.app_id: a for st in run.statuses for a in st.app_rows}
+
     def app_row(app_id: str) -> AppRow:
+        st = by_app.get(app_id.lower())
         return AppRow(app_id, names.get(app_id, ""), batch_of.get(app_id), sendas[app_id], kept[app_id],
                       tuple(dict.fromkeys(app_groups[app_id])), tuple(dict.fromkeys(app_attrs[app_id])),
-                      flagged.get(app_id, ""))
-
-    timeline: tuple = ()
-    states: dict[int, str] = {}
-    runs: tuple[dict, ...] = ()
-    note = ""
-    if with_journal and plan.path is not None:
-        timeline, states, runs, note = read_timeline(plan)
-    elif not with_journal:
-        note = "Run state not read."
+                      flagged.get(app_id, ""), migrated=st.migrated if st else 0, restored=st.restored if st else 0,
+                      condition=st.condition if st else "planned")
 
     batches = []
     for b in plan.batches:
@@ -222,7 +259,8 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
             tuple(groups_by_key[k].name for k in group_keys if groups_by_key[k].status == "reuse"),
             sum(1 for s in plan.scopes if s.batch == b.number), b.assignments or sum(
                 1 for a in plan.assignments if a.batch == b.number),
-            states.get(b.number, "not started")))
+            _condition_text(by_batch[b.number], describe) if b.number in by_batch else "planned",
+            migrated=by_batch[b.number].counts["migrated"] if b.number in by_batch else 0))
 
     groups = tuple(GroupRow(g.key, g.name, g.status, len(g.members), g.apps, g.batch, g.address)
                    for g in sorted(plan.groups, key=lambda g: g.key))
@@ -240,5 +278,9 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
         cover_sets=int(counts.get("cover_elements") or 0), lower_bound=cover.get("lower_bound"),
         optimal=cover.get("optimal"), strategy=str(cover.get("strategy", "")), batches=tuple(batches),
         groups=groups, kept_reasons=tuple(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
-        flagged=tuple((names.get(a, "") or a, p) for a, p in sorted(flagged.items())), timeline=timeline,
-        run_note=note, runs=runs, diagram=build_diagram(plan), smtp_sends=read_smtp_evidence(plan))
+        flagged=tuple((names.get(a, "") or a, p) for a, p in sorted(flagged.items())), timeline=run.timeline,
+        run_note=run.note, runs=run.runs, diagram=build_diagram(plan), smtp_sends=read_smtp_evidence(plan),
+        tenant=run.tenant or _source_tenant(plan),
+        totals=totals(list(run.statuses)) if run.statuses else {
+            "planned": sum(sendas.values()), "migrated": 0, "unconfirmed": 0, "on_legacy": sum(sendas.values()),
+            "restored": 0})
