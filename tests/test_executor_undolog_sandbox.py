@@ -82,7 +82,7 @@ def test_full_disk_in_a_subprocess_run_loses_nothing_and_the_rerun_converges(wor
             *map(str, FAST), "--concurrency", "2"]
     first = cli(*args[:3], str(sb.profile_path), "--batch", 1, "--yes", "--propagation-wait", 0.6,
                 "--token-lifetime", 1.2)
-    assert first.exit_code == 0, first.output  # batch 1 set up, now in its propagation wait
+    assert first.exit_code == 10, first.output  # batch 1 set up, now in its propagation wait (exit 10)
     lines_before = len((plan / UNDO_LOG_NAME).read_text().splitlines())
     proc = subprocess.run([sys.executable, "-c", RUNNER, "3", *args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 12, proc.stdout + proc.stderr
