@@ -91,7 +91,7 @@ def test_a_second_profile_does_the_entra_writes_only_at_that_step(world):
     before = tenant_shape(sb.state)
     lp = ["--profile", sb.profile_path, "--cutover-profile", sb.cutover_profile_path]
     first = cli("execute", plan, *lp, "--batch", 1, "--yes", *FAST)
-    assert first.exit_code == 0 and "run the same command again after" in first.output
+    assert first.exit_code == 10 and "run the same command again after" in first.output
     assert tokens_of(sb, CUTOVER_ADMIN) == []  # not asked for before the cut-over
     done = cli("execute", plan, *lp, "--batch", 1, "--yes", *FAST, "--wait")
     assert done.exit_code == 0, done.output

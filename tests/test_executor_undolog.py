@@ -228,8 +228,9 @@ def test_a_run_killed_between_the_undo_record_and_the_journal_resumes(tmp_path, 
     real = Journal.set_batch_state
 
     def killed(self, batch, state, generation):
-        if self.undo is not None:
-            self.undo.batch(batch, generation, state)
+        undo = self._undo_log()  # as set_batch_state does: journal.db made first, then the undo record
+        if undo is not None:
+            undo.batch(batch, generation, state)
         raise Crash("killed after the undo record, before the journal's")
 
     monkeypatch.setattr(Journal, "set_batch_state", killed)

@@ -271,10 +271,16 @@ class Journal:
             self._staged_plan = plan_sha256
 
     def _undo_log(self) -> UndoLog | None:
-        """The undo log, its staged first line written first. Called before every undo record."""
-        if self.undo is not None and self._staged_plan is not None:
-            plan, self._staged_plan = self._staged_plan, None
-            self.undo.note_plan(plan)
+        """The undo log, ready for a record: journal.db exists first (so a kill between the undo record and the
+        journal's own leaves a journal one step behind, never a missing one that looks deleted), then the log's
+        staged first line. Called before every undo record."""
+        if self.undo is None:
+            return None
+        with self._mutex:
+            self._materialise()
+            if self._staged_plan is not None:
+                plan, self._staged_plan = self._staged_plan, None
+                self.undo.note_plan(plan)
         return self.undo
 
     def _materialise(self) -> None:
@@ -283,7 +289,6 @@ class Journal:
             return
         if self.readonly:
             raise RuntimeError("journal opened read-only")
-        self._undo_log()
         existed = self.path.exists()
         try:
             if not existed:
