@@ -87,9 +87,14 @@ class PlanLock:
         return self._fh is not None
 
     def acquire(self) -> None:
-        self.plan_dir.mkdir(parents=True, exist_ok=True)
+        from migrator.executor.undolog import write_error
+
         for _ in range(20):  # only loops when a holder removed the file between our open and our lock
-            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+            try:  # a read-only folder (or a full disk) stops the command here, before anything else, clearly
+                self.plan_dir.mkdir(parents=True, exist_ok=True)
+                fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+            except OSError as exc:
+                raise write_error("the lock file", self.path, exc) from None
             if not _try_lock(fh):
                 holder = _read_holder(fh)
                 fh.close()
@@ -101,12 +106,16 @@ class PlanLock:
             fh.close()
         else:  # pragma: no cover - needs twenty holders in a row to come and go within microseconds
             raise JournalLocked(f"{self.plan_dir}: the lock file keeps being replaced; run the command again")
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since "
-                 f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
-        fh.flush()
         self._fh = fh
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                     f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
+            fh.flush()
+        except OSError as exc:
+            self.release()
+            raise write_error("the lock file", self.path, exc) from None
 
     def release(self) -> None:
         """Remove the lock file and drop the lock. On POSIX the file goes first, while still locked, so a process

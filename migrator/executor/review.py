@@ -79,7 +79,7 @@ def pending_change(ctx, *, tenant: str, state: str, steps: list[str]) -> Pending
     view = ctx.view
     if ctx.phase == "rollback":
         return _rollback_change(ctx, tenant=tenant, state=state, steps=steps)
-    apps = tuple(AppChange(a, view.app_names.get(a, ""), len(view.app_mailboxes(a))) for a in view.apps)
+    apps = tuple(AppChange(a, view.app_names.get(a, ""), len(view.rbac_mailboxes(a))) for a in view.apps)
     counts = {
         "groups_new": sum(1 for g in view.groups if g.status == "new"),
         "groups_reused": sum(1 for g in view.groups if g.status != "new"),
