@@ -244,7 +244,7 @@ def test_a_run_killed_between_the_undo_record_and_the_journal_resumes(tmp_path, 
 
 
 def test_a_read_only_plan_folder_stops_the_command_before_anything_with_a_clear_message(tmp_path, monkeypatch):
-    import migrator.executor.journal as journal_module
+    import migrator.executor.plan_lock as journal_module  # the lock file is opened there
 
     tenant, plan = make_world(tmp_path, APPS, [[A1, A2], [A3]])
     before = tenant.snapshot()
