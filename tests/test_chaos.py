@@ -34,8 +34,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SEEDS = int(os.environ.get("MIGRATOR_CHAOS_SEEDS", "1"))
 MAX_RUNS = 40
-CASE_BUDGET = 120.0  # seconds: a case that needs longer fails rather than hang the suite (a clean run of the
-# every-shape tenant takes ~25 s on a 2-core machine shared with other jobs; killed runs redo part of it)
+# seconds per seed: a case that needs longer fails rather than hang the suite (a clean run of the every-shape
+# tenant takes ~25 s on a 2-core machine shared with other jobs; killed runs redo part of it).
+# MIGRATOR_CHAOS_CASE_BUDGET raises it for long series on a loaded machine.
+CASE_BUDGET = float(os.environ.get("MIGRATOR_CHAOS_CASE_BUDGET", "120"))
 
 
 def _faults():
