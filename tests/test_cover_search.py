@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from migrator.planner import exact
-from migrator.planner.bounds import compatibility
+from migrator.planner.bounds import compatibility, improve_by_swaps, incompatible_edges
 from migrator.planner.cover import solve_cover, verify_cover
 from migrator.planner.search import Pool, column_concepts, search_cover
 
@@ -105,3 +105,21 @@ def test_compatibility_counts_match_the_definition():
         d = dense.astype(np.int64)
         expect = (d @ d.T @ d)[rows, cols]
         assert np.array_equal(weight, expect)
+
+
+def test_swaps_keep_the_edges_pairwise_incompatible_and_never_shrink_the_set():
+    rnd = np.random.default_rng(5)
+    grew = 0
+    for _ in range(40):
+        dense = rnd.random((rnd.integers(3, 14), rnd.integers(3, 14))) < 0.6
+        m = sp.csr_matrix(dense)
+        edges = incompatible_edges(m)
+        better = improve_by_swaps(m, edges)
+        assert len(better) >= len(edges)
+        grew += len(better) > len(edges)
+        assert len(set(better)) == len(better)
+        for i, (r1, c1) in enumerate(better):
+            assert dense[r1, c1]
+            for r2, c2 in better[i + 1:]:
+                assert not (dense[r1, c2] and dense[r2, c1])     # no biclique holds both
+    assert grew >= 1                                         # the swaps do find something on random matrices

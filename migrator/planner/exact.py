@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from migrator.planner.bicliques import TooManyBicliques, greedy_cover, maximal_bicliques
-from migrator.planner.bounds import lower_bound
+from migrator.planner.bounds import SWAP_CELLS, improve_by_swaps, incompatible_edges, lower_bound
 from migrator.planner.ilp import solve_set_cover
 from migrator.planner.prefer import prefer, preferred_classes
 from migrator.planner.reduce import reduce_matrix, unique_rows
@@ -49,6 +49,7 @@ MEMORY_BUDGET = 1_000_000_000     # bytes of solver working memory (bicliques, i
 BICLIQUE_CAP = 50_000             # maximal bicliques enumerated per component before falling back
 INCIDENCE_BYTES = 40              # measured cost of one edge-biclique incidence in greedy + ILP (arrays, HiGHS)
 POOL_INCIDENCE_BYTES = 200        # the same in the search (LP, MIP with a start, pool copies)
+SWAP_SHARE = 0.15                 # share of the remaining time for strengthening the bound of a searched component
 SEED_POOL = 20_000                # bicliques of a capped enumeration handed to the search as its starting pool
 DENSE_GREEDY_LIMIT = 200_000_000  # bicliques x edges beyond which the dense greedy hands over to the sparse one
 ENUM_SHARE = 0.3                  # share of the remaining time for the enumeration (the rest: greedy + ILP, or search)
@@ -77,6 +78,13 @@ def _search(m: sp.csr_matrix, lb: int, deadline: float, stats: dict, reason: str
     """The fallback for a component whose bicliques are too many: column generation over a bounded pool."""
     stats["cuts"].append(reason)
     stats["searched"] += 1
+    if m.nnz * lb <= SWAP_CELLS:                             # the bound is the only certificate here: strengthen it
+        now = time.perf_counter()
+        edges = incompatible_edges(m, deadline)
+        if edges is not None:
+            better = len(improve_by_swaps(m, edges, now + max(0.0, deadline - now) * SWAP_SHARE))
+            stats["swap_bound"] = stats.get("swap_bound", 0) + max(0, better - lb)
+            lb = max(lb, better)
     if seeds is not None:
         seeds = seeds[:SEED_POOL]
     ext, lb, opt = search_cover(m, lb, deadline, MEMORY_BUDGET // POOL_INCIDENCE_BYTES, stats, seeds)
