@@ -27,6 +27,8 @@ PRICE_SEEDS = 48          # seed rows (and as many seed columns) per pricing rou
 PRICE_CANDIDATES = 24     # rows tried at each step of the descent
 PRICE_STEPS = 12          # steps of one descent
 MAX_ROUNDS = 200
+PAIR_INTERSECTIONS = 40_000  # row pairs intersected for the initial pool (PAIRS_PER_COLUMN per column at most)
+PAIRS_PER_COLUMN = 25     # random pairs of a column's holders intersected for the initial pool
 PAIR_EDGES = 600          # heaviest dual edges whose compatible pairs are tried
 PAIR_CANDIDATES = 20_000  # row pairs evaluated per round
 PAIR_ADD = 200            # bicliques added per round from the pairs
@@ -154,6 +156,35 @@ def column_concepts(m: sp.csr_matrix) -> list[np.ndarray]:
     return out
 
 
+def pair_intersections(m: sp.csr_matrix, per_column: int = PAIRS_PER_COLUMN, seed: int = 0) -> list[np.ndarray]:
+    """For each column, row(r1) ∩ row(r2) for a few seeded-random pairs of rows holding it: the intents a
+    generator of roles leaves behind (two apps sharing one role share exactly that role's mailboxes), found
+    without the quadratic all-pairs closure."""
+    rng = np.random.default_rng(seed)
+    per_column = max(1, min(per_column, PAIR_INTERSECTIONS // max(1, m.shape[1])))
+    csc = m.tocsc()
+    out = []
+    r1s, r2s = [], []
+    for c in range(m.shape[1]):
+        holders = csc.indices[csc.indptr[c]:csc.indptr[c + 1]]
+        if len(holders) < 2:
+            continue
+        for _ in range(per_column):
+            a, b = rng.choice(len(holders), 2, replace=False)
+            r1s.append(holders[a])
+            r2s.append(holders[b])
+    if not r1s:
+        return out
+    inter = m[np.array(r1s)].multiply(m[np.array(r2s)]).tocsr()
+    inter.eliminate_zeros()
+    inter.sort_indices()
+    for i in range(inter.shape[0]):
+        x = inter.indices[inter.indptr[i]:inter.indptr[i + 1]]
+        if len(x):
+            out.append(x.astype(np.int64))
+    return out
+
+
 def _descend(m: sp.csr_matrix, csc: sp.csc_matrix, y: sp.csr_matrix, seed: int) -> tuple[np.ndarray, float]:
     """Local search for a heavy intent: start from row `seed`'s set, intersect with the best row while it helps.
 
@@ -228,7 +259,7 @@ class _Lp:
 
 
 def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: int, stats: dict,
-                 seeds: np.ndarray | None = None, cg_share: float = 0.5) -> tuple[list[np.ndarray], int, bool]:
+                 seeds: np.ndarray | None = None, cg_share: float = 0.3) -> tuple[list[np.ndarray], int, bool]:
     """Cover component `m` without enumerating: (extents as row arrays, lower bound, optimal?); see the module.
 
     Every phase after the trivial cover is skipped once `deadline` has passed, so the call ends soon after it."""
@@ -259,6 +290,8 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
     if phase("trivial"):
         rest = column_concepts(m) if nr <= nc else rows_of
         stop = pool.add_many(rest, incidence_budget, deadline)
+        if stop is None:
+            stop = pool.add_many(pair_intersections(m), incidence_budget, deadline)
         if stop is None and seeds is not None:               # packed intents from a capped enumeration
             bits = np.unpackbits(np.ascontiguousarray(seeds).view(np.uint8), axis=1)[:, :nc].astype(bool)
             stop = pool.add_many([np.flatnonzero(b) for b in bits], incidence_budget, deadline)
