@@ -1,16 +1,19 @@
 """Cover of a component whose maximal bicliques are too many to enumerate: column generation over a bounded pool.
 
 The set-cover LP (one column per biclique, one row per undominated edge) is solved over a pool that starts with
-the row concepts (each row's own set) and the column concepts (the rows holding a column and the columns they all
-hold), which together already contain a cover. Its duals price new bicliques: a maximal biclique of weight (sum
-of its edges' duals) above 1 would lower the LP, so it joins the pool. Pricing is a heuristic local search over
-intents (`_descend`): from a seed row's set, repeatedly intersect with the row that raises the weight most; the
-same on the transpose from seed columns. Then an integer program over the pool (HiGHS, remaining time) and the
-hardest-edge-first greedy give covers; the best verified one is kept.
+the row concepts (each row's own set), the column concepts (the rows holding a column and the columns they all
+hold), which together already contain a cover, intersections of seeded-random pairs of rows through each column
+(a role shared by two apps is exactly their intersection), and the bicliques a capped enumeration found before it
+stopped. The LP's duals price new bicliques: one of weight (sum of its edges' duals) above 1 would lower the LP,
+so it joins the pool. Pricing is heuristic: pairs of heavy dual edges (`_price_pairs`) and a local search over
+intents (`_descend`: from a seed row's set, intersect with the best row; the same on the transpose). Then the
+hardest-edge-first greedy and an integer program over the pool (HiGHS, remaining time) give covers; the best
+verified one is kept.
 
 Nothing here enumerates: memory is the pool's incidences, capped by `incidence_budget` (the caller derives it
 from the planner's memory budget). The result is an upper bound; it is proven optimal only when it meets the
-lower bound (the LP value of a heuristically priced pool is not a bound).
+lower bound (the LP value of a heuristically priced pool is not a bound). Each phase is skipped once the deadline
+has passed, and `stats["search"]` records the phases' seconds and what cut the search.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def maximal_bicliques_sparse(m: sp.csr_matrix, *, cap: int, deadline: float
             if len(known) > cap:
                 raise TooManyBicliques(f"more than {cap:,} maximal bicliques")
             if time.perf_counter() > deadline:
-                raise TooManyBicliques("time limit reached while enumerating maximal bicliques")
+                raise TooManyBicliques("time limit reached while enumerating maximal bicliques", reason="time")
         frontier = new
     intents_list = sorted(sorted(x) for x in known)
     lens = np.array([len(x) for x in intents_list])
