@@ -112,7 +112,7 @@ def improve_by_swaps(m: sp.csr_matrix, chosen: list[tuple[int, int]], deadline: 
     repeated until none is found, SWAP_ROUNDS, the memory cap or the deadline."""
     m = sp.csr_matrix(m)
     m.sort_indices()
-    nr, nc = m.shape
+    nr = m.shape[0]
     rr = np.repeat(np.arange(nr), np.diff(m.indptr))
     cc = m.indices.astype(np.int64)
     dense = m.toarray().astype(bool)
@@ -127,13 +127,10 @@ def improve_by_swaps(m: sp.csr_matrix, chosen: list[tuple[int, int]], deadline: 
         owner = np.argmax(compat, axis=1)
         removed: set[int] = set()
         added: list[tuple[int, int]] = []
-
-        def fits(r: int, c: int) -> bool:                    # incompatible with every edge added this round
-            return all(not (dense[r, c2] and dense[r2, c]) for r2, c2 in added)
-
         for k in np.unique(owner[tight]):
             cand = np.flatnonzero(tight & (owner == k))
-            cand = cand[[fits(int(rr[f]), int(cc[f])) for f in cand]] if added else cand
+            if added:                                        # also incompatible with every edge added this round
+                cand = cand[[_fits(dense, int(rr[f]), int(cc[f]), added) for f in cand]]
             if len(cand) < 2:
                 continue
             cr, ccand = rr[cand], cc[cand]
@@ -148,6 +145,11 @@ def improve_by_swaps(m: sp.csr_matrix, chosen: list[tuple[int, int]], deadline: 
             break
         chosen = [e for t, e in enumerate(chosen) if t not in removed] + added
     return chosen
+
+
+def _fits(dense: np.ndarray, r: int, c: int, edges: list[tuple[int, int]]) -> bool:
+    """Edge (r, c) is incompatible with every edge of `edges`."""
+    return all(not (dense[r, c2] and dense[r2, c]) for r2, c2 in edges)
 
 
 def lower_bound(m: sp.csr_matrix | np.ndarray, deadline: float = float("inf"), swaps: bool = False) -> int | None:

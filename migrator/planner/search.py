@@ -166,7 +166,7 @@ def pair_intersections(m: sp.csr_matrix, per_column: int = PAIRS_PER_COLUMN, see
     rng = np.random.default_rng(seed)
     per_column = max(1, min(per_column, PAIR_INTERSECTIONS // max(1, m.shape[1])))
     csc = m.tocsc()
-    out = []
+    out: list[np.ndarray] = []
     r1s, r2s = [], []
     for c in range(m.shape[1]):
         holders = csc.indices[csc.indptr[c]:csc.indptr[c + 1]]
