@@ -6,9 +6,10 @@ import random
 import time
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
-from migrator.planner import exact
+from migrator.planner import bounds, exact
 from migrator.planner.bounds import compatibility, improve_by_swaps, incompatible_edges
 from migrator.planner.cover import solve_cover, verify_cover
 from migrator.planner.search import Pool, column_concepts, search_cover
@@ -96,9 +97,12 @@ def test_pool_extents_are_the_rows_holding_each_intent_and_concepts_are_closed()
         assert len(pool.edges[pool.index_of(intent)]) == len(ext) * len(intent)
 
 
-def test_compatibility_counts_match_the_definition():
+@pytest.mark.parametrize("method", ["column pairs", "gram", "gram transposed"])
+def test_compatibility_counts_match_the_definition(monkeypatch, method):
+    if method != "column pairs":
+        monkeypatch.setattr(bounds, "PAIRS_LIMIT", 0)
     rnd = np.random.default_rng(1)
-    for shape in [(12, 7), (7, 12)]:
+    for shape in ([(12, 7)] if method == "gram" else [(7, 12)] if method == "gram transposed" else [(12, 7), (7, 12)]):
         dense = rnd.random(shape) < 0.5
         m = sp.csr_matrix(dense)
         rows, cols, weight = compatibility(m)

@@ -20,6 +20,8 @@ BLOCKED_LIMIT = 150_000_000     # cells of the dense "blocked" matrix the greedy
 GRAM_LIMIT = 25_000_000         # cells of the dense Gram matrix of the small side (4 bytes each)
 WEIGHT_FLOPS_LIMIT = 300_000_000   # multiply-adds for the exact counts (about 0.5 s); past it a cheaper proxy
 BLOCK_CELLS = 4_000_000         # cells of one dense block of counts
+PAIRS_LIMIT = 50_000_000        # edge pairs within columns (sum of squared column degrees) for the pairwise counts
+PAIR_CHUNK = 2_000_000          # edge pairs handled at once
 
 
 def compatibility(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -35,6 +37,9 @@ def compatibility(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     nr, nc = m.shape
     rows = np.repeat(np.arange(nr), np.diff(m.indptr))
     cols = m.indices.astype(np.int64)
+    cdeg_i = np.diff(m.tocsc().indptr).astype(np.int64)
+    if int((cdeg_i * cdeg_i).sum()) <= PAIRS_LIMIT:          # sparse columns: all edge pairs within a column
+        return rows, cols, _weights_by_column_pairs(m)
     small = min(nr, nc)
     if small * small > GRAM_LIMIT or m.nnz * small > WEIGHT_FLOPS_LIMIT:
         rdeg = np.diff(m.indptr).astype(np.float64)
@@ -58,6 +63,41 @@ def compatibility(m: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     key_t = a.indices.astype(np.int64) * nc + a_rows
     order = np.argsort(key_t, kind="stable")
     return rows, cols, weight_t[order]
+
+
+def _weights_by_column_pairs(m: sp.csr_matrix) -> np.ndarray:
+    """(M·Mᵀ·M)[r, c] for every edge (CSR order) as the sum over the edges (r', c) of its column of |row r ∩ row r'|:
+    cheap when every column is short (tenant-shaped data); columns are taken in chunks of at most PAIR_CHUNK pairs."""
+    m = m.tocsr()
+    nr, nc = m.shape
+    csc = m.tocsc()
+    csc.sort_indices()
+    s = (m @ m.T).tocsr()                                    # rows x rows overlaps (sparse)
+    s.sort_indices()
+    deg = np.diff(csc.indptr).astype(np.int64)
+    weight_csc = np.zeros(csc.nnz, dtype=np.float64)         # in CSC order
+    keys_s = np.repeat(np.arange(nr, dtype=np.int64), np.diff(s.indptr)) * nr + s.indices
+    start = 0
+    while start < nc:
+        stop, pairs = start, 0
+        while stop < nc and (stop == start or pairs + deg[stop] ** 2 <= PAIR_CHUNK):
+            pairs += int(deg[stop] ** 2)
+            stop += 1
+        lo, hi = csc.indptr[start], csc.indptr[stop]
+        d = deg[start:stop]
+        reps = np.repeat(d, d)                               # each edge repeated by its column's degree
+        e = np.repeat(np.arange(lo, hi), reps)
+        first = np.repeat(csc.indptr[start:stop], d)         # first edge of each edge's column
+        within = np.arange(len(e)) - np.repeat(np.cumsum(reps) - reps, reps)
+        e2 = np.repeat(first, reps) + within
+        key = csc.indices[e].astype(np.int64) * nr + csc.indices[e2]
+        pos = np.searchsorted(keys_s, key)
+        weight_csc[lo:hi] = np.bincount(e - lo, weights=s.data[pos], minlength=hi - lo)
+        start = stop
+    # CSC order -> CSR order
+    col_of = np.repeat(np.arange(nc, dtype=np.int64), deg)
+    order = np.lexsort((col_of, csc.indices))
+    return weight_csc[order]
 
 
 def incompatible_edges(m: sp.csr_matrix | np.ndarray, deadline: float = float("inf")

@@ -52,7 +52,7 @@ POOL_INCIDENCE_BYTES = 200        # the same in the search (LP, MIP with a start
 SWAP_SHARE = 0.15                 # share of the remaining time for strengthening the bound of a searched component
 SEED_POOL = 20_000                # bicliques of a capped enumeration handed to the search as its starting pool
 DENSE_GREEDY_LIMIT = 200_000_000  # bicliques x edges beyond which the dense greedy hands over to the sparse one
-ENUM_SHARE = 0.3                  # share of the remaining time for the enumeration (the rest: greedy + ILP, or search)
+ENUM_SHARE = 0.5                  # share of the remaining time for the enumeration (the rest: greedy + ILP, or search)
 
 
 def incidence_limit() -> int:
