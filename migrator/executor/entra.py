@@ -113,5 +113,5 @@ def write_handover(plan_dir: Path, batch: int, step: str, script: str) -> Path:
 
 def handover_message(path: Path, count: int, what: str) -> str:
     return (f"handed over: {count} app(s) need their Entra SMTP.SendAsApp assignment {what} by a privileged admin; "
-            f"the commands are in {path.name} in the plan folder (printed above). Run the same command again "
-            "once they are done: it verifies them and goes on")
+            f"the commands are in {path.name} in the plan folder. Run the same command again once they are done: "
+            "it verifies them and goes on")

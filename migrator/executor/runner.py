@@ -275,7 +275,6 @@ class Runner:
                     if not self.dry_run:
                         self.journal.set_step(number, ctx.generation, self.phase, name, "handover",
                                               detail={**result.detail, "handover": result.handover})
-                    self.output.info(f"Batch {number}: {result.handover}")
                     return BatchOutcome(number, "handover", message=result.handover)
                 if result.failures:
                     if not self.dry_run:

@@ -244,7 +244,7 @@ def render(statuses: list[BatchStatus], *, now: float | None = None) -> str:
             lines.append(f"    {app.name or app.app_id}  [{app.app_id}]  {app.migrated}/{app.planned} migrated"
                          f"{restored}")
         if s.handover:
-            lines.append(f"    handed over: {s.handover}")
+            lines.append(f"    handed over: {s.handover.removeprefix('handed over: ')}")
         if s.state == "new":
             continue
         for step in s.steps:
