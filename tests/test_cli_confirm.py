@@ -148,3 +148,19 @@ def test_a_refused_batch_leaves_the_plan_folder_byte_identical(world, case):
     result = run("execute", plan, "--profile", sb.profile_path, *args, "--yes")
     assert result.exit_code == (2 if case == "unknown batch" else 3), result.output
     assert folder(plan) == before
+
+
+def test_execute_json_says_waiting_with_exit_10_and_the_journal_state(world):
+    import json
+
+    sb, plan, _ = world
+    result = CliRunner().invoke(main, ["execute", str(plan), "--profile", str(sb.profile_path), "--batch", "1",
+                                       "--yes", "--json"], catch_exceptions=False)
+    assert result.exit_code == 10, result.output
+    data = json.loads(result.stdout)  # the JSON alone on stdout; progress went to stderr
+    assert data["command"] == "execute" and data["exit_code"] == 10 and data["dry_run"] is False
+    (outcome,) = data["outcomes"]
+    assert outcome["batch"] == 1 and outcome["status"] == "waiting" and outcome["until"]
+    batch = data["state"]["batches"][0]
+    assert batch["condition"] == "waiting" and batch["waiting_until"] == outcome["until"]
+    assert data["state"]["totals"]["migrated"] == 0 and data["api_calls"]["write"] > 0

@@ -28,3 +28,14 @@ def test_command_has_help(path, command):
     result = CliRunner().invoke(main, [*path, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
+
+
+def test_top_level_commands_are_listed_in_workflow_order():
+    from migrator.cli import WORKFLOW_ORDER
+
+    out = CliRunner().invoke(main, ["--help"]).output
+    listed = [line.split()[0] for line in out.split("Commands:", 1)[1].splitlines() if line.startswith("  ")]
+    expected = [name for name in WORKFLOW_ORDER if name in main.commands]
+    assert listed[:len(expected)] == expected
+    assert listed[:5] == ["inventory", "plan", "show", "execute", "status"] or listed[:5] == [
+        "inventory", "plan", "show", "doctor", "execute"]

@@ -415,3 +415,33 @@ def test_a_weighted_slot_takes_that_many_units_of_the_pace():
     limiter.acquire()
     limiter.release()
     assert slept == [pytest.approx(2.1)]
+
+
+def test_inline_client_secret_error_advises_keys_that_exist(tmp_path):
+    from migrator.exchange.profile import CREDENTIAL_KEYS
+
+    for where, text in (("credential.client_secret", '[credential]\nclient_secret = "S3cr3t"\n'),
+                        ("client_secret", 'client_secret = "S3cr3t"\n[credential]\nsecret_env = "X"\n'),
+                        ("credential.pfx_password", '[credential]\nkind = "certificate"\npfx_password = "S3cr3t"\n')):
+        f = tmp_path / "p.toml"
+        f.write_text(f'tenant_id = "{TENANT}"\nclient_id = "c"\n' + text)
+        with pytest.raises(InputError) as info:
+            load_profile(f)
+        message = str(info.value)
+        assert where in message and "S3cr3t" not in message
+        advised = [k for k in CREDENTIAL_KEYS if k in message]
+        assert advised, message  # it names keys a profile can really hold...
+        assert "client_secret_env" not in message and "client_secret_file" not in message  # ...and no others
+
+
+def test_a_misspelt_profile_key_is_an_error_naming_it_with_a_suggestion():
+    with pytest.raises(InputError) as info:
+        parse_profile({"tenant_id": TENANT, "client_id": "c", "tenantid": "x", "credential": {"secret_env": "X"}},
+                      source="p.toml")
+    assert str(info.value) == "p.toml, field 'tenantid': unknown key; did you mean tenant_id?"
+    with pytest.raises(InputError) as info:
+        parse_profile({"tenant_id": TENANT, "client_id": "c", "credential": {"secret_envv": "X"}}, source="p.toml")
+    assert str(info.value) == ("p.toml, field 'credential.secret_envv': unknown key; did you mean "
+                               "credential.secret_env?")
+    with pytest.raises(InputError, match="known keys: name, tenant_id"):
+        parse_profile({"tenant_id": TENANT, "client_id": "c", "zzz": 1, "credential": {"secret_env": "X"}})

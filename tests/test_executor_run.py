@@ -65,10 +65,11 @@ def test_dry_run_writes_nothing_and_lists_the_changes(world):
     before = tenant.snapshot()
     result = execute(tenant, plan, [1], dry_run=True)
     assert tenant.snapshot() == before and tenant.writes == 0
-    text = "\n".join(result.output.lines)
-    assert "new_distribution_group('RBAC SendAs App 1'" in text
-    assert "new_role_assignment" in text and "remove_recipient_permission" in text
-    assert not (plan / "journal.db").exists()
+    changes = result.output.changes  # each withheld write as the cmdlet it stands for
+    assert any(c.startswith("New-DistributionGroup -Name 'RBAC SendAs App 1'") for c in changes), changes
+    assert any(c.startswith("New-ManagementRoleAssignment ") for c in changes)
+    assert any(c.startswith("Remove-RecipientPermission ") for c in changes)
+    assert not (plan / "journal.db").exists() and not (plan / "run-log.jsonl").exists()
 
 
 def test_reused_group_is_not_recreated(tmp_path):

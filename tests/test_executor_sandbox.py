@@ -137,7 +137,7 @@ def test_dry_run_through_the_cli_prints_changes_and_writes_nothing(world):
     before = tenant_shape(sb.state)
     result = cli("execute", plan, "--profile", sb.profile_path, "--batch", 1, "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "would: new_distribution_group(" in result.output and "would: remove_recipient_permission(" in result.output
+    assert "\nNew-DistributionGroup -Name '" in result.stdout and "\nRemove-RecipientPermission -Identity '" in result.stdout
     assert "0 write(s)" in result.output
     assert tenant_shape(sb.state) == before and not (plan / "journal.db").exists()
 

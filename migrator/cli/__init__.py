@@ -24,8 +24,21 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+# The order `migrator --help` lists the commands in: the order of the job. Commands not named here follow.
+WORKFLOW_ORDER: tuple[str, ...] = (
+    "inventory", "plan", "show", "doctor", "execute", "status", "report", "rollback", "export-ps1",
+    "verify-smtp", "rehearse", "demo", "sandbox",
+)
+
+
 class MigratorGroup(click.Group):
-    """Turns MigratorError into a one-line message and its exit code, never a traceback."""
+    """Turns MigratorError into a one-line message and its exit code, never a traceback; lists the commands in
+    workflow order."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = list(self.commands)
+        rank = {name: i for i, name in enumerate(WORKFLOW_ORDER)}
+        return sorted(names, key=lambda n: (rank.get(n, len(rank)), names.index(n)))
 
     def invoke(self, ctx: click.Context):
         try:

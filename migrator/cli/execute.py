@@ -49,8 +49,15 @@ def _run(plan_path: Path, profile: Path | None, *, phase: str, batches: list[int
 
     options.signals = True
     if as_json:  # progress to stderr, the JSON alone on stdout
-        options.output = Output(stream=sys.stderr)
+        options.output = Output(stream=sys.stderr, script=options.dry_run)
+    elif options.dry_run:  # stdout is a PowerShell script: the cmdlets, everything else as comments
+        options.output = Output(script=True)
     with RunSession.open(plan_path, _require_profile(profile), options, graph_write=graph_write) as session:
+        if options.dry_run and not as_json:
+            from migrator.executor.review import tenant_label
+            from migrator.powershell.commands import dry_run_header
+
+            click.echo(dry_run_header(phase, tenant_label(session.conn.profile), str(plan_path)))
         if session.journal.rebuilt is not None:
             counts = session.journal.rebuilt
             click.echo(f"Rebuilt journal.db from the undo log: {counts['batches']} batch(es), {counts['removals']} "
@@ -61,13 +68,21 @@ def _run(plan_path: Path, profile: Path | None, *, phase: str, batches: list[int
             result = session.execute(batches)
         plan = session.plan
     if as_json:
-        click.echo(json.dumps(_result_json(plan, result, phase=phase, dry_run=options.dry_run), indent=2))
+        document = _result_json(plan, result, phase=phase, dry_run=options.dry_run)
+        if options.dry_run:
+            document["powershell"] = list(options.output.changes)
+        click.echo(json.dumps(document, indent=2))
         sys.exit(result.exit_code)
+    if options.dry_run:
+        from migrator.powershell.commands import DRY_RUN_FOOTER
+
+        click.echo(DRY_RUN_FOOTER)
     for line in outcome_lines(result, phase=phase):
+        err = line.err or options.dry_run  # a dry run's stdout stays a script
         if line.fg:
-            click.secho(line.text, fg=line.fg, err=line.err)
+            click.secho(line.text, fg=line.fg, err=err)
         else:
-            click.echo(line.text, err=line.err)
+            click.echo(line.text, err=err)
     sys.exit(result.exit_code)
 
 
@@ -93,7 +108,9 @@ def _result_json(plan, result, *, phase: str, dry_run: bool) -> dict:
 @click.option("--batch", "batch", type=click.IntRange(min=1), default=None, help="The batch to apply (1 is the pilot).")
 @click.option("--all", "all_batches", is_flag=True,
               help="Apply every batch, in order; while one waits, the next goes on.")
-@click.option("--dry-run", is_flag=True, help="Go through the same steps with every write disabled; print the changes.")
+@click.option("--dry-run", is_flag=True,
+              help="Go through the same steps (reads included) with every write withheld; print each write as the "
+                   "ExchangeOnlineManagement V3 / Microsoft.Graph cmdlet it stands for, in order. Nothing is changed.")
 @yes_option
 @wait_option
 @click.option("--propagation-wait", type=click.FloatRange(min=0), default=7200.0, show_default=True,
@@ -142,7 +159,8 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
 @plan_argument
 @profile_option
 @click.option("--batch", "batch", type=click.IntRange(min=1), required=True, help="The batch to undo.")
-@click.option("--dry-run", is_flag=True, help="Show what the rollback would change; write nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Print each change the rollback would make as the PowerShell cmdlet it stands for; change nothing.")
 @yes_option
 @wait_option
 @token_option

@@ -47,6 +47,18 @@ MICROSOFT_LOGIN_HOSTS = frozenset(
 CREDENTIAL_KINDS = ("secret", "certificate", "device_code")
 # Keys that would hold a secret inline: refused wherever they appear.
 _INLINE_SECRET_KEYS = ("secret", "client_secret", "password", "pfx_password", "private_key", "passphrase", "key")
+# Where each inline secret belongs instead (keys that exist).
+_SECRET_ADVICE = {"secret": "secret_env or secret_file", "client_secret": "secret_env or secret_file",
+                  "password": "secret_env or secret_file", "pfx_password": "pfx_password_env or pfx_password_file",
+                  "passphrase": "pfx_password_env or pfx_password_file",
+                  "private_key": "key_file (or cert_file holding the key)",
+                  "key": "key_file (or cert_file holding the key)"}
+# Every key a profile may hold: a misspelt one is an error naming it, never silently ignored.
+PROFILE_KEYS = ("name", "tenant_id", "client_id", "cloud", "authority", "exchange_url", "graph_url",
+                "exchange_resource", "graph_resource", "credential", "ca_bundle", "timeout", "smtp_host", "smtp_port",
+                "exo_cmdlets")
+CREDENTIAL_KEYS = ("kind", "secret_env", "secret_file", "cert_file", "key_file", "pfx_file", "pfx_password_env",
+                   "pfx_password_file", "thumbprint")
 
 
 @dataclass(frozen=True)
@@ -172,20 +184,34 @@ def _relative(base: Path, value: str) -> str:
     return str(p if p.is_absolute() else (base / p))
 
 
+def _refuse_unknown(data: dict, known: tuple[str, ...], source: str, prefix: str) -> None:
+    """A key the profile does not know is a mistake (a typo would otherwise be ignored): name it, suggest one."""
+    import difflib
+
+    for key in data:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(known)}"
+        raise InputError(f"unknown key{hint}", path=source, field=f"{prefix}{key}")
+
+
 def parse_profile(data: dict, *, source: str = "<profile>", base: Path | None = None) -> Profile:
     """Build a Profile from parsed TOML. Relative file paths are taken relative to the profile's folder."""
     base = base or Path.cwd()
     for key in _INLINE_SECRET_KEYS:
         if key in data:
-            raise InputError("a secret must not be written in the profile; use [credential] secret_env or "
-                             "secret_file", path=source, field=key)
+            raise InputError(f"a secret must not be written in the profile; name where it is with [credential] "
+                             f"{_SECRET_ADVICE[key]}", path=source, field=key)
     cred_data = data.get("credential") or {}
     if not isinstance(cred_data, dict):
         raise InputError("must be a table", path=source, field="credential")
     for key in _INLINE_SECRET_KEYS:
         if key in cred_data:
-            raise InputError("a secret must not be written in the profile; name an environment variable "
-                             f"({key}_env) or a file ({key}_file) instead", path=source, field=f"credential.{key}")
+            raise InputError(f"a secret must not be written in the profile; name where it is with "
+                             f"{_SECRET_ADVICE[key]} instead", path=source, field=f"credential.{key}")
+    _refuse_unknown(data, PROFILE_KEYS, source, "")
+    _refuse_unknown(cred_data, CREDENTIAL_KEYS, source, "credential.")
     tenant_id = _str(data, "tenant_id", source)
     client_id = _str(data, "client_id", source)
     if not tenant_id:

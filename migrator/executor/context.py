@@ -104,18 +104,45 @@ class Control:
 class Output:
     """Terminal output. `quiet` keeps tests and `--json` callers clean; progress bars only on a terminal."""
 
-    def __init__(self, *, quiet: bool = False, stream=None) -> None:
+    def __init__(self, *, quiet: bool = False, stream=None, script: bool = False) -> None:
         self.quiet = quiet
         self.stream = stream
+        self.script = script  # a dry run: info lines become PowerShell comments, so the output parses as a script
         self.lines: list[str] = []  # kept for tests and the run summary
+        self.changes: list[str] = []  # the PowerShell of every write a dry run withheld, in order
 
     def info(self, message: str) -> None:
+        if self.script:
+            message = "\n".join(f"# {line}".rstrip() for line in message.splitlines()) or "#"
         self.lines.append(message)
         if not self.quiet:
             click.echo(message, file=self.stream)
 
-    def change(self, message: str) -> None:
-        self.info(f"  would: {message}")
+    def change(self, powershell: str) -> None:
+        """A write a dry run withheld, as the PowerShell cmdlet it stands for (printed as is: a script line)."""
+        self.changes.append(powershell)
+        self.lines.append(powershell)
+        if not self.quiet:
+            click.echo(powershell, file=self.stream)
+
+    @property
+    def live(self) -> bool:
+        """Whether the output is a terminal a line can be rewritten on (the --wait countdown)."""
+        if self.quiet:
+            return False
+        stream = self.stream or sys.stdout
+        return bool(getattr(stream, "isatty", lambda: False)())
+
+    def countdown(self, message: str, *, final: bool = False) -> None:
+        """A countdown line: rewritten in place on a terminal (no new line every minute), a plain line otherwise."""
+        if not self.live:
+            self.info(message)
+            return
+        click.echo("\r" + message + "\x1b[K", nl=final, file=self.stream)
+
+    def note(self, message: str) -> None:
+        """A line about a change that is not a cmdlet (a wait): a comment in a dry run."""
+        self.info(message)
 
     def progress(self, length: int, label: str):
         show = not self.quiet and length >= 20 and sys.stderr.isatty()
@@ -145,9 +172,12 @@ class Guarded:
     rather than guessed to be a read."""
 
     def __init__(self, client: Any, *, spec: type | None = None, control: Control, output: Output, dry_run: bool,
-                 counter: Counter) -> None:
+                 counter: Counter, label: Callable[[str], str | None] | None = None,
+                 on_write: Callable[..., None] | None = None) -> None:
         self._client = client
         self._spec = spec or type(client)
+        self._label = label  # names an id in a dry run's PowerShell (app or group name)
+        self._on_write = on_write  # told of every write sent and how it ended (the run log)
         self._control = control
         self._output = output
         self._dry_run = dry_run
@@ -166,19 +196,33 @@ class Guarded:
             is_write = is_write_call(kind, args, kwargs)
             self._control.check()
             if is_write and self._dry_run:
-                self._output.change(describe_write(name, args, kwargs))
+                for line in describe_write(self._spec, name, args, kwargs, label=self._label):
+                    self._output.change(line)
                 return dry_result(name, args, kwargs)
             self._counter["write" if is_write else "read"] += 1
             self._counter[name] += 1
-            return target(*args, **kwargs)
+            if not is_write or self._on_write is None:
+                return target(*args, **kwargs)
+            try:
+                result = target(*args, **kwargs)
+            except BaseException as exc:
+                from migrator.exchange.redact import redact
+
+                self._on_write(self._spec, name, args, kwargs, f"failed: {type(exc).__name__}: {redact(str(exc))}")
+                raise
+            self._on_write(self._spec, name, args, kwargs, "ok")
+            return result
 
         return call
 
 
-def describe_write(name: str, args: tuple, kwargs: dict) -> str:
-    shown = [repr(a) if not isinstance(a, (list, tuple, set, frozenset)) else f"<{len(a)} items>" for a in args]
-    shown += [f"{k}={v!r}" for k, v in kwargs.items()]
-    return f"{name}({', '.join(shown)})"
+def describe_write(spec: type, name: str, args: tuple, kwargs: dict, *,
+                   label: Callable[[str], str | None] | None = None) -> list[str]:
+    """The PowerShell of the requests `spec.name(*args)` would send (powershell/commands.py): the real client's
+    own method builds them against a recorder, so the dry run shows exactly what the real run sends."""
+    from migrator.powershell.commands import capture, render
+
+    return [render(call, label) for call in capture(spec, name, args, kwargs)]
 
 
 def dry_result(name: str, args: tuple, kwargs: dict) -> Any:
@@ -335,7 +379,8 @@ class Context:
                 with lock:
                     failures.append(ItemFailure(name(item), f"{type(exc).__name__}: {exc}"))
 
-        with self.output.progress(len(items), label) as bar:
+        # Concurrent batches (--all) each draw their bars: say whose it is.
+        with self.output.progress(len(items), f"Batch {self.batch}: {label}") as bar:
             if self.settings.concurrency <= 1 or len(items) < 2:
                 for item in items:
                     self.control.check()

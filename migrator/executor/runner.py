@@ -47,6 +47,7 @@ from migrator.executor.undolog import JournalWriteError
 
 WAIT_STEPS = {"propagation_wait": "propagation_wait", "token_wait": "token_lifetime"}
 WARNINGS_KEPT = 500  # Exchange warnings kept in the journal (the newest)
+COUNTDOWN_EVERY = 1800.0  # s between countdown lines when the output is not a terminal
 
 
 @dataclass
@@ -137,10 +138,15 @@ class Runner:
         self._sps: dict[int, dict] = {}  # per batch: service principals resolved in this run
         self._shared: dict = {}  # reads valid for the whole run (the mailbox map)
         self._drift_checked: dict[int, tuple] = {}  # batch -> (time, scan, scan time) of its last drift check
+        from migrator.executor.runlog import RunLog
+
+        self.run_log = None if dry_run else RunLog(Path(plan.path), clock=now)
+        self._where: tuple[int | None, str] = (None, "")  # (batch, step) being run: named by the run log
+        on_write = None if dry_run else self.log_write
         self.exo = Guarded(exo, spec=ExchangeClient, control=self.control, output=self.output, dry_run=dry_run,
-                           counter=self.calls)
+                           counter=self.calls, label=self.label, on_write=on_write)
         self.graph = Guarded(graph, spec=GraphClient, control=self.control, output=self.output, dry_run=dry_run,
-                             counter=self.calls)
+                             counter=self.calls, label=self.label, on_write=on_write)
         if hasattr(exo, "on_warning") and not dry_run:
             exo.on_warning = self._keep_warning  # Exchange's @adminapi.warnings go into the journal
         self._warning_lock = threading.Lock()
@@ -163,7 +169,8 @@ class Runner:
             if self._entra_client is None:
                 assert self.entra.open_graph is not None
                 self._entra_client = Guarded(self.entra.open_graph(), spec=GraphClient, control=self.control,
-                                             output=self.output, dry_run=self.dry_run, counter=self.calls)
+                                             output=self.output, dry_run=self.dry_run, counter=self.calls,
+                                             label=self.label, on_write=None if self.dry_run else self.log_write)
             return self._entra_client
 
     # ---- public ---------------------------------------------------------------------------------------------
@@ -252,6 +259,7 @@ class Runner:
             self.begin(ctx, state)
             for name, fn in self.steps:
                 ctx.step = name
+                self._where = (number, name)
                 row = self.journal.step(number, ctx.generation, self.phase, name)
                 if row is not None and row.status == "done":
                     if name == "groups":
@@ -297,6 +305,39 @@ class Runner:
             return BatchOutcome(number, "stopped", message=str(exc))
 
     # ---- pieces ---------------------------------------------------------------------------------------------
+
+    def log_write(self, spec: type, name: str, args: tuple, kwargs: dict, outcome: str) -> None:
+        """Append a write that was sent, and how it ended, to the plan's run log (runlog.py)."""
+        from migrator.powershell.commands import Call, capture
+
+        if self.run_log is None:
+            return
+        try:
+            calls = capture(spec, name, args, kwargs)
+        except Exception:  # the call itself refused its arguments: log the method, not a guess
+            calls = [Call("cmdlet", name, {})]
+        batch, step = self._where
+        self.run_log.write(run=self.journal.run_id, phase=self.phase, batch=batch, step=step, calls=calls,
+                           outcome=outcome)
+
+    def label(self, value: str) -> str | None:
+        """What an id in a write stands for, in words (a dry run's PowerShell comments): an app (by its app id or
+        service-principal object id) or a plan group (by name, address or DN)."""
+        key = str(value).strip().lower()
+        names = getattr(self, "_labels", None)
+        if names is None:
+            names = {}
+            for batch in self.plan.batches:
+                view = batch_view(self.plan, int(batch.number))
+                for app_id, app_name in view.app_names.items():
+                    names[app_id] = f"app {app_name}" if app_name else f"app {app_id}"
+            self._labels = names
+        for sps in self._sps.values():  # service principals resolved by this run: object id -> the app
+            for app_id, sp in sps.items():
+                object_id = str((sp or {}).get("object_id", "")).lower() if isinstance(sp, dict) else ""
+                if object_id and object_id not in names:
+                    names[object_id] = names.get(app_id, f"app {app_id}")
+        return names.get(key)
 
     def approved(self, ctx: Context, state: str) -> bool:
         """Ask before this invocation's first change to the batch (once per batch): what will change, on which
@@ -353,7 +394,7 @@ class Runner:
         """Start or check a wait. Returns the time to come back, or None when the wait is over."""
         seconds = self.wait_seconds(ctx, name)
         if self.dry_run:
-            self.output.change(f"wait {fmt_duration(seconds)} ({name.replace('_', ' ')})")
+            self.output.note(f"wait {fmt_duration(seconds)} ({name.replace('_', ' ')}) before the next step")
             return None
         if row is None or row.not_before is None:
             not_before = self.now() + seconds
@@ -375,17 +416,23 @@ class Runner:
         return seconds
 
     def countdown(self, until: float, what: str) -> None:
-        """Sleep until `until`, showing the time left; Ctrl-C and the pause file stop it cleanly."""
-        last_shown = None
+        """Sleep until `until`, showing the time left; Ctrl-C and the pause file stop it cleanly.
+
+        On a terminal one line is rewritten in place every second; otherwise (a log file, a CI job) a line at the
+        start, one every COUNTDOWN_EVERY seconds and one at the end: about five lines for a two-hour wait."""
+        last_line = None
         while True:
             self.control.check()
             left = until - self.now()
             if left <= 0:
+                self.output.countdown(f"  waited for {what} (until {fmt_time(until)})", final=True)
                 return
-            shown = fmt_duration(left)
-            if shown != last_shown and (last_shown is None or left < 60 or int(left) % 60 == 0):
-                self.output.info(f"  waiting for {what}: {shown} left (until {fmt_time(until)})")
-                last_shown = shown
+            bucket = int(left // COUNTDOWN_EVERY)
+            if self.output.live:
+                self.output.countdown(f"  waiting for {what}: {fmt_duration(left)} left (until {fmt_time(until)})")
+            elif bucket != last_line:
+                self.output.countdown(f"  waiting for {what}: {fmt_duration(left)} left (until {fmt_time(until)})")
+                last_line = bucket
             step = min(1.0, left)
             self.sleep(step)
             self.waited += step

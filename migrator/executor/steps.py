@@ -418,9 +418,10 @@ def ensure_group(ctx: Context, group) -> None:
             created_now = True
         except AlreadyExists:
             found = _wait_visible(ctx, read, f"group {group.name!r}")
-        if ctx.dry_run:
+        if ctx.dry_run:  # the group was not made: show the writes that follow, addressed by its name
             ctx.dns[group.key] = found.dn
-            ctx.output.change(f"hide {group.name!r} from address lists; set {len(group.members)} member(s)")
+            ctx.exo.set_distribution_group(group.name, HiddenFromAddressListsEnabled=True)
+            ensure_members(ctx, group, group.name, fresh=True)
             return
         if not _owned(ctx, group, found):
             raise MigratorError(f"group {group.name!r} already exists and is not this plan's; rename it or re-plan")
@@ -634,7 +635,8 @@ def verify_rbac(ctx: Context, label: str, *, size: int | None = None,
                             f"(expected InScope={expected})")
 
     if ctx.dry_run:
-        ctx.output.change(f"test {len(checks)} (app, mailbox) pairs with Test-ServicePrincipalAuthorization")
+        ctx.output.note(f"then test {len(checks)} (app, mailbox) pairs with Test-ServicePrincipalAuthorization "
+                        "(reads)")
         return []
     items = [(name, fn) for name, fn in extra] + [(f"app {c[0]} / {c[1]}", c) for c in checks]
     return ctx.for_each(items, lambda item: item[1]() if callable(item[1]) else test(item[1]), label=label,

@@ -9,7 +9,7 @@ Files (UTF-8, RFC 4180, header row; the columns docs/design.md §4 names come fi
   memberships.csv  group, mailbox
   scopes.csv       scope, name, filter, groups, kind, attributes, batch, note
   assignments.csv  assignment, app_id, app_name, role, scope, batch, name
-  batches.csv      batch, apps, grants, note, mailboxes, new_groups, scopes, assignments
+  batches.csv      batch, apps, grants, note, mailboxes, new_groups, scopes, assignments, app_names
   attributes.csv   attribute, value, mailbox: the mailboxes that held each attribute value an attribute scope
                    filters on, at inventory time (what makes an attribute scope checkable from the plan alone)
   rowhashes.json   a 24-bit digest of every row of every CSV, so an edit is reported with its row number
@@ -59,6 +59,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ASSIGNMENTS: ("assignment", "app_id", "app_name", "role", "scope", "batch", "name"),
     BATCHES: ("batch", "apps", "grants", "note", "mailboxes", "new_groups", "scopes", "assignments"),
     ATTRIBUTES: ("attribute", "value", "mailbox"),
+}
+# Columns written after the contract's, and not required when a plan is read (plans made before them still load).
+EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {
+    BATCHES: ("app_names",),  # the apps' display names, ";"-separated in the order of `apps`: people read names
 }
 CSV_FILES = tuple(COLUMNS)
 
@@ -420,6 +424,11 @@ class _Text(dict):
 
 def _file_rows(plan: Plan) -> dict[str, Iterable[Sequence[str]]]:
     batch_text = _Text({None: ""})
+    app_names: dict[str, str] = {}
+    for a in plan.assignments:
+        app_names.setdefault(a.app_id, a.app_name)
+    for g in plan.grants:
+        app_names.setdefault(g.app_id, g.app_name)
     return {
         GRANTS: ((g.app_id, g.app_name, g.mailbox, g.right, g.action, g.reason,
                   batch_text[g.batch]) for g in plan.grants),
@@ -430,7 +439,8 @@ def _file_rows(plan: Plan) -> dict[str, Iterable[Sequence[str]]]:
                   s.note) for s in plan.scopes),
         ASSIGNMENTS: ((a.key, a.app_id, a.app_name, a.role, a.scope, str(a.batch), a.name) for a in plan.assignments),
         BATCHES: ((str(b.number), ";".join(b.apps), str(b.grants), b.note, str(b.mailboxes), str(b.new_groups),
-                   str(b.scopes), str(b.assignments)) for b in plan.batches),
+                   str(b.scopes), str(b.assignments), ";".join(app_names.get(a, "").replace(";", ",") for a in b.apps))
+                  for b in plan.batches),
         ATTRIBUTES: plan.attributes,
     }
 
@@ -456,7 +466,7 @@ def write_plan(plan: Plan, out: Path, *, overwrite: bool = False) -> Path:
     rowhashes: dict[str, str] = {}
     with csvio.atomic_folder(out, overwrite=overwrite) as tmp:
         for name, rows in _file_rows(plan).items():
-            files[name], rowhashes[name] = _write_csv(tmp / name, COLUMNS[name], rows)
+            files[name], rowhashes[name] = _write_csv(tmp / name, COLUMNS[name] + EXTRA_COLUMNS.get(name, ()), rows)
         rh = json.dumps({"format": FORMAT, "digest": "base64 of 3 bytes a row (header first): the low 24 bits of "
                                                     "CRC-32 of the row's cells joined by U+001F",
                          "files": rowhashes}, indent=1) + "\n"
