@@ -29,8 +29,10 @@ from migrator.model import norm_id
 
 MARKER = ".migrator-demo"
 # The sandbox's delays (seconds) and the executor's waits that cover them: each wait exceeds its delay.
-DEMO_DELAYS = {"propagation_delay": 2.0, "token_lifetime": 3.0, "replication_delay": 0.5}
-DEMO_WAITS = {"propagation_wait": 2.5, "token_lifetime": 3.5}
+DEMO_DELAYS: dict[str, Any] = {  # SandboxSettings keywords
+    "propagation_delay": 2.0, "token_lifetime": 3.0, "replication_delay": 0.5}
+DEMO_WAITS: dict[str, Any] = {  # ExecSettings keywords
+    "propagation_wait": 2.5, "token_lifetime": 3.5}
 SIMULATED = "RecipientTaskException"
 
 
@@ -77,7 +79,7 @@ def _story_output_class():
         def __init__(self, story: Story) -> None:
             super().__init__(quiet=story.quiet)
             self.story = story
-            self._last_wait = None
+            self._last_wait: str | None = None
 
         def info(self, message: str) -> None:
             self.lines.append(message)

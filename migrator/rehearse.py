@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from migrator.errors import InputError, PlanError, TenantError
 from migrator.model import norm_id
@@ -34,9 +35,11 @@ CLAIM_RULES = ("documented", "union")
 # All on the fast-forwarded sandbox clock, so they cost no wall time. Token lifetimes are an hour, as Entra's: msal
 # keeps the admin's token across the jumps, the sandbox refuses it once expired, and the client refreshes on that
 # 401, which is the path a real run takes after a long wait.
-REHEARSAL_DELAYS = {"propagation_delay": 1800.0, "token_lifetime": 3600.0, "admin_token_lifetime": 3600.0,
-                    "replication_delay": 30.0}
-REHEARSAL_WAITS = {"propagation_wait": 2100.0, "token_lifetime": 3900.0}
+REHEARSAL_DELAYS: dict[str, Any] = {  # SandboxSettings keywords
+    "propagation_delay": 1800.0, "token_lifetime": 3600.0, "admin_token_lifetime": 3600.0,
+    "replication_delay": 30.0}
+REHEARSAL_WAITS: dict[str, Any] = {  # ExecSettings keywords
+    "propagation_wait": 2100.0, "token_lifetime": 3900.0}
 MAX_RESUMES = 8
 
 
@@ -284,7 +287,7 @@ def rehearse_once(plan, fixture: dict, *, claim_rule: str, seed: int = 0, faults
                                        outside=smtp_sample[1]).start() if smtp_sample else None)
             try:
                 run = run_batches(plan, Path(plan.path), conn, [int(b.number) for b in plan.batches],
-                                  exec_settings, output=output, now=clock.now, sleep=clock.advance,
+                                  exec_settings, output=output, now=clock.now, sleep=clock.sleep,
                                   max_resumes=max_resumes, on_resume=on_resume)
             finally:
                 sends = witness.stop() if witness else None
@@ -324,6 +327,8 @@ def rehearse(plan_path: Path, *, inventory: Path | None = None, claim_rules: Ite
     source = find_source(plan, inventory)
     fixture = fixture_from_inventory(source_inventory(source), name=Path(source.path).name)
     results = []
+    if plan.path is None:
+        raise InputError("a rehearsal copies the plan's folder: load the plan from one")
     for rule in claim_rules:
         if rule not in CLAIM_RULES:
             raise InputError(f"unknown claim rule; use one of {', '.join(CLAIM_RULES)}", value=rule)

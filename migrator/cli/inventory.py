@@ -74,6 +74,7 @@ def inventory(exports_dir: Path | None, export_script: bool, out: Path | None, p
     from migrator.inventory.exports import inventory_from_exports
     from migrator.inventory.store import write_inventory
 
+    assert exports_dir is not None  # the one source left (checked above)
     inv = inventory_from_exports(exports_dir, allow_unknown_trustees=allow_unknown_trustees)
     write_inventory(inv, out, overwrite=force)
     _report(out, as_json)

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -74,7 +75,7 @@ def serve(fixture: Path | None, seed: int, faults: str, port: int, smtp_port: in
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="sandbox: %(message)s")
     if verbose:
         logging.getLogger("migrator.sandbox").setLevel(logging.DEBUG)
-    overrides = {"propagation_delay": propagation_delay, "token_lifetime": token_lifetime,
+    overrides: dict[str, Any] = {"propagation_delay": propagation_delay, "token_lifetime": token_lifetime,
                  "admin_token_lifetime": admin_token_lifetime, "claim_rule": claim_rule,
                  "replication_delay": replication_delay}
     settings = SandboxSettings(**{k: v for k, v in overrides.items() if v is not None})

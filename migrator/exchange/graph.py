@@ -42,7 +42,7 @@ class GraphClient(GraphApi):
                                     weight=weight, report_success=report_success)
 
     @read
-    def list(self, path: str, *, operation: str | None = None) -> list[dict]:
+    def list_all(self, path: str, *, operation: str | None = None) -> list[dict]:
         """GET a collection and follow every absolute @odata.nextLink."""
         out: list[dict] = []
         url: str | None = path
@@ -72,13 +72,13 @@ class GraphClient(GraphApi):
 
     @read
     def list_service_principals(self, select: str = "id,appId,displayName") -> list[dict]:
-        return self.list(f"/servicePrincipals?$select={select}&$top=999", operation="GET /servicePrincipals")
+        return self.list_all(f"/servicePrincipals?$select={select}&$top=999", operation="GET /servicePrincipals")
 
     # -- app-role assignments --------------------------------------------------------------------------
     @read
     def list_app_role_assignments(self, sp_id: str) -> list[dict]:
         ident = _check_id("appRoleAssignments", sp_id)
-        return self.list(f"/servicePrincipals/{ident}/appRoleAssignments",
+        return self.list_all(f"/servicePrincipals/{ident}/appRoleAssignments",
                          operation="GET /servicePrincipals/{id}/appRoleAssignments")
 
     @write
@@ -110,7 +110,7 @@ class GraphClient(GraphApi):
             rows = list(body.get("value") or [])
             next_link = body.get("@odata.nextLink")
             if next_link:
-                rows.extend(self.list(next_link, operation="GET /servicePrincipals/{id}/appRoleAssignments"))
+                rows.extend(self.list_all(next_link, operation="GET /servicePrincipals/{id}/appRoleAssignments"))
             out[sp] = rows
         return out
 

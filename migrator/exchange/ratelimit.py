@@ -184,9 +184,9 @@ def fan_out(func: Callable[[T], R], items: Iterable[T], *, workers: int = 16,
         try:
             for future in _as_completed(futures):
                 i = futures[future]
-                results[i] = future.result()
+                result = results[i] = future.result()
                 if on_done:
-                    on_done(items[i], results[i])
+                    on_done(items[i], result)
         except BaseException:
             for f in futures:
                 f.cancel()

@@ -29,6 +29,7 @@ from migrator.executor.context import (
     Guarded,
     ItemFailure,
     Output,
+    StepResult,
     Stopped,
     batch_view,
 )
@@ -202,8 +203,9 @@ class Runner:
                         break
                 if not pending or not self.wait:
                     break
-                first = min((outcomes[n] for n in pending), key=lambda o: o.until)
-                self.countdown(first.until, f"batch {first.batch}: {first.message.split(' until ')[0]}")
+                # every pending batch is waiting, so has an until; a missing one counts as due now
+                first = min((outcomes[n] for n in pending), key=lambda o: o.until or 0.0)
+                self.countdown(first.until or 0.0, f"batch {first.batch}: {first.message.split(' until ')[0]}")
         finally:
             if not self.dry_run:
                 statuses = sorted({o.status for o in outcomes.values()}) or ["nothing"]
@@ -214,7 +216,8 @@ class Runner:
         return RunResult([outcomes[n] for n in batches if n in outcomes], self.calls, self.waited)
 
     phase = "execute"
-    steps = EXECUTE_STEPS
+    # (step name, function); None marks a wait the loop handles itself
+    steps: tuple[tuple[str, Callable[[Context], StepResult] | None], ...] = EXECUTE_STEPS
 
     def batch_context(self, number: int) -> tuple[Context, str] | BatchOutcome:
         """The context to run batch `number` in, and its state; or an outcome when there is nothing to do."""

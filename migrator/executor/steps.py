@@ -808,13 +808,13 @@ def step_remove_legacy(ctx: Context) -> StepResult:
                                                           phase=ctx.phase, kind="sendas", op="remove")}
         verified = []
         for g in send_as:
-            key = (norm_id(g.app_id), norm_id(g.mailbox))
+            pair = (norm_id(g.app_id), norm_id(g.mailbox))
             if f"SendAs {g.app_id} on {g.mailbox}" in already:
                 continue
-            if key in after:
+            if pair in after:
                 failures.append(ItemFailure(f"SendAs {g.app_id} on {g.mailbox}", "still present after removal"))
             else:
-                act = recorded.get(f"{key[0]}|{key[1]}")
+                act = recorded.get(f"{pair[0]}|{pair[1]}")
                 if act is not None and act.status != "verified":
                     verified.append(act.id)
         ctx.mark_many(verified, "verified")

@@ -239,7 +239,8 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
                          key=lambda i: (first_app[i], -len(elements[i]), sorted(elements[i])))
     width = max(4, len(str(len(group_elems))))
     key_of = {i: f"G{n:0{width}d}" for n, i in enumerate(group_elems, start=1)}
-    term_of = {i: existing[i].attribute for i, x in enumerate(existing) if x is not None and x.kind == "attribute"}
+    term_of = {i: x.attribute for i, x in enumerate(existing)
+               if x is not None and x.kind == "attribute" and x.attribute is not None}
 
     namer = naming.Namer(options.prefix, naming.taken_names(inv.mailboxes, inv.groups),
                          naming.group_domain(m.address for m in inv.mailboxes))
@@ -247,15 +248,17 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
     groups: list[PlanGroup] = []
     for i in group_elems:
         key = key_of[i]
-        if existing[i] is None:
+        meets = existing[i]
+        reused = meets.group if meets is not None else None  # group_elems: None or kind "group"
+        if reused is None:
             name = namer.name(key, elem_hash[i])
             alias = namer.alias(name)
             groups.append(PlanGroup(key, name, NEW, "", elements[i], alias, namer.address(alias), first[i],
                                     apps_using[i]))
         else:
-            g = existing[i].group
             # alias left empty: the inventory does not record an existing group's alias, and nothing creates it
-            groups.append(PlanGroup(key, g.name, REUSE, g.dn, elements[i], "", g.address, first[i], apps_using[i]))
+            groups.append(PlanGroup(key, reused.name, REUSE, reused.dn, elements[i], "", reused.address, first[i],
+                                    apps_using[i]))
     groups_by_key = {g.key: g for g in groups}
 
     # 4. scopes (one per distinct combination of an app's sets) and one assignment per app (per chunk)

@@ -98,7 +98,8 @@ def _per_app(app_sets: Mapping[str, frozenset[str]], lower: int) -> CoverResult:
     """One group per distinct non-empty app set, without the solver (the fallback)."""
     groups = sorted({s for s in app_sets.values() if s}, key=_group_key)
     index = {g: i for i, g in enumerate(groups)}
-    app_groups = {app: ((index[app_sets[app]],) if app_sets[app] else ()) for app in sorted(app_sets)}
+    app_groups: dict[str, tuple[int, ...]] = {app: ((index[app_sets[app]],) if app_sets[app] else ())
+                                              for app in sorted(app_sets)}
     lower = min(lower, len(groups))
     return CoverResult(tuple(groups), app_groups, lower, len(groups) == lower, "minimal", {"gap": len(groups) - lower})
 

@@ -153,8 +153,8 @@ def reduce_matrix(base: sp.csr_matrix, *, budget: int = PRODUCT_BUDGET, max_roun
     """Iterate the reductions on `base` (rows and columns already distinct and non-empty) until a fixpoint."""
     rows = np.arange(base.shape[0])
     cols = np.arange(base.shape[1])
-    stats = {"rows_union_removed": 0, "cols_union_removed": 0, "rows_merged": 0, "cols_merged": 0,
-             "rounds": 0, "skipped": []}
+    stats = {"rows_union_removed": 0, "cols_union_removed": 0, "rows_merged": 0, "cols_merged": 0, "rounds": 0}
+    skipped: list[str] = []  # reductions that ran out of budget
     for _ in range(max_rounds):
         stats["rounds"] += 1
         changed = False
@@ -175,7 +175,7 @@ def reduce_matrix(base: sp.csr_matrix, *, budget: int = PRODUCT_BUDGET, max_roun
                 changed = True
             drop = union_of_subsets(m, budget=budget)
             if drop is None:
-                stats["skipped"].append(f"{side}-union")
+                skipped.append(f"{side}-union")
                 continue
             if drop.any():
                 stats[f"{side}_union_removed"] += int(drop.sum())
@@ -186,5 +186,4 @@ def reduce_matrix(base: sp.csr_matrix, *, budget: int = PRODUCT_BUDGET, max_roun
                 changed = True
         if not changed:
             break
-    stats["skipped"] = sorted(set(stats["skipped"]))
-    return Reduced(base, rows, cols, stats)
+    return Reduced(base, rows, cols, {**stats, "skipped": sorted(set(skipped))})

@@ -81,7 +81,8 @@ def read_grants_csv(path: Path) -> Inventory:
     names, rows = parse_grants_csv(path)
     sps = tuple(ServicePrincipal(app, "", names[app]) for app in sorted(names))
     mailboxes = tuple(Mailbox(m) for m in sorted({m for _a, m, _r in rows}))
-    return Inventory(sps, mailboxes, tuple(Grant(a, m, r) for a, m, r in rows), manifest={"source": "grants_csv"})
+    grants = tuple(Grant(a, m, Right(r)) for a, m, r in rows)
+    return Inventory(sps, mailboxes, grants, manifest={"source": "grants_csv"})
 
 
 def parse_grants_csv(path: Path) -> tuple[dict[str, str], list[GrantRow]]:
@@ -139,12 +140,13 @@ def parse_grants_csv(path: Path) -> tuple[dict[str, str], list[GrantRow]]:
                         raise InputError("not a valid SMTP address", path=where, row=row_no, field="mailbox",
                                          value=cells[i_mailbox])
                     ok_mailboxes.add(mailbox)
-                right: str | None = send_as
+                right = send_as
                 if i_right is not None and cells[i_right]:
-                    right = _RIGHTS.get(cells[i_right].strip().lower())
-                    if right is None:
+                    named = _RIGHTS.get(cells[i_right].strip().lower())
+                    if named is None:
                         raise InputError("right must be SendAs or FullAccess", path=where, row=row_no,
                                          field="right", value=cells[i_right])
+                    right = named
                 key = (app_id, mailbox, right)
                 if key in first_row:
                     raise InputError(f"duplicate of row {first_row[key]} ({app_id}, {mailbox}, {right})",

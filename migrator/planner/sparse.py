@@ -69,9 +69,9 @@ def incidence(m: sp.csr_matrix, extents: sp.csr_matrix, intents: sp.csr_matrix) 
         block = (er[:, None] * nc + ic[None, :]).ravel()
         es.append(np.searchsorted(keys, block))
         ks.append(np.full(len(block), k, dtype=np.int64))
-    e = np.concatenate(es)
-    k = np.concatenate(ks)
-    return sp.csr_matrix((np.ones(len(e), dtype=np.int8), (e, k)), shape=(len(keys), extents.shape[0]))
+    edge_ids, biclique_ids = np.concatenate(es), np.concatenate(ks)
+    return sp.csr_matrix((np.ones(len(edge_ids), dtype=np.int8), (edge_ids, biclique_ids)),
+                         shape=(len(keys), extents.shape[0]))
 
 
 def greedy_cover_sparse(eb: sp.csr_matrix) -> list[int]:
@@ -94,7 +94,8 @@ def greedy_cover_sparse(eb: sp.csr_matrix) -> list[int]:
         newly = block[uncovered[block]]
         uncovered[newly] = False
         masked[newly] = np.inf
-        hit = np.concatenate([eb.indices[eb.indptr[x]:eb.indptr[x + 1]] for x in newly]) if len(newly) else []
+        hit = (np.concatenate([eb.indices[eb.indptr[x]:eb.indptr[x + 1]] for x in newly]) if len(newly)
+               else np.zeros(0, dtype=np.int64))
         coverage -= np.bincount(hit, minlength=k)
     return drop_redundant_sparse(be, chosen)
 

@@ -182,27 +182,29 @@ class FaultInjector:
             u_lat, u_drop, u_thr_style, u_trans, u_trans_kind, u_nul, u_post, u_fnul = (
                 self._rng.random() for _ in range(8))
             latency = max(0.0, p.latency_mean_ms + (2 * u_lat - 1) * p.latency_jitter_ms) / 1000.0
-            base = {"latency": latency, "forbidden_nul": u_fnul < p.forbidden_nul_share}
+            fnul = u_fnul < p.forbidden_nul_share
             if u_drop < p.drop_rate:
                 self._count("drop")
-                return Decision(kind="drop", **base)
+                return Decision(kind="drop", latency=latency, forbidden_nul=fnul)
             wait = self._take((service, tenant))
             if wait > 0:
                 style = ("concurrency" if u_thr_style < p.throttle_concurrency_text else
                          "no_retry_after" if u_thr_style < p.throttle_concurrency_text + p.throttle_no_retry_after
                          else "retry_after")
                 self._count("throttle")
-                return Decision(kind="throttle", throttle_style=style, retry_after=max(1, math.ceil(wait)), **base)
+                return Decision(kind="throttle", throttle_style=style, retry_after=max(1, math.ceil(wait)),
+                                latency=latency, forbidden_nul=fnul)
             if u_trans < p.transient_rate:
                 self._count("transient")
-                return Decision(kind="transient", transient_status=500 if u_trans_kind < 0.5 else 503, **base)
+                return Decision(kind="transient", transient_status=500 if u_trans_kind < 0.5 else 503,
+                                latency=latency, forbidden_nul=fnul)
             if u_nul < p.nul_403_rate:
                 self._count("nul403")
-                return Decision(kind="nul403", **base)
+                return Decision(kind="nul403", latency=latency, forbidden_nul=fnul)
             post = is_write and u_post < p.post_commit_drop_rate
             if post:
                 self._count("post_commit_drop")
-            return Decision(post_commit_drop=post, **base)
+            return Decision(post_commit_drop=post, latency=latency, forbidden_nul=fnul)
 
     def inner_throttle(self, service: str, tenant: str) -> int:
         """For one request inside a Graph $batch: 0 to serve it, else its Retry-After seconds."""

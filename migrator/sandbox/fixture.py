@@ -138,7 +138,7 @@ def load_fixture(state: TenantState, data: dict) -> None:
     trustee_cache: dict[tuple, tuple] = {}
 
     def mailbox_guid(row: dict, where: str) -> str:
-        key = row.get("mailbox")
+        key = str(row.get("mailbox"))
         guid = mailbox_cache.get(key)
         if guid is None:
             guid = mailbox_cache[key] = _resolve_recipient(state, _need(row, "mailbox", where), where).guid

@@ -19,7 +19,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from migrator.model import SMTP_SEND_AS_APP, Right, norm_id
 from migrator.sandbox.state import RESOURCE_ROLES
@@ -89,10 +89,11 @@ def fixture_from_inventory(inv: Inventory, *, name: str | None = None) -> dict:
     known = set()
     for mb in inv.mailboxes:
         local = mb.address.split("@")[0]
-        entry = {"name": mb.name or local, "alias": mb.alias or local, "display_name": mb.display_name or mb.name
-                 or local, "primary_smtp": mb.address, "upn": mb.upn or mb.address,
-                 "recipient_type_details": mb.recipient_type or "UserMailbox",
-                 "attributes": {k: v for k, v in mb.attributes if v}}
+        entry: dict[str, Any] = {
+            "name": mb.name or local, "alias": mb.alias or local, "display_name": mb.display_name or mb.name or local,
+            "primary_smtp": mb.address, "upn": mb.upn or mb.address,
+            "recipient_type_details": mb.recipient_type or "UserMailbox",
+            "attributes": {k: v for k, v in mb.attributes if v}}
         for key, value in (("external_id", mb.external_id), ("guid", mb.guid), ("dn", mb.dn)):
             if value:
                 entry[key] = value
@@ -131,14 +132,14 @@ def fixture_from_inventory(inv: Inventory, *, name: str | None = None) -> dict:
     for app_id in sorted(set(sps) | set(granted)):
         sp = sps.get(app_id)
         # the inventory names an SP as Exchange shows it: that is the pointer's DisplayName
-        entry = {"app_id": app_id, "display_name": (sp.display_name if sp else "") or app_id,
-                 "exchange_display_name": (sp.display_name if sp else "") or app_id,
-                 "exchange_pointer": True, "app_roles": _app_roles(app_id, permissions,
-                                                                    known=inv.app_permissions_known),
-                 "secret": None, "certificate_pem": None}
+        app: dict[str, Any] = {
+            "app_id": app_id, "display_name": (sp.display_name if sp else "") or app_id,
+            "exchange_display_name": (sp.display_name if sp else "") or app_id,
+            "exchange_pointer": True, "app_roles": _app_roles(app_id, permissions, known=inv.app_permissions_known),
+            "secret": None, "certificate_pem": None}
         if sp and sp.object_id:
-            entry["object_id"] = sp.object_id
-        apps.append(entry)
+            app["object_id"] = sp.object_id
+        apps.append(app)
 
     sendas = [{"mailbox": g.mailbox, "trustee": {"app": g.app_id}, "access_control_type": "Allow",
                "access_rights": ["SendAs"], "is_inherited": False, "inheritance_type": "None"}

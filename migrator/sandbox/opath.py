@@ -76,8 +76,9 @@ def _tokens(text: str) -> list[tuple[str, object, int]]:
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
             raise OpathError(f"Invalid filter syntax at position {pos}: unterminated quote or stray character", pos)
-        start = m.start(m.lastgroup)
         kind = m.lastgroup
+        assert kind is not None  # every alternative of _TOKEN is a named group
+        start = m.start(kind)
         if kind == "sq":
             out.append(("str", m.group("sq").replace("''", "'"), start))
         elif kind == "dq":
@@ -213,18 +214,18 @@ def _like(pattern: str) -> Callable[[str], bool]:
 def evaluate(node, index: FilterIndex) -> set:
     """The set of items the filter selects."""
     if isinstance(node, And):
-        result = None
+        common: set | None = None
         for part in node.parts:
             s = evaluate(part, index)
-            result = s if result is None else result & s
-            if not result:
+            common = s if common is None else common & s
+            if not common:
                 return set()
-        return result or set()
+        return common or set()
     if isinstance(node, Or):
-        result: set = set()
+        either: set = set()
         for part in node.parts:
-            result |= evaluate(part, index)
-        return result
+            either |= evaluate(part, index)
+        return either
     if isinstance(node, Not):
         return index.universe() - evaluate(node.part, index)
     assert isinstance(node, Compare)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -47,5 +48,5 @@ class Request:
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
 
-    def json(self) -> object:
+    def json(self) -> Any:  # parsed JSON: callers check its shape and answer 400 when it is wrong
         return json.loads(self.body.decode("utf-8-sig") or "null")

@@ -159,8 +159,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], app: SandboxApp, ssl_context: ssl.SSLContext) -> None:
         super().__init__(address, _Handler)
         self.app, self.ssl_context = app, ssl_context
-        host, port = self.server_address[:2]
-        self.base_url = f"https://{host}:{port}"
+        self.base_url = f"https://{address[0]}:{self.server_address[1]}"  # the port bound (0 asks for a free one)
         self._live: set[socket.socket] = set()
         self._live_lock = threading.Lock()
 
@@ -369,7 +368,7 @@ def serve_backend(backend: Backend, *, admin_client_id: str, admin_secret: str, 
     `smtp`: also serve SMTP submission on `smtp_port` (0: a free port); the backend must answer smtp.SmtpBackend."""
     injector = FaultInjector(load_profile(faults), seed, throttle_time or bucket_time(backend.now))
     owns = run_dir is None
-    run = Path(tempfile.mkdtemp(prefix="migrator-sandbox-")) if owns else Path(run_dir)
+    run = Path(tempfile.mkdtemp(prefix="migrator-sandbox-")) if run_dir is None else Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     app = SandboxApp(backend, injector, admin_client_id)
     tls = make_tls_files(run)

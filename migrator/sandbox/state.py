@@ -471,7 +471,8 @@ class TenantState:
         """Mailbox addresses the app holds an allowed, not denied, SendAs grant on (needs its Exchange pointer)."""
         if not app.exchange_pointer:
             return set()
-        allow, deny = set(), set()
+        allow: set[str] = set()
+        deny: set[str] = set()
         for row in self.recipient_permissions.for_trustee(("app", app.app_id)):
             if "SendAs" in row.access_rights:
                 (deny if row.deny else allow).add(row.mailbox)

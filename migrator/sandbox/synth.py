@@ -21,6 +21,7 @@ import random
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 EXO = "Office 365 Exchange Online"
 FIRST = ("adele", "alex", "amir", "ana", "ben", "bianca", "carlos", "chen", "dana", "diego", "elena", "emma", "farah",
@@ -57,7 +58,9 @@ def generate(*, mailboxes: int = 100_000, apps: int = 2_000, seed: int = 0, tena
     # --- mailboxes: departments of Zipf-like sizes, teams of about `team_size`
     weights = [1 / (i + 1) ** 0.8 for i in range(len(DEPARTMENTS))]
     dept_of = rng.choices(range(len(DEPARTMENTS)), weights=weights, k=mailboxes)
-    boxes, addresses, teams = [], [], {}
+    boxes: list[dict[str, Any]] = []
+    addresses: list[str] = []
+    teams: dict[str, list[str]] = {}
     team_counter = [0] * len(DEPARTMENTS)
     team_fill = [0] * len(DEPARTMENTS)
     shared: list[str] = []
@@ -104,7 +107,8 @@ def generate(*, mailboxes: int = 100_000, apps: int = 2_000, seed: int = 0, tena
         g["guid"], g["external_id"] = _uuid(rng), _uuid(rng)
 
     # --- apps and their mailbox sets
-    app_rows, sets = [], []
+    app_rows: list[dict[str, Any]] = []
+    sets: list[list[str]] = []
     names_used: dict[str, int] = {}
     for _ in range(apps):
         base = f"{rng.choice(APP_AREAS)} {rng.choice(APP_NOUNS)}"
@@ -146,9 +150,9 @@ def generate(*, mailboxes: int = 100_000, apps: int = 2_000, seed: int = 0, tena
 
     # --- permissions (grants first, then noise)
     rperms, mperms = [], []
-    for app, chosen in zip(app_rows, sets):
+    for app, picked in zip(app_rows, sets):
         imap = rng.random() < 0.3
-        for address in chosen:
+        for address in picked:
             rperms.append({"mailbox": address, "trustee": {"app": app["app_id"]}, "access_control_type": "Allow",
                            "access_rights": ["SendAs"], "is_inherited": False, "inheritance_type": "None"})
             if imap:
@@ -172,8 +176,8 @@ def generate(*, mailboxes: int = 100_000, apps: int = 2_000, seed: int = 0, tena
                            "inheritance_type": "None"})
     granted = [(app, s) for app, s in zip(app_rows, sets) if s]
     for _ in range(max(1, len(rperms) // 500)):  # inherited copies and Deny rows of real grants
-        app, chosen = rng.choice(granted)
-        address = rng.choice(chosen)
+        app, picked = rng.choice(granted)
+        address = rng.choice(picked)
         deny = rng.random() < 0.3
         rperms.append({"mailbox": address, "trustee": {"app": app["app_id"]}, "access_rights": ["SendAs"],
                        "access_control_type": "Deny" if deny else "Allow", "is_inherited": not deny,

@@ -237,8 +237,11 @@ class TokenService:
                             f"with this thumbprint is registered for app '{app.client_id}'.")
         claims = None
         for cert in candidates:
+            key = cert.public_key()
+            if not isinstance(key, rsa.RSAPublicKey):  # RS256/PS256 only: another key type cannot verify
+                continue
             try:
-                claims = jwt.decode(assertion, cert.public_key(), algorithms=["RS256", "PS256"],
+                claims = jwt.decode(assertion, key, algorithms=["RS256", "PS256"],
                                     options={"verify_aud": False, "verify_exp": False, "verify_iat": False,
                                              "verify_nbf": False})
                 break

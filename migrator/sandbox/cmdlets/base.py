@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 from collections.abc import Callable
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeGuard, overload
 
 from migrator.model import FILTERABLE_ATTRIBUTES
 from migrator.sandbox import opath
@@ -55,7 +55,7 @@ class Params:
     def __init__(self, cmdlet: str, raw: dict, allowed: tuple[str, ...]) -> None:
         self.cmdlet = cmdlet
         self._names = {a.lower(): a for a in allowed}
-        self._d: dict[str, object] = {}
+        self._d: dict[str, Any] = {}  # parameter values as the caller sent them (JSON: any type)
         for key, value in raw.items():
             k = str(key).lower()
             if k not in self._names and k not in COMMON:
@@ -226,6 +226,11 @@ def _blank(value: str | None) -> bool:
     return value is None or not str(value).strip()
 
 
+def _given(value: str | None) -> TypeGuard[str]:
+    """A parameter passed with a non-blank value (narrows `str | None` to `str` for the type checker)."""
+    return not _blank(value)
+
+
 def _iso(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
@@ -341,7 +346,7 @@ def mailbox_permission_row(state: TenantState, row: PermissionRow) -> dict:
             "InheritanceType": row.inheritance_type, "UserSid": _trustee_sid(row.trustee),
             "IsValid": True}
 
-def _check_name(name: str, cmdlet: str) -> str:
+def _check_name(name: str | None, cmdlet: str) -> str:
     name = (name or "").strip()
     if not name:
         raise CmdletError("ParameterBindingException", "Cannot bind argument to parameter 'Name' because it is an "

@@ -14,6 +14,7 @@ from migrator.sandbox.cmdlets.base import (
     _blank,
     _check_name,
     _filtered,
+    _given,
     _limit,
     _one,
     _sorted_recipients,
@@ -153,9 +154,9 @@ def set_distribution_group(state: TenantState, p: Params, caller: Caller):
     if p.has("DisplayName"):
         g.display_name = p.str("DisplayName") or g.name
     if p.has("Alias"):
-        g.alias = p.str("Alias")
+        g.alias = p.str("Alias", required=True)
     if p.has("PrimarySmtpAddress"):
-        smtp = p.str("PrimarySmtpAddress").strip().lower()
+        smtp = p.str("PrimarySmtpAddress", required=True).strip().lower()
         clash = [r for r in state.find_recipients(smtp, include_unreplicated=True) if r is not g]
         if clash:
             raise CmdletError("ProxyAddressExistsException", f"The proxy address \"SMTP:{smtp}\" is already being "
@@ -207,14 +208,14 @@ def member_row(state: TenantState, r: Recipient) -> dict:
 def get_distribution_group_member(state: TenantState, p: Params, caller: Caller):
     identity = p.str("Identity")
     groups = None
-    if not _blank(identity):
+    if _given(identity):
         hits = [r for r in state.find_recipients(identity) if r.is_group]
         if len(hits) > 1:
             raise _ambiguous(identity, p.cmdlet)
         groups = hits or None
     if groups is None:  # $null, empty or unknown identity: the members of EVERY group (the hazard)
         groups = _sorted_recipients(state, ("group",))
-    rows = []
+    rows: list[dict] = []
     for g in groups:
         members = sorted((state.recipients[m] for m in g.members if m in state.recipients),
                          key=lambda r: (r.name.lower(), r.guid))

@@ -8,6 +8,7 @@ from migrator.sandbox.cmdlets.base import (
     Params,
     _ambiguous,
     _blank,
+    _given,
     _limit,
     _not_found,
     _one,
@@ -62,7 +63,7 @@ def _permission_rows(state: TenantState, table, p: Params, trustee_param: str,
                      hazard: bool) -> list[PermissionRow]:
     identity = p.str("Identity")
     rows = None
-    if not _blank(identity):
+    if _given(identity):
         hits = [r for r in state.find_recipients(identity)]
         if len(hits) > 1:
             raise _ambiguous(identity, p.cmdlet)
@@ -75,7 +76,7 @@ def _permission_rows(state: TenantState, table, p: Params, trustee_param: str,
         raise CmdletError("ParameterBindingException", "Cannot bind argument to parameter 'Identity' because it is "
                           "an empty string.", cmdlet=p.cmdlet)
     who = p.str(trustee_param)
-    if not _blank(who):
+    if _given(who):
         trustee = _resolve_trustee(state, who, p.cmdlet)
         rows = [r for r in rows if r.trustee == trustee] if rows is not None else table.for_trustee(trustee)
         rows = [r for r in rows if not r.other_sid]  # an ACE on another SID of the trustee is missed

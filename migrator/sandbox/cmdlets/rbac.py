@@ -3,6 +3,8 @@ Test-ServicePrincipalAuthorization (configuration view, no propagation delay) an
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 from migrator.sandbox import opath
 from migrator.sandbox.api import Caller, CmdletError, CmdletResult
 from migrator.sandbox.cmdlets.base import (
@@ -12,6 +14,7 @@ from migrator.sandbox.cmdlets.base import (
     Params,
     _blank,
     _check_name,
+    _given,
     _iso,
     _not_found,
     _one,
@@ -154,7 +157,7 @@ def assignment_row(state: TenantState, ra: RoleAssignment) -> dict:
             "WhenCreated": _iso(ra.created), "WhenCreatedUTC": _iso(ra.created)}
 
 
-def _one_role(role: str, cmdlet: str) -> str:
+def _one_role(role: str | None, cmdlet: str) -> str:
     canon = {r.lower(): r for r in APPLICATION_ROLES}
     hit = canon.get((role or "").strip().lower())
     if hit is None:
@@ -162,6 +165,14 @@ def _one_role(role: str, cmdlet: str) -> str:
                           f"object '{role}' couldn't be found on 'the management role list'.", http_status=404,
                           cmdlet=cmdlet)
     return hit
+
+
+@overload
+def _scope_params(state: TenantState, p: Params, required: Literal[True]) -> tuple[str, str]: ...
+
+
+@overload
+def _scope_params(state: TenantState, p: Params, required: bool) -> tuple[str, str] | None: ...
 
 
 def _scope_params(state: TenantState, p: Params, required: bool) -> tuple[str, str] | None:
@@ -173,7 +184,7 @@ def _scope_params(state: TenantState, p: Params, required: bool) -> tuple[str, s
     if not given:
         return ("organization", "") if required else None
     kind = given[0]
-    value = p.str(kind)
+    value = p.str(kind, required=True)  # present and not blank (given)
     if kind == "CustomResourceScope":
         return "custom", _one_scope(state, value, p.cmdlet).name
     if kind == "RecipientGroupScope":
@@ -199,23 +210,23 @@ def _one_assignment(state: TenantState, identity: str, cmdlet: str) -> RoleAssig
 def get_management_role_assignment(state: TenantState, p: Params, caller: Caller):
     rows = sorted(state.assignments.values(), key=lambda a: a.name.lower())
     identity = p.str("Identity")
-    if not _blank(identity):
+    if _given(identity):
         key = identity.strip().lower()
         hit = [a for a in rows if a.name.lower() == key or a.guid == key]
         if hit:  # unknown identity: EVERY assignment (the hazard)
             rows = hit
-    if not _blank(p.str("Role")):
-        role = _one_role(p.str("Role"), p.cmdlet)
+    if _given(role_name := p.str("Role")):
+        role = _one_role(role_name, p.cmdlet)
         rows = [a for a in rows if a.role.lower() == role.lower()]
-    if not _blank(p.str("RoleAssignee")):
-        app = _one_sp(state, p.str("RoleAssignee"), p.cmdlet)
+    if _given(assignee := p.str("RoleAssignee")):
+        app = _one_sp(state, assignee, p.cmdlet)
         rows = [a for a in rows if a.app_id == app.app_id]
     if p.has("Enabled"):
         rows = [a for a in rows if a.enabled == p.bool("Enabled")]
-    if not _blank(p.str("RoleAssigneeType")) and p.str("RoleAssigneeType").strip().lower() != "serviceprincipal":
+    if _given(assignee_type := p.str("RoleAssigneeType")) and assignee_type.strip().lower() != "serviceprincipal":
         rows = []  # the sandbox holds application assignments only
-    if not _blank(p.str("CustomRecipientWriteScope")):
-        name = p.str("CustomRecipientWriteScope").strip().lower()
+    if _given(write_scope := p.str("CustomRecipientWriteScope")):
+        name = write_scope.strip().lower()
         rows = [a for a in rows if a.scope_kind == "custom" and a.scope_ref.lower() == name]
     return CmdletResult([assignment_row(state, a) for a in rows])
 
@@ -264,8 +275,8 @@ def test_service_principal_authorization(state: TenantState, p: Params, caller: 
     """Configuration view: sees RBAC changes at once (no propagation delay), as Microsoft documents."""
     app = _one_sp(state, p.str("Identity", required=True), p.cmdlet)
     target = None
-    if not _blank(p.str("Resource")):
-        target = _one(state, p.str("Resource"), p.cmdlet)
+    if _given(resource := p.str("Resource")):
+        target = _one(state, resource, p.cmdlet)
     rows = []
     for ra in sorted(state.assignments.values(), key=lambda a: a.name.lower()):
         if ra.app_id != app.app_id or not ra.enabled:
@@ -296,7 +307,7 @@ def get_application_access_policy(state: TenantState, p: Params, caller: Caller)
                      "Description": pol["description"], "AccessRight": pol["access_right"],
                      "IsValid": pol["is_valid"] and g is not None})
     identity = p.str("Identity")
-    if not _blank(identity):
+    if _given(identity):
         key = identity.strip().lower()
         hit = [r for r in rows if r["Identity"].lower() == key or r["AppId"] == key
                or r["Identity"].lower().endswith(key)]
