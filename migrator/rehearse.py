@@ -25,10 +25,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migrator.errors import InputError, PlanError, TenantError
 from migrator.model import norm_id
+
+if TYPE_CHECKING:
+    from migrator.inventory.store import Inventory
+    from migrator.planner.source import Source
 
 CLAIM_RULES = ("documented", "union")
 # Sandbox delays of a rehearsal, and the executor's waits: each wait exceeds the delay it covers, as in a real run.
@@ -234,15 +238,15 @@ def find_source(plan, inventory: Path | None = None):
     return source
 
 
-def source_inventory(source):
+def source_inventory(source: Source) -> Inventory:
     """The Inventory of a planner Source, with its grants: a bare grants CSV's Source keeps them only as tuples."""
     import dataclasses
 
-    from migrator.model import Grant
+    from migrator.model import Grant, Right
 
     inv = source.inventory
-    if not inv.grants and getattr(source, "grants", ()):
-        inv = dataclasses.replace(inv, grants=tuple(Grant(a, m, r) for a, m, r in source.grants))
+    if not inv.grants and source.grants:
+        inv = dataclasses.replace(inv, grants=tuple(Grant(a, m, Right(r)) for a, m, r in source.grants))
     return inv
 
 
