@@ -6,17 +6,19 @@ Messages never contain secrets (see exchange/redact.py for the helpers that stri
 
 from __future__ import annotations
 
+from migrator.exitcodes import ExitCode
+
 
 class MigratorError(Exception):
     """Base class: a failure explained to the user. exit_code is what the CLI returns."""
 
-    exit_code = 1
+    exit_code: int = ExitCode.CHECK_FAILED
 
 
 class InputError(MigratorError):
     """Bad input: a malformed CSV, an unknown trustee, an ambiguous name, a tampered plan."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, message: str, *, path: str | None = None, row: int | None = None,
                  field: str | None = None, value: str | None = None) -> None:
@@ -41,10 +43,10 @@ class PlanError(InputError):
 class DriftError(MigratorError):
     """The tenant changed since the plan was made: the run stops before writing."""
 
-    exit_code = 3
+    exit_code = ExitCode.DRIFT
 
 
 class TenantError(MigratorError):
     """The tenant could not be read or written (after retries): never taken to mean 'absent'."""
 
-    exit_code = 4
+    exit_code = ExitCode.TENANT

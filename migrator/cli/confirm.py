@@ -12,8 +12,9 @@ import sys
 import click
 
 from migrator.errors import MigratorError
+from migrator.exitcodes import ExitCode
 
-EXIT_NEEDS_CONFIRMATION = 6
+EXIT_NEEDS_CONFIRMATION = ExitCode.NEEDS_YES
 
 
 class ConfirmationNeeded(MigratorError):

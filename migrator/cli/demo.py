@@ -12,6 +12,7 @@ import click
 
 from migrator.cli.options import json_option
 from migrator.errors import MigratorError
+from migrator.exitcodes import ExitCode
 
 
 @click.command("demo")
@@ -98,7 +99,7 @@ def rehearse_command(plan_path: Path, inventory: Path | None, seed: int, faults:
                               indent=2))
     else:
         click.echo(render(results))
-    sys.exit(0 if clean else 1)
+    sys.exit(ExitCode.OK if clean else ExitCode.CHECK_FAILED)
 
 
 def _interval(i, start: float) -> str:

@@ -26,6 +26,7 @@ import click
 from migrator.errors import MigratorError
 from migrator.exchange.access import access_of, is_write_call
 from migrator.executor.undolog import JournalWriteError
+from migrator.exitcodes import ExitCode
 from migrator.model import norm_id
 
 PAUSE_FILE = "PAUSE"
@@ -34,7 +35,7 @@ PAUSE_FILE = "PAUSE"
 class Stopped(MigratorError):
     """The run stopped cleanly between two calls (Ctrl-C or the pause file); run the command again to resume."""
 
-    exit_code = 12
+    exit_code = ExitCode.INCOMPLETE
 
 
 @dataclass

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from migrator.exitcodes import ExitCode
 from migrator.powershell.quote import ps_literal
 
-EXIT_HANDOVER = 13
+EXIT_HANDOVER = ExitCode.HANDOVER
 GRAPH_MODULE_SCOPES = "'AppRoleAssignment.ReadWrite.All', 'Application.Read.All'"
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from migrator.errors import MigratorError
+from migrator.exitcodes import ExitCode
 
 LOCK_NAME = "journal.lock"
 # Windows locks are mandatory byte ranges: lock one byte far past the holder text, so a refused process can still
@@ -31,7 +32,7 @@ _WINDOWS_LOCK_OFFSET = 1 << 20
 class JournalLocked(MigratorError):
     """Another executor holds this plan's journal."""
 
-    exit_code = 5
+    exit_code = ExitCode.LOCKED
 
 
 def _try_lock(fh: IO[str]) -> bool:

@@ -33,7 +33,7 @@ from migrator.executor.context import (
     Stopped,
     batch_view,
 )
-from migrator.executor.entra import EXIT_HANDOVER, EntraWrites
+from migrator.executor.entra import EntraWrites
 from migrator.executor.journal import Journal
 from migrator.executor.review import PendingChange
 from migrator.executor.steps import (
@@ -45,6 +45,7 @@ from migrator.executor.steps import (
     resolve_sps,
 )
 from migrator.executor.undolog import JournalWriteError
+from migrator.exitcodes import ExitCode
 
 WAIT_STEPS = {"propagation_wait": "propagation_wait", "token_wait": "token_lifetime"}
 WARNINGS_KEPT = 500  # Exchange warnings kept in the journal (the newest)
@@ -70,14 +71,14 @@ class RunResult:
     def exit_code(self) -> int:
         statuses = {o.status for o in self.outcomes}
         if "failed" in statuses:
-            return 11
+            return ExitCode.ITEMS_FAILED
         if "stopped" in statuses:
-            return 12
+            return ExitCode.INCOMPLETE
         if "handover" in statuses:
-            return EXIT_HANDOVER
+            return ExitCode.HANDOVER
         if "waiting" in statuses:
-            return 10  # as `migrator status`: come back at the time shown (the same command resumes)
-        return 0
+            return ExitCode.WAITING  # as `migrator status`: come back at the time shown (the same command resumes)
+        return ExitCode.OK
 
 
 def plan_digest(plan) -> str:

@@ -34,9 +34,9 @@ from migrator.executor.plan_lock import lock_holder
 from migrator.executor.rollback import ROLLBACK_STEPS
 from migrator.executor.runner import fmt_duration, fmt_time
 from migrator.executor.steps import EXECUTE_STEPS
+from migrator.exitcodes import ExitCode
 from migrator.model import norm_id
 
-EXIT_DONE, EXIT_WAITING, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_HANDOVER = 0, 10, 11, 12, 13
 DONE_ACTIONS = ("applied", "verified")
 
 
@@ -186,14 +186,14 @@ def undo_log_warnings(plan_dir, journal: Journal) -> list[str]:
 def exit_code(statuses: list[BatchStatus], *, now: float | None = None) -> int:
     conditions = {s.condition for s in statuses}
     if "failed" in conditions:
-        return EXIT_FAILED
+        return ExitCode.ITEMS_FAILED
     if "handed over" in conditions:
-        return EXIT_HANDOVER
+        return ExitCode.HANDOVER
     if "waiting" in conditions:
-        return EXIT_WAITING
+        return ExitCode.WAITING
     if conditions <= {"applied", "rolled back"}:
-        return EXIT_DONE
-    return EXIT_INCOMPLETE
+        return ExitCode.OK
+    return ExitCode.INCOMPLETE
 
 
 def totals(statuses: list[BatchStatus]) -> dict[str, int]:

@@ -32,6 +32,7 @@ from migrator.exchange.interface import (
 from migrator.exchange.ratelimit import fan_out
 from migrator.executor.context import Context, ItemFailure, StepResult
 from migrator.executor.entra import Pending, cutover_script, handover_message, write_handover
+from migrator.exitcodes import ExitCode
 from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP, norm_id
 from migrator.planner.opath import fill_dns
 
@@ -39,7 +40,7 @@ from migrator.planner.opath import fill_dns
 class StepFailed(MigratorError):
     """A step finished with failed items; the batch stays where `execute` resumes it or `rollback` undoes it."""
 
-    exit_code = 11
+    exit_code = ExitCode.ITEMS_FAILED
 
     def __init__(self, step: str, failures: list[ItemFailure]) -> None:
         self.step, self.failures = step, failures

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from migrator.errors import MigratorError
+from migrator.exitcodes import ExitCode
 
 UNDO_LOG_NAME = "undo-log.jsonl"
 DESTRUCTIVE_OPS = frozenset({"remove", "delete"})
@@ -36,7 +37,7 @@ class JournalWriteError(MigratorError):
     """The journal or the undo log could not be written (disk full, read-only folder): the run stops before its
     next write, and everything written so far is recorded. Exit 12, like a clean stop: free space, run again."""
 
-    exit_code = 12
+    exit_code = ExitCode.INCOMPLETE
 
 
 def write_error(what: str, path: Path, exc: BaseException) -> JournalWriteError:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from migrator.exitcodes import ExitCode
 from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP
 from migrator.powershell.batch import BatchSlice, batch_slice, split_filter
 from migrator.powershell.quote import ps_array, ps_literal
@@ -35,7 +36,7 @@ STEPS = (
 )
 
 MEMBERS_PER_CALL = 5000  # Microsoft's advice for Update-DistributionGroupMember (REST calls time out at 15 min)
-EXIT_WAITING = 10
+EXIT_WAITING = int(ExitCode.WAITING)
 
 
 def _comment_safe(text: object) -> str:
