@@ -12,8 +12,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-# The Office 365 Exchange Online first-party API (docs/exchange.md §1).
+# The Office 365 Exchange Online first-party API (docs/exchange.md §1) and Microsoft Graph: the resource service
+# principals app permissions are granted on, by appId and by display name.
 EXCHANGE_ONLINE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
+EXCHANGE_ONLINE_NAME = "Office 365 Exchange Online"
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_NAME = "Microsoft Graph"
+# The application permission an app needs to run Exchange cmdlets app-only.
+EXCHANGE_MANAGE_AS_APP = "Exchange.ManageAsApp"
 SMTP_SEND_AS_APP = "SMTP.SendAsApp"
 RBAC_ROLE_SMTP_SEND_AS = "Application SMTP.SendAsApp"
 

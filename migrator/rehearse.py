@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 from migrator.errors import InputError, PlanError, TenantError
 from migrator.model import norm_id
+from migrator.sandbox.settings import CLAIM_RULES  # the claim rules the sandbox can emulate
 
 if TYPE_CHECKING:
     from migrator.inventory.store import Inventory
     from migrator.planner.source import Source
 
-CLAIM_RULES = ("documented", "union")
 # Sandbox delays of a rehearsal, and the executor's waits: each wait exceeds the delay it covers, as in a real run.
 # All on the fast-forwarded sandbox clock, so they cost no wall time. Token lifetimes are an hour, as Entra's: msal
 # keeps the admin's token across the jumps, the sandbox refuses it once expired, and the client refreshes on that

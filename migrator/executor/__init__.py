@@ -11,12 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from migrator.errors import TenantError
+from migrator.model import EXCHANGE_MANAGE_AS_APP
 
 WRITE_ROLE_IDS = {
     "62e90394-69f5-4237-9190-012177145e10": "Global Administrator",
     "29232cdf-9323-42fd-ade2-1d097af3e4de": "Exchange Administrator",
 }
-EXCHANGE_MANAGE = "Exchange.ManageAsApp"
+EXCHANGE_MANAGE = EXCHANGE_MANAGE_AS_APP
 GRAPH_READ = {"Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All",
               "AppRoleAssignment.ReadWrite.All"}
 GRAPH_WRITE = {"AppRoleAssignment.ReadWrite.All", "Directory.ReadWrite.All"}

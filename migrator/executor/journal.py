@@ -50,8 +50,9 @@ from typing import Any
 from migrator.errors import MigratorError
 from migrator.executor.plan_lock import LOCK_NAME, JournalLocked, PlanLock
 from migrator.executor.undolog import UNDO_LOG_NAME, UndoLog, read_undo_log, replay, write_error
+from migrator.planner.plan import JOURNAL_FILE
 
-JOURNAL_NAME = "journal.db"
+JOURNAL_NAME = JOURNAL_FILE  # in the plan folder
 __all__ = ["JOURNAL_NAME", "LOCK_NAME", "MIGRATIONS", "ActionRow", "Journal", "JournalDamaged", "JournalLocked",
            "ObjectRow", "StepRow"]
 

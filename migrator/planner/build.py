@@ -23,7 +23,13 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from migrator.errors import InputError
-from migrator.model import RBAC_ROLE_SMTP_SEND_AS
+from migrator.model import (
+    EXCHANGE_ONLINE_APP_ID,
+    EXCHANGE_ONLINE_NAME,
+    GRAPH_APP_ID,
+    GRAPH_NAME,
+    RBAC_ROLE_SMTP_SEND_AS,
+)
 from migrator.planner import naming, opath, reuse
 from migrator.planner.batches import AppRadius, first_batch, make_batches
 from migrator.planner.cover import STRATEGIES, solve_cover
@@ -49,10 +55,8 @@ MAX_TERMS_PER_SCOPE = 20
 
 # Entra application permissions that let an app send as (or act fully on) every mailbox, whatever RBAC says:
 # Entra and Exchange grants are a union (docs/exchange.md §2), so scoping such an app is moot until they go.
-GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
-EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
-_GRAPH = {"microsoft graph", GRAPH_APP_ID}
-_EXCHANGE = {"office 365 exchange online", EXCHANGE_APP_ID}
+_GRAPH = {GRAPH_NAME.lower(), GRAPH_APP_ID}
+_EXCHANGE = {EXCHANGE_ONLINE_NAME.lower(), EXCHANGE_ONLINE_APP_ID}
 UNSCOPED_PERMISSIONS = {
     ("graph", "mail.send"),
     ("exchange", "mail.send"),

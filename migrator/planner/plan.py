@@ -38,6 +38,7 @@ from migrator import csvio
 from migrator.errors import PlanError
 from migrator.model import FILTERABLE_ATTRIBUTES, Right
 from migrator.planner import opath
+from migrator.planner.naming import MAX_NAME
 
 FORMAT = 1
 PLAN_JSON = "plan.json"
@@ -70,7 +71,6 @@ MIGRATE, KEEP = "migrate", "keep"
 NEW, REUSE = "new", "reuse"
 FUTURE_NOTE = "future mailboxes with this value will be in scope"
 MAX_PROBLEMS_SHOWN = 10
-MAX_NAME = 64
 
 
 class PlanGrant(NamedTuple):

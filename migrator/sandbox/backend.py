@@ -12,11 +12,11 @@ from typing import Protocol
 
 from cryptography import x509
 
+from migrator.model import GRAPH_APP_ID
 from migrator.sandbox.api import Caller, CmdletError, CmdletResult, GraphError
 
 EXCHANGE_RESOURCE = "https://outlook.office365.com"
 GRAPH_RESOURCE = "https://graph.microsoft.com"
-GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
 
 @dataclass(frozen=True)

@@ -21,20 +21,20 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migrator.model import SMTP_SEND_AS_APP, Right, norm_id
+from migrator.model import EXCHANGE_MANAGE_AS_APP, EXCHANGE_ONLINE_NAME, GRAPH_NAME, SMTP_SEND_AS_APP, Right, norm_id
 from migrator.sandbox.state import RESOURCE_ROLES
 
 if TYPE_CHECKING:  # the inventory's dataclasses only; read lazily below (sandbox -> model, INTERNALS.md)
     from migrator.inventory.store import Inventory
 
-EXCHANGE_RESOURCE = "Office 365 Exchange Online"
+EXCHANGE_RESOURCE = EXCHANGE_ONLINE_NAME
 _NS = uuid.UUID("0b6f3c52-7d0e-4a51-8f3e-2f7a9d1c4e60")
 _GROUP_TYPES = {"mailuniversalsecuritygroup": "Security", "mailuniversaldistributiongroup": "Distribution",
                 "groupmailbox": "Microsoft365"}
 ADMIN_ROLES = (
-    {"resource": EXCHANGE_RESOURCE, "permission": "Exchange.ManageAsApp"},
-    {"resource": "Microsoft Graph", "permission": "Application.Read.All"},
-    {"resource": "Microsoft Graph", "permission": "AppRoleAssignment.ReadWrite.All"},
+    {"resource": EXCHANGE_RESOURCE, "permission": EXCHANGE_MANAGE_AS_APP},
+    {"resource": GRAPH_NAME, "permission": "Application.Read.All"},
+    {"resource": GRAPH_NAME, "permission": "AppRoleAssignment.ReadWrite.All"},
 )
 
 

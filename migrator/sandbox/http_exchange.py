@@ -22,6 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from migrator.model import EXCHANGE_MANAGE_AS_APP
 from migrator.sandbox.api import READ_ROLES, WRITE_ROLES
 from migrator.sandbox.backend import EXCHANGE_RESOURCE, Backend, Caller, CmdletError
 from migrator.sandbox.faults import CONCURRENCY_TEXT, Decision, FaultInjector
@@ -30,7 +31,7 @@ from migrator.sandbox.requestlog import RequestLog
 from migrator.sandbox.tokens import TokenRejected, TokenService
 
 PATH = re.compile(r"^/adminapi/beta/([^/]+)/InvokeCommand$", re.IGNORECASE)
-MANAGE_AS_APP = "Exchange.ManageAsApp"
+MANAGE_AS_APP = EXCHANGE_MANAGE_AS_APP
 READ_VERBS = ("Get", "Test")
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 1000

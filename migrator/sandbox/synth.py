@@ -23,7 +23,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-EXO = "Office 365 Exchange Online"
+from migrator.model import EXCHANGE_MANAGE_AS_APP, EXCHANGE_ONLINE_NAME, GRAPH_NAME
+
+EXO = EXCHANGE_ONLINE_NAME
 FIRST = ("adele", "alex", "amir", "ana", "ben", "bianca", "carlos", "chen", "dana", "diego", "elena", "emma", "farah",
          "felix", "grace", "hana", "ivan", "jade", "jonas", "kai", "lara", "leo", "maria", "mateo", "nina", "noah",
          "olga", "omar", "priya", "quinn", "rosa", "sam", "sofia", "tariq", "uma", "vera", "wei", "yara", "zoe")
@@ -138,7 +140,7 @@ def generate(*, mailboxes: int = 100_000, apps: int = 2_000, seed: int = 0, tena
         has_claim = rng.random() < 0.92
         roles = [{"resource": EXO, "permission": "SMTP.SendAsApp"}] if has_claim else []
         if rng.random() < 0.1:
-            roles.append({"resource": "Microsoft Graph", "permission": "Mail.Send"})  # unscoped: makes RBAC moot
+            roles.append({"resource": GRAPH_NAME, "permission": "Mail.Send"})  # unscoped: makes RBAC moot
         app_rows.append({"app_id": _uuid(rng), "object_id": _uuid(rng), "display_name": name,
                          "exchange_pointer": True, "app_roles": roles, "secret": None, "certificate_pem": None})
         sets.append(sorted(chosen))
@@ -189,10 +191,10 @@ def generate(*, mailboxes: int = 100_000, apps: int = 2_000, seed: int = 0, tena
         "mailboxes": boxes,
         "apps": app_rows,
         "admin": {"client_id": _uuid(rng), "object_id": _uuid(rng), "display_name": "migrator", "secret": None,
-                  "app_roles": [{"resource": EXO, "permission": "Exchange.ManageAsApp"},
-                                {"resource": "Microsoft Graph", "permission": "Application.Read.All"},
-                                {"resource": "Microsoft Graph", "permission": "AppRoleAssignment.ReadWrite.All"},
-                                {"resource": "Microsoft Graph", "permission": "User.Read.All"}],
+                  "app_roles": [{"resource": EXO, "permission": EXCHANGE_MANAGE_AS_APP},
+                                {"resource": GRAPH_NAME, "permission": "Application.Read.All"},
+                                {"resource": GRAPH_NAME, "permission": "AppRoleAssignment.ReadWrite.All"},
+                                {"resource": GRAPH_NAME, "permission": "User.Read.All"}],
                   "directory_roles": ["Exchange Administrator"]},
         "groups": groups,
         "recipient_permissions": rperms,

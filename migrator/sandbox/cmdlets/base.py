@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any, Literal, TypeGuard, overload
 
-from migrator.model import FILTERABLE_ATTRIBUTES
+from migrator.model import EXCHANGE_MANAGE_AS_APP, FILTERABLE_ATTRIBUTES
 from migrator.sandbox import opath
 from migrator.sandbox.api import Caller, CmdletError, CmdletResult
 from migrator.sandbox.state import (
@@ -168,7 +168,7 @@ def run_cmdlet(state: TenantState, name: str, raw: dict, caller: Caller) -> Cmdl
         raise CmdletError("CommandNotFoundException", f"The term '{name}' is not recognized as the name of a cmdlet, "
                           "function, script file, or operable program.", cmdlet=name)
     fn, cmdlet_name, allowed, write = entry
-    if "Exchange.ManageAsApp" not in caller.roles or not (caller.can_write if write else caller.can_read):
+    if EXCHANGE_MANAGE_AS_APP not in caller.roles or not (caller.can_write if write else caller.can_read):
         raise CmdletError("UnauthorizedAccessException", f"The role assigned to application {caller.app_id} isn't "
                           "supported in this scenario. Please check online documentation for assigning correct "
                           "Directory Roles to Azure AD Application for EXO App-Only Authentication.",
