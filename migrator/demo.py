@@ -25,7 +25,8 @@ from typing import Any
 import click
 
 from migrator.errors import InputError, MigratorError
-from migrator.model import norm_id
+from migrator.model import Right, norm_id
+from migrator.planner.plan import MIGRATE
 
 MARKER = ".migrator-demo"
 # The sandbox's delays (seconds) and the executor's waits that cover them: each wait exceeds its delay.
@@ -493,7 +494,7 @@ def _victim(plan, batch: int) -> str:
     """A mailbox of the batch's migrated grants from the middle of the list, so some removals succeed first."""
     apps = {norm_id(a) for b in plan.batches if int(b.number) == batch for a in b.apps}
     mailboxes = sorted({norm_id(g.mailbox) for g in plan.grants
-                        if norm_id(g.app_id) in apps and g.action == "migrate" and str(g.right) == "SendAs"})
+                        if norm_id(g.app_id) in apps and g.action == MIGRATE and g.right == Right.SEND_AS})
     if not mailboxes:
         raise MigratorError(f"batch {batch} migrates no grant; nothing to fail")
     return mailboxes[len(mailboxes) // 2]

@@ -31,6 +31,7 @@ from migrator.executor.steps import (
     resolve_sps,
     smtp_assignments,
 )
+from migrator.planner.plan import NEW
 
 APPLIED = ("executing", "done", "rolling_back")
 
@@ -238,7 +239,7 @@ def step_remove_groups(ctx: Context) -> StepResult:
         if not ctx.dry_run:
             ctx.journal.set_object("group", group.key, "removed")
 
-    return StepResult(ctx.for_each([g for g in ctx.view.groups if g.status == "new"], remove,
+    return StepResult(ctx.for_each([g for g in ctx.view.groups if g.status == NEW], remove,
                                    label="Removing groups", name=lambda g: f"group {g.key} {g.name!r}"))
 
 

@@ -17,10 +17,19 @@ verified here. Measured: bench/rolemining.py, bench/scale_planner.py (results in
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-STRATEGIES = ("minimal", "per-app")
+
+class Strategy(enum.StrEnum):
+    """How the groups are chosen: the fewest groups (exact cover), or one group per distinct app set."""
+
+    MINIMAL = "minimal"
+    PER_APP = "per-app"
+
+
+STRATEGIES = tuple(s.value for s in Strategy)
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ def _finalize(groups: list[frozenset[str]], app_groups: Mapping[str, Iterable[in
     return ordered, {app: tuple(sorted(new_index[i] for i in app_groups[app])) for app in sorted(app_groups)}
 
 
-def solve_cover(app_sets: Mapping[str, frozenset[str]], *, strategy: str = "minimal", time_limit: float = 60.0,
+def solve_cover(app_sets: Mapping[str, frozenset[str]], *, strategy: str = Strategy.MINIMAL, time_limit: float = 60.0,
                 preferred: Iterable[frozenset[str]] = ()) -> CoverResult:
     """Cover every app's mailbox set exactly by groups; see the module docstring.
 
@@ -83,7 +92,7 @@ def solve_cover(app_sets: Mapping[str, frozenset[str]], *, strategy: str = "mini
     try:
         verify_cover(app_sets, result)
     except ValueError as exc:
-        if strategy == "per-app":
+        if strategy == Strategy.PER_APP:
             raise
         # A bug in the minimal path must never cost exactness: fall back to one group per distinct app set
         # (exact by construction, verified again) and say why in the stats.
@@ -101,7 +110,8 @@ def _per_app(app_sets: Mapping[str, frozenset[str]], lower: int) -> CoverResult:
     app_groups: dict[str, tuple[int, ...]] = {app: ((index[app_sets[app]],) if app_sets[app] else ())
                                               for app in sorted(app_sets)}
     lower = min(lower, len(groups))
-    return CoverResult(tuple(groups), app_groups, lower, len(groups) == lower, "minimal", {"gap": len(groups) - lower})
+    return CoverResult(tuple(groups), app_groups, lower, len(groups) == lower, Strategy.MINIMAL,
+                       {"gap": len(groups) - lower})
 
 
 def verify_cover(app_sets: Mapping[str, frozenset[str]], result: CoverResult) -> None:

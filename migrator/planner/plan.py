@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import enum
 import hashlib
 import json
 import re
@@ -67,8 +68,23 @@ EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 CSV_FILES = tuple(COLUMNS)
 
-MIGRATE, KEEP = "migrate", "keep"
-NEW, REUSE = "new", "reuse"
+class Action(enum.StrEnum):
+    """What the plan does with a legacy grant (grants.csv, column action)."""
+
+    MIGRATE = "migrate"  # replaced by RBAC, then removed
+    KEEP = "keep"  # left in place (FullAccess: RBAC has no IMAP/POP role)
+
+
+class GroupStatus(enum.StrEnum):
+    """Whether a plan's group is created or an existing one is used (groups.csv, column status)."""
+
+    NEW = "new"
+    REUSE = "reuse"
+
+
+# StrEnum members equal their text, so rows read back from the CSV files compare equal to these.
+MIGRATE, KEEP = Action.MIGRATE, Action.KEEP
+NEW, REUSE = GroupStatus.NEW, GroupStatus.REUSE
 FUTURE_NOTE = "future mailboxes with this value will be in scope"
 MAX_PROBLEMS_SHOWN = 10
 

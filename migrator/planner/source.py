@@ -44,8 +44,7 @@ class Source:
 
     @classmethod
     def from_inventory(cls, inv: Inventory, kind: str, path: str, sha256: str) -> Source:
-        send_as = Right.SEND_AS
-        rows = list(dict.fromkeys([(g.app_id, g.mailbox, "SendAs" if g.right is send_as else "FullAccess")
+        rows = list(dict.fromkeys([(g.app_id, g.mailbox, g.right.value)
                                    for g in inv.grants]))
         if any(a > b for a, b in itertools.pairwise(rows)):  # inventory.store writes them sorted already
             rows.sort()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from migrator.planner.plan import REUSE
+
 MAX_APPS = 25
 MAX_GROUPS = 30
 MAX_MAILBOXES = 40
@@ -89,8 +91,8 @@ def build_diagram(plan, *, max_apps: int = MAX_APPS, max_groups: int = MAX_GROUP
             g = groups.get(ref)
             target_ids[t] = f"g{g_n}"
             label = g.name if g else ref
-            status = "existing group, reused" if g and g.status == "reuse" else "new group"
-            kind = "reused" if g and g.status == "reuse" else "group"
+            status = "existing group, reused" if g and g.status == REUSE else "new group"
+            kind = "reused" if g and g.status == REUSE else "group"
             nodes.append(Node(f"g{g_n}", kind, label, 1, f"{label} ({ref}, {status}, {len(members(t))} members)"))
         else:
             t_n += 1

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from migrator.planner.plan import plan_counts
+from migrator.model import Right
+from migrator.planner.plan import MIGRATE, NEW, REUSE, plan_counts
 from migrator.report.diagram import Diagram, build_diagram
 
 
@@ -214,7 +215,7 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
     batch_of: dict[str, int] = {}
     for g in plan.grants:
         names.setdefault(g.app_id, g.app_name)
-        if g.action == "migrate" and str(g.right) == "SendAs":
+        if g.action == MIGRATE and g.right == Right.SEND_AS:
             sendas[g.app_id] += 1
         else:
             kept[g.app_id] += 1
@@ -254,9 +255,9 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
         batches.append(BatchRow(
             b.number, b.note, tuple(sorted((app_row(a) for a in b.apps), key=lambda r: (r.name.lower(), r.app_id))),
             b.grants, b.mailboxes,
-            tuple(groups_by_key[k].name for k in group_keys if groups_by_key[k].status == "new"
+            tuple(groups_by_key[k].name for k in group_keys if groups_by_key[k].status == NEW
                   and groups_by_key[k].batch == b.number),
-            tuple(groups_by_key[k].name for k in group_keys if groups_by_key[k].status == "reuse"),
+            tuple(groups_by_key[k].name for k in group_keys if groups_by_key[k].status == REUSE),
             sum(1 for s in plan.scopes if s.batch == b.number), b.assignments or sum(
                 1 for a in plan.assignments if a.batch == b.number),
             _condition_text(by_batch[b.number], describe) if b.number in by_batch else "planned",
