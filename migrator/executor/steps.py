@@ -747,7 +747,7 @@ def step_remove_legacy(ctx: Context) -> StepResult:
     # The prior rows: the preflight's scan of this same invocation when it is recent (nothing in between writes
     # SendAs grants), else a new scan. Either way they are read before the first removal.
     rows = legacy_rows(ctx, max_age=ctx.settings.rescan_after)
-    send_as = ctx.view.migrate_grants("SendAs")
+    send_as = ctx.view.migrate_grants(Right.SEND_AS)
     full = ctx.view.migrate_grants("FullAccess")
 
     failures: list[ItemFailure] = []
@@ -837,7 +837,7 @@ def step_final_verify(ctx: Context) -> StepResult:
     failures = verify_rbac(ctx, "Final verification", size=ctx.settings.final_verify_sample, extra=extra)
     if not ctx.dry_run:
         after = legacy_rows(ctx, max_age=ctx.settings.rescan_after)  # the removal's own check scan, if recent
-        for g in ctx.view.migrate_grants("SendAs"):
+        for g in ctx.view.migrate_grants(Right.SEND_AS):
             if (norm_id(g.app_id), norm_id(g.mailbox)) in after:
                 failures.append(ItemFailure(f"SendAs {g.app_id} on {g.mailbox}", "legacy grant is back"))
     return StepResult(failures)
