@@ -220,39 +220,13 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
     if fullaccess not in FULLACCESS_STRATEGIES:
         raise ValueError(f"fullaccess must be one of {FULLACCESS_STRATEGIES}")
     exo = clients.exo
-    out = Readings()
     bar = _Progress(progress)
     reads = _Reads(bar)
-
-    def scan_fullaccess() -> tuple[list[dict], str] | None:
-        if fullaccess != "scan":
-            return None
-        try:
-            return exo.scan_mailbox_permissions_with(MAILBOX_PERMISSION_FIELDS)
-        except ApiError as exc:
-            if isinstance(exc, NotFound) or is_unsupported(exc):
-                return None  # no whole-tenant form here (refused, or no such parameter set): one per mailbox
-            raise
 
     def check_fullaccess():
         mailboxes, index = reads.result("mailboxes"), reads.result("index")
         return _complete_fullaccess(exo, mailboxes, index, reads.result("fullaccess_scan"), workers=workers,
                                     sample=verify_sample, bar=bar, guard=reads.guard)
-
-    def check_sendas() -> tuple[list[dict], dict]:
-        mailboxes, index, rows = reads.result("mailboxes"), reads.result("index"), reads.result("sendas_scan")
-        checks: dict = {}
-        try:
-            checks["sendas_sample"] = _verify_sample(
-                exo.get_recipient_permissions, rows, mailboxes, index, verify_sample, workers, _sendas_key,
-                "Get-RecipientPermission", guard=reads.guard)
-        except ScanMismatch as exc:  # the scan cannot be trusted here: read SendAs one mailbox at a time
-            checks["sendas_scan_rejected"] = f"Get-RecipientPermission: {exc.mailbox} differs"
-            bar.grow(len(mailboxes))
-            answers = fan_out(reads.guard(lambda m: _one_mailbox(exo.get_recipient_permissions, m, index)),
-                              mailboxes, workers=workers, on_done=lambda _i, _r: bar.advance())
-            rows = [r for chunk in answers for r in chunk]
-        return rows, checks
 
     def group_members() -> dict[str, list[dict]]:
         keys = [_group_key(g) for g in reads.result("groups")]
@@ -264,11 +238,11 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
     reads.add("service_principals", exo.get_service_principals)
     reads.add("mailboxes", lambda: _get_mailboxes(exo))
     reads.add("sendas_scan", lambda: exo.scan_recipient_permissions(RECIPIENT_PERMISSION_FIELDS))
-    reads.add("fullaccess_scan", scan_fullaccess)
+    reads.add("fullaccess_scan", lambda: _scan_fullaccess(exo) if fullaccess == "scan" else None)
     reads.add("groups", exo.get_distribution_groups)
     reads.add("index", lambda: _mailbox_index(reads.result("mailboxes")))
     reads.add("fullaccess", check_fullaccess)
-    reads.add("sendas", check_sendas)
+    reads.add("sendas", lambda: _check_sendas(exo, reads, bar, verify_sample=verify_sample, workers=workers))
     reads.add("group_members", group_members)
     if app_permissions:
         reads.add("app_permissions", lambda: read_app_permissions(
@@ -278,6 +252,7 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
         done = reads.run()
     finally:
         bar.finish()
+    out = Readings()
     out.timings = dict(sorted(reads.timings.items()))
     out.service_principals = done["service_principals"]
     out.mailboxes = done["mailboxes"]
@@ -294,6 +269,34 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
     if ambiguous:
         out.checks["ambiguous_sp_names"] = _disambiguate(exo, out, ambiguous, done["index"], workers)
     return out
+
+
+def _scan_fullaccess(exo: ExchangeClient) -> tuple[list[dict], str] | None:
+    """Every FullAccess row in one scan, with the cmdlet that answered; None when no scan form is offered."""
+    try:
+        return exo.scan_mailbox_permissions_with(MAILBOX_PERMISSION_FIELDS)
+    except ApiError as exc:
+        if isinstance(exc, NotFound) or is_unsupported(exc):
+            return None  # no whole-tenant form here (refused, or no such parameter set): one per mailbox
+        raise
+
+
+def _check_sendas(exo: ExchangeClient, reads: _Reads, bar: _Progress, *, verify_sample: int,
+                  workers: int) -> tuple[list[dict], dict]:
+    """The SendAs scan, checked against a sample of per-mailbox answers; read per mailbox if they disagree."""
+    mailboxes, index, rows = reads.result("mailboxes"), reads.result("index"), reads.result("sendas_scan")
+    checks: dict = {}
+    try:
+        checks["sendas_sample"] = _verify_sample(
+            exo.get_recipient_permissions, rows, mailboxes, index, verify_sample, workers, _sendas_key,
+            "Get-RecipientPermission", guard=reads.guard)
+    except ScanMismatch as exc:  # the scan cannot be trusted here: read SendAs one mailbox at a time
+        checks["sendas_scan_rejected"] = f"Get-RecipientPermission: {exc.mailbox} differs"
+        bar.grow(len(mailboxes))
+        answers = fan_out(reads.guard(lambda m: _one_mailbox(exo.get_recipient_permissions, m, index)),
+                          mailboxes, workers=workers, on_done=lambda _i, _r: bar.advance())
+        rows = [r for chunk in answers for r in chunk]
+    return rows, checks
 
 
 def _mailbox_identity(row: dict) -> str:
