@@ -7,7 +7,8 @@ from __future__ import annotations
 def ground_truth(data: dict) -> set[tuple[str, str, str]]:
     """(app_id, mailbox, right) an app holds directly and effectively (no Deny for the same pair)."""
     def grants(rows, who, right, is_deny):
-        allow, deny = set(), set()
+        allow: set[tuple[str, str, str]] = set()
+        deny: set[tuple[str, str, str]] = set()
         for r in rows:
             t = r[who]
             if "app" not in t or r.get("is_inherited"):
