@@ -25,6 +25,7 @@ from typing import Any
 import click
 
 from migrator.errors import InputError, MigratorError
+from migrator.executor.states import FINISHED, Outcome
 from migrator.model import Right, norm_id
 from migrator.planner.plan import MIGRATE
 
@@ -226,7 +227,7 @@ class _Stage:
         return _check(self.result, self.story, what, problems)
 
     def check_done(self, what: str, run) -> None:
-        self.check(what, [f"batch {b}: {s}" for b, s in run.statuses.items() if s not in ("done", "skipped")])
+        self.check(what, [f"batch {b}: {s}" for b, s in run.statuses.items() if s not in FINISHED])
 
 
 def _run_demo(*, workdir: Path | None, seed: int, faults: str, quiet: bool, keep: Callable | None,
@@ -372,7 +373,7 @@ def _fail_and_roll_back(stage: _Stage, failing: int) -> None:
     story.line(f"batch {failing}: {status}; {removed} legacy grant(s) already removed, the refused one kept; the "
                "executor stopped with the batch where `migrator rollback` can undo it")
     stage.check(f"the failure was caught (batch {failing} did not finish)",
-                [] if status == "failed" and refusal.refused else [f"batch {failing} ended {status}"])
+                [] if status == Outcome.FAILED and refusal.refused else [f"batch {failing} ended {status}"])
 
     story.heading(8, f"Roll back batch {failing}: restore the grants, re-grant SMTP.SendAsApp, wait out the "
                      "tokens, remove the RBAC objects")

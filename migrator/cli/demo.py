@@ -12,6 +12,7 @@ import click
 
 from migrator.cli.options import json_option
 from migrator.errors import MigratorError
+from migrator.executor.states import FINISHED
 from migrator.exitcodes import ExitCode
 
 
@@ -138,7 +139,7 @@ def render(results) -> str:
                 lines.append(f"  ... and {len(items) - 10} more {what}s")
         for problem in r.end_state[:10]:
             lines.append(f"  end state: {problem}")
-        for reason in r.problems[-3:] if not all(s in ("done", "skipped") for s in r.statuses.values()) else ():
+        for reason in r.problems[-3:] if not all(s in FINISHED for s in r.statuses.values()) else ():
             lines.append(f"  stopped on: {reason[:300]}")
     return "\n".join(lines)
 

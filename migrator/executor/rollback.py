@@ -22,6 +22,7 @@ from migrator.exchange.errors import AlreadyExists, Forbidden, NotFound
 from migrator.executor.context import Context, ItemFailure, StepResult
 from migrator.executor.entra import Pending, regrant_script
 from migrator.executor.runner import BatchOutcome, Runner
+from migrator.executor.states import BatchState, Outcome
 from migrator.executor.steps import (
     _fullaccess_rows,
     _hand_over,
@@ -33,7 +34,7 @@ from migrator.executor.steps import (
 )
 from migrator.planner.plan import NEW
 
-APPLIED = ("executing", "done", "rolling_back")
+APPLIED = (BatchState.EXECUTING, BatchState.DONE, BatchState.ROLLING_BACK)
 
 
 def _note(ctx: Context, text: str) -> None:
@@ -144,7 +145,7 @@ def _other_batches_using(ctx: Context, kind: str, key: str) -> list[int]:
     users = []
     for batch in ctx.plan.batches:
         n = int(batch.number)
-        if n == ctx.batch or states.get(n, ("new", 0))[0] not in APPLIED:
+        if n == ctx.batch or states.get(n, (BatchState.NEW, 0))[0] not in APPLIED:
             continue
         scopes = {a.scope for a in ctx.plan.assignments if int(a.batch) == n}
         if kind == "scope" and key in scopes:
@@ -284,10 +285,10 @@ class RollbackRunner(Runner):
 
         view = batch_view(self.plan, number)
         state, generation = self.journal.batch_state(number)
-        if state in ("new", "rolled_back"):
+        if state in (BatchState.NEW, BatchState.ROLLED_BACK):
             why = 'never executed' if state == 'new' else 'already rolled back'
             self.output.info(f"Batch {number}: nothing to roll back ({why}).")
-            return BatchOutcome(number, "skipped", message=f"nothing to roll back ({state})")
+            return BatchOutcome(number, Outcome.SKIPPED, message=f"nothing to roll back ({state})")
         ctx = Context(plan=self.plan, view=view, journal=self.journal, exo=self.exo, graph=self.graph,
                       settings=self.settings, control=self.control, output=self.output, generation=generation,
                       phase=self.phase, dry_run=self.dry_run, now=self.now, sleep=self.sleep,
@@ -302,12 +303,12 @@ class RollbackRunner(Runner):
             _note(ctx, f"{problem}: its grants cannot be restored")
 
     def begin(self, ctx: Context, state: str) -> None:
-        if not self.dry_run and state != "rolling_back":
-            self.journal.set_batch_state(ctx.batch, "rolling_back", ctx.generation)
+        if not self.dry_run and state != BatchState.ROLLING_BACK:
+            self.journal.set_batch_state(ctx.batch, BatchState.ROLLING_BACK, ctx.generation)
 
     def finish(self, ctx: Context) -> None:
         if not self.dry_run:
-            self.journal.set_batch_state(ctx.batch, "rolled_back", ctx.generation)
+            self.journal.set_batch_state(ctx.batch, BatchState.ROLLED_BACK, ctx.generation)
             _note(ctx, "objects this tool did not create were left as they were")
         self.output.info(f"Batch {ctx.batch}: rolled back.")
 

@@ -30,6 +30,7 @@ from migrator.executor.entra import EntraWrites
 from migrator.executor.journal import Journal
 from migrator.executor.review import PendingChange, tenant_label
 from migrator.executor.runner import Runner, RunResult, fmt_time
+from migrator.executor.states import Outcome
 
 
 def connect(profile_path: Path, *, graph_write: bool = True, preflight: bool = True, limiter=None) -> Connection:
@@ -158,14 +159,14 @@ def outcome_lines(result: RunResult, *, phase: str) -> list[Line]:
     """What a command says at the end of a run: batches waiting (and until when), failures, the API calls."""
     lines = []
     for outcome in result.outcomes:
-        if outcome.status == "waiting":
+        if outcome.status == Outcome.WAITING:
             lines.append(Line(f"Batch {outcome.batch}: waiting ({outcome.message}). Nothing else to do now: run the "
                               f"same command again after {fmt_time(outcome.until or 0.0)}, or add --wait."))
-        elif outcome.status == "handover":
+        elif outcome.status == Outcome.HANDOVER:
             lines.append(Line(f"Batch {outcome.batch}: {outcome.message}.", err=True, fg="yellow"))
-        elif outcome.status == "done" and outcome.message:
+        elif outcome.status == Outcome.DONE and outcome.message:
             lines.append(Line(f"Batch {outcome.batch}: {outcome.message}"))
-    failed = [o for o in result.outcomes if o.status == "failed"]
+    failed = [o for o in result.outcomes if o.status == Outcome.FAILED]
     if failed:
         undo = " or `migrator rollback` undoes it" if phase == "execute" else ""
         lines.append(Line(f"{sum(len(o.failures) for o in failed)} item(s) failed; the batch is left where "

@@ -6,6 +6,7 @@ emphasis or GitHub's `$...$` math.
 
 from __future__ import annotations
 
+from migrator.executor.states import StepStatus
 from migrator.report.mermaid import render_mermaid
 from migrator.report.model import ReportData, fmt_send, fmt_time
 
@@ -72,7 +73,7 @@ def render_markdown(data: ReportData) -> str:
     out += ["## Run", "", md(data.run_note), ""]
     if data.timeline:
         rows = [[fmt_time(e.started_at), e.batch, e.generation, e.phase, e.step, e.status,
-                 fmt_time(e.not_before) if e.status == "waiting" else "", fmt_time(e.finished_at)]
+                 fmt_time(e.not_before) if e.status == StepStatus.WAITING else "", fmt_time(e.finished_at)]
                 for e in data.timeline[:MAX_TIMELINE_ROWS]]
         out += _table(["Started", "Batch", "Generation", "Phase", "Step", "Status", "Waits until", "Finished"], rows)
         if len(data.timeline) > MAX_TIMELINE_ROWS:
