@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from migrator.errors import InputError, PlanError, TenantError
-from migrator.model import norm_id
+from migrator.executor.states import FINISHED, BatchState, Outcome
+from migrator.model import Right, norm_id
+from migrator.planner.plan import MIGRATE
 from migrator.sandbox.settings import CLAIM_RULES  # the claim rules the sandbox can emulate
 
 if TYPE_CHECKING:
@@ -61,14 +63,14 @@ class BatchRun:
 
     @property
     def ok(self) -> bool:
-        return all(s in ("done", "skipped") for s in self.statuses.values())
+        return all(s in FINISHED for s in self.statuses.values())
 
 
 def _attempts(phase: str, plan, conn, batches: list[int], options, *, max_resumes: int,
               on_resume: Callable[[int, str], None] | None) -> BatchRun:
     from migrator.executor.session import RunSession
 
-    run = BatchRun({b: "new" for b in batches})
+    run = BatchRun({b: BatchState.NEW for b in batches})
     for attempt in range(max_resumes + 1):
         try:
             # Each attempt is a new invocation: the journal is opened (and locked) again, as the command would.
@@ -79,11 +81,11 @@ def _attempts(phase: str, plan, conn, batches: list[int], options, *, max_resume
             why = f"stopped on a tenant error: {exc}"
         else:
             for outcome in result.outcomes:
-                if not (outcome.status == "skipped" and run.statuses.get(outcome.batch) == "done"):
+                if not (outcome.status == Outcome.SKIPPED and run.statuses.get(outcome.batch) == Outcome.DONE):
                     run.statuses[outcome.batch] = outcome.status  # "done" earlier stays "done" on a resume
             if run.ok:
                 return run
-            failed = [o for o in result.outcomes if o.status in ("failed", "stopped")]
+            failed = [o for o in result.outcomes if o.status in (Outcome.FAILED, Outcome.STOPPED)]
             if not failed:
                 return run  # waiting only: the caller's wait setting decides
             why = "; ".join(f"batch {o.batch}: {len(o.failures) or 1} item(s) failed"
@@ -141,7 +143,7 @@ def expected_access(plan, original: set[tuple[str, str]], applied: set[int]) -> 
         if app_id in migrated_apps and g.batch is not None:  # the app's SMTP reach: SendAs and FullAccess with claim
             entry = out.setdefault(app_id, {"sendas": set(), "rbac": set(), "claim": True})
             entry["rbac"].add(norm_id(g.mailbox))
-            if g.action == "migrate" and str(g.right) == "SendAs":
+            if g.action == MIGRATE and g.right == Right.SEND_AS:
                 entry["sendas"].discard(norm_id(g.mailbox))
     for app_id in migrated_apps:
         out.setdefault(app_id, {"sendas": set(), "rbac": set(), "claim": True})["claim"] = False
@@ -198,7 +200,7 @@ class Rehearsal:
     def ok(self) -> bool:
         smtp_ok = not self.smtp or (self.smtp.get("ok") and not self.smtp.get("disagreements"))
         return bool(not self.gaps and not self.overgrants and not self.end_state and smtp_ok
-                    and all(s in ("done", "skipped") for s in self.statuses.values()))
+                    and all(s in FINISHED for s in self.statuses.values()))
 
     def to_dict(self) -> dict:
         def interval(i) -> dict:
@@ -297,7 +299,7 @@ def rehearse_once(plan, fixture: dict, *, claim_rule: str, seed: int = 0, faults
                 sends = witness.stop() if witness else None
             original = set(sb.original_grants)
             report = sb.check()  # followed past the last change to its steady end
-            applied = {b for b, s in run.statuses.items() if s in ("done", "skipped")}
+            applied = {b for b, s in run.statuses.items() if s in FINISHED}
             end = end_state_problems(sb, plan, original, applied)
             fault_counts = dict(sb.faults.counts)
             start = sb.started_at

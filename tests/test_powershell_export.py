@@ -265,9 +265,9 @@ def test_split_filter_places_dns_only_where_the_planner_does():
 
 
 def test_waiting_exit_code_matches_the_executor(scripts):
-    from migrator.executor.status import EXIT_WAITING
+    from migrator.exitcodes import ExitCode
 
-    assert f"exit {EXIT_WAITING}" in scripts[1]
+    assert f"exit {int(ExitCode.WAITING)}" in scripts[1]
 
 
 def test_a_plan_removing_fullaccess_is_refused_not_half_exported(tmp_path):

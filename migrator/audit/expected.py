@@ -13,7 +13,7 @@ from pathlib import Path
 
 from migrator.model import norm_id
 from migrator.planner.naming import DEFAULT_PREFIX
-from migrator.planner.plan import MIGRATE, Plan
+from migrator.planner.plan import MIGRATE, NEW, Plan
 
 DONE = "done"
 LEGACY_STATES = frozenset({"new", "rolled_back"})
@@ -72,7 +72,7 @@ def add_plan(exp: Expected, plan: Plan, label: str, states: dict[int, str], filt
     """Fold one plan (and its batch states) into `exp`."""
     options = plan.meta.get("options", {}) if isinstance(plan.meta.get("options"), dict) else {}
     exp.prefixes.add(str(options.get("prefix") or DEFAULT_PREFIX).lower())
-    exp.tool_names |= {g.name for g in plan.groups if g.status == "new"}
+    exp.tool_names |= {g.name for g in plan.groups if g.status == NEW}
     exp.tool_names |= {s.name for s in plan.scopes} | {a.name for a in plan.assignments}
     groups = {g.key: g for g in plan.groups}
     scopes = {s.key: s for s in plan.scopes}

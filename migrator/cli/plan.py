@@ -13,7 +13,7 @@ from migrator.cli.options import force_option, json_option
 from migrator.model import RBAC_ROLE_SMTP_SEND_AS
 from migrator.planner import naming
 from migrator.planner.build import FULLACCESS_SMTP_CHOICES, PlanOptions, build_plan, gc_paused
-from migrator.planner.cover import STRATEGIES
+from migrator.planner.cover import STRATEGIES, Strategy
 from migrator.planner.plan import Plan, load_plan, plan_counts, write_plan
 from migrator.planner.source import load_source
 
@@ -23,7 +23,7 @@ from migrator.planner.source import load_source
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Plan folder to write (default: plans/<name of INPUT>).")
 @force_option
-@click.option("--strategy", type=click.Choice(STRATEGIES), default="minimal", show_default=True,
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=Strategy.MINIMAL.value, show_default=True,
               help="minimal: fewest exact groups (proven minimum unless the time limit runs out); "
                    "per-app: one group per distinct app mailbox set.")
 @click.option("--pilot", type=click.IntRange(min=0), default=1, show_default=True,

@@ -27,7 +27,8 @@ from migrator.errors import MigratorError
 from migrator.exchange.access import access_of, is_write_call
 from migrator.executor.undolog import JournalWriteError
 from migrator.exitcodes import ExitCode
-from migrator.model import norm_id
+from migrator.model import Right, norm_id
+from migrator.planner.plan import MIGRATE
 
 PAUSE_FILE = "PAUSE"
 
@@ -266,17 +267,17 @@ class BatchView:
     app_names: dict[str, str]
 
     def migrate_grants(self, right: str | None = None) -> list:
-        return [g for g in self.grants if g.action == "migrate" and (right is None or str(g.right) == right)]
+        return [g for g in self.grants if g.action == MIGRATE and (right is None or str(g.right) == right)]
 
     def rbac_mailboxes(self, app_id: str) -> set[str]:
         """The app's SMTP reach that moves to RBAC: its grants with a batch (SendAs, and FullAccess when the app's
         tokens carry SMTP.SendAsApp)."""
         return {norm_id(g.mailbox) for g in self.grants if norm_id(g.app_id) == app_id and g.batch is not None}
 
-    def app_mailboxes(self, app_id: str, *, migrate_only: bool = True, right: str = "SendAs") -> set[str]:
+    def app_mailboxes(self, app_id: str, *, migrate_only: bool = True, right: str = Right.SEND_AS) -> set[str]:
         return {norm_id(g.mailbox) for g in self.grants
                 if norm_id(g.app_id) == app_id and str(g.right) == right
-                and (g.action == "migrate" or not migrate_only)}
+                and (g.action == MIGRATE or not migrate_only)}
 
 
 def batch_view(plan, number: int) -> BatchView:

@@ -33,8 +33,9 @@ from migrator.exchange.ratelimit import fan_out
 from migrator.executor.context import Context, ItemFailure, StepResult
 from migrator.executor.entra import Pending, cutover_script, handover_message, write_handover
 from migrator.exitcodes import ExitCode
-from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP, norm_id
+from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP, Right, norm_id
 from migrator.planner.opath import fill_dns
+from migrator.planner.plan import MIGRATE, NEW, REUSE
 
 
 class StepFailed(MigratorError):
@@ -200,7 +201,7 @@ def drift_check(ctx: Context) -> list[str]:
                                                  kind="sendas", op="remove")}
     restored = {a.key for a in ctx.journal.actions(batch=view.number, generation=ctx.generation, phase="rollback",
                                                   kind="sendas", op="restore") if a.status in ("applied", "verified")}
-    expected = {(norm_id(g.app_id), norm_id(g.mailbox)) for g in view.grants if str(g.right) == "SendAs"}
+    expected = {(norm_id(g.app_id), norm_id(g.mailbox)) for g in view.grants if g.right == Right.SEND_AS}
     actual = set(legacy_rows(ctx, fresh=True))
     for app_id, mailbox in sorted(expected - actual):
         if f"{app_id}|{mailbox}" in removed and f"{app_id}|{mailbox}" not in restored:
@@ -235,7 +236,7 @@ def drift_check(ctx: Context) -> list[str]:
     #    differences keep the plan's group order, and a failed read stops the check (never taken as "absent").
     def group_diffs(group) -> list[str]:
         out: list[str] = []
-        if group.status == "reuse":
+        if group.status == REUSE:
             ident = group.dn or group.address or group.name
             found = ctx.exo.group(ident)
             if found is None:
@@ -282,13 +283,13 @@ def check_cutover_safe(ctx: Context) -> list[str]:
         return problems
     for app_id in ctx.view.apps:
         name = ctx.view.app_names.get(app_id, "")
-        kept = [g for g in ctx.view.grants if norm_id(g.app_id) == app_id and str(g.right) == "SendAs"
-                and g.action != "migrate"]
+        kept = [g for g in ctx.view.grants if norm_id(g.app_id) == app_id and g.right == Right.SEND_AS
+                and g.action != MIGRATE]
         if kept:
             problems.append(f"app {app_id} ({name}) keeps {len(kept)} SendAs grant(s) "
                             f"(e.g. {kept[0].mailbox}); its cut-over would cut them off")
         in_set = ctx.view.rbac_mailboxes(app_id)
-        outside = [g for g in ctx.view.grants if norm_id(g.app_id) == app_id and str(g.right) == "FullAccess"
+        outside = [g for g in ctx.view.grants if norm_id(g.app_id) == app_id and g.right == Right.FULL_ACCESS
                    and norm_id(g.mailbox) not in in_set]
         if outside:
             exchange_role(ctx)
@@ -395,7 +396,7 @@ def _owned(ctx: Context, group, found: GroupInfo) -> bool:
 
 
 def ensure_group(ctx: Context, group) -> None:
-    if group.status == "reuse":
+    if group.status == REUSE:
         found = ctx.exo.group(group.dn or group.address or group.name)
         if found is None:
             raise MigratorError(f"reused group {group.name!r} not found")
@@ -650,7 +651,7 @@ def step_verify(ctx: Context) -> StepResult:
 
         def members_check(group):
             def check() -> None:
-                ident = group_identity(ctx, group) if group.status == "new" else (group.dn or group.address)
+                ident = group_identity(ctx, group) if group.status == NEW else (group.dn or group.address)
                 members = {m.address for m in ctx.exo.group_members(ident)}
                 if members != {norm_id(m) for m in group.members}:
                     raise MigratorError("members differ from the plan")

@@ -29,10 +29,11 @@ from migrator.model import (
     GRAPH_APP_ID,
     GRAPH_NAME,
     RBAC_ROLE_SMTP_SEND_AS,
+    Right,
 )
 from migrator.planner import naming, opath, reuse
 from migrator.planner.batches import AppRadius, first_batch, make_batches
-from migrator.planner.cover import STRATEGIES, solve_cover
+from migrator.planner.cover import STRATEGIES, Strategy, solve_cover
 from migrator.planner.plan import (
     FORMAT,
     FUTURE_NOTE,
@@ -72,7 +73,7 @@ FULLACCESS_SMTP_CHOICES = ("ask", "yes", "no")
 
 @dataclass(frozen=True)
 class PlanOptions:
-    strategy: str = "minimal"
+    strategy: str = Strategy.MINIMAL
     pilot: int = 1
     batch_size: int = 25
     prefix: str = naming.DEFAULT_PREFIX
@@ -126,7 +127,7 @@ class FullAccessUse:
 def fullaccess_uses(source: Source, options: PlanOptions) -> dict[str, FullAccessUse]:
     """app id -> FullAccessUse, for every app holding FullAccess grants. InputError when the apps' Entra
     permissions are unknown and the user has not decided (--fullaccess-smtp)."""
-    holders = sorted({app for app, _m, right in source.grants if right == "FullAccess"})
+    holders = sorted({app for app, _m, right in source.grants if right == Right.FULL_ACCESS})
     if not holders:
         return {}
     inv = source.inventory
@@ -207,7 +208,7 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
     # An app's set is its whole SMTP reach: SendAs, and FullAccess when the app's tokens carry SMTP.SendAsApp.
     reach: dict[str, set[str]] = defaultdict(set)
     for app, mailbox, right in source.grants:
-        if right == "SendAs" or uses[app].smtp:
+        if right == Right.SEND_AS or uses[app].smtp:
             reach[app].add(mailbox)
     app_sets = {app: frozenset(s) for app, s in reach.items()}
     grant_apps = {row[0] for row in source.grants}
@@ -371,9 +372,9 @@ def _plan_grants(grants, app_names, flagged, role, app_groups, elements, key_of,
                 via.update(dict.fromkeys(elements[i] - via.keys(), reason))  # first set wins; C loops
         batch = batch_of.get(app)
         for _app, mailbox, right in grants[start:end]:  # tuple.__new__: no Python frame per row (1M rows)
-            if right == "SendAs":
+            if right == Right.SEND_AS:
                 add(new(PlanGrant, (app, name, mailbox, right, MIGRATE, via[mailbox], batch)))
-            elif not use.smtp:
+            elif use is None or not use.smtp:  # (every FullAccess holder has a FullAccessUse)
                 add(new(PlanGrant, (app, name, mailbox, right, KEEP, keep_reason, None)))
             elif use.remove:
                 add(new(PlanGrant, (app, name, mailbox, right, MIGRATE,

@@ -25,12 +25,14 @@ import heapq
 import math
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from migrator.planner.bicliques import TooManyBicliques, greedy_cover, maximal_bicliques
 from migrator.planner.bounds import SWAP_CELLS, improve_by_swaps, incompatible_edges, lower_bound
+from migrator.planner.cover import Strategy
 from migrator.planner.ilp import solve_set_cover
 from migrator.planner.prefer import prefer, preferred_classes
 from migrator.planner.reduce import reduce_matrix, unique_rows
@@ -236,7 +238,7 @@ def _merge_ilp(best: list[int] | None, n_trivial: int, lb: int, chosen: list[int
     if chosen is not None and not valid:
         ilp_stats["rejected"] = "solver answer does not cover the component; its bound is ignored too"
         return best, lb, False
-    if valid and (best is None or len(chosen) < len(best)):
+    if valid and chosen is not None and (best is None or len(chosen) < len(best)):
         best = chosen
     upper = len(best) if best is not None else n_trivial
     b = math.ceil(bound - 1e-6)
@@ -244,7 +246,7 @@ def _merge_ilp(best: list[int] | None, n_trivial: int, lb: int, chosen: list[int
         ilp_stats["rejected"] = f"solver bound {bound} is above a verified cover of {upper}"
         return best, lb, False
     lb = max(lb, b)
-    optimal = bool(proved and valid and best is not None and len(best) <= len(chosen))
+    optimal = bool(proved and valid and chosen is not None and best is not None and len(best) <= len(chosen))
     return best, lb, optimal
 
 
@@ -283,9 +285,8 @@ def _solve_component(m: np.ndarray, deadline: float, stats: dict, bounds_only: b
         stats["dense_to_sparse"] += 1
         return _cover_enumerated_sparse(sp.csr_matrix(m), sp.csr_matrix(extents), sp.csr_matrix(intents), lb,
                                         trivial, deadline, stats)
-    best = greedy_cover(m, extents, intents)
-    if len(best) > len(trivial):
-        best = None
+    greedy = greedy_cover(m, extents, intents)
+    best = greedy if len(greedy) <= len(trivial) else None  # no better than one group per row: no answer
     if best is not None and len(best) <= lb:
         stats["greedy_met"] += 1
         return [np.flatnonzero(extents[k]) for k in best], lb, True
@@ -408,10 +409,9 @@ def _cover_enumerated_sparse(m: sp.csr_matrix, extents: sp.csr_matrix, intents: 
         return _search(m, lb, deadline, stats, f"more than {incidence_limit():,} edge-biclique incidences "
                        "(memory budget)")
     eb = incidence(m, extents, intents)
-    best = greedy_cover_sparse(eb)
-    if len(best) > len(trivial):
-        best = None
-    elif len(best) <= lb:
+    greedy = greedy_cover_sparse(eb)
+    best = greedy if len(greedy) <= len(trivial) else None  # no better than one group per row: no answer
+    if best is not None and len(best) <= lb:
         stats["greedy_met"] += 1
     optimal = best is not None and len(best) <= lb
     remaining = deadline - time.perf_counter()
@@ -437,7 +437,8 @@ def cover_classes(inst: Instance, rows: np.ndarray, time_limit: float, bounds_on
                   ) -> tuple[list[np.ndarray], int, bool, dict]:
     """Groups as arrays of mailbox classes, the proven lower bound, optimality and stats."""
     deadline = time.perf_counter() + time_limit
-    stats = {"components": 0, "trivial": 0, "bounds_met": 0, "greedy_met": 0, "searched": 0, "sparse": 0,
+    stats: dict[str, Any] = {
+             "components": 0, "trivial": 0, "bounds_met": 0, "greedy_met": 0, "searched": 0, "sparse": 0,
              "dense_to_sparse": 0, "incidence_too_large": 0,
              "enumeration_capped": 0, "bicliques": 0, "ilp": [], "largest_component": [0, 0],
              "reduce_seconds": 0.0, "lower_bound_seconds": 0.0, "enumeration_seconds": 0.0, "cuts": []}
@@ -518,14 +519,14 @@ def solve_classes(app_sets: Mapping[str, frozenset[str]], strategy: str, time_li
     stats: dict = {"apps": len(inst.apps), "mailboxes": len(inst.mailboxes), "grants": inst.grants,
                    "distinct_app_sets": len(nonempty), "mailbox_classes": inst.d.shape[1]}
     remaining = max(0.0, time_limit - (time.perf_counter() - t0))
-    cls_groups, lb, optimal, solve_stats = cover_classes(inst, nonempty, remaining, strategy == "per-app")
+    cls_groups, lb, optimal, solve_stats = cover_classes(inst, nonempty, remaining, strategy == Strategy.PER_APP)
     stats["reduced"] = solve_stats.pop("reduced", [0, 0])
     stats["reductions"] = solve_stats.pop("reductions", {})
     stats["solve"] = solve_stats
     # why the search stopped short of a proof (time limit, memory budget, enumeration cap); None when optimal
-    stats["cut"] = "; ".join(solve_stats["cuts"]) if solve_stats["cuts"] and strategy != "per-app" else None
-    if strategy == "per-app":
-        cls_groups = [inst.row_set(i) for i in nonempty]
+    stats["cut"] = "; ".join(solve_stats["cuts"]) if solve_stats["cuts"] and strategy != Strategy.PER_APP else None
+    if strategy == Strategy.PER_APP:
+        cls_groups = [inst.row_set(int(i)) for i in nonempty]
         optimal = len(cls_groups) <= lb
     elif preferred:
         t1 = time.perf_counter()

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from migrator.errors import PlanError
+from migrator.model import Right
 from migrator.planner import opath
+from migrator.planner.plan import MIGRATE, NEW, REUSE
 
 
 @dataclass(frozen=True)
@@ -96,20 +98,20 @@ def batch_slice(plan, number: int, *, probes_per_app: int = 3) -> BatchSlice:
     for g in groups:
         if not ((g.address or "").strip() or (g.alias or "").strip() or (g.name or "").strip()):
             raise PlanError("group without a name, alias or address", path=where, field="group", value=g.key)
-        if g.status == "new" and not (g.name or "").strip():
+        if g.status == NEW and not (g.name or "").strip():
             raise PlanError("new group without a name", path=where, field="name", value=g.key)
-        if g.status not in ("new", "reuse"):
+        if g.status not in (NEW, REUSE):
             raise PlanError("group status must be 'new' or 'reuse'", path=where, field="status", value=g.status)
 
     sendas = tuple(sorted({(g.app_id, g.mailbox) for g in plan.grants
-                           if g.batch == number and g.action == "migrate" and str(g.right) == "SendAs"}))
-    removed_fullaccess = [g for g in plan.grants if g.batch == number and g.action == "migrate"
-                          and str(g.right) == "FullAccess"]
+                           if g.batch == number and g.action == MIGRATE and g.right == Right.SEND_AS}))
+    removed_fullaccess = [g for g in plan.grants if g.batch == number and g.action == MIGRATE
+                          and g.right == Right.FULL_ACCESS]
     if removed_fullaccess:
         raise PlanError("the plan removes FullAccess grants (--remove-fullaccess), which the PowerShell export does "
                         "not do; run this batch with `migrator execute`, or make the plan without that option",
                         path=where, field="batch", value=str(number))
-    kept = sum(1 for g in plan.grants if g.app_id in app_ids and g.action != "migrate")
+    kept = sum(1 for g in plan.grants if g.app_id in app_ids and g.action != MIGRATE)
     # What each app's scope must reach: its SMTP reach (SendAs, and FullAccess of an app holding SMTP.SendAsApp)
     expected: dict[str, list[str]] = {a: [] for a, _ in apps}
     for app_id, mailbox in sorted({(g.app_id, g.mailbox) for g in plan.grants if g.batch == number}):
@@ -136,7 +138,7 @@ def batch_slice(plan, number: int, *, probes_per_app: int = 3) -> BatchSlice:
     everyone = near + sorted({g.mailbox for g in plan.grants} - set(near))
     had: dict[str, set[str]] = {}
     for g in plan.grants:
-        if str(g.right) == "SendAs":
+        if g.right == Right.SEND_AS:
             had.setdefault(g.app_id, set()).add(g.mailbox)
     probes = {a: [m for m in everyone if m not in had.get(a, set())][:probes_per_app] for a, _ in apps}
     return BatchSlice(number, batch.note or "", apps, groups, scopes, assignments, sendas,

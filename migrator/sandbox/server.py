@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from migrator.errors import InputError
@@ -206,7 +206,7 @@ class Sandbox:
     ca_bundle: Path
     profile_path: Path
     run_dir: Path
-    state: object  # the TenantState (or a test's stand-in backend)
+    state: Any  # the TenantState (or a test's stand-in backend): only the observers below use it
     faults: FaultInjector
     app: SandboxApp = field(repr=False)
     smtp: SmtpEndpoint | None = field(repr=False)  # SMTP submission (STARTTLS + AUTH XOAUTH2), when served
@@ -253,7 +253,7 @@ class Sandbox:
         against the data plane for the same token (claim, issue time) and instant. Any entry is a sandbox bug."""
         if self.smtp is None:
             return []
-        can_send_as = self.state.can_send_as  # type: ignore[attr-defined]
+        can_send_as = self.state.can_send_as
         return [a for a in list(self.smtp.attempts)
                 if a.token_iat is not None and a.verdict in ("ok", "denied")
                 and (a.verdict == "ok") != can_send_as(a.app_id, a.mailbox, token_claim=a.token_claim,
@@ -301,7 +301,7 @@ class Sandbox:
     @property
     def started_at(self) -> float:
         """The sandbox clock when the tenant was loaded (timeline times are on this clock)."""
-        return self.state.timeline.start  # type: ignore[attr-defined]
+        return self.state.timeline.start
 
     def check(self):
         """The timeline check (timeline.Report: gaps, over-grants) against the grants held at the start."""
@@ -311,18 +311,18 @@ class Sandbox:
     def census(self) -> dict:
         """{"tenant": name, "mailboxes": n, "apps": n (the admin app not counted)}."""
         with self.app.lock:
-            return self.state.census()  # type: ignore[attr-defined]
+            return self.state.census()
 
     def access(self, app_ids=None) -> dict:
         """Per app (every app but the admin, or those of `app_ids` the tenant holds): its effective SendAs grants,
         RBAC scope and Entra SMTP.SendAsApp claim now (state.AppAccess)."""
         with self.app.lock:
-            return self.state.access_now(app_ids)  # type: ignore[attr-defined]
+            return self.state.access_now(app_ids)
 
     def pairs_seen(self) -> set[tuple[str, str]]:
         """Every (app, mailbox) pair that held SendAs or RBAC access at some time, or at the start."""
         with self.app.lock:
-            return set(self.original_reach) | self.state.pairs_seen()  # type: ignore[attr-defined]
+            return set(self.original_reach) | self.state.pairs_seen()
 
     @contextmanager
     def exchange_hook(self, hook: Callable[[str, dict], None]) -> Iterator[None]:

@@ -484,7 +484,8 @@ class TenantState:
         FullAccess carries SMTP (with the SMTP.SendAsApp claim) and IMAP/POP (with their claims)."""
         if not app.exchange_pointer:
             return set()
-        allow, deny = set(), set()
+        allow: set[str] = set()
+        deny: set[str] = set()
         for row in self.mailbox_permissions.for_trustee(("app", app.app_id)):
             if "FullAccess" in row.access_rights:
                 (deny if row.deny else allow).add(row.mailbox)

@@ -8,6 +8,7 @@ from migrator.sandbox.cmdlets.base import (
     Params,
     _blank,
     _filtered,
+    _given,
     _limit,
     _one,
     _one_sp,
@@ -90,7 +91,7 @@ def get_recipient(state: TenantState, p: Params, caller: Caller):
 def get_service_principal(state: TenantState, p: Params, caller: Caller):
     every = sorted((a for a in state.apps.values() if a.exchange_pointer), key=lambda a: a.object_id)
     identity = p.str("Identity")
-    if not _blank(identity):
+    if _given(identity):
         hits = state.find_sps(identity)
         if hits:  # an unknown identity returns EVERY service principal (the hazard)
             every = hits
