@@ -229,10 +229,23 @@ def plan_counts(plan: Plan) -> dict:
 def check_exact(plan: Plan) -> list[str]:
     """Every problem that makes the plan unsafe or inconsistent; empty when every app's RBAC access equals exactly
     its SMTP reach: the SendAs grants it migrates and the FullAccess grants that carry SMTP (those with a batch).
-    Uses the plan's own content only (no inventory, no tenant)."""
-    problems: list[str] = []
-    role = plan.meta.get("role")
+    Uses the plan's own content only (no inventory, no tenant).
 
+    One check per table (groups, scopes, grants, assignments), then the access each app ends with, the names the
+    executor creates and the batches."""
+    problems: list[str] = []
+    groups = _check_groups(plan, problems)
+    scopes, scope_batch = _check_scopes(plan, groups, problems)
+    expected, grant_batches = _check_grants(plan, problems)
+    effective, assignment_batches = _check_assignments(plan, scopes, scope_batch, problems)
+    _check_access(expected, effective, problems)
+    _check_names(plan, problems)
+    _check_batches(plan, expected, effective, grant_batches, assignment_batches, problems)
+    return problems
+
+
+def _check_groups(plan: Plan, problems: list[str]) -> dict[str, PlanGroup]:
+    """groups.csv: unique keys, a status, a DN exactly when reused, members. Returns the groups by key."""
     groups: dict[str, PlanGroup] = {}
     for row, g in enumerate(plan.groups, start=2):
         where = f"{GROUPS} row {row} ({g.key})"
@@ -247,7 +260,13 @@ def check_exact(plan: Plan) -> list[str]:
             problems.append(f"{where}: a new group has no DN until it is created")
         if not g.members:
             problems.append(f"{where}: has no members")
+    return groups
 
+
+def _check_scopes(plan: Plan, groups: dict[str, PlanGroup],
+                  problems: list[str]) -> tuple[dict[str, frozenset[str]], dict[str, int]]:
+    """scopes.csv: known groups and filterable attributes, the filter and kind they imply, created no earlier than
+    their groups. Returns each scope's mailboxes and batch by key."""
     attr_sets: dict[tuple[str, str], set[str]] = defaultdict(set)
     for attribute, value, mailbox in plan.attributes:
         attr_sets[(attribute, value.casefold())].add(mailbox)  # OPATH -eq compares case-insensitively
@@ -268,41 +287,54 @@ def check_exact(plan: Plan) -> list[str]:
             problems.append(f"{where}: matches no group and no attribute")
         members: set[str] = set()
         if not unknown and not bad_attr and (s.groups or s.attributes):
-            try:
-                expected_filter = render_filter(s.groups, s.attributes, groups)
-            except ValueError as exc:
-                expected_filter = None
-                problems.append(f"{where}: {exc}")
-            if expected_filter is not None and s.filter != expected_filter:
-                problems.append(f"{where}: filter does not match its groups and attributes "
-                                f"(expected {expected_filter!r})")
-            if s.kind != scope_kind(s.groups, s.attributes):
-                problems.append(f"{where}: kind should be {scope_kind(s.groups, s.attributes)!r}")
-            for k in s.groups:
-                members |= groups[k].members
-                if groups[k].batch > s.batch:
-                    problems.append(f"{where}: in batch {s.batch}, but group {k} is only created in batch "
-                                    f"{groups[k].batch}")
-            for a, v in s.attributes:
-                matched = attr_sets.get((a, v.casefold()))
-                if not matched:
-                    problems.append(f"{where}: no mailbox recorded in {ATTRIBUTES} for {a} = {v!r}")
-                else:
-                    members |= matched
+            members = _scope_members(s, where, groups, attr_sets, problems)
         scopes[s.key] = frozenset(members)
         scope_batch[s.key] = s.batch
+    return scopes, scope_batch
 
+
+def _scope_members(s: PlanScope, where: str, groups: dict[str, PlanGroup],
+                   attr_sets: dict[tuple[str, str], set[str]], problems: list[str]) -> set[str]:
+    """The mailboxes of a well-formed scope (its groups' members and its attribute values'), checking its filter,
+    its kind and that its groups exist by its batch."""
+    try:
+        expected_filter: str | None = render_filter(s.groups, s.attributes, groups)
+    except ValueError as exc:
+        expected_filter = None
+        problems.append(f"{where}: {exc}")
+    if expected_filter is not None and s.filter != expected_filter:
+        problems.append(f"{where}: filter does not match its groups and attributes "
+                        f"(expected {expected_filter!r})")
+    if s.kind != scope_kind(s.groups, s.attributes):
+        problems.append(f"{where}: kind should be {scope_kind(s.groups, s.attributes)!r}")
+    members: set[str] = set()
+    for k in s.groups:
+        members |= groups[k].members
+        if groups[k].batch > s.batch:
+            problems.append(f"{where}: in batch {s.batch}, but group {k} is only created in batch "
+                            f"{groups[k].batch}")
+    for a, v in s.attributes:
+        matched = attr_sets.get((a, v.casefold()))
+        if not matched:
+            problems.append(f"{where}: no mailbox recorded in {ATTRIBUTES} for {a} = {v!r}")
+        else:
+            members |= matched
+    return members
+
+
+def _check_grants(plan: Plan, problems: list[str]) -> tuple[dict[str, set[str]], dict[str, set[int | None]]]:
+    """grants.csv: SendAs migrated; FullAccess kept, or in the app's set when it has a batch. Returns each app's
+    SMTP reach (the mailboxes its RBAC set must equal) and the batches of those grants."""
     expected: dict[str, set[str]] = defaultdict(set)
     grant_batches: dict[str, set[int | None]] = defaultdict(set)
-    send_as, full_access = Right.SEND_AS.value, Right.FULL_ACCESS.value
     for row, grant in enumerate(plan.grants, start=2):
         right, action = grant.right, grant.action
-        if right == send_as:
+        if right == Right.SEND_AS:
             if action != MIGRATE:
                 problems.append(f"{_grant_where(row, grant)}: a SendAs grant must be migrated, not {action!r}")
             expected[grant.app_id].add(grant.mailbox)
             grant_batches[grant.app_id].add(grant.batch)
-        elif right == full_access:
+        elif right == Right.FULL_ACCESS:
             # A FullAccess grant with a batch is SMTP reach (its app's token carries SMTP.SendAsApp): its mailbox is
             # in the app's RBAC set. Without a batch it is not, and it is kept. Removal (migrate) needs the batch.
             if action not in (KEEP, MIGRATE):
@@ -315,7 +347,14 @@ def check_exact(plan: Plan) -> list[str]:
                                 "moves to RBAC (it needs the app's batch)")
         else:
             problems.append(f"{_grant_where(row, grant)}: unknown right {right!r}")
+    return expected, grant_batches
 
+
+def _check_assignments(plan: Plan, scopes: dict[str, frozenset[str]], scope_batch: dict[str, int],
+                       problems: list[str]) -> tuple[dict[str, set[str]], dict[str, set[int]]]:
+    """assignments.csv: the plan's role, a known scope created no later. Returns each app's RBAC reach and the
+    batches of its assignments."""
+    role = plan.meta.get("role")
     effective: dict[str, set[str]] = defaultdict(set)
     assignment_batches: dict[str, set[int]] = defaultdict(set)
     for row, asg in enumerate(plan.assignments, start=2):
@@ -330,7 +369,11 @@ def check_exact(plan: Plan) -> list[str]:
                             f"{scope_batch[asg.scope]}")
         effective[asg.app_id] |= scopes[asg.scope]
         assignment_batches[asg.app_id].add(asg.batch)
+    return effective, assignment_batches
 
+
+def _check_access(expected: dict[str, set[str]], effective: dict[str, set[str]], problems: list[str]) -> None:
+    """Exactness: each app's RBAC reach equals the mailboxes it migrates (no over-grant, no access lost)."""
     for app in sorted(set(expected) | set(effective)):
         gained = effective[app] - expected[app]
         lost = expected[app] - effective[app]
@@ -340,10 +383,15 @@ def check_exact(plan: Plan) -> list[str]:
         if lost:
             problems.append(f"app {app} would lose {len(lost)} mailbox(es), e.g. {', '.join(sorted(lost)[:3])}")
 
-    # names: what the executor creates must be nameable (New-DistributionGroup -Name takes at most 64 characters)
+
+def _check_names(plan: Plan, problems: list[str]) -> None:
+    """What the executor creates must be nameable (New-DistributionGroup -Name takes at most 64 characters) and
+    the names distinct."""
     seen_names: dict[str, str] = {}
-    for kind, objects in ((GROUPS, [g for g in plan.groups if g.status == NEW]), (SCOPES, plan.scopes),
-                          (ASSIGNMENTS, plan.assignments)):
+    named: tuple[tuple[str, Sequence[PlanGroup | PlanScope | PlanAssignment]], ...] = (
+        (GROUPS, [g for g in plan.groups if g.status == NEW]), (SCOPES, plan.scopes),
+        (ASSIGNMENTS, plan.assignments))
+    for kind, objects in named:
         for obj in objects:
             if not obj.name or len(obj.name) > MAX_NAME:
                 problems.append(f"{kind} {obj.key}: name must be 1-{MAX_NAME} characters, not {obj.name!r}")
@@ -352,7 +400,12 @@ def check_exact(plan: Plan) -> list[str]:
             else:
                 seen_names[obj.name.lower()] = obj.key
 
-    # batches: every migrating app in exactly one batch, its grants and assignments in that batch
+
+def _check_batches(plan: Plan, expected: dict[str, set[str]], effective: dict[str, set[str]],
+                   grant_batches: dict[str, set[int | None]], assignment_batches: dict[str, set[int]],
+                   problems: list[str]) -> None:
+    """batches.csv: numbered in sequence, every migrating app in exactly one batch, its grants and assignments in
+    that batch."""
     batch_of: dict[str, int] = {}
     for row, b in enumerate(plan.batches, start=2):
         if b.number != row - 1:
@@ -372,7 +425,6 @@ def check_exact(plan: Plan) -> list[str]:
             problems.append(f"app {app}: its grants are not all in batch {batch_of[app]}")
         if assignment_batches[app] - {batch_of[app]}:
             problems.append(f"app {app}: its assignments are not all in batch {batch_of[app]}")
-    return problems
 
 
 def _grant_where(row: int, g: PlanGrant) -> str:
