@@ -19,7 +19,7 @@ import datetime as _dt
 import gc
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 from migrator.errors import InputError
@@ -240,65 +240,15 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
             apps_using[i] += 1
 
     # 3. groups (new or reused) get keys in the order batches first need them; attribute values get none
-    group_elems = sorted((i for i, x in enumerate(existing) if x is None or x.kind == "group"),
-                         key=lambda i: (first_app[i], -len(elements[i]), sorted(elements[i])))
-    width = max(4, len(str(len(group_elems))))
-    key_of = {i: f"G{n:0{width}d}" for n, i in enumerate(group_elems, start=1)}
-    term_of = {i: x.attribute for i, x in enumerate(existing)
-               if x is not None and x.kind == "attribute" and x.attribute is not None}
-
     namer = naming.Namer(options.prefix, naming.taken_names(inv.mailboxes, inv.groups),
                          naming.group_domain(m.address for m in inv.mailboxes))
     elem_hash = {i: naming.members_hash(elements[i]) for i in range(len(elements))}
-    groups: list[PlanGroup] = []
-    for i in group_elems:
-        key = key_of[i]
-        meets = existing[i]
-        reused = meets.group if meets is not None else None  # group_elems: None or kind "group"
-        if reused is None:
-            name = namer.name(key, elem_hash[i])
-            alias = namer.alias(name)
-            groups.append(PlanGroup(key, name, NEW, "", elements[i], alias, namer.address(alias), first[i],
-                                    apps_using[i]))
-        else:
-            # alias left empty: the inventory does not record an existing group's alias, and nothing creates it
-            groups.append(PlanGroup(key, reused.name, REUSE, reused.dn, elements[i], "", reused.address, first[i],
-                                    apps_using[i]))
+    groups, key_of, term_of = _plan_groups(elements, existing, first, first_app, apps_using, namer, elem_hash)
     groups_by_key = {g.key: g for g in groups}
 
     # 4. scopes (one per distinct combination of an app's sets) and one assignment per app (per chunk)
-    scopes: list[PlanScope] = []
-    scope_by_sig: dict[tuple, PlanScope] = {}
-    assignments: list[PlanAssignment] = []
-    scope_of_elem: dict[tuple[str, int], str] = {}
-    ordered_apps = [a for apps in batches for a in apps]
-    s_width = max(4, len(str(len(ordered_apps))))
-    a_width = max(5, len(str(len(ordered_apps))))
-    for app in ordered_apps:
-        idx = cover.app_groups[app]
-        gterms = sorted((i for i in idx if i in key_of), key=lambda i: key_of[i])
-        aterms = sorted((i for i in idx if i in term_of), key=lambda i: term_of[i])
-        terms = gterms + aterms
-        for start in range(0, len(terms), MAX_TERMS_PER_SCOPE):
-            chunk = terms[start:start + MAX_TERMS_PER_SCOPE]
-            sig = tuple(chunk)
-            scope = scope_by_sig.get(sig)
-            if scope is None:
-                gkeys = tuple(key_of[i] for i in chunk if i in key_of)
-                attrs = tuple(term_of[i] for i in chunk if i in term_of)
-                key = f"S{len(scopes) + 1:0{s_width}d}"
-                name = namer.name(key, naming.short_hash(*(elem_hash[i] for i in chunk)))
-                note = (f"{FUTURE_NOTE}: " + "; ".join(f"{a} = {opath.quote(v)}" for a, v in attrs)) if attrs else ""
-                scope = PlanScope(key, name, render_filter(gkeys, attrs, groups_by_key), gkeys,
-                                  scope_kind(gkeys, attrs), attrs, batch_of[app], note)
-                scope_by_sig[sig] = scope
-                scopes.append(scope)
-            for i in chunk:
-                scope_of_elem[(app, i)] = scope.key
-            key = f"A{len(assignments) + 1:0{a_width}d}"
-            name = namer.name(key, naming.short_hash(app, scope.name))
-            assignments.append(PlanAssignment(key, app, app_names.get(app, ""), options.role, scope.key,
-                                              batch_of[app], name))
+    scopes, assignments, scope_of_elem = _plan_scopes(batches, cover.app_groups, key_of, term_of, groups_by_key,
+                                                      batch_of, app_names, options.role, namer, elem_hash)
 
     # 5. grants: SendAs migrate (with the set that carries it), FullAccess keep; app by app, so the
     # mailbox -> reason map is one app's at a time (1M grants), and equal reasons share one string
@@ -306,21 +256,7 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
                                term_of, scope_of_elem, batch_of, uses)
 
     # 6. batch rows
-    plan_batches: list[PlanBatch] = []
-    for n, apps in enumerate(batches, start=1):
-        notes = ["pilot: smallest blast radius first" if (n == 1 and options.pilot) else "wave"]
-        moot = [a for a in apps if a in flagged]
-        if moot:
-            notes.append(f"{len(moot)} app(s) hold unscoped Entra permissions, scoping is moot until removed: "
-                         + ", ".join(f"{a} ({', '.join(flagged[a])})" for a in moot))
-        open_scopes = [s.key for s in scopes if s.batch == n and s.attributes]
-        if open_scopes:
-            notes.append(f"attribute scope(s) {', '.join(open_scopes)}: {FUTURE_NOTE}")
-        mailboxes = set().union(*(app_sets[a] for a in apps)) if apps else set()
-        plan_batches.append(PlanBatch(n, tuple(apps), sum(len(app_sets[a]) for a in apps), "; ".join(notes),
-                                      len(mailboxes), sum(1 for g in groups if g.batch == n and g.status == NEW),
-                                      sum(1 for s in scopes if s.batch == n),
-                                      sum(1 for a in assignments if a.batch == n)))
+    plan_batches = _plan_batches(batches, app_sets, flagged, groups, scopes, assignments, pilot=bool(options.pilot))
 
     used_terms = sorted({t for s in scopes for t in s.attributes})
     meta = {
@@ -342,6 +278,96 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
     }
     return Plan(meta, tuple(plan_grants), tuple(groups), tuple(scopes), tuple(assignments), tuple(plan_batches),
                 tuple(reuse.attribute_holders(inv.mailboxes, used_terms)))
+
+
+def _plan_groups(elements: list[frozenset[str]], existing: list, first: Mapping, first_app: dict[int, int],
+                 apps_using: dict[int, int], namer: naming.Namer, elem_hash: dict[int, str]
+                 ) -> tuple[list[PlanGroup], dict[int, str], dict[int, tuple[str, str]]]:
+    """The plan's groups (new, or an existing one reused), keyed in the order batches first need them; returns
+    them, each cover element's group key and each attribute element's (attribute, value)."""
+    group_elems = sorted((i for i, x in enumerate(existing) if x is None or x.kind == "group"),
+                         key=lambda i: (first_app[i], -len(elements[i]), sorted(elements[i])))
+    width = max(4, len(str(len(group_elems))))
+    key_of = {i: f"G{n:0{width}d}" for n, i in enumerate(group_elems, start=1)}
+    term_of = {i: x.attribute for i, x in enumerate(existing)
+               if x is not None and x.kind == "attribute" and x.attribute is not None}
+    groups: list[PlanGroup] = []
+    for i in group_elems:
+        key = key_of[i]
+        meets = existing[i]
+        reused = meets.group if meets is not None else None  # group_elems: None or kind "group"
+        if reused is None:
+            name = namer.name(key, elem_hash[i])
+            alias = namer.alias(name)
+            groups.append(PlanGroup(key, name, NEW, "", elements[i], alias, namer.address(alias), first[i],
+                                    apps_using[i]))
+        else:
+            # alias left empty: the inventory does not record an existing group's alias, and nothing creates it
+            groups.append(PlanGroup(key, reused.name, REUSE, reused.dn, elements[i], "", reused.address, first[i],
+                                    apps_using[i]))
+    return groups, key_of, term_of
+
+
+def _plan_scopes(batches: list[tuple[str, ...]], app_groups: dict[str, tuple[int, ...]], key_of: dict[int, str],
+                 term_of: dict[int, tuple[str, str]], groups_by_key: dict[str, PlanGroup], batch_of: dict[str, int],
+                 app_names: dict[str, str], role: str, namer: naming.Namer, elem_hash: dict[int, str]
+                 ) -> tuple[list[PlanScope], list[PlanAssignment], dict[tuple[str, int], str]]:
+    """One scope per distinct combination of an app's sets (at most MAX_TERMS_PER_SCOPE terms each) and one
+    assignment per app and scope, in batch order; returns them and the scope that carries each (app, element)."""
+    scopes: list[PlanScope] = []
+    scope_by_sig: dict[tuple, PlanScope] = {}
+    assignments: list[PlanAssignment] = []
+    scope_of_elem: dict[tuple[str, int], str] = {}
+    ordered_apps = [a for apps in batches for a in apps]
+    s_width = max(4, len(str(len(ordered_apps))))
+    a_width = max(5, len(str(len(ordered_apps))))
+    for app in ordered_apps:
+        idx = app_groups[app]
+        gterms = sorted((i for i in idx if i in key_of), key=lambda i: key_of[i])
+        aterms = sorted((i for i in idx if i in term_of), key=lambda i: term_of[i])
+        terms = gterms + aterms
+        for start in range(0, len(terms), MAX_TERMS_PER_SCOPE):
+            chunk = terms[start:start + MAX_TERMS_PER_SCOPE]
+            sig = tuple(chunk)
+            scope = scope_by_sig.get(sig)
+            if scope is None:
+                gkeys = tuple(key_of[i] for i in chunk if i in key_of)
+                attrs = tuple(term_of[i] for i in chunk if i in term_of)
+                key = f"S{len(scopes) + 1:0{s_width}d}"
+                name = namer.name(key, naming.short_hash(*(elem_hash[i] for i in chunk)))
+                note = (f"{FUTURE_NOTE}: " + "; ".join(f"{a} = {opath.quote(v)}" for a, v in attrs)) if attrs else ""
+                scope = PlanScope(key, name, render_filter(gkeys, attrs, groups_by_key), gkeys,
+                                  scope_kind(gkeys, attrs), attrs, batch_of[app], note)
+                scope_by_sig[sig] = scope
+                scopes.append(scope)
+            for i in chunk:
+                scope_of_elem[(app, i)] = scope.key
+            key = f"A{len(assignments) + 1:0{a_width}d}"
+            name = namer.name(key, naming.short_hash(app, scope.name))
+            assignments.append(PlanAssignment(key, app, app_names.get(app, ""), role, scope.key, batch_of[app], name))
+    return scopes, assignments, scope_of_elem
+
+
+def _plan_batches(batches: list[tuple[str, ...]], app_sets: dict[str, frozenset[str]], flagged: dict[str, list[str]],
+                  groups: list[PlanGroup], scopes: list[PlanScope], assignments: list[PlanAssignment], *,
+                  pilot: bool) -> list[PlanBatch]:
+    """batches.csv rows: apps, counts and a note (pilot or wave, unscoped permissions, open attribute scopes)."""
+    plan_batches: list[PlanBatch] = []
+    for n, apps in enumerate(batches, start=1):
+        notes = ["pilot: smallest blast radius first" if (n == 1 and pilot) else "wave"]
+        moot = [a for a in apps if a in flagged]
+        if moot:
+            notes.append(f"{len(moot)} app(s) hold unscoped Entra permissions, scoping is moot until removed: "
+                         + ", ".join(f"{a} ({', '.join(flagged[a])})" for a in moot))
+        open_scopes = [s.key for s in scopes if s.batch == n and s.attributes]
+        if open_scopes:
+            notes.append(f"attribute scope(s) {', '.join(open_scopes)}: {FUTURE_NOTE}")
+        mailboxes = set().union(*(app_sets[a] for a in apps)) if apps else set()
+        plan_batches.append(PlanBatch(n, tuple(apps), sum(len(app_sets[a]) for a in apps), "; ".join(notes),
+                                      len(mailboxes), sum(1 for g in groups if g.batch == n and g.status == NEW),
+                                      sum(1 for s in scopes if s.batch == n),
+                                      sum(1 for a in assignments if a.batch == n)))
+    return plan_batches
 
 
 def _plan_grants(grants, app_names, flagged, role, app_groups, elements, key_of, term_of, scope_of_elem,
