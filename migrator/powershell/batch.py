@@ -117,8 +117,16 @@ def batch_slice(plan, number: int, *, probes_per_app: int = 3) -> BatchSlice:
     for app_id, mailbox in sorted({(g.app_id, g.mailbox) for g in plan.grants if g.batch == number}):
         expected.setdefault(app_id, []).append(mailbox)
 
-    # Exactness guard: the union of an app's groups must be its migrated mailboxes (attribute scopes aside,
-    # the plan holds no member list for them; load_plan checks those against the inventory).
+    _check_exact_reach(apps, assignments, scopes_by_key, groups_by_key, expected, where)
+    probes = _probes(plan, apps, groups, probes_per_app)
+    return BatchSlice(number, batch.note or "", apps, groups, scopes, assignments, sendas,
+                      {k: sorted(v) for k, v in expected.items()}, probes, kept)
+
+
+def _check_exact_reach(apps, assignments, scopes_by_key, groups_by_key, expected: dict[str, list[str]],
+                       where: str) -> None:
+    """Exactness guard: the union of an app's groups must be its migrated mailboxes (attribute scopes aside, the
+    plan holds no member list for them; load_plan checks those against the inventory)."""
     for app_id, _ in apps:
         mine = [scopes_by_key[a.scope] for a in assignments if a.app_id == app_id]
         if mine and all(s.groups or filter_group_keys(s.filter) for s in mine):
@@ -132,14 +140,14 @@ def batch_slice(plan, number: int, *, probes_per_app: int = 3) -> BatchSlice:
                 raise PlanError(f"plan is not exact for app {app_id}: groups reach {extra or 'no'} extra and miss "
                                 f"{missing or 'no'} mailboxes", path=where, field="app_id", value=app_id)
 
-    # Out-of-set probes: mailboxes of the plan the app held no SendAs grant on (any batch, any action).
-    # Members of the batch's own groups come first: a scope bound to the wrong group would reach them.
+
+def _probes(plan, apps, groups, probes_per_app: int) -> dict[str, list[str]]:
+    """Out-of-set probes: mailboxes of the plan the app held no SendAs grant on (any batch, any action). Members
+    of the batch's own groups come first: a scope bound to the wrong group would reach them."""
     near = sorted({m for g in groups for m in g.members})
     everyone = near + sorted({g.mailbox for g in plan.grants} - set(near))
     had: dict[str, set[str]] = {}
     for g in plan.grants:
         if g.right == Right.SEND_AS:
             had.setdefault(g.app_id, set()).add(g.mailbox)
-    probes = {a: [m for m in everyone if m not in had.get(a, set())][:probes_per_app] for a, _ in apps}
-    return BatchSlice(number, batch.note or "", apps, groups, scopes, assignments, sendas,
-                      {k: sorted(v) for k, v in expected.items()}, probes, kept)
+    return {a: [m for m in everyone if m not in had.get(a, set())][:probes_per_app] for a, _ in apps}
