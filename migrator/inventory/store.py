@@ -140,36 +140,55 @@ def read_inventory(path: Path) -> Inventory:
     if not path.is_dir():
         raise InputError("inventory folder not found", path=str(path))
     manifest = _read_manifest(path / MANIFEST_FILE)
+    sps = _read_sps(path / SPS_FILE)
+    mailboxes = _read_mailboxes(path / MAILBOXES_FILE)
+    by_app = {sp.app_id: sp for sp in sps}
+    grants = _read_grants(path / GRANTS_FILE, by_app, {mb.address for mb in mailboxes})
+    groups = _read_groups(path / GROUPS_FILE)
+    perms: list[tuple[str, str, str]] = []
+    ap_path = path / APP_PERMISSIONS_FILE
+    if ap_path.exists():
+        for row_no, row in _rows(ap_path, APP_PERMISSION_COLUMNS):
+            perms.append((norm_id(_required(row, "app_id", ap_path, row_no)), row["resource"], row["permission"]))
+    return Inventory(tuple(sps), tuple(mailboxes), tuple(grants), tuple(groups), tuple(perms), manifest,
+                     app_permissions_known=ap_path.exists())
 
+
+def _read_sps(sp_path: Path) -> list[ServicePrincipal]:
     sps: list[ServicePrincipal] = []
-    by_app: dict[str, ServicePrincipal] = {}
-    for row_no, row in _rows(path / SPS_FILE, SP_COLUMNS):
-        app_id = _required(row, "app_id", path / SPS_FILE, row_no)
-        object_id = _required(row, "object_id", path / SPS_FILE, row_no)
+    seen: set[str] = set()
+    for row_no, row in _rows(sp_path, SP_COLUMNS):
+        app_id = _required(row, "app_id", sp_path, row_no)
+        object_id = _required(row, "object_id", sp_path, row_no)
         sp = ServicePrincipal(app_id, object_id, row["display_name"], row["exchange_identity"],
                               tuple(n for n in (row.get("exchange_names") or "").split(";") if n))
-        if sp.app_id in by_app:
-            raise InputError("duplicate app id", path=str(path / SPS_FILE), row=row_no, field="app_id",
-                             value=app_id)
-        by_app[sp.app_id] = sp
+        if sp.app_id in seen:
+            raise InputError("duplicate app id", path=str(sp_path), row=row_no, field="app_id", value=app_id)
+        seen.add(sp.app_id)
         sps.append(sp)
+    return sps
 
+
+def _read_mailboxes(mb_path: Path) -> list[Mailbox]:
     mailboxes: list[Mailbox] = []
     addresses: set[str] = set()
-    for row_no, row in _rows(path / MAILBOXES_FILE, MAILBOX_BASE_COLUMNS):
-        address = _required(row, "address", path / MAILBOXES_FILE, row_no)
+    for row_no, row in _rows(mb_path, MAILBOX_BASE_COLUMNS):
+        address = _required(row, "address", mb_path, row_no)
         attrs = tuple((a, row[a]) for a in FILTERABLE_ATTRIBUTES if row.get(a))
         mb = Mailbox(address, row["external_id"], row["guid"], row["name"], row["alias"], row["display_name"],
                      row["dn"], row["upn"], row["recipient_type"], attrs)
         if mb.address in addresses:
-            raise InputError("duplicate mailbox address", path=str(path / MAILBOXES_FILE), row=row_no,
-                             field="address", value=address)
+            raise InputError("duplicate mailbox address", path=str(mb_path), row=row_no, field="address",
+                             value=address)
         addresses.add(mb.address)
         mailboxes.append(mb)
+    return mailboxes
 
+
+def _read_grants(gpath: Path, by_app: dict[str, ServicePrincipal], addresses: set[str]) -> list[Grant]:
+    """grants.csv: every row names a known SP (and its object id, if given) and a known mailbox."""
     grants: list[Grant] = []
     seen_grants: set[Grant] = set()
-    gpath = path / GRANTS_FILE
     for row_no, row in _rows(gpath, GRANT_COLUMNS):
         app_id = norm_id(_required(row, "app_id", gpath, row_no))
         mailbox = norm_id(_required(row, "mailbox", gpath, row_no))
@@ -192,9 +211,11 @@ def read_inventory(path: Path) -> Inventory:
         if grant not in seen_grants:  # a repeated row is harmless; keep one
             seen_grants.add(grant)
             grants.append(grant)
+    return grants
 
+
+def _read_groups(gr_path: Path) -> list[Group]:
     groups: list[Group] = []
-    gr_path = path / GROUPS_FILE
     if gr_path.exists():
         for row_no, row in _rows(gr_path, GROUP_COLUMNS):
             address = _required(row, "address", gr_path, row_no)
@@ -206,15 +227,7 @@ def read_inventory(path: Path) -> Inventory:
                                  value=row["other_members"]) from None
             groups.append(Group(address, row["name"], row["dn"], row["guid"], row["external_id"],
                                 row["recipient_type"], members, other))
-
-    perms: list[tuple[str, str, str]] = []
-    ap_path = path / APP_PERMISSIONS_FILE
-    if ap_path.exists():
-        for row_no, row in _rows(ap_path, APP_PERMISSION_COLUMNS):
-            perms.append((norm_id(_required(row, "app_id", ap_path, row_no)), row["resource"], row["permission"]))
-
-    return Inventory(tuple(sps), tuple(mailboxes), tuple(grants), tuple(groups), tuple(perms), manifest,
-                     app_permissions_known=ap_path.exists())
+    return groups
 
 
 def _read_manifest(path: Path) -> dict:
