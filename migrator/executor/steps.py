@@ -218,7 +218,7 @@ def drift_check(ctx: Context) -> list[str]:
                                                      phase="rollback", kind="fullaccess", op="restore")
                    if a.status in ("applied", "verified")}
     reach_fa = sorted({(norm_id(g.app_id), norm_id(g.mailbox)) for g in view.grants
-                       if str(g.right) == "FullAccess" and g.batch is not None
+                       if g.right == Right.FULL_ACCESS and g.batch is not None
                        and ctx.sps.get(norm_id(g.app_id), {}).get("exchange")})
 
     def fullaccess_diff(pair: tuple[str, str]) -> str | None:
