@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from migrator.executor.states import BatchState
 from migrator.model import norm_id
+from migrator.planner.plan import NEW
 
 
 @dataclass(frozen=True)
@@ -81,15 +83,15 @@ def pending_change(ctx, *, tenant: str, state: str, steps: list[str]) -> Pending
         return _rollback_change(ctx, tenant=tenant, state=state, steps=steps)
     apps = tuple(AppChange(a, view.app_names.get(a, ""), len(view.rbac_mailboxes(a))) for a in view.apps)
     counts = {
-        "groups_new": sum(1 for g in view.groups if g.status == "new"),
-        "groups_reused": sum(1 for g in view.groups if g.status != "new"),
+        "groups_new": sum(1 for g in view.groups if g.status == NEW),
+        "groups_reused": sum(1 for g in view.groups if g.status != NEW),
         "scopes": len(view.scopes),
         "assignments": len(view.assignments),
         "cutover": len(view.apps) if ctx.settings.cutover else 0,
         "sendas": len(view.migrate_grants("SendAs")),
         "fullaccess": len(view.migrate_grants("FullAccess")),
     }
-    return PendingChange("execute", tenant, str(ctx.plan.path), view.number, state != "new", apps, counts,
+    return PendingChange("execute", tenant, str(ctx.plan.path), view.number, state != BatchState.NEW, apps, counts,
                          tuple(steps))
 
 

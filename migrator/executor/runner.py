@@ -36,6 +36,7 @@ from migrator.executor.context import (
 from migrator.executor.entra import EntraWrites
 from migrator.executor.journal import Journal
 from migrator.executor.review import PendingChange
+from migrator.executor.states import BatchState, Outcome
 from migrator.executor.steps import (
     EXECUTE_STEPS,
     StepFailed,
@@ -70,13 +71,13 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         statuses = {o.status for o in self.outcomes}
-        if "failed" in statuses:
+        if Outcome.FAILED in statuses:
             return ExitCode.ITEMS_FAILED
-        if "stopped" in statuses:
+        if Outcome.STOPPED in statuses:
             return ExitCode.INCOMPLETE
-        if "handover" in statuses:
+        if Outcome.HANDOVER in statuses:
             return ExitCode.HANDOVER
-        if "waiting" in statuses:
+        if Outcome.WAITING in statuses:
             return ExitCode.WAITING  # as `migrator status`: come back at the time shown (the same command resumes)
         return ExitCode.OK
 
@@ -197,9 +198,9 @@ class Runner:
                         continue  # still waiting: do not redo its preflight yet
                     outcome = self.run_batch(number)
                     outcomes[number] = outcome
-                    if outcome.status != "waiting":
+                    if outcome.status != Outcome.WAITING:
                         pending.remove(number)
-                    if outcome.status in ("failed", "stopped"):
+                    if outcome.status in (Outcome.FAILED, Outcome.STOPPED):
                         pending = []
                         break
                 if not pending or not self.wait:
@@ -224,15 +225,15 @@ class Runner:
         """The context to run batch `number` in, and its state; or an outcome when there is nothing to do."""
         view = batch_view(self.plan, number)
         state, generation = self.journal.batch_state(number)
-        if state == "done":
+        if state == BatchState.DONE:
             self.output.info(f"Batch {number}: already done.")
-            return BatchOutcome(number, "skipped", message="already done")
-        if state in ("rolling_back",):
+            return BatchOutcome(number, Outcome.SKIPPED, message="already done")
+        if state == BatchState.ROLLING_BACK:
             raise MigratorError(f"batch {number}: a rollback is in progress; finish it with `migrator rollback` "
                                 "before executing the batch again")
-        if state == "rolled_back":
+        if state == BatchState.ROLLED_BACK:
             generation += 1
-            state = "new"
+            state = BatchState.NEW
         ctx = Context(plan=self.plan, view=view, journal=self.journal, exo=self.exo, graph=self.graph,
                       settings=self.settings, control=self.control, output=self.output, generation=generation,
                       phase=self.phase, dry_run=self.dry_run, now=self.now, sleep=self.sleep,
@@ -243,12 +244,12 @@ class Runner:
         return ctx, state
 
     def begin(self, ctx: Context, state: str) -> None:
-        if not self.dry_run and state == "new":
-            self.journal.set_batch_state(ctx.batch, "executing", ctx.generation)
+        if not self.dry_run and state == BatchState.NEW:
+            self.journal.set_batch_state(ctx.batch, BatchState.EXECUTING, ctx.generation)
 
     def finish(self, ctx: Context) -> None:
         if not self.dry_run:
-            self.journal.set_batch_state(ctx.batch, "done", ctx.generation)
+            self.journal.set_batch_state(ctx.batch, BatchState.DONE, ctx.generation)
         self.output.info(f"Batch {ctx.batch}: done.")
 
     def run_batch(self, number: int) -> BatchOutcome:
@@ -259,7 +260,7 @@ class Runner:
         try:
             self.preflight(ctx)
             if not self.approved(ctx, state):
-                return BatchOutcome(number, "stopped", message="not confirmed: nothing was changed")
+                return BatchOutcome(number, Outcome.STOPPED, message="not confirmed: nothing was changed")
             self.begin(ctx, state)
             for name, fn in self.steps:
                 ctx.step = name
@@ -272,7 +273,7 @@ class Runner:
                 if fn is None:
                     until = self.wait_step(ctx, name, row)
                     if until is not None:
-                        return BatchOutcome(number, "waiting", until=until,
+                        return BatchOutcome(number, Outcome.WAITING, until=until,
                                             message=f"{name.replace('_', ' ')} until {fmt_time(until)}")
                     continue
                 self.output.info(f"  {name.replace('_', ' ')}...")
@@ -287,7 +288,7 @@ class Runner:
                     if not self.dry_run:
                         self.journal.set_step(number, ctx.generation, self.phase, name, "handover",
                                               detail={**result.detail, "handover": result.handover})
-                    return BatchOutcome(number, "handover", message=result.handover)
+                    return BatchOutcome(number, Outcome.HANDOVER, message=result.handover)
                 if result.failures:
                     if not self.dry_run:
                         self.journal.set_step(number, ctx.generation, self.phase, name, "failed",
@@ -299,14 +300,14 @@ class Runner:
             notes = [n for row in self.journal.steps(number, ctx.generation) if row.phase == self.phase
                      for n in row.detail.get("notes", [])] if not self.dry_run else []
             notes += [n for n in ctx.cache.get("notes", []) if n not in notes]
-            return BatchOutcome(number, "done", message="; ".join(notes))
+            return BatchOutcome(number, Outcome.DONE, message="; ".join(notes))
         except StepFailed as exc:
             self.output.info(str(exc))
-            return BatchOutcome(number, "failed", failures=exc.failures, message=str(exc))
+            return BatchOutcome(number, Outcome.FAILED, failures=exc.failures, message=str(exc))
         except (Stopped, JournalWriteError) as exc:
             # A journal or undo-log write that failed raised before its tenant write was sent: stop cleanly here.
             self.output.info(str(exc))
-            return BatchOutcome(number, "stopped", message=str(exc))
+            return BatchOutcome(number, Outcome.STOPPED, message=str(exc))
 
     # ---- pieces ---------------------------------------------------------------------------------------------
 

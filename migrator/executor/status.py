@@ -33,9 +33,11 @@ from migrator.executor.journal import Journal
 from migrator.executor.plan_lock import lock_holder
 from migrator.executor.rollback import ROLLBACK_STEPS
 from migrator.executor.runner import fmt_duration, fmt_time
+from migrator.executor.states import BatchState
 from migrator.executor.steps import EXECUTE_STEPS
 from migrator.exitcodes import ExitCode
-from migrator.model import norm_id
+from migrator.model import Right, norm_id
+from migrator.planner.plan import MIGRATE
 
 DONE_ACTIONS = ("applied", "verified")
 
@@ -83,7 +85,7 @@ class BatchStatus:
             return "failed"
         if self.handover:
             return "handed over"
-        if self.state == "new":
+        if self.state == BatchState.NEW:
             return "planned"
         if self.state == "done":
             return "applied"
@@ -126,7 +128,7 @@ def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[
     planned: Counter = Counter()
     for g in plan.grants:
         names.setdefault(norm_id(g.app_id), g.app_name)
-        if g.action == "migrate" and str(g.right) == "SendAs":
+        if g.action == MIGRATE and g.right == Right.SEND_AS:
             planned[norm_id(g.app_id)] += 1
     out = []
     for batch in plan.batches:
@@ -158,7 +160,8 @@ def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[
                     entry["ready"] = now >= row.not_before
             status.steps.append(entry)
         none: Counter = Counter()
-        migrated, restored, pending = _app_counts(journal, n, generation) if state != "new" else (none, none, none)
+        migrated, restored, pending = (_app_counts(journal, n, generation) if state != BatchState.NEW
+                                       else (none, none, none))
         condition = status.condition
         for app_id in (norm_id(a) for a in batch.apps):
             status.app_rows.append(AppStatus(app_id, names.get(app_id, ""), condition, planned[app_id],
@@ -245,7 +248,7 @@ def render(statuses: list[BatchStatus], *, now: float | None = None) -> str:
                          f"{restored}")
         if s.handover:
             lines.append(f"    handed over: {s.handover.removeprefix('handed over: ')}")
-        if s.state == "new":
+        if s.state == BatchState.NEW:
             continue
         for step in s.steps:
             mark = {"done": "x", "failed": "!", "waiting": "~", "running": ">", "interrupted": "?"}.get(
