@@ -34,12 +34,13 @@ def journal_counts(plan_path) -> tuple[Counter, Counter, Counter]:
         return Counter(), Counter(), Counter()
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
         gens = dict(con.execute("SELECT batch, generation FROM batches"))
+        state = dict(con.execute("SELECT batch, state FROM batches"))
         rows = con.execute("SELECT batch, generation, phase, key, op, status FROM actions WHERE kind='sendas'")
         removed, restored, pending = set(), set(), set()
         for batch, gen, phase, key, op, status in rows:
             if gens.get(batch) != gen:
                 continue
-            if status == "intent" and (phase, op) == ("execute", "remove"):
+            if status == "intent" and (phase, op) == ("execute", "remove") and state.get(batch) != "rolled_back":
                 pending.add(key)
             elif status in ("applied", "verified"):
                 (removed if (phase, op) == ("execute", "remove") else restored).add(key)

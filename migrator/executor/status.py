@@ -162,6 +162,8 @@ def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[
         none: Counter = Counter()
         migrated, restored, pending = (_app_counts(journal, n, generation) if state != BatchState.NEW
                                        else (none, none, none))
+        if state == BatchState.ROLLED_BACK:  # the rollback read every recorded removal back from the tenant
+            pending = none
         condition = status.condition
         for app_id in (norm_id(a) for a in batch.apps):
             status.app_rows.append(AppStatus(app_id, names.get(app_id, ""), condition, planned[app_id],
