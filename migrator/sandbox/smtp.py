@@ -1,7 +1,7 @@
 """The sandbox's SMTP submission endpoint: STARTTLS, then `AUTH XOAUTH2`, answered from the tenant's data plane.
 
 What Exchange Online's smtp.office365.com:587 does for an app that signs in with client credentials, as far as the
-public record goes (docs/EXCHANGE-FACTS.md, "SMTP"):
+public record goes (docs/exchange.md §1, SMTP):
 - the client must STARTTLS before AUTH; XOAUTH2's initial response is base64 of
   `user=<mailbox>\\x01auth=Bearer <token>\\x01\\x01`, the token issued for `https://outlook.office365.com`;
 - `235 2.7.0 Authentication successful` when the app may send as that mailbox *now* (the same data plane the

@@ -1,7 +1,7 @@
 """One SMTP AUTH probe, as an app's own relay would sign in: STARTTLS, `AUTH XOAUTH2`, then `MAIL FROM` and `RSET`.
 
 Nothing is ever sent: the probe stops before RCPT/DATA. The reply codes tell apart what matters to a migration
-(docs/EXCHANGE-FACTS.md, "SMTP"): 235 signed in; 535 5.7.3 no permission for that mailbox (also while a change has
+(docs/exchange.md §1, SMTP): 235 signed in; 535 5.7.3 no permission for that mailbox (also while a change has
 not propagated); 535 5.7.139 SMTP AUTH disabled for the tenant or the mailbox. The token is a secret: it is never
 logged and never part of a result or an error message.
 """
