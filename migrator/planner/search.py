@@ -36,7 +36,9 @@ PAIR_EDGES = 600          # heaviest dual edges whose compatible pairs are tried
 PAIR_CANDIDATES = 20_000  # row pairs evaluated per round
 PAIR_ADD = 200            # bicliques added per round from the pairs
 DOMINATION_BUDGET = 50_000_000   # multiply-adds for the subset pairs that drop dominated edges (about 2 s)
-CG_MAX_CONSTRAINTS = 100_000   # past this many edge constraints the LP is too slow to price from: pool + ILP only
+CG_MAX_CONSTRAINTS = 100_000  # past this many edge constraints the LP is too slow to price from: pool + ILP only
+SEED_INCIDENCES = 1_000_000   # incidences of a capped enumeration's bicliques taken into the pool
+ILP_SHARE = 0.7               # of the remaining time: HiGHS's presolve can overrun its limit on a large pool
 EPS = 1e-6
 
 
@@ -297,7 +299,11 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
             stop = pool.add_many(pair_intersections(m), incidence_budget, deadline)
         if stop is None and seeds is not None:               # packed intents from a capped enumeration
             bits = np.unpackbits(np.ascontiguousarray(seeds).view(np.uint8), axis=1)[:, :nc].astype(bool)
-            stop = pool.add_many([np.flatnonzero(b) for b in bits], incidence_budget, deadline)
+            # at most SEED_INCIDENCES of them: past that the integer program over the pool outruns its time limit
+            seed_budget = min(incidence_budget, pool.incidences + SEED_INCIDENCES)
+            stop = pool.add_many([np.flatnonzero(b) for b in bits], seed_budget, deadline)
+            if stop == "memory" and seed_budget < incidence_budget:
+                stop = None
     else:
         stop = "time"
     if stop is not None:
@@ -357,7 +363,7 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
             a_kept = a_full[rows_kept]
             a_kept = a_kept[_distinct_rows(a_kept)]          # edges covered by the same bicliques: one constraint
             info["ilp_constraints"] = a_kept.shape[0]
-            res = ilp.solve_set_cover(a_kept, remaining)
+            res = ilp.solve_set_cover(a_kept, remaining * ILP_SHARE)
             info["ilp"] = {"status": res.status, "seconds": res.seconds,
                            "groups": None if res.chosen is None else len(res.chosen)}
             if res.chosen is not None and len(res.chosen) < len(best) and covers_all(a_full, res.chosen):
