@@ -291,19 +291,8 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
     pool.add_many(firsts, np.iinfo(np.int64).max)           # min(rows, cols) bicliques: at most the input's size
     trivial = sorted({pool.index_of(x) for x in firsts})
     best = trivial
-    stop = None
     if phase("trivial"):
-        rest = column_concepts(m) if nr <= nc else rows_of
-        stop = pool.add_many(rest, incidence_budget, deadline)
-        if stop is None:
-            stop = pool.add_many(pair_intersections(m), incidence_budget, deadline)
-        if stop is None and seeds is not None:               # packed intents from a capped enumeration
-            bits = np.unpackbits(np.ascontiguousarray(seeds).view(np.uint8), axis=1)[:, :nc].astype(bool)
-            # at most SEED_INCIDENCES of them: past that the integer program over the pool outruns its time limit
-            seed_budget = min(incidence_budget, pool.incidences + SEED_INCIDENCES)
-            stop = pool.add_many([np.flatnonzero(b) for b in bits], seed_budget, deadline)
-            if stop == "memory" and seed_budget < incidence_budget:
-                stop = None
+        stop = _fill_pool(m, pool, column_concepts(m) if nr <= nc else rows_of, seeds, incidence_budget, deadline)
     else:
         stop = "time"
     if stop is not None:
@@ -321,55 +310,16 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
     rounds, lp_value = 0, None
     use_lp = ilp.highspy is not None and len(rows_kept) <= CG_MAX_CONSTRAINTS
     if phase("domination") and use_lp:
-        lp = _Lp(len(rows_kept))
-        lp.add(pool.incidence()[rows_kept])
-        while rounds < MAX_ROUNDS:
-            now = time.perf_counter()
-            if now > cg_deadline:
-                cut = cut or "time limit (column generation)"
-                break
-            solved = lp.solve(cg_deadline - now)
-            if solved is None:
-                cut = cut or "time limit (column generation)"
-                break
-            lp_value, _, duals = solved
-            rounds += 1
-            yv = np.zeros(m.nnz)
-            yv[rows_kept] = np.maximum(duals, 0.0)
-            y = sp.csr_matrix((yv, m.indices.copy(), m.indptr.copy()), shape=m.shape)   # not shared: pruned next
-            y.eliminate_zeros()
-            start = len(pool.intents)
-            new = _price_pairs(m, pool, y, cg_deadline, incidence_budget)
-            if new != -2:
-                new = _price(m, pool, y, y.tocsc(), cg_deadline, incidence_budget)
-            if new == -2:
-                cut = cut or "memory budget (column generation)"
-            if len(pool.intents) == start:
-                break
-            lp.add(pool.incidence(start)[rows_kept])
+        rounds, lp_value, cg_cut = _column_generation(m, pool, rows_kept, cg_deadline, incidence_budget)
+        cut = cut or cg_cut
     info["rounds"] = rounds
     info["pool"] = len(pool.intents)
     info["incidences"] = pool.incidences
     info["lp"] = None if lp_value is None else round(lp_value, 3)
     # covers: greedy over the pool, then the integer program over it
     if phase("column_generation"):
-        a_full = pool.incidence().tocsr()
-        greedy = greedy_cover_sparse(a_full)
-        info["greedy"] = len(greedy)
-        if len(greedy) < len(best):
-            best = greedy
-        remaining = deadline - time.perf_counter()
-        if len(best) > lb and remaining > 0.1:
-            a_kept = a_full[rows_kept]
-            a_kept = a_kept[_distinct_rows(a_kept)]          # edges covered by the same bicliques: one constraint
-            info["ilp_constraints"] = a_kept.shape[0]
-            res = ilp.solve_set_cover(a_kept, remaining * ILP_SHARE)
-            info["ilp"] = {"status": res.status, "seconds": res.seconds,
-                           "groups": None if res.chosen is None else len(res.chosen)}
-            if res.chosen is not None and len(res.chosen) < len(best) and covers_all(a_full, res.chosen):
-                best = res.chosen
-            if not res.optimal:
-                cut = cut or "time limit (integer program)"
+        best, ilp_cut = _cover_from_pool(pool, rows_kept, best, lb, deadline, info)
+        cut = cut or ilp_cut
         phase("integer_program")
     else:
         cut = cut or "time limit (before the integer program)"
@@ -380,6 +330,78 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
     stats.setdefault("search", []).append(info)
     optimal = len(best) <= lb
     return [pool.extents[k] for k in best], lb, optimal
+
+
+def _cover_from_pool(pool: Pool, rows_kept: np.ndarray, best: list, lb: int, deadline: float,
+                     info: dict) -> tuple[list, str | None]:
+    """The best cover the pool gives: the hardest-edge-first greedy, then the integer program over the pool in the
+    time left (its answer is taken only when it covers every edge). Returns (cover, why it was cut or None)."""
+    a_full = pool.incidence().tocsr()
+    greedy = greedy_cover_sparse(a_full)
+    info["greedy"] = len(greedy)
+    if len(greedy) < len(best):
+        best = greedy
+    remaining = deadline - time.perf_counter()
+    if len(best) <= lb or remaining <= 0.1:
+        return best, None
+    a_kept = a_full[rows_kept]
+    a_kept = a_kept[_distinct_rows(a_kept)]          # edges covered by the same bicliques: one constraint
+    info["ilp_constraints"] = a_kept.shape[0]
+    res = ilp.solve_set_cover(a_kept, remaining * ILP_SHARE)
+    info["ilp"] = {"status": res.status, "seconds": res.seconds,
+                   "groups": None if res.chosen is None else len(res.chosen)}
+    if res.chosen is not None and len(res.chosen) < len(best) and covers_all(a_full, res.chosen):
+        best = res.chosen
+    return best, None if res.optimal else "time limit (integer program)"
+
+
+def _fill_pool(m: sp.csr_matrix, pool: Pool, rest: list, seeds: np.ndarray | None, incidence_budget: int,
+               deadline: float) -> str | None:
+    """The search's starting pool after the trivial cover: the other side's concepts, pair intersections, then the
+    packed intents of a capped enumeration. Returns why it stopped early ("memory" / "time"), or None."""
+    stop = pool.add_many(rest, incidence_budget, deadline)
+    if stop is None:
+        stop = pool.add_many(pair_intersections(m), incidence_budget, deadline)
+    if stop is None and seeds is not None:               # packed intents from a capped enumeration
+        bits = np.unpackbits(np.ascontiguousarray(seeds).view(np.uint8), axis=1)[:, :m.shape[1]].astype(bool)
+        # at most SEED_INCIDENCES of them: past that the integer program over the pool outruns its time limit
+        seed_budget = min(incidence_budget, pool.incidences + SEED_INCIDENCES)
+        stop = pool.add_many([np.flatnonzero(b) for b in bits], seed_budget, deadline)
+        if stop == "memory" and seed_budget < incidence_budget:
+            stop = None
+    return stop
+
+
+def _column_generation(m: sp.csr_matrix, pool: Pool, rows_kept: np.ndarray, cg_deadline: float,
+                       incidence_budget: int) -> tuple[int, float | None, str | None]:
+    """LP over the pool, new bicliques priced from its duals, until nothing new or the deadline:
+    (rounds, last LP value, why it was cut or None)."""
+    lp = _Lp(len(rows_kept))
+    lp.add(pool.incidence()[rows_kept])
+    rounds, lp_value, cut = 0, None, None
+    while rounds < MAX_ROUNDS:
+        now = time.perf_counter()
+        if now > cg_deadline:
+            return rounds, lp_value, cut or "time limit (column generation)"
+        solved = lp.solve(cg_deadline - now)
+        if solved is None:
+            return rounds, lp_value, cut or "time limit (column generation)"
+        lp_value, _, duals = solved
+        rounds += 1
+        yv = np.zeros(m.nnz)
+        yv[rows_kept] = np.maximum(duals, 0.0)
+        y = sp.csr_matrix((yv, m.indices.copy(), m.indptr.copy()), shape=m.shape)   # not shared: pruned next
+        y.eliminate_zeros()
+        start = len(pool.intents)
+        new = _price_pairs(m, pool, y, cg_deadline, incidence_budget)
+        if new != -2:
+            new = _price(m, pool, y, y.tocsc(), cg_deadline, incidence_budget)
+        if new == -2:
+            cut = cut or "memory budget (column generation)"
+        if len(pool.intents) == start:
+            break
+        lp.add(pool.incidence(start)[rows_kept])
+    return rounds, lp_value, cut
 
 
 def _price_pairs(m: sp.csr_matrix, pool: Pool, y: sp.csr_matrix, deadline: float, budget: int) -> int:
