@@ -200,6 +200,14 @@ def read_smtp_evidence(plan) -> tuple[dict, ...]:
     return tuple(r for r in rows if isinstance(r, dict) and all(k in r for k in keys))
 
 
+def _source_text(source: object) -> str:
+    """The plan's source inventory as the report names it: its path and the start of its SHA-256."""
+    if isinstance(source, dict):
+        digest = str(source.get("sha256", ""))[:12]
+        return f"{source.get('path') or source.get('inventory') or ''} (SHA-256 {digest}…)"
+    return str(source)
+
+
 def build_report(plan, *, now: datetime | None = None, with_journal: bool = True) -> ReportData:
     meta = plan.meta or {}
     counts = plan_counts(plan)
@@ -266,12 +274,7 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
     groups = tuple(GroupRow(g.key, g.name, g.status, len(g.members), g.apps, g.batch, g.address)
                    for g in sorted(plan.groups, key=lambda g: g.key))
     cover = meta.get("cover", {}) if isinstance(meta.get("cover"), dict) else {}
-    source = meta.get("source", {})
-    if isinstance(source, dict):
-        digest = str(source.get("sha256", ""))[:12]
-        source_text = f"{source.get('path') or source.get('inventory') or ''} (SHA-256 {digest}…)"
-    else:
-        source_text = str(source)
+    source_text = _source_text(meta.get("source", {}))
     path = Path(plan.path) if plan.path is not None else Path(".")
     return ReportData(
         name=path.name, path=str(path), generated=(now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
