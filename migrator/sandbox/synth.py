@@ -57,6 +57,37 @@ def generate(*, mailboxes: int = 100_000, apps: int = 2_000, seed: int = 0, tena
     suffix = (f"OU={onms},OU=Microsoft Exchange Hosted Organizations,DC=NAMPR{seed % 100:02d}A001,DC=prod,"
               "DC=outlook,DC=com")
 
+    boxes, addresses, teams, shared = _mailboxes(rng, mailboxes, team_size, mail, onms)
+    team_names = sorted(teams)
+    depts: dict[str, list[str]] = {}
+    for box in boxes:
+        depts.setdefault(box["attributes"]["Department"], []).append(box["primary_smtp"])
+    groups = _groups(rng, team_names, teams, addresses, mailboxes, mail)
+    app_rows, sets = _apps(rng, apps, team_names, teams, groups, depts, shared, addresses, mailboxes)
+    rperms, mperms = _permissions(rng, app_rows, sets, addresses, self_row_ratio)
+
+    return {
+        "format": 1,
+        "tenant": {"id": tenant_id, "domain": onms, "name": tenant_domain.title(), "dn_suffix": suffix},
+        "mailboxes": boxes,
+        "apps": app_rows,
+        "admin": {"client_id": _uuid(rng), "object_id": _uuid(rng), "display_name": "migrator", "secret": None,
+                  "app_roles": [{"resource": EXO, "permission": EXCHANGE_MANAGE_AS_APP},
+                                {"resource": GRAPH_NAME, "permission": "Application.Read.All"},
+                                {"resource": GRAPH_NAME, "permission": "AppRoleAssignment.ReadWrite.All"},
+                                {"resource": GRAPH_NAME, "permission": "User.Read.All"}],
+                  "directory_roles": ["Exchange Administrator"]},
+        "groups": groups,
+        "recipient_permissions": rperms,
+        "mailbox_permissions": mperms,
+        "management_scopes": [], "role_assignments": [], "application_access_policies": [],
+    }
+
+
+def _mailboxes(rng: random.Random, mailboxes: int, team_size: int, mail: str,
+               onms: str) -> tuple[list[dict[str, Any]], list[str], dict[str, list[str]], list[str]]:
+    """Mailboxes in departments of Zipf-like sizes and teams of about `team_size`: (rows, addresses, teams,
+    shared mailboxes)."""
     # --- mailboxes: departments of Zipf-like sizes, teams of about `team_size`
     weights = [1 / (i + 1) ** 0.8 for i in range(len(DEPARTMENTS))]
     dept_of = rng.choices(range(len(DEPARTMENTS)), weights=weights, k=mailboxes)
@@ -90,13 +121,14 @@ def generate(*, mailboxes: int = 100_000, apps: int = 2_000, seed: int = 0, tena
         teams.setdefault(team, []).append(address)
         if is_shared:
             shared.append(address)
-    team_names = sorted(teams)
-    depts: dict[str, list[str]] = {}
-    for box in boxes:
-        depts.setdefault(box["attributes"]["Department"], []).append(box["primary_smtp"])
+    return boxes, addresses, teams, shared
 
+
+def _groups(rng: random.Random, team_names: list[str], teams: dict[str, list[str]], addresses: list[str],
+            mailboxes: int, mail: str) -> list[dict[str, Any]]:
+    """Existing groups: some mirror a team exactly (reusable), some are random mixes."""
     # --- existing groups: some mirror a team exactly (reusable), some are random mixes
-    groups = []
+    groups: list[dict[str, Any]] = []
     for n, team in enumerate(rng.sample(team_names, k=min(len(team_names), max(1, len(team_names) // 10)))):
         groups.append({"name": f"Team {team}", "alias": f"team-{team.lower()}", "primary_smtp":
                        f"team-{team.lower()}@{mail}", "type": "Security" if n % 2 else "Distribution",
@@ -107,7 +139,14 @@ def generate(*, mailboxes: int = 100_000, apps: int = 2_000, seed: int = 0, tena
                        f"project-{n:04d}@{mail}", "type": "Security", "members": sorted(rng.sample(addresses, size))})
     for g in groups:
         g["guid"], g["external_id"] = _uuid(rng), _uuid(rng)
+    return groups
 
+
+def _apps(rng: random.Random, apps: int, team_names: list[str], teams: dict[str, list[str]],
+          groups: list[dict[str, Any]], depts: dict[str, list[str]], shared: list[str], addresses: list[str],
+          mailboxes: int) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """Apps with the mailbox sets they send as (from teams, groups, departments, shared mailboxes or copies), then
+    a few registered apps never wired up: (app rows, sets of the first `apps` rows)."""
     # --- apps and their mailbox sets
     app_rows: list[dict[str, Any]] = []
     sets: list[list[str]] = []
@@ -149,7 +188,13 @@ def generate(*, mailboxes: int = 100_000, apps: int = 2_000, seed: int = 0, tena
         app_rows.append({"app_id": _uuid(rng), "object_id": _uuid(rng), "display_name": "Unused "
                          + rng.choice(APP_NOUNS), "exchange_pointer": False, "app_roles": [],
                          "secret": None, "certificate_pem": None})
+    return app_rows, sets
 
+
+def _permissions(rng: random.Random, app_rows: list[dict[str, Any]], sets: list[list[str]], addresses: list[str],
+                 self_row_ratio: float) -> tuple[list[dict], list[dict]]:
+    """The apps' grants, then the noise a real export holds (self rows, human delegates, orphaned SIDs, inherited
+    copies and Deny rows): (recipient permissions, mailbox permissions)."""
     # --- permissions (grants first, then noise)
     rperms, mperms = [], []
     for app, picked in zip(app_rows, sets):
@@ -184,23 +229,7 @@ def generate(*, mailboxes: int = 100_000, apps: int = 2_000, seed: int = 0, tena
         rperms.append({"mailbox": address, "trustee": {"app": app["app_id"]}, "access_rights": ["SendAs"],
                        "access_control_type": "Deny" if deny else "Allow", "is_inherited": not deny,
                        "inheritance_type": "None" if deny else "All"})
-
-    return {
-        "format": 1,
-        "tenant": {"id": tenant_id, "domain": onms, "name": tenant_domain.title(), "dn_suffix": suffix},
-        "mailboxes": boxes,
-        "apps": app_rows,
-        "admin": {"client_id": _uuid(rng), "object_id": _uuid(rng), "display_name": "migrator", "secret": None,
-                  "app_roles": [{"resource": EXO, "permission": EXCHANGE_MANAGE_AS_APP},
-                                {"resource": GRAPH_NAME, "permission": "Application.Read.All"},
-                                {"resource": GRAPH_NAME, "permission": "AppRoleAssignment.ReadWrite.All"},
-                                {"resource": GRAPH_NAME, "permission": "User.Read.All"}],
-                  "directory_roles": ["Exchange Administrator"]},
-        "groups": groups,
-        "recipient_permissions": rperms,
-        "mailbox_permissions": mperms,
-        "management_scopes": [], "role_assignments": [], "application_access_policies": [],
-    }
+    return rperms, mperms
 
 
 def main(argv: list[str] | None = None) -> int:
