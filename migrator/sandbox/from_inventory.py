@@ -107,22 +107,7 @@ def fixture_from_inventory(inv: Inventory, *, name: str | None = None) -> dict:
                               "upn": grant.mailbox, "recipient_type_details": "UserMailbox", "attributes": {}})
             known.add(grant.mailbox)
 
-    groups = []
-    dropped_members = 0
-    for g in inv.groups:
-        members = sorted(m for m in g.members if m in known)
-        dropped_members += len(g.members) - len(members) + g.other_members
-        entry = {"name": g.name or g.address.split("@")[0], "alias": g.address.split("@")[0],
-                 "primary_smtp": g.address, "type": _GROUP_TYPES.get(g.recipient_type.lower(), "Security"),
-                 "members": members, "hidden": False}
-        if g.recipient_type:
-            entry["recipient_type_details"] = g.recipient_type
-        for key, value in (("dn", g.dn), ("guid", g.guid), ("external_id", g.external_id)):
-            if value:
-                entry[key] = value
-        if g.dn.upper().startswith("CN="):
-            entry["cn"] = _dn_cn(g.dn)
-        groups.append(entry)
+    groups, dropped_members = _fixture_groups(inv, known)
     if dropped_members:
         notes.append(f"{dropped_members} group member(s) that are not inventoried mailboxes were left out")
 
@@ -162,6 +147,28 @@ def fixture_from_inventory(inv: Inventory, *, name: str | None = None) -> dict:
         "management_scopes": [], "role_assignments": [], "application_access_policies": [],
         "notes": notes,
     }
+
+
+def _fixture_groups(inv: Inventory, known: set[str]) -> tuple[list[dict[str, Any]], int]:
+    """The inventory's groups as fixture entries, with only members that are fixture mailboxes: (entries, how many
+    members were left out, other members included)."""
+    groups = []
+    dropped_members = 0
+    for g in inv.groups:
+        members = sorted(m for m in g.members if m in known)
+        dropped_members += len(g.members) - len(members) + g.other_members
+        entry = {"name": g.name or g.address.split("@")[0], "alias": g.address.split("@")[0],
+                 "primary_smtp": g.address, "type": _GROUP_TYPES.get(g.recipient_type.lower(), "Security"),
+                 "members": members, "hidden": False}
+        if g.recipient_type:
+            entry["recipient_type_details"] = g.recipient_type
+        for key, value in (("dn", g.dn), ("guid", g.guid), ("external_id", g.external_id)):
+            if value:
+                entry[key] = value
+        if g.dn.upper().startswith("CN="):
+            entry["cn"] = _dn_cn(g.dn)
+        groups.append(entry)
+    return groups, dropped_members
 
 
 def _dn_cn(dn: str) -> str:
