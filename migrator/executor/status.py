@@ -33,7 +33,7 @@ from migrator.executor.journal import Journal
 from migrator.executor.plan_lock import lock_holder
 from migrator.executor.rollback import ROLLBACK_STEPS
 from migrator.executor.runner import fmt_duration, fmt_time
-from migrator.executor.states import BatchState
+from migrator.executor.states import BatchState, StepStatus
 from migrator.executor.steps import EXECUTE_STEPS
 from migrator.exitcodes import ExitCode
 from migrator.model import Right, norm_id
@@ -87,9 +87,9 @@ class BatchStatus:
             return "handed over"
         if self.state == BatchState.NEW:
             return "planned"
-        if self.state == "done":
+        if self.state == BatchState.DONE:
             return "applied"
-        if self.state == "rolled_back":
+        if self.state == BatchState.ROLLED_BACK:
             return "rolled back"
         if self.holder is not None and self.running:
             return "running"
@@ -133,29 +133,29 @@ def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[
     out = []
     for batch in plan.batches:
         n = int(batch.number)
-        state, generation = states.get(n, ("new", 1))
-        phase = "rollback" if state in ("rolling_back", "rolled_back") else "execute"
+        state, generation = states.get(n, (BatchState.NEW, 1))
+        phase = "rollback" if state in (BatchState.ROLLING_BACK, BatchState.ROLLED_BACK) else "execute"
         order = [name for name, _ in (ROLLBACK_STEPS if phase == "rollback" else EXECUTE_STEPS)]
         rows = {r.step: r for r in journal.steps(n, generation) if r.phase == phase}
         status = BatchStatus(n, len(batch.apps), int(batch.grants), state, generation, phase, holder=holder, now=now)
         for name in order:
             row = rows.get(name)
-            entry: dict = {"step": name, "status": row.status if row else "pending"}
+            entry: dict = {"step": name, "status": row.status if row else StepStatus.PENDING}
             if row is not None:
-                if row.status == "running" and holder is None:
+                if row.status == StepStatus.RUNNING and holder is None:
                     entry["status"] = "interrupted"  # nobody is on it: the process stopped or died mid-step
-                if row.status == "running":
+                if row.status == StepStatus.RUNNING:
                     status.running = True
                 if row.not_before is not None:
                     entry["not_before"] = row.not_before
                 if row.finished_at is not None:
                     entry["finished_at"] = row.finished_at
-                if row.status == "failed":
+                if row.status == StepStatus.FAILED:
                     entry["failures"] = list(row.detail.get("failures", []))
                     status.failures += entry["failures"]
-                if row.status == "handover":
+                if row.status == StepStatus.HANDOVER:
                     status.handover = str(row.detail.get("handover", "handed over to a privileged admin"))
-                if row.status == "waiting" and row.not_before is not None:
+                if row.status == StepStatus.WAITING and row.not_before is not None:
                     status.waiting_until = row.not_before
                     entry["ready"] = now >= row.not_before
             status.steps.append(entry)
