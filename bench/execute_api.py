@@ -86,7 +86,8 @@ def main() -> None:
 
     faults = {"name": "bench", "latency_mean_ms": args.latency_ms, "throttle_rate": args.rate,
               "throttle_burst": args.burst}
-    sandbox_settings = {"propagation_delay": 0.5, "token_lifetime": 1.0}
+    sandbox_settings = {"propagation_delay": 0.5, "token_lifetime": 1.0, "sendas_delay": 0.3,
+                        "graph_replication_delay": 0.3}
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(target=_serve, args=(fixture, faults, sandbox_settings, args.seed,
                                                                 str(tmp / "sb"), child), daemon=True)
@@ -111,7 +112,8 @@ def _execute(plan, profile: Path, concurrency: int) -> dict:
     from migrator.executor.session import RunOptions, RunSession, connect
 
     conn = connect(profile, preflight=False)
-    settings = ExecSettings(propagation_wait=0.8, token_lifetime=1.3, concurrency=concurrency)
+    settings = ExecSettings(propagation_wait=0.8, token_lifetime=1.0, token_margin=0.3, readback_spacing=0.4,
+                            concurrency=concurrency)
     options = RunOptions(settings, wait=True, output=Output(quiet=True))
     t0, cpu0 = time.monotonic(), time.process_time()
     with RunSession.open(plan, conn, options) as session:

@@ -32,9 +32,11 @@ from migrator.planner.plan import MIGRATE
 MARKER = ".migrator-demo"
 # The sandbox's delays (seconds) and the executor's waits that cover them: each wait exceeds its delay.
 DEMO_DELAYS: dict[str, Any] = {  # SandboxSettings keywords
-    "propagation_delay": 2.0, "token_lifetime": 3.0, "replication_delay": 0.5}
+    "propagation_delay": 2.0, "token_lifetime": 3.0, "replication_delay": 0.5, "sendas_delay": 0.5,
+    "graph_replication_delay": 0.5}
 DEMO_WAITS: dict[str, Any] = {  # ExecSettings keywords
-    "propagation_wait": 2.5, "token_lifetime": 3.5}
+    "propagation_wait": 2.5, "token_lifetime": 3.0, "token_margin": 0.5, "readback_spacing": 0.6,
+    "grant_apply_wait": 0.8}
 SIMULATED = "RecipientTaskException"
 
 

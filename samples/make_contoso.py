@@ -252,7 +252,8 @@ def build(seed: int = SEED) -> dict:
     admin = {"client_id": g.guid(), "object_id": g.guid(), "display_name": "migrator", "secret": None,
              "app_roles": [{"resource": EXO, "permission": "Exchange.ManageAsApp"},
                            {"resource": GRAPH, "permission": "Application.Read.All"},
-                           {"resource": GRAPH, "permission": "AppRoleAssignment.ReadWrite.All"}],
+                           {"resource": GRAPH, "permission": "AppRoleAssignment.ReadWrite.All"},
+                           {"resource": GRAPH, "permission": "Policy.Read.All"}],
              "directory_roles": ["Exchange Administrator"]}
     return {"format": 1, "tenant": tenant, "mailboxes": mailboxes, "apps": apps, "admin": admin, "groups": groups,
             "recipient_permissions": rp, "mailbox_permissions": mp, "management_scopes": [],

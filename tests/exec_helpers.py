@@ -10,8 +10,8 @@ from migrator.planner.plan import load_plan
 
 
 def settings(**kw) -> ExecSettings:
-    base = dict(propagation_wait=120, token_lifetime=60, replication_timeout=60, replication_poll=1,
-                verify_retry_delay=1)
+    base = dict(propagation_wait=120, token_lifetime=60, token_margin=30, grant_apply_wait=40, readback_spacing=5,
+                replication_timeout=60, replication_poll=1, verify_retry_delay=1)
     base.update(kw)
     return ExecSettings(**base)
 

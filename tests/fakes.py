@@ -501,6 +501,21 @@ class FakeGraph(GraphApi):
             return row
         return self.t.call("grant_app_role", f)
 
+    def list_token_lifetime_policies(self):
+        return self.t.call("list_token_lifetime_policies", lambda: [dict(p) for p in getattr(self.t, "policies", [])])
+
+    def token_lifetime_policy_applies_to(self, policy_id):
+        def f():
+            return [{"id": oid} for p in getattr(self.t, "policies", []) if p["id"] == policy_id
+                    for oid in p.get("applies_to", [])]
+        return self.t.call("token_lifetime_policy_applies_to", f)
+
+    def get_application_by_app_id(self, app_id):
+        def f():  # every fake app registration still requests SMTP.SendAsApp (as after a real cut-over)
+            return {"id": f"reg-{app_id}", "appId": app_id, "requiredResourceAccess": [
+                {"resourceAppId": EXCHANGE_ONLINE_APP_ID, "resourceAccess": [{"id": SMTP_ROLE_ID, "type": "Role"}]}]}
+        return self.t.call("get_application_by_app_id", f)
+
     def delete_app_role_assignment(self, sp_id, assignment_id):
         def f():
             rows = self.t.entra.get(sp_id, [])

@@ -83,7 +83,11 @@ def fixture() -> dict:
 
 def make_state(*, extra_mailbox_permissions=(), extra_roles=(), **settings) -> TenantState:
     """The tenant above; `extra_mailbox_permissions` (mailbox, app id) adds FullAccess grants, `extra_roles`
-    (app id, Exchange Online app role) Entra app roles, to the loaded state."""
+    (app id, Exchange Online app role) Entra app roles, to the loaded state. Legacy grants and Graph assignment
+    writes take effect at once unless a test asks for a delay (sendas_delay, graph_replication_delay), so each test
+    sees only the delays it studies."""
+    settings.setdefault("sendas_delay", 0.0)
+    settings.setdefault("graph_replication_delay", 0.0)
     data = fixture()
     for app_id, permission in extra_roles:
         next(a for a in data["apps"] if a["app_id"] == app_id)["app_roles"].append(

@@ -63,7 +63,8 @@ def _start(tmp: Path, seed: int, claim_rule: str):
     fixture, grants = make_fixture(seed=seed, mailboxes=12, apps=5, per_app=(1, 5), clusters=2, shapes=True)
     plan = make_plan(fixture, tmp / "plan", pilot=1, batch_size=2, remove_fullaccess=True)
     # Both ways of showing an SP trustee (UNVERIFIED live, docs/exchange.md §3): one per claim rule.
-    settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3,
+    settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3, sendas_delay=0.3,
+                               graph_replication_delay=0.2,
                                claim_rule=claim_rule,
                                trustee_display="object_id" if claim_rule == "union" else "display_name")
     fixture, secrets = with_app_secrets(fixture)  # so the apps can sign in over SMTP (the witness)
@@ -161,7 +162,14 @@ def test_killed_executor_converges_without_gaps_or_overgrants(tmp_path, claim_ru
         sb, plan_path, grants = _start(tmp_path / f"s{seed}", seed, claim_rule)
         try:
             args = ["execute", str(plan_path), "--profile", str(sb.profile_path), "--all", "--yes", "--wait",
-                    "--propagation-wait", "0.8", "--token-lifetime", "1.3", "--concurrency", "2"]
+                    "--propagation-wait", "0.8", "--token-lifetime", "1.0", "--token-margin", "0.3",
+                    "--readback-spacing", "0.3", "--concurrency", "2"]
+            # The admin's first step: `migrator doctor` (read-only, not killed); execute's preflight reuses its
+            # clean doctor.json instead of repeating the checks on every restart.
+            doctor = subprocess.run([sys.executable, "-m", "migrator", "doctor", str(plan_path), "--profile",
+                                     str(sb.profile_path)], capture_output=True, text=True)
+            assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+            deadline = time.monotonic() + CASE_BUDGET  # the budget is the kill loop's
             # Sends as evidence: the apps sign in over SMTP all along, on their original mailboxes and others.
             witness = sandbox_witness(sb, sb.app_secrets, tmp_path / f"s{seed}", now=sb.state.clock.now,
                                       inside=1, outside=1, interval=1.0).start()
@@ -196,12 +204,14 @@ def test_rollback_started_mid_batch_returns_the_tenant_to_its_prior_state(tmp_pa
             plan = load_plan(plan_path)
             batch = max(plan.batches, key=lambda b: b.grants).number
             execute = ["execute", str(plan_path), "--profile", str(sb.profile_path), "--batch", str(batch),
-                       "--yes", "--wait", "--propagation-wait", "0.8", "--token-lifetime", "1.3"]
+                       "--yes", "--wait", "--propagation-wait", "0.8", "--token-lifetime", "1.0", "--token-margin",
+                       "0.3", "--readback-spacing", "0.3"]
             # killed mid-batch: at a random moment after its first recorded write (or, rarely, it finishes)
             _run_killed(execute, rng, (0.0, 4.0), deadline, after_writes=plan_path)
             assert tenant_shape(sb.state) != before  # the batch really was part-way
             rollback = ["rollback", str(plan_path), "--profile", str(sb.profile_path), "--batch", str(batch),
-                        "--yes", "--wait", "--token-lifetime", "1.3"]
+                        "--yes", "--wait", "--grant-wait", "0.5", "--token-lifetime", "1.0", "--token-margin", "0.3",
+                        "--readback-spacing", "0.3"]
             # each rollback run is killed at a random moment soon after its first recorded change, until one
             # ends (a run that records a single change may finish before the kill lands: hence up to 3 seeds)
             runs, kills = _until_done(rollback, rng, kill_window=(0.0, 0.05), deadline=deadline,

@@ -18,7 +18,7 @@ from sandbox_world import CUTOVER_ADMIN, make_fixture, make_plan, tenant_shape
 
 pytestmark = pytest.mark.integration
 
-FAST = ["--propagation-wait", 0.5, "--token-lifetime", 1.2]
+FAST = ["--propagation-wait", 0.5, "--token-lifetime", 1.2, "--token-margin", 0.2, "--readback-spacing", 0.2]
 
 
 def cli(*args):
@@ -32,7 +32,9 @@ def world(tmp_path):
 
     fixture, grants = make_fixture(seed=7, mailboxes=10, apps=3, clusters=2, least_privilege=True)
     plan = make_plan(fixture, tmp_path / "plan", pilot=1, batch_size=2)
-    settings = SandboxSettings(propagation_delay=0.0, token_lifetime=1.0, replication_delay=0.0)
+    # legacy grants and Graph assignment writes take effect at once (the handover, not replication, is tested here)
+    settings = SandboxSettings(propagation_delay=0.0, token_lifetime=1.0, replication_delay=0.0, sendas_delay=0.0,
+                               graph_replication_delay=0.0)
     with start_sandbox(fixture, run_dir=tmp_path / "sb", settings=settings) as sb:
         yield sb, plan, grants
 
@@ -96,7 +98,8 @@ def test_a_second_profile_does_the_entra_writes_only_at_that_step(world):
     done = cli("execute", plan, *lp, "--batch", 1, "--yes", *FAST, "--wait")
     assert done.exit_code == 0, done.output
     assert tokens_of(sb, CUTOVER_ADMIN)  # the cut-over went through the second profile
-    back = cli("rollback", plan, *lp, "--batch", 1, "--yes", "--token-lifetime", 1.2, "--wait")
+    back = cli("rollback", plan, *lp, "--batch", 1, "--yes", "--grant-wait", 0.2, "--token-lifetime", 1.2,
+               "--token-margin", 0.2, "--readback-spacing", 0.2, "--wait")
     assert back.exit_code == 0, back.output
     assert tenant_shape(sb.state) == before
     report = sb.state.check(grants)

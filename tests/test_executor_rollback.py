@@ -38,10 +38,14 @@ def test_rollback_waits_the_token_lifetime_before_removing_rbac(tmp_path):
     tenant, plan = make_world(tmp_path, APPS, [[A1, A2], [A3]])
     execute(tenant, plan, [1])
     first = rollback(tenant, plan, 1, wait=False)
-    assert first.outcomes[0].status == "waiting" and "token" in first.outcomes[0].message
+    assert first.outcomes[0].status == "waiting" and "grants wait" in first.outcomes[0].message
     restored = {(m, tenant.oid_of(a)) for a in (A1, A2) for m in APPS[a]}
     assert restored <= tenant.sendas and len(tenant.assignments) == 2  # grants back first, RBAC still in place
-    tenant.clock.sleep(61)
+    assert all(tenant.claim_until.get(tenant.oid_of(a)) != float("inf") for a in (A1, A2))  # no claim yet
+    tenant.clock.sleep(41)  # the restored grants have applied: the claim comes back, then the token wait
+    second = rollback(tenant, plan, 1, wait=False)
+    assert second.outcomes[0].status == "waiting" and "token" in second.outcomes[0].message
+    tenant.clock.sleep(91)
     assert rollback(tenant, plan, 1, wait=False).outcomes[0].status == "done"
     assert tenant.gaps == [] and tenant.overgrants == []
 

@@ -45,7 +45,10 @@ def test_without_wait_it_stops_at_the_propagation_wait_and_resumes_later(world):
     tenant.clock.sleep(121)
     third = execute(tenant, plan, [1], wait=False)
     assert third.outcomes[0].status == "waiting" and "token" in third.outcomes[0].message
+    assert third.outcomes[0].until == pytest.approx(tenant.clock.now() + 60 + 30, abs=1)  # lifetime + margin
     tenant.clock.sleep(61)
+    assert execute(tenant, plan, [1], wait=False).outcomes[0].status == "waiting"  # the margin is waited too
+    tenant.clock.sleep(30)
     last = execute(tenant, plan, [1], wait=False)
     assert last.outcomes[0].status == "done"
     assert tenant.gaps == [] and tenant.overgrants == []

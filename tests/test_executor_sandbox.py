@@ -28,7 +28,8 @@ def world(tmp_path):
 
     fixture, grants = make_fixture(seed=3, mailboxes=10, apps=3, clusters=2)
     plan = make_plan(fixture, tmp_path / "plan", pilot=1, batch_size=2)
-    settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3)
+    settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3, sendas_delay=0.3,
+                               graph_replication_delay=0.3)
     with start_sandbox(fixture, run_dir=tmp_path / "sb", settings=settings) as sb:
         yield sb, plan, grants
 
@@ -43,7 +44,8 @@ def test_execute_all_then_rollback_all_through_the_real_clients(world):
     conn = Connection(sb.profile_path)
     plan = load_plan(plan_path)
     numbers = [b.number for b in plan.batches]
-    fast = dict(propagation_wait=0.8, token_lifetime=1.2, replication_poll=0.2, verify_retry_delay=0.2)
+    fast = dict(propagation_wait=0.8, token_lifetime=1.0, token_margin=0.2, readback_spacing=0.4, grant_apply_wait=0.5,
+                replication_poll=0.2, verify_retry_delay=0.2)
     with Journal(plan_path) as journal:
         result = Runner(plan, journal, conn.exo, conn.graph, settings=ExecSettings(**fast), wait=True,
                         output=Output(quiet=True)).run(numbers)
@@ -65,7 +67,7 @@ def test_execute_all_then_rollback_all_through_the_real_clients(world):
 def test_cli_execute_waits_then_status_then_resume(world):
     sb, plan, grants = world
     args = ["execute", plan, "--profile", sb.profile_path, "--batch", 1, "--yes", "--propagation-wait", 30,
-            "--token-lifetime", 1.2]
+            "--token-lifetime", 1.0, "--token-margin", 0.2, "--readback-spacing", 0.4]
     first = cli(*args)
     assert first.exit_code == 10, first.output  # waiting: come back at the time shown
     assert "run the same command again after" in first.output
@@ -75,7 +77,8 @@ def test_cli_execute_waits_then_status_then_resume(world):
     assert data["batches"][0]["condition"] == "waiting" and data["batches"][0]["waiting_until"]
     again = cli(*args)  # still waiting: nothing new is written
     assert again.exit_code == 10 and "0 write(s)" in again.output
-    rb = cli("rollback", plan, "--profile", sb.profile_path, "--batch", 1, "--yes", "--token-lifetime", 1.2)
+    rb = cli("rollback", plan, "--profile", sb.profile_path, "--batch", 1, "--yes", "--token-lifetime", 1.0,
+             "--token-margin", 0.2, "--readback-spacing", 0.4)
     assert rb.exit_code == 0, rb.output
     assert cli("status", plan).exit_code == 12  # batch 1 rolled back, the others not started
     assert sb.state.check(grants).ok
@@ -101,7 +104,7 @@ def test_drift_stops_before_any_write(world):
                                              "AccessRights": "SendAs", "Confirm": False},
                  caller=state.admin_caller())
     result = cli("execute", plan, "--profile", sb.profile_path, "--all", "--yes", "--propagation-wait", 0.5,
-                 "--token-lifetime", 1.2)
+                 "--token-lifetime", 1.0, "--token-margin", 0.2, "--readback-spacing", 0.4)
     assert result.exit_code == 3 and target in result.output
     assert "nothing was written" in result.output
     # batches before the drifted one may have run; the drifted batch wrote nothing
@@ -185,8 +188,9 @@ def test_cutover_of_an_app_whose_fullaccess_carries_smtp_outside_its_plan_is_ref
     with start_sandbox(fixture, run_dir=tmp_path / "sb") as sb:
         before = tenant_shape(sb.state)
         result = cli("execute", plan, "--profile", sb.profile_path, "--batch", 1, "--yes")
-        assert result.exit_code == 2, result.output
-        assert "holds SMTP.SendAsApp and FullAccess on 1 mailbox(es) its plan does not move to RBAC" in result.output
+        # the preflight's doctor finds it first (exit 7); the executor's own check would stop it too (exit 2)
+        assert result.exit_code == 7, result.output
+        assert "fullaccess_smtp" in result.output and "reach mailboxes through FullAccess only" in result.output
         assert tenant_shape(sb.state) == before
         # --no-cutover is the way through: the claim stays, so nothing is cut off
         result = cli("execute", plan, "--profile", sb.profile_path, "--batch", 1, "--yes", "--dry-run",

@@ -17,7 +17,8 @@ from sandbox_world import make_fixture, make_plan, tenant_shape
 
 pytestmark = pytest.mark.integration
 
-FAST = ["--propagation-wait", 0.6, "--token-lifetime", 1.2, "--wait"]
+FAST = ["--propagation-wait", 0.6, "--token-lifetime", 1.2, "--token-margin", 0.2, "--readback-spacing", 0.2,
+        "--wait"]
 
 
 def cli(*args):
@@ -31,7 +32,8 @@ def world(tmp_path):
 
     fixture, grants = make_fixture(seed=5, mailboxes=10, apps=3, clusters=2)
     plan = make_plan(fixture, tmp_path / "plan", pilot=1, batch_size=2)
-    settings = SandboxSettings(propagation_delay=0.0, token_lifetime=1.0, replication_delay=0.0)
+    settings = SandboxSettings(propagation_delay=0.0, token_lifetime=1.0, replication_delay=0.0, sendas_delay=0.1,
+                               graph_replication_delay=0.1)
     with start_sandbox(fixture, run_dir=tmp_path / "sb", settings=settings) as sb:
         yield sb, plan, grants
 
@@ -49,7 +51,7 @@ def test_journal_deleted_after_removal_rollback_from_undo_log_restores_exactly(w
     status = cli("status", plan)
     assert "journal.db is missing but undo-log.jsonl records" in status.output
     back = cli("rollback", plan, "--profile", sb.profile_path, "--batch", 1, "--yes", "--from-undo-log",
-               "--token-lifetime", 1.2, "--wait")
+               "--grant-wait", 0.2, "--token-lifetime", 1.2, "--token-margin", 0.2, "--readback-spacing", 0.2, "--wait")
     assert back.exit_code == 0, back.output
     assert "Rebuilt journal.db from the undo log" in back.output
     assert tenant_shape(sb.state) == before  # grants, claims, pointers, groups, scopes, assignments
@@ -81,7 +83,7 @@ def test_full_disk_in_a_subprocess_run_loses_nothing_and_the_rerun_converges(wor
     args = ["execute", str(plan), "--profile", str(sb.profile_path), "--all", "--yes",
             *map(str, FAST), "--concurrency", "2"]
     first = cli(*args[:3], str(sb.profile_path), "--batch", 1, "--yes", "--propagation-wait", 0.6,
-                "--token-lifetime", 1.2)
+                "--token-lifetime", 1.2, "--token-margin", 0.2)
     assert first.exit_code == 10, first.output  # batch 1 set up, now in its propagation wait (exit 10)
     lines_before = len((plan / UNDO_LOG_NAME).read_text().splitlines())
     proc = subprocess.run([sys.executable, "-c", RUNNER, "3", *args], capture_output=True, text=True, timeout=120)

@@ -84,6 +84,10 @@ def test_token_claims_follow_graph_app_role_assignments(sandbox):
     target = next(r for r in rows if r["appRoleId"] == smtp_role)
     assert requests.delete(f"{sandbox.graph_url}/v1.0/servicePrincipals/{sp['id']}/appRoleAssignments/"
                            f"{target['id']}", headers=graph, verify=ca, timeout=10).status_code == 204
+    # Graph replicates the deletion with delay: tokens issued meanwhile still carry the claim.
+    claims = sandbox.state.issue_token(mailer["app_id"], "https://outlook.office365.com")
+    assert "SMTP.SendAsApp" in claims["roles"]
+    sandbox.state.clock.advance(sandbox.state.settings.graph_replication_delay)
     claims = sandbox.state.issue_token(mailer["app_id"], "https://outlook.office365.com")
     assert "SMTP.SendAsApp" not in claims["roles"]
     timeline = requests.get(f"{sandbox.base_url}/_sandbox/timeline", headers=graph, verify=ca, timeout=10)

@@ -30,7 +30,9 @@ def smtp_sandbox(tmp_path):
     data = fixture()
     for app in data["apps"]:
         app["secret"] = SECRETS.get(app["app_id"])
-    settings = SandboxSettings(propagation_delay=PROPAGATION, token_lifetime=LIFETIME)
+    # legacy grants and Graph assignment writes take effect at once here: the test follows each change step by step
+    settings = SandboxSettings(propagation_delay=PROPAGATION, token_lifetime=LIFETIME, sendas_delay=0.0,
+                               graph_replication_delay=0.0)
     with start_sandbox(data, clock=Clock.manual(), settings=settings, run_dir=tmp_path / "sb") as sb:
         yield sb
 

@@ -445,7 +445,7 @@ def test_every_output_row_is_json_ready(state):
              "Get-DistributionGroupMember": {"Identity": "sales-senders"},
              "Get-EXOMailboxPermission": {"Identity": "adele.vance"}}
     gets = [name for name in registry() if name.startswith("Get-") or name.startswith("Test-")]
-    assert len(gets) == 13
+    assert len(gets) == 14
     for name in gets:
         rows = run(state, name, **calls.get(name, {}))
         assert rows, name

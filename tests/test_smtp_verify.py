@@ -93,7 +93,10 @@ def test_verify_smtp_against_the_sandbox(tmp_path, monkeypatch):
     creds.write_text(f'[[app]]\napp_id = "{first}"\nsecret_env = "FIRST_APP_SECRET"\n\n'
                      f'[[app]]\napp_id = "{second}"\nsecret_file = "second.secret"\n', encoding="utf-8")
     runner = CliRunner()
-    with start_sandbox(data, run_dir=tmp_path / "sb") as sb:
+    from migrator.sandbox.settings import SandboxSettings
+
+    # the grant changes below must reach the data plane at once (no legacy-grant delay)
+    with start_sandbox(data, run_dir=tmp_path / "sb", settings=SandboxSettings(sendas_delay=0.0)) as sb:
         args = ["verify-smtp", str(PLAN), "--batch", str(batch.number), "--profile", str(sb.profile_path),
                 "--app-credentials", str(creds), "--per-app", "3"]
         ok = runner.invoke(main, [*args, "--json"])

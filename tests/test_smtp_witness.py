@@ -53,7 +53,8 @@ def test_witness_catches_a_gap_and_an_over_grant_on_the_wire(tmp_path):
     data = fixture()
     for app in data["apps"]:
         app["secret"] = SECRETS.get(app["app_id"])
-    settings = SandboxSettings(propagation_delay=600.0, token_lifetime=3600.0)
+    settings = SandboxSettings(propagation_delay=600.0, token_lifetime=3600.0, sendas_delay=0.0,
+                               graph_replication_delay=0.0)  # the grant changes below reach the data plane at once
     with start_sandbox(data, clock=Clock.manual(), settings=settings, run_dir=tmp_path / "sb") as sb:
         clock = sb.state.clock
         witness = sandbox_witness(sb, SECRETS, tmp_path, now=clock.now, inside=3, outside=2)

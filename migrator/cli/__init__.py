@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "migrator.cli.report",
     "migrator.cli.sandbox",
     "migrator.cli.execute",
+    "migrator.cli.doctor",
     "migrator.cli.smtp",
     "migrator.cli.audit",
     "migrator.cli.demo",

@@ -20,9 +20,18 @@ yes_option = click.option("--yes", "-y", is_flag=True,
 wait_option = click.option("--wait", is_flag=True,
                            help="Wait out the propagation and token-lifetime waits here, with a countdown, instead "
                                 "of exiting and saying when to come back.")
-token_option = click.option("--token-lifetime", type=click.FloatRange(min=0), default=5400.0, show_default=True,
-                            help="Seconds to wait after the cut-over (and in a rollback after the re-grant) so every "
-                                 "access token issued before it has expired. Entra tokens live 60-90 minutes.")
+token_option = click.option("--token-lifetime", type=click.FloatRange(min=0), default=None,
+                            help="The longest access-token lifetime in your tenant, in seconds. Default: read the "
+                                 "token lifetime policies that apply to the batch's apps (Entra's default tokens live "
+                                 "60-90 minutes; a policy can make them live up to a day). The token wait after the "
+                                 "cut-over (and in a rollback after the re-grant) is the longer of this and the "
+                                 "policies, plus --token-margin. Give it when a policy cannot be read.")
+margin_option = click.option("--token-margin", type=click.FloatRange(min=0), default=900.0, show_default=True,
+                             help="Seconds added to the token wait (clock skew, Graph replication).")
+readback_option = click.option("--readback-spacing", type=click.FloatRange(min=0), default=60.0, show_default=True,
+                               help="Seconds between the two read-backs of the Entra SMTP.SendAsApp assignment's "
+                                    "removal (rollback: its return) before the token wait starts; Graph replicates "
+                                    "app-role assignments with delay.")
 cutover_profile_option = click.option(
     "--cutover-profile", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
     help="A second connection profile whose app holds Graph AppRoleAssignment.ReadWrite.All, used only for the "
@@ -113,9 +122,12 @@ def _result_json(plan, result, *, phase: str, dry_run: bool) -> dict:
                    "ExchangeOnlineManagement V3 / Microsoft.Graph cmdlet it stands for, in order. Nothing is changed.")
 @yes_option
 @wait_option
-@click.option("--propagation-wait", type=click.FloatRange(min=0), default=7200.0, show_default=True,
-              help="Seconds between a verified RBAC setup and the cut-over (Microsoft: 30 minutes to 2 hours).")
+@click.option("--propagation-wait", type=click.FloatRange(min=0), default=8100.0, show_default=True,
+              help="Seconds between a verified RBAC setup and the cut-over (Microsoft: 30 minutes to 2 hours; the "
+                   "default adds a 15-minute margin).")
 @token_option
+@margin_option
+@readback_option
 @click.option("--no-cutover", is_flag=True,
               help="Leave each app's Entra SMTP.SendAsApp assignment in place. Only for tenants where a token with "
                    "that claim is served through RBAC: under the documented claim rule removing the legacy grants "
@@ -124,20 +136,24 @@ def _result_json(plan, result, *, phase: str, dry_run: bool) -> dict:
 @cutover_profile_option
 @json_option
 def execute_command(plan_path: Path, profile: Path | None, batch: int | None, all_batches: bool, dry_run: bool,
-                    yes: bool, wait: bool, propagation_wait: float, token_lifetime: float, no_cutover: bool,
-                    concurrency: int, cutover_profile: Path | None, as_json: bool) -> None:
+                    yes: bool, wait: bool, propagation_wait: float, token_lifetime: float | None,
+                    token_margin: float, readback_spacing: float, no_cutover: bool, concurrency: int,
+                    cutover_profile: Path | None, as_json: bool) -> None:
     """Apply one batch of PLAN (or all of them) to the tenant, resumably.
 
     Steps, each reading before it writes and verifying after: preflight (plan hashes, drift, permissions,
     service-principal pointers) -> groups -> scopes -> role assignments -> verify -> propagation wait -> cut-over ->
-    token-lifetime wait -> remove the legacy SendAs grants -> final verification. Killed or stopped (Ctrl-C, or a
-    file named PAUSE in the plan folder), the same command resumes. Before its first change it shows the tenant,
-    the batch, its apps and the counts, and asks (--yes: no question).
+    token-lifetime wait -> remove the legacy SendAs grants -> final verification. The preflight runs `migrator
+    doctor`'s checks first (doctor.json in the plan folder; a clean one younger than an hour is reused) and refuses
+    on a blocking finding. Killed or stopped (Ctrl-C, or a file named PAUSE in the plan folder), the same command
+    resumes. Before its first change it shows the tenant, the batch, its apps and the counts, and asks (--yes: no
+    question).
 
     Exit: 0 done; 10 waiting (run the same command again after the time shown, or use --wait); 2 bad plan or
     input; 3 drift; 4 tenant error or missing permission; 5 another executor holds the plan; 6 no terminal to
-    ask on and no --yes (nothing changed); 11 items failed; 12 stopped (Ctrl-C, PAUSE file, or "n" at the
-    question); 13 the cut-over was handed over to a privileged admin (see --cutover-profile).
+    ask on and no --yes (nothing changed); 7 a blocking doctor finding (nothing changed); 11 items failed; 12
+    stopped (Ctrl-C, PAUSE file, or "n" at the question); 13 the cut-over was handed over to a privileged admin
+    (see --cutover-profile).
 
     Permissions: --profile needs Exchange.ManageAsApp, the Exchange Administrator role and Graph
     Application.Read.All; only the cut-over needs AppRoleAssignment.ReadWrite.All (--cutover-profile).
@@ -148,9 +164,10 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
     if (batch is None) == (not all_batches):
         raise InputError("give exactly one of --batch N or --all")
     settings = ExecSettings(propagation_wait=propagation_wait, token_lifetime=token_lifetime,
-                            cutover=not no_cutover, concurrency=concurrency)
+                            token_margin=token_margin, readback_spacing=readback_spacing, cutover=not no_cutover,
+                            concurrency=concurrency)
     options = RunOptions(settings, dry_run=dry_run, wait=wait, confirm=None if yes else ask,
-                         cutover_profile=cutover_profile)
+                         cutover_profile=cutover_profile, doctor=True)
     _run(plan_path, profile, phase="execute", batches=None if all_batches else [int(batch or 0)], options=options,
          graph_write=False, as_json=as_json)
 
@@ -163,7 +180,12 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
               help="Print each change the rollback would make as the PowerShell cmdlet it stands for; change nothing.")
 @yes_option
 @wait_option
+@click.option("--grant-wait", type=click.FloatRange(min=0), default=6300.0, show_default=True,
+              help="Seconds between restoring the legacy grants and re-granting the claim, so the restored grants "
+                   "apply first (removals are reported to take up to about 90 minutes; the default adds 15).")
 @token_option
+@margin_option
+@readback_option
 @click.option("--from-undo-log", is_flag=True,
               help="journal.db is gone or damaged: rebuild it from undo-log.jsonl in the plan folder (the prior "
                    "state of every removal, every object the tool created, every batch's state), keep the damaged "
@@ -171,55 +193,71 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
 @cutover_profile_option
 @json_option
 def rollback_command(plan_path: Path, profile: Path | None, batch: int, dry_run: bool, yes: bool, wait: bool,
-                     token_lifetime: float, from_undo_log: bool, cutover_profile: Path | None, as_json: bool) -> None:
+                     grant_wait: float, token_lifetime: float | None, token_margin: float, readback_spacing: float,
+                     from_undo_log: bool, cutover_profile: Path | None, as_json: bool) -> None:
     """Undo one batch from the journal, in reverse and without a gap.
 
-    Restores the removed legacy grants first, re-grants the Entra SMTP.SendAsApp assignment, waits the token
-    lifetime, then removes the batch's role assignments, scopes and the groups the tool created that no other
-    applied batch uses. Resumable like execute. It says what it cannot restore exactly. Before its first change it
-    shows the tenant, the batch, its apps and what it will restore and remove, and asks (--yes: no question).
-    Exit codes as for execute (10: waiting out the token lifetime).
+    Restores the removed legacy grants first, waits for them to apply, re-grants the Entra SMTP.SendAsApp
+    assignment (read back twice), waits the token lifetime, then removes the batch's role assignments, scopes and
+    the groups the tool created that no other applied batch uses. Resumable like execute. It says what it cannot
+    restore exactly. Before its first change it shows the tenant, the batch, its apps and what it will restore and
+    remove, and asks (--yes: no question). Exit codes as for execute (10: waiting for the restored grants to apply
+    or out the token lifetime).
     """
     from migrator.executor.context import ExecSettings
     from migrator.executor.session import RunOptions
 
     if from_undo_log and dry_run:
         raise InputError("--from-undo-log rebuilds journal.db, so it cannot run with --dry-run")
-    options = RunOptions(ExecSettings(token_lifetime=token_lifetime), dry_run=dry_run, wait=wait,
-                         confirm=None if yes else ask, from_undo_log=from_undo_log,
-                         cutover_profile=cutover_profile)
+    settings = ExecSettings(token_lifetime=token_lifetime, token_margin=token_margin,
+                            readback_spacing=readback_spacing, grant_apply_wait=grant_wait)
+    options = RunOptions(settings, dry_run=dry_run, wait=wait, confirm=None if yes else ask,
+                         from_undo_log=from_undo_log, cutover_profile=cutover_profile)
     _run(plan_path, profile, phase="rollback", batches=[batch], options=options, graph_write=False, as_json=as_json)
 
 
 @click.command("status")
 @plan_argument
 @json_option
-def status_command(plan_path: Path, as_json: bool) -> None:
+@profile_option
+def status_command(plan_path: Path, as_json: bool, profile: Path | None) -> None:
     """Show, per batch and step, what is done, what waits and until when, and what failed.
 
     Reads the journal only, read-only (no tenant calls). Per batch and per app: planned, running, interrupted,
     waiting until T, ready (the wait ended), failed, handed over, applied or rolled back, with the SendAs grants
-    migrated and still on legacy grants. Exit codes for scripts: 0 every batch applied or rolled back; 10 a batch
-    is waiting (run the command again after the time shown); 11 a step failed and needs attention; 12 work remains
-    (planned, interrupted, ready, or running now); 13 a batch is handed over to a privileged admin (run the
-    handover-batch-N-<step>.ps1 in the plan folder, then the same command again).
+    migrated and still on legacy grants; warns about cut-over apps whose app registration still requests
+    SMTP.SendAsApp. With --profile it also reads Microsoft Graph: a cut-over app whose SMTP.SendAsApp claim has come
+    back (a later admin consent) is reported, with exit 11. Exit codes for scripts: 0 every batch applied or rolled
+    back; 10 a batch is waiting (run the command again after the time shown); 11 a step failed or a claim came
+    back, and needs attention; 12 work remains (planned, interrupted, ready, or running now); 13 a batch is handed
+    over to a privileged admin (run the handover-batch-N-<step>.ps1 in the plan folder, then the same command
+    again).
     """
     from migrator.executor.journal import Journal
     from migrator.executor.status import as_json as to_json
-    from migrator.executor.status import batch_statuses, exit_code, render, undo_log_warnings
+    from migrator.executor.status import batch_statuses, claims_back, exit_code, render, undo_log_warnings
     from migrator.planner.plan import load_plan
 
     plan = load_plan(plan_path)
+    back: list[str] = []
     with Journal(plan_path, readonly=True) as journal:
         statuses = batch_statuses(plan, journal)
         warnings = undo_log_warnings(plan_path, journal)
+        if profile is not None:
+            from migrator.executor import Connection
+
+            back = claims_back(plan, journal, Connection(profile).graph)
+    code = 11 if back else exit_code(statuses)
     if as_json:
-        click.echo(json.dumps({**to_json(plan, statuses), "warnings": warnings}, indent=2))
+        click.echo(json.dumps({**to_json(plan, statuses), "warnings": warnings, "claims_back": back,
+                               "exit_code": code}, indent=2))
     else:
         for warning in warnings:
             click.secho(f"Warning: {warning}", fg="yellow", err=True)
         click.echo(render(statuses))
-    sys.exit(exit_code(statuses))
+        for warning in back:
+            click.secho(f"warning: {warning}", fg="red")
+    sys.exit(code)
 
 
 commands = [execute_command, rollback_command, status_command]

@@ -97,6 +97,29 @@ class GraphClient(GraphApi):
         self.request("DELETE", f"/servicePrincipals/{ident}/appRoleAssignments/{aid}",
                      operation="DELETE /servicePrincipals/{id}/appRoleAssignments/{id}")
 
+    # -- token lifetime policies and app registrations -------------------------------------------------
+    @read
+    def list_token_lifetime_policies(self) -> list[dict]:
+        """Every tokenLifetimePolicy of the tenant (Policy.Read.All): id, displayName, definition (JSON strings),
+        isOrganizationDefault."""
+        return self.list("/policies/tokenLifetimePolicies", operation="GET /policies/tokenLifetimePolicies")
+
+    @read
+    def token_lifetime_policy_applies_to(self, policy_id: str) -> list[dict]:
+        """The directory objects (service principals, applications) a policy is assigned to (Policy.Read.All)."""
+        ident = _check_id("tokenLifetimePolicies", policy_id)
+        return self.list(f"/policies/tokenLifetimePolicies/{ident}/appliesTo",
+                         operation="GET /policies/tokenLifetimePolicies/{id}/appliesTo")
+
+    @read
+    def get_application_by_app_id(self, app_id: str) -> dict | None:
+        """The app registration (its requiredResourceAccess), or None when the tenant has none for this app id."""
+        ident = _check_id("applications(appId=...)", app_id)
+        try:
+            return self.request("GET", f"/applications(appId='{ident}')", operation="GET /applications(appId)")
+        except NotFound:
+            return None
+
     @read
     def list_app_role_assignments_many(self, sp_ids: list[str]) -> dict[str, list[dict]]:
         """appRoleAssignments of many SPs through $batch (20 per request, concurrently, paced by the Graph

@@ -416,6 +416,21 @@ class GraphApi(ABC):
     def delete_app_role_assignment(self, sp_id: str, assignment_id: str) -> None:
         ...
 
+    @read
+    @abstractmethod
+    def list_token_lifetime_policies(self) -> list[dict]:
+        ...
+
+    @read
+    @abstractmethod
+    def token_lifetime_policy_applies_to(self, policy_id: str) -> list[dict]:
+        ...
+
+    @read
+    @abstractmethod
+    def get_application_by_app_id(self, app_id: str) -> dict | None:
+        ...
+
     # ---- typed reads -------------------------------------------------------------------------------------------
     @read
     def service_principal(self, app_id: str) -> EntraServicePrincipal | None:

@@ -43,8 +43,20 @@ class Stopped(MigratorError):
 class ExecSettings:
     """Knobs of a run. Defaults are the documented ones (docs/design.md §6, docs/exchange.md §2)."""
 
-    propagation_wait: float = 7200.0  # s; Microsoft: 30 min to 2 h before the data plane sees an RBAC change
-    token_lifetime: float = 5400.0  # s; tokens live 60-90 min, so 90 min covers every token issued before
+    # s; Microsoft: 30 min to 2 h before the data plane sees an RBAC change; 2 h plus a 15-minute margin
+    propagation_wait: float = 8100.0
+    # s; the longest access-token lifetime in the tenant as the user states it. None: read the token lifetime
+    # policies that apply to the batch's apps (lifetimes.py) over Entra's default 90 minutes.
+    token_lifetime: float | None = None
+    token_margin: float = 900.0  # s added to the token wait (clock skew, replication the read-back missed)
+    readbacks: int = 2  # the cut-over's absence (rollback: presence) read back this many times in a row ...
+    readback_spacing: float = 60.0  # ... this many seconds apart, before the token wait starts
+    # s a rollback waits after restoring legacy grants before it re-grants the claim: removals of legacy grants are
+    # reported to take up to about 90 minutes to apply, restorations are assumed alike; plus a 15-minute margin
+    grant_apply_wait: float = 6300.0
+    # How permission rows are matched to the batch's service principals: "any" of their names, or "object_id" only
+    # (doctor found rows showing the ObjectId: a display name two principals share cannot confuse the match)
+    trustee_match: str = "any"
     cutover: bool = True  # remove the app's Entra SMTP.SendAsApp app-role assignment (docs/exchange.md §1)
     verify_all_up_to: int = 250  # per app: test every mailbox up to this many ...
     verify_sample: int = 250  # ... above it, a seeded random sample of this many (always including the first/last)

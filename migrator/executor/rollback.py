@@ -1,12 +1,14 @@
 """Undo one batch from its journal, in reverse, without a gap (docs/design.md §6):
 
-restore_grants → regrant → token_wait → assignments → scopes → groups → sp_pointers
+restore_grants → grants_wait → regrant → token_wait → assignments → scopes → groups → sp_pointers
 
 1. Restore every legacy grant the batch removed (the recorded prior row says what it was), so the legacy path
    serves again before anything else changes.
-2. Re-grant each app's Entra SMTP.SendAsApp app-role assignment the cut-over deleted.
-3. Wait the token lifetime: tokens issued without the claim (after the cut-over) still depend on RBAC.
-4. Remove the batch's role assignments, then its scopes, then the groups the tool created, each only when it was
+2. Wait for the restored grants to apply (Exchange caches mailbox permissions): a token carrying the claim needs
+   them on the data plane.
+3. Re-grant each app's Entra SMTP.SendAsApp app-role assignment the cut-over deleted; read it back (twice, spaced).
+4. Wait the token lifetime (policies read, plus a margin): tokens issued without the claim still depend on RBAC.
+5. Remove the batch's role assignments, then its scopes, then the groups the tool created, each only when it was
    created by this tool and no other applied batch still uses it; then the service-principal pointers the tool
    created for the batch's apps.
 Every step reads before it writes, records its intent first, and verifies; a killed rollback resumes. What cannot
@@ -18,7 +20,7 @@ from __future__ import annotations
 import threading
 
 from migrator.errors import MigratorError
-from migrator.exchange.errors import AlreadyExists, Forbidden, NotFound
+from migrator.exchange.errors import AlreadyExists, ApiError, Forbidden, NotFound
 from migrator.executor.context import Context, ItemFailure, StepResult
 from migrator.executor.entra import Pending, regrant_script
 from migrator.executor.runner import BatchOutcome, Runner
@@ -90,16 +92,34 @@ def step_restore_grants(ctx: Context) -> StepResult:
 
 
 def step_regrant(ctx: Context) -> StepResult:
-    """Give each app back the Entra SMTP.SendAsApp assignment the cut-over removed, through the client that may
-    write Entra assignments; without one, hand the grants over to a privileged admin and stop (entra.py)."""
+    """Give each app back the Entra SMTP.SendAsApp assignment the cut-over removed (only after the restored legacy
+    grants have had time to apply: the grants_wait step), through the client that may write Entra assignments;
+    without one, hand the grants over to a privileged admin and stop (entra.py). Then read its presence back before
+    the token wait, whose length comes from the token lifetime policies read first (tokens issued without the
+    claim depend on RBAC)."""
+    from migrator.executor.claims import confirm_claims
+    from migrator.executor.lifetimes import read_token_lifetimes, token_wait
+
     cut = ctx.journal.actions(batch=ctx.batch, generation=ctx.generation, phase="execute", kind="entra_assignment",
                               op="delete")
+    if not cut:
+        return StepResult()
     pending: list[Pending] = []
     lock = threading.Lock()
 
     def hand_over(app_id: str) -> None:
         with lock:
             pending.append(Pending(app_id, ctx.view.app_names.get(app_id, ""), ctx.sps[app_id]["object_id"]))
+
+    resource_id, role_id = exchange_role(ctx)
+    apps = [a.key for a in cut if a.key in ctx.sps]
+    lifetimes = read_token_lifetimes(ctx.graph, {a: ctx.sps[a]["object_id"] for a in apps},
+                                     extra_sp_ids=(resource_id,))
+    try:
+        wait = token_wait(ctx.settings, lifetimes)
+    except MigratorError as exc:
+        return StepResult([ItemFailure("token lifetime", str(exc))], {"token_lifetime_policies": lifetimes.to_dict()})
+    detail = {"token_wait": wait, "token_lifetime_policies": lifetimes.to_dict()}
 
     def regrant(action) -> None:
         app_id = action.key
@@ -110,7 +130,6 @@ def step_regrant(ctx: Context) -> StepResult:
             if act is not None and act.status != "verified":  # granted by a privileged admin (a handover)
                 ctx.mark(act.id, "verified", verification={"present_at": ctx.now()})
             return
-        resource_id, role_id = exchange_role(ctx)
         act = ctx.intent("entra_assignment", app_id, "grant", intent={"resourceId": resource_id,
                                                                       "appRoleId": role_id}, prior=[])
         writer = ctx.entra_client()
@@ -120,23 +139,33 @@ def step_regrant(ctx: Context) -> StepResult:
             row = writer.grant_app_role(ctx.sps[app_id]["object_id"], resource_id, role_id)
         except Forbidden:  # a token the preflight could not read: the tenant said no, so nothing changed
             return hand_over(app_id)
+        except ApiError as exc:  # granted by a run whose answer was lost, but read back before Graph replicated
+            if exc.status != 400 or "already exists" not in str(exc).lower():
+                raise
+            row = None
         if ctx.dry_run:
             return
-        if not smtp_assignments(ctx, app_id):
-            raise MigratorError("SMTP.SendAsApp assignment not present after granting it")
         old = {r.get("id") for r in action.prior or []}
         new = (row or {}).get("id")
-        if new not in old:
+        if new is not None and new not in old:
             _note(ctx, f"app {app_id}: Entra SMTP.SendAsApp re-granted under a new assignment id ({new}); the old "
                        f"id ({', '.join(sorted(filter(None, old)))}) cannot be restored")
-        ctx.mark(act, "verified", result=row)
+        ctx.mark(act, "applied", result=row)
 
     failures = ctx.for_each(cut, regrant, label="Re-granting", name=lambda a: f"app {a.key}")
     if pending and not failures:
-        resource_id, role_id = exchange_role(ctx)
         script = regrant_script(ctx.batch, pending, resource_id, role_id, ctx.entra_tenant)
-        return StepResult(handover=_hand_over(ctx, "regrant", script, len(pending), "granted back"))
-    return StepResult(failures)
+        return StepResult(handover=_hand_over(ctx, "regrant", script, len(pending), "granted back"), detail=detail)
+    if failures or ctx.dry_run:
+        return StepResult(failures, detail)
+    failures, present_at = confirm_claims(ctx, apps, present=True)
+    if failures:
+        return StepResult(failures, detail)
+    for app_id in apps:
+        act = ctx.recorded("entra_assignment", app_id, "grant")
+        if act is not None and act.status != "verified":
+            ctx.mark(act.id, "verified", verification={"present_at": present_at, "reads": ctx.settings.readbacks})
+    return StepResult([], detail)
 
 
 def _other_batches_using(ctx: Context, kind: str, key: str) -> list[int]:
@@ -265,6 +294,7 @@ def step_remove_pointers(ctx: Context) -> StepResult:
 
 ROLLBACK_STEPS = (
     ("restore_grants", step_restore_grants),
+    ("grants_wait", None),
     ("regrant", step_regrant),
     ("token_wait", None),
     ("remove_assignments", step_remove_assignments),
@@ -313,7 +343,20 @@ class RollbackRunner(Runner):
         self.output.info(f"Batch {ctx.batch}: rolled back.")
 
     def wait_seconds(self, ctx: Context, name: str) -> float:
+        if name == "grants_wait":
+            # Restored legacy grants must apply (Exchange caches them) before new tokens carry the claim again.
+            restored = [a for kind in ("sendas", "fullaccess")
+                        for a in ctx.journal.actions(batch=ctx.batch, generation=ctx.generation, phase="rollback",
+                                                     kind=kind, op="restore")]
+            return float(self.settings.grant_apply_wait) if restored else 0.0
         # Only tokens issued after a cut-over lack the claim; without any cut-over there is nothing to outlive.
         cut = ctx.journal.actions(batch=ctx.batch, generation=ctx.generation, phase="execute",
                                   kind="entra_assignment", op="delete")
-        return float(self.settings.token_lifetime) if cut else 0.0
+        if not cut:
+            return 0.0
+        row = self.journal.step(ctx.batch, ctx.generation, "rollback", "regrant")
+        if row is not None and row.detail.get("token_wait"):
+            return float(row.detail["token_wait"]["seconds"])
+        from migrator.executor.lifetimes import TokenLifetimes, token_wait
+
+        return token_wait(self.settings, TokenLifetimes())["seconds"]  # a dry run: no step row

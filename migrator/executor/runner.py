@@ -37,6 +37,7 @@ from migrator.executor.entra import EntraWrites
 from migrator.executor.journal import Journal
 from migrator.executor.review import PendingChange
 from migrator.executor.states import BatchState, Outcome
+from migrator.executor.lifetimes import TokenLifetimes, token_wait
 from migrator.executor.steps import (
     EXECUTE_STEPS,
     StepFailed,
@@ -48,7 +49,7 @@ from migrator.executor.steps import (
 from migrator.executor.undolog import JournalWriteError
 from migrator.exitcodes import ExitCode
 
-WAIT_STEPS = {"propagation_wait": "propagation_wait", "token_wait": "token_lifetime"}
+WAIT_STEPS = {"propagation_wait": "propagation_wait", "grants_wait": "grant_apply_wait"}
 WARNINGS_KEPT = 500  # Exchange warnings kept in the journal (the newest)
 COUNTDOWN_EVERY = 1800.0  # s between countdown lines when the output is not a terminal
 
@@ -227,7 +228,8 @@ class Runner:
         state, generation = self.journal.batch_state(number)
         if state == BatchState.DONE:
             self.output.info(f"Batch {number}: already done.")
-            return BatchOutcome(number, Outcome.SKIPPED, message="already done")
+            warnings = [] if self.dry_run else self.claims_back(number, view, generation)
+            return BatchOutcome(number, Outcome.SKIPPED, message="; ".join(["already done", *warnings]))
         if state == BatchState.ROLLING_BACK:
             raise MigratorError(f"batch {number}: a rollback is in progress; finish it with `migrator rollback` "
                                 "before executing the batch again")
@@ -378,6 +380,22 @@ class Runner:
             return self.wait_seconds(ctx, first) <= 0
         return self.now() >= row.not_before
 
+    def claims_back(self, number: int, view: BatchView, generation: int) -> list[str]:
+        """A done batch whose apps got their SMTP.SendAsApp claim back (a later admin consent): one warning each."""
+        from migrator.executor.claims import claim_back_warning, claims_back
+
+        cut = self.journal.actions(batch=number, generation=generation, phase="execute", kind="entra_assignment",
+                                   op="delete")
+        sps = {}
+        for action in cut:
+            sp = self.graph.get_service_principal_by_app_id(action.key)
+            if sp and sp.get("id"):
+                sps[action.key] = sp["id"]
+        warnings = [claim_back_warning(a, view.app_names.get(a, "")) for a in claims_back(self.graph, sps)]
+        for warning in warnings:
+            self.output.info(f"  warning: {warning}")
+        return warnings
+
     def preflight(self, ctx: Context) -> None:
         """Read-only: service principals, drift, cut-over safety. Raises before any write of this invocation."""
         problems = resolve_sps(ctx)
@@ -413,12 +431,14 @@ class Runner:
         return None
 
     def wait_seconds(self, ctx: Context, name: str) -> float:
-        seconds = float(getattr(self.settings, WAIT_STEPS[name]))
         if name == "token_wait":
             cut = self.journal.step(ctx.batch, ctx.generation, "execute", "cutover")
             if cut is not None and cut.detail.get("skipped"):
-                seconds = 0.0  # no cut-over, no claim tokens to outlive
-        return seconds
+                return 0.0  # no cut-over, no claim tokens to outlive
+            if cut is not None and cut.detail.get("token_wait"):
+                return float(cut.detail["token_wait"]["seconds"])  # from the policies read at the cut-over
+            return token_wait(self.settings, TokenLifetimes())["seconds"]  # a dry run: no step row
+        return float(getattr(self.settings, WAIT_STEPS[name]))
 
     def countdown(self, until: float, what: str) -> None:
         """Sleep until `until`, showing the time left; Ctrl-C and the pause file stop it cleanly.

@@ -60,6 +60,7 @@ class RunOptions:
     # and its rollback only (connected when that step first needs it). None: the run's own profile if its token
     # holds the permission, else the step is handed over to a privileged admin (entra.py).
     cutover_profile: Path | None = None
+    doctor: bool = False  # run `migrator doctor`'s checks first (execute): refuse on a blocking finding, adapt
 
 
 class RunSession:
@@ -87,6 +88,11 @@ class RunSession:
         try:
             conn = tenant if isinstance(tenant, Connection) else connect(
                 Path(tenant), graph_write=graph_write, preflight=not options.dry_run)
+            if options.doctor:  # read-only checks of the tool's assumptions; a blocking finding stops here
+                from migrator.doctor import preflight as doctor_preflight
+
+                doctor_preflight(conn, plan, options.settings, write=not options.dry_run,
+                                 output=options.output or Output())
         except BaseException:
             journal.close()
             raise

@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from migrator.executor.claims import registration_warning
 from migrator.executor.journal import Journal
 from migrator.executor.plan_lock import lock_holder
 from migrator.executor.rollback import ROLLBACK_STEPS
@@ -78,6 +79,7 @@ class BatchStatus:
     holder: str | None = None  # who holds the plan's lock now
     now: float = 0.0
     app_rows: list[AppStatus] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # cut-over apps whose registration still requests the claim
 
     @property
     def condition(self) -> str:
@@ -168,6 +170,10 @@ def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[
         for app_id in (norm_id(a) for a in batch.apps):
             status.app_rows.append(AppStatus(app_id, names.get(app_id, ""), condition, planned[app_id],
                                              migrated[app_id], restored[app_id], pending[app_id]))
+        cut = rows.get("cutover") if phase == "execute" else None
+        if cut is not None and cut.status == "done" and cut.detail.get("still_requested"):
+            status.warnings += [registration_warning(a, names.get(a, ""), cut.detail.get("smtp_role_id", ""))
+                                for a in cut.detail["still_requested"]]
         out.append(status)
     return out
 
@@ -186,6 +192,26 @@ def undo_log_warnings(plan_dir, journal: Journal) -> list[str]:
                    f"{len(records.batches)} batch(es): roll back with `migrator rollback PLAN --batch N "
                    "--from-undo-log`, or put journal.db back")
     return out
+
+
+def claims_back(plan, journal: Journal, graph) -> list[str]:
+    """Warnings for cut-over apps (of batches not rolled back) whose Entra SMTP.SendAsApp assignment is back.
+    Reads Graph: only `status --profile` calls it."""
+    from migrator.executor.claims import claim_back_warning
+    from migrator.executor.claims import claims_back as read_back
+
+    names = {norm_id(g.app_id): g.app_name for g in plan.grants}
+    sps: dict[str, str] = {}
+    for batch, (state, generation) in journal.batch_states().items():
+        if state not in ("executing", "done"):
+            continue
+        for action in journal.actions(batch=batch, generation=generation, phase="execute", kind="entra_assignment",
+                                      op="delete"):
+            if action.status in ("applied", "verified") and action.key not in sps:
+                sp = graph.get_service_principal_by_app_id(action.key)
+                if sp and sp.get("id"):
+                    sps[action.key] = sp["id"]
+    return [claim_back_warning(a, names.get(a, "")) for a in read_back(graph, sps)]
 
 
 def exit_code(statuses: list[BatchStatus], *, now: float | None = None) -> int:
@@ -213,7 +239,7 @@ def as_json(plan, statuses: list[BatchStatus]) -> dict:
             "batches": [{"batch": s.batch, "apps": s.apps, "grants": s.grants, "state": s.state,
                          "condition": s.condition, "generation": s.generation, "phase": s.phase,
                          "waiting_until": s.waiting_until, "holder": s.holder, "handover": s.handover,
-                         "failures": s.failures,
+                         "failures": s.failures, "warnings": s.warnings,
                          "counts": s.counts, "app_status": [a.as_json() for a in s.app_rows], "steps": s.steps}
                         for s in statuses]}
 
@@ -258,4 +284,6 @@ def render(statuses: list[BatchStatus], *, now: float | None = None) -> str:
             lines.append(f"  [{mark}] {s.phase} {step['step'].replace('_', ' ')}: {step['status']}")
             for failure in step.get("failures", [])[:20]:
                 lines.append(f"        - {failure}")
+        for warning in s.warnings:
+            lines.append(f"  warning: {warning}")
     return "\n".join(lines)

@@ -108,7 +108,10 @@ def sp_keys(ctx: Context) -> dict[str, set[str]]:
     them share maps to both, and a row showing it is an error, never a guess."""
     keys: dict[str, set[str]] = defaultdict(set)
     for app_id, sp in ctx.sps.items():
-        for value in (app_id, *(sp.get(f) for f in SP_NAME_FIELDS)):
+        values = (app_id, *(sp.get(f) for f in SP_NAME_FIELDS))
+        if ctx.settings.trustee_match == "object_id":  # doctor proved the rows show the ObjectId
+            values = (sp.get("object_id"),)
+        for value in values:
             if value:
                 keys[norm_id(value)].add(app_id)
     return keys
@@ -687,11 +690,16 @@ def smtp_assignments(ctx: Context, app_id: str) -> list[AppRoleAssignment]:
 
 
 def step_cutover(ctx: Context) -> StepResult:
-    """Record, then delete, each app's Entra SMTP.SendAsApp app-role assignment; verify it is gone.
+    """Record, then delete, each app's Entra SMTP.SendAsApp app-role assignment; read its absence back (claims.py)
+    before the token wait starts, whose length comes from the token lifetime policies read here, before any delete
+    (lifetimes.py). Then warn about app registrations that still request the permission.
 
     The delete goes through the client that may write Entra assignments (entra.py): the run's own, a second
     profile's, or none: then the step hands the deletes over to a privileged admin (a script in the plan folder)
-    and the batch stops; the next run finds them gone, verifies that, and goes on."""
+    and the batch stops; the next run finds them gone, reads that back, and goes on."""
+    from migrator.executor.claims import check_registrations, confirm_claims
+    from migrator.executor.lifetimes import read_token_lifetimes, token_wait
+
     if not ctx.settings.cutover:
         ctx.output.info("  cut-over disabled (--no-cutover): Entra SMTP.SendAsApp assignments left in place")
         return StepResult(detail={"skipped": True})
@@ -703,13 +711,20 @@ def step_cutover(ctx: Context) -> StepResult:
             pending.append(Pending(app_id, ctx.view.app_names.get(app_id, ""), ctx.sps[app_id]["object_id"],
                                    tuple(r.id for r in rows)))
 
+    resource_id, role_id = exchange_role(ctx)  # once, before the pool (each worker would otherwise read it)
+    lifetimes = read_token_lifetimes(ctx.graph, {a: ctx.sps[a]["object_id"] for a in ctx.view.apps},
+                                     extra_sp_ids=(resource_id,))
+    try:
+        wait = token_wait(ctx.settings, lifetimes)  # before any delete: a policy that could not be read stops here
+    except MigratorError as exc:
+        return StepResult([ItemFailure("token lifetime", str(exc))], {"token_lifetime_policies": lifetimes.to_dict()})
+    ctx.output.info(f"  token wait after the cut-over: {wait['seconds']:g} s ({wait['why']}; "
+                    f"+{wait['margin']:g} s margin)")
+
     def cut(app_id: str) -> None:
         rows = smtp_assignments(ctx, app_id)
         if not rows:
-            done = ctx.recorded("entra_assignment", app_id, "delete")
-            if done is not None and done.status != "verified":
-                ctx.mark(done.id, "verified", verification={"absent_at": ctx.now()})
-            return
+            return  # never there, or deleted by an earlier (crashed) run or an admin: the read-back confirms it
         act = ctx.intent("entra_assignment", app_id, "delete", prior=[r.raw for r in rows])
         writer = ctx.entra_client()
         if writer is None:
@@ -721,18 +736,24 @@ def step_cutover(ctx: Context) -> StepResult:
                 pass
             except Forbidden:  # a token the preflight could not read: the tenant said no, so nothing changed
                 return hand_over(app_id, rows)
-        if ctx.dry_run:
-            return
-        if smtp_assignments(ctx, app_id):
-            raise MigratorError(f"app {app_id}: SMTP.SendAsApp assignment still present after deleting it")
-        ctx.mark(act, "verified", verification={"absent_at": ctx.now()})
+        ctx.mark(act, "applied")
 
-    resource_id, role_id = exchange_role(ctx)  # once, before the pool (each worker would otherwise read it)
     failures = ctx.for_each(ctx.view.apps, cut, label="Cut-over", name=lambda a: f"app {a}")
+    detail = {"token_wait": wait, "token_lifetime_policies": lifetimes.to_dict()}
     if pending and not failures:
         script = cutover_script(ctx.batch, pending, resource_id, role_id, ctx.entra_tenant)
-        return StepResult(handover=_hand_over(ctx, "cutover", script, len(pending), "removed"))
-    return StepResult(failures)
+        return StepResult(handover=_hand_over(ctx, "cutover", script, len(pending), "removed"), detail=detail)
+    if failures or ctx.dry_run:
+        return StepResult(failures, detail)
+    failures, absent_at = confirm_claims(ctx, list(ctx.view.apps), present=False)
+    if failures:
+        return StepResult(failures, detail)
+    for app_id in ctx.view.apps:
+        done = ctx.recorded("entra_assignment", app_id, "delete")
+        if done is not None and done.status != "verified":
+            ctx.mark(done.id, "verified", verification={"absent_at": absent_at, "reads": ctx.settings.readbacks})
+    detail.update(check_registrations(ctx, list(ctx.view.apps)))
+    return StepResult([], detail)
 
 
 def _hand_over(ctx: Context, step: str, script: str, count: int, what: str) -> str:
@@ -745,6 +766,15 @@ def _hand_over(ctx: Context, step: str, script: str, count: int, what: str) -> s
 
 def step_remove_legacy(ctx: Context) -> StepResult:
     """Remove the batch's migrated legacy grants, each recorded (its full row) before removal; verify by a scan."""
+    if ctx.settings.cutover and not ctx.dry_run:
+        # A claim that came back during the token wait (a re-consent) needs the legacy grants: keep them.
+        exchange_role(ctx)
+        back = [a for a in ctx.view.apps if smtp_assignments(ctx, a)]
+        if back:
+            from migrator.executor.claims import claim_back_warning
+
+            return StepResult([ItemFailure(f"app {a}", claim_back_warning(a, ctx.view.app_names.get(a, "")))
+                               for a in back])
     # The prior rows: the preflight's scan of this same invocation when it is recent (nothing in between writes
     # SendAs grants), else a new scan. Either way they are read before the first removal.
     rows = legacy_rows(ctx, max_age=ctx.settings.rescan_after)

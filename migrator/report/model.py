@@ -155,6 +155,8 @@ def _condition_text(st, describe) -> str:
     text = describe(st, time_left=False)
     if st.failures:
         text += f" ({len(st.failures)} failure(s), e.g. {st.failures[0]})"
+    for warning in st.warnings:  # a cut-over app whose registration still requests SMTP.SendAsApp, with the fix
+        text += f"; warning: {warning}"
     return text
 
 

@@ -14,18 +14,19 @@ from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP
 
 def can_send_as(state, app_id: str, mailbox: str, *, token_claim: bool | None = None,
                 token_issued_at: float | None = None, at: float | None = None) -> bool:
-    """`token_claim`: whether the token carries SMTP.SendAsApp; when None it is read from the claim state at
-    `token_issued_at` (default: `at`). A token past its lifetime never works."""
+    """`token_claim`: whether the token carries SMTP.SendAsApp; when None it is read from the claim state the token
+    service saw at `token_issued_at` (default: `at`). A token past its lifetime (the app's token lifetime policy,
+    else the setting) never works."""
     app_id = (app_id or "").strip().lower()
     t = state.clock.now() if at is None else at
     issued = t if token_issued_at is None else token_issued_at
-    if issued > t or t >= issued + state.settings.token_lifetime:
+    if issued > t or t >= issued + state.timeline.life(app_id):
         return False  # not yet issued, or expired
     mbx = state.mailbox_by_address(mailbox)
     if mbx is None:
         return False
-    if token_claim is None:
-        token_claim = state.timeline.claim_at(app_id, issued)
+    if token_claim is None:  # what the token service saw at the issue (Graph replicates assignments with delay)
+        token_claim = state.timeline.claim_seen_at(app_id, issued)
     return state.timeline.can_send(app_id, mbx.primary_smtp, t, token_claim=token_claim)
 
 

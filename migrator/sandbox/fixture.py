@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 
 from migrator.model import EXCHANGE_ONLINE_APP_ID
+from migrator.sandbox.entra import FixturePolicyError, dump_policies, load_policies
 from migrator.sandbox.state import (
     GRAPH_APP_ID,
     GROUP_TYPES,
@@ -125,6 +126,10 @@ def load_fixture(state: TenantState, data: dict) -> None:
                           "exchange_pointer": second.get("exchange_pointer", False)}, "cutover_admin", admin=True,
                   main_admin=False)
         state.cutover_admin_app_id = _lower(second.get("client_id") or second.get("app_id"))
+    try:
+        load_policies(state, data)
+    except FixturePolicyError as exc:
+        raise FixtureError(str(exc)) from None
 
     for i, au in enumerate(data.get("administrative_units") or ()):
         where = f"administrative_units[{i}]"
@@ -338,7 +343,10 @@ def dump_fixture(state: TenantState, *, include_secrets: bool = False) -> dict:
                   "exchange_display_name": a.pointer_name, "exchange_pointer": a.exchange_pointer,
                   "exchange_guid": a.exchange_guid, "app_roles": roles(a),
                   "secret": a.secret if include_secrets else None, "certificate_pem": a.certificate_pem,
-                  "directory_roles": sorted(a.directory_roles)} for a in apps],
+                  "directory_roles": sorted(a.directory_roles),
+                  "required_resource_access": [{"resource": r, "permission": p}
+                                               for r, p in state.requested_roles.get(a.app_id, ())]}
+                 for a in apps],
         "groups": [{"name": g.name, "alias": g.alias, "display_name": g.display_name, "primary_smtp": g.primary_smtp,
                     "type": g.group_type, "cn": g.cn, "dn": g.dn, "guid": g.guid, "external_id": g.external_id,
                     "recipient_type_details": g.recipient_type_details, "hidden": g.hidden,
@@ -363,6 +371,7 @@ def dump_fixture(state: TenantState, *, include_secrets: bool = False) -> dict:
                                   "members": sorted(addr(m) for m in u.members)}
                                  for u in sorted(state.admin_units.values(), key=lambda u: u.id)],
         "application_access_policies": [dict(p) for p in state.access_policies],
+        "token_lifetime_policies": dump_policies(state),
     }
     if admin is not None:
         out["admin"] = {"client_id": admin.app_id, "object_id": admin.object_id, "display_name": admin.display_name,

@@ -35,6 +35,7 @@ ADMIN_ROLES = (
     {"resource": EXCHANGE_RESOURCE, "permission": EXCHANGE_MANAGE_AS_APP},
     {"resource": GRAPH_NAME, "permission": "Application.Read.All"},
     {"resource": GRAPH_NAME, "permission": "AppRoleAssignment.ReadWrite.All"},
+    {"resource": GRAPH_NAME, "permission": "Policy.Read.All"},
 )
 
 

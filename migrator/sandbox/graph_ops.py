@@ -92,11 +92,32 @@ def _principal(state: TenantState, sp_id: str) -> App:
 
 
 def list_app_role_assignments(state: TenantState, sp_id: str, *, caller: Caller) -> list[dict]:
-    """GET /servicePrincipals/{id}/appRoleAssignments"""
+    """GET /servicePrincipals/{id}/appRoleAssignments
+
+    Within `graph_replication_delay` of a grant or deletion a read may reach a replica that has not seen it yet:
+    every other such read (deterministically) answers the state from before the change."""
     _require(caller, READ_ROLES)
     app = _principal(state, sp_id)
-    return sorted((dict(a) for a in state.app_role_assignments.get(app.object_id, {}).values()),
-                  key=lambda a: a["id"])
+    rows = {a["id"]: dict(a) for a in state.app_role_assignments.get(app.object_id, {}).values()}
+    now, lag = state.clock.now(), state.settings.graph_replication_delay
+    recent = [c for c in state.graph_changes if c[1] == app.object_id and now - c[0] < lag]
+    if recent:
+        state.graph_reads += 1
+        if state.graph_reads % 2:  # this read hits a stale replica: undo the recent changes, newest first
+            for _, _, op, row in reversed(recent):
+                if op == "delete":
+                    rows[row["id"]] = dict(row)
+                else:
+                    rows.pop(row["id"], None)
+    return sorted(rows.values(), key=lambda a: a["id"])
+
+
+def _record_change(state: TenantState, sp_id: str, op: str, row: dict) -> None:
+    lag = state.settings.graph_replication_delay
+    now = state.clock.now()
+    state.graph_changes = [c for c in state.graph_changes if now - c[0] < lag]
+    if lag > 0:
+        state.graph_changes.append((now, sp_id, op, dict(row)))
 
 
 def grant_app_role(state: TenantState, sp_id: str, body: dict, *, caller: Caller) -> dict:
@@ -124,6 +145,7 @@ def grant_app_role(state: TenantState, sp_id: str, body: dict, *, caller: Caller
            for a in state.app_role_assignments.get(app.object_id, {}).values()):
         raise GraphError(400, "Request_BadRequest", "Permission being assigned already exists on the object")
     row = _grant(state, app, resource, role_id, created=state.clock.now())
+    _record_change(state, app.object_id, "grant", row)
     state.timeline.note(state.clock.now(), "change", graph="grant_app_role", app_id=app.app_id,
                         resource=resource["displayName"], app_role_id=role_id)
     state.sync_access([app.app_id])
@@ -138,6 +160,7 @@ def delete_app_role_assignment(state: TenantState, sp_id: str, assignment_id: st
     if assignment_id not in rows:
         raise _missing(assignment_id)
     row = rows.pop(assignment_id)
+    _record_change(state, app.object_id, "delete", row)
     state.timeline.note(state.clock.now(), "change", graph="delete_app_role_assignment", app_id=app.app_id,
                         resource=row["resourceDisplayName"], app_role_id=row["appRoleId"])
     state.sync_access([app.app_id])
@@ -151,3 +174,52 @@ def list_users(state: TenantState, *, caller: Caller) -> list[dict]:
              "proxyAddresses": list(r.email_addresses)}
             for r in state.recipients.values() if r.kind == "mailbox"]
     return sorted(rows, key=lambda r: r["id"])
+
+
+# ---- token lifetime policies and app registrations (entra.py) ---------------------------------------------------
+POLICY_READ = {"Policy.Read.All", "Policy.ReadWrite.ApplicationConfiguration"}
+APP_WRITE = {"Application.ReadWrite.All", "Application.ReadWrite.OwnedBy"}
+
+
+def list_token_lifetime_policies(state: TenantState, *, caller: Caller) -> list[dict]:
+    """GET /policies/tokenLifetimePolicies (Policy.Read.All)"""
+    from migrator.sandbox.entra import policy_dict
+
+    _require(caller, POLICY_READ)
+    return [policy_dict(p) for p in sorted(state.token_policies, key=lambda p: p["id"])]
+
+
+def token_lifetime_policy_applies_to(state: TenantState, policy_id: str, *, caller: Caller) -> list[dict]:
+    """GET /policies/tokenLifetimePolicies/{id}/appliesTo: the directory objects the policy is assigned to."""
+    _require(caller, POLICY_READ)
+    policy = next((p for p in state.token_policies if p["id"] == str(policy_id).strip().lower()), None)
+    if policy is None:
+        raise _missing(policy_id)
+    out = []
+    for sp_id in policy["appliesTo"]:
+        app = state.app_by_sp_id(sp_id)
+        if app is not None:
+            out.append({"@odata.type": "#microsoft.graph.servicePrincipal", "id": app.object_id,
+                        "appId": app.app_id, "displayName": app.display_name})
+    return out
+
+
+def sp_token_lifetime_policies(state: TenantState, sp_id: str, *, caller: Caller) -> list[dict]:
+    """GET /servicePrincipals/{id}/tokenLifetimePolicies (Policy.Read.All and Application.ReadWrite.*)"""
+    from migrator.sandbox.entra import policy_dict
+
+    _require(caller, POLICY_READ)
+    _require(caller, APP_WRITE)
+    app = _principal(state, sp_id)
+    return [policy_dict(p) for p in state.token_policies if app.object_id in p["appliesTo"]]
+
+
+def list_applications(state: TenantState, *, caller: Caller, app_id: str | None = None) -> list[dict]:
+    """GET /applications[?$filter=appId eq '...'] and /applications(appId='...'): app registrations."""
+    from migrator.sandbox.entra import application_dict
+
+    _require(caller, READ_ROLES | {"Application.ReadWrite.All"})
+    apps = [a for a in state.apps.values() if not a.is_admin]
+    if app_id is not None:
+        apps = [a for a in apps if a.app_id == str(app_id).strip().lower()]
+    return [application_dict(state, a) for a in sorted(apps, key=lambda a: a.app_id)]

@@ -35,6 +35,7 @@ DEFAULT_TOP, MAX_TOP = 100, 999
 MAX_BATCH = 20
 CURSOR_TTL, MAX_CURSORS = 1800.0, 256
 SP_BY_APPID = re.compile(r"^servicePrincipals\(appId='([^']*)'\)(/.*)?$", re.IGNORECASE)
+APP_BY_APPID = re.compile(r"^applications\(appId='([^']*)'\)$", re.IGNORECASE)
 FILTER_APPID = re.compile(r"^\s*appId\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
 
 
@@ -177,6 +178,41 @@ class GraphEndpoint:
                 with self.lock:
                     self.backend.graph_delete_app_role_assignment(sp_id, parts[3], caller)
                 return Reply(204, b"", "text/plain")
+        if parts[:1] == ["servicePrincipals"] and len(parts) == 3 and parts[2] == "tokenLifetimePolicies" \
+                and method == "GET":
+            with self.lock:
+                rows = self.backend.graph_call("sp_token_lifetime_policies", parts[1], caller=caller)
+            return self._collection(rows, query, f"{ctx}#policies/tokenLifetimePolicies", f"{base}/v1.0/{rel}")
+        if parts[:2] == ["policies", "tokenLifetimePolicies"] and method == "GET" and len(parts) in (2, 4):
+            if len(parts) == 2:
+                with self.lock:
+                    rows = self.backend.graph_call("list_token_lifetime_policies", caller=caller)
+                return self._collection(rows, query, f"{ctx}#policies/tokenLifetimePolicies",
+                                        f"{base}/v1.0/policies/tokenLifetimePolicies")
+            if parts[3] == "appliesTo":
+                with self.lock:
+                    rows = self.backend.graph_call("token_lifetime_policy_applies_to", parts[2], caller=caller)
+                return self._collection(rows, query, f"{ctx}#directoryObjects", f"{base}/v1.0/{rel}")
+        match_app = APP_BY_APPID.match(rel)
+        if match_app and method == "GET":
+            with self.lock:
+                rows = self.backend.graph_call("list_applications", caller=caller, app_id=match_app.group(1))
+            if not rows:
+                raise GraphError(404, "Request_ResourceNotFound",
+                                 f"Resource '{match_app.group(1)}' does not exist or one of its queried "
+                                 "reference-property objects are not present.")
+            return json_reply(200, {"@odata.context": f"{ctx}#applications/$entity", **_select(rows[0], select)})
+        if parts == ["applications"] and method == "GET":
+            flt = query.get("$filter", "")
+            app_id = None
+            if flt:
+                fm = FILTER_APPID.match(flt)
+                if not fm:
+                    raise GraphError(400, "Request_UnsupportedQuery", f"Unsupported query: $filter={flt}")
+                app_id = fm.group(1)
+            with self.lock:
+                rows = self.backend.graph_call("list_applications", caller=caller, app_id=app_id)
+            return self._collection(rows, query, f"{ctx}#applications", f"{base}/v1.0/applications")
         if parts == ["users"] and method == "GET":
             self._need(caller, READ_USERS)
             token = query.get("$skiptoken")

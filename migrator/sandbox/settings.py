@@ -29,9 +29,15 @@ class SandboxSettings:
     trustee_display: str = "display_name"
     # Seconds a just-created group stays invisible to Get-* (directory replication).
     replication_delay: float = 0.0
-    # Seconds before the data plane sees a SendAs grant added or removed (0: at once). Exchange caches mailbox
-    # permissions too; how long is UNVERIFIED, so rollback (which restores SendAs) can be tested against a delay.
-    sendas_delay: float = 0.0
+    # Seconds before the data plane sees a legacy grant (SendAs, FullAccess) added or removed. Exchange caches
+    # mailbox permissions too: removals are reported to take up to about 90 minutes to apply, and how long a
+    # restored grant takes is UNVERIFIED. Non-zero by default so a rollback that re-grants the claim before the
+    # restored grants apply shows its gap on the timeline.
+    sendas_delay: float = 30.0
+    # Seconds before an Entra app-role assignment granted or deleted reaches the token service (Graph replicates
+    # them with delay): tokens issued meanwhile still carry the old claim state, and a read of the SP's
+    # appRoleAssignments in that window may answer from a replica that has not seen the change yet.
+    graph_replication_delay: float = 10.0
     # What Get-ManagementRoleAssignment shows in RoleAssignee/RoleAssigneeName for an app: its SP ObjectId (reported
     # live, docs/exchange.md §7) or its display name (what some community scripts expect). UNVERIFIED: a setting.
     role_assignee_name: str = "object_id"
@@ -45,7 +51,7 @@ class SandboxSettings:
         if self.trustee_display not in TRUSTEE_DISPLAYS:
             raise ValueError(f"trustee_display must be one of {TRUSTEE_DISPLAYS}, not {self.trustee_display!r}")
         for name in ("propagation_delay", "token_lifetime", "admin_token_lifetime", "replication_delay",
-                     "sendas_delay"):
+                     "sendas_delay", "graph_replication_delay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
 

@@ -20,6 +20,7 @@ from migrator.model import EXCHANGE_ONLINE_APP_ID, FILTERABLE_ATTRIBUTES, RBAC_R
 from migrator.sandbox import opath
 from migrator.sandbox.api import Caller, CmdletError, CmdletResult, GraphError
 from migrator.sandbox.clock import Clock
+from migrator.sandbox.entra import apply_lifetimes
 from migrator.sandbox.identity import IdentityIndex, recipient_keys, service_principal_keys
 from migrator.sandbox.settings import SandboxSettings
 from migrator.sandbox.timeline import Timeline
@@ -41,12 +42,15 @@ KNOWN_ROLE_IDS = {
     (GRAPH_RESOURCE_NAME, "Application.Read.All"): "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
     (GRAPH_RESOURCE_NAME, "AppRoleAssignment.ReadWrite.All"): "06b708a9-e830-4db3-a914-8e69da51d44f",
     (GRAPH_RESOURCE_NAME, "User.Read.All"): "df021288-bdef-4463-88db-98f22de89214",
+    (GRAPH_RESOURCE_NAME, "Policy.Read.All"): "246dd0d5-5bd0-4def-940b-0421030a5b68",
 }
 RESOURCE_ROLES = {
     EXCHANGE_RESOURCE_NAME: ("Exchange.ManageAsApp", "full_access_as_app", SMTP_SEND_AS_APP, "IMAP.AccessAsApp",
                              "POP.AccessAsApp", "Mail.Send", "Mail.Read", "Mail.ReadWrite", "EWS.AccessAsApp"),
     GRAPH_RESOURCE_NAME: ("Mail.Send", "Mail.Read", "Mail.ReadWrite", "Application.Read.All",
-                          "AppRoleAssignment.ReadWrite.All", "User.Read.All", "Directory.Read.All"),
+                          "AppRoleAssignment.ReadWrite.All", "User.Read.All", "Directory.Read.All",
+                          "Application.ReadWrite.All", "Policy.Read.All",
+                          "Policy.ReadWrite.ApplicationConfiguration"),
 }
 RESOURCE_APP_IDS = {EXCHANGE_RESOURCE_NAME: EXCHANGE_ONLINE_APP_ID, GRAPH_RESOURCE_NAME: GRAPH_APP_ID}
 AUDIENCE_RESOURCE = {EXCHANGE_AUDIENCE: EXCHANGE_RESOURCE_NAME, GRAPH_AUDIENCE: GRAPH_RESOURCE_NAME,
@@ -302,6 +306,11 @@ class TenantState:
         self.access_policies: list[dict] = []
         self.resources: dict[str, dict] = {}  # resource display name -> Graph SP dict (with appRoles)
         self.app_role_assignments: dict[str, dict[str, dict]] = {}  # principal SP id -> {assignment id: dict}
+        self.token_policies: list[dict] = []  # Graph tokenLifetimePolicy dicts + "appliesTo" (SP ids); entra.py
+        self.requested_roles: dict[str, list[tuple[str, str]]] = {}  # app_id -> requiredResourceAccess
+        # (time, principal SP id, "grant" | "delete", row): app-role assignment writes, for replication lag
+        self.graph_changes: list[tuple[float, str, str, dict]] = []
+        self.graph_reads = 0  # counts reads of appRoleAssignments (picks the replica a read in the lag hits)
         self._recipient_ids = IdentityIndex()
         self._sp_ids = IdentityIndex()
         self._by_dn: dict[str, Recipient] = {}
@@ -326,6 +335,7 @@ class TenantState:
         with state.lock:
             load_fixture(state, data)
             state.timeline = Timeline(state.settings, state.clock.now())
+            apply_lifetimes(state)
             state._sendas_now, state._fullaccess_now, state._rbac_now = {}, {}, {}
             state.timeline.loading = True
             state.sync_access(None)
@@ -584,9 +594,13 @@ class TenantState:
             app = self.apps[(app_id or "").lower()]
             now = self.clock.now()
             roles = self.token_roles(app.app_id, audience)
+            if not app.is_admin and AUDIENCE_RESOURCE.get(audience.rstrip("/").lower()) == EXCHANGE_RESOURCE_NAME:
+                # The token service sees an SMTP.SendAsApp grant or removal only once Graph has replicated it.
+                seen = self.timeline.claim_seen_at(app.app_id, now)
+                roles = sorted((set(roles) - {SMTP_SEND_AS_APP}) | ({SMTP_SEND_AS_APP} if seen else set()))
             # The admin's tokens live apart (settings.admin_token_lifetime): it sends no mail, so the timeline
-            # checker's token_lifetime concerns the apps' tokens only.
-            life = self.settings.admin_token_lifetime if app.is_admin else self.settings.token_lifetime
+            # checker's lifetimes (token_lifetime, or a token lifetime policy) concern the apps' tokens only.
+            life = self.settings.admin_token_lifetime if app.is_admin else self.timeline.life(app.app_id)
             claims = {"aud": audience, "tid": self.tenant_id, "appid": app.app_id, "oid": app.object_id,
                       "roles": roles, "iat": int(now), "nbf": int(now), "exp": int(now + life)}
             self.timeline.note(now, "token", app_id=app.app_id, audience=audience,

@@ -99,6 +99,9 @@ class StateBackend:
         with self.state.lock:
             self.state.timeline.note(self.state.clock.now(), "smtp", **data)
 
+    def graph_call(self, op: str, *args, caller: Caller, **kwargs):
+        return self.state.graph(op, *args, caller=caller, **kwargs)
+
     # ---- debug -------------------------------------------------------------------------------------------
     def timeline(self) -> dict:
         with self.state.lock:

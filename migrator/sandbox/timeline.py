@@ -17,7 +17,9 @@ POP.AccessAsApp is served by FullAccess; nothing else serves IMAP/POP (there is 
 
 `check()` proves the product's first two invariants over the whole record, for SMTP and for IMAP/POP apart: no
 access gap for an original (app, mailbox) pair, and no over-grant for any other pair, considering every token the
-app may hold (any token issued in the last `token_lifetime`, carrying the claims of its issue time).
+app may hold (any token issued in the last `token_lifetime`, or the app's token lifetime policy, carrying the
+claims the token service saw at its issue time: the SMTP.SendAsApp claim `graph_replication_delay` behind the
+configuration).
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class Timeline:
         self.rbac: dict[tuple[str, str], _Series] = {}
         self.claim: dict[str, _Series] = {}
         self.imap_claim: dict[str, _Series] = {}
+        # app_id -> lifetime (s) of its access tokens where a token lifetime policy sets one (else the setting)
+        self.lifetimes: dict[str, float] = {}
         self.log: list[Event] = []
         self.loading = False  # True while TenantState.from_fixture records the initial state (not a change)
 
@@ -177,6 +181,15 @@ class Timeline:
 
     def imap_claim_at(self, app_id: str, t: float) -> bool:
         return self._at(self.imap_claim, app_id, t)
+
+    def claim_seen_at(self, app_id: str, t: float) -> bool:
+        """The SMTP.SendAsApp claim a token issued at t carries: the configuration of t - graph_replication_delay
+        (the token service learns of an assignment granted or deleted only once Graph has replicated it)."""
+        return self._at(self.claim, app_id, t - self.settings.graph_replication_delay)
+
+    def life(self, app_id: str) -> float:
+        """Lifetime of the app's access tokens: its token lifetime policy's, else the sandbox setting."""
+        return self.lifetimes.get(app_id, self.settings.token_lifetime)
 
     def can_send(self, app_id: str, mailbox: str, t: float, *, token_claim: bool) -> bool:
         """The SMTP rule for a token that does or does not carry SMTP.SendAsApp: legacy reach is SendAs or
@@ -264,8 +277,8 @@ def check(timeline: Timeline, original_grants=None, *, original_imap=None, until
     `until` bounds the record; by default the state after the last change is followed to its steady end.
     An original pair the data plane did not serve at the start is listed in `unserved_at_start`, not as a gap."""
     s = timeline.settings
-    life, delay, union = s.token_lifetime, s.propagation_delay, s.claim_rule == "union"
-    legacy_delay = s.sendas_delay
+    delay, union = s.propagation_delay, s.claim_rule == "union"
+    legacy_delay, claim_delay = s.sendas_delay, s.graph_replication_delay
     with timeline._lock:
         derived_smtp, derived_imap = original_reach(timeline)
         smtp = derived_smtp | {(a.lower(), m.lower()) for a, m in original_grants or ()}
@@ -275,9 +288,10 @@ def check(timeline: Timeline, original_grants=None, *, original_imap=None, until
         for app, mbx in pairs:
             sa, fa = timeline.sendas.get((app, mbx)), timeline.fullaccess.get((app, mbx))
             rb, cl = timeline.rbac.get((app, mbx)), timeline.claim.get(app)
+            life = timeline.life(app)
             points = {timeline.start}
             for series, shift in ((sa, 0.0), (sa, legacy_delay), (fa, 0.0), (fa, legacy_delay), (rb, 0.0),
-                                  (rb, delay), (cl, 0.0), (cl, life)):
+                                  (rb, delay), (cl, claim_delay), (cl, claim_delay + life)):
                 points.update(_points(series, shift))
             had = (app, mbx) in smtp
             if had and _gap(timeline, app, mbx, timeline.start - 1.0, life, union, cl):
@@ -287,6 +301,7 @@ def check(timeline: Timeline, original_grants=None, *, original_imap=None, until
             _intervals(timeline, app, mbx, points, until, judge, report.gaps if had else report.overgrants)
         for app, mbx in sorted(imap | set(timeline.fullaccess)):
             fa, ic = timeline.fullaccess.get((app, mbx)), timeline.imap_claim.get(app)
+            life = timeline.life(app)
             points = {timeline.start}
             for series, shift in ((fa, 0.0), (fa, legacy_delay), (ic, 0.0), (ic, life)):
                 points.update(_points(series, shift))
@@ -321,12 +336,15 @@ def _intervals(timeline: Timeline, app: str, mbx: str, points: set, until: float
         out.append(Interval(app, mbx, current[0], until, current[1]))
 
 
-def _claim_window(cl: _Series | None, start: float, t: float, life: float) -> tuple[bool, bool]:
-    """(some token the app may hold at t carries the claim, some does not)."""
-    lo = t - life  # before `start`, the loaded (initial) claim state holds
+def _claim_window(cl: _Series | None, start: float, t: float, life: float,
+                  claim_delay: float = 0.0) -> tuple[bool, bool]:
+    """(some token the app may hold at t carries the claim, some does not). A token issued at s carries the claim
+    configured at s - claim_delay (Graph replication)."""
+    hi = t - claim_delay
+    lo = hi - life  # before `start`, the loaded (initial) claim state holds
     if cl is None:
         return False, True
-    return cl.any_true(lo, t), cl.any_false(lo, t)
+    return cl.any_true(lo, hi), cl.any_false(lo, hi)
 
 
 def _gap(tl: Timeline, app: str, mbx: str, t: float, life: float, union: bool, cl) -> str | None:
@@ -335,7 +353,7 @@ def _gap(tl: Timeline, app: str, mbx: str, t: float, life: float, union: bool, c
     if union:
         return None if (legacy or rbac) else \
             "neither a legacy grant (SendAs or FullAccess) nor a propagated RBAC role serves the app"
-    with_claim, without_claim = _claim_window(cl, tl.start, t, life)
+    with_claim, without_claim = _claim_window(cl, tl.start, t, life, tl.settings.graph_replication_delay)
     if with_claim and not legacy:
         return "a token carrying SMTP.SendAsApp needs a SendAs or FullAccess grant, which is gone"
     if without_claim and not rbac:
@@ -352,7 +370,7 @@ def _over(tl: Timeline, app: str, mbx: str, t: float, life: float, union: bool, 
         if legacy or rbac:
             return "can send as a mailbox the app did not have"
         return None
-    with_claim, without_claim = _claim_window(cl, tl.start, t, life)
+    with_claim, without_claim = _claim_window(cl, tl.start, t, life, tl.settings.graph_replication_delay)
     if with_claim and legacy:
         return "can send as a mailbox the app did not have (legacy grant)"
     if without_claim and rbac:

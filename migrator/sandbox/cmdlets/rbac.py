@@ -314,3 +314,18 @@ def get_application_access_policy(state: TenantState, p: Params, caller: Caller)
         if hit:  # unknown identity: EVERY policy (the hazard)
             rows = hit
     return CmdletResult(sorted(rows, key=lambda r: r["Identity"]))
+
+
+@cmdlet("Get-ManagementRole", ("Identity", "RoleType", "Cmdlet"))
+def get_management_role(state: TenantState, p: Params, caller: Caller):
+    """The `Application ...` roles of RBAC for Applications (RoleType ApplicationImpersonation-like
+    "ApplicationPermission" rows; the sandbox holds no other roles)."""
+    rows = [{"Name": r, "Identity": r, "RoleType": "ApplicationPermission", "IsRootRole": True,
+             "IsEndUserRole": False, "Description": f"{r} for applications (RBAC for Applications)",
+             "Guid": det_uuid("management-role", r)} for r in APPLICATION_ROLES]
+    identity = p.str("Identity")
+    if not _blank(identity):
+        rows = [r for r in rows if str(r["Name"]).lower() == identity.strip().lower()]
+        if not rows:
+            raise _not_found(state, identity, p.cmdlet)
+    return CmdletResult(rows)
