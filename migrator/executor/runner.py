@@ -35,9 +35,9 @@ from migrator.executor.context import (
 )
 from migrator.executor.entra import EntraWrites
 from migrator.executor.journal import Journal
+from migrator.executor.lifetimes import TokenLifetimes, token_wait
 from migrator.executor.review import PendingChange
 from migrator.executor.states import BatchState, Outcome
-from migrator.executor.lifetimes import TokenLifetimes, token_wait
 from migrator.executor.steps import (
     EXECUTE_STEPS,
     StepFailed,
@@ -380,7 +380,7 @@ class Runner:
             return self.wait_seconds(ctx, first) <= 0
         return self.now() >= row.not_before
 
-    def claims_back(self, number: int, view: BatchView, generation: int) -> list[str]:
+    def claims_back(self, number: int, view, generation: int) -> list[str]:
         """A done batch whose apps got their SMTP.SendAsApp claim back (a later admin consent): one warning each."""
         from migrator.executor.claims import claim_back_warning, claims_back
 
