@@ -88,7 +88,8 @@ def test_rollback_without_yes_asks_and_a_no_changes_nothing(world, terminal):
                 "  restore 0 SendAs and 0 FullAccess grant(s) this batch removed\n"
                 "  remove 1 role assignment(s), 1 scope(s), 1 group(s), 0 service-principal pointer(s) this tool "
                 "created\n"
-                "Steps to run: restore grants, regrant, token wait, remove assignments, remove scopes, remove groups, "
+                "Steps to run: restore grants, grants wait, regrant, token wait, remove assignments, remove scopes, "
+                "remove groups, "
                 "remove pointers\n"
                 "Roll back batch 1? [y/N]: n\n"
                 "Batch 1: not confirmed; nothing was changed.\n")

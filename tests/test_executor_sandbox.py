@@ -234,8 +234,10 @@ def test_fullaccess_removal_and_its_rollback_through_the_real_clients(tmp_path):
     plan = load_plan(plan_path)
     removed = {(g.app_id, g.mailbox) for g in plan.grants if g.right == "FullAccess" and g.action == "migrate"}
     assert removed and {a for a, _ in removed} == {relay}
-    settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3)
-    fast = dict(propagation_wait=0.8, token_lifetime=1.2, replication_poll=0.2, verify_retry_delay=0.2)
+    settings = SandboxSettings(propagation_delay=0.5, token_lifetime=1.0, replication_delay=0.3, sendas_delay=0.3,
+                               graph_replication_delay=0.2)
+    fast = dict(propagation_wait=0.8, token_lifetime=1.0, token_margin=0.2, readback_spacing=0.3, grant_apply_wait=0.4,
+                replication_poll=0.2, verify_retry_delay=0.2)
     with start_sandbox(fixture, run_dir=tmp_path / "sb", settings=settings) as sb:
         before = tenant_shape(sb.state)
         conn = Connection(sb.profile_path)

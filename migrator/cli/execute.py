@@ -144,9 +144,9 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
     Steps, each reading before it writes and verifying after: preflight (plan hashes, drift, permissions,
     service-principal pointers) -> groups -> scopes -> role assignments -> verify -> propagation wait -> cut-over ->
     token-lifetime wait -> remove the legacy SendAs grants -> final verification. The preflight runs `migrator
-    doctor`'s checks first (doctor.json in the plan folder; a clean one younger than an hour is reused) and refuses
-    on a blocking finding. Killed or stopped (Ctrl-C, or a file named PAUSE in the plan folder), the same command
-    resumes. Before its first change it shows the tenant, the batch, its apps and the counts, and asks (--yes: no
+    doctor`'s checks first (a clean doctor.json that `migrator doctor` wrote for this plan within the hour is
+    reused; the preflight writes none) and refuses on a blocking finding. Killed or stopped (Ctrl-C, or a file
+    named PAUSE in the plan folder), the same command resumes. Before its first change it shows the tenant, the batch, its apps and the counts, and asks (--yes: no
     question).
 
     Exit: 0 done; 10 waiting (run the same command again after the time shown, or use --wait); 2 bad plan or

@@ -91,8 +91,9 @@ class RunSession:
             if options.doctor:  # read-only checks of the tool's assumptions; a blocking finding stops here
                 from migrator.doctor import preflight as doctor_preflight
 
-                doctor_preflight(conn, plan, options.settings, write=not options.dry_run,
-                                 output=options.output or Output())
+                # reads a fresh doctor.json (`migrator doctor`), writes none: a run that changes nothing leaves
+                # the plan folder as it was
+                doctor_preflight(conn, plan, options.settings, write=False, output=options.output or Output())
         except BaseException:
             journal.close()
             raise
