@@ -146,8 +146,8 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
     token-lifetime wait -> remove the legacy SendAs grants -> final verification. The preflight runs `migrator
     doctor`'s checks first (a clean doctor.json that `migrator doctor` wrote for this plan within the hour is
     reused; the preflight writes none) and refuses on a blocking finding. Killed or stopped (Ctrl-C, or a file
-    named PAUSE in the plan folder), the same command resumes. Before its first change it shows the tenant, the batch, its apps and the counts, and asks (--yes: no
-    question).
+    named PAUSE in the plan folder), the same command resumes. Before its first change it shows the tenant, the
+    batch, its apps and the counts, and asks (--yes: no question).
 
     Exit: 0 done; 10 waiting (run the same command again after the time shown, or use --wait); 2 bad plan or
     input; 3 drift; 4 tenant error or missing permission; 5 another executor holds the plan; 6 no terminal to
