@@ -55,7 +55,7 @@ def test_policies_come_back_in_graphs_shape(tenant):
     # per-SP listing needs Policy.Read.All *and* an Application.ReadWrite permission, which the admin lacks
     sp = conn.graph.get_service_principal_by_app_id(apps[0])
     with pytest.raises(Forbidden):
-        conn.graph.list(f"/servicePrincipals/{sp['id']}/tokenLifetimePolicies")
+        conn.graph.list_all(f"/servicePrincipals/{sp['id']}/tokenLifetimePolicies")
 
 
 def test_tokens_live_as_the_policies_say(tenant):

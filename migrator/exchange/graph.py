@@ -102,13 +102,13 @@ class GraphClient(GraphApi):
     def list_token_lifetime_policies(self) -> list[dict]:
         """Every tokenLifetimePolicy of the tenant (Policy.Read.All): id, displayName, definition (JSON strings),
         isOrganizationDefault."""
-        return self.list("/policies/tokenLifetimePolicies", operation="GET /policies/tokenLifetimePolicies")
+        return self.list_all("/policies/tokenLifetimePolicies", operation="GET /policies/tokenLifetimePolicies")
 
     @read
     def token_lifetime_policy_applies_to(self, policy_id: str) -> list[dict]:
         """The directory objects (service principals, applications) a policy is assigned to (Policy.Read.All)."""
         ident = _check_id("tokenLifetimePolicies", policy_id)
-        return self.list(f"/policies/tokenLifetimePolicies/{ident}/appliesTo",
+        return self.list_all(f"/policies/tokenLifetimePolicies/{ident}/appliesTo",
                          operation="GET /policies/tokenLifetimePolicies/{id}/appliesTo")
 
     @read

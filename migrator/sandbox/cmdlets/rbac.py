@@ -323,7 +323,7 @@ def get_management_role(state: TenantState, p: Params, caller: Caller):
     rows = [{"Name": r, "Identity": r, "RoleType": "ApplicationPermission", "IsRootRole": True,
              "IsEndUserRole": False, "Description": f"{r} for applications (RBAC for Applications)",
              "Guid": det_uuid("management-role", r)} for r in APPLICATION_ROLES]
-    identity = p.str("Identity")
+    identity = p.str("Identity") or ""
     if not _blank(identity):
         rows = [r for r in rows if str(r["Name"]).lower() == identity.strip().lower()]
         if not rows:
