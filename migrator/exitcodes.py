@@ -17,6 +17,7 @@ class ExitCode(enum.IntEnum):
     TENANT = 4  # the tenant could not be read or written, or a permission is missing
     LOCKED = 5  # another executor holds the plan's journal
     NEEDS_YES = 6  # a change needs a yes, and there is no terminal and no --yes
+    DOCTOR_BLOCKED = 7  # a blocking `doctor` finding (execute's preflight, `migrator doctor`)
     WAITING = 10  # a batch waits for its time (execute, rollback, status, the PowerShell batch script)
     ITEMS_FAILED = 11  # items failed; the batch is resumable
     INCOMPLETE = 12  # stopped (Ctrl-C, pause file, "n", disk full, read-only plan folder); status: work remains
@@ -32,9 +33,11 @@ README_TEXT: dict[ExitCode, str] = {
     ExitCode.TENANT: "tenant error or missing permission",
     ExitCode.LOCKED: "another executor holds the plan",
     ExitCode.NEEDS_YES: "a change needs a yes and there is no terminal and no `--yes`",
+    ExitCode.DOCTOR_BLOCKED: "a blocking `doctor` finding (nothing written)",
     ExitCode.WAITING: "waiting (run the same command again after the time shown; also `migrator status` and the "
                       "PowerShell batch script)",
-    ExitCode.ITEMS_FAILED: "items failed (the batch is resumable)",
+    ExitCode.ITEMS_FAILED: "items failed (the batch is resumable; `migrator status --profile`: also a claim that "
+                           "came back)",
     ExitCode.INCOMPLETE: "stopped (Ctrl-C, `PAUSE` file, \"n\", also: disk full, read-only plan folder; `migrator "
                          "status`: work remains)",
     ExitCode.HANDOVER: "handed over to a privileged admin (run the `handover-batch-N-*.ps1` in the plan folder, "

@@ -76,7 +76,7 @@ def test_without_the_write_permission_the_cutover_is_handed_over_then_verified_a
     done = cli(*args)
     assert done.exit_code == 0, done.output
     rest = cli("execute", plan, "--profile", sb.profile_path, "--all", "--yes", *FAST, "--wait")
-    assert rest.exit_code == 13  # the next batch stops at its own cut-over
+    assert rest.exit_code == 13, rest.output  # the next batch stops at its own cut-over
     script = (plan / "handover-batch-2-cutover.ps1").read_text(encoding="utf-8-sig")
     for sp_id, assignment_id in re.findall(r"-ServicePrincipalId '([^']+)' -AppRoleAssignmentId '([^']+)'", script):
         admin.graph.delete_app_role_assignment(sp_id, assignment_id)

@@ -29,6 +29,7 @@ from migrator.doctor.checks import (
 )
 from migrator.doctor.findings import DOCTOR_FILE, DoctorReport, fresh, read_report, write_report
 from migrator.errors import MigratorError
+from migrator.exitcodes import ExitCode
 
 ALL_CHECKS = (check_admin_roles, check_cmdlets, check_smtp_role, check_trustee_names, check_fullaccess_scan,
               check_token_lifetimes, check_rbac_assignments, check_fullaccess_smtp)
@@ -39,7 +40,7 @@ PREFLIGHT_MAX_AGE = 3600.0  # s: a clean doctor.json of the same plan and tenant
 class DoctorBlocked(MigratorError):
     """A doctor finding blocks the run (before any write)."""
 
-    exit_code = 7
+    exit_code = int(ExitCode.DOCTOR_BLOCKED)
 
 
 def run_doctor(conn, plan=None, *, checks=ALL_CHECKS, sample: int = 5, seed: int = 0,
