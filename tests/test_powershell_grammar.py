@@ -48,7 +48,8 @@ def world(tmp_path):
 
     fixture, grants = make_fixture(seed=5, mailboxes=10, apps=3, clusters=2)
     plan = make_plan(fixture, tmp_path / "plan", pilot=1, batch_size=2)
-    settings = SandboxSettings(propagation_delay=0.0, token_lifetime=1.0, replication_delay=0.0)
+    settings = SandboxSettings(propagation_delay=0.0, token_lifetime=1.0, replication_delay=0.0, sendas_delay=0.0,
+                               graph_replication_delay=0.0)
     with start_sandbox(fixture, run_dir=tmp_path / "sb", settings=settings) as sb:
         yield sb, plan, grants
 
@@ -87,6 +88,7 @@ def test_dry_run_prints_parseable_powershell_listing_every_write_the_real_run_se
 
     real = CliRunner().invoke(main, ["execute", str(plan), "--profile", str(sb.profile_path), "--all", "--yes",
                                      "--wait", "--propagation-wait", "0.3", "--token-lifetime", "1.1",
+                                     "--token-margin", "0.2", "--readback-spacing", "0.1",
                                      "--concurrency", "1"], catch_exceptions=False)
     assert real.exit_code == 0, real.output
     sent = [e for e in sb.requests.writes()]
