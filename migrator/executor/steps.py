@@ -365,6 +365,7 @@ def _adopt(ctx: Context, kind: str, key: str, identity: str) -> None:
 def _wait_visible(ctx: Context, read, what: str):
     """Read until the object shows up (directory replication), bounded by replication_timeout."""
     deadline = ctx.now() + ctx.settings.replication_timeout
+    pause = _first_pause(ctx)
     while True:
         found = read()
         if found is not None:
@@ -372,12 +373,14 @@ def _wait_visible(ctx: Context, read, what: str):
         if ctx.now() >= deadline:
             raise MigratorError(f"{what}: still not visible {ctx.settings.replication_timeout:.0f} s after creation")
         ctx.control.check()
-        ctx.sleep(ctx.settings.replication_poll)
+        ctx.sleep(pause)
+        pause = min(pause * 2, ctx.settings.replication_poll)
 
 
 def _retry_not_found(ctx: Context, fn, what: str):
     """Call fn; NotFound on an object this tool just created means replication lag: retry, bounded."""
     deadline = ctx.now() + ctx.settings.replication_timeout
+    pause = _first_pause(ctx)
     while True:
         try:
             return fn()
@@ -385,7 +388,13 @@ def _retry_not_found(ctx: Context, fn, what: str):
             if ctx.now() >= deadline:
                 raise
             ctx.control.check()
-            ctx.sleep(ctx.settings.replication_poll)
+            ctx.sleep(pause)
+            pause = min(pause * 2, ctx.settings.replication_poll)
+
+
+def _first_pause(ctx: Context) -> float:
+    """Replication lag is often a second or two: look again soon, then back off to replication_poll."""
+    return min(1.0, ctx.settings.replication_poll)
 
 
 def _owned(ctx: Context, group, found: GroupInfo) -> bool:
