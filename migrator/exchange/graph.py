@@ -79,7 +79,7 @@ class GraphClient(GraphApi):
     def list_app_role_assignments(self, sp_id: str) -> list[dict]:
         ident = _check_id("appRoleAssignments", sp_id)
         return self.list_all(f"/servicePrincipals/{ident}/appRoleAssignments",
-                         operation="GET /servicePrincipals/{id}/appRoleAssignments")
+                             operation="GET /servicePrincipals/{id}/appRoleAssignments")
 
     @write
     def grant_app_role(self, sp_id: str, resource_id: str, app_role_id: str) -> dict:
@@ -109,7 +109,7 @@ class GraphClient(GraphApi):
         """The directory objects (service principals, applications) a policy is assigned to (Policy.Read.All)."""
         ident = _check_id("tokenLifetimePolicies", policy_id)
         return self.list_all(f"/policies/tokenLifetimePolicies/{ident}/appliesTo",
-                         operation="GET /policies/tokenLifetimePolicies/{id}/appliesTo")
+                             operation="GET /policies/tokenLifetimePolicies/{id}/appliesTo")
 
     @read
     def get_application_by_app_id(self, app_id: str) -> dict | None:

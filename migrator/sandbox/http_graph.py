@@ -54,6 +54,17 @@ def _select(obj: dict, select: str) -> dict:
     return {lower[w.lower()]: obj[lower[w.lower()]] for w in wanted if w.lower() in lower}
 
 
+
+def _appid_filter(query: dict) -> str | None:
+    """The app id of a `$filter=appId eq '...'` query (None without a filter); any other filter is a 400."""
+    flt = query.get("$filter", "")
+    if not flt:
+        return None
+    fm = FILTER_APPID.match(flt)
+    if not fm:
+        raise GraphError(400, "Request_UnsupportedQuery", f"Unsupported query: $filter={flt}")
+    return fm.group(1)
+
 class GraphEndpoint:
     log: RequestLog | None = None  # set by the server: every call received
 
@@ -138,13 +149,7 @@ class GraphEndpoint:
         parts = [unquote(p) for p in rel.split("/") if p]
         if parts[:1] == ["servicePrincipals"] and method == "GET" and len(parts) == 1:
             self._need(caller, READ_APPS)
-            flt = query.get("$filter", "")
-            app_id = None
-            if flt:
-                fm = FILTER_APPID.match(flt)
-                if not fm:
-                    raise GraphError(400, "Request_UnsupportedQuery", f"Unsupported query: $filter={flt}")
-                app_id = fm.group(1)
+            app_id = _appid_filter(query)
             with self.lock:
                 rows = self.backend.graph_service_principals(app_id, caller)
             return self._collection(rows, query, f"{ctx}#servicePrincipals", f"{base}/v1.0/servicePrincipals")
@@ -203,13 +208,7 @@ class GraphEndpoint:
                                  "reference-property objects are not present.")
             return json_reply(200, {"@odata.context": f"{ctx}#applications/$entity", **_select(rows[0], select)})
         if parts == ["applications"] and method == "GET":
-            flt = query.get("$filter", "")
-            app_id = None
-            if flt:
-                fm = FILTER_APPID.match(flt)
-                if not fm:
-                    raise GraphError(400, "Request_UnsupportedQuery", f"Unsupported query: $filter={flt}")
-                app_id = fm.group(1)
+            app_id = _appid_filter(query)
             with self.lock:
                 rows = self.backend.graph_call("list_applications", caller=caller, app_id=app_id)
             return self._collection(rows, query, f"{ctx}#applications", f"{base}/v1.0/applications")
