@@ -204,6 +204,15 @@ def test_latency_draws_stay_in_the_configured_band():
     assert min(lat) >= 0.030 and max(lat) <= 0.050 and len(set(lat)) > 100
 
 
+def test_queued_faults_come_first_and_in_order_then_the_rates_again():
+    inj = FaultInjector(FaultProfile(), seed=1, now=lambda: 0.0)
+    inj.queue("drop", "transient")
+    assert [inj.decide("exchange", "t", is_write=False).kind for _ in range(3)] == ["drop", "transient", None]
+    assert inj.counts == {"drop": 1, "transient": 1}
+    with pytest.raises(ValueError, match="throttle"):
+        inj.queue("throttle")
+
+
 def test_concurrency_limit():
     inj = FaultInjector(FaultProfile(max_concurrent=2), seed=1, now=lambda: 0.0)
     assert [inj.enter("exchange", "t") for _ in range(3)] == [True, True, False]

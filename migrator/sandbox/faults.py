@@ -150,6 +150,17 @@ class FaultInjector:
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}  # key -> (tokens, last refill time)
         self._in_flight: dict[tuple[str, str], int] = {}
         self.counts: dict[str, int] = {}  # fault kind -> how many times it fired (for tests and the bench)
+        self._queued: list[str] = []  # faults promised to the next requests, whatever the draws say
+
+    def queue(self, *kinds: str) -> None:
+        """Give the next faultable requests these faults (drop, transient), one each, in order.
+
+        For tests that must see a path taken: random rates only make it likely, and a short run can miss it."""
+        for kind in kinds:
+            if kind not in ("drop", "transient"):
+                raise ValueError(f"only drop and transient can be queued, not {kind!r}")
+        with self._lock:
+            self._queued.extend(kinds)
 
     def _bucket(self, service: str) -> tuple[float, float]:
         """(refill rate per second, size) of a service's bucket."""
@@ -183,7 +194,11 @@ class FaultInjector:
                 self._rng.random() for _ in range(8))
             latency = max(0.0, p.latency_mean_ms + (2 * u_lat - 1) * p.latency_jitter_ms) / 1000.0
             fnul = u_fnul < p.forbidden_nul_share
-            if u_drop < p.drop_rate:
+            queued = self._queued.pop(0) if self._queued else None
+            if queued == "transient":
+                self._count("transient")
+                return Decision(kind="transient", transient_status=503, latency=latency, forbidden_nul=fnul)
+            if queued == "drop" or u_drop < p.drop_rate:
                 self._count("drop")
                 return Decision(kind="drop", latency=latency, forbidden_nul=fnul)
             wait = self._take((service, tenant))
