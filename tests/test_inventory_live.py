@@ -61,7 +61,7 @@ def as_set(inv):
 @pytest.mark.parametrize("fullaccess", ["scan", "per-mailbox"])
 def test_live_inventory_equals_ground_truth_and_exports(chaos_sandbox, tmp_path, fullaccess):
     before = dict(chaos_sandbox.faults.counts)
-    chaos_sandbox.faults.queue("drop", "transient")  # the random rates alone can miss them in a short scan run
+    chaos_sandbox.faults.queue("drop", "transient", "throttle")  # the random rates alone can miss one in a short run
     out = tmp_path / "inv"
     inv = live_inventory(chaos_sandbox.profile_path, out, progress=False, allow_unknown_trustees=True,
                          fullaccess=fullaccess, session_options={"backoff_cap": 2.0})  # keeps the test short

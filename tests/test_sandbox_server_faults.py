@@ -206,11 +206,12 @@ def test_latency_draws_stay_in_the_configured_band():
 
 def test_queued_faults_come_first_and_in_order_then_the_rates_again():
     inj = FaultInjector(FaultProfile(), seed=1, now=lambda: 0.0)
-    inj.queue("drop", "transient")
-    assert [inj.decide("exchange", "t", is_write=False).kind for _ in range(3)] == ["drop", "transient", None]
-    assert inj.counts == {"drop": 1, "transient": 1}
-    with pytest.raises(ValueError, match="throttle"):
-        inj.queue("throttle")
+    inj.queue("drop", "transient", "throttle")
+    decisions = [inj.decide("exchange", "t", is_write=False) for _ in range(4)]
+    assert [d.kind for d in decisions] == ["drop", "transient", "throttle", None]
+    assert decisions[2].retry_after == 1 and inj.counts == {"drop": 1, "transient": 1, "throttle": 1}
+    with pytest.raises(ValueError, match="nul403"):
+        inj.queue("nul403")
 
 
 def test_concurrency_limit():

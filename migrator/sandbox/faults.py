@@ -153,12 +153,12 @@ class FaultInjector:
         self._queued: list[str] = []  # faults promised to the next requests, whatever the draws say
 
     def queue(self, *kinds: str) -> None:
-        """Give the next faultable requests these faults (drop, transient), one each, in order.
+        """Give the next faultable requests these faults (drop, transient, throttle), one each, in order.
 
         For tests that must see a path taken: random rates only make it likely, and a short run can miss it."""
         for kind in kinds:
-            if kind not in ("drop", "transient"):
-                raise ValueError(f"only drop and transient can be queued, not {kind!r}")
+            if kind not in ("drop", "transient", "throttle"):
+                raise ValueError(f"only drop, transient and throttle can be queued, not {kind!r}")
         with self._lock:
             self._queued.extend(kinds)
 
@@ -195,6 +195,10 @@ class FaultInjector:
             latency = max(0.0, p.latency_mean_ms + (2 * u_lat - 1) * p.latency_jitter_ms) / 1000.0
             fnul = u_fnul < p.forbidden_nul_share
             queued = self._queued.pop(0) if self._queued else None
+            if queued == "throttle":
+                self._count("throttle")
+                return Decision(kind="throttle", throttle_style="retry_after", retry_after=1, latency=latency,
+                                forbidden_nul=fnul)
             if queued == "transient":
                 self._count("transient")
                 return Decision(kind="transient", transient_status=503, latency=latency, forbidden_nul=fnul)
