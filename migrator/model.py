@@ -23,6 +23,39 @@ EXCHANGE_MANAGE_AS_APP = "Exchange.ManageAsApp"
 SMTP_SEND_AS_APP = "SMTP.SendAsApp"
 RBAC_ROLE_SMTP_SEND_AS = "Application SMTP.SendAsApp"
 
+# The mailbox permissions an Application Access Policy fences (docs/exchange.md §8): each Entra application
+# permission, the resource that offers it, and the RBAC for Applications role that replaces it. Microsoft Graph's
+# mail, calendar, contacts and mailbox-settings permissions, and EWS's full_access_as_app on Exchange Online.
+AAP_PERMISSIONS: dict[str, tuple[str, str]] = {
+    "Mail.Read": (GRAPH_NAME, "Application Mail.Read"),
+    "Mail.ReadBasic": (GRAPH_NAME, "Application Mail.ReadBasic"),
+    "Mail.ReadBasic.All": (GRAPH_NAME, "Application Mail.ReadBasic"),
+    "Mail.ReadWrite": (GRAPH_NAME, "Application Mail.ReadWrite"),
+    "Mail.Send": (GRAPH_NAME, "Application Mail.Send"),
+    "MailboxSettings.Read": (GRAPH_NAME, "Application MailboxSettings.Read"),
+    "MailboxSettings.ReadWrite": (GRAPH_NAME, "Application MailboxSettings.ReadWrite"),
+    "Calendars.Read": (GRAPH_NAME, "Application Calendars.Read"),
+    "Calendars.ReadWrite": (GRAPH_NAME, "Application Calendars.ReadWrite"),
+    "Contacts.Read": (GRAPH_NAME, "Application Contacts.Read"),
+    "Contacts.ReadWrite": (GRAPH_NAME, "Application Contacts.ReadWrite"),
+    "full_access_as_app": (EXCHANGE_ONLINE_NAME, "Application EWS.AccessAsApp"),
+}
+# Roles that serve several of those permissions at once (Microsoft's GrantedPermissions of the two bundles).
+RBAC_ROLE_BUNDLES: dict[str, frozenset[str]] = {
+    "Application Mail Full Access": frozenset({"Mail.ReadWrite", "Mail.Send"}),
+    "Application Exchange Full Access": frozenset({"Mail.ReadWrite", "Mail.Send", "MailboxSettings.ReadWrite",
+                                                   "Calendars.ReadWrite", "Contacts.ReadWrite"}),
+}
+
+
+def aap_permissions_of_role(role: str) -> frozenset[str]:
+    """The AAP-fenced permissions an `Application ...` role serves (empty for other roles, SMTP.SendAsApp too)."""
+    key = (role or "").strip().lower()
+    for bundle, perms in RBAC_ROLE_BUNDLES.items():
+        if bundle.lower() == key:
+            return perms
+    return frozenset(p for p, (_res, r) in AAP_PERMISSIONS.items() if r.lower() == key)
+
 # Mailbox attributes an exact attribute scope may filter on (OPATH property names).
 FILTERABLE_ATTRIBUTES: tuple[str, ...] = tuple(f"CustomAttribute{i}" for i in range(1, 16)) + (
     "Department",

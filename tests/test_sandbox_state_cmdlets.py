@@ -443,9 +443,10 @@ def test_every_output_row_is_json_ready(state):
         CustomResourceScope="S")
     calls = {"Test-ServicePrincipalAuthorization": {"Identity": BILLING, "Resource": "adele.vance"},
              "Get-DistributionGroupMember": {"Identity": "sales-senders"},
-             "Get-EXOMailboxPermission": {"Identity": "adele.vance"}}
+             "Get-EXOMailboxPermission": {"Identity": "adele.vance"},
+             "Test-ApplicationAccessPolicy": {"Identity": "adele.vance", "AppId": CRM}}
     gets = [name for name in registry() if name.startswith("Get-") or name.startswith("Test-")]
-    assert len(gets) == 14
+    assert len(gets) == 15
     for name in gets:
         rows = run(state, name, **calls.get(name, {}))
         assert rows, name

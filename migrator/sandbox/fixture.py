@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 
 from migrator.model import EXCHANGE_ONLINE_APP_ID
+from migrator.sandbox import aap
 from migrator.sandbox.entra import FixturePolicyError, dump_policies, load_policies
 from migrator.sandbox.state import (
     GRAPH_APP_ID,
@@ -25,6 +26,7 @@ from migrator.sandbox.state import (
     det_uuid,
     escape_dn,
     graph_assignment_id,
+    sid_for,
 )
 
 FORMAT = 1
@@ -207,11 +209,33 @@ def load_fixture(state: TenantState, data: dict) -> None:
             enabled=bool(ra.get("enabled", True)), created=float(ra.get("created", now)))
 
     for i, p in enumerate(data.get("application_access_policies") or ()):
-        where = f"application_access_policies[{i}]"
-        state.access_policies.append({
-            "app_id": _lower(_need(p, "app_id", where)), "scope": p.get("scope") or p.get("scope_group") or "",
-            "access_right": p.get("access_right") or "RestrictAccess", "description": p.get("description") or "",
-            "is_valid": bool(p.get("is_valid", True))})
+        state.access_policies.append(_load_policy(state, p, f"application_access_policies[{i}]", now))
+
+
+def _load_policy(state: TenantState, p: dict, where: str, now: float) -> aap.AccessPolicy:
+    """One Application Access Policy: `app_id`, `scope` (the group, or a mailbox, by any recipient identity),
+    `access_right` (RestrictAccess | DenyAccess), `description`; `"is_valid": false` keeps a policy whose scope
+    recipient is gone (`scope` is then the name it showed)."""
+    app_id = _lower(_need(p, "app_id", where))
+    right = p.get("access_right") or aap.RESTRICT
+    if right not in aap.ACCESS_RIGHTS:
+        raise FixtureError(f"fixture {where}: access_right {right!r} is not one of {', '.join(aap.ACCESS_RIGHTS)}")
+    text = str(_need(p, "scope", where))
+    pol = aap.AccessPolicy(app_id=app_id, scope="", access_right=right, description=p.get("description") or "",
+                           created=float(p.get("created", now)))
+    if p.get("is_valid", True) is False:
+        pol.scope_name = text
+        pol.scope_sid, pol.scope_external_id = p.get("scope_sid") or sid_for(text), p.get("scope_external_id") or ""
+        return pol
+    rec = _resolve_recipient(state, text, where)
+    if not aap.scope_type_ok(rec):
+        raise FixtureError(f"fixture {where}: scope {text!r} is a {rec.recipient_type_details}, not a mail-enabled "
+                           "security group or a user mailbox")
+    pol.scope, pol.scope_name = rec.guid, rec.name
+    pol.scope_sid, pol.scope_external_id = sid_for(rec.guid), rec.external_id
+    if any(q.app_id == app_id and q.scope == rec.guid for q in state.access_policies):
+        raise FixtureError(f"fixture {where}: app {app_id} already has a policy on {text!r}")
+    return pol
 
 
 def _add_unique(state: TenantState, rec: Recipient, where: str) -> None:
@@ -370,7 +394,7 @@ def dump_fixture(state: TenantState, *, include_secrets: bool = False) -> dict:
         "administrative_units": [{"id": u.id, "display_name": u.display_name,
                                   "members": sorted(addr(m) for m in u.members)}
                                  for u in sorted(state.admin_units.values(), key=lambda u: u.id)],
-        "application_access_policies": [dict(p) for p in state.access_policies],
+        "application_access_policies": [_dump_policy(state, p, addr) for p in state.access_policies],
         "token_lifetime_policies": dump_policies(state),
     }
     if admin is not None:
@@ -386,6 +410,14 @@ def dump_fixture(state: TenantState, *, include_secrets: bool = False) -> dict:
                                 "certificate_pem": second.certificate_pem, "app_roles": roles(second),
                                 "directory_roles": sorted(second.directory_roles)}
     return out
+
+
+def _dump_policy(state: TenantState, p: aap.AccessPolicy, addr) -> dict:
+    row = {"app_id": p.app_id, "access_right": p.access_right, "description": p.description, "created": p.created}
+    if p.scope in state.recipients:
+        return {**row, "scope": addr(p.scope)}
+    return {**row, "scope": p.scope_name, "is_valid": False, "scope_sid": p.scope_sid,
+            "scope_external_id": p.scope_external_id}
 
 
 def _dump_assignment(state: TenantState, ra: RoleAssignment, addr) -> dict:

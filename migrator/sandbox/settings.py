@@ -41,6 +41,9 @@ class SandboxSettings:
     # What Get-ManagementRoleAssignment shows in RoleAssignee/RoleAssigneeName for an app: its SP ObjectId (reported
     # live, docs/exchange.md §7) or its display name (what some community scripts expect). UNVERIFIED: a setting.
     role_assignee_name: str = "object_id"
+    # Seconds before Graph/EWS calls see an Application Access Policy created, removed or whose group changed
+    # (Microsoft: "can take longer than 1 hour", while Test-ApplicationAccessPolicy answers at once). UNVERIFIED.
+    access_policy_delay: float = 60.0
 
     def __post_init__(self) -> None:
         if self.claim_rule not in CLAIM_RULES:
@@ -51,7 +54,7 @@ class SandboxSettings:
         if self.trustee_display not in TRUSTEE_DISPLAYS:
             raise ValueError(f"trustee_display must be one of {TRUSTEE_DISPLAYS}, not {self.trustee_display!r}")
         for name in ("propagation_delay", "token_lifetime", "admin_token_lifetime", "replication_delay",
-                     "sendas_delay", "graph_replication_delay"):
+                     "sendas_delay", "graph_replication_delay", "access_policy_delay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
 

@@ -16,8 +16,15 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
-from migrator.model import EXCHANGE_ONLINE_APP_ID, FILTERABLE_ATTRIBUTES, RBAC_ROLE_SMTP_SEND_AS, SMTP_SEND_AS_APP
-from migrator.sandbox import opath
+from migrator.model import (
+    AAP_PERMISSIONS,
+    EXCHANGE_ONLINE_APP_ID,
+    FILTERABLE_ATTRIBUTES,
+    RBAC_ROLE_SMTP_SEND_AS,
+    SMTP_SEND_AS_APP,
+    aap_permissions_of_role,
+)
+from migrator.sandbox import aap, opath
 from migrator.sandbox.api import Caller, CmdletError, CmdletResult, GraphError
 from migrator.sandbox.clock import Clock
 from migrator.sandbox.entra import apply_lifetimes
@@ -39,6 +46,9 @@ KNOWN_ROLE_IDS = {
     (EXCHANGE_RESOURCE_NAME, "full_access_as_app"): "dc890d15-9560-4a4c-9b7f-a736ec74ec40",
     (GRAPH_RESOURCE_NAME, "Mail.Send"): "b633e1c5-b582-4048-a93e-9f11b44c7e96",
     (GRAPH_RESOURCE_NAME, "Mail.Read"): "810c84a8-4a9e-49e6-bf7d-12d183f40d01",
+    (GRAPH_RESOURCE_NAME, "Mail.ReadBasic"): "6be147d2-ea4f-4b5a-a3fa-3eab6f3c140a",
+    (GRAPH_RESOURCE_NAME, "Mail.ReadBasic.All"): "693c5e45-0940-467d-9b8a-1022fb9d42ef",
+    (GRAPH_RESOURCE_NAME, "Mail.ReadWrite"): "e2a3a72e-5f79-4c64-b1b1-878b674786c9",
     (GRAPH_RESOURCE_NAME, "Application.Read.All"): "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
     (GRAPH_RESOURCE_NAME, "AppRoleAssignment.ReadWrite.All"): "06b708a9-e830-4db3-a914-8e69da51d44f",
     (GRAPH_RESOURCE_NAME, "User.Read.All"): "df021288-bdef-4463-88db-98f22de89214",
@@ -47,7 +57,9 @@ KNOWN_ROLE_IDS = {
 RESOURCE_ROLES = {
     EXCHANGE_RESOURCE_NAME: ("Exchange.ManageAsApp", "full_access_as_app", SMTP_SEND_AS_APP, "IMAP.AccessAsApp",
                              "POP.AccessAsApp", "Mail.Send", "Mail.Read", "Mail.ReadWrite", "EWS.AccessAsApp"),
-    GRAPH_RESOURCE_NAME: ("Mail.Send", "Mail.Read", "Mail.ReadWrite", "Application.Read.All",
+    GRAPH_RESOURCE_NAME: ("Mail.Send", "Mail.Read", "Mail.ReadWrite", "Mail.ReadBasic", "Mail.ReadBasic.All",
+                          "MailboxSettings.Read", "MailboxSettings.ReadWrite", "Calendars.Read",
+                          "Calendars.ReadWrite", "Contacts.Read", "Contacts.ReadWrite", "Application.Read.All",
                           "AppRoleAssignment.ReadWrite.All", "User.Read.All", "Directory.Read.All",
                           "Application.ReadWrite.All", "Policy.Read.All",
                           "Policy.ReadWrite.ApplicationConfiguration"),
@@ -303,7 +315,7 @@ class TenantState:
         self.scopes: dict[str, ManagementScope] = {}  # lower name -> scope
         self.assignments: dict[str, RoleAssignment] = {}  # lower name -> assignment
         self.admin_units: dict[str, AdministrativeUnit] = {}
-        self.access_policies: list[dict] = []
+        self.access_policies: list[aap.AccessPolicy] = []  # Application Access Policies (sandbox/aap.py)
         self.resources: dict[str, dict] = {}  # resource display name -> Graph SP dict (with appRoles)
         self.app_role_assignments: dict[str, dict[str, dict]] = {}  # principal SP id -> {assignment id: dict}
         self.token_policies: list[dict] = []  # Graph tokenLifetimePolicy dicts + "appliesTo" (SP ids); entra.py
@@ -533,6 +545,70 @@ class TenantState:
                 table[app.app_id] = new
             self.timeline.set_claim(t, app.app_id, self.claim_now(app.app_id))
             self.timeline.set_imap_claim(t, app.app_id, self.imap_claim_now(app.app_id))
+        self.sync_mail_access(app_ids)
+
+    # ------------------------------------------------------------------------------------------------ Graph/EWS
+    def mail_claims(self, app: App) -> set[str]:
+        """The AAP-fenced permissions (model.AAP_PERMISSIONS) consented to the app, each on its own resource."""
+        out = set()
+        for resource_name in {r for r, _role in AAP_PERMISSIONS.values()}:
+            resource = self.resources[resource_name]
+            by_id = {r["id"]: r["value"] for r in resource["appRoles"]}
+            out |= {by_id[a["appRoleId"]] for a in self.app_role_assignments.get(app.object_id, {}).values()
+                    if a["resourceId"] == resource["id"] and a["appRoleId"] in by_id
+                    and AAP_PERMISSIONS.get(by_id[a["appRoleId"]], ("",))[0] == resource_name}
+        return out
+
+    def mail_rbac(self, app: App) -> dict[str, frozenset[str]]:
+        """Per AAP-fenced permission: mailbox addresses in scope of the app's enabled roles serving it."""
+        if not app.exchange_pointer:
+            return {}
+        guids: dict[str, set[str]] = {}
+        for ra in self.assignments.values():
+            perms = aap_permissions_of_role(ra.role) if ra.app_id == app.app_id and ra.enabled else frozenset()
+            for perm in perms:
+                guids.setdefault(perm, set()).update(self.assignment_targets(ra))
+        return {perm: frozenset(self.recipients[g].primary_smtp for g in gs
+                                if g in self.recipients and self.recipients[g].kind == "mailbox")
+                for perm, gs in guids.items()}
+
+    def sync_mail_access(self, app_ids) -> None:
+        """Record Graph/EWS reach changes (mailaccess.py) of the given apps (None: every app) and of every app
+        holding an Application Access Policy (group membership anywhere may move its nested members)."""
+        t = self.clock.now()
+        record = self.timeline.mail
+        if app_ids is None:
+            record.universe = frozenset(r.primary_smtp for r in self.recipients.values() if r.kind == "mailbox")
+            chosen = [a for a in self.apps.values() if not a.is_admin]
+        else:
+            wanted = {a for a in app_ids} | {p.app_id for p in self.access_policies}
+            chosen = [self.apps[a] for a in sorted(wanted) if a in self.apps and not self.apps[a].is_admin]
+        for app in chosen:
+            claims, rbac = self.mail_claims(app), self.mail_rbac(app)
+            if not claims and not any(rbac.values()) and not record.tracked(app.app_id) and \
+                    not aap.policies_of(self, app.app_id):
+                continue
+            record.record(self.timeline, t, app.app_id, claims=claims,
+                          policy=aap.allowed_mailboxes(self, app.app_id), rbac=rbac)
+
+    def can_use_mailbox(self, app_id: str, permission: str, mailbox: str, *, token_has: bool | None = None,
+                        token_issued_at: float | None = None, at: float | None = None) -> bool:
+        """The Graph/EWS data plane: may the app use `permission` (Mail.Read, full_access_as_app, ...) on
+        `mailbox` at `at` (default now) with a token issued at `token_issued_at` (default `at`)? `token_has`:
+        whether the token carries the permission; None: what the token service saw at the issue."""
+        with self.lock:
+            app_id = (app_id or "").strip().lower()
+            t = self.clock.now() if at is None else at
+            issued = t if token_issued_at is None else token_issued_at
+            if issued > t or t >= issued + self.timeline.life(app_id):
+                return False
+            mbx = self.mailbox_by_address(mailbox)
+            if mbx is None:
+                return False
+            record = self.timeline.mail
+            if token_has is None:
+                token_has = record.claim_seen_at(self.timeline, app_id, permission, issued)
+            return record.can_use(self.timeline, app_id, permission, mbx.primary_smtp, t, token_has=token_has)
 
     # ------------------------------------------------------------------------------------------------ observers
     # What tools and tests may read of the tenant as a whole (Sandbox.census/access/pairs_seen wrap these).
@@ -598,6 +674,13 @@ class TenantState:
                 # The token service sees an SMTP.SendAsApp grant or removal only once Graph has replicated it.
                 seen = self.timeline.claim_seen_at(app.app_id, now)
                 roles = sorted((set(roles) - {SMTP_SEND_AS_APP}) | ({SMTP_SEND_AS_APP} if seen else set()))
+            resource_name = AUDIENCE_RESOURCE.get(audience.rstrip("/").lower())
+            if not app.is_admin:  # AAP-fenced permissions: also as the token service has seen them replicated
+                fenced = {p for p, (r, _role) in AAP_PERMISSIONS.items() if r == resource_name}
+                seen_perms = {p for p in fenced if (app.app_id, p) in self.timeline.mail.claim
+                              and self.timeline.mail.claim_seen_at(self.timeline, app.app_id, p, now)}
+                tracked = {p for p in fenced if (app.app_id, p) in self.timeline.mail.claim}
+                roles = sorted((set(roles) - tracked) | seen_perms)
             # The admin's tokens live apart (settings.admin_token_lifetime): it sends no mail, so the timeline
             # checker's lifetimes (token_lifetime, or a token lifetime policy) concern the apps' tokens only.
             life = self.settings.admin_token_lifetime if app.is_admin else self.timeline.life(app.app_id)

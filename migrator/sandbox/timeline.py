@@ -29,6 +29,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
+from migrator.sandbox.mailaccess import MailRecord, PermInterval, check_mail, interval_dicts, per_permission
 from migrator.sandbox.settings import SandboxSettings
 
 
@@ -99,6 +100,8 @@ class Timeline:
         self.imap_claim: dict[str, _Series] = {}
         # app_id -> lifetime (s) of its access tokens where a token lifetime policy sets one (else the setting)
         self.lifetimes: dict[str, float] = {}
+        # Graph/EWS access per permission (consent, Application Access Policy, RBAC): mailaccess.py
+        self.mail = MailRecord()
         self.log: list[Event] = []
         self.loading = False  # True while TenantState.from_fixture records the initial state (not a change)
 
@@ -230,10 +233,18 @@ class Report:
     # but no SMTP.SendAsApp claim under the documented rule): nothing later can open a gap for them.
     unserved_at_start: list[tuple[str, str]] = field(default_factory=list)
     imap_unserved_at_start: list[tuple[str, str]] = field(default_factory=list)
+    # Graph/EWS access per permission (mailaccess.check_mail): (app, permission, mailbox) intervals
+    mail_gaps: list[PermInterval] = field(default_factory=list)
+    mail_overgrants: list[PermInterval] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.gaps or self.overgrants or self.imap_gaps or self.imap_overgrants)
+        return not (self.gaps or self.overgrants or self.imap_gaps or self.imap_overgrants or self.mail_gaps
+                    or self.mail_overgrants)
+
+    def per_permission(self) -> dict[str, dict[str, int]]:
+        """Graph/EWS gaps and over-grants counted per permission (only permissions with either)."""
+        return per_permission(self.mail_gaps, self.mail_overgrants)
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "gaps": [asdict(i) for i in self.gaps],
@@ -241,7 +252,9 @@ class Report:
                 "imap_gaps": [asdict(i) for i in self.imap_gaps],
                 "imap_overgrants": [asdict(i) for i in self.imap_overgrants],
                 "unserved_at_start": [list(p) for p in self.unserved_at_start],
-                "imap_unserved_at_start": [list(p) for p in self.imap_unserved_at_start]}
+                "imap_unserved_at_start": [list(p) for p in self.imap_unserved_at_start],
+                "mail_gaps": interval_dicts(self.mail_gaps), "mail_overgrants": interval_dicts(self.mail_overgrants),
+                "per_permission": self.per_permission()}
 
 
 def _points(series: _Series | None, shift: float = 0.0) -> list[float]:
@@ -311,6 +324,7 @@ def check(timeline: Timeline, original_grants=None, *, original_imap=None, until
                 continue
             judge = partial(_imap_gap if had else _imap_over, timeline, app, mbx, life=life, ic=ic)
             _intervals(timeline, app, mbx, points, until, judge, report.imap_gaps if had else report.imap_overgrants)
+        report.mail_gaps, report.mail_overgrants = check_mail(timeline, until=until)
     return report
 
 

@@ -8,11 +8,11 @@ Parameter names, output field names and error types are Microsoft's. Faithfully 
 - `-Exclusive` scopes are accepted but do not restrict apps; a scope in use cannot be removed.
 Every write records the access it changes in the timeline (state.sync_access).
 
-Modules: base (binding, registry, rows), recipients, permissions, groups, rbac. Importing this package registers
+Modules: base (binding, registry, rows), recipients, permissions, groups, rbac, aap (Application Access Policies). Importing this package registers
 every cmdlet.
 """
 
-from migrator.sandbox.cmdlets import groups, permissions, rbac, recipients  # noqa: F401 - registers the cmdlets
+from migrator.sandbox.cmdlets import aap, groups, permissions, rbac, recipients  # noqa: F401 - registers them
 from migrator.sandbox.cmdlets.base import (
     DEFAULT_RESULT_SIZE,
     MAX_UPDATE_MEMBERS,

@@ -1,5 +1,6 @@
 """RBAC for Applications: Get-/New-/Set-/Remove-ManagementScope, Get-/New-/Set-/Remove-ManagementRoleAssignment,
-Test-ServicePrincipalAuthorization (configuration view, no propagation delay) and Get-ApplicationAccessPolicy."""
+Test-ServicePrincipalAuthorization (configuration view, no propagation delay) and Get-ManagementRole
+(Application Access Policies: cmdlets/aap.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from migrator.sandbox.cmdlets.base import (
     _opath_error,
     cmdlet,
 )
-from migrator.sandbox.state import ManagementScope, RoleAssignment, TenantState, det_uuid, sid_for
+from migrator.sandbox.state import ManagementScope, RoleAssignment, TenantState, det_uuid
 
 
 def scope_row(state: TenantState, s: ManagementScope) -> dict:
@@ -291,29 +292,6 @@ def test_service_principal_authorization(state: TenantState, p: Params, caller: 
             "Application ", "", 1)), "AllowedResourceScope": custom or "Organization", "ScopeType": scope_type,
             "InScope": in_scope, "Identity": app.object_id})
     return CmdletResult(rows)
-
-
-@cmdlet("Get-ApplicationAccessPolicy", ("Identity",))
-def get_application_access_policy(state: TenantState, p: Params, caller: Caller):
-    rows = []
-    for pol in state.access_policies:
-        group = state.find_recipients(pol["scope"]) if pol["scope"] else []
-        g = group[0] if len(group) == 1 else None
-        ident = f"{state.tenant_id}\\{pol['app_id']}:{sid_for(g.guid) if g else 'S-1-5-21-0'};" \
-                f"{g.external_id if g else ''}"
-        rows.append({"Identity": ident, "AppId": pol["app_id"], "ScopeName": g.name if g else pol["scope"],
-                     "ScopeIdentity": g.name if g else pol["scope"],
-                     "ScopeIdentityRaw": f"{sid_for(g.guid) if g else 'S-1-5-21-0'};{g.external_id if g else ''}",
-                     "Description": pol["description"], "AccessRight": pol["access_right"],
-                     "IsValid": pol["is_valid"] and g is not None})
-    identity = p.str("Identity")
-    if _given(identity):
-        key = identity.strip().lower()
-        hit = [r for r in rows if r["Identity"].lower() == key or r["AppId"] == key
-               or r["Identity"].lower().endswith(key)]
-        if hit:  # unknown identity: EVERY policy (the hazard)
-            rows = hit
-    return CmdletResult(sorted(rows, key=lambda r: r["Identity"]))
 
 
 @cmdlet("Get-ManagementRole", ("Identity", "RoleType", "Cmdlet"))

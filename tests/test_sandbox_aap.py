@@ -1,0 +1,307 @@
+"""Application Access Policies in the sandbox: the cmdlets (fields, errors, the space limit), Microsoft's evaluation
+rules with nested groups, the Graph/EWS data plane per permission and the timeline checker's per-permission
+gaps and over-grants."""
+
+from __future__ import annotations
+
+import pytest
+
+from migrator.sandbox import Clock, SandboxSettings, TenantState
+from migrator.sandbox.api import CmdletError
+from migrator.sandbox.cmdlets.aap import SPACE_EXCEEDED
+from migrator.sandbox.graph_ops import delete_app_role_assignment
+from tests.sandbox_tenant import CRM, TENANT_ID, fixture
+
+GRAPH = "Microsoft Graph"
+EXO = "Office 365 Exchange Online"
+ARCHIVER = "f0000000-0000-0000-0000-000000000006"  # Graph Mail.Read + Mail.Send, RestrictAccess on a nested group
+EWSAPP = "f0000000-0000-0000-0000-000000000007"    # EWS full_access_as_app, DenyAccess on Sales Senders
+OPEN = "f0000000-0000-0000-0000-000000000008"      # Graph Calendars.ReadWrite, no policy: tenant-wide
+MAILBOXES = {"adele.vance@contoso.com", "bob.obrien@contoso.com", "carol.diaz@contoso.com", "dan.wu@contoso.com",
+             "erin.li@contoso.com"}
+ARCHIVE_SET = {"adele.vance@contoso.com", "bob.obrien@contoso.com", "carol.diaz@contoso.com"}
+
+
+def aap_fixture() -> dict:
+    data = fixture()
+
+    def app(app_id, name, *perms):
+        return {"app_id": app_id, "display_name": name, "exchange_pointer": True,
+                "app_roles": [{"resource": res, "permission": perm} for res, perm in perms]}
+
+    data["apps"] += [app(ARCHIVER, "Mail Archiver", (GRAPH, "Mail.Read"), (GRAPH, "Mail.Send")),
+                     app(EWSAPP, "EWS Sync", (EXO, "full_access_as_app")),
+                     app(OPEN, "Room Booker", (GRAPH, "Calendars.ReadWrite"))]
+    data["groups"] += [
+        # nested: Sales Senders (adele, bob) inside Archive Scope
+        {"name": "Archive Scope", "alias": "archive-scope", "primary_smtp": "archive-scope@contoso.com",
+         "type": "Security", "members": ["carol.diaz@contoso.com", "sales-senders@contoso.com"]},
+        # the same three mailboxes as direct members: what an RBAC scope needs
+        {"name": "Archive Flat", "alias": "archive-flat", "primary_smtp": "archive-flat@contoso.com",
+         "type": "Security", "members": sorted(ARCHIVE_SET)}]
+    data["application_access_policies"] += [
+        {"app_id": ARCHIVER, "scope": "archive-scope@contoso.com", "access_right": "RestrictAccess",
+         "description": " "},
+        {"app_id": EWSAPP, "scope": "sales-senders@contoso.com", "access_right": "DenyAccess"}]
+    return data
+
+
+def make(**settings) -> TenantState:
+    base = {"sendas_delay": 0.0, "graph_replication_delay": 0.0, "propagation_delay": 100.0,
+            "access_policy_delay": 50.0, "token_lifetime": 30.0}
+    base.update(settings)
+    return TenantState.from_fixture(aap_fixture(), clock=Clock.manual(), settings=SandboxSettings(**base))
+
+
+def run(state, cmdlet, **params):
+    return state.invoke(cmdlet, params, caller=state.admin_caller())
+
+
+def refused(state, cmdlet, **params) -> CmdletError:
+    with pytest.raises(CmdletError) as err:
+        run(state, cmdlet, **params)
+    return err.value
+
+
+def reach(state, app_id, perm, *, token_has=None) -> set[str]:
+    return {m for m in MAILBOXES if state.can_use_mailbox(app_id, perm, m, token_has=token_has)}
+
+
+def identity_of(state, app_id) -> str:
+    return next(r["Identity"] for r in run(state, "Get-ApplicationAccessPolicy") if r["AppId"] == app_id)
+
+
+# ------------------------------------------------------------------------------------------------ cmdlets
+def test_get_rows_carry_microsofts_fields():
+    state = make()
+    rows = run(state, "Get-ApplicationAccessPolicy")
+    assert len(rows) == 3
+    row = next(r for r in rows if r["AppId"] == ARCHIVER)
+    sid, oid = row["ScopeIdentityRaw"].split(";")
+    group = state.find_recipients("archive-scope")[0]
+    assert row["Identity"] == f"{TENANT_ID}\\{ARCHIVER}:{sid};{oid}" and oid == group.external_id
+    assert sid.startswith("S-1-5-21-") and row["ScopeName"] == "Archive Scope"
+    assert (row["AccessRight"], row["Description"], row["ShardType"], row["IsValid"]) == \
+        ("RestrictAccess", " ", "All", True)
+    assert run(state, "Get-ApplicationAccessPolicy", Identity=row["Identity"]) == [row]
+    assert len(run(state, "Get-ApplicationAccessPolicy", Identity="no-such-policy")) == 3  # the hazard
+
+
+def test_new_makes_one_policy_per_app_and_refuses_what_exchange_refuses():
+    state = make()
+    rows = run(state, "New-ApplicationAccessPolicy", AccessRight="RestrictAccess", AppId=[OPEN, CRM],
+               PolicyScopeGroupId="Archive Flat", Description="calendar bots")
+    assert [r["AppId"] for r in rows] == [OPEN, CRM] and {r["ScopeName"] for r in rows} == {"Archive Flat"}
+    assert refused(state, "New-ApplicationAccessPolicy", AccessRight="RestrictAccess", AppId=OPEN,
+                   PolicyScopeGroupId="nobody@contoso.com").exception_type == "ManagementObjectNotFoundException"
+    err = refused(state, "New-ApplicationAccessPolicy", AccessRight="RestrictAccess", AppId=OPEN,
+                  PolicyScopeGroupId="all-staff@contoso.com")  # a distribution list: not a security principal
+    assert err.exception_type == "InvalidOperationException" and "security principal" in str(err)
+    err = refused(state, "New-ApplicationAccessPolicy", AccessRight="RestrictAccess", AppId=OPEN,
+                  PolicyScopeGroupId="erin.li@contoso.com")  # a shared mailbox
+    assert err.exception_type == "InvalidOperationException"
+    assert refused(state, "New-ApplicationAccessPolicy", AccessRight="RestrictAccess", AppId=OPEN,
+                   PolicyScopeGroupId="archive-flat").exception_type == "ADObjectAlreadyExistsException"
+    assert refused(state, "New-ApplicationAccessPolicy", AccessRight="Allow", AppId=OPEN,
+                   PolicyScopeGroupId="archive-flat").exception_type == "ParameterBindingException"
+    assert refused(state, "New-ApplicationAccessPolicy", AccessRight="DenyAccess", AppId="not-a-guid",
+                   PolicyScopeGroupId="archive-flat").exception_type == "ParameterBindingException"
+    assert len(run(state, "Get-ApplicationAccessPolicy")) == 5
+
+
+def test_policy_space_fits_300_one_space_descriptions_and_fewer_long_ones():
+    state = make()
+    mailboxes = [m for m in MAILBOXES if m != "erin.li@contoso.com"]  # erin is a shared mailbox
+    made = len(state.access_policies)
+    for i in range(400):
+        app = f"a{i:07d}-0000-0000-0000-000000000000"
+        try:
+            run(state, "New-ApplicationAccessPolicy", AccessRight="RestrictAccess", AppId=app,
+                PolicyScopeGroupId=mailboxes[i % len(mailboxes)], Description=" ")
+        except CmdletError as exc:
+            assert str(exc).endswith(SPACE_EXCEEDED) or SPACE_EXCEEDED in exc.detail()
+            break
+        made += 1
+    # the fixture's three policies have descriptions of 1, 0 (charged 1) and 0 characters
+    assert made == 300
+    long_state = make()
+    count = len(long_state.access_policies)
+    with pytest.raises(CmdletError):
+        for i in range(400):
+            run(long_state, "New-ApplicationAccessPolicy", AccessRight="DenyAccess",
+                AppId=f"b{i:07d}-0000-0000-0000-000000000000", PolicyScopeGroupId="archive-flat",
+                Description="x" * 100)
+            count += 1
+    assert count < 160
+
+
+def test_set_changes_the_description_and_remove_removes_unknown_identities_refused():
+    state = make()
+    ident = identity_of(state, ARCHIVER)
+    run(state, "Set-ApplicationAccessPolicy", Identity=ident, Description="archive only")
+    assert run(state, "Get-ApplicationAccessPolicy", Identity=ident)[0]["Description"] == "archive only"
+    for cmdlet, extra in (("Set-ApplicationAccessPolicy", {"Description": "x"}),
+                          ("Remove-ApplicationAccessPolicy", {})):
+        err = refused(state, cmdlet, Identity=f"{TENANT_ID}\\{ARCHIVER}:S-1-5-21-1-2-3-4;x", **extra)
+        assert err.exception_type == "ManagementObjectNotFoundException" and err.http_status == 404
+    run(state, "Remove-ApplicationAccessPolicy", Identity=ident)
+    assert ARCHIVER not in {r["AppId"] for r in run(state, "Get-ApplicationAccessPolicy")}
+
+
+def test_test_cmdlet_follows_microsofts_rules_with_nested_groups():
+    state = make()
+
+    def result(mailbox, app):
+        return run(state, "Test-ApplicationAccessPolicy", Identity=mailbox, AppId=app)[0]["AccessCheckResult"]
+
+    # RestrictAccess on Archive Scope, which holds Sales Senders (adele, bob) nested, and carol directly
+    assert {m: result(m, ARCHIVER) for m in sorted(MAILBOXES)} == {
+        "adele.vance@contoso.com": "Granted", "bob.obrien@contoso.com": "Granted",
+        "carol.diaz@contoso.com": "Granted", "dan.wu@contoso.com": "Denied", "erin.li@contoso.com": "Denied"}
+    # DenyAccess on Sales Senders: everyone else granted
+    assert result("adele.vance", EWSAPP) == "Denied" and result("dan.wu", EWSAPP) == "Granted"
+    assert result("dan.wu", OPEN) == "Granted"  # no policy
+    # a DenyAccess beside a RestrictAccess for the same mailbox wins
+    run(state, "New-ApplicationAccessPolicy", AccessRight="DenyAccess", AppId=ARCHIVER,
+        PolicyScopeGroupId="bob.obrien@contoso.com")
+    assert result("bob.obrien", ARCHIVER) == "Denied" and result("adele.vance", ARCHIVER) == "Granted"
+    row = run(state, "Test-ApplicationAccessPolicy", Identity="dan.wu", AppId=ARCHIVER)[0]
+    assert set(row) == {"AppId", "Mailbox", "MailboxId", "MailboxSid", "AccessCheckResult"}
+
+
+def test_fixture_round_trip_keeps_policies_and_refuses_bad_scopes():
+    from migrator.sandbox.fixture import FixtureError
+
+    state = make()
+    again = TenantState.from_fixture(state.to_fixture(), clock=Clock.manual())
+    assert run(again, "Get-ApplicationAccessPolicy") == run(state, "Get-ApplicationAccessPolicy")
+    data = aap_fixture()
+    data["application_access_policies"].append({"app_id": OPEN, "scope": "all-staff@contoso.com"})
+    with pytest.raises(FixtureError, match=r"application_access_policies\[3\].*not a mail-enabled security"):
+        TenantState.from_fixture(data, clock=Clock.manual())
+    data["application_access_policies"][-1] = {"app_id": OPEN, "scope": "ghost@contoso.com"}
+    with pytest.raises(FixtureError, match="unknown"):
+        TenantState.from_fixture(data, clock=Clock.manual())
+
+
+# ------------------------------------------------------------------------------------------------ data plane
+def test_data_plane_fences_the_consent_with_the_policy_nested_members_included():
+    state = make()
+    assert reach(state, ARCHIVER, "Mail.Read") == ARCHIVE_SET
+    assert reach(state, ARCHIVER, "Mail.Send") == ARCHIVE_SET
+    assert reach(state, ARCHIVER, "Calendars.Read") == set()  # not consented: no claim
+    assert reach(state, EWSAPP, "full_access_as_app") == MAILBOXES - {"adele.vance@contoso.com",
+                                                                       "bob.obrien@contoso.com"}
+    assert reach(state, OPEN, "Calendars.ReadWrite") == MAILBOXES
+    assert reach(state, ARCHIVER, "Mail.Read", token_has=False) == set()  # no RBAC role yet
+    # a token the app holds now carries what Entra consented (the default: read from the record)
+    assert state.can_use_mailbox(ARCHIVER, "Mail.Read", "carol.diaz@contoso.com")
+    assert not state.can_use_mailbox(ARCHIVER, "Mail.Read", "dan.wu@contoso.com")
+
+
+def test_a_new_policy_and_a_nested_member_reach_the_data_plane_after_the_delay():
+    state = make()
+    run(state, "New-ApplicationAccessPolicy", AccessRight="RestrictAccess", AppId=OPEN,
+        PolicyScopeGroupId="archive-scope")
+    assert reach(state, OPEN, "Calendars.ReadWrite") == MAILBOXES  # Test- says Denied at once; Graph lags
+    state.clock.advance(51)
+    assert reach(state, OPEN, "Calendars.ReadWrite") == ARCHIVE_SET
+    run(state, "Add-DistributionGroupMember", Identity="sales-senders", Member="dan.wu@contoso.com")
+    assert run(state, "Test-ApplicationAccessPolicy", Identity="dan.wu", AppId=OPEN)[0]["AccessCheckResult"] == \
+        "Granted"
+    state.clock.advance(51)
+    assert "dan.wu@contoso.com" in reach(state, OPEN, "Calendars.ReadWrite")
+
+
+def test_rbac_role_serves_a_token_without_the_permission_after_propagation():
+    state = make()
+    run(state, "New-ManagementRoleAssignment", Name="archiver-read", Role="Application Mail.Read", App=ARCHIVER,
+        RecipientGroupScope="archive-flat")
+    assert reach(state, ARCHIVER, "Mail.Read", token_has=False) == set()
+    state.clock.advance(101)
+    assert reach(state, ARCHIVER, "Mail.Read", token_has=False) == ARCHIVE_SET
+    assert reach(state, ARCHIVER, "Mail.Send", token_has=False) == set()  # per permission
+    run(state, "New-ManagementRoleAssignment", Name="archiver-full", Role="Application Mail Full Access",
+        App=ARCHIVER, RecipientGroupScope="archive-flat")
+    state.clock.advance(101)
+    assert reach(state, ARCHIVER, "Mail.Send", token_has=False) == ARCHIVE_SET  # the bundle serves Mail.Send
+
+
+# ------------------------------------------------------------------------------------------------ the checker
+def _remove_consent(state, app_id, *perms):
+    app = state.apps[app_id]
+    caller = state.admin_caller("https://graph.microsoft.com")
+    for perm in perms:
+        resource = state.resources[GRAPH]
+        role_id = next(r["id"] for r in resource["appRoles"] if r["value"] == perm)
+        aid = next(a["id"] for a in state.app_role_assignments[app.object_id].values()
+                   if a["appRoleId"] == role_id and a["resourceId"] == resource["id"])
+        delete_app_role_assignment(state, app.object_id, aid, caller=caller)
+
+
+def _migrate(state, *, policy_first: bool) -> None:
+    for role in ("Application Mail.Read", "Application Mail.Send"):
+        run(state, "New-ManagementRoleAssignment", Name=role, Role=role, App=ARCHIVER,
+            RecipientGroupScope="archive-flat")
+    state.clock.advance(101)  # propagation
+    ident = identity_of(state, ARCHIVER)
+    if policy_first:  # the wrong order: the consent is tenant-wide until it goes
+        run(state, "Remove-ApplicationAccessPolicy", Identity=ident)
+        state.clock.advance(60)
+        _remove_consent(state, ARCHIVER, "Mail.Read", "Mail.Send")
+    else:
+        _remove_consent(state, ARCHIVER, "Mail.Read", "Mail.Send")
+        state.clock.advance(31)  # every token carrying the permissions has expired
+        run(state, "Remove-ApplicationAccessPolicy", Identity=ident)
+    state.clock.advance(300)
+
+
+@pytest.mark.parametrize("delay", [0.0, 20.0])
+def test_the_documented_order_migrates_without_gap_or_over_grant(delay):
+    state = make(graph_replication_delay=delay)
+    _migrate(state, policy_first=False)
+    report = state.check()
+    assert report.ok, report.to_dict()
+    assert report.per_permission() == {}
+    assert reach(state, ARCHIVER, "Mail.Read", token_has=False) == ARCHIVE_SET
+
+
+def test_a_token_wait_that_forgets_graph_replication_is_caught_when_the_policy_applies_at_once():
+    # the consent's removal reaches the token service 20 s late: tokens carrying the permissions are issued until
+    # then and live 30 s more, but the policy goes 31 s after the removal and Graph applies that at once
+    state = make(graph_replication_delay=20.0, access_policy_delay=0.0)
+    _migrate(state, policy_first=False)
+    report = state.check()
+    assert report.per_permission() == {"Mail.Read": {"gaps": 0, "overgrants": 2},
+                                       "Mail.Send": {"gaps": 0, "overgrants": 2}}
+
+
+def test_removing_the_policy_before_the_consent_is_an_over_grant_per_permission():
+    state = make()
+    _migrate(state, policy_first=True)
+    report = state.check()
+    assert not report.ok
+    assert report.per_permission() == {"Mail.Read": {"gaps": 0, "overgrants": 2},
+                                       "Mail.Send": {"gaps": 0, "overgrants": 2}}
+    assert {i.mailbox for i in report.mail_overgrants} == {"dan.wu@contoso.com", "erin.li@contoso.com"}
+    assert all("access policy allows" in i.reason for i in report.mail_overgrants)
+    assert report.to_dict()["per_permission"]["Mail.Read"]["overgrants"] == 2
+
+
+def test_removing_the_consent_before_rbac_propagates_is_a_gap():
+    state = make()
+    run(state, "New-ManagementRoleAssignment", Name="r", Role="Application Mail.Read", App=ARCHIVER,
+        RecipientGroupScope="archive-flat")
+    _remove_consent(state, ARCHIVER, "Mail.Read")
+    state.clock.advance(300)
+    report = state.check()
+    assert report.per_permission() == {"Mail.Read": {"gaps": 3, "overgrants": 0}}
+    assert {i.mailbox for i in report.mail_gaps} == ARCHIVE_SET
+    assert all(i.end is not None for i in report.mail_gaps)  # closed once RBAC propagated
+
+
+def test_a_loaded_tenant_is_clean_and_untouched_apps_stay_so():
+    state = make()
+    state.clock.advance(500)
+    report = state.check()
+    assert report.ok and report.per_permission() == {}
