@@ -6,44 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from aap_tenant import ARCHIVE_SET, ARCHIVER, EWSAPP, GRAPH, MAILBOXES, OPEN, aap_fixture
 from migrator.sandbox import Clock, SandboxSettings, TenantState
 from migrator.sandbox.api import CmdletError
 from migrator.sandbox.cmdlets.aap import SPACE_EXCEEDED
 from migrator.sandbox.graph_ops import delete_app_role_assignment
-from tests.sandbox_tenant import CRM, TENANT_ID, fixture
-
-GRAPH = "Microsoft Graph"
-EXO = "Office 365 Exchange Online"
-ARCHIVER = "f0000000-0000-0000-0000-000000000006"  # Graph Mail.Read + Mail.Send, RestrictAccess on a nested group
-EWSAPP = "f0000000-0000-0000-0000-000000000007"    # EWS full_access_as_app, DenyAccess on Sales Senders
-OPEN = "f0000000-0000-0000-0000-000000000008"      # Graph Calendars.ReadWrite, no policy: tenant-wide
-MAILBOXES = {"adele.vance@contoso.com", "bob.obrien@contoso.com", "carol.diaz@contoso.com", "dan.wu@contoso.com",
-             "erin.li@contoso.com"}
-ARCHIVE_SET = {"adele.vance@contoso.com", "bob.obrien@contoso.com", "carol.diaz@contoso.com"}
-
-
-def aap_fixture() -> dict:
-    data = fixture()
-
-    def app(app_id, name, *perms):
-        return {"app_id": app_id, "display_name": name, "exchange_pointer": True,
-                "app_roles": [{"resource": res, "permission": perm} for res, perm in perms]}
-
-    data["apps"] += [app(ARCHIVER, "Mail Archiver", (GRAPH, "Mail.Read"), (GRAPH, "Mail.Send")),
-                     app(EWSAPP, "EWS Sync", (EXO, "full_access_as_app")),
-                     app(OPEN, "Room Booker", (GRAPH, "Calendars.ReadWrite"))]
-    data["groups"] += [
-        # nested: Sales Senders (adele, bob) inside Archive Scope
-        {"name": "Archive Scope", "alias": "archive-scope", "primary_smtp": "archive-scope@contoso.com",
-         "type": "Security", "members": ["carol.diaz@contoso.com", "sales-senders@contoso.com"]},
-        # the same three mailboxes as direct members: what an RBAC scope needs
-        {"name": "Archive Flat", "alias": "archive-flat", "primary_smtp": "archive-flat@contoso.com",
-         "type": "Security", "members": sorted(ARCHIVE_SET)}]
-    data["application_access_policies"] += [
-        {"app_id": ARCHIVER, "scope": "archive-scope@contoso.com", "access_right": "RestrictAccess",
-         "description": " "},
-        {"app_id": EWSAPP, "scope": "sales-senders@contoso.com", "access_right": "DenyAccess"}]
-    return data
+from sandbox_tenant import CRM, TENANT_ID
 
 
 def make(**settings) -> TenantState:
@@ -305,3 +273,25 @@ def test_a_loaded_tenant_is_clean_and_untouched_apps_stay_so():
     state.clock.advance(500)
     report = state.check()
     assert report.ok and report.per_permission() == {}
+
+
+def test_the_northwind_sample_reaches_what_its_readme_says():
+    import json
+
+    from migrator.samples import NORTHWIND_FIXTURE
+
+    state = TenantState.from_fixture(json.loads(NORTHWIND_FIXTURE.read_text(encoding="utf-8")),
+                                     clock=Clock.manual())
+    every = {r.primary_smtp for r in state.recipients.values() if r.kind == "mailbox"}
+
+    def names(app_no, perm):
+        app = f"4e0f0000-0000-4000-8000-00000000000{app_no}"
+        return {m.split("@")[0] for m in every if state.can_use_mailbox(app, perm, m)}
+
+    assert names(2, "Mail.Read") == names(2, "Mail.Send") == {"ana.silva", "ben.okafor", "chen.li", "invoices"}
+    assert names(3, "full_access_as_app") == {m.split("@")[0] for m in every} - {"eli.cohen", "fay.morgan"}
+    assert names(4, "Calendars.ReadWrite") == {m.split("@")[0] for m in every}
+    assert names(5, "Mail.ReadWrite") == names(5, "Calendars.Read") == {"eli.cohen", "fay.morgan", "chen.li",
+                                                                        "dara.walsh"}
+    assert names(1, "Mail.Read") == set()
+    assert state.check().ok

@@ -422,3 +422,34 @@ class ExchangeClient(ExchangeApi):
     @read
     def get_application_access_policies(self) -> list[dict]:
         return self.invoke("Get-ApplicationAccessPolicy", {}, scan=True)
+
+    @write
+    def new_application_access_policy(self, app_id: str, scope_group: str, access_right: str,
+                                      description: str = " ") -> dict:
+        """One policy (Exchange makes one per AppId). The one-space default description is Microsoft's advice: the
+        policies share a fixed space, about 300 fit that way (docs/exchange.md §8)."""
+        for key, value in (("AppId", app_id), ("PolicyScopeGroupId", scope_group), ("AccessRight", access_right)):
+            if _blank(value):
+                raise ValueError(f"New-ApplicationAccessPolicy: empty -{key}")
+        rows = self.invoke("New-ApplicationAccessPolicy", {"AppId": app_id, "PolicyScopeGroupId": scope_group,
+                                                           "AccessRight": access_right, "Description": description})
+        return rows[0] if rows else {}
+
+    @write
+    def set_application_access_policy(self, identity: str, description: str) -> list[dict]:
+        check_identity("Get-ApplicationAccessPolicy", {"Identity": identity})
+        return self.invoke("Set-ApplicationAccessPolicy", {"Identity": identity, "Description": description})
+
+    @write
+    def remove_application_access_policy(self, identity: str) -> list[dict]:
+        check_identity("Get-ApplicationAccessPolicy", {"Identity": identity})
+        return self.invoke("Remove-ApplicationAccessPolicy", {"Identity": identity, "Confirm": False})
+
+    @read
+    def test_application_access_policy(self, mailbox: str, app_id: str) -> list[dict]:
+        """Test-ApplicationAccessPolicy: AccessCheckResult Granted/Denied for one recipient (the configuration,
+        read at once; Graph and EWS apply policy changes later)."""
+        for key, value in (("Identity", mailbox), ("AppId", app_id)):
+            if _blank(value):
+                raise ValueError(f"Test-ApplicationAccessPolicy: empty -{key}")
+        return self.invoke("Test-ApplicationAccessPolicy", {"Identity": mailbox, "AppId": app_id})

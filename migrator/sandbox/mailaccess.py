@@ -227,7 +227,7 @@ def _judge_gap(stretch, mbx: str, perm: str, t: float) -> str | None:
 
 
 def _judge_over(stretch, mbx: str, perm: str, t: float) -> str | None:
-    with_p, without_p, policy, rbac, cfg = stretch(t)
+    with_p, _without_p, policy, rbac, cfg = stretch(t)  # RBAC serves a token with or without P
     if mbx in cfg:
         return f"in RBAC scope (configuration) for {perm} on a mailbox the app did not reach"
     if with_p and contains(policy, mbx):

@@ -8,7 +8,8 @@ Parameter names, output field names and error types are Microsoft's. Faithfully 
 - `-Exclusive` scopes are accepted but do not restrict apps; a scope in use cannot be removed.
 Every write records the access it changes in the timeline (state.sync_access).
 
-Modules: base (binding, registry, rows), recipients, permissions, groups, rbac, aap (Application Access Policies). Importing this package registers
+Modules: base (binding, registry, rows), recipients, permissions, groups, rbac, aap (Application Access
+Policies). Importing this package registers
 every cmdlet.
 """
 
