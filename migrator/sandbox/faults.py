@@ -48,6 +48,12 @@ class FaultProfile:
     nul_403_rate: float = 0.0  # share of requests answered 403 with a body of NUL bytes
     forbidden_nul_share: float = 0.0  # share of genuine 403s (missing role) whose body is NUL bytes
     post_commit_drop_rate: float = 0.0  # share of writes applied, then the connection dropped
+    # Read-after-write lag (readlag.py): after each write, admin reads of the object it touched (Exchange Get-*,
+    # Test-ServicePrincipalAuthorization, Graph appRoleAssignments) show the earlier state for this many seconds of
+    # the sandbox clock, +/- read_lag_jitter_s (uniform, seeded, one draw per write). Reads only: the data plane and
+    # the timeline follow the real state. 0 = off.
+    read_lag_s: float = 0.0
+    read_lag_jitter_s: float = 0.0
     # Not random: how this endpoint behaves for named cmdlets (case-insensitive).
     # Refused as Exchange refuses an unknown cmdlet (403, NUL body labelled gzip), e.g. the Get-EXO* names.
     refused_cmdlets: tuple[str, ...] = ()
@@ -79,7 +85,8 @@ PROFILES: dict[str, FaultProfile] = {
     "chaos": FaultProfile(name="chaos", latency_mean_ms=10, latency_jitter_ms=10, throttle_rate=30, throttle_burst=40,
                           graph_throttle_rate=20, graph_throttle_burst=30,
                           throttle_no_retry_after=0.3, throttle_concurrency_text=0.3, transient_rate=0.05,
-                          drop_rate=0.03, nul_403_rate=0.02, forbidden_nul_share=0.5, post_commit_drop_rate=0.05),
+                          drop_rate=0.03, nul_403_rate=0.02, forbidden_nul_share=0.5, post_commit_drop_rate=0.05,
+                          read_lag_s=3.0, read_lag_jitter_s=2.0),
 }
 
 

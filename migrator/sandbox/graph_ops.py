@@ -95,10 +95,14 @@ def list_app_role_assignments(state: TenantState, sp_id: str, *, caller: Caller)
     """GET /servicePrincipals/{id}/appRoleAssignments
 
     Within `graph_replication_delay` of a grant or deletion a read may reach a replica that has not seen it yet:
-    every other such read (deterministically) answers the state from before the change."""
+    every other such read (deterministically) answers the state from before the change. On top of that, the read
+    lag of a fault profile (`read_lag_s`, readlag.py) shows every read the state from before a write until the
+    write's own delay has elapsed."""
     _require(caller, READ_ROLES)
     app = _principal(state, sp_id)
-    rows = {a["id"]: dict(a) for a in state.app_role_assignments.get(app.object_id, {}).values()}
+    stale = state.read_lag.stale("app_roles", app.object_id)  # read-after-write lag (readlag.py)
+    seen = stale.before if stale is not None else state.app_role_assignments.get(app.object_id, {})
+    rows = {a["id"]: dict(a) for a in seen.values()}
     now, lag = state.clock.now(), state.settings.graph_replication_delay
     recent = [c for c in state.graph_changes if c[1] == app.object_id and now - c[0] < lag]
     if recent:
@@ -110,6 +114,13 @@ def list_app_role_assignments(state: TenantState, sp_id: str, *, caller: Caller)
                 else:
                     rows.pop(row["id"], None)
     return sorted(rows.values(), key=lambda a: a["id"])
+
+
+def _before_write(state: TenantState, app: App) -> None:
+    """Reads that lag keep seeing the SP's assignments as they are now until this write is visible."""
+    if state.read_lag.active:
+        state.read_lag.wrote("app_roles", app.object_id,
+                             {k: dict(v) for k, v in state.app_role_assignments.get(app.object_id, {}).items()})
 
 
 def _record_change(state: TenantState, sp_id: str, op: str, row: dict) -> None:
@@ -144,6 +155,7 @@ def grant_app_role(state: TenantState, sp_id: str, body: dict, *, caller: Caller
     if any(a["resourceId"] == resource["id"] and a["appRoleId"] == role_id
            for a in state.app_role_assignments.get(app.object_id, {}).values()):
         raise GraphError(400, "Request_BadRequest", "Permission being assigned already exists on the object")
+    _before_write(state, app)
     row = _grant(state, app, resource, role_id, created=state.clock.now())
     _record_change(state, app.object_id, "grant", row)
     state.timeline.note(state.clock.now(), "change", graph="grant_app_role", app_id=app.app_id,
@@ -159,6 +171,7 @@ def delete_app_role_assignment(state: TenantState, sp_id: str, assignment_id: st
     rows = state.app_role_assignments.get(app.object_id, {})
     if assignment_id not in rows:
         raise _missing(assignment_id)
+    _before_write(state, app)
     row = rows.pop(assignment_id)
     _record_change(state, app.object_id, "delete", row)
     state.timeline.note(state.clock.now(), "change", graph="delete_app_role_assignment", app_id=app.app_id,

@@ -472,6 +472,8 @@ def start_sandbox(fixture: str | Path | dict | None = None, *, seed: int = 0,
     backend = StateBackend(state)
     sb = serve_backend(backend, admin_client_id=backend.admin_client_id, admin_secret=admin["secret"], seed=seed,
                        faults=faults, port=port, run_dir=run_dir, state=state, smtp=smtp, smtp_port=smtp_port)
+    # The profile's read-after-write lag acts in the state (readlag.py), seeded apart from the HTTP faults.
+    state.read_lag.configure(sb.faults.profile.read_lag_s, sb.faults.profile.read_lag_jitter_s, seed)
     sb.original_grants = frozenset(backend.original_grants)
     sb.original_reach = frozenset(backend.original_reach)
     second = state.apps.get(state.cutover_admin_app_id) if state.cutover_admin_app_id else None

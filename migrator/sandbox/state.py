@@ -29,6 +29,7 @@ from migrator.sandbox.api import Caller, CmdletError, CmdletResult, GraphError
 from migrator.sandbox.clock import Clock
 from migrator.sandbox.entra import apply_lifetimes
 from migrator.sandbox.identity import IdentityIndex, recipient_keys, service_principal_keys
+from migrator.sandbox.readlag import ReadLag
 from migrator.sandbox.settings import SandboxSettings
 from migrator.sandbox.timeline import Timeline
 
@@ -323,6 +324,8 @@ class TenantState:
         # (time, principal SP id, "grant" | "delete", row): app-role assignment writes, for replication lag
         self.graph_changes: list[tuple[float, str, str, dict]] = []
         self.graph_reads = 0  # counts reads of appRoleAssignments (picks the replica a read in the lag hits)
+        # Read-after-write lag of the admin reads (readlag.py): off until a fault profile sets `read_lag_s`.
+        self.read_lag = ReadLag(self.clock.now)
         self._recipient_ids = IdentityIndex()
         self._sp_ids = IdentityIndex()
         self._by_dn: dict[str, Recipient] = {}

@@ -4,6 +4,7 @@ A rename moves the DistinguishedName; every membership change re-evaluates the R
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from migrator.sandbox import opath
 from migrator.sandbox.api import Caller, CmdletError, CmdletResult
@@ -16,6 +17,7 @@ from migrator.sandbox.cmdlets.base import (
     _filtered,
     _given,
     _limit,
+    _not_found,
     _one,
     _sorted_recipients,
     _types,
@@ -23,6 +25,7 @@ from migrator.sandbox.cmdlets.base import (
     group_row,
     recipient_row,
 )
+from migrator.sandbox.identity import normalise, recipient_keys
 from migrator.sandbox.state import Recipient, TenantState, det_uuid, escape_dn
 
 _ALIAS_BAD = re.compile(r"[^A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]")
@@ -73,6 +76,44 @@ def _resolve_members(state: TenantState, ids: list[str], cmdlet: str) -> list[Re
     return out
 
 
+# ---- what a lagging read sees (readlag.py): a group written lately as it was, with its members then -------------
+def _snapshot(g: Recipient) -> Recipient:
+    return replace(g, members=dict(g.members), extra=dict(g.extra), attributes=dict(g.attributes),
+                   email_addresses=list(g.email_addresses))
+
+
+def _before_write(state: TenantState, g: Recipient | None, guid: str = "") -> None:
+    """Reads that lag keep seeing the group as it is now (None: not there yet) until this write is visible."""
+    if state.read_lag.active:
+        state.read_lag.wrote("group", g.guid if g is not None else guid, _snapshot(g) if g is not None else None)
+
+
+def _groups_as_read(state: TenantState, identity: str | None) -> list[Recipient]:
+    """Groups (all, or those `identity` names) as a lagging read sees them."""
+    stale = state.read_lag.stale_of("group")
+    live = state.find_recipients(identity) if identity is not None else _sorted_recipients(state, ("group",))
+    live = [r for r in live if r.is_group]
+    if not stale:
+        return live
+    out = [stale.get(r.guid, r) for r in live]
+    seen = {r.guid for r in live}
+    want = normalise(identity) if identity is not None else None
+    for guid, before in stale.items():  # removed (or renamed) lately: still seen under its earlier names
+        if before is not None and guid not in seen and (
+                want is None or want in {normalise(k) for k in recipient_keys(before)}):
+            out.append(before)
+    return sorted((r for r in out if r is not None), key=lambda r: (r.name.lower(), r.guid))
+
+
+def _one_group_as_read(state: TenantState, identity: str, cmdlet: str) -> Recipient:
+    hits = [g for g in _groups_as_read(state, identity) if g.group_type in ("Security", "Distribution")]
+    if not hits:
+        raise _not_found(state, identity, cmdlet)
+    if len(hits) > 1:
+        raise _ambiguous(identity, cmdlet)
+    return hits[0]
+
+
 @cmdlet("Get-DistributionGroup", ("Identity", "ResultSize", "RecipientTypeDetails", "Filter", "Anr"))
 def get_distribution_group(state: TenantState, p: Params, caller: Caller):
     identity = p.str("Identity")
@@ -80,9 +121,9 @@ def get_distribution_group(state: TenantState, p: Params, caller: Caller):
         if _blank(identity):
             raise CmdletError("ParameterBindingException", "Cannot bind argument to parameter 'Identity' because "
                               "it is an empty string.", cmdlet=p.cmdlet)
-        g = _one(state, identity, p.cmdlet, kinds=("group",), group_types=("Security", "Distribution"))
+        g = _one_group_as_read(state, identity, p.cmdlet)
         return CmdletResult([group_row(state, g)])
-    recs = [r for r in _sorted_recipients(state, ("group",)) if r.group_type in ("Security", "Distribution")]
+    recs = [r for r in _groups_as_read(state, None) if r.group_type in ("Security", "Distribution")]
     recs = _filtered(state, p, _types(p, recs))
     return _limit(p, [group_row(state, g) for g in recs])
 
@@ -128,6 +169,7 @@ def new_distribution_group(state: TenantState, p: Params, caller: Caller):
                "managed_by": p.list("ManagedBy"), "notes": p.str("Notes") or p.str("Description")}
     for m in members:
         g.members[m.guid] = None
+    _before_write(state, None, g.guid)
     state.add_recipient(g)
     _membership_changed(state, g)  # a scope may already name this DN
     return CmdletResult([group_row(state, g)])
@@ -143,6 +185,7 @@ def set_distribution_group(state: TenantState, p: Params, caller: Caller):
              group_types=("Security", "Distribution"))
     _manager_check(state, p, g)
     old_dn = g.dn
+    before = _snapshot(g)
     if p.has("Name"):
         name = _check_name(p.str("Name"), p.cmdlet)
         if any(r is not g and r.name.lower() == name.lower() for r in state.recipients.values()):
@@ -179,6 +222,8 @@ def set_distribution_group(state: TenantState, p: Params, caller: Caller):
     for attr in ("CustomAttribute1", "CustomAttribute2"):
         if p.has(attr):
             g.attributes[attr] = p.str(attr) or ""
+    if state.read_lag.active:
+        state.read_lag.wrote("group", g.guid, before)
     state.reindex(g)
     if g.dn != old_dn:
         _membership_changed(state, g, old_dn)
@@ -191,6 +236,7 @@ def remove_distribution_group(state: TenantState, p: Params, caller: Caller):
              group_types=("Security", "Distribution"))
     _manager_check(state, p, g)
     affected = _groups_affected(state, g)
+    _before_write(state, g)
     state.drop_recipient(g)
     state.invalidate_scopes()
     state.sync_access(affected)
@@ -209,12 +255,12 @@ def get_distribution_group_member(state: TenantState, p: Params, caller: Caller)
     identity = p.str("Identity")
     groups = None
     if _given(identity):
-        hits = [r for r in state.find_recipients(identity) if r.is_group]
+        hits = _groups_as_read(state, identity)
         if len(hits) > 1:
             raise _ambiguous(identity, p.cmdlet)
         groups = hits or None
     if groups is None:  # $null, empty or unknown identity: the members of EVERY group (the hazard)
-        groups = _sorted_recipients(state, ("group",))
+        groups = _groups_as_read(state, None)
     rows: list[dict] = []
     for g in groups:
         members = sorted((state.recipients[m] for m in g.members if m in state.recipients),
@@ -233,6 +279,7 @@ def update_distribution_group_member(state: TenantState, p: Params, caller: Call
                           f"number of provided arguments ({len(ids)}) exceeds the maximum number of allowed "
                           f"arguments ({MAX_UPDATE_MEMBERS}).", cmdlet=p.cmdlet)
     members = _resolve_members(state, ids, p.cmdlet)  # all or nothing: resolve before replacing
+    _before_write(state, g)
     g.members = {m.guid: None for m in members}
     _membership_changed(state, g)
     return CmdletResult()
@@ -246,6 +293,7 @@ def add_distribution_group_member(state: TenantState, p: Params, caller: Caller)
     if m.guid in g.members:
         raise CmdletError("MemberAlreadyExistsException", f"The recipient \"{m.name}\" is already a member of the "
                           f"group \"{g.name}\".", cmdlet=p.cmdlet)
+    _before_write(state, g)
     g.members[m.guid] = None
     _membership_changed(state, g)
     return CmdletResult()
@@ -259,6 +307,7 @@ def remove_distribution_group_member(state: TenantState, p: Params, caller: Call
     if m.guid not in g.members:
         raise CmdletError("MemberNotFoundException", f"The recipient \"{m.name}\" isn't a member of the group "
                           f"\"{g.name}\".", cmdlet=p.cmdlet)
+    _before_write(state, g)
     del g.members[m.guid]
     _membership_changed(state, g)
     return CmdletResult()

@@ -3,6 +3,8 @@ Get-EXOMailboxPermission (FullAccess)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from migrator.sandbox.api import Caller, CmdletError, CmdletResult
 from migrator.sandbox.cmdlets.base import (
     Params,
@@ -17,7 +19,48 @@ from migrator.sandbox.cmdlets.base import (
     mailbox_permission_row,
     recipient_permission_row,
 )
-from migrator.sandbox.state import PermissionRow, Recipient, TenantState
+from migrator.sandbox.state import PermissionRow, PermissionTable, Recipient, TenantState
+
+# readlag.py kinds of the two tables: a mailbox's rows are one object.
+TABLE_KINDS = {"recipient_permissions": "recipient_permission", "mailbox_permissions": "mailbox_permission"}
+
+
+def _kind(state: TenantState, table: PermissionTable) -> str:
+    return TABLE_KINDS["recipient_permissions" if table is state.recipient_permissions else "mailbox_permissions"]
+
+
+def _rows_now(table: PermissionTable, guid: str) -> list[PermissionRow]:
+    return [replace(r, access_rights=list(r.access_rights)) for r in table.for_mailbox(guid)]
+
+
+def _before_write(state: TenantState, table: PermissionTable, guid: str,
+                  before: list[PermissionRow] | None = None) -> None:
+    """Keep the mailbox's rows as they are for reads that lag behind the write about to happen (readlag.py)."""
+    if state.read_lag.active:
+        state.read_lag.wrote(_kind(state, table), guid, _rows_now(table, guid) if before is None else before)
+
+
+class _LaggedTable:
+    """A permission table as a lagging read sees it: the mailboxes written lately show their earlier rows."""
+
+    def __init__(self, table: PermissionTable, stale: dict) -> None:
+        self._table, self._stale = table, stale
+
+    def for_mailbox(self, guid: str) -> list[PermissionRow]:
+        return list(self._stale[guid]) if guid in self._stale else self._table.for_mailbox(guid)
+
+    def for_trustee(self, trustee: tuple) -> list[PermissionRow]:
+        live = [r for r in self._table.for_trustee(trustee) if r.mailbox not in self._stale]
+        return live + [r for rows in self._stale.values() for r in rows if r.trustee == trustee]
+
+    def __iter__(self):
+        live = [r for r in self._table if r.mailbox not in self._stale]
+        return iter(live + [r for rows in self._stale.values() for r in rows])
+
+
+def _read_view(state: TenantState, table: PermissionTable):
+    stale = state.read_lag.stale_of(_kind(state, table))
+    return _LaggedTable(table, stale) if stale else table
 
 
 def _resolve_trustee(state: TenantState, identity: str, cmdlet: str) -> tuple:
@@ -93,7 +136,7 @@ def _permission_rows(state: TenantState, table, p: Params, trustee_param: str,
 
 @cmdlet("Get-RecipientPermission", ("Identity", "Trustee", "AccessRights", "ResultSize", "ReadFromDomainController"))
 def get_recipient_permission(state: TenantState, p: Params, caller: Caller):
-    rows = _permission_rows(state, state.recipient_permissions, p, "Trustee", hazard=True)
+    rows = _permission_rows(state, _read_view(state, state.recipient_permissions), p, "Trustee", hazard=True)
     if p.has("AccessRights"):
         wanted = set(_rights(p, ("SendAs",)))
         rows = [r for r in rows if wanted & set(r.access_rights)]
@@ -116,6 +159,7 @@ def add_recipient_permission(state: TenantState, p: Params, caller: Caller):
                                 [f"The appropriate access control entry is already present on object "
                                  f"\"{mbx.name}\" for account \"{_trustee_text(state, trustee)}\"."])
     row = PermissionRow(mailbox=mbx.guid, trustee=trustee, access_rights=rights, deny=deny)
+    _before_write(state, state.recipient_permissions, mbx.guid)
     state.recipient_permissions.append(row)
     if trustee[0] == "app":
         state.sync_access([trustee[1]])
@@ -133,6 +177,7 @@ def remove_recipient_permission(state: TenantState, p: Params, caller: Caller):
     if not gone:
         return CmdletResult([], [f"Can't remove the access control entry on the object \"{mbx.name}\" for account "
                                  f"\"{_trustee_text(state, trustee)}\" because the ACE doesn't exist on the object."])
+    _before_write(state, state.recipient_permissions, mbx.guid)
     for r in gone:
         state.recipient_permissions.remove(r)
     if trustee[0] == "app":
@@ -141,7 +186,7 @@ def remove_recipient_permission(state: TenantState, p: Params, caller: Caller):
 
 
 def _get_mailbox_permission(state: TenantState, p: Params, hazard: bool) -> CmdletResult:
-    rows = [r for r in _permission_rows(state, state.mailbox_permissions, p, "User", hazard=hazard)]
+    rows = _permission_rows(state, _read_view(state, state.mailbox_permissions), p, "User", hazard=hazard)
     return _limit(p, [mailbox_permission_row(state, r) for r in rows])
 
 
@@ -184,6 +229,7 @@ def add_mailbox_permission(state: TenantState, p: Params, caller: Caller):
                                  f"{_trustee_text(state, trustee)}."])
     row = PermissionRow(mailbox=mbx.guid, trustee=trustee, access_rights=rights, deny=deny,
                         inheritance_type=inheritance)
+    _before_write(state, state.mailbox_permissions, mbx.guid)
     state.mailbox_permissions.append(row)
     if trustee[0] == "app":
         state.sync_access([trustee[1]])  # FullAccess carries SMTP and IMAP/POP reach
@@ -198,6 +244,7 @@ def remove_mailbox_permission(state: TenantState, p: Params, caller: Caller):
     rights = set(_rights(p, MAILBOX_RIGHTS))
     deny = p.bool("Deny")
     changed = False
+    before = _rows_now(state.mailbox_permissions, mbx.guid) if state.read_lag.active else None
     for row in state.mailbox_permissions.for_mailbox(mbx.guid):
         if row.trustee == trustee and row.deny == deny and not row.is_inherited:
             remaining = [r for r in row.access_rights if r not in rights]
@@ -210,6 +257,7 @@ def remove_mailbox_permission(state: TenantState, p: Params, caller: Caller):
     if not changed:
         return CmdletResult([], [f"Can't remove the access control entry on the object \"{mbx.name}\" for account "
                                  f"\"{_trustee_text(state, trustee)}\" because the ACE doesn't exist on the object."])
+    _before_write(state, state.mailbox_permissions, mbx.guid, before)
     if trustee[0] == "app":
         state.sync_access([trustee[1]])
     return CmdletResult()

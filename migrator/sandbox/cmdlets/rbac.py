@@ -4,6 +4,7 @@ Test-ServicePrincipalAuthorization (configuration view, no propagation delay) an
 
 from __future__ import annotations
 
+import copy
 from typing import Literal, overload
 
 from migrator.sandbox import opath
@@ -23,7 +24,14 @@ from migrator.sandbox.cmdlets.base import (
     _opath_error,
     cmdlet,
 )
-from migrator.sandbox.state import ManagementScope, RoleAssignment, TenantState, det_uuid
+from migrator.sandbox.state import (
+    ManagementScope,
+    Recipient,
+    RoleAssignment,
+    TenantState,
+    _FilterIndex,
+    det_uuid,
+)
 
 
 def scope_row(state: TenantState, s: ManagementScope) -> dict:
@@ -46,6 +54,61 @@ def _scope_users(state: TenantState, scope: ManagementScope) -> list[RoleAssignm
             if ra.scope_kind == "custom" and ra.scope_ref.lower() == scope.name.lower()]
 
 
+# ---- what a lagging read sees (readlag.py): the scopes and assignments written lately as they were before ------
+def _scopes_as_read(state: TenantState) -> dict[str, ManagementScope]:
+    view = dict(state.scopes)
+    for key, before in state.read_lag.stale_of("scope").items():
+        if before is None:
+            view.pop(key, None)  # created lately: not seen yet
+        else:
+            view[key] = before  # changed or removed lately: seen as it was
+    return view
+
+
+def _assignments_as_read(state: TenantState) -> dict[str, RoleAssignment]:
+    view = dict(state.assignments)
+    for key, before in state.read_lag.stale_of("assignment").items():
+        if before is None:
+            view.pop(key, None)
+        else:
+            view[key] = before
+    return view
+
+
+class _IndexAsRead(_FilterIndex):
+    """The filter index with the groups written lately seen as they were (their members then)."""
+
+    def __init__(self, state: TenantState, stale_groups: dict) -> None:
+        super().__init__(state)
+        self.stale_groups = stale_groups
+
+    def direct_members(self, dn_lower: str) -> set:
+        live = self.state._by_dn.get(dn_lower)
+        if live is not None and live.guid in self.stale_groups:
+            before = self.stale_groups[live.guid]
+            return set(before.members) if before is not None else set()
+        if live is None:
+            for before in self.stale_groups.values():
+                if before is not None and before.dn.lower() == dn_lower:
+                    return set(before.members)
+        return super().direct_members(dn_lower)
+
+
+def _targets_as_read(state: TenantState, ra: RoleAssignment) -> frozenset[str]:
+    """assignment_targets as a lagging read sees them: the scope's filter and the groups' members as read."""
+    scopes = state.read_lag.stale_of("scope")
+    groups = state.read_lag.stale_of("group")
+    if not scopes and not groups:
+        return state.assignment_targets(ra)
+    if ra.scope_kind == "custom":
+        scope = _scopes_as_read(state).get(ra.scope_ref.lower())
+        return frozenset(opath.evaluate(scope.ast, _IndexAsRead(state, groups))) if scope else frozenset()
+    if ra.scope_kind == "group" and ra.scope_ref in groups:
+        before: Recipient | None = groups[ra.scope_ref]
+        return frozenset(before.members) if before is not None else frozenset()
+    return state.assignment_targets(ra)
+
+
 @cmdlet("Get-ManagementScope", ("Identity", "Orphan", "Exclusive"))
 def get_management_scope(state: TenantState, p: Params, caller: Caller):
     identity = p.str("Identity")
@@ -53,8 +116,13 @@ def get_management_scope(state: TenantState, p: Params, caller: Caller):
         if _blank(identity):
             raise CmdletError("ParameterBindingException", "Cannot bind argument to parameter 'Identity' because "
                               "it is an empty string.", cmdlet=p.cmdlet)
-        return CmdletResult([scope_row(state, _one_scope(state, identity, p.cmdlet))])
-    scopes = sorted((s for s in state.scopes.values() if not s.hidden), key=lambda s: s.name.lower())
+        key = identity.strip().lower()
+        seen = _scopes_as_read(state)
+        scope = seen.get(key) or next((s for s in seen.values() if s.guid == key), None)
+        if scope is None:
+            raise _not_found(state, identity, p.cmdlet)
+        return CmdletResult([scope_row(state, scope)])
+    scopes = sorted((s for s in _scopes_as_read(state).values() if not s.hidden), key=lambda s: s.name.lower())
     if p.bool("Orphan"):
         scopes = [s for s in scopes if not _scope_users(state, s)]
     if p.has("Exclusive"):
@@ -82,6 +150,7 @@ def new_management_scope(state: TenantState, p: Params, caller: Caller):
     now = state.clock.now()
     s = ManagementScope(name=name, guid=det_uuid("scope", name.lower(), str(now)), filter=text, ast=ast,
                         exclusive=exclusive, recipient_root=p.str("RecipientRoot"), created=now)
+    state.read_lag.wrote("scope", name.lower(), None)
     state.scopes[name.lower()] = s
     state.invalidate_scopes()
     return CmdletResult([scope_row(state, s)], warnings)
@@ -90,6 +159,7 @@ def new_management_scope(state: TenantState, p: Params, caller: Caller):
 @cmdlet("Set-ManagementScope", ("Identity", "Name", "RecipientRestrictionFilter", "RecipientRoot"), write=True)
 def set_management_scope(state: TenantState, p: Params, caller: Caller):
     s = _one_scope(state, p.str("Identity", required=True), p.cmdlet)
+    old_key, before = s.name.lower(), copy.copy(s)
     if p.has("RecipientRestrictionFilter"):
         text = p.str("RecipientRestrictionFilter", required=True)
         try:
@@ -109,6 +179,9 @@ def set_management_scope(state: TenantState, p: Params, caller: Caller):
         state.scopes[new.lower()] = s
     if p.has("RecipientRoot"):
         s.recipient_root = p.str("RecipientRoot")
+    state.read_lag.wrote("scope", old_key, before)
+    if s.name.lower() != old_key:
+        state.read_lag.wrote("scope", s.name.lower(), None)
     state.invalidate_scopes()
     state.sync_access({ra.app_id for ra in _scope_users(state, s)})
     return CmdletResult()
@@ -122,6 +195,7 @@ def remove_management_scope(state: TenantState, p: Params, caller: Caller):
         raise CmdletError("InvalidOperationException", f"Management scope \"{s.name}\" can't be removed because "
                           "it's referenced by role assignments: "
                           f"{', '.join(sorted(ra.name for ra in users))}.", cmdlet=p.cmdlet)
+    state.read_lag.wrote("scope", s.name.lower(), copy.copy(s))
     del state.scopes[s.name.lower()]
     state.invalidate_scopes()
     return CmdletResult()
@@ -209,7 +283,7 @@ def _one_assignment(state: TenantState, identity: str, cmdlet: str) -> RoleAssig
                                          "AssignmentMethod", "RecipientWriteScope", "CustomRecipientWriteScope",
                                          "GetEffectiveUsers"))
 def get_management_role_assignment(state: TenantState, p: Params, caller: Caller):
-    rows = sorted(state.assignments.values(), key=lambda a: a.name.lower())
+    rows = sorted(_assignments_as_read(state).values(), key=lambda a: a.name.lower())
     identity = p.str("Identity")
     if _given(identity):
         key = identity.strip().lower()
@@ -245,6 +319,7 @@ def new_management_role_assignment(state: TenantState, p: Params, caller: Caller
     now = state.clock.now()
     ra = RoleAssignment(name=name, guid=det_uuid("assignment", name.lower(), str(now)), role=role,
                         app_id=app.app_id, scope_kind=kind, scope_ref=ref, created=now)
+    state.read_lag.wrote("assignment", name.lower(), None)
     state.assignments[name.lower()] = ra
     state.sync_access([app.app_id])
     return CmdletResult([assignment_row(state, ra)])
@@ -254,6 +329,7 @@ def new_management_role_assignment(state: TenantState, p: Params, caller: Caller
                                          "RecipientAdministrativeUnitScope", "Enabled", "Force"), write=True)
 def set_management_role_assignment(state: TenantState, p: Params, caller: Caller):
     ra = _one_assignment(state, p.str("Identity", required=True), p.cmdlet)
+    state.read_lag.wrote("assignment", ra.name.lower(), copy.copy(ra))
     scope = _scope_params(state, p, required=False)
     if scope is not None:
         ra.scope_kind, ra.scope_ref = scope
@@ -266,6 +342,7 @@ def set_management_role_assignment(state: TenantState, p: Params, caller: Caller
 @cmdlet("Remove-ManagementRoleAssignment", ("Identity", "Force"), write=True)
 def remove_management_role_assignment(state: TenantState, p: Params, caller: Caller):
     ra = _one_assignment(state, p.str("Identity", required=True), p.cmdlet)
+    state.read_lag.wrote("assignment", ra.name.lower(), copy.copy(ra))
     del state.assignments[ra.name.lower()]
     state.sync_access([ra.app_id])
     return CmdletResult()
@@ -273,13 +350,14 @@ def remove_management_role_assignment(state: TenantState, p: Params, caller: Cal
 
 @cmdlet("Test-ServicePrincipalAuthorization", ("Identity", "Resource"))
 def test_service_principal_authorization(state: TenantState, p: Params, caller: Caller):
-    """Configuration view: sees RBAC changes at once (no propagation delay), as Microsoft documents."""
+    """Configuration view: sees RBAC changes without the data plane's propagation delay, as Microsoft documents,
+    but through the directory like any Get-*: assignments, scopes and groups written lately show as they were."""
     app = _one_sp(state, p.str("Identity", required=True), p.cmdlet)
     target = None
     if _given(resource := p.str("Resource")):
         target = _one(state, resource, p.cmdlet)
     rows = []
-    for ra in sorted(state.assignments.values(), key=lambda a: a.name.lower()):
+    for ra in sorted(_assignments_as_read(state).values(), key=lambda a: a.name.lower()):
         if ra.app_id != app.app_id or not ra.enabled:
             continue
         custom, _write_scope = _scope_label(state, ra)
@@ -287,7 +365,7 @@ def test_service_principal_authorization(state: TenantState, p: Params, caller: 
                       "au": "AdministrativeUnit"}.get(ra.scope_kind, "Organization")
         in_scope: object = "Not Run"
         if target is not None:
-            in_scope = target.guid in state.assignment_targets(ra)
+            in_scope = target.guid in _targets_as_read(state, ra)
         rows.append({"RoleName": ra.role, "GrantedPermissions": GRANTED.get(ra.role, ra.role.replace(
             "Application ", "", 1)), "AllowedResourceScope": custom or "Organization", "ScopeType": scope_type,
             "InScope": in_scope, "Identity": app.object_id})

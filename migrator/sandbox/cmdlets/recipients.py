@@ -19,7 +19,7 @@ from migrator.sandbox.cmdlets.base import (
     recipient_row,
     sp_row,
 )
-from migrator.sandbox.state import Recipient, TenantState, default_pointer_name
+from migrator.sandbox.state import Recipient, TenantState, default_pointer_name, sid_for
 
 
 @cmdlet("Get-Mailbox", ("Identity", "ResultSize", "RecipientTypeDetails", "Filter", "Anr"))
@@ -89,13 +89,22 @@ def get_recipient(state: TenantState, p: Params, caller: Caller):
 # ------------------------------------------------------------------------------------------------ service principals
 @cmdlet("Get-ServicePrincipal", ("Identity", "Organization"))
 def get_service_principal(state: TenantState, p: Params, caller: Caller):
-    every = sorted((a for a in state.apps.values() if a.exchange_pointer), key=lambda a: a.object_id)
+    # A pointer created or removed lately shows as it was to a lagging read (readlag.py): (exists, DisplayName).
+    stale = state.read_lag.stale_of("pointer")
+
+    def seen(app) -> tuple[bool, str]:
+        return stale.get(app.app_id, (app.exchange_pointer, app.pointer_name))
+
+    every = sorted((a for a in state.apps.values() if seen(a)[0]), key=lambda a: a.object_id)
     identity = p.str("Identity")
     if _given(identity):
-        hits = state.find_sps(identity)
+        hits = [a for a in state.find_sps(identity) if seen(a)[0]]
+        want = identity.strip().lower()
+        hits += [a for a in every if a.app_id in stale and a not in hits
+                 and want in (a.app_id, a.object_id, seen(a)[1].lower(), sid_for("sp:" + a.app_id).lower())]
         if hits:  # an unknown identity returns EVERY service principal (the hazard)
             every = hits
-    return CmdletResult([sp_row(a) for a in every])
+    return CmdletResult([{**sp_row(a), "DisplayName": seen(a)[1]} for a in every])
 
 
 @cmdlet("New-ServicePrincipal", ("AppId", "ObjectId", "ServiceId", "DisplayName", "Organization"), write=True)
@@ -113,6 +122,7 @@ def new_service_principal(state: TenantState, p: Params, caller: Caller):
     if app.exchange_pointer:
         raise CmdletError("ADObjectAlreadyExistsException", f"The service principal with AppId '{app_id}' already "
                           "exists.", cmdlet=p.cmdlet)
+    state.read_lag.wrote("pointer", app.app_id, (False, ""))
     app.exchange_pointer = True
     app.pointer_created = state.clock.now()
     # The pointer's DisplayName is Exchange's own; the Entra name stays as it is. Without -DisplayName, the sandbox
@@ -126,6 +136,7 @@ def new_service_principal(state: TenantState, p: Params, caller: Caller):
 @cmdlet("Remove-ServicePrincipal", ("Identity", "Organization"), write=True)
 def remove_service_principal(state: TenantState, p: Params, caller: Caller):
     app = _one_sp(state, p.str("Identity", required=True), p.cmdlet)
+    state.read_lag.wrote("pointer", app.app_id, (True, app.pointer_name))
     app.exchange_pointer = False
     state.index_app(app)
     state.sync_access([app.app_id])
