@@ -1,6 +1,6 @@
 """Chaos (issue 6, Done when): the executor runs as a `migrator execute` subprocess against the in-process sandbox
 (throttling, transient faults, dropped connections, NUL-byte 403s, writes applied then their answer lost,
-replication delay, a propagation delay and token lifetime of about a second), and is killed with SIGKILL at random
+replication delay, read-after-write lag on every admin read, a propagation delay and token lifetime of about a second), and is killed with SIGKILL at random
 moments, then run again, until it is done. The sandbox's own timeline must show zero access gaps and zero over-grants, the end state
 must equal the plan (no object duplicated, no legacy grant left), and a rollback started mid-batch, killed the
 same way, must return the tenant exactly to its prior state. Both claim rules. The tenant holds apps of every access
@@ -44,11 +44,13 @@ def _faults():
     from migrator.sandbox.faults import FaultProfile
 
     # Every random fault the sandbox can inject, NUL-byte 403s (transient, and half of the genuine ones) included,
-    # and a Graph bucket of its own that the cut-over's reads and writes can run dry.
+    # a Graph bucket of its own that the cut-over's reads and writes can run dry, and read-after-write lag on every
+    # admin read (0.1-0.9 s of real time: a run killed right after a write is resumed while its reads still lag).
     return FaultProfile(name="chaos-test", latency_mean_ms=2, latency_jitter_ms=2, throttle_rate=80,
                         throttle_burst=15, graph_throttle_rate=20, graph_throttle_burst=5,
                         throttle_no_retry_after=0.3, throttle_concurrency_text=0.2, transient_rate=0.03,
-                        drop_rate=0.01, nul_403_rate=0.03, forbidden_nul_share=0.5, post_commit_drop_rate=0.04)
+                        drop_rate=0.01, nul_403_rate=0.03, forbidden_nul_share=0.5, post_commit_drop_rate=0.04,
+                        read_lag_s=0.5, read_lag_jitter_s=0.4)
 
 
 # What a failed item says when a transient fault outlived its retries (exchange/http.py): never acceptable here.

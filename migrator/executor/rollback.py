@@ -23,11 +23,13 @@ from migrator.errors import MigratorError
 from migrator.exchange.errors import AlreadyExists, ApiError, Forbidden, NotFound
 from migrator.executor.context import Context, ItemFailure, StepResult
 from migrator.executor.entra import Pending, regrant_script
+from migrator.executor.readback import await_read, settle
 from migrator.executor.runner import BatchOutcome, Runner
 from migrator.executor.states import BatchState, Outcome
 from migrator.executor.steps import (
     _fullaccess_rows,
     _hand_over,
+    _wait_gone,
     assignments_by_name,
     exchange_role,
     legacy_rows,
@@ -37,6 +39,9 @@ from migrator.executor.steps import (
 from migrator.planner.plan import NEW
 
 APPLIED = (BatchState.EXECUTING, BatchState.DONE, BatchState.ROLLING_BACK)
+# The prior state of an object this tool claimed but could not read before removing it (rollback): it was never
+# created (a run stopped between its claim and the create) or it is not visible yet (read-after-write lag).
+NOT_READ = {"not_read": "never created, or created and not yet visible to reads"}
 
 
 def _note(ctx: Context, text: str) -> None:
@@ -67,11 +72,15 @@ def step_restore_grants(ctx: Context) -> StepResult:
 
     failures = ctx.for_each(removed, restore, label="Restoring SendAs", name=lambda a: f"SendAs {a.key}")
     if not ctx.dry_run:
-        after = legacy_rows(ctx, fresh=True)
+        failed = {f.item for f in failures}
+        wanted = [tuple(a.key.split("|", 1)) for a in removed if f"SendAs {a.key}" not in failed]
+        # The check scan, again until every restored grant shows (read-after-write lag), bounded (readback.py).
+        after, _ = settle(ctx, lambda: legacy_rows(ctx, fresh=True), lambda rows: [p for p in wanted if p not in rows])
         for action in removed:
             app_id, mailbox = action.key.split("|", 1)
-            if (app_id, mailbox) not in after and not any(f.item == f"SendAs {action.key}" for f in failures):
-                failures.append(ItemFailure(f"SendAs {action.key}", "not present after restoring it"))
+            if (app_id, mailbox) not in after and f"SendAs {action.key}" not in failed:
+                failures.append(ItemFailure(f"SendAs {action.key}", "not present "
+                                            f"{ctx.settings.replication_timeout:g} s after restoring it"))
             act = ctx.recorded("sendas", action.key, "restore")
             if act is not None and (app_id, mailbox) in after and act.status != "verified":
                 ctx.mark(act.id, "verified")
@@ -82,8 +91,10 @@ def step_restore_grants(ctx: Context) -> StepResult:
             return
         act = ctx.intent("fullaccess", action.key, "restore", intent={"restore": action.prior}, prior=[])
         ctx.exo.add_mailbox_permission(mailbox, ctx.sps[app_id]["object_id"])
-        if not ctx.dry_run and not _fullaccess_rows(ctx, app_id, mailbox):
-            raise MigratorError("FullAccess not present after restoring it")
+        if not ctx.dry_run:  # read again until the restored grant shows (read-after-write lag)
+            await_read(ctx, lambda: _fullaccess_rows(ctx, app_id, mailbox),
+                       lambda rows: None if rows else "FullAccess not present after restoring it",
+                       f"FullAccess {action.key}")
         ctx.mark(act, "verified")
 
     failures += ctx.for_each(_removed(ctx, "fullaccess"), restore_full, label="Restoring FullAccess",
@@ -196,24 +207,29 @@ def step_remove_assignments(ctx: Context) -> StepResult:
         obj = _owned(ctx, "assignment", a.key)
         if obj is None:
             return
-        if a.name in existing:
-            act = ctx.intent("assignment", a.key, "remove", prior=existing[a.name].raw)
-            try:
-                ctx.exo.remove_role_assignment(a.name)
-            except NotFound:
-                pass
-            ctx.mark(act, "applied")
+        # Not read although this tool claimed it: never created (a run stopped between claim and create), or
+        # created and not visible yet (read-after-write lag). The removal goes out either way; "not found" is done.
+        prior = existing[a.name].raw if a.name in existing else NOT_READ
+        act = ctx.intent("assignment", a.key, "remove", prior=prior)
+        try:
+            ctx.exo.remove_role_assignment(a.name)
+        except NotFound:
+            pass
+        ctx.mark(act, "applied")
         if not ctx.dry_run:
             ctx.journal.set_object("assignment", a.key, "removed")
 
     failures = ctx.for_each(ctx.view.assignments, remove, label="Removing role assignments",
                             name=lambda a: f"assignment {a.key} {a.name!r}")
     if not ctx.dry_run:
-        back = assignments_by_name(ctx)
-        for a in ctx.view.assignments:
-            obj = ctx.journal.object("assignment", a.key)
-            if obj is not None and obj.state == "removed" and a.name in back:
-                failures.append(ItemFailure(f"assignment {a.key}", "still present after removal"))
+        removed = [a for a in ctx.view.assignments
+                   if (obj := ctx.journal.object("assignment", a.key)) is not None and obj.state == "removed"]
+        # again until every removal shows (read-after-write lag), bounded (readback.py)
+        back, _ = settle(ctx, lambda: assignments_by_name(ctx), lambda rows: [a for a in removed if a.name in rows])
+        for a in removed:
+            if a.name in back:
+                failures.append(ItemFailure(f"assignment {a.key}", "still present "
+                                            f"{ctx.settings.replication_timeout:g} s after removal"))
     return StepResult(failures)
 
 
@@ -226,16 +242,15 @@ def step_remove_scopes(ctx: Context) -> StepResult:
         if users:
             _note(ctx, f"scope {scope.name!r} kept: batch(es) {', '.join(map(str, users))} still use it")
             return
-        found = ctx.exo.scope(scope.name)
-        if found is not None:
-            act = ctx.intent("scope", scope.key, "remove", prior=found.raw)
-            try:
-                ctx.exo.remove_management_scope(scope.name)
-            except NotFound:
-                pass
-            if not ctx.dry_run and ctx.exo.scope(scope.name) is not None:
-                raise MigratorError("still present after removal")
-            ctx.mark(act, "verified")
+        found = ctx.exo.scope(scope.name)  # None: never created, or not visible yet (as for assignments)
+        act = ctx.intent("scope", scope.key, "remove", prior=found.raw if found is not None else NOT_READ)
+        try:
+            ctx.exo.remove_management_scope(scope.name)
+        except NotFound:
+            pass
+        if not ctx.dry_run:
+            _wait_gone(ctx, lambda: ctx.exo.scope(scope.name), f"scope {scope.name!r}")
+        ctx.mark(act, "verified")
         if not ctx.dry_run:
             ctx.journal.set_object("scope", scope.key, "removed")
 
@@ -253,19 +268,19 @@ def step_remove_groups(ctx: Context) -> StepResult:
             _note(ctx, f"group {group.name!r} kept: batch(es) {', '.join(map(str, users))} still use it")
             return
         identity = obj.identity or group.address or group.name
-        found = ctx.exo.group(identity)
-        if found is not None:
-            if obj.name != found.name:
-                raise MigratorError(f"group {identity!r} is now named {found.name!r}; left alone")
-            members = [m.address for m in ctx.exo.group_members(identity)]
-            act = ctx.intent("group", group.key, "remove", prior={"group": found.raw, "members": members})
-            try:
-                ctx.exo.remove_distribution_group(identity)
-            except NotFound:
-                pass
-            if not ctx.dry_run and ctx.exo.group(identity) is not None:
-                raise MigratorError("still present after removal")
-            ctx.mark(act, "verified")
+        found = ctx.exo.group(identity)  # None: never created, or not visible yet (as for assignments)
+        if found is not None and obj.name != found.name:
+            raise MigratorError(f"group {identity!r} is now named {found.name!r}; left alone")
+        members = [m.address for m in ctx.exo.group_members(identity)] if found is not None else []
+        prior = {"group": found.raw, "members": members} if found is not None else NOT_READ
+        act = ctx.intent("group", group.key, "remove", prior=prior)
+        try:
+            ctx.exo.remove_distribution_group(identity)
+        except NotFound:
+            pass
+        if not ctx.dry_run:
+            _wait_gone(ctx, lambda: ctx.exo.group(identity), f"group {group.name!r}")
+        ctx.mark(act, "verified")
         if not ctx.dry_run:
             ctx.journal.set_object("group", group.key, "removed")
 
@@ -279,13 +294,13 @@ def step_remove_pointers(ctx: Context) -> StepResult:
         if obj is None or app_id not in ctx.sps:
             return
         oid = ctx.sps[app_id]["object_id"]
-        if ctx.exo.sp_pointer(oid) is not None:
-            act = ctx.intent("sp_pointer", app_id, "remove", prior={"object_id": oid})
-            try:
-                ctx.exo.invoke("Remove-ServicePrincipal", {"Identity": oid, "Confirm": False})
-            except NotFound:
-                pass
-            ctx.mark(act, "applied")
+        # Not read: never created, or not visible yet (as for assignments): the removal goes out either way.
+        act = ctx.intent("sp_pointer", app_id, "remove", prior={"object_id": oid})
+        try:
+            ctx.exo.invoke("Remove-ServicePrincipal", {"Identity": oid, "Confirm": False})
+        except NotFound:
+            pass
+        ctx.mark(act, "applied")
         if not ctx.dry_run:
             ctx.journal.set_object("sp_pointer", app_id, "removed")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from migrator.errors import DriftError, MigratorError
-from migrator.exchange.errors import AlreadyExists, Forbidden, NotFound
+from migrator.exchange.errors import AlreadyExists, ApiError, Forbidden, NotFound
 from migrator.exchange.interface import (
     AppRoleAssignment,
     AuthorizationResult,
@@ -32,6 +32,7 @@ from migrator.exchange.interface import (
 from migrator.exchange.ratelimit import fan_out
 from migrator.executor.context import Context, ItemFailure, StepResult
 from migrator.executor.entra import Pending, cutover_script, handover_message, write_handover
+from migrator.executor.readback import await_read, first_pause, settle
 from migrator.exitcodes import ExitCode
 from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP, Right, norm_id
 from migrator.planner.opath import fill_dns
@@ -196,9 +197,25 @@ def resolve_sps(ctx: Context) -> list[str]:
 
 
 def drift_check(ctx: Context) -> list[str]:
-    """What differs between the tenant and the plan (adjusted by what this tool already did). Read-only."""
+    """What differs between the tenant and the plan (adjusted by what this tool already did). Read-only.
+
+    A difference about something this tool wrote (a grant it restored or removed, a group it removed) may be a read
+    that lags behind that write: while every difference is of that kind, the check reads again, bounded
+    (readback.py). Any other difference (someone else's change) is returned at once and stops the run."""
+    found, _ = settle(ctx, lambda: _drift(ctx), lambda d: d[1] if len(d[1]) == len(d[0]) else ())
+    diffs, own = found
+    if own and len(own) == len(diffs):
+        late = f" (written by this tool; reads still do not show it {ctx.settings.replication_timeout:g} s later)"
+        return [d + late for d in diffs]
+    return diffs
+
+
+def _drift(ctx: Context) -> tuple[list[str], list[str]]:
+    """(differences, those about objects this tool wrote in some run of this batch)."""
     diffs: list[str] = []
+    own: list[str] = []
     view = ctx.view
+    written = {(a.kind, a.key) for a in ctx.journal.actions(batch=view.number) if a.kind in ("sendas", "fullaccess")}
     # 1. The batch's SendAs grants, as inventoried, minus those this tool removed.
     removed = {a.key for a in ctx.journal.actions(batch=view.number, generation=ctx.generation, phase="execute",
                                                  kind="sendas", op="remove")}
@@ -210,6 +227,8 @@ def drift_check(ctx: Context) -> list[str]:
         if f"{app_id}|{mailbox}" in removed and f"{app_id}|{mailbox}" not in restored:
             continue
         diffs.append(f"SendAs grant missing: app {app_id} ({view.app_names.get(app_id, '')}) on {mailbox}")
+        if ("sendas", f"{app_id}|{mailbox}") in written:
+            own.append(diffs[-1])
     for app_id, mailbox in sorted(actual - expected):
         diffs.append(f"SendAs grant added since the plan: app {app_id} ({view.app_names.get(app_id, '')}) on {mailbox}")
     # 1b. FullAccess grants that are SMTP reach (the app holds SMTP.SendAsApp; its scope covers them): one read per
@@ -224,47 +243,56 @@ def drift_check(ctx: Context) -> list[str]:
                        if g.right == Right.FULL_ACCESS and g.batch is not None
                        and ctx.sps.get(norm_id(g.app_id), {}).get("exchange")})
 
-    def fullaccess_diff(pair: tuple[str, str]) -> str | None:
+    def fullaccess_diff(pair: tuple[str, str]) -> tuple[str, bool] | None:
         app_id, mailbox = pair
         if _fullaccess_rows(ctx, app_id, mailbox):
             return None
         key = f"{app_id}|{mailbox}"
         if key in fa_removed and key not in fa_restored:
             return None
-        return f"FullAccess grant missing: app {app_id} ({view.app_names.get(app_id, '')}) on {mailbox}"
+        return (f"FullAccess grant missing: app {app_id} ({view.app_names.get(app_id, '')}) on {mailbox}",
+                ("fullaccess", key) in written)
 
-    diffs += [d for d in fan_out(fullaccess_diff, reach_fa, workers=max(1, ctx.settings.concurrency)) if d]
+    for hit in fan_out(fullaccess_diff, reach_fa, workers=max(1, ctx.settings.concurrency)):
+        if hit:
+            diffs.append(hit[0])
+            if hit[1]:
+                own.append(hit[0])
     # 2. Reused groups: still the same object (DN) with the same direct members. New groups: no foreign object under
     #    their name. Reads only, one item per group, fanned out (serially they were seconds of idle budget); the
     #    differences keep the plan's group order, and a failed read stops the check (never taken as "absent").
-    def group_diffs(group) -> list[str]:
-        out: list[str] = []
+    def group_diffs(group) -> list[tuple[str, bool]]:
+        out: list[tuple[str, bool]] = []
         if group.status == REUSE:
             ident = group.dn or group.address or group.name
             found = ctx.exo.group(ident)
             if found is None:
-                return [f"group {group.key} {group.name!r}: not found"]
+                return [(f"group {group.key} {group.name!r}: not found", False)]
             if group.dn and found.dn != group.dn:
-                out.append(f"group {group.key} {group.name!r}: DN is now {found.dn!r}")
+                out.append((f"group {group.key} {group.name!r}: DN is now {found.dn!r}", False))
             members = {m.address for m in ctx.exo.group_members(found.identity or ident)}
             plan_members = {norm_id(m) for m in group.members}
             for m in sorted(members - plan_members):
-                out.append(f"group {group.key} {group.name!r}: member added: {m}")
+                out.append((f"group {group.key} {group.name!r}: member added: {m}", False))
             for m in sorted(plan_members - members):
-                out.append(f"group {group.key} {group.name!r}: member removed: {m}")
+                out.append((f"group {group.key} {group.name!r}: member removed: {m}", False))
         else:
             obj = ctx.journal.object("group", group.key)
             if obj is None or obj.state == "removed":
                 for ident in dict.fromkeys(v for v in (group.name, group.alias, group.address) if v):
                     if ctx.exo.group(ident) is not None:
-                        out.append(f"group {group.key}: a group matching {ident!r} (the name, alias or address "
-                                   f"of the new group {group.name!r}) already exists and was not created by "
-                                   "this plan")
+                        # one this tool removed (a rollback) may still be read (read-after-write lag)
+                        out.append((f"group {group.key}: a group matching {ident!r} (the name, alias or address "
+                                    f"of the new group {group.name!r}) already exists and was not created by "
+                                    "this plan", obj is not None))
                         break
         return out
 
     for found_diffs in fan_out(group_diffs, view.groups, workers=max(1, ctx.settings.concurrency)):
-        diffs += found_diffs
+        for text, by_us in found_diffs:
+            diffs.append(text)
+            if by_us:
+                own.append(text)
     # 3. Role assignments of the batch's apps that the plan does not know (someone else granted a scope).
     planned = {a.name for a in view.assignments}
     sp_ids = {sp["object_id"]: app for app, sp in ctx.sps.items()}
@@ -273,7 +301,7 @@ def drift_check(ctx: Context) -> list[str]:
             if row.assignee in sp_ids and row.name not in planned:
                 diffs.append(f"role assignment {row.name!r} ({role}) of app {sp_ids[row.assignee]} is not in "
                              "the plan")
-    return diffs
+    return diffs, own
 
 
 def check_cutover_safe(ctx: Context) -> list[str]:
@@ -338,9 +366,8 @@ def step_sp_pointers(ctx: Context) -> StepResult:
             pass
         if ctx.dry_run:
             return
-        found = ctx.exo.sp_pointer(sp["object_id"])
-        if found is None:
-            raise MigratorError(f"service principal pointer for {app_id} not found after creating it")
+        found = _wait_visible(ctx, lambda: ctx.exo.sp_pointer(sp["object_id"]),
+                              f"service principal pointer for {app_id}")
         ctx.journal.set_object("sp_pointer", key, "created", identity=sp["object_id"])
         ctx.mark(act, "verified", result=found.raw)
         sp.update(exchange=True, exchange_identity=found.identity, exchange_name=found.name,
@@ -363,18 +390,13 @@ def _adopt(ctx: Context, kind: str, key: str, identity: str) -> None:
 
 
 def _wait_visible(ctx: Context, read, what: str):
-    """Read until the object shows up (directory replication), bounded by replication_timeout."""
-    deadline = ctx.now() + ctx.settings.replication_timeout
-    pause = _first_pause(ctx)
-    while True:
-        found = read()
-        if found is not None:
-            return found
-        if ctx.now() >= deadline:
-            raise MigratorError(f"{what}: still not visible {ctx.settings.replication_timeout:.0f} s after creation")
-        ctx.control.check()
-        ctx.sleep(pause)
-        pause = min(pause * 2, ctx.settings.replication_poll)
+    """Read until the object shows up (directory replication, read-after-write lag), bounded (readback.py)."""
+    return await_read(ctx, read, lambda found: None if found is not None else "still not visible", what)
+
+
+def _wait_gone(ctx: Context, read, what: str) -> None:
+    """Read until an object this tool removed no longer shows (read-after-write lag), bounded (readback.py)."""
+    await_read(ctx, read, lambda found: None if found is None else "still present after removal", what)
 
 
 def _retry_not_found(ctx: Context, fn, what: str):
@@ -393,8 +415,7 @@ def _retry_not_found(ctx: Context, fn, what: str):
 
 
 def _first_pause(ctx: Context) -> float:
-    """Replication lag is often a second or two: look again soon, then back off to replication_poll."""
-    return min(1.0, ctx.settings.replication_poll)
+    return first_pause(ctx)
 
 
 def _owned(ctx: Context, group, found: GroupInfo) -> bool:
@@ -453,15 +474,17 @@ def ensure_group(ctx: Context, group) -> None:
                          f"group {group.name!r}")
         ctx.mark(act, "applied")
     ensure_members(ctx, group, identity, fresh=created_now)
-    back = _retry_not_found(ctx, lambda: ctx.exo.group(identity), group.name) if created_now else None
-    back = back or read()
-    if back is None:
-        raise MigratorError(f"group {group.name!r}: cannot read it back")
-    if not back.hidden:
-        raise MigratorError(f"group {group.name!r}: still shown in address lists after hiding it")
+
+    def not_yet(back: GroupInfo | None) -> str | None:  # the create and the hiding, as reads show them
+        if back is None:
+            return "cannot read it back"
+        if not back.hidden:
+            return "still shown in address lists after hiding it"
+        return None if back.dn else "no DistinguishedName read back"
+
+    back = await_read(ctx, lambda: _retry_not_found(ctx, lambda: ctx.exo.group(identity), group.name) or read(),
+                      not_yet, f"group {group.name!r}")
     dn = back.dn
-    if not dn:
-        raise MigratorError(f"group {group.name!r}: no DistinguishedName read back")
     ctx.dns[group.key] = dn
     for op in ("create", "hide", "members"):  # writes a crashed run made but did not get to record as verified
         act = ctx.recorded("group", group.key, op)
@@ -484,22 +507,33 @@ def ensure_members(ctx: Context, group, identity: str, *, fresh: bool = False) -
         _retry_not_found(ctx, lambda: ctx.exo.update_group_members(identity, first), group.name)
         current = set(first) if not ctx.dry_run else current
         rest = [m for m in ordered[chunk:]]
-    else:
+    else:  # `current` may lag behind an earlier run's changes: a member already gone or already there is done
         for extra in sorted(current - want):
-            ctx.exo.remove_group_member(identity, extra)
+            try:
+                ctx.exo.remove_group_member(identity, extra)
+            except ApiError as exc:
+                if exc.exception_type != "MemberNotFoundException":
+                    raise
         rest = sorted(want - current)
     for member in rest:
         try:
             ctx.exo.add_group_member(identity, member)
         except AlreadyExists:
             pass
+        except ApiError as exc:
+            if exc.exception_type != "MemberAlreadyExistsException":
+                raise
     if ctx.dry_run:
         return
-    back = {m.address for m in ctx.exo.group_members(identity)}
-    if back != want:
+
+    def differs(back: set[str]) -> str | None:
+        if back == want:
+            return None
         lacking, surplus = sorted(want - back), sorted(back - want)
-        raise MigratorError(f"group {group.name!r}: members differ after the update (missing {lacking[:5]}, "
-                            f"extra {surplus[:5]})")
+        return f"members differ after the update (missing {lacking[:5]}, extra {surplus[:5]})"
+
+    back = await_read(ctx, lambda: {m.address for m in ctx.exo.group_members(identity)}, differs,
+                      f"group {group.name!r}")
     ctx.mark(act, "verified", verification={"members": len(back)})
 
 
@@ -592,11 +626,16 @@ def step_assignments(ctx: Context) -> StepResult:
 
     failures = ctx.for_each(ctx.view.assignments, ensure, label="Role assignments",
                             name=lambda a: f"assignment {a.key} {a.name!r}")
-    if not failures and not ctx.dry_run:  # verify: one read per role
-        back = assignments_by_name(ctx)
+    if not failures and not ctx.dry_run:  # verify: one read per role, again until they all show (readback.py)
+        def unseen(back: dict[str, RoleAssignmentInfo]) -> list:
+            return [a for a in ctx.view.assignments
+                    if a.name not in back or not _assignment_matches(ctx, a, back[a.name])]
+
+        back, missing = settle(ctx, lambda: assignments_by_name(ctx), unseen)
         for a in ctx.view.assignments:
-            if a.name not in back or not _assignment_matches(ctx, a, back[a.name]):
-                failures.append(ItemFailure(f"assignment {a.key} {a.name!r}", "not found as planned after creation"))
+            if a in missing:
+                failures.append(ItemFailure(f"assignment {a.key} {a.name!r}", "not found as planned "
+                                            f"{ctx.settings.replication_timeout:g} s after creation"))
                 continue
             act = ctx.recorded("assignment", a.key, "create")
             if act is not None and act.status != "verified":
@@ -661,18 +700,31 @@ def step_verify(ctx: Context) -> StepResult:
     extra: list[tuple[str, Any]] = []
     if not ctx.dry_run:  # membership and filters read back, alongside the tests
 
+        # A group or scope this tool wrote may still read as it was (read-after-write lag): read again, bounded;
+        # a reused group is someone else's, so a difference there fails at once.
         def members_check(group):
             def check() -> None:
                 ident = group_identity(ctx, group) if group.status == NEW else (group.dn or group.address)
-                members = {m.address for m in ctx.exo.group_members(ident)}
-                if members != {norm_id(m) for m in group.members}:
+                want = {norm_id(m) for m in group.members}
+
+                def read() -> set[str]:
+                    return {m.address for m in ctx.exo.group_members(ident)}
+
+                if group.status == NEW:
+                    differs = bool(settle(ctx, read, lambda got: () if got == want else ("differ",))[1])
+                else:
+                    differs = read() != want
+                if differs:
                     raise MigratorError("members differ from the plan")
             return check
 
         def filter_check(scope):
             def check() -> None:
-                found = ctx.exo.scope(scope.name)
-                if found is None or normalise_filter(found.filter) != normalise_filter(scope_filter(ctx, scope)):
+                want = normalise_filter(scope_filter(ctx, scope))
+                _, differs = settle(ctx, lambda: ctx.exo.scope(scope.name),
+                                    lambda found: () if found is not None and normalise_filter(found.filter) == want
+                                    else ("differs",))
+                if differs:
                     raise MigratorError("missing or filter differs")
             return check
 
@@ -836,15 +888,20 @@ def step_remove_legacy(ctx: Context) -> StepResult:
             raise MigratorError("FullAccess grant absent but not removed by this tool (drift)")
         act = ctx.intent("fullaccess", key, "remove", prior=[r.raw for r in present])
         ctx.exo.remove_mailbox_permission(mailbox, ctx.sps[app_id]["object_id"])
-        if not ctx.dry_run and _fullaccess_rows(ctx, app_id, mailbox):
-            raise MigratorError("FullAccess grant still present after removal")
+        if not ctx.dry_run:  # read again until the removal shows (read-after-write lag)
+            await_read(ctx, lambda: _fullaccess_rows(ctx, app_id, mailbox),
+                       lambda rows: "FullAccess grant still present after removal" if rows else None,
+                       f"FullAccess {app_id} on {mailbox}")
         ctx.mark(act, "verified")
 
     failures += ctx.for_each(full, remove_full, label="Removing FullAccess",
                              name=lambda g: f"FullAccess {g.app_id} on {g.mailbox}")
     if not ctx.dry_run:
-        after = legacy_rows(ctx, fresh=True)
         already = {f.item for f in failures}
+        removed = [g for g in send_as if f"SendAs {g.app_id} on {g.mailbox}" not in already]
+        # The check scan, again until every removal shows (read-after-write lag), bounded (readback.py).
+        after, _ = settle(ctx, lambda: legacy_rows(ctx, fresh=True),
+                          lambda rows: [g for g in removed if (norm_id(g.app_id), norm_id(g.mailbox)) in rows])
         recorded = {a.key: a for a in ctx.journal.actions(batch=ctx.batch, generation=ctx.generation,
                                                           phase=ctx.phase, kind="sendas", op="remove")}
         verified = []
@@ -853,7 +910,8 @@ def step_remove_legacy(ctx: Context) -> StepResult:
             if f"SendAs {g.app_id} on {g.mailbox}" in already:
                 continue
             if pair in after:
-                failures.append(ItemFailure(f"SendAs {g.app_id} on {g.mailbox}", "still present after removal"))
+                failures.append(ItemFailure(f"SendAs {g.app_id} on {g.mailbox}", "still present "
+                                            f"{ctx.settings.replication_timeout:g} s after removal"))
             else:
                 act = recorded.get(f"{pair[0]}|{pair[1]}")
                 if act is not None and act.status != "verified":
