@@ -44,7 +44,7 @@ class CrashAfter:
             return target
 
         def call(*args, **kwargs):
-            result = target(*args, **kwargs)
+            target(*args, **kwargs)  # sent and answered
             self.targets.discard(name)
             self.fired.append(name)
             raise Crash(name)
@@ -124,7 +124,7 @@ def test_someone_elses_change_still_stops_the_run_under_read_lag(world):
     any write (read-after-write lag on, the removal visible by then)."""
     from migrator.errors import DriftError
 
-    sb, plan_path, grants, clock = world
+    sb, plan_path, _grants, clock = world
     plan = load_plan(plan_path)
     victim = next(g for g in plan.grants if g.right == "SendAs")
     admin = sb.state.admin_caller()
