@@ -27,7 +27,8 @@ def test_uses_v3_module_and_every_cmdlet(script):
                    "Get-RecipientPermission -ResultSize Unlimited", "Get-EXOMailboxPermission -Identity",
                    "Get-DistributionGroup -ResultSize Unlimited", "Get-DistributionGroupMember -Identity",
                    "Get-MgServicePrincipalAppRoleAssignment -ServicePrincipalId $oid -All",
-                   "Connect-MgGraph -Scopes 'Application.Read.All'"):
+                   "Connect-MgGraph -Scopes 'Application.Read.All'", "Get-ApplicationAccessPolicy",
+                   "Get-MgServicePrincipalAppRoleAssignedTo -ServicePrincipalId $res.Id -All"):
         assert needle in script, needle
 
 

@@ -81,6 +81,13 @@ class GraphClient(GraphApi):
         return self.list_all(f"/servicePrincipals/{ident}/appRoleAssignments",
                              operation="GET /servicePrincipals/{id}/appRoleAssignments")
 
+    @read
+    def list_app_role_assigned_to(self, resource_sp_id: str) -> list[dict]:
+        """Every app-role assignment granted on a resource service principal (whoever holds it)."""
+        ident = _check_id("appRoleAssignedTo", resource_sp_id)
+        return self.list_all(f"/servicePrincipals/{ident}/appRoleAssignedTo",
+                             operation="GET /servicePrincipals/{id}/appRoleAssignedTo")
+
     @write
     def grant_app_role(self, sp_id: str, resource_id: str, app_role_id: str) -> dict:
         ident = _check_id("appRoleAssignments", sp_id)

@@ -6,10 +6,16 @@ unfiltered forms too. Multi-valued properties are joined explicitly, because Exp
 .NET type name (`System.Collections.ArrayList`) instead of their values. Get-DistributionGroupMember does not say
 which group a member row belongs to, so the script adds a GroupIdentity column. The apps' Entra app-role
 assignments come from Microsoft Graph PowerShell (Get-MgServicePrincipalAppRoleAssignment), with each role's value
-added: they decide which FullAccess grants carry SMTP (SMTP.SendAsApp) and which serve IMAP/POP.
+added: they decide which FullAccess grants carry SMTP (SMTP.SendAsApp) and which serve IMAP/POP. For the Graph/EWS
+side (docs/exchange.md §8) it reads the Application Access Policies and, from the Microsoft Graph and Office 365
+Exchange Online resources' appRoleAssignedTo, every app holding a permission such a policy fences (apps without an
+Exchange pointer included). Files that come out empty still carry their header, so "read, none" stays apart from
+"not read" (an older export without the file).
 """
 
 from __future__ import annotations
+
+from migrator.model import AAP_PERMISSIONS
 
 SCRIPT = r"""<#
   migrator: export the legacy per-mailbox grants (SendAs, FullAccess) for an offline inventory.
@@ -28,7 +34,8 @@ SCRIPT = r"""<#
 param(
     [string]$OutDir = ".\migrator-exports",
     [switch]$SkipGroups,  # leave out existing groups (then the planner cannot reuse any)
-    [switch]$SkipAppRoles # leave out the apps' Entra permissions (then the plan asks what their FullAccess serves)
+    [switch]$SkipAppRoles, # leave out the apps' Entra permissions (then the plan asks what their FullAccess serves)
+    [switch]$SkipAccessPolicies # leave out the Application Access Policies (then they are "not read")
 )
 $ErrorActionPreference = 'Stop'
 Import-Module ExchangeOnlineManagement -MinimumVersion 3.0.0
@@ -39,6 +46,12 @@ New-Item -ItemType Directory -Force -Path $OutDir | Out-Null
 function Out-MigratorCsv([string]$Name) {
     # UTF8: Windows PowerShell 5.1 writes a BOM, PowerShell 7 does not; migrator reads both.
     $input | Export-Csv -Path (Join-Path $OutDir $Name) -NoTypeInformation -Encoding UTF8
+}
+function Out-MigratorCsvOrHeader([string]$Name, [string[]]$Columns) {
+    # Given no rows, Out-MigratorCsv writes an empty file, which migrator cannot tell from "not exported": the header.
+    $rows = @($input)
+    if ($rows.Count) { $rows | Out-MigratorCsv $Name }
+    else { (($Columns | ForEach-Object { '"' + $_ + '"' }) -join ',') | Out-File -FilePath (Join-Path $OutDir $Name) -Encoding UTF8 }
 }
 $selfName = 'NT AUTHORITY\SELF'
 
@@ -133,8 +146,50 @@ if (-not $SkipAppRoles) {
     } | Where-Object { $_.AppRoleValue } | Out-MigratorCsv 'app-role-assignments.csv'
 }
 
+# 7. Application Access Policies (they fence Graph/EWS permissions on a group, nested members included; the group's
+#    members come from step 5).
+if (-not $SkipAccessPolicies) {
+    $policyColumns = @('Identity', 'AppId', 'ScopeName', 'ScopeIdentity', 'ScopeIdentityRaw', 'Description',
+        'AccessRight', 'IsValid')
+    Get-ApplicationAccessPolicy | Select-Object $policyColumns | Out-MigratorCsvOrHeader 'access-policies.csv' $policyColumns
+}
+
+# 8. Every app holding a permission an access policy fences, from the resources' side (appRoleAssignedTo), so apps
+#    without an Exchange pointer are found too. Each principal's AppId is looked up once.
+if (-not $SkipAppRoles) {
+    $fenced = @{ @FENCED@ }
+    $principalApp = @{}
+    $assignedColumns = @('PrincipalId', 'PrincipalAppId', 'PrincipalDisplayName', 'PrincipalType', 'ResourceId',
+        'ResourceDisplayName', 'AppRoleId', 'AppRoleValue')
+    @('00000003-0000-0000-c000-000000000000', '00000002-0000-0ff1-ce00-000000000000') | ForEach-Object {
+        $res = Get-MgServicePrincipal -Filter "appId eq '$_'" -Property 'id,appId,displayName,appRoles'
+        $values = @{}
+        $res.AppRoles | ForEach-Object { $values[[string]$_.Id] = [string]$_.Value }
+        Get-MgServicePrincipalAppRoleAssignedTo -ServicePrincipalId $res.Id -All | ForEach-Object {
+            $a = $_
+            $value = $values[[string]$a.AppRoleId]
+            if ($fenced[$value] -ne [string]$res.DisplayName -or [string]$a.PrincipalType -ne 'ServicePrincipal') { return }
+            $principalId = [string]$a.PrincipalId
+            if (-not $principalApp.ContainsKey($principalId)) {
+                $principalApp[$principalId] = [string](Get-MgServicePrincipal -ServicePrincipalId $principalId -Property 'id,appId').AppId
+            }
+            [pscustomobject]@{
+                PrincipalId = $principalId; PrincipalAppId = $principalApp[$principalId]
+                PrincipalDisplayName = [string]$a.PrincipalDisplayName; PrincipalType = [string]$a.PrincipalType
+                ResourceId = [string]$res.Id; ResourceDisplayName = [string]$res.DisplayName
+                AppRoleId = [string]$a.AppRoleId; AppRoleValue = $value
+            }
+        }
+    } | Out-MigratorCsvOrHeader 'app-role-assigned-to.csv' $assignedColumns
+}
+
 Write-Host "Done. Files in $OutDir. Next: migrator inventory --from-exports $OutDir --out inventory\<name>"
 """
+
+
+# The permissions an access policy fences, each with its resource (model.AAP_PERMISSIONS), as a PowerShell hashtable.
+SCRIPT = SCRIPT.replace("@FENCED@", "; ".join(f"'{perm}' = '{resource}'"
+                                               for perm, (resource, _role) in AAP_PERMISSIONS.items()))
 
 
 def export_script() -> str:
@@ -164,4 +219,9 @@ SCRIPT_FILES = {
                                             "Identity"]),
     "app-role-assignments.csv": ("app_role_assignments", ["PrincipalId", "PrincipalDisplayName", "ResourceId",
                                                           "ResourceDisplayName", "AppRoleId", "AppRoleValue"]),
+    "access-policies.csv": ("access_policies", ["Identity", "AppId", "ScopeName", "ScopeIdentity",
+                                                "ScopeIdentityRaw", "Description", "AccessRight", "IsValid"]),
+    "app-role-assigned-to.csv": ("app_role_assigned_to", ["PrincipalId", "PrincipalAppId", "PrincipalDisplayName",
+                                                          "PrincipalType", "ResourceId", "ResourceDisplayName",
+                                                          "AppRoleId", "AppRoleValue"]),
 }

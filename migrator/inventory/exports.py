@@ -16,6 +16,7 @@ from pathlib import Path
 
 from migrator.errors import InputError
 from migrator.inventory import psexport as px
+from migrator.inventory.mailaccess import from_files as mail_access_from_files
 from migrator.inventory.resolve import SELF_NAMES, Ambiguous, Resolved, Resolver
 from migrator.inventory.store import Inventory
 from migrator.model import FILTERABLE_ATTRIBUTES, Grant, Group, Mailbox, Right, ServicePrincipal, norm_id
@@ -118,6 +119,8 @@ def build_inventory(files: list[px.ExportFile], *, allow_unknown_trustees: bool 
         else:  # membership unknown: writing the groups would claim they are empty
             skips.counts["groups_without_members"] = len(group_rows)
     grants = _grants(by_kind, resolver, skips, allow_unknown_trustees)
+    mail_access = mail_access_from_files(by_kind, resolver, mailboxes, groups,
+                                         groups_read=bool(group_rows and by_kind[px.GROUP_MEMBERS]))
     if by_kind[px.APP_ROLE_ASSIGNMENTS]:
         app_permissions = tuple(app_permissions) + _app_permissions(by_kind[px.APP_ROLE_ASSIGNMENTS], sps)
         app_permissions_known = True
@@ -133,11 +136,12 @@ def build_inventory(files: list[px.ExportFile], *, allow_unknown_trustees: bool 
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "sources": list(sources or []),
         "skipped": skipped,
+        "access_policies": mail_access.manifest(),
     }
     return Inventory(tuple(sps), tuple(mailboxes),
                      tuple(sorted(grants, key=lambda g: (g.app_id, g.mailbox, g.right.value))),
                      tuple(groups), tuple(sorted(set(app_permissions))), manifest,
-                     app_permissions_known=app_permissions_known)
+                     app_permissions_known=app_permissions_known, mail_access=mail_access)
 
 
 def _kinds(files: list[px.ExportFile]) -> str:

@@ -28,6 +28,8 @@ MAILBOX_PERMISSIONS = "mailbox_permissions"
 GROUPS = "groups"
 GROUP_MEMBERS = "group_members"
 APP_ROLE_ASSIGNMENTS = "app_role_assignments"
+ACCESS_POLICIES = "access_policies"  # Get-ApplicationAccessPolicy
+APP_ROLE_ASSIGNED_TO = "app_role_assigned_to"  # a resource's appRoleAssignedTo (who holds its app roles)
 EMPTY = "empty"  # Export-Csv given no rows writes an empty file: nothing to recognise, nothing to read
 
 CMDLETS = {
@@ -38,6 +40,8 @@ CMDLETS = {
     GROUPS: "Get-DistributionGroup",
     GROUP_MEMBERS: "Get-DistributionGroupMember (with a GroupIdentity column)",
     APP_ROLE_ASSIGNMENTS: "Get-MgServicePrincipalAppRoleAssignment (with an AppRoleValue column)",
+    ACCESS_POLICIES: "Get-ApplicationAccessPolicy",
+    APP_ROLE_ASSIGNED_TO: "Get-MgServicePrincipalAppRoleAssignedTo (with PrincipalAppId and AppRoleValue columns)",
     EMPTY: "(empty file)",
 }
 
@@ -51,6 +55,8 @@ REQUIRED = {
     GROUP_MEMBERS: (),  # checked in recognise(): one group column and one member column
     # Graph's rows name the role by its id only; the export script adds its value (SMTP.SendAsApp, ...)
     APP_ROLE_ASSIGNMENTS: ("principalid", "resourcedisplayname", "approlevalue"),
+    ACCESS_POLICIES: ("identity", "appid", "accessright", "scopename", "scopeidentityraw"),
+    APP_ROLE_ASSIGNED_TO: ("principalid", "principalappid", "resourcedisplayname", "approlevalue"),
 }
 
 GROUP_ID_COLUMNS = ("groupidentity", "groupprimarysmtpaddress", "group")
@@ -165,6 +171,10 @@ def recognise(lower: list[str], path: Path, columns: list[str]) -> str:
     if cols & set(GROUP_ID_COLUMNS) and cols & set(MEMBER_ID_COLUMNS) and "trustee" not in cols \
             and "user" not in cols:
         kind = GROUP_MEMBERS
+    elif {"accessright", "appid"} <= cols and cols & {"scopename", "scopeidentityraw"}:
+        kind = ACCESS_POLICIES
+    elif {"principalid", "principalappid"} <= cols:
+        kind = APP_ROLE_ASSIGNED_TO
     elif {"principalid", "approleid"} <= cols:
         kind = APP_ROLE_ASSIGNMENTS
     elif {"trustee", "accessrights"} <= cols:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from migrator import csvio
 from migrator.errors import InputError
+from migrator.inventory.mailaccess import MailAccess, read_files, write_files
 from migrator.model import FILTERABLE_ATTRIBUTES, Grant, Group, Mailbox, Right, ServicePrincipal, norm_id
 
 FORMAT = 1
@@ -33,7 +34,8 @@ MAILBOX_COLUMNS = MAILBOX_BASE_COLUMNS + FILTERABLE_ATTRIBUTES
 GROUP_COLUMNS = ("address", "name", "dn", "guid", "external_id", "recipient_type", "members", "other_members")
 APP_PERMISSION_COLUMNS = ("app_id", "resource", "permission")
 
-COUNT_KEYS = ("service_principals", "mailboxes", "groups", "grants_sendas", "grants_fullaccess", "apps")
+COUNT_KEYS = ("service_principals", "mailboxes", "groups", "grants_sendas", "grants_fullaccess", "apps",
+              "access_policies", "policy_scope_members", "mail_permission_apps")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class Inventory:
     # Whether the apps' Entra app-role assignments were read at all: an empty `app_permissions` then means "none",
     # not "unknown" (exports without the Get-MgServicePrincipalAppRoleAssignment file leave this False).
     app_permissions_known: bool = False
+    # Graph/EWS access (inventory/mailaccess.py): Application Access Policies, their scopes' flattened members and
+    # the apps' AAP-fenced Entra permissions, each with whether it was read at all.
+    mail_access: MailAccess = field(default_factory=MailAccess)
 
     def sp_by_app_id(self) -> dict[str, ServicePrincipal]:
         return {sp.app_id: sp for sp in self.service_principals}
@@ -55,8 +60,9 @@ class Inventory:
         return {mb.address: mb for mb in self.mailboxes}
 
 
-def counts(inv: Inventory) -> dict[str, int]:
-    """The manifest's `counts` block, computed from the objects (never trusted from a caller)."""
+def counts(inv: Inventory) -> dict[str, int | str]:
+    """The manifest's `counts` block, computed from the objects (never trusted from a caller); "not read" for a
+    part the inventory did not read."""
     return {
         "service_principals": len(inv.service_principals),
         "mailboxes": len(inv.mailboxes),
@@ -64,6 +70,7 @@ def counts(inv: Inventory) -> dict[str, int]:
         "grants_sendas": sum(1 for g in inv.grants if g.right is Right.SEND_AS),
         "grants_fullaccess": sum(1 for g in inv.grants if g.right is Right.FULL_ACCESS),
         "apps": len({g.app_id for g in inv.grants}),
+        **inv.mail_access.counts(),
     }
 
 
@@ -95,7 +102,9 @@ def write_inventory(inv: Inventory, out: Path, *, overwrite: bool = False) -> Pa
         if inv.app_permissions or inv.app_permissions_known:  # the file's presence says they were read
             csvio.write_csv(tmp / APP_PERMISSIONS_FILE, APP_PERMISSION_COLUMNS,
                             sorted({(norm_id(a), r, p) for a, r, p in inv.app_permissions}))
+        write_files(inv.mail_access, tmp)
         manifest = dict(inv.manifest)
+        manifest["access_policies"] = inv.mail_access.manifest()
         manifest.setdefault("format", FORMAT)
         manifest.setdefault("source", "exports")
         manifest.setdefault("sources", [])
@@ -150,8 +159,10 @@ def read_inventory(path: Path) -> Inventory:
     if ap_path.exists():
         for row_no, row in _rows(ap_path, APP_PERMISSION_COLUMNS):
             perms.append((norm_id(_required(row, "app_id", ap_path, row_no)), row["resource"], row["permission"]))
+    note = {k: v for k, v in (manifest.get("access_policies") or {}).items() if not str(k).endswith("_read")}
+    mail_access = read_files(path, {mb.address for mb in mailboxes}, _rows, note)
     return Inventory(tuple(sps), tuple(mailboxes), tuple(grants), tuple(groups), tuple(perms), manifest,
-                     app_permissions_known=ap_path.exists())
+                     app_permissions_known=ap_path.exists(), mail_access=mail_access)
 
 
 def _read_sps(sp_path: Path) -> list[ServicePrincipal]:

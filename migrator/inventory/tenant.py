@@ -43,7 +43,14 @@ from migrator.exchange.graph import BATCH_MAX, GraphClient
 from migrator.exchange.http import ApiSession
 from migrator.exchange.profile import Profile, load_profile
 from migrator.exchange.ratelimit import AdaptiveLimiter, fan_out
-from migrator.model import FILTERABLE_ATTRIBUTES
+from migrator.model import (
+    AAP_PERMISSIONS,
+    EXCHANGE_ONLINE_APP_ID,
+    EXCHANGE_ONLINE_NAME,
+    FILTERABLE_ATTRIBUTES,
+    GRAPH_APP_ID,
+    GRAPH_NAME,
+)
 
 MAILBOX_PROPERTIES = ["Name", "Alias", "DisplayName", "PrimarySmtpAddress", "UserPrincipalName",
                       "ExternalDirectoryObjectId", "Guid", "DistinguishedName", "Identity", "RecipientTypeDetails",
@@ -69,6 +76,10 @@ class Readings:
     group_members: dict[str, list[dict]] = field(default_factory=dict)  # group key -> member rows
     app_permissions: list[tuple[str, str, str]] = field(default_factory=list)
     app_permissions_read: bool = False  # False: not read (then the planner does not know the apps' claims)
+    access_policies: list[dict] = field(default_factory=list)  # Get-ApplicationAccessPolicy rows
+    access_policies_read: bool = False
+    mail_permissions: list[dict] = field(default_factory=list)  # AAP-fenced app roles (read_mail_permissions)
+    mail_permissions_read: bool = False
     fullaccess_strategy: str = ""
     checks: dict = field(default_factory=dict)  # how the scans were verified (for the manifest)
     timings: dict = field(default_factory=dict)  # read -> (start, end) seconds; for the benchmark, not the manifest
@@ -210,7 +221,7 @@ class _Reads:
 
 
 def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16, progress: bool = False,
-                app_permissions: bool = True, verify_sample: int = 10) -> Readings:
+                app_permissions: bool = True, verify_sample: int = 10, access_policies: bool = True) -> Readings:
     """Read everything the inventory needs. Raises a typed ApiError on any failed read.
 
     The reads run concurrently as soon as what they need is known: the five listings at once; group members
@@ -247,6 +258,9 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
     if app_permissions:
         reads.add("app_permissions", lambda: read_app_permissions(
             clients, reads.result("service_principals"), workers=workers, guard=reads.guard))
+    if access_policies:  # Graph/EWS: the policies, and who holds the permissions they fence (mailaccess.py)
+        reads.add("access_policies", exo.get_application_access_policies)
+        reads.add("mail_permissions", lambda: read_mail_permissions(clients))
     try:
         bar.start("Reading the tenant", len(reads._tasks))
         done = reads.run()
@@ -263,6 +277,10 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
     out.checks = {**fa_checks, **sa_checks}  # a fixed order, whichever check finished first
     out.app_permissions = done.get("app_permissions", [])
     out.app_permissions_read = "app_permissions" in done
+    out.access_policies = done.get("access_policies", [])
+    out.access_policies_read = "access_policies" in done
+    out.mail_permissions = done.get("mail_permissions", [])
+    out.mail_permissions_read = "mail_permissions" in done
 
     # Rare (SPs sharing a display name while trustees are shown by name): needs both rights' final rows.
     ambiguous = _ambiguous_sp_names(out.service_principals)
@@ -508,6 +526,37 @@ def read_app_permissions(clients: Clients, sp_rows: list[dict], *, workers: int 
     return sorted(out)
 
 
+def read_mail_permissions(clients: Clients) -> list[dict]:
+    """Every app holding a permission an Application Access Policy fences (model.AAP_PERMISSIONS), from the two
+    resources' appRoleAssignedTo (so apps without an Exchange pointer count too), in the shape of the export
+    script's file: PrincipalId, PrincipalAppId, PrincipalDisplayName, PrincipalType, ResourceId,
+    ResourceDisplayName, AppRoleId, AppRoleValue. Each principal's appId is read once ($batch)."""
+    graph = clients.graph
+    found: list[tuple[dict, str, str]] = []
+    for name, app_id in ((GRAPH_NAME, GRAPH_APP_ID), (EXCHANGE_ONLINE_NAME, EXCHANGE_ONLINE_APP_ID)):
+        resource = graph.get_resource_service_principal(app_id)
+        values = {str(r.get("id")): str(r.get("value") or "") for r in resource.get("appRoles") or []}
+        for a in graph.list_app_role_assigned_to(str(resource["id"])):
+            value = values.get(str(a.get("appRoleId")), "")
+            if AAP_PERMISSIONS.get(value, ("",))[0] == name:
+                found.append((a, name, value))
+    ids = sorted({str(a.get("principalId") or "").lower() for a, _n, _v in found} - {""})
+    principals = graph.batch_get({i: f"/servicePrincipals/{i}?$select=id,appId,displayName" for i in ids},
+                                 operation="POST /$batch (servicePrincipals)") if ids else {}
+    rows = []
+    for a, name, value in found:
+        pid = str(a.get("principalId") or "").lower()
+        principal = principals.get(pid) or {}
+        if not principal.get("appId"):
+            continue  # the principal is gone (404): its assignment grants nothing
+        rows.append({"PrincipalId": pid, "PrincipalAppId": str(principal["appId"]).lower(),
+                     "PrincipalDisplayName": principal.get("displayName") or a.get("principalDisplayName") or "",
+                     "PrincipalType": a.get("principalType") or "ServicePrincipal",
+                     "ResourceId": a.get("resourceId") or "", "ResourceDisplayName": name,
+                     "AppRoleId": a.get("appRoleId") or "", "AppRoleValue": value})
+    return rows
+
+
 # -------------------------------------------------------------------------------------- building the inventory
 
 def api_summary(clients: Clients) -> dict:
@@ -541,6 +590,14 @@ def readings_to_files(readings: Readings) -> list:
             files.append(px.from_records(px.GROUP_MEMBERS, members, "Get-DistributionGroupMember"))
         else:  # groups without members are still known (and empty): say so with a placeholder-free empty file
             files.append(px.ExportFile(Path("Get-DistributionGroupMember"), px.GROUP_MEMBERS, ["GroupIdentity"], []))
+    # Read and empty still means "read": an empty file of the kind says so (absent would mean "not read").
+    for kind, read, rows, name in ((px.ACCESS_POLICIES, readings.access_policies_read, readings.access_policies,
+                                    "Get-ApplicationAccessPolicy"),
+                                   (px.APP_ROLE_ASSIGNED_TO, readings.mail_permissions_read,
+                                    readings.mail_permissions, "GET /servicePrincipals/{id}/appRoleAssignedTo")):
+        if read:
+            files.append(px.from_records(kind, rows, name) if rows else
+                         px.ExportFile(Path(name), kind, list(px.REQUIRED[kind]), []))
     return files
 
 

@@ -116,6 +116,18 @@ def list_app_role_assignments(state: TenantState, sp_id: str, *, caller: Caller)
     return sorted(rows.values(), key=lambda a: a["id"])
 
 
+def list_app_role_assigned_to(state: TenantState, resource_sp_id: str, *, caller: Caller) -> list[dict]:
+    """GET /servicePrincipals/{resource id}/appRoleAssignedTo: every app-role assignment granted *on* a resource
+    (Microsoft Graph, Office 365 Exchange Online), whoever holds it: how to find every app consented Mail.Read."""
+    _require(caller, READ_ROLES)
+    rid = _guid(resource_sp_id)
+    if not any(r["id"] == rid for r in state.resources.values()) and state.app_by_sp_id(rid) is None:
+        raise _missing(rid)
+    rows = [dict(a) for by_id in state.app_role_assignments.values() for a in by_id.values()
+            if a["resourceId"] == rid]
+    return sorted(rows, key=lambda a: a["id"])
+
+
 def _before_write(state: TenantState, app: App) -> None:
     """Reads that lag keep seeing the SP's assignments as they are now until this write is visible."""
     if state.read_lag.active:

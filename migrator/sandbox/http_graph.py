@@ -183,6 +183,13 @@ class GraphEndpoint:
                 with self.lock:
                     self.backend.graph_delete_app_role_assignment(sp_id, parts[3], caller)
                 return Reply(204, b"", "text/plain")
+        if parts[:1] == ["servicePrincipals"] and len(parts) == 3 and parts[2] == "appRoleAssignedTo" \
+                and method == "GET":
+            self._need(caller, READ_APPS)
+            with self.lock:
+                rows = self.backend.graph_call("list_app_role_assigned_to", parts[1], caller=caller)
+            return self._collection(rows, query, f"{ctx}#servicePrincipals('{parts[1]}')/appRoleAssignedTo",
+                                    f"{base}/v1.0/{rel}")
         if parts[:1] == ["servicePrincipals"] and len(parts) == 3 and parts[2] == "tokenLifetimePolicies" \
                 and method == "GET":
             with self.lock:

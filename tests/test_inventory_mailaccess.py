@@ -1,0 +1,196 @@
+"""The Graph/EWS part of the inventory (inventory/mailaccess.py): Application Access Policies, their scopes'
+flattened members (nested groups followed) and the apps' AAP-fenced Entra permissions. The live inventory of the
+Northwind sample (through the real clients) and the PowerShell exports of the same tenant read the same; older
+exports without the files say "not read", never "none"; bad rows name the file, row and field."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from migrator.errors import InputError
+from migrator.exchange.profile import load_profile
+from migrator.inventory.export_script import SCRIPT_FILES
+from migrator.inventory.exports import inventory_from_exports
+from migrator.inventory.mailaccess import MEMBERS_FILE, PERMISSIONS_FILE, POLICIES_FILE
+from migrator.inventory.store import counts, read_inventory, write_inventory
+from migrator.inventory.tenant import Clients, live_inventory
+from migrator.model import EXCHANGE_ONLINE_APP_ID, GRAPH_APP_ID
+from migrator.samples import CONTOSO_EXPORTS, NORTHWIND_FIXTURE
+
+pytestmark = pytest.mark.integration
+
+ARCHIVER = "4e0f0000-0000-4000-8000-000000000002"
+EWS = "4e0f0000-0000-4000-8000-000000000003"
+BOOKER = "4e0f0000-0000-4000-8000-000000000004"
+CONTRACTS = "4e0f0000-0000-4000-8000-000000000005"
+D = "@northwind.example"
+
+
+def _write(path: Path, columns: list[str], rows: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8-sig") as fh:
+        w = csv.DictWriter(fh, columns, quoting=csv.QUOTE_ALL, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: _text(r.get(c)) for c in columns})
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _export(clients: Clients, folder: Path) -> None:
+    """The export script's files, made as the script makes them, from the sandbox through the real clients."""
+    exo, graph = clients.exo, clients.graph
+    folder.mkdir()
+    cols = {name: columns for name, (_kind, columns) in SCRIPT_FILES.items()}
+    _write(folder / "service-principals.csv", cols["service-principals.csv"], exo.get_service_principals())
+    mailboxes = exo.get_mailboxes()
+    _write(folder / "mailboxes.csv", cols["mailboxes.csv"],
+           [{**m, "EmailAddresses": ";".join(a for a in m.get("EmailAddresses") or [] if a.lower().startswith("smtp:"))}
+            for m in mailboxes])
+    _write(folder / "recipient-permissions.csv", cols["recipient-permissions.csv"],
+           [r for r in exo.scan_recipient_permissions() if not r.get("IsInherited")
+            and r.get("Trustee") != "NT AUTHORITY\\SELF"])
+    _write(folder / "mailbox-permissions.csv", cols["mailbox-permissions.csv"],
+           [{**r, "Identity": m["PrimarySmtpAddress"]} for m in mailboxes
+            for r in exo.get_mailbox_permissions(m["PrimarySmtpAddress"])
+            if not r.get("IsInherited") and r.get("User") != "NT AUTHORITY\\SELF"])
+    groups = exo.get_distribution_groups()
+    _write(folder / "groups.csv", cols["groups.csv"], groups)
+    _write(folder / "group-members.csv", cols["group-members.csv"],
+           [{**m, "GroupIdentity": g["PrimarySmtpAddress"]} for g in groups
+            for m in exo.get_group_members(g["PrimarySmtpAddress"])])
+    _write(folder / "access-policies.csv", cols["access-policies.csv"], exo.get_application_access_policies())
+    rows = []
+    for resource_app in (GRAPH_APP_ID, EXCHANGE_ONLINE_APP_ID):
+        res = graph.get_resource_service_principal(resource_app)
+        values = {r["id"]: r["value"] for r in res["appRoles"]}
+        for a in graph.list_app_role_assigned_to(res["id"]):
+            principal = graph.request("GET", f"/servicePrincipals/{a['principalId']}?$select=id,appId")
+            rows.append({"PrincipalId": a["principalId"], "PrincipalAppId": principal["appId"],
+                         "PrincipalDisplayName": a["principalDisplayName"], "PrincipalType": a["principalType"],
+                         "ResourceId": res["id"], "ResourceDisplayName": res["displayName"],
+                         "AppRoleId": a["appRoleId"], "AppRoleValue": values[a["appRoleId"]]})
+    _write(folder / "app-role-assigned-to.csv", cols["app-role-assigned-to.csv"], rows)
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    from migrator.sandbox.server import start_sandbox
+
+    tmp = tmp_path_factory.mktemp("northwind")
+    with start_sandbox(NORTHWIND_FIXTURE, smtp=False, run_dir=tmp / "sb") as sb:
+        clients = Clients(load_profile(sb.profile_path))
+        try:
+            _export(clients, tmp / "exports")
+        finally:
+            clients.close()
+        live = live_inventory(sb.profile_path, tmp / "inv", progress=False)
+    return live, inventory_from_exports(tmp / "exports"), tmp
+
+
+def test_live_reads_the_policies_their_flattened_members_and_the_fenced_permissions(both):
+    live, _exported, _tmp = both
+    access = live.mail_access
+    assert access.policies_read and access.members_read and access.permissions_read
+    by_app: dict[str, set] = {}
+    for p in access.policies:
+        by_app.setdefault(p.app_id, set()).add((p.access_right, p.scope, p.scope_kind))
+    assert by_app == {ARCHIVER: {("RestrictAccess", f"archive-scope{D}", "group")},
+                      EWS: {("DenyAccess", f"legal-team{D}", "group")},
+                      CONTRACTS: {("RestrictAccess", f"legal-team{D}", "group"),
+                                  ("RestrictAccess", f"finance-team{D}", "group")}}
+    scopes = access.scope_mailboxes()
+    assert scopes[f"archive-scope{D}"] == {f"ana.silva{D}", f"ben.okafor{D}", f"chen.li{D}", f"invoices{D}"}
+    via = {m.mailbox: m.via for m in access.members if m.scope == f"archive-scope{D}"}
+    assert via[f"ana.silva{D}"] == f"sales-team{D}" and via[f"chen.li{D}"] == ""  # nested, and direct
+    perms = {(p.app_id, p.permission) for p in access.permissions}
+    assert perms == {(ARCHIVER, "Mail.Read"), (ARCHIVER, "Mail.Send"), (EWS, "full_access_as_app"),
+                     (BOOKER, "Calendars.ReadWrite"), (CONTRACTS, "Mail.ReadWrite"), (CONTRACTS, "Calendars.Read")}
+    # Room Booker and Contracts have no Exchange pointer: found from the resources' side all the same
+    assert {sp.app_id for sp in live.service_principals} & {BOOKER, CONTRACTS} == set()
+    assert {p.rbac_role for p in access.permissions if p.app_id == EWS} == {"Application EWS.AccessAsApp"}
+    assert counts(live)["access_policies"] == 4 and counts(live)["mail_permission_apps"] == 4
+    assert live.manifest["access_policies"]["policies_read"] is True
+
+
+def test_live_and_exports_read_the_same(both):
+    live, exported, _tmp = both
+    assert exported.mail_access == live.mail_access
+    assert counts(exported) == counts(live)
+    assert exported.grants == live.grants
+
+
+def test_the_folder_round_trips_and_counts_in_the_manifest(both):
+    live, _exported, tmp = both
+    back = read_inventory(tmp / "inv")
+    assert back.mail_access == live.mail_access
+    manifest = json.loads((tmp / "inv" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["counts"]["policy_scope_members"] == len(live.mail_access.members) == 4 + 2 + 2
+    with open(tmp / "inv" / POLICIES_FILE, encoding="utf-8-sig") as fh:
+        assert next(csv.reader(fh)) == ["identity", "app_id", "access_right", "scope", "scope_kind",
+                                        "scope_external_id", "description", "is_valid"]
+
+
+def test_older_exports_say_not_read_and_empty_files_say_none(tmp_path):
+    old = inventory_from_exports(CONTOSO_EXPORTS, allow_unknown_trustees=True)
+    assert not (old.mail_access.policies_read or old.mail_access.permissions_read)
+    assert counts(old)["access_policies"] == "not read"
+    assert "Get-ApplicationAccessPolicy" in old.manifest["access_policies"]["why_policies"]
+    write_inventory(old, tmp_path / "inv")
+    assert not (tmp_path / "inv" / POLICIES_FILE).exists() and not (tmp_path / "inv" / PERMISSIONS_FILE).exists()
+    assert read_inventory(tmp_path / "inv").mail_access.policies_read is False
+    exports = tmp_path / "exports"
+    shutil.copytree(CONTOSO_EXPORTS, exports)
+    for name in ("access-policies.csv", "app-role-assigned-to.csv"):  # what the script writes when there are none
+        (exports / name).write_text(",".join(f'"{c}"' for c in SCRIPT_FILES[name][1]) + "\r\n", encoding="utf-8")
+    none = inventory_from_exports(exports, allow_unknown_trustees=True)
+    assert none.mail_access.policies_read and none.mail_access.permissions_read
+    assert counts(none)["access_policies"] == 0 and counts(none)["mail_permission_apps"] == 0
+
+
+def test_a_bad_export_row_names_file_row_and_field(tmp_path, both):
+    _live, _exported, tmp = both
+    exports = tmp_path / "exports"
+    shutil.copytree(tmp / "exports", exports)
+    path = exports / "access-policies.csv"
+    text = path.read_text(encoding="utf-8-sig").replace('"RestrictAccess"', '"AllowAccess"', 1)
+    path.write_text(text, encoding="utf-8-sig")
+    with pytest.raises(InputError) as err:
+        inventory_from_exports(exports)
+    assert err.value.path == str(path) and err.value.field == "AccessRight" and err.value.row >= 2
+
+
+@pytest.mark.parametrize(("name", "column", "value", "field"), [
+    (POLICIES_FILE, 3, "Allow", "access_right"),
+    (POLICIES_FILE, 5, "folder", "scope_kind"),
+    (MEMBERS_FILE, 2, "nobody@northwind.example", "mailbox"),
+    (MEMBERS_FILE, 1, "elsewhere@northwind.example", "scope"),
+    (PERMISSIONS_FILE, 5, "Files.Read.All", "permission"),
+    (PERMISSIONS_FILE, 4, "Office 365 Exchange Online", "resource"),
+])
+def test_a_bad_inventory_row_names_file_row_and_field(tmp_path, both, name, column, value, field):
+    _live, _exported, tmp = both
+    folder = tmp_path / "inv"
+    shutil.copytree(tmp / "inv", folder)
+    with open(folder / name, newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.reader(fh))
+    if name == PERMISSIONS_FILE and field == "resource":
+        row = next(i for i, r in enumerate(rows) if r[4] == "Mail.Read")
+    else:
+        row = 1
+    rows[row][column - 1] = value
+    with open(folder / name, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+    with pytest.raises(InputError) as err:
+        read_inventory(folder)
+    assert err.value.path == str(folder / name) and err.value.row == row + 1 and err.value.field == field
