@@ -185,7 +185,7 @@ def _flatten(policies: list[AccessPolicy], files: list[px.ExportFile], resolver:
     direct: dict[str, set[str]] = {}
     for f in files:
         group_col = next((c for c in px.GROUP_ID_COLUMNS if c in f.rows[0][1]), "") if f.rows else ""
-        for row, v in f.rows:
+        for _row, v in f.rows:
             text = v.get(group_col, "").strip()
             group = _lookup(resolver.group, text)
             if group is None:
