@@ -22,6 +22,10 @@ class Observed:
     assignments: dict[str, RoleAssignmentInfo] = field(default_factory=dict)  # lower name -> assignment
     principal_app: dict[str, str] = field(default_factory=dict)  # any name of an SP pointer -> app id
     api_calls: int = 0
+    # for `migrator grant`/`revoke` (migrator/change/): how scope filters name groups, and how people name things
+    group_dns: dict[str, str] = field(default_factory=dict)  # group name (lower) -> DistinguishedName
+    app_names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # app id -> its names, display name first
+    mailbox_names: dict[str, str] = field(default_factory=dict)  # address, alias, UPN, name (lower) -> address
 
 
 def read_observed(profile_path) -> Observed:
@@ -52,6 +56,7 @@ def read_observed(profile_path) -> Observed:
                 keys[name.lower()] = str(row[key])
                 break
         obs.group_names[name.lower()] = name
+        obs.group_dns[name.lower()] = text(row, "DistinguishedName")
     for lower, key in keys.items():
         members = readings.group_members.get(key, [])
         obs.groups[lower] = frozenset(GroupMember.from_row(m).address for m in members)
@@ -66,4 +71,16 @@ def read_observed(profile_path) -> Observed:
         for name in ("ObjectId", "AppId", "DisplayName", "Identity", "Name", "Sid"):
             if text(row, name):
                 obs.principal_app[norm_id(text(row, name))] = app_id
+    _add_names(obs, inventory)
     return obs
+
+
+def _add_names(obs: Observed, inventory) -> None:
+    """The names an admin may give an app or a mailbox on the command line (`migrator grant`)."""
+    for sp in inventory.service_principals:
+        names = (sp.display_name, sp.app_id, sp.object_id, sp.exchange_identity, *sp.exchange_names)
+        obs.app_names[sp.app_id] = tuple(dict.fromkeys(n for n in names if n))
+    for mb in inventory.mailboxes:
+        for value in (mb.address, mb.alias, mb.upn, mb.name):
+            if value:
+                obs.mailbox_names.setdefault(norm_id(value), mb.address)

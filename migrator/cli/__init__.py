@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "migrator.cli.doctor",
     "migrator.cli.smtp",
     "migrator.cli.audit",
+    "migrator.cli.change",
     "migrator.cli.demo",
 )
 
