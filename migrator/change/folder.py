@@ -63,8 +63,9 @@ def change_plan(setup: Setup, change: Change, *, created: str | None = None, sou
                 continue
             key = f"S{len(scopes) + 1:04d}"
             scope_keys[a.scope] = key
-            scopes.append(PlanScope(key, after.scopes[a.scope].name, render_filter(keys, (), by_key), keys, scope_kind(keys, ()),
-                                    batch=1, note="new" if a.scope in new_scope_names else "existing, unchanged"))
+            scopes.append(PlanScope(key, after.scopes[a.scope].name, render_filter(keys, (), by_key), keys,
+                                    scope_kind(keys, ()), batch=1,
+                                    note="new" if a.scope in new_scope_names else "existing, unchanged"))
         assignments.append(PlanAssignment(f"A{len(assignments) + 1:05d}", app, change.app_name,
                                           RBAC_ROLE_SMTP_SEND_AS, scope_keys[a.scope], 1, a.name))
     reach = after.rbac_reach(app)
