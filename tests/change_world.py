@@ -24,8 +24,15 @@ class World:
         self.sb.stop()
 
 
+# Delays of about a second, for runs on the real clock (the CLI in a subprocess): as the chaos test's.
+FAST = {"propagation_delay": 0.5, "token_lifetime": 1.0, "replication_delay": 0.3, "sendas_delay": 0.3,
+        "graph_replication_delay": 0.2}
+
+
 def migrated(tmp_path: Path, *, seed: int = 0, mailboxes: int = 14, apps: int = 5, clusters: int = 2,
-             need_shared: bool = True) -> World:
+             need_shared: bool = True, delays: dict | None = None) -> World:
+    """A migrated tenant on a sandbox clock that follows real time, fast-forwarded through the migration's waits
+    (`delays`: SandboxSettings keywords, default the rehearsal's)."""
     from migrator.executor.context import Output
     from migrator.executor.session import connect
     from migrator.rehearse import REHEARSAL_DELAYS, run_batches
@@ -42,11 +49,11 @@ def migrated(tmp_path: Path, *, seed: int = 0, mailboxes: int = 14, apps: int = 
     else:
         raise AssertionError("no seed gives a group two apps share")
     clock = Clock()
-    sb = start_sandbox(fixture, clock=clock, settings=SandboxSettings(**REHEARSAL_DELAYS), run_dir=tmp_path / "sb",
-                       smtp=False)
+    sb = start_sandbox(fixture, clock=clock, settings=SandboxSettings(**(delays or REHEARSAL_DELAYS)),
+                       run_dir=tmp_path / "sb", smtp=False)
     conn = connect(sb.profile_path, graph_write=True)
-    run = run_batches(plan, plan_path, conn, [b.number for b in plan.batches], exec_settings(), output=Output(quiet=True),
-                      now=clock.now, sleep=clock.advance)
+    run = run_batches(plan, plan_path, conn, [b.number for b in plan.batches], exec_settings(),
+                      output=Output(quiet=True), now=clock.now, sleep=clock.advance)
     conn.session.close()
     assert run.ok, run.problems
     return World(sb, clock, plan, tmp_path / "changes")
