@@ -30,7 +30,7 @@ FAST = {"propagation_delay": 0.5, "token_lifetime": 1.0, "replication_delay": 0.
 
 
 def migrated(tmp_path: Path, *, seed: int = 0, mailboxes: int = 14, apps: int = 5, clusters: int = 2,
-             need_shared: bool = True, delays: dict | None = None) -> World:
+             need_shared: bool = True, delays: dict | None = None, faults="none") -> World:
     """A migrated tenant on a sandbox clock that follows real time, fast-forwarded through the migration's waits
     (`delays`: SandboxSettings keywords, default the rehearsal's)."""
     from migrator.executor.context import Output
@@ -50,7 +50,7 @@ def migrated(tmp_path: Path, *, seed: int = 0, mailboxes: int = 14, apps: int = 
         raise AssertionError("no seed gives a group two apps share")
     clock = Clock()
     sb = start_sandbox(fixture, clock=clock, settings=SandboxSettings(**(delays or REHEARSAL_DELAYS)),
-                       run_dir=tmp_path / "sb", smtp=False)
+                       run_dir=tmp_path / "sb", smtp=False, faults=faults)
     conn = connect(sb.profile_path, graph_write=True)
     run = run_batches(plan, plan_path, conn, [b.number for b in plan.batches], exec_settings(),
                       output=Output(quiet=True), now=clock.now, sleep=clock.advance)

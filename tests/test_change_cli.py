@@ -1,8 +1,8 @@
 """`migrator grant`/`revoke` as an admin runs them: the question before the first change (refused without a terminal
 and without --yes: nothing written), --dry-run (the PowerShell of each write, nothing changed), --yes, "nothing to
 do" (exit 0, nothing written), unknown names (exit 2); and killed with SIGKILL at random moments, then run again
-until done, the change converges with no gap and no over-grant for any pair it does not name (as the chaos test
-does for `execute`)."""
+until done while reads lag behind writes, the change converges with no gap and no over-grant for any pair it does
+not name (as the chaos test does for `execute`)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,11 @@ def _run_killed(args: list[str], folder, nth: int, delay: float) -> int | None:
 
 @pytest.mark.slow
 def test_a_killed_revoke_and_grant_converge_without_gaps(tmp_path):
-    world = migrated(tmp_path, delays=FAST)
+    from migrator.sandbox.faults import FaultProfile
+
+    # reads lag behind writes (0.1-0.5 s of real time): a run killed right after a write resumes while they lag
+    lag = FaultProfile(name="read-lag", read_lag_s=0.3, read_lag_jitter_s=0.2)
+    world = migrated(tmp_path, delays=FAST, faults=lag)
     rng = random.Random("change-kill")
     try:
         plan = world.plan

@@ -24,6 +24,7 @@ from typing import Any
 from migrator.errors import MigratorError
 from migrator.exchange.errors import AlreadyExists, NotFound
 from migrator.executor.context import Context, ItemFailure, StepResult
+from migrator.executor.readback import await_read, settle
 from migrator.executor.review import tenant_label
 from migrator.executor.runner import BatchOutcome, Runner, RunResult
 from migrator.executor.states import BatchState, Outcome
@@ -81,11 +82,12 @@ def _member_ops(ctx: Context, ops: list, op: str) -> list[ItemFailure]:
             ctx.mark(act, "applied")
         if ctx.dry_run:
             return
-        back = _members(ctx, group)
-        wrong = [m for m in mailboxes if (m in back) != (op == "add")]
-        if wrong:
-            raise MigratorError(f"{', '.join(wrong[:5])} still {'not ' if op == 'add' else ''}a member after the "
-                                f"{op}")
+
+        def problem(back: set[str]) -> str | None:  # reads may lag behind the write (readback.py)
+            wrong = [m for m in mailboxes if (m in back) != (op == "add")]
+            return f"{', '.join(wrong[:5])} still {'not ' if op == 'add' else ''}a member" if wrong else None
+
+        await_read(ctx, lambda: _members(ctx, group), problem, f"group {group.name!r} after the {op}")
         for mailbox in mailboxes:
             act_row = ctx.recorded("group_member", f"{group.key}|{mailbox}", op)
             if act_row is not None and act_row.status != "verified":
@@ -168,9 +170,11 @@ def step_change_remove(ctx: Context) -> StepResult:
 
     failures = ctx.for_each(names, remove, label="Removing old assignments", name=lambda n: f"assignment {n!r}")
     if not failures and not ctx.dry_run:
-        back = {a.name.lower() for a in ctx.exo.role_assignments(RBAC_ROLE_SMTP_SEND_AS)}
+        gone = {n.lower() for n in names}
+        _seen, left = settle(ctx, lambda: {a.name.lower() for a in ctx.exo.role_assignments(RBAC_ROLE_SMTP_SEND_AS)},
+                             lambda seen: gone & seen)
         for name in names:
-            if name.lower() in back:
+            if name.lower() in left:
                 failures.append(ItemFailure(f"assignment {name!r}", "still present after removal"))
                 continue
             act = ctx.recorded("assignment", name, "remove")
