@@ -127,3 +127,60 @@ def test_swaps_keep_the_edges_pairwise_incompatible_and_never_shrink_the_set():
             for r2, c2 in better[i + 1:]:
                 assert not (dense[r1, c2] and dense[r2, c1])     # no biclique holds both
     assert grew >= 1                                         # the swaps do find something on random matrices
+
+
+def test_lp_row_duals_are_a_dual_solution_after_columns_are_added():
+    # edges e0, e1, e2; bicliques {e0, e1}, {e1, e2}, {e0}, {e2}, then {e0, e1, e2}: with x <= 1 bounds HiGHS put
+    # part of the objective on a bound dual and the row duals summed to 2 for an LP of value 1 (pricing stalled)
+    from migrator.planner.search import _Lp
+    lp = _Lp(3)
+    lp.add(sp.csc_matrix(np.array([[1, 0, 1, 0], [1, 1, 0, 0], [0, 1, 0, 1]], dtype=float)))
+    value, _x, duals = lp.solve(10)
+    assert value == pytest.approx(2.0) and duals.sum() == pytest.approx(2.0)
+    lp.add(sp.csc_matrix(np.ones((3, 1))))
+    value, _x, duals = lp.solve(10)
+    assert value == pytest.approx(1.0)
+    assert duals.sum() == pytest.approx(value)            # strong duality: the duals price every column right
+    assert (duals >= -1e-9).all() and duals.sum() <= 1 + 1e-9   # the all-edges column is not underpriced
+
+
+@pytest.mark.parametrize("shape", [(40, 9), (9, 40)])
+def test_small_side_pairs_are_the_closures_of_every_pair(shape):
+    from migrator.planner.search import small_side_pairs
+    rnd = np.random.default_rng(4)
+    dense = rnd.random(shape) < 0.45
+    m = sp.csr_matrix(dense.astype(np.int32))
+    got = {tuple(x.tolist()) for x in small_side_pairs(m)}
+    expect = set()
+    n = min(shape)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if shape[0] <= shape[1]:
+                cols = np.flatnonzero(dense[i] & dense[j])
+            else:
+                rows = np.flatnonzero(dense[:, i] & dense[:, j])
+                cols = np.flatnonzero(dense[rows].all(axis=0)) if len(rows) else np.zeros(0, dtype=int)
+            if len(cols):
+                expect.add(tuple(cols.tolist()))
+    assert got == expect
+    for cols in got:                                      # each is a maximal biclique's intent
+        rows = np.flatnonzero(dense[:, list(cols)].all(axis=1))
+        assert tuple(np.flatnonzero(dense[rows].all(axis=0)).tolist()) == cols
+    assert small_side_pairs(m, limit=n - 1) == []
+
+
+def test_pool_extents_agree_between_packed_bits_and_the_sparse_product(monkeypatch):
+    from migrator.planner import search
+    rnd = np.random.default_rng(9)
+    dense = rnd.random((60, 70)) < 0.3
+    m = sp.csr_matrix(dense.astype(np.int32))
+    intents = [np.sort(rnd.choice(70, rnd.integers(1, 4), replace=False)) for _ in range(200)]
+    packed = Pool(m)
+    assert packed.add_many(intents, 10**9) is None
+    monkeypatch.setattr(search, "PACKED_BYTES", 0)
+    product = Pool(m)
+    assert product.add_many(intents, 10**9) is None
+    assert [x.tolist() for x in packed.intents] == [x.tolist() for x in product.intents]
+    for intent, a, b in zip(packed.intents, packed.extents, product.extents):
+        assert np.array_equal(a, b)
+        assert np.array_equal(a, np.flatnonzero(dense[:, intent].all(axis=1)))

@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover - scipy's HiGHS is the fallback
 
 
 _banner_silenced = False
+NO_JUMP_NONZEROS = 200_000   # above this many nonzeros the feasibility-jump heuristic is off (see _highspy)
 
 
 def _new_highs():
@@ -82,6 +83,10 @@ def _highspy(a: sp.csc_matrix, time_limit: float) -> IlpResult:
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(max(0.05, time_limit)))
     h.setOptionValue("random_seed", 0)
+    if a.nnz > NO_JUMP_NONZEROS:
+        # HiGHS's feasibility-jump heuristic does not look at the clock: on a 1.2M-nonzero pool it ran 18 s past a
+        # 10 s limit. The caller always holds a cover already, so a primal heuristic is not needed there.
+        h.setOptionValue("mip_heuristic_run_feasibility_jump", False)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = k, n_rows
     lp.col_cost_ = np.ones(k)

@@ -1,19 +1,24 @@
 """Cover of a component whose maximal bicliques are too many to enumerate: column generation over a bounded pool.
 
-The set-cover LP (one column per biclique, one row per undominated edge) is solved over a pool that starts with
-the row concepts (each row's own set), the column concepts (the rows holding a column and the columns they all
-hold), which together already contain a cover, intersections of seeded-random pairs of rows through each column
-(a role shared by two apps is exactly their intersection), and the bicliques a capped enumeration found before it
-stopped. The LP's duals price new bicliques: one of weight (sum of its edges' duals) above 1 would lower the LP,
-so it joins the pool. Pricing is heuristic: pairs of heavy dual edges (`_price_pairs`) and a local search over
-intents (`_descend`: from a seed row's set, intersect with the best row; the same on the transpose). Then the
-hardest-edge-first greedy and an integer program over the pool (HiGHS, remaining time) give covers; the best
-verified one is kept.
+The set-cover LP (one column per biclique, one row per undominated edge) is solved over a pool built in steps, each
+with its own share of the time left (a loaded machine shortens a step, never starves the later ones):
+1. the trivial cover (each row's own set, or each column's concept), so the pool always holds a cover;
+2. the compact pool: the other side's concepts and, when the small side has at most SMALL_SIDE members, the closure
+   of every pair of it (on dense data with few columns the useful groups are these small generators); it gets its
+   own greedy and integer program first, as a big pool makes the solver too slow to find them;
+3. intersections of seeded-random pairs of rows through each column (a role shared by two apps is exactly their
+   intersection) and the bicliques a capped enumeration found before it stopped;
+4. column generation: the LP's duals price new bicliques (one of weight above 1 lowers the LP). Pricing is
+   heuristic: pairs of heavy dual edges from both sides (`_price_pairs`: row(r1) ∩ row(r2), and the closure of
+   rows(c1) ∩ rows(c2)) and a local search over intents (`_descend`). The LP has no x <= 1 bounds, so its row
+   duals alone are a dual solution (with the bounds they over-priced and the pricing stalled);
+5. the hardest-edge-first greedy and an integer program over the pool (HiGHS, remaining time); the best verified
+   cover is kept.
 
 Nothing here enumerates: memory is the pool's incidences, capped by `incidence_budget` (the caller derives it
 from the planner's memory budget). The result is an upper bound; it is proven optimal only when it meets the
 lower bound (the LP value of a heuristically priced pool is not a bound). Each phase is skipped once the deadline
-has passed, and `stats["search"]` records the phases' seconds and what cut the search.
+has passed, and `stats["search"]` records the phases' wall and CPU seconds and what cut the search.
 """
 
 from __future__ import annotations
@@ -37,9 +42,25 @@ PAIR_CANDIDATES = 20_000  # row pairs evaluated per round
 PAIR_ADD = 200            # bicliques added per round from the pairs
 DOMINATION_BUDGET = 50_000_000   # multiply-adds for the subset pairs that drop dominated edges (about 2 s)
 CG_MAX_CONSTRAINTS = 100_000  # past this many edge constraints the LP is too slow to price from: pool + ILP only
-SEED_INCIDENCES = 1_000_000   # incidences of a capped enumeration's bicliques taken into the pool
+SEED_INCIDENCES = 300_000     # incidences of a capped enumeration's bicliques taken into the pool (HiGHS's
+                              # presolve alone took 3.5 s on a 1.2M-incidence pool)
 ILP_SHARE = 0.7               # of the remaining time: HiGHS's presolve can overrun its limit on a large pool
+POOL_SHARE = 0.3              # of the remaining time for each step filling the pool (a loaded machine cuts it)
+COMPACT_SHARE = 0.35          # of the remaining time for the integer program over the compact pool
+SMALL_SIDE = 120              # a component side this small has all its pairs closed into the compact pool
+PACKED_BYTES = 64_000_000    # rows kept as packed bits for the extents when they fit (else a sparse product)
 EPS = 1e-6
+
+
+def _pack_rows(m: sp.csr_matrix) -> np.ndarray:
+    """Rows of a 0/1 CSR matrix as packed uint64 words (rows x ceil(cols / 64))."""
+    nr, nc = m.shape
+    words = (nc + 63) // 64
+    out = np.zeros((nr, words), dtype=np.uint64)
+    rows = np.repeat(np.arange(nr), np.diff(m.indptr))
+    idx = m.indices.astype(np.int64)
+    np.bitwise_or.at(out, (rows, idx >> 6), np.left_shift(np.uint64(1), (idx & 63).astype(np.uint64)))
+    return out
 
 
 class Pool:
@@ -103,10 +124,8 @@ class Pool:
 
     def add_many(self, intents: list[np.ndarray], budget: int, deadline: float = float("inf"),
                  chunk: int = 512) -> str | None:
-        """Add many intents at once (extents by one sparse product per chunk); None, "memory" or "time" when a
+        """Add many intents at once (extents a chunk at a time, see `_extents`); None, "memory" or "time" when a
         budget stopped it (the intents before the stop are in)."""
-        if not hasattr(self, "_mt"):
-            self._mt = self.m.T.tocsr()
         fresh, keys = [], set()
         for x in intents:
             x = np.sort(np.asarray(x, dtype=np.int64))
@@ -117,13 +136,7 @@ class Pool:
         nc = self.m.shape[1]
         for s in range(0, len(fresh), chunk):
             part = fresh[s:s + chunk]
-            lens = np.array([len(x) for x in part], dtype=np.int64)
-            q = sp.csr_matrix((np.ones(int(lens.sum()), dtype=np.int32), np.concatenate(part),
-                               np.concatenate([[0], np.cumsum(lens)])), shape=(len(part), nc))
-            counts = (q @ self._mt).tocsr()                  # |intent ∩ row| for every row sharing a column
-            for i, intent in enumerate(part):
-                sl = slice(counts.indptr[i], counts.indptr[i + 1])
-                ext = np.sort(counts.indices[sl][counts.data[sl] == lens[i]]).astype(np.int64)
+            for intent, ext in zip(part, self._extents(part)):
                 size = len(ext) * len(intent)
                 if self.incidences + size > budget:
                     return "memory"
@@ -135,6 +148,41 @@ class Pool:
             if time.perf_counter() > deadline:
                 return "time"
         return None
+
+    def _extents(self, part: list[np.ndarray]) -> list[np.ndarray]:
+        """The rows holding each intent of `part`. With the rows as packed bits (when they fit PACKED_BYTES): the
+        holders of each intent's rarest column, kept when their bits include the intent's (a few words per
+        candidate row); else one sparse product, which touches every holder of every column of every intent."""
+        nr, nc = self.m.shape
+        words = (nc + 63) // 64
+        if nr * words * 8 > PACKED_BYTES:
+            if not hasattr(self, "_mt"):
+                self._mt = self.m.T.tocsr()
+            lens = np.array([len(x) for x in part], dtype=np.int64)
+            q = sp.csr_matrix((np.ones(int(lens.sum()), dtype=np.int32), np.concatenate(part),
+                               np.concatenate([[0], np.cumsum(lens)])), shape=(len(part), nc))
+            counts = (q @ self._mt).tocsr()                  # |intent ∩ row| for every row sharing a column
+            return [np.sort(counts.indices[counts.indptr[i]:counts.indptr[i + 1]][
+                counts.data[counts.indptr[i]:counts.indptr[i + 1]] == lens[i]]).astype(np.int64)
+                for i in range(len(part))]
+        if not hasattr(self, "_bits"):
+            self._bits = _pack_rows(self.m)
+            self._cdeg = np.diff(self.csc.indptr)
+        csc = self.csc
+        rare = [int(x[np.argmin(self._cdeg[x])]) for x in part]
+        holders = [csc.indices[csc.indptr[c]:csc.indptr[c + 1]] for c in rare]
+        counts = np.array([len(h) for h in holders], dtype=np.int64)
+        cand = np.concatenate(holders).astype(np.int64)
+        owner = np.repeat(np.arange(len(part)), counts)
+        lens = np.array([len(x) for x in part], dtype=np.int64)
+        qb = _pack_rows(sp.csr_matrix((np.ones(int(lens.sum()), dtype=np.int8), np.concatenate(part),
+                                       np.concatenate([[0], np.cumsum(lens)])), shape=(len(part), nc)))
+        ok = np.empty(len(cand), dtype=bool)
+        step = max(1, 4_000_000 // words)
+        for s in range(0, len(cand), step):
+            sl = slice(s, s + step)
+            ok[sl] = ~np.any(qb[owner[sl]] & ~self._bits[cand[sl]], axis=1)
+        return np.split(cand[ok], np.cumsum(np.bincount(owner[ok], minlength=len(part)))[:-1])
 
     def incidence(self, start: int = 0) -> sp.csc_matrix:
         """Edges x bicliques[start:] 0/1 matrix (CSC: one column per biclique)."""
@@ -249,8 +297,10 @@ class _Lp:
         k = a.shape[1]
         if k == 0:
             return
-        self.h.addCols(k, np.ones(k), np.zeros(k), np.ones(k), a.nnz, a.indptr[:-1].astype(np.int32),
-                       a.indices.astype(np.int32), a.data)
+        # no upper bound x <= 1 (never binding in a cover): with it, a column at its bound takes part of the
+        # objective as a bound dual and the row duals over-price (their sum exceeded the LP value two-fold)
+        self.h.addCols(k, np.ones(k), np.zeros(k), np.full(k, ilp.highspy.kHighsInf), a.nnz,
+                       a.indptr[:-1].astype(np.int32), a.indices.astype(np.int32), a.data)
         self.n_cols += k
 
     def solve(self, time_limit: float) -> tuple[float, np.ndarray, np.ndarray] | None:
@@ -267,7 +317,9 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
                  seeds: np.ndarray | None = None, cg_share: float = 0.3) -> tuple[list[np.ndarray], int, bool]:
     """Cover component `m` without enumerating: (extents as row arrays, lower bound, optimal?); see the module.
 
-    Every phase after the trivial cover is skipped once `deadline` has passed, so the call ends soon after it."""
+    Every phase after the trivial cover has its own share of the time left and is skipped once `deadline` has
+    passed, so the call ends soon after it; a slow phase (a loaded machine) shortens the later ones instead of
+    starving them."""
     t0 = time.perf_counter()
     m = m.tocsr().astype(np.int32)
     m.sort_indices()
@@ -276,13 +328,15 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
     cut = None
     info: dict = {"rows": nr, "cols": nc, "edges": int(m.nnz)}
     phases: dict[str, float] = {}
-    tick = [t0]
+    cpu: dict[str, float] = {}                               # the process's CPU seconds per phase (load shows)
+    tick = [t0, time.process_time()]
 
     def phase(name: str) -> bool:
         """Record the time since the last phase; True while there is time left."""
-        now = time.perf_counter()
+        now, now_cpu = time.perf_counter(), time.process_time()
         phases[name] = round(now - tick[0], 3)
-        tick[0] = now
+        cpu[name] = round(now_cpu - tick[1], 3)
+        tick[0], tick[1] = now, now_cpu
         return now < deadline
 
     # the trivial cover (one biclique per row, or per column) first: the pool always holds a cover
@@ -291,33 +345,49 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
     pool.add_many(firsts, np.iinfo(np.int64).max)           # min(rows, cols) bicliques: at most the input's size
     trivial = sorted({pool.index_of(x) for x in firsts})
     best = trivial
+    rows_kept = np.arange(m.nnz)
     if phase("trivial"):
-        stop = _fill_pool(m, pool, column_concepts(m) if nr <= nc else rows_of, seeds, incidence_budget, deadline)
+        mask = undominated_edges(m, DOMINATION_BUDGET)
+        if mask is not None:
+            rows_kept = np.flatnonzero(mask)
+    info["constraints"] = len(rows_kept)
+    stop = None
+    if phase("domination"):
+        # the compact pool: the other side's concepts and the closures of pairs of the small side
+        others = column_concepts(m) if nr <= nc else rows_of
+        stop = pool.add_many(others, incidence_budget, _share(deadline, POOL_SHARE))
+        pairs = small_side_pairs(m) if stop is None else []
+        if pairs:
+            stop = pool.add_many(pairs, incidence_budget, _share(deadline, POOL_SHARE))
+        if pairs and phase("compact_pool"):
+            # its own integer program first: small generators are what dense data (few columns, many
+            # overlapping rows) needs, and a big pool makes the solver too slow to find them
+            compact: dict = {}
+            best, _ = _cover_from_pool(pool, rows_kept, best, lb, _share(deadline, COMPACT_SHARE), compact)
+            info["compact"] = compact
+            phase("compact_cover")
+        if stop is None and len(best) > lb and time.perf_counter() < deadline:
+            stop = _fill_pool(m, pool, seeds, incidence_budget, _share(deadline, POOL_SHARE))
     else:
         stop = "time"
     if stop is not None:
         cut = f"{'memory budget' if stop == 'memory' else 'time limit'} (initial pool)"
     info["initial_pool"] = len(pool.intents)
-    rows_kept = np.arange(m.nnz)
-    if phase("initial_pool"):
-        mask = undominated_edges(m, DOMINATION_BUDGET)
-        if mask is not None:
-            rows_kept = np.flatnonzero(mask)
-    info["constraints"] = len(rows_kept)
     # column generation: a share of the remaining time, the rest for the integer program
-    now = time.perf_counter()
-    cg_deadline = now + max(0.0, deadline - now) * cg_share
     rounds, lp_value = 0, None
-    use_lp = ilp.highspy is not None and len(rows_kept) <= CG_MAX_CONSTRAINTS
-    if phase("domination") and use_lp:
-        rounds, lp_value, cg_cut = _column_generation(m, pool, rows_kept, cg_deadline, incidence_budget)
+    use_lp = ilp.highspy is not None and len(rows_kept) <= CG_MAX_CONSTRAINTS and len(best) > lb
+    if phase("initial_pool") and use_lp:
+        rounds, lp_value, cg_cut = _column_generation(m, pool, rows_kept, _share(deadline, cg_share),
+                                                      incidence_budget)
         cut = cut or cg_cut
     info["rounds"] = rounds
     info["pool"] = len(pool.intents)
     info["incidences"] = pool.incidences
     info["lp"] = None if lp_value is None else round(lp_value, 3)
     # covers: greedy over the pool, then the integer program over it
-    if phase("column_generation"):
+    if len(best) <= lb:
+        pass
+    elif phase("column_generation"):
         best, ilp_cut = _cover_from_pool(pool, rows_kept, best, lb, deadline, info)
         cut = cut or ilp_cut
         phase("integer_program")
@@ -326,10 +396,47 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
     info["groups"] = len(best)
     info["cut"] = cut
     info["phases"] = phases
+    info["phases_cpu"] = cpu
     info["seconds"] = round(time.perf_counter() - t0, 3)
     stats.setdefault("search", []).append(info)
     optimal = len(best) <= lb
     return [pool.extents[k] for k in best], lb, optimal
+
+
+def _share(deadline: float, share: float) -> float:
+    """A phase's own deadline: `share` of the time left before `deadline`."""
+    now = time.perf_counter()
+    return now + max(0.0, deadline - now) * share
+
+
+def small_side_pairs(m: sp.csr_matrix, limit: int = SMALL_SIDE) -> list[np.ndarray]:
+    """Intents of the closures of every pair of the small side, when it has at most `limit` members.
+
+    Rows side: row(r1) ∩ row(r2) (already closed). Columns side: the columns every row holding both c1 and c2
+    holds. On dense data with few columns (many rows, each one value per attribute) the groups worth having are
+    these small generators, not the rows' large intersections."""
+    nr, nc = m.shape
+    if min(nr, nc) > limit or min(nr, nc) < 2:
+        return []
+    a = m if nr <= nc else m.T.tocsr()                       # small side as rows
+    n = a.shape[0]
+    i, j = np.triu_indices(n, 1)
+    inter = a[i].multiply(a[j]).tocsr()                      # pairs x big side
+    inter.eliminate_zeros()
+    inter.sort_indices()
+    keep = np.flatnonzero(np.diff(inter.indptr) > 0)
+    inter = inter[keep]
+    if nr <= nc:
+        return [inter.indices[inter.indptr[k]:inter.indptr[k + 1]].astype(np.int64) for k in range(inter.shape[0])]
+    # columns side: inter holds extents (rows holding both columns); intents are their closures
+    lens = np.diff(inter.indptr)
+    counts = (inter.astype(np.int32) @ m).tocsr()            # pairs x columns: how many extent rows hold each
+    counts.sort_indices()
+    out = []
+    for k in range(counts.shape[0]):
+        sl = slice(counts.indptr[k], counts.indptr[k + 1])
+        out.append(counts.indices[sl][counts.data[sl] == lens[k]].astype(np.int64))
+    return out
 
 
 def _cover_from_pool(pool: Pool, rows_kept: np.ndarray, best: list, lb: int, deadline: float,
@@ -355,13 +462,11 @@ def _cover_from_pool(pool: Pool, rows_kept: np.ndarray, best: list, lb: int, dea
     return best, None if res.optimal else "time limit (integer program)"
 
 
-def _fill_pool(m: sp.csr_matrix, pool: Pool, rest: list, seeds: np.ndarray | None, incidence_budget: int,
+def _fill_pool(m: sp.csr_matrix, pool: Pool, seeds: np.ndarray | None, incidence_budget: int,
                deadline: float) -> str | None:
-    """The search's starting pool after the trivial cover: the other side's concepts, pair intersections, then the
-    packed intents of a capped enumeration. Returns why it stopped early ("memory" / "time"), or None."""
-    stop = pool.add_many(rest, incidence_budget, deadline)
-    if stop is None:
-        stop = pool.add_many(pair_intersections(m), incidence_budget, deadline)
+    """The search's pool after the compact one: pair intersections of rows, then the packed intents of a capped
+    enumeration. Returns why it stopped early ("memory" / "time"), or None."""
+    stop = pool.add_many(pair_intersections(m), incidence_budget, deadline)
     if stop is None and seeds is not None:               # packed intents from a capped enumeration
         bits = np.unpackbits(np.ascontiguousarray(seeds).view(np.uint8), axis=1)[:, :m.shape[1]].astype(bool)
         # at most SEED_INCIDENCES of them: past that the integer program over the pool outruns its time limit
@@ -405,12 +510,35 @@ def _column_generation(m: sp.csr_matrix, pool: Pool, rows_kept: np.ndarray, cg_d
 
 
 def _price_pairs(m: sp.csr_matrix, pool: Pool, y: sp.csr_matrix, deadline: float, budget: int) -> int:
-    """Bicliques through two dual-carrying edges: for compatible edges (r1, c1), (r2, c2) of the heaviest duals,
-    the largest intent holding both, row(r1) ∩ row(r2); those of weight above 1 join the pool (heaviest first).
-    The descent misses these when the duals sit on single edges far apart (a degenerate LP)."""
+    """Bicliques through two dual-carrying edges, from both sides: for compatible edges (r1, c1), (r2, c2) of the
+    heaviest duals, the largest intent holding both, row(r1) ∩ row(r2), and the largest extent holding both,
+    rows(c1) ∩ rows(c2) (closed to its intent); those of weight above 1 join the pool (heaviest first). The descent
+    misses these when the duals sit on single edges far apart (a degenerate LP); the extent side finds the small
+    roles whose columns other roles share (two rows holding a two-column role share more than it by chance)."""
+    if not hasattr(pool, "_mt"):
+        pool._mt = m.T.tocsr()
+    found = _heavy_pairs(m, pool._mt, y, deadline)
+    if time.perf_counter() < deadline:
+        found += [(w, x, True) for w, x, _ in _heavy_pairs(pool._mt, m, y.T.tocsr(), deadline)]
+    found.sort(key=lambda t: (-t[0], t[2], t[1].tobytes()))
+    added = 0
+    for _, x, is_extent in found[:PAIR_ADD]:
+        intent = pool.closure_of_rows(x) if is_extent else x
+        if len(intent) == 0:
+            continue
+        res = pool.add(intent, budget)
+        if res == -2:
+            return -2
+        added += res >= 0
+    return added
+
+
+def _heavy_pairs(m: sp.csr_matrix, mt: sp.csr_matrix, y: sp.csr_matrix, deadline: float
+                 ) -> list[tuple[float, np.ndarray, bool]]:
+    """(weight, row(r1) ∩ row(r2), False) for the pairs of compatible heavy dual edges of weight above 1."""
     yc = y.tocoo()
     if yc.nnz < 2:
-        return 0
+        return []
     top = np.argsort(-yc.data, kind="stable")[:PAIR_EDGES]
     er, ec = yc.row[top].astype(np.int64), yc.col[top].astype(np.int64)
     sub = m[er][:, ec].toarray() > 0                         # sub[i, j]: row of edge i holds column of edge j
@@ -419,7 +547,7 @@ def _price_pairs(m: sp.csr_matrix, pool: Pool, y: sp.csr_matrix, deadline: float
     diff = er[i] != er[j]
     i, j = i[diff], j[diff]
     if len(i) == 0:
-        return 0
+        return []
     # distinct row pairs only; their intents row(r1) ∩ row(r2)
     pairs = np.unique(np.stack([np.minimum(er[i], er[j]), np.maximum(er[i], er[j])], axis=1), axis=0)
     pairs = pairs[:PAIR_CANDIDATES]
@@ -427,27 +555,21 @@ def _price_pairs(m: sp.csr_matrix, pool: Pool, y: sp.csr_matrix, deadline: float
     a.eliminate_zeros()
     a.sort_indices()
     lens = np.diff(a.indptr)
-    if not hasattr(pool, "_mt"):
-        pool._mt = m.T.tocsr()
     yt = y.T.tocsr()
-    found: list[tuple[float, int]] = []
+    found: list[tuple[float, np.ndarray, bool]] = []
     for s0 in range(0, a.shape[0], 512):
         q = a[s0:s0 + 512]
-        counts = (q @ pool._mt).toarray()                    # K x rows: columns of the intent each row holds
+        counts = (q @ mt).toarray()                          # K x rows: columns of the intent each row holds
         inside = counts == lens[s0:s0 + 512, None]
         z = (q @ yt).toarray()                               # K x rows: dual weight a row holds on the intent
         w = (z * inside).sum(axis=1)
-        found.extend((float(w[k]), s0 + int(k)) for k in np.flatnonzero(w > 1 + EPS))
+        for k in np.flatnonzero(w > 1 + EPS):
+            k0 = s0 + int(k)
+            found.append((float(w[k]), a.indices[a.indptr[k0]:a.indptr[k0 + 1]].astype(np.int64), False))
         if time.perf_counter() > deadline:
             break
-    found.sort(key=lambda t: (-t[0], t[1]))
-    added = 0
-    for _, k in found[:PAIR_ADD]:
-        res = pool.add(a.indices[a.indptr[k]:a.indptr[k + 1]].astype(np.int64), budget)
-        if res == -2:
-            return -2
-        added += res >= 0
-    return added
+    found.sort(key=lambda t: -t[0])
+    return found[:PAIR_ADD]
 
 
 def _distinct_rows(a: sp.csr_matrix) -> np.ndarray:
