@@ -35,7 +35,8 @@ PRICE_SEEDS = 48          # seed rows (and as many seed columns) per pricing rou
 PRICE_CANDIDATES = 24     # rows tried at each step of the descent
 PRICE_STEPS = 12          # steps of one descent
 MAX_ROUNDS = 200
-PAIR_INTERSECTIONS = 40_000  # row pairs intersected for the initial pool (PAIRS_PER_COLUMN per column at most)
+PAIR_INTERSECTIONS = 5_000   # row pairs intersected for the initial pool (PAIRS_PER_COLUMN per column at most;
+                             # column generation finds the rest: 40,000 cost 2.6 CPU s more on syn_500 for nothing)
 PAIRS_PER_COLUMN = 25     # random pairs of a column's holders intersected for the initial pool
 PAIR_EDGES = 600          # heaviest dual edges whose compatible pairs are tried
 PAIR_CANDIDATES = 20_000  # row pairs evaluated per round
@@ -48,6 +49,7 @@ ILP_SHARE = 0.7               # of the remaining time: HiGHS's presolve can over
 POOL_SHARE = 0.3              # of the remaining time for each step filling the pool (a loaded machine cuts it)
 COMPACT_SHARE = 0.35          # of the remaining time for the integer program over the compact pool
 SMALL_SIDE = 120              # a component side this small has all its pairs closed into the compact pool
+COMPACT_INCIDENCES = 1_000_000   # incidences of those pair closures at most (the smallest first)
 PACKED_BYTES = 64_000_000    # rows kept as packed bits for the extents when they fit (else a sparse product)
 EPS = 1e-6
 
@@ -358,7 +360,12 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
         stop = pool.add_many(others, incidence_budget, _share(deadline, POOL_SHARE))
         pairs = small_side_pairs(m) if stop is None else []
         if pairs:
-            stop = pool.add_many(pairs, incidence_budget, _share(deadline, POOL_SHARE))
+            # its own share of the budget, smallest bicliques first: on dense data (chess, mushroom) the pairs'
+            # extents are large, and the later steps still need room
+            compact_budget = min(incidence_budget, pool.incidences + COMPACT_INCIDENCES)
+            stop = pool.add_many(pairs, compact_budget, _share(deadline, POOL_SHARE))
+            if stop == "memory" and compact_budget < incidence_budget:
+                stop = None
         if pairs and phase("compact_pool"):
             # its own integer program first: small generators are what dense data (few columns, many
             # overlapping rows) needs, and a big pool makes the solver too slow to find them
@@ -436,7 +443,8 @@ def small_side_pairs(m: sp.csr_matrix, limit: int = SMALL_SIDE) -> list[np.ndarr
     for k in range(counts.shape[0]):
         sl = slice(counts.indptr[k], counts.indptr[k + 1])
         out.append(counts.indices[sl][counts.data[sl] == lens[k]].astype(np.int64))
-    return out
+    size = np.array([len(x) for x in out], dtype=np.int64) * lens
+    return [out[k] for k in np.argsort(size, kind="stable")]    # smallest bicliques first
 
 
 def _cover_from_pool(pool: Pool, rows_kept: np.ndarray, best: list, lb: int, deadline: float,
