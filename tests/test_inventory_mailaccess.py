@@ -194,3 +194,17 @@ def test_a_bad_inventory_row_names_file_row_and_field(tmp_path, both, name, colu
     with pytest.raises(InputError) as err:
         read_inventory(folder)
     assert err.value.path == str(folder / name) and err.value.row == row + 1 and err.value.field == field
+
+
+def test_the_read_only_migration_report_of_the_live_inventory(both):
+    from migrator.planner.aap_report import DENY, MIGRATE, TENANT_WIDE, report_apps, summary
+
+    live, _exported, _tmp = both
+    reports = {r.app_id: r for r in report_apps(live.mail_access, frozenset(m.address for m in live.mailboxes),
+                                                live.groups)}
+    assert {a: r.status for a, r in reports.items()} == {ARCHIVER: MIGRATE, EWS: DENY, BOOKER: TENANT_WIDE,
+                                                          CONTRACTS: MIGRATE}
+    assert reports[ARCHIVER].reach == {f"ana.silva{D}", f"ben.okafor{D}", f"chen.li{D}", f"invoices{D}"}
+    assert reports[CONTRACTS].reach == {f"eli.cohen{D}", f"fay.morgan{D}", f"chen.li{D}", f"dara.walsh{D}"}
+    assert len(reports[EWS].reach or ()) == 6 and reports[BOOKER].reach is None
+    assert summary(tuple(reports.values()))["role_assignments"] == 4
