@@ -184,3 +184,26 @@ def test_pool_extents_agree_between_packed_bits_and_the_sparse_product(monkeypat
     for intent, a, b in zip(packed.intents, packed.extents, product.extents):
         assert np.array_equal(a, b)
         assert np.array_equal(a, np.flatnonzero(dense[:, intent].all(axis=1)))
+
+
+def test_dense_few_columns_are_covered_from_the_compact_pool_of_pair_closures():
+    # 14 mailboxes, 7 planted two-mailbox roles, every app holds three of them: the planted cover (7) is made of
+    # pair closures, half the trivial one-group-per-mailbox cover (14)
+    rnd = random.Random(2)
+    roles = [np.array([2 * k, 2 * k + 1]) for k in range(7)]
+    rows = {tuple(sorted(rnd.sample(range(7), 3))) for _ in range(60)}
+    dense = np.zeros((len(rows), 14), dtype=bool)
+    for i, picked in enumerate(sorted(rows)):
+        for k in picked:
+            dense[i, roles[k]] = True
+    m = sp.csr_matrix(dense.astype(np.int32))
+    stats: dict = {}
+    lb = bounds.lower_bound(m)
+    extents, _lb, _optimal = search_cover(m, lb, time.perf_counter() + 20, 10**9, stats)
+    compact = stats["search"][0]["compact"]
+    assert min(compact["greedy"], (compact.get("ilp") or {}).get("groups") or compact["greedy"]) <= 7
+    assert len(extents) <= 7
+    got = np.zeros_like(dense)
+    for e in extents:
+        got[np.ix_(e, np.flatnonzero(dense[e].all(axis=0)))] = True
+    assert (got == dense).all()
