@@ -85,3 +85,14 @@ def request(world: World, kind: str, app: str, mailboxes: list[str], *, wait: bo
 def rbac_reach(world: World) -> dict[str, frozenset[str]]:
     """Every app's RBAC reach as the sandbox's data plane sees it now (propagated)."""
     return {app: access.rbac for app, access in world.sb.access().items()}
+
+
+def rollback(world: World, folder: Path, *, wait: bool = True):
+    """Roll a change plan back, as `migrator rollback FOLDER --batch 1` does, on the sandbox clock."""
+    from migrator.executor.context import Output
+    from migrator.executor.session import RunOptions, RunSession
+
+    options = RunOptions(exec_settings(), wait=wait, output=Output(quiet=True), now=world.clock.now,
+                         sleep=world.clock.advance)
+    with RunSession.open(folder, world.sb.profile_path, options, graph_write=False) as session:
+        return session.rollback(1)

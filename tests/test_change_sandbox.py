@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from change_world import migrated, rbac_reach, request
+from change_world import migrated, rbac_reach, request, rollback
 
 pytestmark = [pytest.mark.integration]
 
@@ -104,5 +104,34 @@ def test_a_grant_to_an_app_sharing_every_group_then_a_revoke_through_a_shared_gr
         # the same requests again: nothing to do, nothing written
         again, result = request(world, "revoke", app, [victim])
         assert result is None and again.folder is None and again.change.effective == ()
+    finally:
+        world.close()
+
+
+def test_rollback_of_a_change_puts_every_app_back_without_a_gap(tmp_path):
+    """A copy-on-write revoke and a grant, each rolled back from its journal: every app reaches what it reached
+    before; the restored assignment served before the change's own went (no gap for the untouched mailboxes)."""
+    world = migrated(tmp_path)
+    try:
+        plan = world.plan
+        shared = next(g for g in plan.groups if g.apps >= 2)
+        scope_keys = {s.key for s in plan.scopes if shared.key in s.groups}
+        app = sorted(a.app_id for a in plan.assignments if a.scope in scope_keys)[0]
+        original = {a: set(r) for a, r in rbac_reach(world).items()}
+        victim = sorted(shared.members)[0]
+        newcomer = sorted({g.mailbox for g in plan.grants} - original[app])[0]
+        start = world.clock.now()
+        for kind, mailbox in (("revoke", victim), ("grant", newcomer)):
+            prepared, result = request(world, kind, app, [mailbox])
+            assert result is not None and result.exit_code == 0
+            world.clock.advance(SETTLE)
+            assert (mailbox in rbac_reach(world)[app]) == (kind == "grant")
+            undone = rollback(world, prepared.folder)
+            assert undone.exit_code == 0, undone.outcomes
+            world.clock.advance(SETTLE)
+            assert {a: set(r) for a, r in rbac_reach(world).items()} == original
+        names = {g["name"] for g in world.sb.state.to_fixture()["groups"]}
+        assert names == {g.name for g in plan.groups}  # the changes' own groups are gone again
+        _check_timeline(world, {(app, victim): start, (app, newcomer): start})
     finally:
         world.close()

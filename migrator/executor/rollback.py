@@ -18,6 +18,7 @@ be restored exactly is said plainly in the result (an app-role assignment comes 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from migrator.errors import MigratorError
 from migrator.exchange.errors import AlreadyExists, ApiError, Forbidden, NotFound
@@ -323,7 +324,7 @@ class RollbackRunner(Runner):
     """Rolls one batch back; the same loop, journal, waits and controls as execution."""
 
     phase = "rollback"
-    steps = ROLLBACK_STEPS
+    steps: tuple[tuple[str, Callable[[Context], StepResult] | None], ...] = ROLLBACK_STEPS
 
     def batch_context(self, number: int):
         from migrator.executor.context import batch_view

@@ -111,6 +111,10 @@ class RunSession:
         """Undo one batch from the journal."""
         from migrator.executor.rollback import RollbackRunner
 
+        if isinstance(self.plan.meta.get("change"), dict):  # a `migrator grant`/`revoke` change plan
+            from migrator.executor.change_rollback import ChangeRollbackRunner
+
+            return self._run(ChangeRollbackRunner, [int(batch)])
         return self._run(RollbackRunner, [int(batch)])
 
     def _run(self, runner_class: type[Runner], batches: list[int]) -> RunResult:
