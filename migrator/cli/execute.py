@@ -203,6 +203,10 @@ def rollback_command(plan_path: Path, profile: Path | None, batch: int, dry_run:
     restore exactly. Before its first change it shows the tenant, the batch, its apps and what it will restore and
     remove, and asks (--yes: no question). Exit codes as for execute (10: waiting for the restored grants to apply
     or out the token lifetime).
+
+    A change plan of `migrator grant`/`revoke` (--batch 1) is undone the same way: the members and assignments it
+    removed are restored, then (after the propagation wait when an assignment was restored) the members it added and
+    the groups, scopes and assignments it created are removed.
     """
     from migrator.executor.context import ExecSettings
     from migrator.executor.session import RunOptions
