@@ -69,7 +69,10 @@ def test_counts(inv):
                                       "grants_sendas": 357, "grants_fullaccess": 18, "apps": 14,
                                       # the sample exports predate the Graph/EWS reads: not read, never "none"
                                       "access_policies": "not read", "policy_scope_members": "not read",
-                                      "mail_permission_apps": "not read"}
+                                      "mail_permission_apps": "not read",
+                                      # nor the RBAC files
+                                      "rbac_assignments": "not read", "rbac_unknown_reach": "not read"}
+    assert inv.manifest["rbac"]["read"] is False
     kinds = defaultdict(int)
     for m in inv.mailboxes:
         kinds[m.recipient_type] += 1

@@ -44,7 +44,8 @@ def test_round_trip(tmp_path):
     assert back.app_permissions == ((APP, "Office 365 Exchange Online", "SMTP.SendAsApp"),)
     assert back.manifest["counts"] == {"service_principals": 1, "mailboxes": 2, "groups": 1, "grants_sendas": 1,
                                        "grants_fullaccess": 2, "apps": 1, "access_policies": "not read",
-                                       "policy_scope_members": "not read", "mail_permission_apps": "not read"}
+                                       "policy_scope_members": "not read", "mail_permission_apps": "not read",
+                                       "rbac_assignments": "not read", "rbac_unknown_reach": "not read"}
     assert back.manifest["format"] == 1 and back.manifest["skipped"][0]["class"] == "self"
     lines = (out / "grants.csv").read_text().splitlines()
     assert lines[0] == "app_id,app_name,sp_object_id,mailbox,right"

@@ -38,8 +38,10 @@ def read_observed(profile_path) -> Observed:
     try:
         readings = read_tenant(clients)
         inventory = inventory_from_readings(readings, profile)
-        scopes = clients.exo.get_management_scopes()
-        assignments = clients.exo.get_role_assignments(RBAC_ROLE_SMTP_SEND_AS)
+        # the live inventory reads every scope and role assignment itself (inventory/rbac.py): reused here
+        scopes = readings.management_scopes
+        assignments = [r for r in readings.role_assignments
+                       if text(r, "Role").strip().lower() == RBAC_ROLE_SMTP_SEND_AS.lower()]
         calls = sum(clients.session.calls.values())
     finally:
         clients.close()

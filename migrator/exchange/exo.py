@@ -391,6 +391,12 @@ class ExchangeClient(ExchangeApi):
         return self.invoke("Get-ManagementRoleAssignment", {"Role": role})
 
     @read
+    def scan_role_assignments(self) -> list[dict]:
+        """Every management role assignment (a deliberate scan, no identity): the inventory keeps the apps'
+        `Application ...` ones. One paged listing instead of one -RoleAssignee query per service principal."""
+        return self.invoke("Get-ManagementRoleAssignment", {}, scan=True)
+
+    @read
     def get_role_assignment(self, name: str) -> dict | None:
         return self._get_one("Get-ManagementRoleAssignment", name)
 

@@ -10,7 +10,8 @@ added: they decide which FullAccess grants carry SMTP (SMTP.SendAsApp) and which
 side (docs/exchange.md §8) it reads the Application Access Policies and, from the Microsoft Graph and Office 365
 Exchange Online resources' appRoleAssignedTo, every app holding a permission such a policy fences (apps without an
 Exchange pointer included). Files that come out empty still carry their header, so "read, none" stays apart from
-"not read" (an older export without the file).
+"not read" (an older export without the file). Existing RBAC for Applications (each app's `Application ...` role
+assignments, every management scope) comes last, so the plan builds on what is already there.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ param(
     [string]$OutDir = ".\migrator-exports",
     [switch]$SkipGroups,  # leave out existing groups (then the planner cannot reuse any)
     [switch]$SkipAppRoles, # leave out the apps' Entra permissions (then the plan asks what their FullAccess serves)
-    [switch]$SkipAccessPolicies # leave out the Application Access Policies (then they are "not read")
+    [switch]$SkipAccessPolicies, # leave out the Application Access Policies (then they are "not read")
+    [switch]$SkipRbac     # leave out existing RBAC for Applications (then they are "not read")
 )
 $ErrorActionPreference = 'Stop'
 Import-Module ExchangeOnlineManagement -MinimumVersion 3.0.0
@@ -183,6 +185,32 @@ if (-not $SkipAppRoles) {
     } | Out-MigratorCsvOrHeader 'app-role-assigned-to.csv' $assignedColumns
 }
 
+# 9. Existing RBAC for Applications: each app's role assignments (Application SMTP.SendAsApp and the other
+#    Application roles) and every management scope with its RecipientRestrictionFilter, so the plan builds on what
+#    is already there (an app moved by hand is not planned twice).
+if (-not $SkipRbac) {
+    $raHeader = @('Name', 'Role', 'RoleAssignee', 'RoleAssigneeName', 'RoleAssigneeType', 'CustomResourceScope',
+        'RecipientGroupScope', 'RecipientAdministrativeUnitScope', 'Enabled')
+    Get-ServicePrincipal | ForEach-Object {
+        $oid = [string]$_.ObjectId
+        if ([string]::IsNullOrWhiteSpace($oid)) { return }
+        Get-ManagementRoleAssignment -RoleAssignee $oid |
+            Where-Object { [string]$_.Role -like 'Application *' } |
+            Select-Object Name, @{ n = 'Role'; e = { [string]$_.Role } }, @{ n = 'RoleAssignee'; e = { $oid } },
+                RoleAssigneeName, @{ n = 'RoleAssigneeType'; e = { [string]$_.RoleAssigneeType } },
+                @{ n = 'CustomResourceScope'; e = { [string]$_.CustomResourceScope } },
+                @{ n = 'RecipientGroupScope'; e = { [string]$_.RecipientGroupScope } },
+                @{ n = 'RecipientAdministrativeUnitScope'; e = { [string]$_.RecipientAdministrativeUnitScope } },
+                Enabled
+    } | Out-MigratorCsvOrHeader 'role-assignments.csv' $raHeader
+    Get-ManagementScope |
+        Select-Object Name, @{ n = 'RecipientFilter'; e = { [string]$_.RecipientFilter } },
+            @{ n = 'RecipientRoot'; e = { [string]$_.RecipientRoot } }, Exclusive,
+            @{ n = 'ScopeRestrictionType'; e = { [string]$_.ScopeRestrictionType } } |
+        Out-MigratorCsvOrHeader 'management-scopes.csv' @('Name', 'RecipientFilter', 'RecipientRoot', 'Exclusive',
+            'ScopeRestrictionType')
+}
+
 Write-Host "Done. Files in $OutDir. Next: migrator inventory --from-exports $OutDir --out inventory\<name>"
 """
 
@@ -224,4 +252,9 @@ SCRIPT_FILES = {
     "app-role-assigned-to.csv": ("app_role_assigned_to", ["PrincipalId", "PrincipalAppId", "PrincipalDisplayName",
                                                           "PrincipalType", "ResourceId", "ResourceDisplayName",
                                                           "AppRoleId", "AppRoleValue"]),
+    "role-assignments.csv": ("role_assignments", ["Name", "Role", "RoleAssignee", "RoleAssigneeName",
+                                                  "RoleAssigneeType", "CustomResourceScope", "RecipientGroupScope",
+                                                  "RecipientAdministrativeUnitScope", "Enabled"]),
+    "management-scopes.csv": ("management_scopes", ["Name", "RecipientFilter", "RecipientRoot", "Exclusive",
+                                                    "ScopeRestrictionType"]),
 }

@@ -17,6 +17,7 @@ from pathlib import Path
 from migrator.errors import InputError
 from migrator.inventory import psexport as px
 from migrator.inventory.mailaccess import from_files as mail_access_from_files
+from migrator.inventory.rbac import rbac_from_exports
 from migrator.inventory.resolve import SELF_NAMES, Ambiguous, Resolved, Resolver
 from migrator.inventory.store import Inventory
 from migrator.model import FILTERABLE_ATTRIBUTES, Grant, Group, Mailbox, Right, ServicePrincipal, norm_id
@@ -121,6 +122,7 @@ def build_inventory(files: list[px.ExportFile], *, allow_unknown_trustees: bool 
     grants = _grants(by_kind, resolver, skips, allow_unknown_trustees)
     mail_access = mail_access_from_files(by_kind, resolver, mailboxes, groups,
                                          groups_read=bool(group_rows and by_kind[px.GROUP_MEMBERS]))
+    rbac, rbac_note = _rbac(by_kind, resolver, mailboxes, groups if group_rows and by_kind[px.GROUP_MEMBERS] else None)
     if by_kind[px.APP_ROLE_ASSIGNMENTS]:
         app_permissions = tuple(app_permissions) + _app_permissions(by_kind[px.APP_ROLE_ASSIGNMENTS], sps)
         app_permissions_known = True
@@ -137,11 +139,26 @@ def build_inventory(files: list[px.ExportFile], *, allow_unknown_trustees: bool 
         "sources": list(sources or []),
         "skipped": skipped,
         "access_policies": mail_access.manifest(),
+        "rbac": rbac_note,
     }
     return Inventory(tuple(sps), tuple(mailboxes),
                      tuple(sorted(grants, key=lambda g: (g.app_id, g.mailbox, g.right.value))),
                      tuple(groups), tuple(sorted(set(app_permissions))), manifest,
-                     app_permissions_known=app_permissions_known, mail_access=mail_access)
+                     app_permissions_known=app_permissions_known, mail_access=mail_access,
+                     rbac=tuple(rbac) if rbac is not None else (), rbac_known=rbac is not None)
+
+
+def _rbac(by_kind, resolver: Resolver, mailboxes: list[Mailbox], groups: list[Group] | None):
+    """(the apps' Application role assignments, or None when no Get-ManagementRoleAssignment rows were read; the
+    manifest's `rbac` block). A missing export means "not read", never "none"."""
+    if not by_kind[px.ROLE_ASSIGNMENTS]:
+        return None, {"read": False, "why": "no Get-ManagementRoleAssignment export (older exports): the apps' "
+                                            "existing RBAC for Applications assignments are unknown"}
+    reading = rbac_from_exports(by_kind[px.ROLE_ASSIGNMENTS], by_kind[px.MANAGEMENT_SCOPES], resolver, mailboxes,
+                                groups)
+    note = {"read": True, "scopes_read": bool(by_kind[px.MANAGEMENT_SCOPES]),
+            "skipped_rows": reading.skipped}
+    return reading.assignments, note
 
 
 def _kinds(files: list[px.ExportFile]) -> str:

@@ -30,6 +30,8 @@ GROUP_MEMBERS = "group_members"
 APP_ROLE_ASSIGNMENTS = "app_role_assignments"
 ACCESS_POLICIES = "access_policies"  # Get-ApplicationAccessPolicy
 APP_ROLE_ASSIGNED_TO = "app_role_assigned_to"  # a resource's appRoleAssignedTo (who holds its app roles)
+ROLE_ASSIGNMENTS = "role_assignments"  # Exchange RBAC: Get-ManagementRoleAssignment
+MANAGEMENT_SCOPES = "management_scopes"  # Get-ManagementScope
 EMPTY = "empty"  # Export-Csv given no rows writes an empty file: nothing to recognise, nothing to read
 
 CMDLETS = {
@@ -42,6 +44,8 @@ CMDLETS = {
     APP_ROLE_ASSIGNMENTS: "Get-MgServicePrincipalAppRoleAssignment (with an AppRoleValue column)",
     ACCESS_POLICIES: "Get-ApplicationAccessPolicy",
     APP_ROLE_ASSIGNED_TO: "Get-MgServicePrincipalAppRoleAssignedTo (with PrincipalAppId and AppRoleValue columns)",
+    ROLE_ASSIGNMENTS: "Get-ManagementRoleAssignment",
+    MANAGEMENT_SCOPES: "Get-ManagementScope",
     EMPTY: "(empty file)",
 }
 
@@ -57,6 +61,8 @@ REQUIRED = {
     APP_ROLE_ASSIGNMENTS: ("principalid", "resourcedisplayname", "approlevalue"),
     ACCESS_POLICIES: ("identity", "appid", "accessright", "scopename", "scopeidentityraw"),
     APP_ROLE_ASSIGNED_TO: ("principalid", "principalappid", "resourcedisplayname", "approlevalue"),
+    ROLE_ASSIGNMENTS: ("name", "role", "customresourcescope"),  # and RoleAssigneeName or RoleAssignee
+    MANAGEMENT_SCOPES: ("name", "recipientfilter"),
 }
 
 GROUP_ID_COLUMNS = ("groupidentity", "groupprimarysmtpaddress", "group")
@@ -177,6 +183,10 @@ def recognise(lower: list[str], path: Path, columns: list[str]) -> str:
         kind = APP_ROLE_ASSIGNED_TO
     elif {"principalid", "approleid"} <= cols:
         kind = APP_ROLE_ASSIGNMENTS
+    elif {"role", "roleassigneename"} <= cols or {"role", "roleassignee", "customresourcescope"} <= cols:
+        kind = ROLE_ASSIGNMENTS
+    elif "recipientfilter" in cols and cols & {"scoperestrictiontype", "exclusive", "recipientroot"}:
+        kind = MANAGEMENT_SCOPES
     elif {"trustee", "accessrights"} <= cols:
         kind = RECIPIENT_PERMISSIONS
     elif {"user", "accessrights"} <= cols:

@@ -14,6 +14,7 @@ from pathlib import Path
 from migrator import csvio
 from migrator.errors import InputError
 from migrator.inventory.mailaccess import MailAccess, read_files, write_files
+from migrator.inventory.rbac import APPLICATION_ROLE_PREFIX, REACHES, SCOPE_TYPES, UNKNOWN, RbacAssignment
 from migrator.model import FILTERABLE_ATTRIBUTES, Grant, Group, Mailbox, Right, ServicePrincipal, norm_id
 
 FORMAT = 1
@@ -23,6 +24,7 @@ SPS_FILE = "service_principals.csv"
 MAILBOXES_FILE = "mailboxes.csv"
 GROUPS_FILE = "groups.csv"
 APP_PERMISSIONS_FILE = "app_permissions.csv"
+RBAC_FILE = "rbac_assignments.csv"
 MANIFEST_FILE = "manifest.json"
 
 GRANT_COLUMNS = ("app_id", "app_name", "sp_object_id", "mailbox", "right")
@@ -33,9 +35,12 @@ MAILBOX_BASE_COLUMNS = ("address", "external_id", "guid", "name", "alias", "disp
 MAILBOX_COLUMNS = MAILBOX_BASE_COLUMNS + FILTERABLE_ATTRIBUTES
 GROUP_COLUMNS = ("address", "name", "dn", "guid", "external_id", "recipient_type", "members", "other_members")
 APP_PERMISSION_COLUMNS = ("app_id", "resource", "permission")
+RBAC_COLUMNS = ("app_id", "assignment", "role", "scope_type", "scope", "filter", "reach", "mailboxes", "note")
+NOT_READ = "not read"
 
 COUNT_KEYS = ("service_principals", "mailboxes", "groups", "grants_sendas", "grants_fullaccess", "apps",
-              "access_policies", "policy_scope_members", "mail_permission_apps")
+              "access_policies", "policy_scope_members", "mail_permission_apps", "rbac_assignments",
+              "rbac_unknown_reach")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,10 @@ class Inventory:
     # Graph/EWS access (inventory/mailaccess.py): Application Access Policies, their scopes' flattened members and
     # the apps' AAP-fenced Entra permissions, each with whether it was read at all.
     mail_access: MailAccess = field(default_factory=MailAccess)
+    # The apps' existing `Application ...` role assignments (inventory/rbac.py). `rbac_known` False: they were not
+    # read (exports without the Get-ManagementRoleAssignment file), which is not the same as "none".
+    rbac: tuple[RbacAssignment, ...] = ()
+    rbac_known: bool = False
 
     def sp_by_app_id(self) -> dict[str, ServicePrincipal]:
         return {sp.app_id: sp for sp in self.service_principals}
@@ -71,6 +80,8 @@ def counts(inv: Inventory) -> dict[str, int | str]:
         "grants_fullaccess": sum(1 for g in inv.grants if g.right is Right.FULL_ACCESS),
         "apps": len({g.app_id for g in inv.grants}),
         **inv.mail_access.counts(),
+        "rbac_assignments": len(inv.rbac) if inv.rbac_known else NOT_READ,
+        "rbac_unknown_reach": sum(1 for a in inv.rbac if a.reach == UNKNOWN) if inv.rbac_known else NOT_READ,
     }
 
 
@@ -103,8 +114,14 @@ def write_inventory(inv: Inventory, out: Path, *, overwrite: bool = False) -> Pa
             csvio.write_csv(tmp / APP_PERMISSIONS_FILE, APP_PERMISSION_COLUMNS,
                             sorted({(norm_id(a), r, p) for a, r, p in inv.app_permissions}))
         write_files(inv.mail_access, tmp)
+        if inv.rbac_known:  # present (even empty): they were read
+            csvio.write_csv(tmp / RBAC_FILE, RBAC_COLUMNS, (
+                (a.app_id, a.name, a.role, a.scope_type, a.scope, a.filter, a.reach, ";".join(sorted(a.mailboxes)),
+                 a.note) for a in sorted(inv.rbac, key=lambda a: (a.app_id, a.name.lower()))))
         manifest = dict(inv.manifest)
         manifest["access_policies"] = inv.mail_access.manifest()
+        if not inv.rbac_known:
+            manifest.setdefault("rbac", {"read": False})
         manifest.setdefault("format", FORMAT)
         manifest.setdefault("source", "exports")
         manifest.setdefault("sources", [])
@@ -124,6 +141,13 @@ def _check_consistent(inv: Inventory) -> None:
     if len(mailboxes) != len(inv.mailboxes):
         dup = _first_duplicate(mb.address for mb in inv.mailboxes)
         raise InputError("two mailboxes share this address", field="address", value=dup)
+    for a in inv.rbac:
+        if a.app_id not in sps:
+            raise InputError("role assignment of an app with no service principal", field="app_id", value=a.app_id)
+        stray = sorted(a.mailboxes - mailboxes.keys())
+        if stray:
+            raise InputError("role assignment reaching a mailbox not in the inventory", field="mailboxes",
+                             value=stray[0])
     for g in inv.grants:
         if g.app_id not in sps:
             raise InputError("grant to an app with no service principal", field="app_id", value=g.app_id)
@@ -161,8 +185,45 @@ def read_inventory(path: Path) -> Inventory:
             perms.append((norm_id(_required(row, "app_id", ap_path, row_no)), row["resource"], row["permission"]))
     note = {k: v for k, v in (manifest.get("access_policies") or {}).items() if not str(k).endswith("_read")}
     mail_access = read_files(path, {mb.address for mb in mailboxes}, _rows, note)
+    rbac_path = path / RBAC_FILE
+    rbac = _read_rbac(rbac_path, by_app, {mb.address for mb in mailboxes}) if rbac_path.exists() else []
     return Inventory(tuple(sps), tuple(mailboxes), tuple(grants), tuple(groups), tuple(perms), manifest,
-                     app_permissions_known=ap_path.exists(), mail_access=mail_access)
+                     app_permissions_known=ap_path.exists(), mail_access=mail_access, rbac=tuple(rbac),
+                     rbac_known=rbac_path.exists())
+
+
+def _read_rbac(path: Path, by_app: dict[str, ServicePrincipal], addresses: set[str]) -> list[RbacAssignment]:
+    """rbac_assignments.csv: every row names a known app, an Application role, a scope type and a reach; an exact
+    reach lists only known mailboxes, an unknown one none (it is never guessed)."""
+    out: list[RbacAssignment] = []
+    names: dict[str, int] = {}
+    for row_no, row in _rows(path, RBAC_COLUMNS):
+        app_id = norm_id(_required(row, "app_id", path, row_no))
+        if app_id not in by_app:
+            raise InputError(f"app id not in {SPS_FILE}", path=str(path), row=row_no, field="app_id", value=app_id)
+        name = _required(row, "assignment", path, row_no)
+        if name.lower() in names:
+            raise InputError(f"the same assignment as row {names[name.lower()]}", path=str(path), row=row_no,
+                             field="assignment", value=name)
+        names[name.lower()] = row_no
+        role = _required(row, "role", path, row_no)
+        if not role.lower().startswith(APPLICATION_ROLE_PREFIX):
+            raise InputError("must be an RBAC for Applications role (Application ...)", path=str(path), row=row_no,
+                             field="role", value=role)
+        for column, allowed in (("scope_type", SCOPE_TYPES), ("reach", REACHES)):
+            if row[column] not in allowed:
+                raise InputError(f"must be one of {', '.join(allowed)}", path=str(path), row=row_no, field=column,
+                                 value=row[column])
+        members = frozenset(norm_id(m) for m in row["mailboxes"].split(";") if m.strip())
+        if row["reach"] == UNKNOWN and members:
+            raise InputError("an unknown reach lists no mailboxes", path=str(path), row=row_no, field="mailboxes")
+        stray = sorted(members - addresses)
+        if stray:
+            raise InputError(f"mailbox not in {MAILBOXES_FILE}", path=str(path), row=row_no, field="mailboxes",
+                             value=stray[0])
+        out.append(RbacAssignment(app_id, name, role, row["scope_type"], row["scope"], row["filter"], row["reach"],
+                                  members, row["note"]))
+    return out
 
 
 def _read_sps(sp_path: Path) -> list[ServicePrincipal]:

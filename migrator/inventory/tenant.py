@@ -80,6 +80,9 @@ class Readings:
     access_policies_read: bool = False
     mail_permissions: list[dict] = field(default_factory=list)  # AAP-fenced app roles (read_mail_permissions)
     mail_permissions_read: bool = False
+    role_assignments: list[dict] = field(default_factory=list)  # every Get-ManagementRoleAssignment row
+    management_scopes: list[dict] = field(default_factory=list)  # every Get-ManagementScope row
+    rbac_read: bool = False  # False: not read (then existing RBAC for Applications is unknown, not "none")
     fullaccess_strategy: str = ""
     checks: dict = field(default_factory=dict)  # how the scans were verified (for the manifest)
     timings: dict = field(default_factory=dict)  # read -> (start, end) seconds; for the benchmark, not the manifest
@@ -221,7 +224,8 @@ class _Reads:
 
 
 def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16, progress: bool = False,
-                app_permissions: bool = True, verify_sample: int = 10, access_policies: bool = True) -> Readings:
+                app_permissions: bool = True, verify_sample: int = 10, access_policies: bool = True,
+                rbac: bool = True) -> Readings:
     """Read everything the inventory needs. Raises a typed ApiError on any failed read.
 
     The reads run concurrently as soon as what they need is known: the five listings at once; group members
@@ -255,6 +259,9 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
     reads.add("fullaccess", check_fullaccess)
     reads.add("sendas", lambda: _check_sendas(exo, reads, bar, verify_sample=verify_sample, workers=workers))
     reads.add("group_members", group_members)
+    if rbac:  # existing RBAC for Applications (inventory/rbac.py): two paged listings
+        reads.add("role_assignments", exo.scan_role_assignments)
+        reads.add("management_scopes", exo.get_management_scopes)
     if app_permissions:
         reads.add("app_permissions", lambda: read_app_permissions(
             clients, reads.result("service_principals"), workers=workers, guard=reads.guard))
@@ -281,6 +288,9 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
     out.access_policies_read = "access_policies" in done
     out.mail_permissions = done.get("mail_permissions", [])
     out.mail_permissions_read = "mail_permissions" in done
+    out.role_assignments = done.get("role_assignments", [])
+    out.management_scopes = done.get("management_scopes", [])
+    out.rbac_read = "role_assignments" in done
 
     # Rare (SPs sharing a display name while trustees are shown by name): needs both rights' final rows.
     ambiguous = _ambiguous_sp_names(out.service_principals)
@@ -598,6 +608,9 @@ def readings_to_files(readings: Readings) -> list:
         if read:
             files.append(px.from_records(kind, rows, name) if rows else
                          px.ExportFile(Path(name), kind, list(px.REQUIRED[kind]), []))
+    if readings.rbac_read:
+        files.append(px.from_records(px.ROLE_ASSIGNMENTS, readings.role_assignments, "Get-ManagementRoleAssignment"))
+        files.append(px.from_records(px.MANAGEMENT_SCOPES, readings.management_scopes, "Get-ManagementScope"))
     return files
 
 
