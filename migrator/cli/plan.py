@@ -72,7 +72,10 @@ def plan_command(input_path: Path, out: Path | None, force: bool, strategy: str,
     if plan.batches:
         click.echo(f"\nWrote {out}. Review its CSV files, then run `migrator execute {out} --batch 1`.")
     else:
-        click.echo(f"\nWrote {out}. Nothing to migrate: no app has SMTP reach through SendAs or FullAccess.")
+        done = sum(1 for a in plan.meta.get("existing_rbac", {}).get("apps", []) if a["status"] == "rbac_only")
+        already = f" {done} app(s) already send through RBAC for Applications only." if done else ""
+        click.echo(f"\nWrote {out}. Nothing to migrate: no app has SMTP reach through SendAs or FullAccess left "
+                   f"to move.{already}")
 
 
 @click.command("show")
@@ -103,6 +106,7 @@ def summary(plan: Plan) -> dict:
                      "new_groups": b.new_groups, "scopes": b.scopes, "assignments": b.assignments, "note": b.note}
                     for b in plan.batches],
         "flagged_apps": meta.get("flagged_apps", []),
+        "existing_rbac": meta.get("existing_rbac"),
     }
 
 
@@ -143,6 +147,7 @@ def render_text(plan: Plan) -> str:
         lines.append("")
         for r in [header, *rows]:
             lines.append("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) + "  " + r[-1])
+    lines += _existing_lines(meta.get("existing_rbac"))
     flagged = meta.get("flagged_apps", [])
     if flagged:
         lines.append("")
@@ -151,6 +156,28 @@ def render_text(plan: Plan) -> str:
             name = f" ({f['app_name']})" if f.get("app_name") else ""
             lines.append(f"  {f['app_id']}{name}: {', '.join(f['permissions'])}")
     return "\n".join(lines)
+
+
+def _existing_lines(existing: dict | None) -> list[str]:
+    """What the plan made of the apps' existing RBAC for Applications assignments (planner/existing.py)."""
+    if not existing:
+        return []
+    if not existing.get("read"):
+        return ["", f"Existing RBAC: not read. {existing.get('note', '')}"]
+    apps = existing.get("apps", [])
+    counts: dict[str, int] = {}
+    for a in apps:
+        counts[a["status"]] = counts.get(a["status"], 0) + 1
+    words = {"covered": "already served (removal only)", "partial": "partly served (the rest planned)",
+             "beyond": "left as they are (reach beyond legacy)", "unknown": "left as they are (reach unknown)",
+             "rbac_only": "already on RBAC only (nothing to do)"}
+    summary = "; ".join(f"{n} {words.get(k, k)}" for k, n in sorted(counts.items())) or "none held by these apps"
+    lines = ["", f"Existing RBAC: {summary}"]
+    for a in apps:
+        if a["status"] in ("beyond", "unknown"):
+            name = f" ({a['app_name']})" if a.get("app_name") else ""
+            lines.append(f"  {a['app_id']}{name}: {a['note']}")
+    return lines
 
 
 commands = [plan_command, show_command]

@@ -277,6 +277,14 @@ class BatchView:
     scopes: list
     groups: list
     app_names: dict[str, str]
+    # Role assignments the apps held before the plan and the plan builds on (existing.csv, action reuse): never
+    # created or removed here, but verified with the new ones before any legacy grant goes, and drift-checked.
+    existing: list = field(default_factory=list)
+
+    def roles(self, app_id: str) -> set[str]:
+        """The roles whose assignments serve the app's RBAC set: its new assignments' and its reused ones'."""
+        return ({a.role for a in self.assignments if norm_id(a.app_id) == app_id}
+                | {e.role for e in self.existing if norm_id(e.app_id) == app_id})
 
     def migrate_grants(self, right: str | None = None) -> list:
         return [g for g in self.grants if g.action == MIGRATE and (right is None or str(g.right) == right)]
@@ -309,7 +317,8 @@ def batch_view(plan, number: int) -> BatchView:
     groups = [g for g in plan.groups if g.key in group_keys]
     names = {norm_id(g.app_id): g.app_name for g in grants}
     names.update({norm_id(a.app_id): a.app_name for a in assignments})
-    return BatchView(int(number), apps, grants, assignments, scopes, groups, names)
+    existing = [e for e in getattr(plan, "existing", ()) if e.action == "reuse" and norm_id(e.app_id) in appset]
+    return BatchView(int(number), apps, grants, assignments, scopes, groups, names, existing)
 
 
 @dataclass

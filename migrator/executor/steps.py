@@ -293,15 +293,42 @@ def _drift(ctx: Context) -> tuple[list[str], list[str]]:
             diffs.append(text)
             if by_us:
                 own.append(text)
-    # 3. Role assignments of the batch's apps that the plan does not know (someone else granted a scope).
-    planned = {a.name for a in view.assignments}
+    # 3. Role assignments of the batch's apps that the plan does not know (someone else granted a scope), and the
+    #    existing ones it builds on: still there, on the same scope, with the same filter.
+    planned = {a.name for a in view.assignments} | {e.assignment for e in view.existing}
     sp_ids = {sp["object_id"]: app for app, sp in ctx.sps.items()}
-    for role in sorted({a.role for a in view.assignments}):
+    seen: dict[str, RoleAssignmentInfo] = {}
+    for role in sorted({a.role for a in view.assignments} | {e.role for e in view.existing}):
         for row in ctx.exo.role_assignments(role):
+            seen[row.name.lower()] = row
             if row.assignee in sp_ids and row.name not in planned:
                 diffs.append(f"role assignment {row.name!r} ({role}) of app {sp_ids[row.assignee]} is not in "
                              "the plan")
+    diffs += _existing_drift(ctx, seen)  # someone else's change: never waited out as a lagging read
     return diffs, own
+
+
+def _existing_drift(ctx: Context, seen: dict[str, RoleAssignmentInfo]) -> list[str]:
+    """The existing assignments the plan reuses (existing.csv): gone, moved to another scope, or their scope's
+    filter edited since the inventory. Reads only (one Get-ManagementScope per scope)."""
+    diffs: list[str] = []
+    for e in ctx.view.existing:
+        row = seen.get(e.assignment.lower())
+        what = f"existing role assignment {e.assignment!r} of app {e.app_id} (reused by the plan)"
+        if row is None:
+            diffs.append(f"{what}: not found")
+            continue
+        if e.filter:  # a management scope: the same one, with the same filter
+            if norm_id(row.scope) != norm_id(e.scope):
+                diffs.append(f"{what}: now on scope {row.scope!r}, the plan has {e.scope!r}")
+                continue
+            scope = ctx.exo.scope(e.scope)
+            if scope is None or normalise_filter(scope.filter) != normalise_filter(e.filter):
+                diffs.append(f"{what}: scope {e.scope!r} is gone or its filter changed since the inventory")
+        elif not e.scope and row.scope:  # it had no scope (the organisation): now it has one
+            diffs.append(f"{what}: now on scope {row.scope!r}")
+        # a RecipientGroupScope one: its group's members are what verify tests (Test-ServicePrincipalAuthorization)
+    return diffs
 
 
 def check_cutover_safe(ctx: Context) -> list[str]:
@@ -659,7 +686,7 @@ def verify_rbac(ctx: Context, label: str, *, size: int | None = None,
     universe = sorted({norm_id(g.mailbox) for g in ctx.plan.grants} | {
         norm_id(m) for g in ctx.plan.groups for m in g.members})
     for app_id in ctx.view.apps:
-        roles = {a.role for a in ctx.view.assignments if norm_id(a.app_id) == app_id}
+        roles = ctx.view.roles(app_id)  # new assignments and the existing ones the plan reuses
         if not roles:
             continue
         role = sorted(roles)[0]

@@ -31,6 +31,7 @@ from migrator.model import (
     RBAC_ROLE_SMTP_SEND_AS,
     Right,
 )
+from migrator.planner import existing as existing_rbac
 from migrator.planner import naming, opath, reuse
 from migrator.planner.batches import AppRadius, first_batch, make_batches
 from migrator.planner.cover import STRATEGIES, Strategy, solve_cover
@@ -40,6 +41,8 @@ from migrator.planner.plan import (
     KEEP,
     MIGRATE,
     NEW,
+    ExistingAction,
+    PlanExisting,
     REUSE,
     Plan,
     PlanAssignment,
@@ -216,46 +219,56 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
     grant_apps = {row[0] for row in source.grants}
     flagged = unscoped_permissions(inv.app_permissions)
 
+    # 0. existing RBAC for Applications (planner/existing.py): an app already served keeps what it has, and only
+    # the rest of its reach is covered; an app whose existing reach is beyond its legacy grants, or not exactly
+    # known, is left as it is
+    rbac = existing_rbac.classify(inv.rbac, options.role, app_sets) if inv.rbac_known else {}
+    left = {app: r for app, r in rbac.items() if r.status in existing_rbac.LEFT}
+    planned = {app: s - rbac[app].reach if app in rbac else s for app, s in app_sets.items() if app not in left}
+
     # 1. the cover, preferring sets the tenant already has (an exact group, or an attribute value)
     found = reuse.candidates(inv.groups, inv.mailboxes, allow_attributes=options.allow_attribute_scopes)
-    preferred = reuse.useful(found, app_sets.values())
+    to_cover = {app: s for app, s in planned.items() if s}
+    preferred = reuse.useful(found, to_cover.values())
     solve_limit = solver_time_limit(options, len(source.grants), started)
-    cover = solve_cover(app_sets, strategy=options.strategy, time_limit=solve_limit, preferred=preferred)
+    cover = solve_cover(to_cover, strategy=options.strategy, time_limit=solve_limit, preferred=preferred)
+    app_groups: dict[str, tuple[int, ...]] = {app: cover.app_groups.get(app, ()) for app in planned}
     elements = list(cover.groups)
     existing = [found.get(e) for e in elements]
     is_new = [x is None for x in existing]
 
     # 2. batches: smallest blast radius first
-    radius = [AppRadius(app, len(app_sets[app]), sum(1 for i in cover.app_groups[app] if is_new[i]))
-              for app in app_sets]
+    radius = [AppRadius(app, len(app_sets[app]), sum(1 for i in app_groups[app] if is_new[i]))
+              for app in planned]
     batches = make_batches(radius, pilot=options.pilot, batch_size=options.batch_size)
     batch_of = {app: n for n, apps in enumerate(batches, start=1) for app in apps}
     position = {app: i for i, app in enumerate(a for apps in batches for a in apps)}
-    first = first_batch(batches, cover.app_groups)
+    first = first_batch(batches, app_groups)
     first_app: dict[int, int] = {}
-    for app in sorted(app_sets, key=position.__getitem__):
-        for i in cover.app_groups[app]:
+    for app in sorted(planned, key=position.__getitem__):
+        for i in app_groups[app]:
             first_app.setdefault(i, position[app])
     apps_using: dict[int, int] = defaultdict(int)
-    for idx in cover.app_groups.values():
+    for idx in app_groups.values():
         for i in idx:
             apps_using[i] += 1
 
     # 3. groups (new or reused) get keys in the order batches first need them; attribute values get none
-    namer = naming.Namer(options.prefix, naming.taken_names(inv.mailboxes, inv.groups),
-                         naming.group_domain(m.address for m in inv.mailboxes))
+    taken = naming.taken_names(inv.mailboxes, inv.groups) | {a.name.lower() for a in inv.rbac} | {
+        a.scope.lower() for a in inv.rbac if a.scope}
+    namer = naming.Namer(options.prefix, taken, naming.group_domain(m.address for m in inv.mailboxes))
     elem_hash = {i: naming.members_hash(elements[i]) for i in range(len(elements))}
     groups, key_of, term_of = _plan_groups(elements, existing, first, first_app, apps_using, namer, elem_hash)
     groups_by_key = {g.key: g for g in groups}
 
     # 4. scopes (one per distinct combination of an app's sets) and one assignment per app (per chunk)
-    scopes, assignments, scope_of_elem = _plan_scopes(batches, cover.app_groups, key_of, term_of, groups_by_key,
+    scopes, assignments, scope_of_elem = _plan_scopes(batches, app_groups, key_of, term_of, groups_by_key,
                                                       batch_of, app_names, options.role, namer, elem_hash)
 
     # 5. grants: SendAs migrate (with the set that carries it), FullAccess keep; app by app, so the
     # mailbox -> reason map is one app's at a time (1M grants), and equal reasons share one string
-    plan_grants = _plan_grants(source.grants, app_names, flagged, options.role, cover.app_groups, elements, key_of,
-                               term_of, scope_of_elem, batch_of, uses)
+    plan_grants = _plan_grants(source.grants, app_names, flagged, options.role, app_groups, elements, key_of,
+                               term_of, scope_of_elem, batch_of, uses, rbac)
 
     # 6. batch rows
     plan_batches = _plan_batches(batches, app_sets, flagged, groups, scopes, assignments, pilot=bool(options.pilot))
@@ -278,8 +291,36 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
                                  "imap_pop": u.imap, "removed": u.remove, "why": u.why}
                                 for a, u in sorted(uses.items())]},
     }
+    meta["existing_rbac"] = _existing_meta(inv, rbac, app_names)
     return Plan(meta, tuple(plan_grants), tuple(groups), tuple(scopes), tuple(assignments), tuple(plan_batches),
-                tuple(reuse.attribute_holders(inv.mailboxes, used_terms)))
+                tuple(reuse.attribute_holders(inv.mailboxes, used_terms)),
+                existing=_plan_existing(rbac, app_names, batch_of))
+
+
+def _existing_meta(inv, rbac: dict[str, existing_rbac.AppRbac], app_names: dict[str, str]) -> dict:
+    """plan.json `existing_rbac`: whether the inventory read them at all, and the verdict per app holding one."""
+    if not inv.rbac_known:
+        return {"read": False, "note": "the inventory did not read existing RBAC for Applications assignments "
+                                       "(exports without the Get-ManagementRoleAssignment file): an app already "
+                                       "moved by hand would be planned as if it had none"}
+    return {"read": True, "apps": [{"app_id": a, "app_name": app_names.get(a, ""), "status": r.status,
+                                    "assignments": [x.name for x in r.assignments], "note": r.note}
+                                   for a, r in sorted(rbac.items())]}
+
+
+def _plan_existing(rbac: dict[str, existing_rbac.AppRbac], app_names: dict[str, str],
+                   batch_of: dict[str, int]) -> tuple[PlanExisting, ...]:
+    """existing.csv rows: every assignment of the plan's role an app already holds, and what the plan does with it."""
+    out = []
+    for app, r in sorted(rbac.items()):
+        action = (ExistingAction.REUSE if r.status in existing_rbac.PLANNED else
+                  ExistingAction.LEFT if r.status in existing_rbac.LEFT else ExistingAction.NONE)
+        for a in r.assignments:
+            reused = action == ExistingAction.REUSE
+            out.append(PlanExisting(app, app_names.get(app, ""), a.name, a.role, a.scope, a.filter, action,
+                                    batch_of[app] if reused else None, a.mailboxes if reused else frozenset(),
+                                    r.note))
+    return tuple(out)
 
 
 def _plan_groups(elements: list[frozenset[str]], existing: list, first: Mapping, first_app: dict[int, int],
@@ -373,7 +414,7 @@ def _plan_batches(batches: list[tuple[str, ...]], app_sets: dict[str, frozenset[
 
 
 def _plan_grants(grants, app_names, flagged, role, app_groups, elements, key_of, term_of, scope_of_elem,
-                 batch_of, uses: dict[str, FullAccessUse]) -> list[PlanGrant]:
+                 batch_of, uses: dict[str, FullAccessUse], rbac: dict[str, existing_rbac.AppRbac]) -> list[PlanGrant]:
     """grants.csv rows from the source's sorted (app_id, mailbox, right) tuples. SendAs: migrate, in the app's
     batch. FullAccess that is SMTP reach: keep (IMAP/POP) or migrate (--remove-fullaccess), in the app's batch
     (its mailbox is in the app's RBAC set); FullAccess that is not: keep, no batch."""
@@ -392,6 +433,16 @@ def _plan_grants(grants, app_names, flagged, role, app_groups, elements, key_of,
         keep_reason = (f"kept: no SMTP reach to move ({use.why}); FullAccess stays for IMAP/POP, which has no RBAC "
                        f"role{flag}") if use is not None else ""
         via: dict[str, str] = {}
+        held = rbac.get(app)
+        if held is not None and held.status in existing_rbac.LEFT:  # left as it is: every grant kept, no batch
+            for _app, mailbox, right in grants[start:end]:
+                add(new(PlanGrant, (app, name, mailbox, right, KEEP, held.note + flag, None)))
+            start = end
+            continue
+        for a in held.assignments if held is not None else ():  # served already: removal only, after verification
+            reason = (f"{role} already held through existing assignment {a.name!r}"
+                      f"{f' (scope {a.scope})' if a.scope else ''}: legacy grant removed after verification{flag}")
+            via.update(dict.fromkeys(a.mailboxes - via.keys(), reason))
         if app in app_groups:
             idx = sorted(app_groups[app], key=lambda i: (i not in key_of, key_of.get(i, ""), term_of.get(i, ("", ""))))
             for i in idx:

@@ -52,6 +52,8 @@ SCOPES = "scopes.csv"
 ASSIGNMENTS = "assignments.csv"
 BATCHES = "batches.csv"
 ATTRIBUTES = "attributes.csv"
+EXISTING = "existing.csv"
+EXISTING_MEMBERS = "existing_members.csv"
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     GRANTS: ("app_id", "app_name", "mailbox", "right", "action", "reason", "batch"),
@@ -67,12 +69,26 @@ EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {
     BATCHES: ("app_names",),  # the apps' display names, ";"-separated in the order of `apps`: people read names
 }
 CSV_FILES = tuple(COLUMNS)
+# Written only when the tenant already has RBAC for Applications assignments of the plan's role for some app: the
+# plan builds on them (planner/existing.py). A plan without them (made before them, or with none) still loads.
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    EXISTING: ("app_id", "app_name", "assignment", "role", "scope", "filter", "action", "batch", "mailboxes", "note"),
+    EXISTING_MEMBERS: ("assignment", "mailbox"),
+}
 
 class Action(enum.StrEnum):
     """What the plan does with a legacy grant (grants.csv, column action)."""
 
     MIGRATE = "migrate"  # replaced by RBAC, then removed
     KEEP = "keep"  # left in place (FullAccess: RBAC has no IMAP/POP role)
+
+
+class ExistingAction(enum.StrEnum):
+    """What the plan does with an existing role assignment of an app (existing.csv, column action)."""
+
+    REUSE = "reuse"  # kept as it is and counted in the app's RBAC set (verified by the executor, never changed)
+    LEFT = "left"  # its app is left as it is (reach beyond the legacy grants, or not exactly known)
+    NONE = "none"  # its app has no legacy SMTP reach: nothing to do
 
 
 class GroupStatus(enum.StrEnum):
@@ -150,6 +166,22 @@ class PlanBatch:
     assignments: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class PlanExisting:
+    """An app's role assignment that was there before the plan (existing.csv, members in existing_members.csv)."""
+
+    app_id: str
+    app_name: str
+    assignment: str  # its name in the tenant
+    role: str
+    scope: str  # its management scope (or group, or "" for the organisation)
+    filter: str  # the scope's filter as read
+    action: str  # ExistingAction
+    batch: int | None  # the app's batch (reuse), else None
+    members: frozenset[str]  # the mailboxes it reaches (reuse rows; the others list none)
+    note: str = ""
+
+
 @dataclass(frozen=True)
 class Plan:
     meta: dict
@@ -160,6 +192,7 @@ class Plan:
     batches: tuple[PlanBatch, ...]
     attributes: tuple[tuple[str, str, str], ...] = ()  # (attribute, value, mailbox)
     path: Path | None = field(default=None, compare=False)
+    existing: tuple[PlanExisting, ...] = ()  # the apps' role assignments that were there before (existing.csv)
 
     def group(self, key: str) -> PlanGroup:
         return next(g for g in self.groups if g.key == key)
@@ -238,6 +271,7 @@ def check_exact(plan: Plan) -> list[str]:
     scopes, scope_batch = _check_scopes(plan, groups, problems)
     expected, grant_batches = _check_grants(plan, problems)
     effective, assignment_batches = _check_assignments(plan, scopes, scope_batch, problems)
+    _check_existing(plan, effective, assignment_batches, problems)
     _check_access(expected, effective, problems)
     _check_names(plan, problems)
     _check_batches(plan, expected, effective, grant_batches, assignment_batches, problems)
@@ -330,6 +364,8 @@ def _check_grants(plan: Plan, problems: list[str]) -> tuple[dict[str, set[str]],
     for row, grant in enumerate(plan.grants, start=2):
         right, action = grant.right, grant.action
         if right == Right.SEND_AS:
+            if action == KEEP and grant.batch is None:
+                continue  # its app is left as it is (existing RBAC beyond or not known): in no batch, checked there
             if action != MIGRATE:
                 problems.append(f"{_grant_where(row, grant)}: a SendAs grant must be migrated, not {action!r}")
             expected[grant.app_id].add(grant.mailbox)
@@ -370,6 +406,31 @@ def _check_assignments(plan: Plan, scopes: dict[str, frozenset[str]], scope_batc
         effective[asg.app_id] |= scopes[asg.scope]
         assignment_batches[asg.app_id].add(asg.batch)
     return effective, assignment_batches
+
+
+def _check_existing(plan: Plan, effective: dict[str, set[str]], assignment_batches: dict[str, set[int]],
+                    problems: list[str]) -> None:
+    """existing.csv: a reused assignment has the plan's role and the app's batch, and its mailboxes count in the
+    app's RBAC set; the other rows (apps left as they are, or with nothing to do) list no mailboxes."""
+    role = plan.meta.get("role")
+    seen: set[str] = set()
+    for row, e in enumerate(plan.existing, start=2):
+        where = f"{EXISTING} row {row} ({e.assignment})"
+        if e.assignment.lower() in seen:
+            problems.append(f"{where}: listed twice")
+        seen.add(e.assignment.lower())
+        if e.action not in tuple(ExistingAction):
+            problems.append(f"{where}: action must be one of {', '.join(ExistingAction)}, not {e.action!r}")
+        elif e.action == ExistingAction.REUSE:
+            if role and e.role.lower() != str(role).lower():
+                problems.append(f"{where}: role {e.role!r} differs from the plan's role {role!r}")
+            if e.batch is None:
+                problems.append(f"{where}: a reused assignment needs its app's batch")
+                continue
+            effective[e.app_id] |= e.members
+            assignment_batches[e.app_id].add(e.batch)
+        elif e.members or e.batch is not None:
+            problems.append(f"{where}: only a reused assignment has a batch and mailboxes")
 
 
 def _check_access(expected: dict[str, set[str]], effective: dict[str, set[str]], problems: list[str]) -> None:
@@ -417,6 +478,10 @@ def _check_batches(plan: Plan, expected: dict[str, set[str]], effective: dict[st
         migrated = sum(len(expected[app]) for app in b.apps)
         if b.grants != migrated:
             problems.append(f"{BATCHES} row {row}: grants {b.grants}, but its apps migrate {migrated}")
+    for g in plan.grants:
+        if g.right == Right.SEND_AS and g.action == KEEP and g.app_id in batch_of:
+            problems.append(f"app {g.app_id} keeps SendAs grants (left as it is) but is in batch {batch_of[g.app_id]}")
+            break
     for app in sorted(set(expected) | set(effective)):
         if app not in batch_of:
             problems.append(f"app {app} migrates grants but is in no batch")
@@ -510,7 +575,15 @@ def _file_rows(plan: Plan) -> dict[str, Iterable[Sequence[str]]]:
                    str(b.scopes), str(b.assignments), ";".join(app_names.get(a, "").replace(";", ",") for a in b.apps))
                   for b in plan.batches),
         ATTRIBUTES: plan.attributes,
+        **({EXISTING: ((e.app_id, e.app_name, e.assignment, e.role, e.scope, e.filter, e.action,
+                        batch_text[e.batch], str(len(e.members)), e.note) for e in plan.existing),
+            EXISTING_MEMBERS: ((e.assignment, m) for e in plan.existing for m in sorted(e.members))}
+           if plan.existing else {}),
     }
+
+
+def _columns(name: str) -> tuple[str, ...]:
+    return COLUMNS[name] if name in COLUMNS else OPTIONAL_COLUMNS[name]
 
 
 JOURNAL_FILE = "journal.db"  # written by the executor into the plan folder
@@ -534,7 +607,7 @@ def write_plan(plan: Plan, out: Path, *, overwrite: bool = False) -> Path:
     rowhashes: dict[str, str] = {}
     with csvio.atomic_folder(out, overwrite=overwrite) as tmp:
         for name, rows in _file_rows(plan).items():
-            files[name], rowhashes[name] = _write_csv(tmp / name, COLUMNS[name] + EXTRA_COLUMNS.get(name, ()), rows)
+            files[name], rowhashes[name] = _write_csv(tmp / name, _columns(name) + EXTRA_COLUMNS.get(name, ()), rows)
         rh = json.dumps({"format": FORMAT, "digest": "base64 of 3 bytes a row (header first): the low 24 bits of "
                                                     "CRC-32 of the row's cells joined by U+001F",
                          "files": rowhashes}, indent=1) + "\n"
@@ -555,12 +628,14 @@ def load_plan(path: Path) -> Plan:
     path = Path(path)
     meta = _read_meta(path)
     files = meta.get("files")
-    if not isinstance(files, dict) or set(files) != set(CSV_FILES) | {ROWHASH_FILE}:
+    optional = [n for n in OPTIONAL_COLUMNS if isinstance(files, dict) and n in files]
+    if not isinstance(files, dict) or set(files) != set(CSV_FILES) | {ROWHASH_FILE} | set(optional) \
+            or len(optional) not in (0, len(OPTIONAL_COLUMNS)):
         raise PlanError("the `files` list is missing or incomplete", path=str(path / PLAN_JSON), field="files")
     rowhash_path = path / ROWHASH_FILE
     _verify_hash(rowhash_path, files[ROWHASH_FILE], None)
     rowhashes = json.loads(rowhash_path.read_text(encoding="utf-8")).get("files", {})
-    for name in CSV_FILES:
+    for name in (*CSV_FILES, *optional):
         _verify_hash(path / name, files[name], rowhashes.get(name))
 
     # the two big files (a million rows each) are read as plain tuples; the others as dicts
@@ -602,7 +677,8 @@ def load_plan(path: Path) -> Plan:
                               _int(r, "new_groups", p, n), _int(r, "scopes", p, n), _int(r, "assignments", p, n))
                     for p, n, r in _read(path, BATCHES))
     attributes = tuple((r["attribute"], r["value"], r["mailbox"]) for _p, _n, r in _read(path, ATTRIBUTES))
-    plan = Plan(meta, grants, tuple(groups), tuple(scopes), assignments, batches, attributes, path)
+    plan = Plan(meta, grants, tuple(groups), tuple(scopes), assignments, batches, attributes, path,
+                _read_existing(path) if optional else ())
     _raise_if_inexact(plan, path)
     counts = plan_counts(plan)
     for key, value in counts.items():
@@ -610,6 +686,25 @@ def load_plan(path: Path) -> Plan:
             raise PlanError(f"counts.{key} is {meta.get('counts', {}).get(key)!r}, the files give {value!r}",
                             path=str(path / PLAN_JSON), field=f"counts.{key}")
     return plan
+
+
+def _read_existing(path: Path) -> tuple[PlanExisting, ...]:
+    members: dict[str, set[str]] = defaultdict(set)
+    for _p, _n, r in _read(path, EXISTING_MEMBERS):
+        members[r["assignment"].lower()].add(r["mailbox"])
+    out = []
+    for p, n, r in _read(path, EXISTING):
+        e = PlanExisting(r["app_id"], r["app_name"], r["assignment"], r["role"], r["scope"], r["filter"], r["action"],
+                         _int(r, "batch", p, n) if r["batch"].strip() else None,
+                         frozenset(members.pop(r["assignment"].lower(), ())), r["note"])
+        if _int(r, "mailboxes", p, n) != len(e.members):
+            raise PlanError(f"says {r['mailboxes']} mailboxes, {EXISTING_MEMBERS} lists {len(e.members)}",
+                            path=str(p), row=n, field="mailboxes")
+        out.append(e)
+    if members:
+        raise PlanError(f"mailboxes of unknown assignment(s) {', '.join(sorted(members)[:5])}",
+                        path=str(path / EXISTING_MEMBERS))
+    return tuple(out)
 
 
 def _read_meta(path: Path) -> dict:
@@ -665,7 +760,7 @@ def _read(path: Path, name: str):
     with open(file, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, [])
-        missing = [c for c in COLUMNS[name] if c not in header]
+        missing = [c for c in _columns(name) if c not in header]
         if missing:
             raise PlanError(f"missing column(s) {', '.join(missing)}", path=str(file), row=1)
         for n, cells in enumerate(reader, start=2):

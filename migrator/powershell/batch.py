@@ -117,20 +117,24 @@ def batch_slice(plan, number: int, *, probes_per_app: int = 3) -> BatchSlice:
     for app_id, mailbox in sorted({(g.app_id, g.mailbox) for g in plan.grants if g.batch == number}):
         expected.setdefault(app_id, []).append(mailbox)
 
-    _check_exact_reach(apps, assignments, scopes_by_key, groups_by_key, expected, where)
+    held: dict[str, set[str]] = {}  # what the existing assignments the plan reuses reach (existing.csv)
+    for e in getattr(plan, "existing", ()):
+        if e.action == "reuse" and e.batch == number:
+            held.setdefault(e.app_id, set()).update(e.members)
+    _check_exact_reach(apps, assignments, scopes_by_key, groups_by_key, expected, where, held)
     probes = _probes(plan, apps, groups, probes_per_app)
     return BatchSlice(number, batch.note or "", apps, groups, scopes, assignments, sendas,
                       {k: sorted(v) for k, v in expected.items()}, probes, kept)
 
 
 def _check_exact_reach(apps, assignments, scopes_by_key, groups_by_key, expected: dict[str, list[str]],
-                       where: str) -> None:
+                       where: str, held: dict[str, set[str]] | None = None) -> None:
     """Exactness guard: the union of an app's groups must be its migrated mailboxes (attribute scopes aside, the
     plan holds no member list for them; load_plan checks those against the inventory)."""
     for app_id, _ in apps:
         mine = [scopes_by_key[a.scope] for a in assignments if a.app_id == app_id]
         if mine and all(s.groups or filter_group_keys(s.filter) for s in mine):
-            reach: set[str] = set()
+            reach: set[str] = set((held or {}).get(app_id, ()))  # existing assignments count, never re-made
             for s in mine:
                 for key in set(s.groups) | set(filter_group_keys(s.filter)):
                     reach |= set(groups_by_key[key].members)
