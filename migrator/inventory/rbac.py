@@ -276,10 +276,10 @@ def rbac_from_exports(assignment_files, scope_files, resolver, mailboxes: list[M
             group_scope = v.get("recipientgroupscope", "").strip()
             unit = v.get("recipientadministrativeunitscope", "").strip()
             try:
-                if custom:
-                    item = _custom(app_id, name, role, custom, scopes, bool(scope_files), mailboxes, groups)
-                elif group_scope:
+                if group_scope:  # first: such an assignment may also show the hidden scope it made (exchange.md §9)
                     item = _group_scoped(app_id, name, role, group_scope, resolver, groups)
+                elif custom:
+                    item = _custom(app_id, name, role, custom, scopes, bool(scope_files), mailboxes, groups)
                 elif unit:
                     item = RbacAssignment(app_id, name, role, "administrative_unit", unit, "", UNKNOWN, frozenset(),
                                           "scoped to an administrative unit, whose members the inventory does not read")
