@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 from migrator.cli import main
 from migrator.exchange.profile import load_profile
-from migrator.inventory.exports import inventory_from_exports
 from migrator.inventory.export_script import SCRIPT_FILES
+from migrator.inventory.exports import inventory_from_exports
 from migrator.inventory.rbac import EXACT, UNKNOWN
 from migrator.inventory.store import counts, read_inventory
 from migrator.inventory.tenant import Clients, live_inventory
