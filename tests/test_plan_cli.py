@@ -56,6 +56,9 @@ Batch  Apps  Grants  Mailboxes  New groups  Scopes  Assignments  Note
     2     2       4          4           1       2            2  wave; 1 app(s) hold unscoped Entra permissions, scoping is moot until removed: crm (Microsoft Graph/Mail.Send)
     3     1       4          4           0       1            1  wave
 
+Existing RBAC: not read. The inventory did not read existing RBAC for Applications assignments (exports without \
+the Get-ManagementRoleAssignment file): an app already moved by hand would be planned as if it had none
+
 Flagged apps (unscoped Entra permissions: RBAC scoping does not limit them until removed):
   crm (CRM): Microsoft Graph/Mail.Send
 """

@@ -300,7 +300,7 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
 def _existing_meta(inv, rbac: dict[str, existing_rbac.AppRbac], app_names: dict[str, str]) -> dict:
     """plan.json `existing_rbac`: whether the inventory read them at all, and the verdict per app holding one."""
     if not inv.rbac_known:
-        return {"read": False, "note": "the inventory did not read existing RBAC for Applications assignments "
+        return {"read": False, "note": "The inventory did not read existing RBAC for Applications assignments "
                                        "(exports without the Get-ManagementRoleAssignment file): an app already "
                                        "moved by hand would be planned as if it had none"}
     return {"read": True, "apps": [{"app_id": a, "app_name": app_names.get(a, ""), "status": r.status,
