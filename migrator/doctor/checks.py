@@ -370,7 +370,8 @@ def check_rbac_assignments(p: Probe) -> Finding:
     except ApiError as exc:
         return Finding("rbac_assignments", assumption, CANNOT_TELL, f"a read failed: {exc}",
                        "rely on each batch's drift check")
-    planned = {a.name for a in p.plan.assignments}
+    # the plan's own, and the ones the tenant had before that it builds on or leaves alone (existing.csv)
+    planned = {a.name for a in p.plan.assignments} | {e.assignment for e in getattr(p.plan, "existing", ())}
     found = []
     for row in rows:
         assignee = norm_id(text(row, "RoleAssigneeName", "App", "RoleAssignee"))
@@ -405,6 +406,9 @@ def _rbac_sets(plan) -> dict[str, set[str]]:
             got |= members.get(key, set())
         for attr, value in scope.attributes:
             got |= by_value.get((attr.lower(), value.lower()), set())
+    for e in getattr(plan, "existing", ()):  # existing assignments the plan reuses count in the app's set
+        if e.action == "reuse":
+            out.setdefault(norm_id(e.app_id), set()).update(norm_id(m) for m in e.members)
     return out
 
 
