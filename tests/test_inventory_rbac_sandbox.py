@@ -145,6 +145,8 @@ def test_hand_made_rbac_is_reused_or_left_and_the_run_stays_exact(tmp_path):
             assert not access[app].sendas and sorted(access[app].rbac) == legacy[app]  # migrated: RBAC only
         for app in (app_of["beyond"], app_of["unknown"]):
             assert sorted(access[app].sendas) == legacy[app]  # left as they were
+        audit = CliRunner().invoke(main, ["audit", str(plan_path), "--profile", str(sb.profile_path), "--json"])
+        assert audit.exit_code == 0, audit.output  # the reused and the left-alone assignments are no finding
         writes = {e.operation for e in sb.requests.writes()}
         assert "Remove-ManagementRoleAssignment" not in writes and "Remove-ManagementScope" not in writes
 

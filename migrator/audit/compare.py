@@ -135,7 +135,7 @@ def _assignments(exp: Expected, obs: Observed) -> list[Finding]:
     for lower, now in sorted(obs.assignments.items()):
         holder = obs.principal_app.get(now.assignee, now.assignee)
         entry = exp.apps.get(holder)
-        if lower not in planned and entry is not None and not _tool_made(exp, now.name):
+        if lower not in planned and lower not in exp.existing and entry is not None and not _tool_made(exp, now.name):
             out.append(Finding(EXTRA_ASSIGNMENT, now.name, f"an assignment of {now.role or 'the role'} the plan does "
                                f"not make (scope {now.scope!r})", (holder,), "over-grant"))
     return out
@@ -175,10 +175,15 @@ def reach(exp: Expected, obs: Observed) -> list[Reach]:
         if not entry.migrated:
             continue
         now: set[str] = set()
-        assignment = obs.assignments.get(entry.assignment.lower())
+        assignment = obs.assignments.get(entry.assignment.lower()) if entry.assignment else None
         if assignment is not None and assignment.scope.lower() == entry.scope.lower():
             for group in entry.groups:
                 now |= obs.groups.get(group.lower(), frozenset())
+        for name, scope, members in entry.held:  # an existing assignment the plan built on, while still in place
+            found = obs.assignments.get(name.lower())
+            if found is not None and (not scope or found.scope.lower() == scope.lower()
+                                      or scope.lower() not in obs.scopes):
+                now |= members
         if entry.app_id in obs.claims:
             now |= {m for a, m, _r in obs.grants if a == entry.app_id}
         rows.append(Reach(entry.app_id, entry.name, len(entry.reach), len(now), tuple(sorted(now - entry.reach)),

@@ -31,6 +31,8 @@ class AppExpect:
     assignment: str = ""  # role assignment name (migrated apps)
     scope: str = ""  # management scope name
     groups: tuple[str, ...] = ()  # names of the groups the scope matches
+    # existing assignments the plan reused (existing.csv, action reuse): name -> (scope, mailboxes they reached)
+    held: tuple[tuple[str, str, frozenset[str]], ...] = ()
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Expected:
     scope_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # scope name -> group names
     assignments: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # name -> (app_id, role, scope)
     source_grants: set[tuple[str, str, str]] = field(default_factory=set)  # (app, mailbox, right) planned from
+    existing: dict[str, str] = field(default_factory=dict)  # lower name of an assignment a plan knew of -> app id
     tool_names: set[str] = field(default_factory=set)  # every object name the plans make
     prefixes: set[str] = field(default_factory=set)  # the plans' name prefixes (tool-made objects)
     notes: list[str] = field(default_factory=list)
@@ -77,6 +80,11 @@ def add_plan(exp: Expected, plan: Plan, label: str, states: dict[int, str], filt
     groups = {g.key: g for g in plan.groups}
     scopes = {s.key: s for s in plan.scopes}
     assignment_of = {a.app_id: a for a in plan.assignments}
+    held_of: dict[str, list] = {}  # app -> the existing assignments the plan built on (planner/existing.py)
+    for e in plan.existing:  # every one the plan knew of is expected there (the ones it left alone too)
+        exp.existing[e.assignment.lower()] = norm_id(e.app_id)
+        if e.action == "reuse":
+            held_of.setdefault(e.app_id, []).append(e)
     batch_of = {a: b.number for b in plan.batches for a in b.apps}
     grants_of: dict[str, list] = {}
     for g in plan.grants:
@@ -92,17 +100,19 @@ def add_plan(exp: Expected, plan: Plan, label: str, states: dict[int, str], filt
         state = states.get(batch, "new")
         if state not in LEGACY_STATES and state != DONE:
             continue
-        migrated = state == DONE and app_id in assignment_of
+        migrated = state == DONE and (app_id in assignment_of or app_id in held_of)
         # its RBAC set: SendAs, and FullAccess of an app holding SMTP.SendAsApp (the grants with a batch)
         reach = frozenset(norm_id(g.mailbox) for g in rows if g.batch is not None)
         legacy = frozenset((norm_id(g.mailbox), str(g.right)) for g in rows
                            if not migrated or g.action != MIGRATE)
-        entry = AppExpect(norm_id(app_id), rows[0].app_name, label, batch, migrated, reach, legacy)
-        if migrated:
+        held = tuple((e.assignment, e.scope, e.members) for e in held_of.get(app_id, ()))
+        entry = AppExpect(norm_id(app_id), rows[0].app_name, label, batch, migrated, reach, legacy, held=held)
+        if migrated and app_id in assignment_of:
             a = assignment_of[app_id]
             scope = scopes[a.scope]
             names = tuple(groups[k].name for k in scope.groups if k in groups)
-            entry = AppExpect(entry.app_id, entry.name, label, batch, True, reach, legacy, a.name, scope.name, names)
+            entry = AppExpect(entry.app_id, entry.name, label, batch, True, reach, legacy, a.name, scope.name, names,
+                              held)
             exp.assignments[a.name] = (entry.app_id, a.role, scope.name)
             exp.scopes[scope.name] = filters.get(scope.name, "")
             exp.scope_groups[scope.name] = names
