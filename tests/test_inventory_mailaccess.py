@@ -81,6 +81,12 @@ def _export(clients: Clients, folder: Path) -> None:
                          "ResourceId": res["id"], "ResourceDisplayName": res["displayName"],
                          "AppRoleId": a["appRoleId"], "AppRoleValue": values[a["appRoleId"]]})
     _write(folder / "app-role-assigned-to.csv", cols["app-role-assigned-to.csv"], rows)
+    # existing RBAC for Applications, as the script reads it (none in this tenant: header-only files, "read, none")
+    _write(folder / "role-assignments.csv", cols["role-assignments.csv"],
+           [{**r, "RoleAssignee": sp["ObjectId"]} for sp in exo.get_service_principals()
+            for r in exo.invoke("Get-ManagementRoleAssignment", {"RoleAssignee": sp["ObjectId"]})
+            if str(r.get("Role") or "").startswith("Application ")])
+    _write(folder / "management-scopes.csv", cols["management-scopes.csv"], exo.get_management_scopes())
 
 
 @pytest.fixture(scope="module")
