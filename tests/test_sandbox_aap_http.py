@@ -17,6 +17,9 @@ SETTINGS = {"sendas_delay": 0.0, "graph_replication_delay": 5.0, "propagation_de
             "access_policy_delay": 50.0, "token_lifetime": 30.0}
 
 
+ARCHIVER_SECRET = "archiver-s3cret-value"
+
+
 @pytest.fixture()
 def world(tmp_path):
     from migrator.executor.session import connect
@@ -24,7 +27,9 @@ def world(tmp_path):
     from migrator.sandbox.server import start_sandbox
     from migrator.sandbox.settings import SandboxSettings
 
-    with start_sandbox(aap_fixture(), clock=Clock(), settings=SandboxSettings(**SETTINGS), run_dir=tmp_path / "sb",
+    data = aap_fixture()
+    next(a for a in data["apps"] if a["app_id"] == ARCHIVER)["secret"] = ARCHIVER_SECRET
+    with start_sandbox(data, clock=Clock(), settings=SandboxSettings(**SETTINGS), run_dir=tmp_path / "sb",
                        smtp=False) as sb:
         conn = connect(sb.profile_path, preflight=False)
         try:
@@ -99,3 +104,49 @@ def test_policy_removed_before_the_consent_through_the_clients_is_an_over_grant(
     report = sb.check()
     assert report.per_permission() == {"Mail.Read": {"gaps": 0, "overgrants": 2},
                                        "Mail.Send": {"gaps": 0, "overgrants": 2}}
+
+
+def _archiver_token(sb, tmp_path) -> str:
+    """A fresh Graph token of the archiver app itself (client credentials through msal)."""
+    import dataclasses
+
+    from migrator.exchange.auth import TokenProvider
+    from migrator.exchange.profile import Credential, load_profile
+
+    secret = tmp_path / "archiver.secret"
+    secret.write_text(ARCHIVER_SECRET, encoding="utf-8")
+    profile = dataclasses.replace(load_profile(sb.profile_path), client_id=ARCHIVER,
+                                  credential=Credential(kind="secret", secret_file=str(secret)))
+    return TokenProvider(profile).token(profile.graph_resource, force_refresh=True)
+
+
+def _read_mail(sb, token: str, mailbox: str, resource: str = "messages", method: str = "GET"):
+    import requests
+
+    return requests.request(method, f"{sb.graph_url}/v1.0/users/{mailbox}/{resource}", timeout=10,
+                            headers={"Authorization": f"Bearer {token}"}, verify=str(sb.ca_bundle))
+
+
+def test_graph_data_plane_on_the_wire_before_and_after_the_move(world, tmp_path):
+    sb, conn = world
+    token = _archiver_token(sb, tmp_path)
+    answers = {m: _read_mail(sb, token, m).status_code for m in sorted(MAILBOXES)}
+    assert {m for m, code in answers.items() if code == 200} == ARCHIVE_SET
+    denied = _read_mail(sb, token, "dan.wu@contoso.com").json()["error"]
+    assert denied["code"] == "ErrorAccessDenied" and denied["message"] == "Access to OData is disabled."
+    assert _read_mail(sb, token, "carol.diaz@contoso.com", "sendMail", "POST").status_code == 202
+    assert _read_mail(sb, token, "carol.diaz@contoso.com", "events").status_code == 403  # no Calendars.* held
+    assert _read_mail(sb, token, "nobody@contoso.com").status_code == 404
+    _move_to_rbac(sb, conn, policy_first=False)
+    token = _archiver_token(sb, tmp_path)  # carries neither Mail.Read nor Mail.Send now: RBAC serves it
+    answers = {m: _read_mail(sb, token, m).status_code for m in sorted(MAILBOXES)}
+    assert {m for m, code in answers.items() if code == 200} == ARCHIVE_SET
+    assert not {"Mail.Read", "Mail.Send"} & set(sb.app.graph.attempts[-1].token_roles)
+    # every answer the endpoint gave agrees with the timeline's data plane for the same token and instant
+    for a in sb.app.graph.attempts:
+        if a.verdict in ("ok", "denied") and a.resource == "messages":
+            expected = any(sb.state.can_use_mailbox(a.app_id, p, a.mailbox, token_has=p in a.token_roles,
+                                                    token_issued_at=a.token_iat, at=a.t)
+                           for p in ("Mail.Read", "Mail.ReadWrite", "Mail.ReadBasic", "Mail.ReadBasic.All"))
+            assert expected == (a.verdict == "ok"), a
+    assert len(sb.app.graph.attempts) == 14

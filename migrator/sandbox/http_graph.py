@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from migrator.sandbox.backend import GRAPH_RESOURCE, Backend, Caller, GraphError
 from migrator.sandbox.faults import CONCURRENCY_TEXT, FaultInjector
+from migrator.sandbox.graph_data import MAILBOX_PATH, GraphDataAttempt, permissions_for
 from migrator.sandbox.http_exchange import fault_reply
 from migrator.sandbox.reply import Reply, Request, json_reply, text_reply
 from migrator.sandbox.requestlog import RequestLog
@@ -72,11 +73,15 @@ class GraphEndpoint:
         self.backend, self.tokens, self.faults, self.lock = backend, tokens, faults, lock
         self._cursors: OrderedDict[str, tuple[list[dict], float, str]] = OrderedDict()
         self._cursor_lock = threading.Lock()
+        self.attempts: list[GraphDataAttempt] = []  # every app call on a mailbox (graph_data.py), in order
 
     def handle(self, req: Request) -> Reply | None:
         if not req.path.startswith("/v1.0/"):
             return None
         crid = req.header("client-request-id")
+        data = MAILBOX_PATH.match(req.path[len("/v1.0/"):])
+        if data:  # an app's own call on a mailbox: the data plane, not the tool's API (neither faulted nor logged)
+            return self._mailbox_call(req, unquote(data.group(1)), data.group(2), crid)
         try:
             caller = self.tokens.validate(req.header("authorization"), GRAPH_RESOURCE)
         except TokenRejected as exc:
@@ -120,6 +125,34 @@ class GraphEndpoint:
             return reply
         finally:
             self.faults.leave(service, tid)
+
+    def _mailbox_call(self, req: Request, mailbox: str, resource: str, crid: str) -> Reply:
+        try:
+            claims = self.tokens.verified_claims(req.header("authorization"), GRAPH_RESOURCE)
+        except TokenRejected as exc:
+            return graph_error(401, "InvalidAuthenticationToken", exc.description, crid)
+        permissions = permissions_for(req.method, resource)
+        if not permissions:
+            return graph_error(405, "Request_BadRequest", f"{req.method} is not supported on {resource}.", crid)
+        with self.lock:
+            verdict = self.backend.graph_mailbox(claims, mailbox, permissions)
+            self.attempts.append(GraphDataAttempt(self.backend.now(), str(claims.get("appid") or ""),
+                                                  mailbox.lower(), req.method, resource,
+                                                  float(claims.get("iat", 0)), tuple(claims.get("roles") or ()),
+                                                  verdict))
+        if verdict == "unknown_mailbox":
+            return graph_error(404, "ErrorInvalidUser", f"The requested user '{mailbox}' is invalid.", crid)
+        if verdict != "ok":
+            return graph_error(403, "ErrorAccessDenied", "Access to OData is disabled.", crid)
+        if req.method == "POST" and resource == "sendMail":
+            return Reply(202, b"", "text/plain")
+        if req.method in ("POST", "PATCH"):
+            return json_reply(201 if req.method == "POST" else 200, {})
+        if resource == "mailboxSettings":
+            return json_reply(200, {"@odata.context": f"{req.base_url}/v1.0/$metadata#users('{mailbox}')/"
+                                                      "mailboxSettings", "timeZone": "UTC"})
+        return json_reply(200, {"@odata.context": f"{req.base_url}/v1.0/$metadata#users('{mailbox}')/{resource}",
+                                "value": []})
 
     # ---- routing ----------------------------------------------------------------------------------------
     def _route(self, method: str, rel: str, query: dict[str, str], body: bytes, caller: Caller, base: str,

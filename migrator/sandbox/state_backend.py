@@ -66,6 +66,13 @@ class StateBackend:
         return self.state.graph("list_users", caller=caller)
 
     # ---- SMTP submission (sandbox/smtp.py) ------------------------------------------------------------------
+    def graph_mailbox(self, claims: dict, mailbox: str, permissions: tuple[str, ...]) -> str:
+        """An app's Graph call on a mailbox (graph_data.py): "ok", "denied" or "unknown_mailbox"."""
+        from migrator.sandbox.graph_data import verdict
+
+        with self.state.lock:
+            return verdict(self.state, claims, mailbox, permissions)
+
     def smtp_auth(self, claims: dict, mailbox: str, *, at: float | None = None) -> str:
         """AUTH XOAUTH2 as `mailbox` with a verified token: "ok", "denied", "disabled_tenant" or "disabled_mailbox"."""
         from migrator.sandbox.dataplane import can_send_with_claims
