@@ -355,17 +355,18 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
     info["constraints"] = len(rows_kept)
     stop = None
     if phase("domination"):
-        # the compact pool: the other side's concepts and the closures of pairs of the small side
-        others = column_concepts(m) if nr <= nc else rows_of
-        stop = pool.add_many(others, incidence_budget, _share(deadline, POOL_SHARE))
-        pairs = small_side_pairs(m) if stop is None else []
+        # the compact pool: the closures of pairs of the small side, then the other side's concepts
+        pairs = small_side_pairs(m)
         if pairs:
-            # its own share of the budget, smallest bicliques first: on dense data (chess, mushroom) the pairs'
+            # their own share of the budget, smallest bicliques first: on dense data (chess, mushroom) the pairs'
             # extents are large, and the later steps still need room
             compact_budget = min(incidence_budget, pool.incidences + COMPACT_INCIDENCES)
             stop = pool.add_many(pairs, compact_budget, _share(deadline, POOL_SHARE))
             if stop == "memory" and compact_budget < incidence_budget:
                 stop = None
+        if stop is None:
+            others = column_concepts(m) if nr <= nc else rows_of
+            stop = pool.add_many(others, incidence_budget, _share(deadline, POOL_SHARE))
         if pairs and phase("compact_pool"):
             # its own integer program first: small generators are what dense data (few columns, many
             # overlapping rows) needs, and a big pool makes the solver too slow to find them
