@@ -132,6 +132,41 @@ def test_rollback_of_a_change_puts_every_app_back_without_a_gap(tmp_path):
             assert {a: set(r) for a, r in rbac_reach(world).items()} == original
         names = {g["name"] for g in world.sb.state.to_fixture()["groups"]}
         assert names == {g.name for g in plan.groups}  # the changes' own groups are gone again
+        # the same revoke again: planned afresh beside the rolled-back one, and applied
+        again, result = request(world, "revoke", app, [victim])
+        assert result is not None and result.exit_code == 0 and again.folder.name.endswith("-2")
+        world.clock.advance(SETTLE)
+        assert victim not in rbac_reach(world)[app]
         _check_timeline(world, {(app, victim): start, (app, newcomer): start})
+    finally:
+        world.close()
+
+
+def test_a_tenant_edited_after_the_change_was_planned_stops_it_before_any_write(tmp_path):
+    from change_world import exec_settings
+    from migrator.change.request import observer, prepare
+    from migrator.errors import DriftError
+    from migrator.executor.change import apply_change
+    from migrator.executor.context import Output
+    from migrator.executor.session import RunOptions
+
+    world = migrated(tmp_path)
+    try:
+        plan = world.plan
+        shared = next(g for g in plan.groups if g.apps >= 2)
+        scope_keys = {s.key for s in plan.scopes if shared.key in s.groups}
+        app = sorted(a.app_id for a in plan.assignments if a.scope in scope_keys)[0]
+        observe = observer(world.sb.profile_path)
+        prepared = prepare("revoke", app, [sorted(shared.members)[0]], observe, root=world.root)
+        newcomer = sorted({g.mailbox for g in plan.grants} - set(shared.members))[0]
+        state = world.sb.state
+        state.invoke("Add-DistributionGroupMember", {"Identity": shared.name, "Member": newcomer,
+                                                     "BypassSecurityGroupManagerCheck": True},
+                     caller=state.admin_caller())
+        options = RunOptions(exec_settings(), output=Output(quiet=True), now=world.clock.now,
+                             sleep=world.clock.advance)
+        with pytest.raises(DriftError, match=f"member added: {newcomer}"):
+            apply_change(prepared.folder, world.sb.profile_path, options, observe=observe)
+        assert not (prepared.folder / "journal.db").exists()  # nothing was written
     finally:
         world.close()

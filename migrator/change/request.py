@@ -3,8 +3,8 @@ of migrator/change/ that reaches a tenant, through audit.observed.read_observed)
 
 The folder's name comes from the request (kind, app, mailboxes), so the same command finds the folder a killed run
 left and resumes it from its journal instead of planning again: a SIGKILL at any point, then the same command,
-converges. A folder whose change is applied is kept (it is the record of what was done); the same request later is
-planned afresh into `<name>-2`, `-3`, ... when there is something to do again.
+converges. A folder whose change is applied or rolled back is kept (it is the record of what was done); the same
+request later is planned afresh into `<name>-2`, `-3`, ... when there is something to do again.
 """
 
 from __future__ import annotations
@@ -48,14 +48,15 @@ def _has_run(folder: Path) -> bool:
     return (folder / JOURNAL_FILE).exists() or (folder / UNDO_LOG_FILE).exists()
 
 
-def _applied(folder: Path) -> bool:
+def _finished(folder: Path) -> bool:
+    """Applied, or rolled back: either way a new request is planned afresh (the tenant may have moved since)."""
     from migrator.executor.journal import Journal
     from migrator.executor.states import BatchState
 
     if not (folder / JOURNAL_FILE).exists():
         return False
     with Journal(folder, readonly=True) as journal:
-        return journal.batch_state(1)[0] == BatchState.DONE
+        return journal.batch_state(1)[0] in (BatchState.DONE, BatchState.ROLLED_BACK)
 
 
 def prepare(kind: str, app: str, mailboxes: list[str], observe: Callable[[], Setup], *, out: Path | None = None,
@@ -71,7 +72,7 @@ def prepare(kind: str, app: str, mailboxes: list[str], observe: Callable[[], Set
         if not section or (section["kind"], section["app_id"], tuple(section["requested"])) != (kind, app_id, wanted):
             raise InputError("holds another change (or a plan) that has run; give another --out",
                              path=str(folder))
-        if not _applied(folder):
+        if not _finished(folder):
             return Prepared(folder, None, resumed=True)
         n += 1
         folder = base.with_name(f"{base.name}-{n}")

@@ -236,6 +236,9 @@ class ChangeRunner(Runner):
         if state == BatchState.DONE:
             self.output.info("The change is already applied.")
             return BatchOutcome(number, Outcome.SKIPPED, message="already applied")
+        if state in (BatchState.ROLLING_BACK, BatchState.ROLLED_BACK):
+            raise MigratorError(f"this change is {state.replace('_', ' ')} (`migrator rollback`): finish the "
+                                "rollback, then run the grant or revoke again to plan it afresh")
         ctx = Context(plan=self.plan, view=view, journal=self.journal, exo=self.exo, graph=self.graph,
                       settings=self.settings, control=self.control, output=self.output, generation=generation,
                       phase=self.phase, dry_run=self.dry_run, now=self.now, sleep=self.sleep,
