@@ -138,6 +138,12 @@ def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[
         state, generation = states.get(n, (BatchState.NEW, 1))
         phase = "rollback" if state in (BatchState.ROLLING_BACK, BatchState.ROLLED_BACK) else "execute"
         order = [name for name, _ in (ROLLBACK_STEPS if phase == "rollback" else EXECUTE_STEPS)]
+        if isinstance(plan.meta.get("change"), dict):  # a `migrator grant`/`revoke` change plan: its own steps
+            from migrator.executor.change import CHANGE_STEPS, PHASE
+            from migrator.executor.change_rollback import CHANGE_ROLLBACK_STEPS
+
+            phase = "rollback" if phase == "rollback" else PHASE
+            order = [name for name, _ in (CHANGE_ROLLBACK_STEPS if phase == "rollback" else CHANGE_STEPS)]
         rows = {r.step: r for r in journal.steps(n, generation) if r.phase == phase}
         status = BatchStatus(n, len(batch.apps), int(batch.grants), state, generation, phase, holder=holder, now=now)
         for name in order:
