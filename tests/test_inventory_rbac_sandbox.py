@@ -50,16 +50,17 @@ def _by_hand(exo, fixture: dict, clock) -> dict[str, str]:
     legacy = _legacy(fixture)
     sp = {row["AppId"].lower(): row["ObjectId"] for row in exo.get_service_principals()}
     covered, partial, beyond, unknown = apps[:4]
-    # covered: a group holding exactly the app's mailboxes, a scope on its DN, the app assigned to it
+    # covered: an attribute scope reaching exactly the app's mailboxes (nothing but verify can see it change)
+    for mailbox in legacy[covered]:
+        exo.invoke("Set-Mailbox", {"Identity": mailbox, "CustomAttribute9": "hand-moved"})
+    exo.new_management_scope("Hand Scope Covered", "CustomAttribute9 -eq 'hand-moved'")
+    exo.new_role_assignment("Hand Assignment Covered", ROLE, sp[covered], "Hand Scope Covered")
+    # partial: a group holding two of the app's mailboxes, a scope on its DN, the app assigned to it
     exo.new_distribution_group("Hand Made Senders", "hand-made-senders")
     clock.advance(60)  # directory replication: a new group is found by Get-* only after a while
-    exo.update_group_members("Hand Made Senders", legacy[covered])
+    exo.update_group_members("Hand Made Senders", legacy[partial][:2])
     dn = exo.get_distribution_group("Hand Made Senders")["DistinguishedName"]
-    exo.new_management_scope("Hand Scope Covered", f"MemberOfGroup -eq '{dn}'")
-    exo.new_role_assignment("Hand Assignment Covered", ROLE, sp[covered], "Hand Scope Covered")
-    # partial: an attribute scope reaching one of the app's mailboxes
-    exo.invoke("Set-Mailbox", {"Identity": legacy[partial][0], "CustomAttribute9": "hand-moved"})
-    exo.new_management_scope("Hand Scope Partial", "CustomAttribute9 -eq 'hand-moved'")
+    exo.new_management_scope("Hand Scope Partial", f"MemberOfGroup -eq '{dn}'")
     exo.new_role_assignment("Hand Assignment Partial", ROLE, sp[partial], "Hand Scope Partial")
     # beyond: the whole organisation (no scope)
     exo.invoke("New-ManagementRoleAssignment", {"Name": "Hand Assignment Beyond", "Role": ROLE, "App": sp[beyond]})
@@ -69,7 +70,7 @@ def _by_hand(exo, fixture: dict, clock) -> dict[str, str]:
     return {covered: "covered", partial: "partial", beyond: "beyond", unknown: "unknown", apps[4]: "none"}
 
 
-def _run_all(sb, plan_path: Path, clock):
+def _run_all(sb, plan_path: Path, clock, *, max_resumes: int = 8):
     from migrator.executor.context import ExecSettings, Output
     from migrator.executor.session import connect
     from migrator.rehearse import REHEARSAL_WAITS, run_batches
@@ -80,21 +81,21 @@ def _run_all(sb, plan_path: Path, clock):
                             **REHEARSAL_WAITS)
     try:
         return run_batches(plan, plan_path, conn, [b.number for b in plan.batches], settings,
-                           output=Output(quiet=True), now=clock.now, sleep=clock.advance)
+                           output=Output(quiet=True), now=clock.now, sleep=clock.advance, max_resumes=max_resumes)
     finally:
         conn.session.close()
 
 
-def test_hand_made_rbac_is_reused_or_left_and_the_run_stays_exact(tmp_path):
-    from migrator.rehearse import REHEARSAL_DELAYS
+def _hand_made_tenant(tmp_path: Path) -> tuple[dict, dict, dict[str, str]]:
+    """(the sandbox fixture of a tenant with hand-made RBAC, the original fixture, app id -> kind).
+
+    The hand-made objects are made through the API on a first sandbox, whose state then becomes the fixture of the
+    tenant under test: they are part of its starting point (the timeline's original reach), as on a real tenant
+    where they were made long before the tool came."""
     from migrator.sandbox.clock import Clock
     from migrator.sandbox.server import start_sandbox
-    from migrator.sandbox.settings import SandboxSettings
 
     fixture, _ = make_fixture(seed=5, mailboxes=14, apps=5, per_app=(3, 6))
-    # The hand-made objects are made through the API on a first sandbox, whose state then becomes the fixture of the
-    # tenant under test: they are part of its starting point (the timeline's original reach), as on a real tenant
-    # where they were made long before the tool came.
     build_clock = Clock()
     with start_sandbox(fixture, clock=build_clock, run_dir=tmp_path / "build", smtp=False) as builder:
         clients = Clients(load_profile(builder.profile_path))
@@ -108,6 +109,16 @@ def test_hand_made_rbac_is_reused_or_left_and_the_run_stays_exact(tmp_path):
         for obj in made[key]:
             obj.pop("created", None)  # on the other sandbox's clock: the fixture's defaults say "there at load"
     assert len(made["role_assignments"]) == 4 and len(made["management_scopes"]) == 3
+    return made, fixture, kind
+
+
+def test_hand_made_rbac_is_reused_or_left_and_the_run_stays_exact(tmp_path):
+    from migrator.rehearse import REHEARSAL_DELAYS
+    from migrator.sandbox.clock import Clock
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    made, fixture, kind = _hand_made_tenant(tmp_path)
     clock = Clock()
     with start_sandbox(made, clock=clock, settings=SandboxSettings(**REHEARSAL_DELAYS), run_dir=tmp_path / "sb",
                        smtp=False) as sb:
@@ -118,7 +129,7 @@ def test_hand_made_rbac_is_reused_or_left_and_the_run_stays_exact(tmp_path):
         app_of = {v: k for k, v in kind.items()}
         assert reach[app_of["covered"]].reach == EXACT and sorted(reach[app_of["covered"]].mailboxes) == \
             legacy[app_of["covered"]]
-        assert reach[app_of["partial"]].mailboxes == {legacy[app_of["partial"]][0]}
+        assert reach[app_of["partial"]].mailboxes == set(legacy[app_of["partial"]][:2])
         assert reach[app_of["beyond"]].scope_type == "organization" and len(reach[app_of["beyond"]].mailboxes) == 14
         assert reach[app_of["unknown"]].reach == UNKNOWN and "EmailAddresses" in reach[app_of["unknown"]].note
 
@@ -159,6 +170,69 @@ def test_hand_made_rbac_is_reused_or_left_and_the_run_stays_exact(tmp_path):
         assert not again.batches and not again.assignments and not again.groups
         status = {a["app_id"]: a["status"] for a in again.meta["existing_rbac"]["apps"]}
         assert status[app_of["covered"]] == status[app_of["partial"]] == status[app_of["none"]] == "rbac_only"
+
+
+TAMPER = {  # what changes, on which app's existing assignment, and the drift it must stop on ("" none)
+    "member_removed": ("partial", "member removed from its scope's group"),
+    "filter_edited": ("partial", "filter changed"),
+    "assignment_removed": ("covered", "not found"),
+    # not drift (an attribute filter): verify finds the reach short before the cut-over, nothing removed; the app
+    # has no new assignment, so only the verification of its existing one stands between it and a gap
+    "attribute_cleared": ("covered", ""),
+}
+
+
+@pytest.mark.parametrize("tamper", sorted(TAMPER))
+def test_an_existing_assignment_changed_after_the_plan_never_opens_a_gap(tmp_path, tamper):
+    """The plan counts on the existing assignments it reuses; changed between plan and execute, the batch stops
+    (drift) or fails its verification, and no legacy grant or Entra claim of the app is removed."""
+    from migrator.errors import DriftError
+    from migrator.rehearse import REHEARSAL_DELAYS
+    from migrator.sandbox.clock import Clock
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    made, fixture, kind = _hand_made_tenant(tmp_path)
+    app_of = {v: k for k, v in kind.items()}
+    legacy = _legacy(fixture)
+    clock = Clock()
+    with start_sandbox(made, clock=clock, settings=SandboxSettings(**REHEARSAL_DELAYS), run_dir=tmp_path / "sb",
+                       smtp=False) as sb:
+        live_inventory(sb.profile_path, tmp_path / "inv", progress=False)
+        plan_path = write_plan(build_plan(load_source(tmp_path / "inv"),
+                                          PlanOptions(pilot=0, batch_size=5, time_limit=10)), tmp_path / "plan")
+        app = app_of[TAMPER[tamper][0]]
+        clients = Clients(load_profile(sb.profile_path))
+        try:
+            exo = clients.exo
+            if tamper == "member_removed":
+                exo.invoke("Remove-DistributionGroupMember", {"Identity": "Hand Made Senders",
+                                                              "Member": legacy[app][0], "Confirm": False})
+            elif tamper == "filter_edited":
+                dn = exo.get_distribution_group("Hand Made Senders")["DistinguishedName"]
+                exo.invoke("Set-ManagementScope", {"Identity": "Hand Scope Partial",
+                                                   "RecipientRestrictionFilter": f"(MemberOfGroup -eq '{dn}')"
+                                                                                 " -or (Department -eq 'Sales')"})
+            elif tamper == "assignment_removed":
+                exo.remove_role_assignment("Hand Assignment Covered")
+            else:
+                exo.invoke("Set-Mailbox", {"Identity": legacy[app][0], "CustomAttribute9": ""})
+        finally:
+            clients.close()
+        sb.requests.clear()
+        word = TAMPER[tamper][1]
+        if word:
+            with pytest.raises(DriftError, match=word):
+                _run_all(sb, plan_path, clock)
+            assert not sb.requests.writes()  # stopped before its first write
+        else:
+            run = _run_all(sb, plan_path, clock, max_resumes=1)
+            assert not run.ok and "not in scope" in " ".join(run.problems), run.problems
+        clock.advance(7200)
+        access = sb.access([app])[app]
+        assert sorted(access.sendas) == legacy[app] and access.claim  # nothing of the app's access removed
+        report = sb.check()
+        assert report.gaps == [], report.gaps[:3]
 
 
 def test_a_tenant_migrated_by_the_tool_replans_to_nothing(tmp_path):

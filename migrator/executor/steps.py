@@ -35,7 +35,7 @@ from migrator.executor.entra import Pending, cutover_script, handover_message, w
 from migrator.executor.readback import await_read, first_pause, settle
 from migrator.exitcodes import ExitCode
 from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP, Right, norm_id
-from migrator.planner.opath import fill_dns
+from migrator.planner.opath import fill_dns, member_of_dns
 from migrator.planner.plan import MIGRATE, NEW, REUSE
 
 
@@ -325,10 +325,30 @@ def _existing_drift(ctx: Context, seen: dict[str, RoleAssignmentInfo]) -> list[s
             scope = ctx.exo.scope(e.scope)
             if scope is None or normalise_filter(scope.filter) != normalise_filter(e.filter):
                 diffs.append(f"{what}: scope {e.scope!r} is gone or its filter changed since the inventory")
+                continue
+            diffs += _existing_members_drift(ctx, e, what)
         elif not e.scope and row.scope:  # it had no scope (the organisation): now it has one
             diffs.append(f"{what}: now on scope {row.scope!r}")
         # a RecipientGroupScope one: its group's members are what verify tests (Test-ServicePrincipalAuthorization)
     return diffs
+
+
+def _existing_members_drift(ctx: Context, e, what: str) -> list[str]:
+    """A reused scope made of `MemberOfGroup` terms only: its groups' direct members now must be the mailboxes it
+    reached at the inventory. Other shapes (attribute terms) are left to verify's Test-ServicePrincipalAuthorization
+    of every mailbox (or a sample) and its out-of-set probes, before any legacy grant goes."""
+    dns = member_of_dns(e.filter)
+    if dns is None:
+        return []
+    now: set[str] = set()
+    for dn in dns:
+        found = ctx.exo.group(dn)
+        if found is None:
+            return [f"{what}: group {dn!r} of its scope is gone"]
+        now |= {m.address for m in ctx.exo.group_members(found.identity or dn)}
+    want = {norm_id(m) for m in e.members}
+    return ([f"{what}: member added to its scope's group: {m}" for m in sorted(now - want)]
+            + [f"{what}: member removed from its scope's group: {m}" for m in sorted(want - now)])
 
 
 def check_cutover_safe(ctx: Context) -> list[str]:

@@ -330,3 +330,4 @@ def _group_scoped(app_id: str, name: str, role: str, text: str, resolver, groups
     return RbacAssignment(app_id, name, role, "group", address, "", EXACT,
                           frozenset(members[address].members) & frozenset(resolver.mailboxes),
                           "RecipientGroupScope: the group's direct members")
+

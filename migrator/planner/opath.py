@@ -110,3 +110,21 @@ def fill_dns(text: str, dns: Mapping[str, str]) -> str:
         last = end
     out.append(text[last:])
     return "".join(out)
+
+
+def member_of_dns(text: str) -> list[str] | None:
+    """The DNs of a filter made only of `MemberOfGroup -eq '<DN>'` terms joined by -or (parentheses allowed): the
+    shape the tool writes and the usual hand-made one. None for any other shape (then the caller cannot read the
+    filter's reach from group members alone)."""
+    dns: list[str] = []
+    last = 0
+    try:
+        for start, end, content in _literals(text):
+            lead = r"[\s()]*" if not dns else r"[\s()]*-or[\s()]*"
+            if not content or not re.fullmatch(lead + MEMBER_OF + r"\s+-eq\s*", text[last:start], re.IGNORECASE):
+                return None
+            dns.append(content)
+            last = end
+    except ValueError:
+        return None
+    return dns if dns and re.fullmatch(r"[\s()]*", text[last:]) else None
