@@ -295,3 +295,17 @@ def test_the_northwind_sample_reaches_what_its_readme_says():
                                                                         "dara.walsh"}
     assert names(1, "Mail.Read") == set()
     assert state.check().ok
+
+
+def test_restricting_a_tenant_wide_app_is_a_gap_for_every_mailbox_left_outside():
+    # OPEN reaches every mailbox through its consent (no policy): a RestrictAccess policy takes dan and erin away.
+    # Mailboxes in no set are judged as one class and then listed one by one.
+    state = make()
+    created = state.clock.now()
+    run(state, "New-ApplicationAccessPolicy", AccessRight="RestrictAccess", AppId=OPEN,
+        PolicyScopeGroupId="archive-scope")
+    state.clock.advance(200)
+    report = state.check()
+    assert report.per_permission() == {"Calendars.ReadWrite": {"gaps": 2, "overgrants": 0}}
+    assert {i.mailbox for i in report.mail_gaps} == {"dan.wu@contoso.com", "erin.li@contoso.com"}
+    assert {(i.start, i.end) for i in report.mail_gaps} == {(created + 50.0, None)}  # access_policy_delay later
