@@ -15,7 +15,8 @@ Reported:
 - failed operations (items that failed in a step), target 0; and the sandbox's timeline check (gaps, over-grants).
 
     .venv/bin/python bench/execute_api.py [--grants 5000] [--latency-ms 50] [--rate 100] [--burst 50]
-                                          [--concurrency 8] [--out bench/results/execute_api.md]
+                                          [--concurrency 8] [--read-lag 0] [--read-lag-jitter 0]
+                                          [--out bench/results/execute_api.md]
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=50)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--read-lag", type=float, default=0.0,
+                    help="read-after-write lag, s: after a write, admin reads of the object show its earlier state")
+    ap.add_argument("--read-lag-jitter", type=float, default=0.0, help="+/- this many seconds per write (seeded)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -85,7 +89,7 @@ def main() -> None:
     bound = lower_bound(plan)
 
     faults = {"name": "bench", "latency_mean_ms": args.latency_ms, "throttle_rate": args.rate,
-              "throttle_burst": args.burst}
+              "throttle_burst": args.burst, "read_lag_s": args.read_lag, "read_lag_jitter_s": args.read_lag_jitter}
     sandbox_settings = {"propagation_delay": 0.5, "token_lifetime": 1.0, "sendas_delay": 0.3,
                         "graph_replication_delay": 0.3}
     parent, child = mp.Pipe()
@@ -150,7 +154,9 @@ def _report_lines(args, fixture, grants, apps, plan, bound, t_plan, run, check) 
         f"{len(plan.groups)} groups, {len(plan.scopes)} scopes, {len(plan.assignments)} assignments, "
         f"{len(plan.batches)} batches (planned in {t_plan:.1f} s).",
         f"Sandbox: {args.latency_ms:.0f} ms latency, throttle {args.rate:.0f} req/s per service (burst {args.burst}); "
-        f"executor concurrency {args.concurrency}.",
+        f"executor concurrency {args.concurrency}"
+        + (f"; read-after-write lag {args.read_lag:g} +/- {args.read_lag_jitter:g} s on every admin read."
+           if args.read_lag or args.read_lag_jitter else "."),
         "",
         "| measure | value |",
         "|---|---|",
