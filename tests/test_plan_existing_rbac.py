@@ -180,3 +180,18 @@ def test_rbac_file_round_trip_and_bad_rows_name_file_row_field(tmp_path):
     (folder / RBAC_FILE).write_text("\n".join([header, rows[0] + ",extra"]) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match="wrong number of fields"):
         read_inventory(folder)
+
+
+def test_the_powershell_export_verifies_a_reused_assignment_before_removing_grants(tmp_path):
+    from migrator.powershell.export import export_batch
+    from ps_grammar import syntax_errors
+
+    plan = _plan(tmp_path, _inventory([_rbac(A, "hand-a", ["m1", "m2", "m3"]), _rbac(B, "hand-b", ["m1", "m2"])]))
+    batch_of = {a: b.number for b in plan.batches for a in b.apps}
+    script = export_batch(plan, batch_of[A])
+    assert syntax_errors(script) == []
+    # A has no new assignment: its role comes from the reused one, so the verify step tests its mailboxes
+    assert "[ordered]@{ Name = 'hand-a'; AppId = 'app-a'; Role = 'Application SMTP.SendAsApp' }" in script
+    assert "@(@($Assignments) + @($ExistingAssignments)" in script
+    script_b = export_batch(plan, batch_of[B])  # its exactness guard counts hand-b's mailboxes with the new scope
+    assert syntax_errors(script_b) == [] and "'hand-b'" in script_b

@@ -25,6 +25,7 @@ class BatchSlice:
     expected: dict                             # app_id -> sorted mailboxes it must reach through RBAC
     probes: dict                               # app_id -> sorted mailboxes (of the plan) it must NOT reach
     kept: int                                  # grants of the batch's apps the plan keeps (e.g. FullAccess)
+    existing: tuple = ()                       # PlanExisting the batch reuses (existing.csv, action reuse)
 
 
 def split_filter(template: str) -> list[str | tuple[str, str]]:
@@ -118,13 +119,13 @@ def batch_slice(plan, number: int, *, probes_per_app: int = 3) -> BatchSlice:
         expected.setdefault(app_id, []).append(mailbox)
 
     held: dict[str, set[str]] = {}  # what the existing assignments the plan reuses reach (existing.csv)
-    for e in getattr(plan, "existing", ()):
-        if e.action == "reuse" and e.batch == number:
-            held.setdefault(e.app_id, set()).update(e.members)
+    reused = tuple(e for e in getattr(plan, "existing", ()) if e.action == "reuse" and e.batch == number)
+    for e in reused:
+        held.setdefault(e.app_id, set()).update(e.members)
     _check_exact_reach(apps, assignments, scopes_by_key, groups_by_key, expected, where, held)
     probes = _probes(plan, apps, groups, probes_per_app)
     return BatchSlice(number, batch.note or "", apps, groups, scopes, assignments, sendas,
-                      {k: sorted(v) for k, v in expected.items()}, probes, kept)
+                      {k: sorted(v) for k, v in expected.items()}, probes, kept, reused)
 
 
 def _check_exact_reach(apps, assignments, scopes_by_key, groups_by_key, expected: dict[str, list[str]],

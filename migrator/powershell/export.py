@@ -92,6 +92,13 @@ def _data_section(plan, s: BatchSlice, options: dict) -> str:
                                    ("AppId", ps_literal(a.app_id)), ("Role", ps_literal(a.role)),
                                    ("Scope", ps_literal(a.scope))]))
     lines.append(")")
+    lines.append("# Role assignments the apps already held that the plan reuses (never created or removed here): the")
+    lines.append("# verification tests them with the new ones before any legacy grant goes.")
+    lines.append("$ExistingAssignments = @(")
+    for e in s.existing:
+        lines.append("    " + _kv([("Name", ps_literal(e.assignment)), ("AppId", ps_literal(e.app_id)),
+                                   ("Role", ps_literal(e.role))]))
+    lines.append(")")
     lines.append("# Legacy SendAs grants this batch migrates: removed at the end, once both waits have passed.")
     lines.append("$Grants = @(")
     lines += ["    " + _kv([("AppId", ps_literal(a)), ("Mailbox", ps_literal(m))]) for a, m in s.sendas]
@@ -348,7 +355,8 @@ function Test-InScope($Pointer, [string] $Mailbox, [string] $RoleName) {
 }
 
 function Get-Roles([string] $AppId) {
-    return @($Assignments | Where-Object { $_.AppId -eq $AppId } | ForEach-Object { $_.Role } | Sort-Object -Unique)
+    return @(@($Assignments) + @($ExistingAssignments) | Where-Object { $_.AppId -eq $AppId } |
+        ForEach-Object { $_.Role } | Sort-Object -Unique)
 }
 
 $State = Read-State
