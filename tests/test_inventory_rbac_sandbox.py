@@ -235,6 +235,57 @@ def test_an_existing_assignment_changed_after_the_plan_never_opens_a_gap(tmp_pat
         assert report.gaps == [], report.gaps[:3]
 
 
+def test_rollback_restores_the_legacy_grants_and_leaves_the_existing_assignments(tmp_path):
+    """Rolled back, a batch of apps that built on existing assignments gets its grants and claims back; the
+    assignments that were there before stay, exactly as they were (only what the tool created goes)."""
+    from migrator.executor.context import ExecSettings, Output
+    from migrator.executor.session import connect
+    from migrator.rehearse import REHEARSAL_DELAYS, REHEARSAL_WAITS, rollback_batch
+    from migrator.sandbox.clock import Clock
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    made, fixture, kind = _hand_made_tenant(tmp_path)
+    app_of = {v: k for k, v in kind.items()}
+    legacy = _legacy(fixture)
+    clock = Clock()
+    with start_sandbox(made, clock=clock, settings=SandboxSettings(**REHEARSAL_DELAYS), run_dir=tmp_path / "sb",
+                       smtp=False) as sb:
+        before = sb.access()
+        live_inventory(sb.profile_path, tmp_path / "inv", progress=False)
+        plan_path = write_plan(build_plan(load_source(tmp_path / "inv"),
+                                          PlanOptions(pilot=0, batch_size=5, time_limit=10)), tmp_path / "plan")
+        assert len(load_plan(plan_path).batches) == 1
+        assert _run_all(sb, plan_path, clock).ok
+        assert not sb.access([app_of["covered"]])[app_of["covered"]].sendas  # migrated
+        sb.requests.clear()
+        conn = connect(sb.profile_path, graph_write=True)
+        try:
+            run = rollback_batch(load_plan(plan_path), plan_path, conn, 1,
+                                 ExecSettings(concurrency=2, verify_retry_delay=5.0, replication_poll=5.0,
+                                              replication_timeout=900.0, **REHEARSAL_WAITS),
+                                 output=Output(quiet=True), now=clock.now, sleep=clock.advance)
+        finally:
+            conn.session.close()
+        assert run.ok, run.problems
+        clock.advance(7200)
+        after = sb.access()
+        for app in (app_of["covered"], app_of["partial"], app_of["none"]):
+            assert after[app].sendas == before[app].sendas and after[app].claim  # back on its legacy grants
+            assert after[app].rbac == before[app].rbac  # the hand-made reach, no more (the tool's own is gone)
+        clients = Clients(load_profile(sb.profile_path))
+        try:  # the hand-made objects, read back as they were
+            for name in ("Hand Assignment Covered", "Hand Assignment Partial"):
+                assert clients.exo.get_role_assignment(name) is not None, name
+            assert clients.exo.get_management_scope("Hand Scope Partial")["RecipientFilter"].startswith("MemberOfGroup")
+            assert len(clients.exo.get_group_members("Hand Made Senders")) == 2
+        finally:
+            clients.close()
+        report = sb.check()
+        assert report.gaps == [] and report.overgrants == [], (report.gaps[:3], report.overgrants[:3])
+        assert sorted(after[app_of["beyond"]].sendas) == legacy[app_of["beyond"]]
+
+
 def test_a_tenant_migrated_by_the_tool_replans_to_nothing(tmp_path):
     """Every access shape (SendAs, FullAccess for SMTP, both with IMAP, IMAP only), migrated from a live inventory
     by the tool; the next inventory + plan has nothing to do."""
