@@ -10,7 +10,10 @@ gets a plain default, listed in the fixture's `notes`:
   when the sandbox knows them;
 - an admin app with the permissions the tool needs (Exchange.ManageAsApp + Exchange Administrator, Graph
   Application.Read.All and AppRoleAssignment.ReadWrite.All), its secret generated when the sandbox starts;
-- no management scopes, role assignments or access policies (a plan's objects are created by the run).
+- no management scopes or role assignments (a plan's objects are created by the run);
+- the inventoried Application Access Policies and the apps holding the permissions they fence (apps without an
+  Exchange pointer included), each policy group keeping its direct members; mailboxes it reached through nested
+  groups the inventory did not list come in through one added nested group, so the flattened set is the same.
 Nothing here talks to a tenant; `sandbox → model` only, plus the inventory's dataclasses.
 """
 
@@ -112,9 +115,12 @@ def fixture_from_inventory(inv: Inventory, *, name: str | None = None) -> dict:
     if dropped_members:
         notes.append(f"{dropped_members} group member(s) that are not inventoried mailboxes were left out")
 
+    for p in inv.mail_access.permissions:
+        permissions.setdefault(p.app_id, set()).add((p.resource, p.permission))
+    policies = _fixture_policies(inv, groups, known, notes)
     granted = sorted({g.app_id for g in inv.grants})
     sps = {sp.app_id: sp for sp in inv.service_principals}
-    apps = []
+    apps = _pointerless_apps(inv, set(sps) | set(granted), permissions)
     for app_id in sorted(set(sps) | set(granted)):
         sp = sps.get(app_id)
         # the inventory names an SP as Exchange shows it: that is the pointer's DisplayName
@@ -145,9 +151,69 @@ def fixture_from_inventory(inv: Inventory, *, name: str | None = None) -> dict:
         "groups": groups,
         "recipient_permissions": sendas,
         "mailbox_permissions": fullaccess,
-        "management_scopes": [], "role_assignments": [], "application_access_policies": [],
+        "management_scopes": [], "role_assignments": [], "application_access_policies": policies,
         "notes": notes,
     }
+
+
+def _pointerless_apps(inv: Inventory, pointers: set[str], permissions: dict[str, set[tuple[str, str]]]) -> list[dict]:
+    """Apps holding Graph/EWS permissions without an Exchange pointer (an access policy needs none)."""
+    apps: dict[str, dict[str, Any]] = {}
+    for p in inv.mail_access.permissions:
+        if p.app_id not in pointers and p.app_id not in apps:
+            apps[p.app_id] = {"app_id": p.app_id, "object_id": p.sp_object_id or _uuid("sp", p.app_id),
+                              "display_name": p.app_name or p.app_id, "exchange_pointer": False,
+                              "app_roles": _app_roles(p.app_id, permissions, known=True), "secret": None,
+                              "certificate_pem": None}
+    return list(apps.values())
+
+
+def _fixture_policies(inv: Inventory, groups: list[dict[str, Any]], known: set[str], notes: list[str]) -> list[dict]:
+    """The inventory's Application Access Policies as fixture entries. A policy group whose fixture nesting does
+    not give the inventoried (flattened) members gets them through one added nested group."""
+    mail = inv.mail_access
+    if not mail.policies_read:
+        notes.append("no Application Access Policies: the inventory did not read them")
+        return []
+    by_address = {g["primary_smtp"]: g for g in groups}
+    flattened = mail.scope_mailboxes() if mail.members_read else {}
+    out = []
+    for p in mail.policies:
+        if p.scope_kind == "unknown" or (p.scope_kind == "group" and p.scope not in by_address) or \
+                (p.scope_kind == "mailbox" and p.scope not in known):
+            notes.append(f"access policy {p.identity} left out: its scope {p.scope} is not in the inventory")
+            continue
+        if p.scope_kind == "group":
+            group = by_address[p.scope]
+            group["type"], group["recipient_type_details"] = "Security", "MailUniversalSecurityGroup"
+            nested = {m.via for m in mail.members if m.scope == p.scope and m.via in by_address}
+            group["members"] = sorted(set(group["members"]) | nested)
+            missing = flattened.get(p.scope, frozenset()) - _flat(p.scope, by_address)
+            if missing:
+                alias = f"{p.scope.split('@')[0]}-nested"
+                extra = {"name": f"{group['name']} (nested members)"[:64], "alias": alias,
+                         "primary_smtp": f"{alias}@{p.scope.split('@')[1]}", "type": "Security",
+                         "members": sorted(missing & known), "hidden": True}
+                groups.append(extra)
+                by_address[extra["primary_smtp"]] = extra
+                group["members"] = sorted(set(group["members"]) | {extra["primary_smtp"]})
+        out.append({"app_id": p.app_id, "scope": p.scope, "access_right": p.access_right,
+                    "description": p.description})
+    return out
+
+
+def _flat(address: str, by_address: dict[str, dict[str, Any]]) -> set[str]:
+    """Mailboxes of a fixture group, nested groups followed."""
+    seen, out, stack = {address}, set(), [address]
+    while stack:
+        for m in by_address[stack.pop()]["members"]:
+            if m in by_address:
+                if m not in seen:
+                    seen.add(m)
+                    stack.append(m)
+            else:
+                out.add(m)
+    return out
 
 
 def _fixture_groups(inv: Inventory, known: set[str]) -> tuple[list[dict[str, Any]], int]:
