@@ -170,3 +170,36 @@ def test_a_tenant_edited_after_the_change_was_planned_stops_it_before_any_write(
         assert not (prepared.folder / "journal.db").exists()  # nothing was written
     finally:
         world.close()
+
+
+def test_audit_given_the_change_folders_is_clean_after_grants_and_revokes(tmp_path):
+    """The helpdesk's loop: changes made with grant/revoke, then `audit` on a schedule with the plan and the change
+    folders is clean (without the change folders it reports them)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from migrator.cli import main
+
+    world = migrated(tmp_path)
+    try:
+        plan = world.plan
+        shared = next(g for g in plan.groups if g.apps >= 2)
+        scope_keys = {s.key for s in plan.scopes if shared.key in s.groups}
+        app = sorted(a.app_id for a in plan.assignments if a.scope in scope_keys)[0]
+        reach = rbac_reach(world)[app]
+        newcomer = sorted({g.mailbox for g in plan.grants} - reach)[0]
+        folders = []
+        for kind, mailbox in (("grant", newcomer), ("revoke", sorted(shared.members)[0])):
+            prepared, result = request(world, kind, app, [mailbox])
+            assert result is not None and result.exit_code == 0
+            folders.append(str(prepared.folder))
+            world.clock.advance(SETTLE)
+        profile = ["--profile", str(world.sb.profile_path), "--json"]
+        alone = CliRunner().invoke(main, ["audit", str(plan.path), *profile])
+        assert alone.exit_code == 1, alone.output
+        both = CliRunner().invoke(main, ["audit", *reversed(folders), str(plan.path), *profile])
+        assert both.exit_code == 0, both.output
+        assert json.loads(both.stdout)["clean"] is True
+    finally:
+        world.close()

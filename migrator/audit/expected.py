@@ -64,11 +64,56 @@ def batch_states(plan_dir: Path) -> tuple[dict[int, str], dict[str, str]]:
 
 def expected_state(plans: list[Plan]) -> Expected:
     exp = Expected()
-    for plan in plans:
+    # the change plans of `migrator grant`/`revoke` after the plans they change, oldest first, whatever the order given
+    changes = sorted((p for p in plans if isinstance(p.meta.get("change"), dict)), key=lambda p: p.meta["created"])
+    for plan in [p for p in plans if not isinstance(p.meta.get("change"), dict)] + changes:
         folder = Path(plan.path) if plan.path else Path(".")
         states, filters = batch_states(folder)
-        add_plan(exp, plan, folder.name, states, filters)
+        if plan in changes:
+            add_change(exp, plan, folder.name, states.get(1, "new"), filters)
+        else:
+            add_plan(exp, plan, folder.name, states, filters)
     return exp
+
+
+def add_change(exp: Expected, plan: Plan, label: str, state: str, filters: dict[str, str]) -> None:
+    """Fold an applied change plan (`migrator grant`/`revoke`, docs/design.md §8) into `exp`: the app's assignments,
+    scopes and groups become the change's (its old assignments it removed are no longer expected), and its reach the
+    change's. A change never applied, or rolled back, changes nothing; one half-way is noted and its app not judged."""
+    change = plan.meta["change"]
+    app_id = norm_id(change["app_id"])
+    if state in LEGACY_STATES:
+        return
+    exp.tool_names |= {g.name for g in plan.groups if g.status == NEW}
+    exp.tool_names |= {s.name for s in plan.scopes if s.note == "new"}
+    exp.tool_names |= {a.name for a in plan.assignments if a.name in change.get("new_assignment_names", [])}
+    if state != DONE:
+        exp.notes.append(f"{label}: the change is {state.replace('_', ' ')}: its app is not audited until it is done "
+                         "or rolled back")
+        exp.apps.pop(app_id, None)
+        return
+    for name in change.get("removed_assignment_names", []):
+        exp.assignments.pop(name, None)
+    groups = {g.key: g for g in plan.groups}
+    scopes = {s.key: s for s in plan.scopes}
+    held = []
+    for a in plan.assignments:
+        scope = scopes[a.scope]
+        names = tuple(groups[k].name for k in scope.groups)
+        exp.assignments[a.name] = (app_id, a.role, scope.name)
+        if filters.get(scope.name) or scope.name not in exp.scopes:
+            exp.scopes[scope.name] = filters.get(scope.name, "")
+        exp.scope_groups[scope.name] = names
+        members: frozenset[str] = frozenset()
+        for key in scope.groups:
+            exp.groups[groups[key].name] = groups[key].members
+            exp.group_apps.setdefault(groups[key].name, set()).add(app_id)
+            members |= groups[key].members
+        held.append((a.name, scope.name, members))
+    before = exp.apps.get(app_id)
+    reach = frozenset(norm_id(g.mailbox) for g in plan.grants)
+    exp.apps[app_id] = AppExpect(app_id, change.get("app_name", ""), label, 1, True, reach,
+                                 before.legacy if before else frozenset(), held=tuple(held))
 
 
 def add_plan(exp: Expected, plan: Plan, label: str, states: dict[int, str], filters: dict[str, str]) -> None:

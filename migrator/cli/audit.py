@@ -26,6 +26,9 @@ def audit_command(plan_paths: tuple[Path, ...], profile: Path | None, as_json: b
     SMTP.SendAsApp claims re-granted in Entra, and objects named like this tool's that no given plan makes; and
     each migrated app's SMTP reach today against the reach it was given. Exit 0 when clean, 1 with findings (for
     a scheduled job), 2 bad input, 4 when the tenant could not be read (never reported clean).
+
+    Give the change folders of `migrator grant`/`revoke` too (changes/*): an applied change is then expected,
+    not reported.
     """
     from migrator.audit import render_markdown, render_text, run_audit
 
