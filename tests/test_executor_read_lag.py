@@ -140,3 +140,49 @@ def test_someone_elses_change_still_stops_the_run_under_read_lag(world):
 def _clients(sb):
     conn = Connection(sb.profile_path)
     return conn.exo, conn.graph
+
+
+class CrashBefore:
+    """A client whose first call of `at` after a call of `armed_by` 'dies' before it is sent."""
+
+    def __init__(self, client, armed_by: str, at: str) -> None:
+        self._client, self._armed_by, self._at, self.armed, self.fired = client, armed_by, at, False, False
+
+    def __getattr__(self, name: str):
+        target = getattr(self._client, name)
+        if name not in (self._armed_by, self._at) or not callable(target):
+            return target
+
+        def call(*args, **kwargs):
+            if name == self._at and self.armed and not self.fired:
+                self.fired = True
+                raise Crash(name)
+            if name == self._armed_by:
+                self.armed = True
+            return target(*args, **kwargs)
+
+        return call
+
+
+def test_rollback_resumed_after_recording_its_restores_does_not_take_the_lag_for_drift(world):
+    """The rollback restored the grants and recorded them as applied, then died before its check scan. Resumed at
+    once, its drift check reads the restored grants as still missing (the lag): it must read again until they
+    show, not stop with a drift error; the rollback then finishes and the tenant is as it was."""
+    sb, plan_path, grants, clock = world
+    plan = load_plan(plan_path)
+    before = tenant_shape(sb.state)
+    batches = [b.number for b in plan.batches]
+    result = _run(Runner, plan, plan_path, *_clients(sb), clock, batches)
+    assert [o.status for o in result.outcomes] == ["done"] * len(batches)
+    clock.advance(LAG)
+    exo, graph = _clients(sb)
+    crashing = CrashBefore(exo, armed_by="add_recipient_permission", at="sendas_entries")
+    with pytest.raises(Crash):
+        _run(RollbackRunner, plan, plan_path, crashing, graph, clock, [batches[-1]])
+    assert crashing.fired and sb.state.read_lag.visible_by() > clock.now()  # the restores are still hidden
+    for number in reversed(batches):
+        out = _run(RollbackRunner, plan, plan_path, *_clients(sb), clock, [number])
+        assert out.outcomes[0].status == "done", out.outcomes[0].message
+    assert tenant_shape(sb.state) == before
+    report = sb.state.check(grants)
+    assert report.ok, report.to_dict()

@@ -199,10 +199,12 @@ def resolve_sps(ctx: Context) -> list[str]:
 def drift_check(ctx: Context) -> list[str]:
     """What differs between the tenant and the plan (adjusted by what this tool already did). Read-only.
 
-    A difference about something this tool wrote (a grant it restored or removed, a group it removed) may be a read
-    that lags behind that write: while every difference is of that kind, the check reads again, bounded
-    (readback.py). Any other difference (someone else's change) is returned at once and stops the run."""
-    found, _ = settle(ctx, lambda: _drift(ctx), lambda d: d[1] if len(d[1]) == len(d[0]) else ())
+    A difference about something this tool wrote lately (a grant it restored or removed, a group it removed, within
+    replication_timeout) may be a read that lags behind that write: while every difference is of that kind, the
+    check reads again, bounded (readback.py). Any other difference (someone else's change) is returned at once and
+    stops the run."""
+    since = ctx.now() - ctx.settings.replication_timeout  # "lately": fixed for the whole check
+    found, _ = settle(ctx, lambda: _drift(ctx, since), lambda d: d[1] if len(d[1]) == len(d[0]) else ())
     diffs, own = found
     if own and len(own) == len(diffs):
         late = f" (written by this tool; reads still do not show it {ctx.settings.replication_timeout:g} s later)"
@@ -210,12 +212,15 @@ def drift_check(ctx: Context) -> list[str]:
     return diffs
 
 
-def _drift(ctx: Context) -> tuple[list[str], list[str]]:
-    """(differences, those about objects this tool wrote in some run of this batch)."""
+def _drift(ctx: Context, since: float) -> tuple[list[str], list[str]]:
+    """(differences, those about objects this tool wrote since `since`, in any run of this batch)."""
     diffs: list[str] = []
     own: list[str] = []
     view = ctx.view
-    written = {(a.kind, a.key) for a in ctx.journal.actions(batch=view.number) if a.kind in ("sendas", "fullaccess")}
+    # Written by this tool recently enough for a read to lag behind it (within replication_timeout): older writes
+    # have shown (or the read-back would have stopped the run), so a difference about them is someone else's.
+    written = {(a.kind, a.key) for a in ctx.journal.actions(batch=view.number)
+               if a.kind in ("sendas", "fullaccess", "group") and (a.updated_at or 0) >= since}
     # 1. The batch's SendAs grants, as inventoried, minus those this tool removed.
     removed = {a.key for a in ctx.journal.actions(batch=view.number, generation=ctx.generation, phase="execute",
                                                  kind="sendas", op="remove")}
@@ -284,7 +289,7 @@ def _drift(ctx: Context) -> tuple[list[str], list[str]]:
                         # one this tool removed (a rollback) may still be read (read-after-write lag)
                         out.append((f"group {group.key}: a group matching {ident!r} (the name, alias or address "
                                     f"of the new group {group.name!r}) already exists and was not created by "
-                                    "this plan", obj is not None))
+                                    "this plan", ("group", group.key) in written))
                         break
         return out
 
