@@ -164,10 +164,10 @@ class CrashBefore:
         return call
 
 
-def test_rollback_resumed_after_recording_its_restores_does_not_take_the_lag_for_drift(world):
+def test_rollback_resumed_after_recording_its_restores_waits_for_them(world):
     """The rollback restored the grants and recorded them as applied, then died before its check scan. Resumed at
-    once, its drift check reads the restored grants as still missing (the lag): it must read again until they
-    show, not stop with a drift error; the rollback then finishes and the tenant is as it was."""
+    once, it reads the restored grants as still missing (the lag): it adds them again (answered "already there")
+    and reads until they show, rather than failing or restoring anything twice; the tenant ends as it was."""
     sb, plan_path, grants, clock = world
     plan = load_plan(plan_path)
     before = tenant_shape(sb.state)
