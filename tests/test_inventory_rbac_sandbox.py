@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -170,6 +171,21 @@ def test_hand_made_rbac_is_reused_or_left_and_the_run_stays_exact(tmp_path):
         assert not again.batches and not again.assignments and not again.groups
         status = {a["app_id"]: a["status"] for a in again.meta["existing_rbac"]["apps"]}
         assert status[app_of["covered"]] == status[app_of["partial"]] == status[app_of["none"]] == "rbac_only"
+
+        # a reused assignment's scope edited by hand afterwards: audit reports it, with the app it affects
+        clients = Clients(load_profile(sb.profile_path))
+        try:
+            clients.exo.invoke("Set-ManagementScope", {"Identity": "Hand Scope Covered",
+                                                       "RecipientRestrictionFilter": "CustomAttribute9 -eq 'other'"})
+        finally:
+            clients.close()
+        audit = CliRunner().invoke(main, ["audit", str(plan_path), "--profile", str(sb.profile_path), "--json"])
+        assert audit.exit_code != 0, audit.output
+        found = json.loads(audit.output[audit.output.index("{"):])  # after the one-line error on stderr
+        changed = [f for f in found["findings"] if f["kind"] == "scope filter changed"]
+        assert [(f["target"], f["apps"]) for f in changed] == [("Hand Scope Covered", [app_of["covered"]])]
+        cut = {r["app_id"]: r for r in found["reach"]}
+        assert sorted(cut[app_of["covered"]]["missing"]) == legacy[app_of["covered"]]
 
 
 TAMPER = {  # what changes, on which app's existing assignment, and the drift it must stop on ("" none)

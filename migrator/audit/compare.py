@@ -179,10 +179,16 @@ def reach(exp: Expected, obs: Observed) -> list[Reach]:
         if assignment is not None and assignment.scope.lower() == entry.scope.lower():
             for group in entry.groups:
                 now |= obs.groups.get(group.lower(), frozenset())
-        for name, scope, members in entry.held:  # an existing assignment the plan built on, while still in place
+        for name, scope, text, members in entry.held:  # an existing assignment the plan built on, as it was
             found = obs.assignments.get(name.lower())
-            if found is not None and (not scope or found.scope.lower() == scope.lower()
-                                      or scope.lower() not in obs.scopes):
+            scope_now = obs.scopes.get(scope.lower())
+            if found is None:
+                continue
+            if text:  # on a management scope: the same one, its filter as read at the inventory
+                if found.scope.lower() == scope.lower() and scope_now is not None \
+                        and normalise_filter(scope_now.filter) == normalise_filter(text):
+                    now |= members
+            else:  # a group (its hidden scope) or the organisation
                 now |= members
         if entry.app_id in obs.claims:
             now |= {m for a, m, _r in obs.grants if a == entry.app_id}

@@ -31,8 +31,9 @@ class AppExpect:
     assignment: str = ""  # role assignment name (migrated apps)
     scope: str = ""  # management scope name
     groups: tuple[str, ...] = ()  # names of the groups the scope matches
-    # existing assignments the plan reused (existing.csv, action reuse): name -> (scope, mailboxes they reached)
-    held: tuple[tuple[str, str, frozenset[str]], ...] = ()
+    # existing assignments the plan reused (existing.csv, action reuse): (name, scope, its filter as read, the
+    # mailboxes they reached)
+    held: tuple[tuple[str, str, str, frozenset[str]], ...] = ()
 
 
 @dataclass
@@ -150,7 +151,7 @@ def add_plan(exp: Expected, plan: Plan, label: str, states: dict[int, str], filt
         reach = frozenset(norm_id(g.mailbox) for g in rows if g.batch is not None)
         legacy = frozenset((norm_id(g.mailbox), str(g.right)) for g in rows
                            if not migrated or g.action != MIGRATE)
-        held = tuple((e.assignment, e.scope, e.members) for e in held_of.get(app_id, ()))
+        held = tuple((e.assignment, e.scope, e.filter, e.members) for e in held_of.get(app_id, ()))
         entry = AppExpect(norm_id(app_id), rows[0].app_name, label, batch, migrated, reach, legacy, held=held)
         if migrated and app_id in assignment_of:
             a = assignment_of[app_id]
@@ -165,4 +166,10 @@ def add_plan(exp: Expected, plan: Plan, label: str, states: dict[int, str], filt
                 group = groups[key]
                 exp.groups[group.name] = group.members
                 exp.group_apps.setdefault(group.name, set()).add(entry.app_id)
+        if migrated:  # what the app's reach rests on is watched like the tool's own: gone, moved, filter edited
+            for e in held_of.get(app_id, ()):
+                if e.filter or not e.scope:  # a management scope, or none (a group-scoped one shows a hidden scope)
+                    exp.assignments[e.assignment] = (entry.app_id, e.role, e.scope)
+                if e.filter:
+                    exp.scopes[e.scope] = e.filter
         exp.apps[entry.app_id] = entry
