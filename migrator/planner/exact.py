@@ -56,6 +56,7 @@ SEED_POOL = 20_000                # bicliques of a capped enumeration handed to 
 DENSE_GREEDY_LIMIT = 200_000_000  # bicliques x edges beyond which the dense greedy hands over to the sparse one
 ENUM_SHARE = 0.5                  # share of the remaining time for the enumeration (the rest: greedy + ILP, or search)
 SOLVE_MARGIN = 0.1                # share of the solver's time kept for lifting and assigning the groups
+POST_FACTOR = 8.0                 # ... or this many times the instance's building time, when longer
 
 
 def incidence_limit() -> int:
@@ -519,9 +520,12 @@ def solve_classes(app_sets: Mapping[str, frozenset[str]], strategy: str, time_li
     nonempty = np.flatnonzero(~inst.row_empty)
     stats: dict = {"apps": len(inst.apps), "mailboxes": len(inst.mailboxes), "grants": inst.grants,
                    "distinct_app_sets": len(nonempty), "mailbox_classes": inst.d.shape[1]}
-    # the search's deadline leaves SOLVE_MARGIN of the time for what follows it here (lifting the groups back,
-    # assigning them to every app class): at load 10 on 2 cores that took 2-4 s on mushroom
-    remaining = max(0.0, time_limit * (1 - SOLVE_MARGIN) - (time.perf_counter() - t0))
+    # the search's deadline leaves time for what follows it here and in solve_cover (lifting the groups back,
+    # assigning them to every app class, verifying): SOLVE_MARGIN of the limit, or POST_FACTOR times what building
+    # the instance took (the same kind of work on the same input, slowed alike by a loaded machine: at load 11 on
+    # 2 cores syn_500's instance took 0.54 s and that work 4.5 s)
+    built = time.perf_counter() - t0
+    remaining = max(0.0, time_limit - built - max(SOLVE_MARGIN * time_limit, POST_FACTOR * built))
     cls_groups, lb, optimal, solve_stats = cover_classes(inst, nonempty, remaining, strategy == Strategy.PER_APP)
     stats["reduced"] = solve_stats.pop("reduced", [0, 0])
     stats["reductions"] = solve_stats.pop("reductions", {})
