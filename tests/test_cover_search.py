@@ -56,14 +56,15 @@ def test_memory_budget_cut_is_reported_and_the_cover_stays_exact(monkeypatch):
         assert len(result.groups) - result.lower_bound == result.gap > 0
 
 
-def test_an_expired_deadline_gives_the_trivial_cover_and_says_so():
+def test_an_expired_deadline_still_gives_a_cover_no_larger_than_the_trivial_one_and_says_so():
     rnd = np.random.default_rng(3)
     m = sp.csr_matrix(rnd.random((30, 12)) < 0.4)
     m = m[np.diff(m.indptr) > 0]
     stats: dict = {}
     extents, _lb, _optimal = search_cover(m, 1, time.perf_counter() - 1, 10**9, stats)
     info = stats["search"][0]
-    assert len(extents) == min(m.shape) or len(extents) == info["initial_pool"]
+    assert len(extents) <= min(m.shape)                  # the quick greedy over both sides' concepts, at worst trivial
+    assert info["initial_pool"] >= min(m.shape)
     assert info["cut"].startswith("time limit")
     # still a cover: every edge lies in one of the bicliques (extent x its columns' closure)
     dense = m.toarray().astype(bool)

@@ -360,7 +360,12 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
         return kept[0]
 
     stop = None
-    if phase("trivial"):
+    if not phase("trivial"):
+        # out of time already (a starved machine): still the other side's concepts and the quick greedy below,
+        # about as cheap as reading the component, so the answer is not the trivial cover
+        others = column_concepts(m) if nr <= nc else rows_of
+        stop = pool.add_many(others, incidence_budget) or "time"
+    else:
         # the compact pool: the closures of pairs of the small side, then the other side's concepts
         pairs = small_side_pairs(m)
         if pairs:
@@ -382,8 +387,6 @@ def search_cover(m: sp.csr_matrix, lb: int, deadline: float, incidence_budget: i
             phase("compact_cover")
         if stop is None and len(best) > lb and time.perf_counter() < deadline:
             stop = _fill_pool(m, pool, seeds, incidence_budget, _share(deadline, POOL_SHARE))
-    else:
-        stop = "time"
     if stop is not None:
         cut = f"{'memory budget' if stop == 'memory' else 'time limit'} (initial pool)"
     info["initial_pool"] = len(pool.intents)
