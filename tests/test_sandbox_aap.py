@@ -309,3 +309,24 @@ def test_restricting_a_tenant_wide_app_is_a_gap_for_every_mailbox_left_outside()
     assert report.per_permission() == {"Calendars.ReadWrite": {"gaps": 2, "overgrants": 0}}
     assert {i.mailbox for i in report.mail_gaps} == {"dan.wu@contoso.com", "erin.li@contoso.com"}
     assert {(i.start, i.end) for i in report.mail_gaps} == {(created + 50.0, None)}  # access_policy_delay later
+
+
+def test_mail_access_now_says_what_a_fresh_token_reaches_per_permission():
+    state = make()
+    now = state.mail_access_now()
+    assert now[ARCHIVER] == {"Mail.Read": frozenset(ARCHIVE_SET), "Mail.Send": frozenset(ARCHIVE_SET)}
+    assert now[OPEN] == {"Calendars.ReadWrite": None}  # no policy: every mailbox
+    assert set(now) == {ARCHIVER, EWSAPP, OPEN}
+    for app, perms in now.items():
+        for perm, reach in perms.items():
+            assert {m for m in MAILBOXES if state.can_use_mailbox(app, perm, m)} == (MAILBOXES if reach is None
+                                                                                   else reach)
+
+
+def test_sandbox_serve_offers_the_access_policy_delay():
+    from click.testing import CliRunner
+
+    from migrator.cli import main
+
+    result = CliRunner().invoke(main, ["sandbox", "serve", "--help"])
+    assert result.exit_code == 0 and "--access-policy-delay" in result.output

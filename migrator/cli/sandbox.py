@@ -54,6 +54,10 @@ def sandbox() -> None:
 @click.option("--replication-delay", type=click.FloatRange(min=0),
               help="Seconds a newly created group stays invisible to Get-* cmdlets (directory replication). "
                    f"Default: {_DEFAULTS.replication_delay:g}.")
+@click.option("--access-policy-delay", type=click.FloatRange(min=0),
+              help="Seconds before Graph/EWS calls see an Application Access Policy change (Microsoft: can take "
+                   "longer than an hour; Test-ApplicationAccessPolicy sees it at once). "
+                   f"Default: {_DEFAULTS.access_policy_delay:g}.")
 @click.option("--least-privilege", is_flag=True,
               help="Split the admin app: `profile` lacks Graph AppRoleAssignment.ReadWrite.All (the run's least "
                    "privilege), a second app holding only that and Application.Read.All is served as "
@@ -61,7 +65,8 @@ def sandbox() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log every request line to stderr (never headers or bodies).")
 def serve(fixture: Path | None, seed: int, faults: str, port: int, smtp_port: int, run_dir: Path | None,
           propagation_delay: float | None, token_lifetime: float | None, admin_token_lifetime: float | None,
-          claim_rule: str | None, replication_delay: float | None, least_privilege: bool, verbose: bool) -> None:
+          claim_rule: str | None, replication_delay: float | None, access_policy_delay: float | None,
+          least_privilege: bool, verbose: bool) -> None:
     """Serve a sandbox tenant until SIGTERM or SIGINT.
 
     Prints one JSON line on stdout once ready, with authority, exchange_url, graph_url, ca_bundle, tenant_id,
@@ -77,7 +82,7 @@ def serve(fixture: Path | None, seed: int, faults: str, port: int, smtp_port: in
         logging.getLogger("migrator.sandbox").setLevel(logging.DEBUG)
     overrides: dict[str, Any] = {"propagation_delay": propagation_delay, "token_lifetime": token_lifetime,
                  "admin_token_lifetime": admin_token_lifetime, "claim_rule": claim_rule,
-                 "replication_delay": replication_delay}
+                 "replication_delay": replication_delay, "access_policy_delay": access_policy_delay}
     settings = SandboxSettings(**{k: v for k, v in overrides.items() if v is not None})
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}

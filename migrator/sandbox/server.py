@@ -319,6 +319,12 @@ class Sandbox:
         with self.app.lock:
             return self.state.access_now(app_ids)
 
+    def mail_access(self, app_ids=None) -> dict:
+        """Per app followed on Graph/EWS: per permission (Mail.Read, full_access_as_app, ...), the mailboxes a token
+        issued now reaches now (None: every mailbox). state.mail_access_now."""
+        with self.app.lock:
+            return self.state.mail_access_now(app_ids)
+
     def pairs_seen(self) -> set[tuple[str, str]]:
         """Every (app, mailbox) pair that held SendAs or RBAC access at some time, or at the start."""
         with self.app.lock:

@@ -642,6 +642,23 @@ class TenantState:
             return {app.app_id: AppAccess(frozenset(self.effective_sendas(app)), frozenset(self.effective_rbac(app)),
                                           self.claim_now(app.app_id)) for app in chosen}
 
+    def mail_access_now(self, app_ids=None) -> dict[str, dict[str, frozenset[str] | None]]:
+        """Per app followed on Graph/EWS (or those of `app_ids`): per AAP-fenced permission, the mailboxes a token
+        issued now and the data plane now serve (None: every mailbox), as `can_use_mailbox` answers."""
+        with self.lock:
+            record, t = self.timeline.mail, self.clock.now()
+            apps = sorted({a for a, _p in record.rbac} if app_ids is None else {a.lower() for a in app_ids})
+            out: dict[str, dict[str, frozenset[str] | None]] = {}
+            for app in apps:
+                for perm in sorted(p for a, p in record.rbac if a == app):
+                    rbac = record.rbac_effective_at(self.timeline, app, perm, t)
+                    if record.claim_seen_at(self.timeline, app, perm, t):
+                        policy = record.policy_effective_at(self.timeline, app, t)
+                        out.setdefault(app, {})[perm] = None if policy is None else policy | rbac
+                    else:
+                        out.setdefault(app, {})[perm] = rbac
+            return out
+
     def pairs_seen(self) -> set[tuple[str, str]]:
         """Every (app_id, mailbox) pair the timeline has followed (SendAs, FullAccess or RBAC at some time)."""
         with self.lock:
