@@ -110,7 +110,7 @@ def add_change(exp: Expected, plan: Plan, label: str, state: str, filters: dict[
             exp.groups[groups[key].name] = groups[key].members
             exp.group_apps.setdefault(groups[key].name, set()).add(app_id)
             members |= groups[key].members
-        held.append((a.name, scope.name, members))
+        held.append((a.name, scope.name, filters.get(scope.name, ""), members))  # filter as set ("" unknown)
     before = exp.apps.get(app_id)
     reach = frozenset(norm_id(g.mailbox) for g in plan.grants)
     exp.apps[app_id] = AppExpect(app_id, change.get("app_name", ""), label, 1, True, reach,
