@@ -82,6 +82,16 @@ def test_grant_when_every_group_is_shared_makes_one_group_scope_and_assignment()
     assert plan_change(after, GRANT, "a", (_mb(7),)).strategy == OWN_GROUP
 
 
+def test_a_group_another_application_role_names_is_not_the_apps_own():
+    """An app's Mail.Send (or the same app's) scoped on the group: a member added there would widen it too."""
+    s = make_setup({"own": {1, 2}}, {"a": [["own"]]})
+    s.other_users["own"] = {"b (Application Mail.Send)"}
+    assert plan_change(s, GRANT, "a", (_mb(5),)).strategy == NEW_GROUP
+    assert plan_change(s, REVOKE, "a", (_mb(1),)).strategy == COPY_ON_WRITE
+    s.other_users["own"] = {"a (Application Mail.Send)"}
+    assert plan_change(s, GRANT, "a", (_mb(5),)).strategy == NEW_GROUP
+
+
 def test_revoke_from_an_own_group_removes_members_only():
     s = make_setup({"own": {1, 2}, "shared": {3, 4}}, {"a": [["own", "shared"]], "b": [["shared"]]})
     change = plan_change(s, REVOKE, "a", (_mb(1), _mb(9)))

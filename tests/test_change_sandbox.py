@@ -203,3 +203,28 @@ def test_audit_given_the_change_folders_is_clean_after_grants_and_revokes(tmp_pa
         assert json.loads(both.stdout)["clean"] is True
     finally:
         world.close()
+
+
+def test_a_group_another_app_holds_mail_send_on_is_not_written_by_a_grant(tmp_path):
+    """The tenant read (audit.observed) carries the apps' other Application role assignments: an app's group that a
+    second app's `Application Mail.Send` is scoped on is shared, so a grant makes a new group instead."""
+    world = migrated(tmp_path, clusters=0, need_shared=False)
+    try:
+        plan = world.plan
+        group = next(g for g in plan.groups if g.apps == 1)
+        scopes = {s.key for s in plan.scopes if group.key in s.groups}
+        app = next(a.app_id for a in plan.assignments if a.scope in scopes)
+        other = next(a.app_id for a in plan.assignments if a.app_id != app)
+        state, admin = world.sb.state, world.sb.state.admin_caller()
+        dn = state.invoke("Get-DistributionGroup", {"Identity": group.name}, caller=admin)[0]["DistinguishedName"]
+        state.invoke("New-ManagementScope", {"Name": "hand-made mail send", "RecipientRestrictionFilter":
+                                             f"MemberOfGroup -eq '{dn}'"}, caller=admin)
+        state.invoke("New-ManagementRoleAssignment", {"Name": "hand-made mail send", "Role": "Application Mail.Send",
+                                                      "App": state.apps[other].object_id,
+                                                      "CustomResourceScope": "hand-made mail send"}, caller=admin)
+        outside = sorted({g.mailbox for g in plan.grants} - rbac_reach(world)[app])[:1]
+        prepared, result = request(world, "grant", app, outside)
+        assert result is not None and result.exit_code == 0
+        assert prepared.change.strategy == "new group" and not prepared.change.member_adds
+    finally:
+        world.close()

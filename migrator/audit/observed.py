@@ -26,6 +26,10 @@ class Observed:
     group_dns: dict[str, str] = field(default_factory=dict)  # group name (lower) -> DistinguishedName
     app_names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # app id -> its names, display name first
     mailbox_names: dict[str, str] = field(default_factory=dict)  # address, alias, UPN, name (lower) -> address
+    # the apps' other `Application ...` role assignments (not SMTP.SendAsApp): (app id, role, scope type, scope,
+    # filter) as the inventory read them; a group they name serves those apps too
+    other_roles: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    group_ids: dict[str, str] = field(default_factory=dict)  # a group's address, GUID, DN, name (lower) -> name (lower)
 
 
 def read_observed(profile_path) -> Observed:
@@ -59,6 +63,9 @@ def read_observed(profile_path) -> Observed:
                 break
         obs.group_names[name.lower()] = name
         obs.group_dns[name.lower()] = text(row, "DistinguishedName")
+        for key in ("PrimarySmtpAddress", "ExternalDirectoryObjectId", "Guid", "DistinguishedName", "Name"):
+            if text(row, key):
+                obs.group_ids[text(row, key).lower()] = name.lower()
     for lower, key in keys.items():
         members = readings.group_members.get(key, [])
         obs.groups[lower] = frozenset(GroupMember.from_row(m).address for m in members)
@@ -79,6 +86,7 @@ def read_observed(profile_path) -> Observed:
 
 def _add_names(obs: Observed, inventory) -> None:
     """The names an admin may give an app or a mailbox on the command line (`migrator grant`)."""
+    obs.other_roles = [(a.app_id, a.role, a.scope_type, a.scope, a.filter) for a in inventory.rbac if not a.smtp]
     for sp in inventory.service_principals:
         names = (sp.display_name, sp.app_id, sp.object_id, sp.exchange_identity, *sp.exchange_names)
         obs.app_names[sp.app_id] = tuple(dict.fromkeys(n for n in names if n))

@@ -48,6 +48,8 @@ class Setup:
     legacy: frozenset[tuple[str, str, str]] = frozenset()  # (app, mailbox, right) per-mailbox grants held now
     app_names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # app id -> names, display name first
     mailbox_names: dict[str, str] = field(default_factory=dict)  # lower name/alias/UPN/address -> address
+    # apps that hold another `Application ...` role (Mail.Send, ...) on a group: adding a member would widen theirs
+    other_users: dict[str, set[str]] = field(default_factory=dict)  # group (lower) -> "<app id> (<role>)"
 
     def app_assignments(self, app_id: str) -> list[AssignmentState]:
         return sorted((a for a in self.assignments.values() if a.app_id == app_id), key=lambda a: a.name.lower())
@@ -60,8 +62,10 @@ class Setup:
         return sorted({g for a in self.app_assignments(app_id) for g in self.scope_groups(a.scope)})
 
     def users(self, group: str) -> set[str]:
-        """Apps holding an SMTP role assignment whose scope names the group."""
-        return {a.app_id for a in self.assignments.values() if group in self.scope_groups(a.scope)}
+        """Apps holding an SMTP role assignment whose scope names the group, and apps holding another Application
+        role scoped on it (a group only one app's SMTP assignment names may still serve another app's Mail.Send)."""
+        smtp = {a.app_id for a in self.assignments.values() if group in self.scope_groups(a.scope)}
+        return smtp | self.other_users.get(group, set())
 
     def rbac_reach(self, app_id: str) -> frozenset[str]:
         out: set[str] = set()
@@ -145,6 +149,14 @@ def setup_from_observed(obs) -> Setup:
         app_id = obs.principal_app.get(assignment.assignee)
         if app_id is not None:
             setup.assignments[lower] = AssignmentState(assignment.name, app_id, assignment.scope.lower())
+    for app_id, role, scope_type, scope, text in obs.other_roles:
+        if scope_type == "group":
+            named = [obs.group_ids[scope.lower()]] if scope.lower() in obs.group_ids else []
+        else:
+            named = list(filter_groups(text, dn_to_group)[0])
+        for group in named:
+            # named with its role: the app itself holding Mail.Send on the group makes it no "own" group either
+            setup.other_users.setdefault(group, set()).add(f"{app_id} ({role})")
     setup.claims = frozenset(obs.claims)
     setup.legacy = frozenset(obs.grants)
     setup.app_names = dict(obs.app_names)
