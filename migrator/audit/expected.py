@@ -65,8 +65,10 @@ def batch_states(plan_dir: Path) -> tuple[dict[int, str], dict[str, str]]:
 
 def expected_state(plans: list[Plan]) -> Expected:
     exp = Expected()
-    # the change plans of `migrator grant`/`revoke` after the plans they change, oldest first, whatever the order given
-    changes = sorted((p for p in plans if isinstance(p.meta.get("change"), dict)), key=lambda p: p.meta["created"])
+    # the change plans of `migrator grant`/`revoke` after the plans they change, in the order they were applied,
+    # whatever the order given (two changes may be planned within the same second)
+    changes = sorted((p for p in plans if isinstance(p.meta.get("change"), dict)),
+                     key=lambda p: (_applied_at(Path(p.path) if p.path else Path(".")), p.meta["created"]))
     for plan in [p for p in plans if not isinstance(p.meta.get("change"), dict)] + changes:
         folder = Path(plan.path) if plan.path else Path(".")
         states, filters = batch_states(folder)
@@ -75,6 +77,16 @@ def expected_state(plans: list[Plan]) -> Expected:
         else:
             add_plan(exp, plan, folder.name, states, filters)
     return exp
+
+
+def _applied_at(plan_dir: Path) -> float:
+    """When the plan's journal last finished a step (0 without a journal)."""
+    from migrator.executor.journal import Journal
+
+    if not (plan_dir / "journal.db").exists():
+        return 0.0
+    with Journal(plan_dir, readonly=True) as journal:
+        return max((r.finished_at or 0.0 for r in journal.steps()), default=0.0)
 
 
 def add_change(exp: Expected, plan: Plan, label: str, state: str, filters: dict[str, str]) -> None:
