@@ -240,3 +240,19 @@ def test_a_rehearsal_tenant_built_from_the_inventory_reaches_the_same_per_permis
     rebuilt = TenantState.from_fixture(fixture, clock=Clock.manual())
     assert {m for m in mailboxes if rebuilt.can_use_mailbox(ARCHIVER, "Mail.Read", m)} == \
         {f"ana.silva{D}", f"ben.okafor{D}", f"chen.li{D}", f"invoices{D}"}
+
+
+def test_a_refused_policy_read_is_not_read_with_the_reason_and_the_inventory_goes_on(tmp_path):
+    from migrator.sandbox.faults import FaultProfile
+    from migrator.sandbox.server import start_sandbox
+
+    profile = FaultProfile(name="no-aap-role", refused_cmdlets=("Get-ApplicationAccessPolicy",))
+    with start_sandbox(NORTHWIND_FIXTURE, smtp=False, run_dir=tmp_path / "sb", faults=profile) as sb:
+        inv = live_inventory(sb.profile_path, tmp_path / "inv", progress=False)
+    access = inv.mail_access
+    assert not access.policies_read and not access.members_read and access.permissions_read
+    assert counts(inv)["access_policies"] == "not read" and len(inv.grants) == 2
+    manifest = json.loads((tmp_path / "inv" / "manifest.json").read_text(encoding="utf-8"))
+    assert "refused" in manifest["access_policies"]["why_policies"]
+    assert not (tmp_path / "inv" / POLICIES_FILE).exists()
+    assert "refused" in read_inventory(tmp_path / "inv").mail_access.notes["why_policies"]

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from migrator.exchange.auth import TokenProvider
-from migrator.exchange.errors import ApiError, NotFound
+from migrator.exchange.errors import ApiError, Forbidden, NotFound
 from migrator.exchange.exo import ExchangeClient, is_unsupported
 from migrator.exchange.graph import BATCH_MAX, GraphClient
 from migrator.exchange.http import ApiSession
@@ -80,6 +80,7 @@ class Readings:
     access_policies_read: bool = False
     mail_permissions: list[dict] = field(default_factory=list)  # AAP-fenced app roles (read_mail_permissions)
     mail_permissions_read: bool = False
+    refused: dict[str, str] = field(default_factory=dict)  # optional read -> why the tenant refused it
     role_assignments: list[dict] = field(default_factory=list)  # every Get-ManagementRoleAssignment row
     management_scopes: list[dict] = field(default_factory=list)  # every Get-ManagementScope row
     rbac_read: bool = False  # False: not read (then existing RBAC for Applications is unknown, not "none")
@@ -265,9 +266,12 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
     if app_permissions:
         reads.add("app_permissions", lambda: read_app_permissions(
             clients, reads.result("service_principals"), workers=workers, guard=reads.guard))
+    refused: dict[str, str] = {}
     if access_policies:  # Graph/EWS: the policies, and who holds the permissions they fence (mailaccess.py)
-        reads.add("access_policies", exo.get_application_access_policies)
-        reads.add("mail_permissions", lambda: read_mail_permissions(clients))
+        reads.add("access_policies", lambda: _unless_refused(exo.get_application_access_policies,
+                                                             "access_policies", refused))
+        reads.add("mail_permissions", lambda: _unless_refused(lambda: read_mail_permissions(clients),
+                                                              "mail_permissions", refused))
     try:
         bar.start("Reading the tenant", len(reads._tasks))
         done = reads.run()
@@ -284,10 +288,11 @@ def read_tenant(clients: Clients, *, fullaccess: str = "scan", workers: int = 16
     out.checks = {**fa_checks, **sa_checks}  # a fixed order, whichever check finished first
     out.app_permissions = done.get("app_permissions", [])
     out.app_permissions_read = "app_permissions" in done
-    out.access_policies = done.get("access_policies", [])
-    out.access_policies_read = "access_policies" in done
-    out.mail_permissions = done.get("mail_permissions", [])
-    out.mail_permissions_read = "mail_permissions" in done
+    out.access_policies = done.get("access_policies") or []
+    out.access_policies_read = done.get("access_policies") is not None
+    out.mail_permissions = done.get("mail_permissions") or []
+    out.mail_permissions_read = done.get("mail_permissions") is not None
+    out.refused = dict(sorted(refused.items()))
     out.role_assignments = done.get("role_assignments", [])
     out.management_scopes = done.get("management_scopes", [])
     out.rbac_read = "role_assignments" in done
@@ -536,6 +541,17 @@ def read_app_permissions(clients: Clients, sp_rows: list[dict], *, workers: int 
     return sorted(out)
 
 
+def _unless_refused(read: Callable[[], Any], name: str, refused: dict[str, str]) -> Any:
+    """An optional read (the Graph/EWS side: the SMTP migration does not need it): a refusal (403: a role or
+    permission the profile lacks) makes it "not read", said in the manifest; any other failure still fails the
+    inventory, as a failed read is never "none"."""
+    try:
+        return read()
+    except Forbidden as exc:
+        refused[name] = f"refused by the tenant ({type(exc).__name__}): {exc}"
+        return None
+
+
 def read_mail_permissions(clients: Clients) -> list[dict]:
     """Every app holding a permission an Application Access Policy fences (model.AAP_PERMISSIONS), from the two
     resources' appRoleAssignedTo (so apps without an Exchange pointer count too), in the shape of the export
@@ -629,7 +645,14 @@ def inventory_from_readings(readings: Readings, profile: Profile, *, api: dict |
     inv = build_inventory(files, allow_unknown_trustees=allow_unknown_trustees, source="tenant", sources=sources,
                           app_permissions=perms, app_permissions_known=readings.app_permissions_read,
                           where=f"tenant {profile.tenant_id}")
+    if readings.refused:  # say why a Graph/EWS part is not read (not "older exports")
+        notes = dict(inv.mail_access.notes)
+        for name, key in (("access_policies", "why_policies"), ("mail_permissions", "why_permissions")):
+            if name in readings.refused:
+                notes[key] = readings.refused[name]
+        inv = dataclasses.replace(inv, mail_access=dataclasses.replace(inv.mail_access, notes=notes))
     manifest = dict(inv.manifest)
+    manifest["access_policies"] = inv.mail_access.manifest()
     fa = readings.fullaccess_strategy
     manifest["strategy"] = {
         "sendas": "scan: Get-RecipientPermission -ResultSize Unlimited",
