@@ -60,6 +60,8 @@ def test_grant_asks_dry_runs_applies_and_then_has_nothing_to_do(tmp_path):
         result = json.loads(done.stdout)
         assert result["strategy"] == "own group" and result["effective"] == [mailbox]
         assert mailbox in rbac_reach(world)[app]
+        shown = CliRunner().invoke(main, ["show", str(out)])
+        assert shown.exit_code == 0 and "add member(s) to group" in shown.output and mailbox in shown.output
         status = CliRunner().invoke(main, ["status", str(out)])
         assert status.exit_code == 0 and "[x] change final verify: done" in status.output, status.output
 

@@ -86,8 +86,14 @@ def show_command(plan_path: Path, as_json: bool) -> None:
     and batches. The plan's hashes and exactness are checked first."""
     with gc_paused():
         plan = load_plan(plan_path)
+    change = plan.meta.get("change")
     if as_json:
-        click.echo(json.dumps(summary(plan), indent=2))
+        click.echo(json.dumps({**summary(plan), **({"change": change} if isinstance(change, dict) else {})},
+                              indent=2))
+    elif isinstance(change, dict):  # a `migrator grant`/`revoke` change plan: say what it changes
+        from migrator.change.render import change_text
+
+        click.echo(change_text(plan))
     else:
         click.echo(render_text(plan))
 
