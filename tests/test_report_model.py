@@ -113,3 +113,39 @@ def test_large_diagram_is_summarised(large):
     assert [n.label for n in small.nodes if n.kind == "more"] == ["+35 more groups"]
     assert sum(1 for n in small.nodes if n.kind == "mailbox") == len(
         set().union(*(g.members for g in large.groups[:5])))
+
+
+def test_helpdesk_section_says_what_grant_does_for_each_app():
+    from pathlib import Path
+
+    from migrator.report.html import render_html
+
+    plan = load_plan(Path(__file__).resolve().parent.parent / "plans" / "contoso")
+    data = build_report(plan, with_journal=False)
+    # Independently of the report: which apps' role assignments use each group.
+    scope_groups = {s.key: set(s.groups) for s in plan.scopes}
+    users: dict[str, set[str]] = {}
+    for a in plan.assignments:
+        for g in scope_groups.get(a.scope, ()):
+            users.setdefault(g, set()).add(a.app_id)
+    name = {g.key: g.name for g in plan.groups}
+    shared_names = {name[g] for g, apps in users.items() if len(apps) > 1}
+    assert shared_names and data.shared_group_count == len(shared_names)
+    assert {h.app_id for h in data.helpdesk} == {a.app_id for a in plan.assignments}
+    for h in data.helpdesk:
+        mine = {name[g] for g, apps in users.items() if h.app_id in apps}
+        assert set(h.own_groups) == {n for n in mine if n not in shared_names}
+        assert set(h.shared_groups) == mine & shared_names
+        if h.own_groups:
+            assert h.grant.startswith(f"adds the mailbox to {sorted(h.own_groups, key=str.lower)[0]};")
+        else:
+            assert h.grant.startswith("creates one group")
+    text = render_markdown(data)
+    assert "## For the helpdesk: access changes from now on" in text and "`migrator grant APP MAILBOX" in text
+    html = render_html(data)
+    assert '<h2 id="helpdesk">' in html and "<code>migrator grant APP MAILBOX --profile P</code>" in html
+
+
+def test_helpdesk_refuses_an_app_scoped_by_attributes(hostile):
+    dollar = next(h for h in build_report(hostile).helpdesk if h.app_id == APP_DOLLAR)
+    assert dollar.grant.startswith("refused: a scope of this app filters on attributes")

@@ -34,7 +34,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
                    "self-contained page with the diagram as SVG; both.")
 def report_command(plan_path: Path, out: Path | None, fmt: str) -> None:
     """Write a report of PLAN for a change ticket: summary, batches, groups against the proven lower bound,
-    the run's timeline (from the journal, once a batch has run) and a diagram of apps, groups and mailboxes."""
+    the run's timeline (from the journal, once a batch has run), a diagram of apps, groups and mailboxes, and a page
+    for the helpdesk (how to change an app's access from now on, and what `migrator grant` does for each app)."""
     from migrator.report.html import render_html
     from migrator.report.markdown import render_markdown
     from migrator.report.model import build_report

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 from html import escape
 
-from migrator.report.markdown import grants_text, report_title
+from migrator.report.markdown import grants_text, helpdesk_paragraphs, report_title
 from migrator.report.model import ReportData, fmt_send, fmt_time
 from migrator.report.svg import render_svg
 
@@ -88,6 +88,12 @@ class _Raw:
 
     def __init__(self, html: str) -> None:
         self.html = html
+
+
+def _code_spans(text: str) -> str:
+    """Escaped text with its `backtick` spans as <code>."""
+    pieces = _e(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
 
 
 def _state(state: str) -> _Raw:
@@ -178,6 +184,16 @@ def render_html(data: ReportData) -> str:
         parts.append(_table(["App", "Mailbox", "Before", "After"],
                             [[r["app_name"] or r["app_id"], r["mailbox"], fmt_send(r["before"]), fmt_send(r["after"])]
                              for r in data.smtp_sends]))
+    if data.helpdesk:
+        parts.append('<h2 id="helpdesk">For the helpdesk: access changes from now on</h2>')
+        parts += [f'<p class="note">{_code_spans(p)}</p>' for p in helpdesk_paragraphs(data)]
+        opened = " open" if len(data.helpdesk) <= OPEN_BATCH_APPS else ""
+        parts.append(f"<details{opened}><summary>What <code>migrator grant</code> does for each app "
+                     f"({len(data.helpdesk)})</summary>"
+                     + _table(["App", "Own groups", "Shared groups", "migrator grant of a new mailbox"],
+                              [[h.name or h.app_id, ", ".join(h.own_groups), ", ".join(h.shared_groups), h.grant]
+                               for h in data.helpdesk])
+                     + "</details>")
     if data.kept_reasons:
         parts.append('<h2 id="kept">Grants kept</h2>')
         parts.append(_table(["Reason", "Grants"], [[r, n] for r, n in data.kept_reasons], numeric={1}))

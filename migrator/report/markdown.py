@@ -44,6 +44,27 @@ def grants_text(data: ReportData) -> str:
             f"{t.get('on_legacy', 0)} still on legacy grants{unconfirmed}{restored}")
 
 
+def helpdesk_paragraphs(data: ReportData) -> list[str]:
+    """The helpdesk section's text, shared by both renderers (code spans in backticks)."""
+    shared = data.shared_group_count
+    return [
+        "From now on, give an app access to one more mailbox with `migrator grant APP MAILBOX --profile P`, and take "
+        "it away with `migrator revoke APP MAILBOX --profile P`. Not with Add-RecipientPermission (the per-mailbox "
+        "pattern comes back), and not by adding a member to a group by hand: "
+        + (f"{shared} of this plan's groups {'serves' if shared == 1 else 'serve'} more than one app, and a member "
+           "added to one reaches every app on it." if shared
+           else "a group can come to serve several apps, and a member added to it reaches every one."),
+        "Each command changes the named app's access by exactly the named mailboxes and no other app's. It shows the "
+        "change and asks first, journals it, verifies it before anything is removed, and can be undone with "
+        "`migrator rollback CHANGE-FOLDER --batch 1`. Revoke takes the mailbox out of the app's own group, or gives "
+        "the app a copy of a shared group without it; it refuses a mailbox the app still reaches through a "
+        "per-mailbox grant.",
+        "Run `migrator audit PLAN CHANGE-FOLDERS... --profile P` on a schedule: exit 0 when the tenant is as "
+        "applied, 1 with findings (new per-mailbox grants, members added by hand, scopes or assignments edited, "
+        "the SMTP.SendAsApp claim granted again).",
+    ]
+
+
 def render_markdown(data: ReportData) -> str:
     c = data.counts
     out = [f"# {md(report_title(data))}", "",
@@ -107,6 +128,15 @@ def render_markdown(data: ReportData) -> str:
         out += _table(["App", "Mailbox", "Before", "After"],
                       [[r["app_name"] or r["app_id"], r["mailbox"], fmt_send(r["before"]), fmt_send(r["after"])]
                        for r in data.smtp_sends])
+    if data.helpdesk:
+        out += ["", "## For the helpdesk: access changes from now on", ""]
+        for paragraph in helpdesk_paragraphs(data):
+            out += [paragraph, ""]
+        out += _table(["App", "Own groups", "Shared groups", "`migrator grant` of a new mailbox"],
+                      [[h.name or h.app_id, ", ".join(h.own_groups), ", ".join(h.shared_groups), h.grant]
+                       for h in data.helpdesk[:MAX_APP_ROWS]])
+        if len(data.helpdesk) > MAX_APP_ROWS:
+            out += ["", f"… and {len(data.helpdesk) - MAX_APP_ROWS} more apps (see report.html)."]
     if data.kept_reasons:
         out += ["", "## Grants kept", ""]
         out += _table(["Reason", "Grants"], [[r, n] for r, n in data.kept_reasons])

@@ -59,6 +59,18 @@ class GroupRow:
 
 
 @dataclass(frozen=True)
+class HelpdeskRow:
+    """What `migrator grant` would do for one app of the plan, judged from the plan (the command decides again from
+    the tenant as it is when it runs)."""
+
+    app_id: str
+    name: str
+    own_groups: tuple[str, ...]     # groups only this app's role assignments use
+    shared_groups: tuple[str, ...]  # groups other apps' role assignments use too
+    grant: str                      # what `migrator grant` does for it, in words
+
+
+@dataclass(frozen=True)
 class ReportData:
     name: str
     path: str
@@ -81,7 +93,13 @@ class ReportData:
     diagram: Diagram = field(default_factory=lambda: Diagram((), (), ""))
     smtp_sends: tuple[dict, ...] = ()  # smtp-evidence.json: real sends per app before and after (demo, sandbox)
     tenant: str = ""                          # the tenant the plan is for (journal, else the live inventory)
+    helpdesk: tuple[HelpdeskRow, ...] = ()   # the helpdesk section: how grant/revoke will treat each app
     totals: dict = field(default_factory=dict)  # SendAs grants: planned, migrated, on_legacy, restored (journal)
+
+    @property
+    def shared_group_count(self) -> int:
+        """Groups that more than one app's role assignments use (a member added by hand reaches every one)."""
+        return len({g for row in self.helpdesk for g in row.shared_groups})
 
     @property
     def bound_text(self) -> str:
@@ -210,6 +228,39 @@ def _source_text(source: object) -> str:
     return str(source)
 
 
+def helpdesk_rows(plan, names: dict[str, str]) -> tuple[HelpdeskRow, ...]:
+    """Per app with role assignments in the plan: its own and shared groups, and what `migrator grant` does with a
+    new mailbox (the same rule as change/incremental.py: the app's first own group by name, else a new group)."""
+    scopes = {s.key: s for s in plan.scopes}
+    group_name: dict[str, str] = {g.key: g.name for g in plan.groups}
+    users: dict[str, set[str]] = defaultdict(set)
+    groups_of: dict[str, set[str]] = defaultdict(set)
+    filters_attributes: set[str] = set()
+    for a in plan.assignments:
+        scope = scopes.get(a.scope)
+        if scope is None:
+            continue
+        for key in scope.groups:
+            users[key].add(a.app_id)
+            groups_of[a.app_id].add(key)
+        if scope.attributes:
+            filters_attributes.add(a.app_id)
+    rows = []
+    for app in sorted(groups_of.keys() | filters_attributes, key=lambda a: ((names.get(a) or a).lower(), a)):
+        keys = sorted(groups_of[app], key=lambda k: (group_name.get(k) or k).lower())
+        own = tuple(group_name.get(k, k) for k in keys if users[k] == {app})
+        shared = tuple(group_name.get(k, k) for k in keys if users[k] != {app})
+        if app in filters_attributes:
+            grant = "refused: a scope of this app filters on attributes; change its access with a new plan"
+        elif own:
+            grant = f"adds the mailbox to {own[0]}; nothing else changes"
+        else:
+            grant = ("creates one group with the mailbox, a scope and a role assignment for this app "
+                     "(its groups serve other apps too)")
+        rows.append(HelpdeskRow(app, names.get(app, ""), own, shared, grant))
+    return tuple(rows)
+
+
 def build_report(plan, *, now: datetime | None = None, with_journal: bool = True) -> ReportData:
     meta = plan.meta or {}
     counts = plan_counts(plan)
@@ -286,7 +337,7 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
         groups=groups, kept_reasons=tuple(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
         flagged=tuple((names.get(a, "") or a, p) for a, p in sorted(flagged.items())), timeline=run.timeline,
         run_note=run.note, runs=run.runs, diagram=build_diagram(plan), smtp_sends=read_smtp_evidence(plan),
-        tenant=run.tenant or _source_tenant(plan),
+        tenant=run.tenant or _source_tenant(plan), helpdesk=helpdesk_rows(plan, names),
         totals=totals(list(run.statuses)) if run.statuses else {
             "planned": sum(sendas.values()), "migrated": 0, "unconfirmed": 0, "on_legacy": sum(sendas.values()),
             "restored": 0})
