@@ -151,6 +151,31 @@ def test_names_resolve_or_fail_clearly():
         resolve_mailboxes(s, ["x@y"])
 
 
+def test_a_name_two_mailboxes_answer_to_is_refused_and_an_address_is_never_ambiguous():
+    from types import SimpleNamespace as NS
+
+    from migrator.audit.observed import Observed, _add_names
+
+    def mailbox(address, alias, name):
+        return NS(address=address, alias=alias, upn=address, name=name)
+
+    inventory = NS(rbac=[], service_principals=[], mailboxes=[
+        mailbox("sales@contoso.com", "sales", "Sales"),
+        mailbox("sales.emea@contoso.com", "sales@contoso.com", "Sales"),  # an alias equal to the other's address
+    ])
+    obs = Observed()
+    _add_names(obs, inventory)
+    assert obs.ambiguous_mailbox_names == {"sales": ("sales.emea@contoso.com", "sales@contoso.com")}
+    assert obs.mailbox_names["sales@contoso.com"] == "sales@contoso.com"
+    s = make_setup({"own": {1}}, {"a": [["own"]]})
+    s.mailbox_names.update(obs.mailbox_names)
+    s.ambiguous_mailbox_names = dict(obs.ambiguous_mailbox_names)
+    assert resolve_mailboxes(s, ["SALES@contoso.com"]) == ("sales@contoso.com",)
+    with pytest.raises(InputError, match="'Sales' names 2 mailboxes") as err:
+        resolve_mailboxes(s, ["Sales"])
+    assert err.value.field == "MAILBOX"
+
+
 def test_filters_are_understood_only_when_made_of_known_group_terms():
     dns = {f"cn=g{i}{SUFFIX}".lower(): f"g{i}" for i in range(3)}
     assert filter_groups(f"(MemberOfGroup -eq 'CN=g0{SUFFIX}') -or (MemberOfGroup -eq 'CN=g1{SUFFIX}')", dns) == (

@@ -26,6 +26,8 @@ class Observed:
     group_dns: dict[str, str] = field(default_factory=dict)  # group name (lower) -> DistinguishedName
     app_names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # app id -> its names, display name first
     mailbox_names: dict[str, str] = field(default_factory=dict)  # address, alias, UPN, name (lower) -> address
+    # an alias, UPN or name more than one mailbox answers to (lower) -> their addresses: refused on the command line
+    ambiguous_mailbox_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # the apps' other `Application ...` role assignments (not SMTP.SendAsApp): (app id, role, scope type, scope,
     # filter) as the inventory read them; a group they name serves those apps too
     other_roles: list[tuple[str, str, str, str, str]] = field(default_factory=list)
@@ -90,7 +92,16 @@ def _add_names(obs: Observed, inventory) -> None:
     for sp in inventory.service_principals:
         names = (sp.display_name, sp.app_id, sp.object_id, sp.exchange_identity, *sp.exchange_names)
         obs.app_names[sp.app_id] = tuple(dict.fromkeys(n for n in names if n))
+    targets: dict[str, set[str]] = {}
     for mb in inventory.mailboxes:
         for value in (mb.address, mb.alias, mb.upn, mb.name):
             if value:
                 obs.mailbox_names.setdefault(norm_id(value), mb.address)
+                targets.setdefault(norm_id(value), set()).add(mb.address)
+    addresses = {norm_id(mb.address) for mb in inventory.mailboxes}
+    for name, found in targets.items():
+        if len(found) > 1:
+            if name in addresses:  # a primary address names its own mailbox, whatever else shares it as an alias
+                obs.mailbox_names[name] = next(a for a in found if norm_id(a) == name)
+            else:
+                obs.ambiguous_mailbox_names[name] = tuple(sorted(found))

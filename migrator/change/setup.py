@@ -48,6 +48,7 @@ class Setup:
     legacy: frozenset[tuple[str, str, str]] = frozenset()  # (app, mailbox, right) per-mailbox grants held now
     app_names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # app id -> names, display name first
     mailbox_names: dict[str, str] = field(default_factory=dict)  # lower name/alias/UPN/address -> address
+    ambiguous_mailbox_names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # lower name -> addresses
     # apps that hold another `Application ...` role (Mail.Send, ...) on a group: adding a member would widen theirs
     other_users: dict[str, set[str]] = field(default_factory=dict)  # group (lower) -> "<app id> (<role>)"
 
@@ -161,6 +162,7 @@ def setup_from_observed(obs) -> Setup:
     setup.legacy = frozenset(obs.grants)
     setup.app_names = dict(obs.app_names)
     setup.mailbox_names = dict(obs.mailbox_names)
+    setup.ambiguous_mailbox_names = dict(obs.ambiguous_mailbox_names)
     return setup
 
 
@@ -183,4 +185,8 @@ def resolve_mailboxes(setup: Setup, names: list[str]) -> tuple[str, ...]:
     if unknown:
         raise InputError(f"no mailbox named {', '.join(repr(u) for u in unknown[:10])} in the tenant",
                          field="MAILBOX", value=unknown[0])
+    for n in names:
+        if (found := setup.ambiguous_mailbox_names.get(norm_id(n))) is not None:
+            raise InputError(f"{n!r} names {len(found)} mailboxes ({', '.join(found[:5])}); give the primary SMTP "
+                             "address", field="MAILBOX", value=n)
     return tuple(sorted({setup.mailbox_names[norm_id(n)] for n in names}))
