@@ -182,8 +182,11 @@ def test_filters_are_understood_only_when_made_of_known_group_terms():
         ("g0", "g1"), True)
     assert filter_groups(f"MemberOfGroup -eq 'CN=g2{SUFFIX}'", dns) == (("g2",), True)
     assert filter_groups(f"(MemberOfGroup -eq 'CN=g0{SUFFIX}') -or (Department -eq 'Sales')", dns)[1] is False
-    assert filter_groups(f"(MemberOfGroup -eq 'CN=g0{SUFFIX}') -and (Department -eq 'x')", dns)[1] is False
+    assert filter_groups(f"(MemberOfGroup -eq 'CN=g0{SUFFIX}') -and (Department -eq 'x')", dns) == (("g0",), False)
+    assert filter_groups(f"-not (MemberOfGroup -ne 'CN=g1{SUFFIX}')", dns) == (("g1",), False)  # depends on g1
     assert filter_groups("MemberOfGroup -eq 'CN=unknown'", dns) == ((), False)
+    assert filter_groups("MemberOfGroup -eq 'CN=O''Neil,DC=x'", {"cn=o'neil,dc=x": "o"}) == (("o",), True)
+    assert filter_groups("MemberOfGroup -eq 'CN=unterminated", dns) == ((), False)
 
 
 def test_drift_allows_the_change_half_done_and_nothing_else(tmp_path):

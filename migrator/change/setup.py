@@ -8,13 +8,11 @@ be computed from groups alone, so no change is planned for an app that uses it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from migrator.errors import InputError
 from migrator.model import norm_id
-
-_TERM = re.compile(r"^memberofgroup\s+-eq\s+'((?:[^']|'')*)'$", re.IGNORECASE)
+from migrator.planner.opath import member_of_anywhere, member_of_dns
 
 
 @dataclass(frozen=True)
@@ -80,60 +78,14 @@ class Setup:
 
 
 def filter_groups(text: str, dn_to_group: dict[str, str]) -> tuple[tuple[str, ...], bool]:
-    """(group names the filter's MemberOfGroup terms name, whether the filter is nothing but such terms, -or'ed)."""
-    terms = _split_or(text)
-    groups: list[str] = []
-    understood = bool(terms)
-    for term in terms:
-        match = _TERM.match(_strip_parens(term))
-        group = dn_to_group.get(match.group(1).replace("''", "'").lower()) if match else None
-        if group is None:
-            understood = False
-        elif group not in groups:
-            groups.append(group)
-    return tuple(groups), understood
-
-
-def _strip_parens(term: str) -> str:
-    term = term.strip()
-    while term.startswith("(") and term.endswith(")") and _balanced(term[1:-1]):
-        term = term[1:-1].strip()
-    return term
-
-
-def _balanced(text: str) -> bool:
-    depth, quoted = 0, False
-    for ch in text:
-        if ch == "'":
-            quoted = not quoted
-        elif not quoted and ch in "()":
-            depth += 1 if ch == "(" else -1
-            if depth < 0:
-                return False
-    return depth == 0 and not quoted
-
-
-def _split_or(text: str) -> list[str]:
-    """Split on top-level ` -or ` (outside quotes and parentheses); an -and or -not anywhere stays inside a term."""
-    text = _strip_parens(text or "")
-    parts, depth, quoted, start, i = [], 0, False, 0, 0
-    lower = text.lower()
-    while i < len(text):
-        ch = text[i]
-        if ch == "'":
-            quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth -= 1
-        elif not quoted and depth == 0 and lower.startswith(" -or ", i):
-            parts.append(text[start:i])
-            i += 5
-            start = i
-            continue
-        i += 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip()]
+    """(group names the filter's MemberOfGroup terms name, whether the filter is nothing but such terms, -or'ed, all
+    of known groups). For another shape the groups are those it names anywhere: what it depends on."""
+    dns = member_of_dns(text or "")
+    understood = dns is not None
+    named = [dn_to_group.get(dn.lower()) for dn in (dns if dns is not None else member_of_anywhere(text or ""))]
+    if any(g is None for g in named):
+        understood = False
+    return tuple(dict.fromkeys(g for g in named if g is not None)), understood
 
 
 def setup_from_observed(obs) -> Setup:

@@ -112,6 +112,16 @@ def fill_dns(text: str, dns: Mapping[str, str]) -> str:
     return "".join(out)
 
 
+def member_of_anywhere(text: str) -> list[str]:
+    """The DNs of every `MemberOfGroup -eq|-ne '<DN>'` term of a filter of any shape (-and, -not included): the
+    groups the filter depends on. An unreadable filter names none."""
+    try:
+        return [content for start, _end, content in _literals(text)
+                if re.search(MEMBER_OF + r"\s+-(?:eq|ne)\s*$", text[:start], re.IGNORECASE)]
+    except ValueError:
+        return []
+
+
 def member_of_dns(text: str) -> list[str] | None:
     """The DNs of a filter made only of `MemberOfGroup -eq '<DN>'` terms joined by -or (parentheses allowed): the
     shape the tool writes and the usual hand-made one. None for any other shape (then the caller cannot read the
