@@ -58,7 +58,7 @@ TRANSIENT_MARKS = ("throttled after", "server error after", "cannot reach", "ref
                    "HTTP 403 access denied (", "inside $batch still")
 
 
-def _start(tmp: Path, seed: int, claim_rule: str):
+def _start(tmp: Path, seed: int, claim_rule: str, *, least_privilege: bool = False):
     from migrator.sandbox.server import start_sandbox
     from migrator.sandbox.settings import SandboxSettings
 
@@ -70,7 +70,8 @@ def _start(tmp: Path, seed: int, claim_rule: str):
                                claim_rule=claim_rule,
                                trustee_display="object_id" if claim_rule == "union" else "display_name")
     fixture, secrets = with_app_secrets(fixture)  # so the apps can sign in over SMTP (the witness)
-    sb = start_sandbox(fixture, seed=seed, faults=_faults(), settings=settings, run_dir=tmp / "sb")
+    sb = start_sandbox(fixture, seed=seed, faults=_faults(), settings=settings, run_dir=tmp / "sb",
+                       least_privilege=least_privilege)
     sb.app_secrets = secrets  # type: ignore[attr-defined]
     return sb, plan, grants
 
@@ -156,16 +157,23 @@ def _assert_matches_plan(state, plan) -> None:
     assert any(g.right == "FullAccess" and g.action == "migrate" for g in plan.grants)  # removal exercised
 
 
-@pytest.mark.parametrize("claim_rule", ["documented", "union"])
-def test_killed_executor_converges_without_gaps_or_overgrants(tmp_path, claim_rule):
+# The third case runs with least privilege: the run's profile lacks the Graph write permission and the cut-over
+# and its checks go through the second profile (--cutover-profile), killed and faulted like the rest.
+@pytest.mark.parametrize(("claim_rule", "least_privilege"), [("documented", False), ("union", False),
+                                                             ("documented", True)],
+                         ids=["documented", "union", "documented-least-privilege"])
+def test_killed_executor_converges_without_gaps_or_overgrants(tmp_path, claim_rule, least_privilege):
     for seed in range(SEEDS):
-        rng = random.Random(f"execute-{claim_rule}-{seed}")
+        rng = random.Random(f"execute-{claim_rule}-{least_privilege}-{seed}")
         deadline = time.monotonic() + CASE_BUDGET
-        sb, plan_path, grants = _start(tmp_path / f"s{seed}", seed, claim_rule)
+        sb, plan_path, grants = _start(tmp_path / f"s{seed}", seed, claim_rule, least_privilege=least_privilege)
         try:
             args = ["execute", str(plan_path), "--profile", str(sb.profile_path), "--all", "--yes", "--wait",
                     "--propagation-wait", "0.8", "--token-lifetime", "1.0", "--token-margin", "0.3",
                     "--readback-spacing", "0.3", "--concurrency", "2"]
+            if least_privilege:
+                assert sb.cutover_profile_path is not None
+                args += ["--cutover-profile", str(sb.cutover_profile_path)]
             # The admin's first step: `migrator doctor` (read-only, not killed); execute's preflight reuses its
             # clean doctor.json instead of repeating the checks on every restart.
             doctor = subprocess.run([sys.executable, "-m", "migrator", "doctor", str(plan_path), "--profile",
@@ -184,10 +192,13 @@ def test_killed_executor_converges_without_gaps_or_overgrants(tmp_path, claim_ru
             assert sends.ok and sends.granted and sends.denied, (seed, sends.to_dict())
             assert sb.smtp_disagreements() == [], seed
             _assert_matches_plan(sb.state, load_plan(plan_path))
+            if least_privilege:  # the claims were removed, and only the second profile may do it
+                assert any(e.service == "graph" and e.operation.startswith("DELETE") for e in sb.requests.writes())
             status = subprocess.run([sys.executable, "-m", "migrator", "status", str(plan_path)],
                                     capture_output=True, text=True)
             assert status.returncode == 0, status.stdout
-            print(f"seed {seed} ({claim_rule}): {runs} runs, {kills} killed")
+            print(f"seed {seed} ({claim_rule}{', least privilege' if least_privilege else ''}): {runs} runs, "
+                  f"{kills} killed")
         finally:
             sb.stop()
 
