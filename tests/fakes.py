@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from migrator.exchange.access import writes
-from migrator.exchange.errors import AlreadyExists, ApiError, NotFound
+from migrator.exchange.errors import AlreadyExists, ApiError, MemberAlreadyExists, MemberNotFound, NotFound
 from migrator.exchange.interface import ExchangeApi, GraphApi
 from migrator.model import EXCHANGE_ONLINE_APP_ID, RBAC_ROLE_SMTP_SEND_AS
 from migrator.planner import opath
@@ -399,14 +399,19 @@ class FakeExchange(ExchangeApi):
             g = self._group(identity)
             m = self.t.mailbox_key(member)
             if m in g.members:
-                raise AlreadyExists("already a member", operation="Add-DistributionGroupMember")
+                raise MemberAlreadyExists("already a member", operation="Add-DistributionGroupMember",
+                                          exception_type="MemberAlreadyExistsException")
             g.members.add(m)
             self.t._rbac_changed()
         return self._c("add_group_member", f)
 
     def remove_group_member(self, identity, member):
         def f():
-            self._group(identity).members.discard(self.t.mailbox_key(member))
+            g, m = self._group(identity), self.t.mailbox_key(member)
+            if m not in g.members:
+                raise MemberNotFound("not a member", operation="Remove-DistributionGroupMember",
+                                     exception_type="MemberNotFoundException")
+            g.members.discard(m)
             self.t._rbac_changed()
         return self._c("remove_group_member", f)
 

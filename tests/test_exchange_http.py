@@ -18,7 +18,10 @@ from migrator.exchange.errors import (
     AuthError,
     CmdletRefused,
     Forbidden,
+    MemberAlreadyExists,
+    MemberNotFound,
     NotFound,
+    ReplyErrors,
     Throttled,
     Unreachable,
     parse_error_body,
@@ -209,6 +212,47 @@ def test_already_exists_is_typed():
     exo, _ = client()
     with pytest.raises(AlreadyExists):
         exo.new_distribution_group("G", "g")
+
+
+@responses.activate
+def test_member_errors_in_a_200_answer_are_typed_only_for_their_own_cmdlet():
+    """Exchange may report a cmdlet's error in a 200 answer's @adminapi.errors: the member errors of the
+    single-member cmdlets get their typed errors there too; the same type on another cmdlet, or among other errors,
+    stays a failed call (ReplyErrors)."""
+    line = ("C8D4A0D6|Microsoft.Exchange.Management.RecipientTasks.MemberAlreadyExistsException|The recipient "
+            "\"a@x.com\" is already a member of the group \"G\".")
+    gone = "X1|Microsoft.Exchange.Management.RecipientTasks.MemberNotFoundException|The recipient isn't a member."
+    responses.post(INVOKE, json={"value": [], "@adminapi.errors": [line]})
+    responses.post(INVOKE, json={"value": [], "@adminapi.errors": [gone]})
+    responses.post(INVOKE, json={"value": [], "@adminapi.errors": [gone]})
+    responses.post(INVOKE, json={"value": [], "@adminapi.errors": [line, gone]})
+    exo, _ = client()
+    with pytest.raises(MemberAlreadyExists) as added:
+        exo.add_group_member("G", "a@x.com")
+    assert added.value.status == 200 and "already a member" in str(added.value)
+    with pytest.raises(MemberNotFound):
+        exo.remove_group_member("G", "a@x.com")
+    with pytest.raises(ReplyErrors) as other:  # the same type on a cmdlet it does not belong to
+        exo.add_group_member("G", "a@x.com")
+    assert not isinstance(other.value, NotFound)
+    with pytest.raises(ReplyErrors) as several:
+        exo.add_group_member("G", "a@x.com")
+    assert not isinstance(several.value, AlreadyExists)
+
+
+@responses.activate
+def test_a_missing_group_or_recipient_is_never_taken_for_a_member_answer():
+    """Add-/Remove-DistributionGroupMember on a group or recipient that does not exist: NotFound, but not the
+    member errors the executor takes as "already done"."""
+    responses.post(INVOKE, status=404, json=exo_error("ManagementObjectNotFoundException", "couldn't be found"))
+    responses.post(INVOKE, status=404, json=exo_error("ManagementObjectNotFoundException", "couldn't be found"))
+    exo, _ = client()
+    with pytest.raises(NotFound) as removed:
+        exo.remove_group_member("ghost-group", "a@x.com")
+    assert not isinstance(removed.value, MemberNotFound)
+    with pytest.raises(NotFound) as added:
+        exo.add_group_member("G", "ghost@x.com")
+    assert not isinstance(added.value, (MemberNotFound, MemberAlreadyExists))
 
 
 @responses.activate

@@ -1,7 +1,8 @@
 """Typed tenant errors (INTERNALS.md §5). Each carries what an admin needs to act on it, never a secret.
 
 `NotFound` is raised only for a definite "absent" answer (ManagementObjectNotFoundException, Graph 404
-Request_ResourceNotFound); every other failure is some other ApiError, so a failed read is never "absent".
+Request_ResourceNotFound, and for Remove-DistributionGroupMember MemberNotFoundException: that member is not in the
+group); every other failure is some other ApiError, so a failed read is never "absent".
 """
 
 from __future__ import annotations
@@ -39,6 +40,26 @@ class NotFound(ApiError):
 
 class AlreadyExists(ApiError):
     """ADObjectAlreadyExistsException: idempotent success once the caller verified it is its own object."""
+
+
+class MemberNotFound(NotFound):
+    """Remove-DistributionGroupMember on a recipient that is not a direct member (MemberNotFoundException): the
+    removal is already done. Unlike a plain NotFound it never means the group or the recipient is missing."""
+
+
+class MemberAlreadyExists(AlreadyExists):
+    """Add-DistributionGroupMember on a recipient that already is a direct member (MemberAlreadyExistsException):
+    the addition is already done."""
+
+
+# Exchange exception types (short names) with a typed error of their own, whatever the HTTP status: (class, the
+# words the message starts with). The member ones: docs/exchange.md §3.
+TYPED_EXCEPTIONS: dict[str, tuple[type[ApiError], str]] = {
+    "ManagementObjectNotFoundException": (NotFound, "not found"),
+    "ADObjectAlreadyExistsException": (AlreadyExists, "already exists"),
+    "MemberNotFoundException": (MemberNotFound, "not a member"),
+    "MemberAlreadyExistsException": (MemberAlreadyExists, "already a member"),
+}
 
 
 class AuthError(ApiError):

@@ -19,7 +19,15 @@ from collections.abc import Callable
 from typing import Any
 
 from migrator.exchange.access import by_cmdlet, read, write
-from migrator.exchange.errors import ApiError, CmdletRefused, NotFound, ReplyErrors, parse_error_body, short_type
+from migrator.exchange.errors import (
+    TYPED_EXCEPTIONS,
+    ApiError,
+    CmdletRefused,
+    NotFound,
+    ReplyErrors,
+    parse_error_body,
+    short_type,
+)
 from migrator.exchange.http import ApiSession
 from migrator.exchange.interface import ExchangeApi
 from migrator.exchange.profile import Profile
@@ -92,6 +100,11 @@ def _blank(value: Any) -> bool:
 
 # Answers meaning "this cmdlet or parameter set is not offered here": a caller with an alternative falls back.
 UNSUPPORTED_TYPES = frozenset({"CommandNotFoundException", "ParameterBindingException"})
+
+
+# The member error each single-member cmdlet may answer with (docs/exchange.md §3): the change is already made.
+MEMBER_ERRORS = {"Add-DistributionGroupMember": "MemberAlreadyExistsException",
+                 "Remove-DistributionGroupMember": "MemberNotFoundException"}
 
 
 def is_unsupported(exc: ApiError) -> bool:
@@ -191,10 +204,17 @@ class ExchangeClient(ExchangeApi):
                 self.on_warning(cmdlet, text)
 
     @staticmethod
-    def _reply_errors(cmdlet: str, params: dict, errors: list[str]) -> ReplyErrors:
+    def _reply_errors(cmdlet: str, params: dict, errors: list[str]) -> ApiError:
         """A 200 answer with @adminapi.errors: the call failed (a pipeline that stopped part-way), with the type
-        of the first error when it is in Exchange's `ErrId|Exception.Type|text` form."""
+        of the first error when it is in Exchange's `ErrId|Exception.Type|text` form. The one exception: a
+        single-member cmdlet whose only error is its member one ("already a member" / "not a member") gets the
+        same typed error as when Exchange answers it with an HTTP error (http.py)."""
         parsed = parse_error_body(json.dumps({"error": {"message": errors[0]}}))
+        member_error = MEMBER_ERRORS.get(cmdlet)
+        if len(errors) == 1 and member_error and short_type(parsed["exception_type"]) == member_error:
+            cls, label = TYPED_EXCEPTIONS[member_error]
+            return cls(f"{label}: {parsed['text'] or errors[0]}", status=200, exception_type=parsed["exception_type"],
+                       errid=parsed["errid"], text=parsed["text"] or errors[0], operation=cmdlet, params=params)
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         return ReplyErrors(f"answered with errors: {parsed['text'] or errors[0]}{more}", errors=errors, status=200,
                            exception_type=parsed["exception_type"], errid=parsed["errid"],

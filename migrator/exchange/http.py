@@ -38,7 +38,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying
 
 from migrator.exchange.errors import (
-    AlreadyExists,
+    TYPED_EXCEPTIONS,
     ApiError,
     AuthError,
     CmdletRefused,
@@ -399,12 +399,13 @@ class ApiSession:
                 f"the token for {resource} was refused: check that the app {self.profile.client_id} has "
                 f"admin-consented permissions on this resource and that tenant_id is right"), **kw)
         etype = short_type(err["exception_type"])
-        if etype == "ManagementObjectNotFoundException" or \
-                (service == "graph" and status == 404
-                 and err["code"] in ("Request_ResourceNotFound", "ResourceNotFound", "")):
-            raise NotFound(f"not found: {detail}", **kw)
-        if etype == "ADObjectAlreadyExistsException":
-            raise AlreadyExists(f"already exists: {detail}", **kw)
+        typed = TYPED_EXCEPTIONS.get(etype)
+        if typed is None and service == "graph" and status == 404 \
+                and err["code"] in ("Request_ResourceNotFound", "ResourceNotFound", ""):
+            typed = (NotFound, "not found")
+        if typed is not None:  # matched on the exception type, never on the status (docs/exchange.md §4)
+            typed_cls, label = typed
+            raise typed_cls(f"{label}: {detail}", **kw)
         if status == 403:
             raise self._forbidden(service, operation, body, detail, tries, kw)
         label = f" {etype}" if etype else (f" {err['code']}" if err["code"] else "")

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from migrator.errors import MigratorError
-from migrator.exchange.errors import AlreadyExists, NotFound
+from migrator.exchange.errors import MemberAlreadyExists, MemberNotFound, NotFound
 from migrator.executor.context import Context, ItemFailure, StepResult
 from migrator.executor.readback import await_read, settle
 from migrator.executor.review import tenant_label
@@ -77,8 +77,8 @@ def _member_ops(ctx: Context, ops: list, op: str) -> list[ItemFailure]:
                     ctx.exo.add_group_member(identity, mailbox)
                 else:
                     ctx.exo.remove_group_member(identity, mailbox)
-            except (AlreadyExists, NotFound):
-                pass  # already as wanted (an earlier, killed run sent it)
+            except (MemberAlreadyExists, MemberNotFound):
+                pass  # already as wanted (an earlier, killed run sent it); a missing group or mailbox still fails
             ctx.mark(act, "applied")
         if ctx.dry_run:
             return

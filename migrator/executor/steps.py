@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from migrator.errors import DriftError, MigratorError
-from migrator.exchange.errors import AlreadyExists, ApiError, Forbidden, NotFound
+from migrator.exchange.errors import (
+    AlreadyExists,
+    Forbidden,
+    MemberAlreadyExists,
+    MemberNotFound,
+    NotFound,
+)
 from migrator.exchange.interface import (
     AppRoleAssignment,
     AuthorizationResult,
@@ -563,18 +569,14 @@ def ensure_members(ctx: Context, group, identity: str, *, fresh: bool = False) -
         for extra in sorted(current - want):
             try:
                 ctx.exo.remove_group_member(identity, extra)
-            except ApiError as exc:
-                if exc.exception_type != "MemberNotFoundException":
-                    raise
+            except MemberNotFound:
+                pass
         rest = sorted(want - current)
     for member in rest:
         try:
             ctx.exo.add_group_member(identity, member)
-        except AlreadyExists:
+        except MemberAlreadyExists:
             pass
-        except ApiError as exc:
-            if exc.exception_type != "MemberAlreadyExistsException":
-                raise
     if ctx.dry_run:
         return
 
