@@ -160,11 +160,12 @@ class RoleAssignmentInfo:
     assignee: str  # lower case: RoleAssigneeName, else App, else RoleAssignee
     scope: str  # CustomResourceScope
     raw: Row = field(default_factory=dict, compare=False, repr=False)  # the tenant's own row, for the journal
+    group_scope: str = ""  # RecipientGroupScope: the group it is scoped to, as Exchange names it
 
     @classmethod
     def from_row(cls, row: Row) -> RoleAssignmentInfo:
         return cls(text(row, "Name"), text(row, "Role"), norm_id(text(row, "RoleAssigneeName", "App", "RoleAssignee")),
-                   text(row, "CustomResourceScope"), row)
+                   text(row, "CustomResourceScope"), row, text(row, "RecipientGroupScope"))
 
 
 @dataclass(frozen=True)

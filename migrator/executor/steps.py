@@ -338,10 +338,33 @@ def _existing_drift(ctx: Context, seen: dict[str, RoleAssignmentInfo]) -> list[s
                 diffs.append(f"{what}: scope {e.scope!r} is gone or its filter changed since the inventory")
                 continue
             diffs += _existing_members_drift(ctx, e, what)
-        elif not e.scope and row.scope:  # it had no scope (the organisation): now it has one
-            diffs.append(f"{what}: now on scope {row.scope!r}")
-        # a RecipientGroupScope one: its group's members are what verify tests (Test-ServicePrincipalAuthorization)
+        elif e.scope:  # a scope but no filter: a RecipientGroupScope one (an empty filter is never reused)
+            diffs += _existing_group_drift(ctx, e, row, what)
+        elif row.scope or row.group_scope:  # it had no scope (the organisation): now it has one
+            diffs.append(f"{what}: now on scope {row.scope or row.group_scope!r}")
     return diffs
+
+
+def _existing_group_drift(ctx: Context, e, row: RoleAssignmentInfo, what: str) -> list[str]:
+    """A reused assignment scoped to a group (RecipientGroupScope; the plan's `scope` is the group's address as
+    inventoried, its members the group's direct members then): still scoped to that same group, whose direct members
+    are still those. Switched to another group, or a member added or removed, the reach the plan counted on is not
+    there any more. Reads only."""
+    now_ref = row.group_scope
+    if not now_ref:
+        where = f"scope {row.scope!r}" if row.scope else "the whole organisation"
+        return [f"{what}: no longer scoped to group {e.scope!r}, now on {where}"]
+    now = ctx.exo.group(now_ref)
+    if now is None:
+        return [f"{what}: its group {now_ref!r} is gone"]
+    planned = ctx.exo.group(e.scope)
+    if planned is None or (planned.identity or planned.dn).lower() != (now.identity or now.dn).lower():
+        return [f"{what}: now scoped to group {now.name or now_ref!r}, the plan has group {e.scope!r}"
+                + (" (no longer found)" if planned is None else "")]
+    members = {m.address for m in ctx.exo.group_members(now.identity or now_ref)}
+    want = {norm_id(m) for m in e.members}
+    return ([f"{what}: member added to its group {e.scope!r}: {m}" for m in sorted(members - want)]
+            + [f"{what}: member removed from its group {e.scope!r}: {m}" for m in sorted(want - members)])
 
 
 def _existing_members_drift(ctx: Context, e, what: str) -> list[str]:
