@@ -113,6 +113,40 @@ def test_revoke_from_a_shared_group_is_a_copy_on_write():
     assert after.rbac_reach("a") == frozenset({_mb(1), _mb(2), _mb(4), _mb(5)})
 
 
+def test_a_copy_on_write_removes_the_old_scope_last_when_no_assignment_uses_it(tmp_path):
+    from migrator.change.render import change_text
+
+    s = make_setup({"own": {1, 2}, "shared": {3, 4, 5}}, {"a": [["own", "shared"]], "b": [["shared"]]})
+    change = plan_change(s, REVOKE, "a", (_mb(3),))
+    assert change.removed_scopes == ("scope-a-0",)
+    after = simulate(s, change)
+    assert "scope-a-0" not in after.scopes and "scope-b-0" in after.scopes
+    plan = load_plan(write_plan(change_plan(s, change, created="2026-01-01T00:00:00Z"), tmp_path / "c"))
+    section = plan.meta["change"]
+    assert section["removed_scopes"] == ["scope-a-0"] and section["removed_scope_names"] == ["scope-a-0"]
+    assert section["before"]["scopes"]["scope-a-0"]  # its filter, for the rollback and the drift check
+    assert drift(section["before"], section, after) == []  # the scope gone is the change's own doing
+    text = change_text(plan)
+    assert text.index("remove the app's role assignment 'asg-a-0'") < text.index("remove the old scope 'scope-a-0'")
+    # an own-group revoke removes no scope
+    assert plan_change(s, REVOKE, "a", (_mb(1),)).removed_scopes == ()
+
+
+def test_a_scope_another_assignment_uses_is_never_planned_for_removal():
+    s = make_setup({"shared": {3, 4, 5}}, {"a": [["shared"]], "b": [["shared"]]})
+    s.assignments["asg-b-1"] = AssignmentState("asg-b-1", "b", "scope-a-0")  # b's SMTP assignment on a's scope
+    change = plan_change(s, REVOKE, "a", (_mb(3),))
+    assert change.removed_assignments == ("asg-a-0",) and change.removed_scopes == ()
+    s = make_setup({"shared": {3, 4, 5}}, {"a": [["shared"]], "b": [["shared"]]})
+    s.other_scopes["scope-a-0"] = {"c (Application Mail.Send)"}  # another role's assignment on it
+    assert plan_change(s, REVOKE, "a", (_mb(3),)).removed_scopes == ()
+    # and a scope the tenant shows unused drifts when gone only if the change did not plan its removal
+    section = change_plan(s, plan_change(s, REVOKE, "a", (_mb(3),))).meta["change"]
+    gone = simulate(s, plan_change(s, REVOKE, "a", (_mb(3),)))
+    del gone.scopes["scope-a-0"]
+    assert drift(section["before"], section, gone) == ["scope 'scope-a-0' is gone"]
+
+
 def test_revoke_everything_of_a_shared_group_only_removes_the_assignment():
     s = make_setup({"shared": {3}}, {"a": [["shared"]], "b": [["shared"]]})
     change = plan_change(s, REVOKE, "a", (_mb(3),))
@@ -241,6 +275,8 @@ def test_every_app_moves_by_exactly_the_request(setup, data):
             assert after.rbac_reach(other) == setup.rbac_reach(other)
     expected = (setup.rbac_reach(app) | set(wanted)) if kind == GRANT else (setup.rbac_reach(app) - set(wanted))
     assert after.rbac_reach(app) == expected
+    in_use = {a.scope for a in after.assignments.values()}
+    assert not set(change.removed_scopes) & in_use  # never a scope an assignment still uses
     if kind == GRANT and change.strategy == OWN_GROUP:  # minimal: member adds and nothing else
         assert not (change.new_groups or change.new_scopes or change.new_assignments or change.removed_assignments)
     if change.effective:

@@ -7,7 +7,8 @@ assignments.csv its scopes and assignments (existing and new), grants.csv its SM
 `SendAs` row per mailbox with reason `granted by this change` or `reached before, kept` (they are *not* legacy
 grants: the change removes none), batches.csv one batch holding the app. `load_plan` checks that this is exact.
 plan.json's `change` section lists the operations (members added/removed, the objects created, the assignments
-removed after the propagation wait) and the `before` state the drift check compares the tenant with.
+removed after the propagation wait, the old scopes removed last) and the `before` state the drift check compares
+the tenant with.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ def change_plan(setup: Setup, change: Change, *, created: str | None = None, sou
         "new_assignment_names": sorted(a.name for a in change.new_assignments),
         "removed_assignments": list(change.removed_assignments),
         "removed_assignment_names": [setup.assignments[k].name for k in change.removed_assignments],
+        "removed_scopes": list(change.removed_scopes),
+        "removed_scope_names": [setup.scopes[k].name for k in change.removed_scopes],
         "before": before_state(setup, change),
     }
     meta = {"format": FORMAT, "created": created or _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -11,7 +11,8 @@ revoke M from app A (M' = M that A reaches through RBAC):
     names such a group: a new group with those shared groups' members minus M', a new scope naming it and the
     scope's other groups, a new assignment of A on it; the old assignment is removed only after the new one is
     verified and the propagation wait has passed (no gap for A's untouched mailboxes); the shared groups, and so
-    the other apps, are not touched.
+    the other apps, are not touched. Last, an old scope no role assignment uses any more is removed (recorded
+    first; the executor reads every role assignment on it just before and keeps it when any is there).
   * a legacy per-mailbox grant (SendAs or FullAccess) of A on a mailbox of M: refused, with the command that
     removes it (FullAccess may serve IMAP/POP, which RBAC cannot: a person decides).
 Refused: an app still holding the Entra SMTP.SendAsApp claim (its tokens are served by legacy grants, not RBAC:
@@ -70,6 +71,9 @@ class Change:
     new_scopes: tuple[NewScope, ...] = ()
     new_assignments: tuple[NewAssignment, ...] = ()
     removed_assignments: tuple[str, ...] = ()  # lower names of A's assignments removed after the wait
+    # lower names of the removed assignments' scopes no other assignment uses: removed last (the executor removes
+    # one only when the tenant read at that moment shows no role assignment on it)
+    removed_scopes: tuple[str, ...] = ()
     kept_assignments: tuple[str, ...] = ()  # lower names of A's assignments left as they are
     notes: tuple[str, ...] = ()
 
@@ -218,6 +222,9 @@ def _revoke(setup: Setup, base: Change, build: _Builder) -> Change:
             build.scope_and_assignment(terms)
         removed.append(a.name.lower())
     strategy = COPY_ON_WRITE if removed else OWN_GROUP
+    left = {a.scope for k, a in setup.assignments.items() if k not in set(removed)}
+    left |= set(setup.other_scopes)
+    scopes_gone = sorted({setup.assignments[k].scope for k in removed} - left)
     notes = []
     if removes:
         notes.append(f"removes {len(removes)} member(s) from group(s) only this app uses")
@@ -225,9 +232,13 @@ def _revoke(setup: Setup, base: Change, build: _Builder) -> Change:
         notes.append(f"{len(removed)} assignment(s) of the app name groups other apps share: copy-on-write (new "
                      "group(s) without the mailboxes, new scope and assignment; the old assignment is removed after "
                      "the new one is verified and has propagated; the shared groups are left as they are)")
+    if scopes_gone:
+        notes.append(f"{len(scopes_gone)} old scope(s) no other role assignment uses: removed last, only if the "
+                     "tenant then shows no role assignment on them")
     return replace(base, strategy=strategy, member_removes=tuple(sorted(removes)), new_groups=tuple(build.groups),
                    new_scopes=tuple(build.scopes), new_assignments=tuple(build.assignments),
-                   removed_assignments=tuple(removed), kept_assignments=tuple(kept), notes=tuple(notes))
+                   removed_assignments=tuple(removed), kept_assignments=tuple(kept), notes=tuple(notes),
+                   removed_scopes=tuple(scopes_gone))
 
 
 def simulate(setup: Setup, change: Change) -> Setup:
@@ -240,7 +251,7 @@ def simulate(setup: Setup, change: Change) -> Setup:
     new_keys = {n.key: f"\x00{n.key}" for n in change.new_groups}  # never a tenant group's name
     for n in change.new_groups:
         groups[new_keys[n.key]] = GroupState(n.name, f"new:{n.key}", n.members)
-    scopes = dict(setup.scopes)
+    scopes = {k: v for k, v in setup.scopes.items() if k not in set(change.removed_scopes)}
     for s in change.new_scopes:
         scopes[s.name.lower()] = ScopeState(s.name, "", tuple(new_keys.get(g, g) for g in s.groups), True)
     assignments = {k: v for k, v in setup.assignments.items() if k not in set(change.removed_assignments)}
@@ -311,10 +322,12 @@ def drift(before: dict, change: dict, now: Setup) -> list[str]:
         old, new = set(was["members"]) - skip, set(cur.members) - skip
         diffs += [f"group {was['name']!r}: member added: {m}" for m in sorted(new - old)]
         diffs += [f"group {was['name']!r}: member removed: {m}" for m in sorted(old - new)]
+    scopes_gone = set(change.get("removed_scopes", []))  # older change plans have no such key
     for s, text in before["scopes"].items():
         cur_scope = now.scopes.get(s)
         if cur_scope is None:
-            diffs.append(f"scope {s!r} is gone")
+            if s not in scopes_gone:
+                diffs.append(f"scope {s!r} is gone")
         elif normalise_filter(cur_scope.filter) != normalise_filter(text):
             diffs.append(f"scope {cur_scope.name!r}: filter is now {cur_scope.filter!r}")
     removed = set(change["removed_assignments"])

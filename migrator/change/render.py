@@ -34,5 +34,9 @@ def change_text(plan) -> str:
             lines.append(f"  create role assignment {a.name!r} ({a.role}) for the app")
     for name in s["removed_assignment_names"]:
         lines.append(f"  after verification and the propagation wait: remove the app's role assignment {name!r}")
-    lines.append("  not changed: every other app's reach, groups other apps use, scopes, legacy grants, Entra")
+    for name in s.get("removed_scope_names", []):
+        lines.append(f"  last: remove the old scope {name!r} (no role assignment uses it any more; kept if the tenant "
+                     "then shows one on it)")
+    lines.append("  not changed: every other app's reach, groups other apps use, scopes other assignments use, legacy "
+                 "grants, Entra")
     return "\n".join(lines)

@@ -49,6 +49,8 @@ class Setup:
     ambiguous_mailbox_names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # lower name -> addresses
     # apps that hold another `Application ...` role (Mail.Send, ...) on a group: adding a member would widen theirs
     other_users: dict[str, set[str]] = field(default_factory=dict)  # group (lower) -> "<app id> (<role>)"
+    # scopes another `Application ...` role assignment uses: a revoke's copy-on-write never plans their removal
+    other_scopes: dict[str, set[str]] = field(default_factory=dict)  # scope (lower) -> "<app id> (<role>)"
 
     def app_assignments(self, app_id: str) -> list[AssignmentState]:
         return sorted((a for a in self.assignments.values() if a.app_id == app_id), key=lambda a: a.name.lower())
@@ -107,6 +109,8 @@ def setup_from_observed(obs) -> Setup:
             named = [obs.group_ids[scope.lower()]] if scope.lower() in obs.group_ids else []
         else:
             named = list(filter_groups(text, dn_to_group)[0])
+            if scope_type == "custom" and scope:
+                setup.other_scopes.setdefault(scope.lower(), set()).add(f"{app_id} ({role})")
         for group in named:
             # named with its role: the app itself holding Mail.Send on the group makes it no "own" group either
             setup.other_users.setdefault(group, set()).add(f"{app_id} ({role})")

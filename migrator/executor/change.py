@@ -14,6 +14,9 @@ Steps (phase `change`, batch 1 of the change plan):
   remove            members removed from the app's own groups, then the app's old assignments, each recorded
                     (its full row) before it is removed and read back after
   final_verify      InScope=False for every revoked mailbox, InScope=True for a sample of the reach
+  remove_scopes     last, only after a copy-on-write: the old assignments' scopes the plan lists, each removed only
+                    when every role assignment read just before (any role, any assignee) leaves it unused; recorded
+                    (its full row) before it is removed and read back after. A scope in use is kept, with a note
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from migrator.errors import MigratorError
 from migrator.exchange.errors import MemberAlreadyExists, MemberNotFound, NotFound
+from migrator.exchange.interface import RoleAssignmentInfo
 from migrator.executor.context import Context, ItemFailure, StepResult
 from migrator.executor.readback import await_read, settle
 from migrator.executor.review import tenant_label
@@ -191,6 +195,58 @@ def step_change_final_verify(ctx: Context) -> StepResult:
     return StepResult(_authorize(ctx, "Final verification", sample, revoked + _probes(ctx, reach | set(revoked))))
 
 
+def _scope_users(ctx: Context) -> dict[str, list[str]]:
+    """Scope (lower) -> names of the role assignments on it, of any role and assignee (one full listing). A dry run
+    wrote no removal, so the assignments the change removes are left out as if removed."""
+    leaving = {n.lower() for n in spec(ctx)["removed_assignment_names"]} if ctx.dry_run else set()
+    users: dict[str, list[str]] = {}
+    for row in ctx.exo.scan_role_assignments():
+        a = RoleAssignmentInfo.from_row(row)
+        if a.scope and a.name.lower() not in leaving:
+            users.setdefault(a.scope.lower(), []).append(a.name)
+    return users
+
+
+def step_change_remove_scopes(ctx: Context) -> StepResult:
+    """The old scopes a copy-on-write left without an assignment, each removed only when the tenant read now shows
+    no role assignment on it (never a scope another assignment uses); recorded with its row first (rollback)."""
+    names = spec(ctx).get("removed_scope_names", [])  # older change plans have no such key
+    if not names:
+        return StepResult()
+    users = _scope_users(ctx)
+    sent: list[str] = []
+
+    def remove(name: str) -> None:
+        using = users.get(name.lower())
+        if using:
+            ctx.output.info(f"  note: scope {name!r} kept: role assignment(s) {', '.join(sorted(using)[:5])} use it")
+            return
+        found = ctx.exo.scope(name)
+        if found is None:
+            return  # removed by an earlier, killed run (its prior row is in the journal) or never there
+        act = ctx.intent("scope", name, "remove", prior=found.raw)
+        try:
+            ctx.exo.remove_management_scope(name)
+        except NotFound:
+            pass
+        ctx.mark(act, "applied")
+        sent.append(name)
+
+    failures = ctx.for_each(names, remove, label="Removing old scopes", name=lambda n: f"scope {n!r}")
+    if failures or ctx.dry_run:
+        return StepResult(failures)
+    for name in names:
+        act_row = ctx.recorded("scope", name, "remove")
+        if act_row is None or act_row.status == "verified":
+            continue
+        _seen, left = settle(ctx, lambda n=name: ctx.exo.scope(n), lambda found: [found] if found else [])
+        if left:
+            failures.append(ItemFailure(f"scope {name!r}", "still present after removal"))
+        else:
+            ctx.mark(act_row.id, "verified")
+    return StepResult(failures)
+
+
 CHANGE_STEPS = (
     ("groups", step_change_groups),
     ("scopes", step_change_scopes),
@@ -199,6 +255,7 @@ CHANGE_STEPS = (
     ("propagation_wait", None),
     ("remove", step_change_remove),
     ("final_verify", step_change_final_verify),
+    ("remove_scopes", step_change_remove_scopes),
 )
 
 

@@ -3,7 +3,8 @@
 restore → propagation_wait → remove_members → remove_assignments → remove_scopes → remove_groups → final_verify
 
 1. restore: put back what the change removed, from the recorded prior state: the members it removed from the app's
-   own groups, and the app's old role assignments (same name, role, scope).
+   own groups, the old scopes it removed last (same name and filter), then the app's old role assignments (same
+   name, role, scope).
 2. propagation_wait: when an old assignment was restored, it must serve on the data plane before the change's new
    assignment goes (the copy-on-write's mirror image); otherwise no wait.
 3. remove_members: the members the change added (only those that were not members before it).
@@ -20,9 +21,10 @@ from collections.abc import Callable
 from migrator.change.setup import filter_groups
 from migrator.errors import MigratorError
 from migrator.exchange.errors import AlreadyExists
+from migrator.exchange.interface import ScopeInfo
 from migrator.executor.change import PHASE, _authorize, _member_ops, spec
 from migrator.executor.context import Context, StepResult
-from migrator.executor.readback import settle
+from migrator.executor.readback import await_read, settle
 from migrator.executor.rollback import (
     RollbackRunner,
     step_remove_assignments,
@@ -51,6 +53,9 @@ def step_restore(ctx: Context) -> StepResult:
     failures = _member_ops(ctx, _member_keys(ctx, "remove"), "add")
     if failures:
         return StepResult(failures)
+    failures = _restore_scopes(ctx)
+    if failures:
+        return StepResult(failures)
     app_id = spec(ctx)["app_id"]
     removed = _done(ctx, "assignment", "remove")
     existing = {a.name.lower() for a in ctx.exo.role_assignments(RBAC_ROLE_SMTP_SEND_AS)}
@@ -77,6 +82,32 @@ def step_restore(ctx: Context) -> StepResult:
         if left:
             raise MigratorError(f"restored assignment(s) {', '.join(sorted(left))} not found after restoring")
     return StepResult(failures)
+
+
+def _restore_scopes(ctx: Context) -> list:
+    """The old scopes the change removed, re-created with their name and filter (before the assignments on them)."""
+    before = spec(ctx)["before"]["scopes"]
+
+    def restore(action) -> None:
+        name = action.key
+        if ctx.exo.scope(name) is not None:
+            return  # restored by an earlier, killed rollback
+        prior = ScopeInfo.from_row(action.prior) if isinstance(action.prior, dict) else None
+        text = (prior.filter if prior else "") or before.get(name.lower(), "")
+        if not text:
+            raise MigratorError(f"scope {name!r}: its filter is recorded nowhere; re-create it by hand")
+        act = ctx.intent("scope", name, "restore", intent={"name": name, "filter": text}, prior=None)
+        try:
+            ctx.exo.new_management_scope(name, text)
+        except AlreadyExists:
+            pass
+        ctx.mark(act, "applied")
+        if not ctx.dry_run:
+            await_read(ctx, lambda: ctx.exo.scope(name), lambda found: None if found else "not visible yet",
+                       f"scope {name!r} after restoring it")
+
+    return ctx.for_each(_done(ctx, "scope", "remove"), restore, label="Restoring scopes",
+                        name=lambda a: f"scope {a.key!r}")
 
 
 def step_remove_members(ctx: Context) -> StepResult:
