@@ -228,3 +228,124 @@ def test_a_group_another_app_holds_mail_send_on_is_not_written_by_a_grant(tmp_pa
         assert prepared.change.strategy == "new group" and not prepared.change.member_adds
     finally:
         world.close()
+
+
+def _scopes(world) -> dict[str, str]:
+    state = world.sb.state
+    rows = state.invoke("Get-ManagementScope", {}, caller=state.admin_caller())
+    return {r["Name"]: r.get("RecipientRestrictionFilter") or r.get("RecipientFilter") for r in rows}
+
+
+def _cow_app(world):
+    """(shared group, app, scope): the app also holds, by hand, an SMTP assignment on a scope of its own naming a
+    group it shares (the tool's plans give apps with the same groups one scope: a revoke's copy-on-write leaves the
+    tool's scope to the other apps, and the hand-made one without any assignment)."""
+    from migrator.model import RBAC_ROLE_SMTP_SEND_AS
+
+    plan = world.plan
+    shared = next(g for g in plan.groups if g.apps >= 2)
+    scope_keys = {s.key for s in plan.scopes if shared.key in s.groups}
+    app = sorted(a.app_id for a in plan.assignments if a.scope in scope_keys)[0]
+    state, admin = world.sb.state, world.sb.state.admin_caller()
+    dn = state.invoke("Get-DistributionGroup", {"Identity": shared.name}, caller=admin)[0]["DistinguishedName"]
+    state.invoke("New-ManagementScope", {"Name": "hand-made smtp", "RecipientRestrictionFilter":
+                                         f"MemberOfGroup -eq '{dn}'"}, caller=admin)
+    state.invoke("New-ManagementRoleAssignment", {"Name": "hand-made smtp", "Role": RBAC_ROLE_SMTP_SEND_AS,
+                                                  "App": state.apps[app].object_id,
+                                                  "CustomResourceScope": "hand-made smtp"}, caller=admin)
+    return shared, app, "hand-made smtp"
+
+
+def test_a_copy_on_write_removes_the_old_scope_last_and_rollback_puts_it_back(tmp_path):
+    """The old scope no role assignment uses any more is removed last (recorded first in the journal and the undo
+    log); the same command again has nothing to do; `rollback` re-creates the scope (name, filter) and the old
+    assignment on it, and every app reaches what it reached before."""
+    import json
+
+    from migrator.executor.journal import Journal
+
+    world = migrated(tmp_path)
+    try:
+        shared, app, own_scope = _cow_app(world)
+        original = {a: set(r) for a, r in rbac_reach(world).items()}
+        scopes_before = _scopes(world)
+        victim = sorted(shared.members)[0]
+        from click.testing import CliRunner
+
+        from migrator.cli import main
+
+        dry = CliRunner().invoke(main, ["revoke", app, victim, "--profile", str(world.sb.profile_path), "--out",
+                                        str(tmp_path / "dry"), "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        assert "remove the old scope 'hand-made smtp'" in dry.output  # the plan shown before the run
+        assert "Remove-ManagementScope -Identity 'hand-made smtp'" in dry.output, dry.output
+        assert _scopes(world) == scopes_before
+        prepared, result = request(world, "revoke", app, [victim])
+        assert result is not None and result.exit_code == 0, result.outcomes
+        assert prepared.change.strategy == "copy-on-write" and len(prepared.change.removed_assignments) == 2
+        assert prepared.change.removed_scopes == (own_scope,)  # the tool's scope serves other apps: not planned
+        old = [own_scope]
+        now = _scopes(world)
+        assert own_scope not in now  # the unused scope is gone, the one other apps use is kept
+        assert set(now) == set(scopes_before) - {own_scope} | {s.name for s in prepared.change.new_scopes}
+        world.clock.advance(SETTLE)
+        want = {**original, app: original[app] - {victim}}
+        assert {a: set(r) for a, r in rbac_reach(world).items()} == want
+        with Journal(prepared.folder, readonly=True) as journal:
+            acts = journal.actions(kind="scope", op="remove")
+        assert [(a.key, a.status) for a in acts] == [(n, "verified") for n in old]
+        removals = [json.loads(line) for line in (prepared.folder / "undo-log.jsonl").read_text().splitlines()]
+        assert {r["key"] for r in removals if r.get("record") == "removal" and r.get("kind") == "scope"} == set(old)
+        # idempotent: the same command again has nothing to do, and the folder's run is already done
+        again, none = request(world, "revoke", app, [victim])
+        assert none is None and again.change.effective == ()
+        from change_world import exec_settings
+        from migrator.executor.change import apply_change
+        from migrator.executor.context import Output
+        from migrator.executor.session import RunOptions
+
+        rerun = apply_change(prepared.folder, world.sb.profile_path,
+                             RunOptions(exec_settings(), output=Output(quiet=True), now=world.clock.now,
+                                        sleep=world.clock.advance), observe=None)
+        assert rerun.exit_code == 0 and rerun.calls.get("write", 0) == 0
+        undone = rollback(world, prepared.folder)
+        assert undone.exit_code == 0, undone.outcomes
+        assert _scopes(world) == scopes_before  # same names, same filters; the change's own scope gone
+        world.clock.advance(SETTLE)
+        assert {a: set(r) for a, r in rbac_reach(world).items()} == original
+        _check_timeline(world, {(app, victim): 0.0})
+    finally:
+        world.close()
+
+
+def test_a_scope_another_role_assignment_uses_at_run_time_is_kept(tmp_path):
+    """Planned for removal, but an `Application Mail.Send` assignment put on it after the change was planned: the
+    run reads every role assignment just before and keeps the scope; the revoke itself is still exact."""
+    from change_world import exec_settings
+    from migrator.change.request import observer, prepare
+    from migrator.executor.change import apply_change
+    from migrator.executor.context import Output
+    from migrator.executor.session import RunOptions
+
+    world = migrated(tmp_path)
+    try:
+        shared, app, old = _cow_app(world)
+        original = {a: set(r) for a, r in rbac_reach(world).items()}
+        victim = sorted(shared.members)[0]
+        observe = observer(world.sb.profile_path)
+        prepared = prepare("revoke", app, [victim], observe, root=world.root)
+        assert prepared.change.removed_scopes == (old,)
+        other = next(a for a in sorted(original) if a != app)
+        state = world.sb.state
+        state.invoke("New-ManagementRoleAssignment", {"Name": "hand-made mail send", "Role": "Application Mail.Send",
+                                                      "App": state.apps[other].object_id,
+                                                      "CustomResourceScope": old}, caller=state.admin_caller())
+        options = RunOptions(exec_settings(), wait=True, output=Output(quiet=True), now=world.clock.now,
+                             sleep=world.clock.advance)
+        result = apply_change(prepared.folder, world.sb.profile_path, options, observe=observe)
+        assert result.exit_code == 0, result.outcomes
+        assert old in _scopes(world)  # kept: another assignment uses it
+        world.clock.advance(SETTLE)
+        assert {a: set(r) for a, r in rbac_reach(world).items()} == {**original, app: original[app] - {victim}}
+    finally:
+        world.close()
