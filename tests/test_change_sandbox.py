@@ -296,6 +296,9 @@ def test_a_copy_on_write_removes_the_old_scope_last_and_rollback_puts_it_back(tm
         assert [(a.key, a.status) for a in acts] == [(n, "verified") for n in old]
         removals = [json.loads(line) for line in (prepared.folder / "undo-log.jsonl").read_text().splitlines()]
         assert {r["key"] for r in removals if r.get("record") == "removal" and r.get("kind") == "scope"} == set(old)
+        audit = CliRunner().invoke(main, ["audit", str(prepared.folder), str(world.plan.path), "--profile",
+                                          str(world.sb.profile_path), "--json"])
+        assert audit.exit_code == 0, audit.output  # the hand-made objects are gone, the change is what audit expects
         # idempotent: the same command again has nothing to do, and the folder's run is already done
         again, none = request(world, "revoke", app, [victim])
         assert none is None and again.change.effective == ()

@@ -107,6 +107,10 @@ def add_change(exp: Expected, plan: Plan, label: str, state: str, filters: dict[
         return
     for name in change.get("removed_assignment_names", []):
         exp.assignments.pop(name, None)
+    for name in change.get("removed_scope_names", []):  # removed last; kept when a role assignment used it then
+        if not any(scope.lower() == name.lower() for _app, _role, scope in exp.assignments.values()):
+            exp.scopes.pop(name, None)
+            exp.scope_groups.pop(name, None)
     groups = {g.key: g for g in plan.groups}
     scopes = {s.key: s for s in plan.scopes}
     held = []
