@@ -22,6 +22,7 @@ Steps (phase `change`, batch 1 of the change plan):
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from migrator.errors import MigratorError
@@ -239,7 +240,7 @@ def step_change_remove_scopes(ctx: Context) -> StepResult:
         act_row = ctx.recorded("scope", name, "remove")
         if act_row is None or act_row.status == "verified":
             continue
-        _seen, left = settle(ctx, lambda n=name: ctx.exo.scope(n), lambda found: [found] if found else [])
+        _seen, left = settle(ctx, partial(ctx.exo.scope, name), lambda found: [found] if found else [])
         if left:
             failures.append(ItemFailure(f"scope {name!r}", "still present after removal"))
         else:
