@@ -447,6 +447,12 @@ class FakeExchange(ExchangeApi):
                     if a["role"] == role]
         return self._c("get_role_assignments", f)
 
+    def scan_role_assignments(self):
+        def f():
+            return [{"Name": n, "Role": a["role"], "RoleAssigneeName": a["app"], "RoleAssigneeType": "ServicePrincipal",
+                     "CustomResourceScope": a["scope"]} for n, a in sorted(self.t.assignments.items())]
+        return self._c("scan_role_assignments", f)
+
     def new_role_assignment(self, name, role, app, custom_resource_scope):
         def f():
             if name in self.t.assignments:

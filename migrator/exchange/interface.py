@@ -332,6 +332,12 @@ class ExchangeApi(ABC):
     def get_role_assignments(self, role: str = RBAC_ROLE_SMTP_SEND_AS) -> list[dict]:
         ...
 
+    @read
+    @abstractmethod
+    def scan_role_assignments(self) -> list[dict]:
+        """Every management role assignment, of any role and assignee (is a scope still used by anything?)."""
+        ...
+
     @write
     @abstractmethod
     def new_role_assignment(self, name: str, role: str, app: str, custom_resource_scope: str) -> dict:
