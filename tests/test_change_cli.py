@@ -64,6 +64,8 @@ def test_grant_asks_dry_runs_applies_and_then_has_nothing_to_do(tmp_path):
         assert shown.exit_code == 0 and "add member(s) to group" in shown.output and mailbox in shown.output
         status = CliRunner().invoke(main, ["status", str(out)])
         assert status.exit_code == 0 and "[x] change final verify: done" in status.output, status.output
+        assert status.output.startswith("Grant 1 mailbox(es) to ") and f"[{app}] (own group): applied" in status.output
+        assert "SendAs grant" not in status.output and "legacy" not in status.output  # no migration wording
 
         again = CliRunner().invoke(main, [*base, "--yes"])
         assert again.exit_code == 0 and "Nothing to do" in again.output, again.output

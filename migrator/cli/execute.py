@@ -258,7 +258,8 @@ def status_command(plan_path: Path, as_json: bool, profile: Path | None) -> None
     else:
         for warning in warnings:
             click.secho(f"Warning: {warning}", fg="yellow", err=True)
-        click.echo(render(statuses))
+        change = plan.meta.get("change")  # a `migrator grant`/`revoke` change plan: say what it changes
+        click.echo(render(statuses, change=change if isinstance(change, dict) else None))
         for warning in back:
             click.secho(f"warning: {warning}", fg="red")
     sys.exit(code)

@@ -250,6 +250,14 @@ def as_json(plan, statuses: list[BatchStatus]) -> dict:
                         for s in statuses]}
 
 
+def change_header(change: dict) -> str:
+    """'Revoke 1 mailbox(es) from Billing [id] (copy-on-write)': what a change plan does, in one line."""
+    grant = change.get("kind") == "grant"
+    return (f"{'Grant' if grant else 'Revoke'} {len(change.get('effective', []))} mailbox(es) "
+            f"{'to' if grant else 'from'} {change.get('app_name') or change.get('app_id')} [{change.get('app_id')}] "
+            f"({change.get('strategy')})")
+
+
 def describe(s: BatchStatus, *, now: float | None = None, time_left: bool = True) -> str:
     """The batch's condition in words, with its time: 'waiting until T (1h02m left)' (`time_left`: for a
     terminal; a report on paper says only until when)."""
@@ -268,15 +276,20 @@ def describe(s: BatchStatus, *, now: float | None = None, time_left: bool = True
     return text
 
 
-def render(statuses: list[BatchStatus], *, now: float | None = None) -> str:
+def render(statuses: list[BatchStatus], *, now: float | None = None, change: dict | None = None) -> str:
+    """`change`: a change plan's `change` section (`migrator grant`/`revoke`): its one batch is described as the
+    change it applies, not as SendAs grants moved off legacy grants (it removes none)."""
     now = time.time() if now is None else now
     lines = []
     for s in statuses:
         c = s.counts
         unconfirmed = f", {c['unconfirmed']} unconfirmed" if c["unconfirmed"] else ""
-        lines.append(f"Batch {s.batch} ({s.apps} app(s), {s.grants} SendAs grant(s): {c['migrated']} migrated"
-                     f"{unconfirmed}, {c['on_legacy']} on legacy grants): {describe(s, now=now)}")
-        for app in s.app_rows:
+        if change is not None:
+            lines.append(f"{change_header(change)}: {describe(s, now=now)}")
+        else:
+            lines.append(f"Batch {s.batch} ({s.apps} app(s), {s.grants} SendAs grant(s): {c['migrated']} migrated"
+                         f"{unconfirmed}, {c['on_legacy']} on legacy grants): {describe(s, now=now)}")
+        for app in s.app_rows if change is None else ():
             restored = f", {app.restored} restored" if app.restored else ""
             lines.append(f"    {app.name or app.app_id}  [{app.app_id}]  {app.migrated}/{app.planned} migrated"
                          f"{restored}")
