@@ -281,3 +281,20 @@ def test_every_app_moves_by_exactly_the_request(setup, data):
         assert not (change.new_groups or change.new_scopes or change.new_assignments or change.removed_assignments)
     if change.effective:
         assert check_exact(change_plan(setup, change)) == []
+
+
+def test_the_run_time_check_counts_every_role_assignment_naming_the_scope():
+    """executor/change.py reads every role assignment just before removing an old scope: an app's names it in
+    CustomResourceScope, an admin's in a write scope; a dry run counts the change's own removed ones as gone."""
+    from types import SimpleNamespace as NS
+
+    from migrator.executor.change import _scope_users
+
+    rows = [{"Name": "app smtp", "Role": "Application SMTP.SendAsApp", "CustomResourceScope": "Old"},
+            {"Name": "helpdesk", "Role": "Mail Recipients", "CustomRecipientWriteScope": "Old"},
+            {"Name": "other", "Role": "Application Mail.Send", "CustomResourceScope": "Else"}]
+    exo = NS(scan_role_assignments=lambda: rows)
+    plan = NS(meta={"change": {"removed_assignment_names": ["App SMTP"]}})
+    assert _scope_users(NS(exo=exo, plan=plan, dry_run=False)) == {"old": ["app smtp", "helpdesk"],
+                                                                    "else": ["other"]}
+    assert _scope_users(NS(exo=exo, plan=plan, dry_run=True)) == {"old": ["helpdesk"], "else": ["other"]}

@@ -196,6 +196,10 @@ def step_change_final_verify(ctx: Context) -> StepResult:
     return StepResult(_authorize(ctx, "Final verification", sample, revoked + _probes(ctx, reach | set(revoked))))
 
 
+_SCOPE_COLUMNS = ("CustomResourceScope", "CustomRecipientWriteScope", "CustomConfigWriteScope",
+                  "ExclusiveRecipientWriteScope", "ExclusiveConfigWriteScope")
+
+
 def _scope_users(ctx: Context) -> dict[str, list[str]]:
     """Scope (lower) -> names of the role assignments on it, of any role and assignee (one full listing). A dry run
     wrote no removal, so the assignments the change removes are left out as if removed."""
@@ -203,8 +207,12 @@ def _scope_users(ctx: Context) -> dict[str, list[str]]:
     users: dict[str, list[str]] = {}
     for row in ctx.exo.scan_role_assignments():
         a = RoleAssignmentInfo.from_row(row)
-        if a.scope and a.name.lower() not in leaving:
-            users.setdefault(a.scope.lower(), []).append(a.name)
+        if a.name.lower() in leaving:
+            continue
+        # an app's assignment names its scope in CustomResourceScope, an admin's in the write scopes
+        for column in _SCOPE_COLUMNS:
+            if scope := str(row.get(column) or "").strip():
+                users.setdefault(scope.lower(), []).append(a.name)
     return users
 
 
