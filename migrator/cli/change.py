@@ -116,7 +116,8 @@ revoke_command = _command(
     "revoke", "Take away APP's access to send as each MAILBOX, changing no other app's access.\n\n"
     "Removes the mailboxes from groups only APP uses; for a group APP shares with other apps, a copy-on-write: a "
     "new group without them, a new scope and assignment for APP, and APP's old assignment removed only after the "
-    "new one is verified and the propagation wait has passed. Refuses while APP holds a per-mailbox SendAs or "
+    "new one is verified and the propagation wait has passed; last, the old scope when no role assignment uses "
+    "it any more. Refuses while APP holds a per-mailbox SendAs or "
     "FullAccess grant on one of the mailboxes (it names the command that removes it).")
 
 commands = [grant_command, revoke_command]
