@@ -352,3 +352,45 @@ def test_a_scope_another_role_assignment_uses_at_run_time_is_kept(tmp_path):
         assert {a: set(r) for a, r in rbac_reach(world).items()} == {**original, app: original[app] - {victim}}
     finally:
         world.close()
+
+
+def test_a_run_stopped_right_after_recording_the_scope_removal_resumes(tmp_path, monkeypatch):
+    """Stopped (as by Ctrl-C: the control check before the next call) once the scope's removal is recorded and
+    before it is sent: the scope is still there; the same command again removes it, reads it back and is done."""
+    from change_world import exec_settings
+    from migrator.change.request import observer, prepare
+    from migrator.executor import context
+    from migrator.executor.change import apply_change
+    from migrator.executor.context import Output
+    from migrator.executor.journal import Journal
+    from migrator.executor.session import RunOptions
+
+    world = migrated(tmp_path)
+    try:
+        shared, app, old = _cow_app(world)
+        victim = sorted(shared.members)[0]
+        observe = observer(world.sb.profile_path)
+        prepared = prepare("revoke", app, [victim], observe, root=world.root)
+
+        def scope_removals() -> list:
+            if not (prepared.folder / "journal.db").exists():
+                return []
+            with Journal(prepared.folder, readonly=True) as journal:
+                return [(a.key, a.status) for a in journal.actions(kind="scope", op="remove")]
+
+        reason = context.Control.reason
+        monkeypatch.setattr(context.Control, "reason",
+                            lambda self: "interrupted (test)" if scope_removals() else reason(self))
+        options = RunOptions(exec_settings(), wait=True, output=Output(quiet=True), now=world.clock.now,
+                             sleep=world.clock.advance)
+        stopped = apply_change(prepared.folder, world.sb.profile_path, options, observe=observe)
+        assert stopped.exit_code == 12, stopped.outcomes
+        assert scope_removals() == [(old, "intent")] and old in _scopes(world)  # recorded, not sent
+        monkeypatch.setattr(context.Control, "reason", reason)
+        done = apply_change(prepared.folder, world.sb.profile_path, options, observe=observe)
+        assert done.exit_code == 0, done.outcomes
+        assert scope_removals()[-1] == (old, "verified") and old not in _scopes(world)
+        world.clock.advance(SETTLE)
+        assert victim not in rbac_reach(world)[app]
+    finally:
+        world.close()
