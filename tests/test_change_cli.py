@@ -7,18 +7,14 @@ not name (as the chaos test does for `execute`)."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 
 import pytest
 from click.testing import CliRunner
 
 from change_world import FAST, migrated, rbac_reach
+from killing import run_killed
 from migrator.cli import main
 
 pytestmark = [pytest.mark.integration]
@@ -79,44 +75,11 @@ def test_grant_asks_dry_runs_applies_and_then_has_nothing_to_do(tmp_path):
         world.close()
 
 
-def _journal_actions(folder) -> int:
-    import sqlite3
-
-    db = folder / "journal.db"
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            return con.execute("SELECT count(*) FROM actions").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def _run_killed(args: list[str], folder, nth: int, delay: float) -> int | None:
     """Run `migrator <args>`; SIGKILL it `delay` s after it has recorded its nth journal action (None if killed)."""
-    base = _journal_actions(folder)
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "migrator", *args], stdout=subprocess.DEVNULL, stderr=err,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
-        kill_at, deadline = None, time.monotonic() + 120
-        try:
-            while True:
-                code = proc.poll()
-                if code is not None:
-                    err.seek(0)
-                    assert code in (0, 12), err.read().decode("utf-8", "replace")[-3000:]
-                    return code
-                now = time.monotonic()
-                if kill_at is None and _journal_actions(folder) >= base + nth:
-                    kill_at = now + delay
-                if (kill_at is not None and now >= kill_at) or now >= deadline:
-                    proc.send_signal(signal.SIGKILL)
-                    proc.wait(10)
-                    return None
-                time.sleep(0.005)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    code, err = run_killed(args, delay=delay, deadline=time.monotonic() + 120, after_actions=(folder, nth))
+    assert code in (None, 0, 12), err[-3000:]
+    return code
 
 
 @pytest.mark.slow

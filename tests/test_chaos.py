@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from killing import run_killed
 from migrator.planner.plan import load_plan
 from migrator.rehearse import with_app_secrets
 from migrator.smtp.witness import sandbox_witness
@@ -76,51 +75,17 @@ def _start(tmp: Path, seed: int, claim_rule: str, *, least_privilege: bool = Fal
     return sb, plan, grants
 
 
-def _actions(plan: Path) -> int:
-    import sqlite3
-
-    db = plan / "journal.db"
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            return con.execute("SELECT count(*) FROM actions").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-
-
 def _run_killed(args: list[str], rng: random.Random, kill_window: tuple[float, float], deadline: float, *,
                 after_writes: Path | None = None, nth_range: tuple[int, int] = (1, 3)) -> int | None:
     """Run `migrator <args>`; SIGKILL it at a random moment in kill_window (None if killed, else its exit code).
-    With after_writes (a plan folder), the window starts when this run has recorded its first journal action."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    base = _actions(after_writes) if after_writes else 0
-    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a long stderr cannot block the child
-        proc = subprocess.Popen([sys.executable, "-m", "migrator", *args], stdout=subprocess.DEVNULL,
-                                stderr=err, env=env, start_new_session=True)
-        delay = rng.uniform(*kill_window)
-        kill_at = None if after_writes else time.monotonic() + delay
-        nth = rng.randint(*nth_range)  # with after_writes: start the delay once this run has recorded its nth action
-        try:
-            while True:
-                code = proc.poll()
-                if code is not None:
-                    err.seek(0)
-                    text = err.read().decode("utf-8", "replace")
-                    marks = [m for m in TRANSIENT_MARKS if m in text]
-                    assert not (code == 11 and marks), f"exit 11 from a transient fault ({marks}):\n{text[-3000:]}"
-                    return code
-                now = time.monotonic()
-                if kill_at is None and _actions(after_writes) >= base + nth:
-                    kill_at = now + delay
-                if (kill_at is not None and now >= kill_at) or now >= deadline:
-                    proc.send_signal(signal.SIGKILL)
-                    proc.wait(10)
-                    return None
-                time.sleep(0.005)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    With after_writes (a plan folder), the window starts when this run has recorded its nth journal action."""
+    delay = rng.uniform(*kill_window)
+    nth = rng.randint(*nth_range)
+    code, err = run_killed(args, delay=delay, deadline=deadline,
+                           after_actions=(after_writes, nth) if after_writes else None)
+    marks = [m for m in TRANSIENT_MARKS if m in err]
+    assert not (code == 11 and marks), f"exit 11 from a transient fault ({marks}):\n{err[-3000:]}"
+    return code
 
 
 def _until_done(args: list[str], rng: random.Random, *, kill_window=(0.8, 5.0), deadline: float,
