@@ -110,8 +110,8 @@ def _command(kind: str, summary: str):
 grant_command = _command(
     "grant", "Give APP access to send as each MAILBOX from now on, through RBAC, changing no other app's access.\n\n"
     "APP: the application (client) id, the service principal's object id, or its Exchange display name. MAILBOX: "
-    "a primary SMTP address, alias or UPN (an alias or name that two mailboxes share is refused: give the address). Adds the "
-    "mailboxes to a group only APP uses; when every group of APP "
+    "a primary SMTP address, alias or UPN (an alias or name that two mailboxes share is refused: give the "
+    "address). Adds the mailboxes to a group only APP uses; when every group of APP "
     "serves other apps too, creates one new group with them, a scope and a role assignment for APP.")
 revoke_command = _command(
     "revoke", "Take away APP's access to send as each MAILBOX, changing no other app's access.\n\n"
