@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 from migrator import csvio
 from migrator.errors import PlanError
-from migrator.model import FILTERABLE_ATTRIBUTES, Right
+from migrator.model import AAP_PERMISSIONS, FILTERABLE_ATTRIBUTES, Right
 from migrator.planner import opath
 from migrator.planner.naming import MAX_NAME
 
@@ -54,6 +54,10 @@ BATCHES = "batches.csv"
 ATTRIBUTES = "attributes.csv"
 EXISTING = "existing.csv"
 EXISTING_MEMBERS = "existing_members.csv"
+# Graph/EWS access fenced by Application Access Policies, migrated to `Application <permission>` roles (issue 16):
+MAIL_ACCESS = "mail_access.csv"  # one row per (app, Entra permission) whose consent the batch replaces and removes
+MAIL_REACH = "mail_reach.csv"  # (app, mailbox): what the app's policies let its consent reach today (flattened)
+ACCESS_POLICIES = "access_policies.csv"  # the apps' policies, removed after the consent and the token wait
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     GRANTS: ("app_id", "app_name", "mailbox", "right", "action", "reason", "batch"),
@@ -67,6 +71,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 # Columns written after the contract's, and not required when a plan is read (plans made before them still load).
 EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {
     BATCHES: ("app_names",),  # the apps' display names, ";"-separated in the order of `apps`: people read names
+    ASSIGNMENTS: ("kind",),  # smtp | graph-ews; absent in plans made before it (all smtp)
 }
 CSV_FILES = tuple(COLUMNS)
 # Written only when the tenant already has RBAC for Applications assignments of the plan's role for some app: the
@@ -74,7 +79,17 @@ CSV_FILES = tuple(COLUMNS)
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     EXISTING: ("app_id", "app_name", "assignment", "role", "scope", "filter", "action", "batch", "mailboxes", "note"),
     EXISTING_MEMBERS: ("assignment", "mailbox"),
+    MAIL_ACCESS: ("app_id", "app_name", "permission", "resource", "role", "batch"),
+    MAIL_REACH: ("app_id", "mailbox"),
+    ACCESS_POLICIES: ("policy", "app_id", "app_name", "access_right", "scope", "batch"),
 }
+# Optional files come in groups: a plan holds all of a group's files or none of them.
+OPTIONAL_GROUPS: tuple[tuple[str, ...], ...] = ((EXISTING, EXISTING_MEMBERS),
+                                                (MAIL_ACCESS, MAIL_REACH, ACCESS_POLICIES))
+# assignments.csv `kind`: what an assignment replaces
+KIND_SMTP = "smtp"  # SendAs (and FullAccess that carries SMTP): the plan's role, Application SMTP.SendAsApp
+KIND_GRAPH_EWS = "graph-ews"  # an Entra permission fenced by an access policy: `Application <permission>`
+ASSIGNMENT_KINDS = (KIND_SMTP, KIND_GRAPH_EWS)
 
 class Action(enum.StrEnum):
     """What the plan does with a legacy grant (grants.csv, column action)."""
@@ -152,6 +167,34 @@ class PlanAssignment:
     scope: str  # scope key
     batch: int
     name: str = ""
+    kind: str = KIND_SMTP  # ASSIGNMENT_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class PlanMailAccess:
+    """One row of mail_access.csv: an app's Entra application permission (Graph Mail.Read, EWS full_access_as_app,
+    ...) that its batch replaces by `role` scoped to exactly the app's mail reach, then removes (consent first,
+    then the app's access policies)."""
+
+    app_id: str
+    app_name: str
+    permission: str  # a key of model.AAP_PERMISSIONS
+    resource: str  # Microsoft Graph | Office 365 Exchange Online
+    role: str  # the Application role that serves it (model.AAP_PERMISSIONS)
+    batch: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanPolicy:
+    """One row of access_policies.csv: an Application Access Policy of a migrated app, removed in its batch after
+    the consent is gone and tokens carrying it have expired."""
+
+    identity: str  # the policy's Identity, as Get-ApplicationAccessPolicy showed it
+    app_id: str
+    app_name: str
+    access_right: str  # RestrictAccess (a DenyAccess app is never migrated)
+    scope: str  # the scope group's address (or mailbox) as the inventory resolved it
+    batch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,9 +236,17 @@ class Plan:
     attributes: tuple[tuple[str, str, str], ...] = ()  # (attribute, value, mailbox)
     path: Path | None = field(default=None, compare=False)
     existing: tuple[PlanExisting, ...] = ()  # the apps' role assignments that were there before (existing.csv)
+    # Graph/EWS access moved off Application Access Policies (mail_access.csv, mail_reach.csv, access_policies.csv)
+    mail_access: tuple[PlanMailAccess, ...] = ()
+    mail_reach: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)  # app id -> its mailboxes
+    policies: tuple[PlanPolicy, ...] = ()
 
     def group(self, key: str) -> PlanGroup:
         return next(g for g in self.groups if g.key == key)
+
+    def mail_apps(self, batch: int | None = None) -> list[str]:
+        """The apps whose Graph/EWS access the plan moves (in `batch`, when given), sorted."""
+        return sorted({m.app_id for m in self.mail_access if batch is None or m.batch == batch})
 
 
 # ------------------------------------------------------------------------------------------------ filters
@@ -256,6 +307,10 @@ def plan_counts(plan: Plan) -> dict:
         "scopes": len(plan.scopes),
         "assignments": len(plan.assignments),
         "batches": len(plan.batches),
+        # Graph/EWS access (only in plans that move some: plans made before it keep their counts)
+        **({"mail_apps": len(plan.mail_apps()), "mail_permissions": len(plan.mail_access),
+            "mail_assignments": sum(1 for a in plan.assignments if a.kind == KIND_GRAPH_EWS),
+            "access_policies": len(plan.policies)} if plan.mail_access else {}),
     }
 
 
@@ -273,9 +328,69 @@ def check_exact(plan: Plan) -> list[str]:
     effective, assignment_batches = _check_assignments(plan, scopes, scope_batch, problems)
     _check_existing(plan, effective, assignment_batches, problems)
     _check_access(expected, effective, problems)
+    mail_batches = _check_mail(plan, scopes, scope_batch, problems)
     _check_names(plan, problems)
-    _check_batches(plan, expected, effective, grant_batches, assignment_batches, problems)
+    _check_batches(plan, expected, effective, grant_batches, assignment_batches, problems, mail_batches)
     return problems
+
+
+def _check_mail(plan: Plan, scopes: dict[str, frozenset[str]], scope_batch: dict[str, int],
+                problems: list[str]) -> dict[str, set[int]]:
+    """Graph/EWS: each (app, role) of a graph-ews assignment reaches exactly the app's mail reach (mail_reach.csv),
+    the role serves a permission the app's consent holds (mail_access.csv), every such permission is served, and
+    the app's policies are RestrictAccess rows of its batch. Returns the batches each app's rows name."""
+    batches: dict[str, set[int]] = defaultdict(set)
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for row, m in enumerate(plan.mail_access, start=2):
+        where = f"{MAIL_ACCESS} row {row} ({m.app_id}, {m.permission})"
+        known = AAP_PERMISSIONS.get(m.permission)
+        if known is None:
+            problems.append(f"{where}: not a permission an access policy fences")
+            continue
+        if (m.resource, m.role) != known:
+            problems.append(f"{where}: {m.permission} is served by {known[1]!r} on {known[0]}")
+        if m.app_id not in plan.mail_reach:
+            problems.append(f"{where}: the app has no mailboxes in {MAIL_REACH}")
+        wanted[(m.app_id, m.role.lower())] = set(plan.mail_reach.get(m.app_id, ()))
+        batches[m.app_id].add(m.batch)
+    got: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for row, asg in enumerate(plan.assignments, start=2):
+        if asg.kind == KIND_SMTP:
+            continue
+        where = f"{ASSIGNMENTS} row {row} ({asg.key})"
+        if asg.kind not in ASSIGNMENT_KINDS:
+            problems.append(f"{where}: kind must be one of {', '.join(ASSIGNMENT_KINDS)}, not {asg.kind!r}")
+            continue
+        if (asg.app_id, asg.role.lower()) not in wanted:
+            problems.append(f"{where}: {asg.role!r} serves no permission {MAIL_ACCESS} lists for app {asg.app_id}")
+        if asg.scope not in scopes:
+            problems.append(f"{where}: unknown scope {asg.scope!r}")
+            continue
+        if scope_batch[asg.scope] > asg.batch:
+            problems.append(f"{where}: in batch {asg.batch}, but scope {asg.scope} is only created in batch "
+                            f"{scope_batch[asg.scope]}")
+        got[(asg.app_id, asg.role.lower())] |= scopes[asg.scope]
+        batches[asg.app_id].add(asg.batch)
+    for (app, role), want in sorted(wanted.items()):
+        have = got.get((app, role), set())
+        gained, lost = have - want, want - have
+        if gained:
+            problems.append(f"app {app} would gain {role!r} on {len(gained)} mailbox(es) its access policy does not "
+                            f"allow today, e.g. {', '.join(sorted(gained)[:3])}")
+        if lost:
+            problems.append(f"app {app} would lose {role!r} on {len(lost)} mailbox(es), e.g. "
+                            f"{', '.join(sorted(lost)[:3])}")
+    apps = {m.app_id for m in plan.mail_access}
+    for app in sorted(set(plan.mail_reach) - apps):
+        problems.append(f"{MAIL_REACH}: app {app} has mailboxes but no row in {MAIL_ACCESS}")
+    for row, pol in enumerate(plan.policies, start=2):
+        where = f"{ACCESS_POLICIES} row {row} ({pol.identity})"
+        if pol.access_right != "RestrictAccess":
+            problems.append(f"{where}: only RestrictAccess policies are migrated, not {pol.access_right!r}")
+        if pol.app_id not in apps:
+            problems.append(f"{where}: app {pol.app_id} has no row in {MAIL_ACCESS}")
+        batches[pol.app_id].add(pol.batch)
+    return batches
 
 
 def _check_groups(plan: Plan, problems: list[str]) -> dict[str, PlanGroup]:
@@ -395,6 +510,8 @@ def _check_assignments(plan: Plan, scopes: dict[str, frozenset[str]], scope_batc
     assignment_batches: dict[str, set[int]] = defaultdict(set)
     for row, asg in enumerate(plan.assignments, start=2):
         where = f"{ASSIGNMENTS} row {row} ({asg.key})"
+        if asg.kind != KIND_SMTP:
+            continue  # Graph/EWS: checked against mail_access.csv (_check_mail)
         if role and asg.role != role:
             problems.append(f"{where}: role {asg.role!r} differs from the plan's role {role!r}")
         if asg.scope not in scopes:
@@ -464,7 +581,7 @@ def _check_names(plan: Plan, problems: list[str]) -> None:
 
 def _check_batches(plan: Plan, expected: dict[str, set[str]], effective: dict[str, set[str]],
                    grant_batches: dict[str, set[int | None]], assignment_batches: dict[str, set[int]],
-                   problems: list[str]) -> None:
+                   problems: list[str], mail_batches: dict[str, set[int]] | None = None) -> None:
     """batches.csv: numbered in sequence, every migrating app in exactly one batch, its grants and assignments in
     that batch."""
     batch_of: dict[str, int] = {}
@@ -490,6 +607,11 @@ def _check_batches(plan: Plan, expected: dict[str, set[str]], effective: dict[st
             problems.append(f"app {app}: its grants are not all in batch {batch_of[app]}")
         if assignment_batches[app] - {batch_of[app]}:
             problems.append(f"app {app}: its assignments are not all in batch {batch_of[app]}")
+    for app, numbers in sorted((mail_batches or {}).items()):
+        if app not in batch_of:
+            problems.append(f"app {app} moves Graph/EWS access but is in no batch")
+        elif numbers - {batch_of[app]}:
+            problems.append(f"app {app}: its Graph/EWS rows are not all in batch {batch_of[app]}")
 
 
 def _grant_where(row: int, g: PlanGrant) -> str:
@@ -570,7 +692,8 @@ def _file_rows(plan: Plan) -> dict[str, Iterable[Sequence[str]]]:
         MEMBERSHIPS: ((g.key, m) for g in plan.groups for m in sorted(g.members)),
         SCOPES: ((s.key, s.name, s.filter, ";".join(s.groups), s.kind, encode_attributes(s.attributes), str(s.batch),
                   s.note) for s in plan.scopes),
-        ASSIGNMENTS: ((a.key, a.app_id, a.app_name, a.role, a.scope, str(a.batch), a.name) for a in plan.assignments),
+        ASSIGNMENTS: ((a.key, a.app_id, a.app_name, a.role, a.scope, str(a.batch), a.name, a.kind)
+                      for a in plan.assignments),
         BATCHES: ((str(b.number), ";".join(b.apps), str(b.grants), b.note, str(b.mailboxes), str(b.new_groups),
                    str(b.scopes), str(b.assignments), ";".join(app_names.get(a, "").replace(";", ",") for a in b.apps))
                   for b in plan.batches),
@@ -579,6 +702,12 @@ def _file_rows(plan: Plan) -> dict[str, Iterable[Sequence[str]]]:
                         batch_text[e.batch], str(len(e.members)), e.note) for e in plan.existing),
             EXISTING_MEMBERS: ((e.assignment, m) for e in plan.existing for m in sorted(e.members))}
            if plan.existing else {}),
+        **({MAIL_ACCESS: ((m.app_id, m.app_name, m.permission, m.resource, m.role, str(m.batch))
+                          for m in plan.mail_access),
+            MAIL_REACH: ((app, mb) for app in sorted(plan.mail_reach) for mb in sorted(plan.mail_reach[app])),
+            ACCESS_POLICIES: ((p.identity, p.app_id, p.app_name, p.access_right, p.scope, str(p.batch))
+                              for p in plan.policies)}
+           if plan.mail_access or plan.mail_reach or plan.policies else {}),
     }
 
 
@@ -629,8 +758,8 @@ def load_plan(path: Path) -> Plan:
     meta = _read_meta(path)
     files = meta.get("files")
     optional = [n for n in OPTIONAL_COLUMNS if isinstance(files, dict) and n in files]
-    if not isinstance(files, dict) or set(files) != set(CSV_FILES) | {ROWHASH_FILE} | set(optional) \
-            or len(optional) not in (0, len(OPTIONAL_COLUMNS)):
+    partial = any(0 < sum(n in optional for n in group) < len(group) for group in OPTIONAL_GROUPS)
+    if not isinstance(files, dict) or set(files) != set(CSV_FILES) | {ROWHASH_FILE} | set(optional) or partial:
         raise PlanError("the `files` list is missing or incomplete", path=str(path / PLAN_JSON), field="files")
     rowhash_path = path / ROWHASH_FILE
     _verify_hash(rowhash_path, files[ROWHASH_FILE], None)
@@ -671,14 +800,16 @@ def load_plan(path: Path) -> Plan:
         scopes.append(PlanScope(r["scope"], r["name"], r["filter"], tuple(k for k in r["groups"].split(";") if k),
                                 r["kind"], attrs, _int(r, "batch", p, n), r["note"]))
     assignments = tuple(PlanAssignment(r["assignment"], r["app_id"], r["app_name"], r["role"], r["scope"],
-                                       _int(r, "batch", p, n), r["name"]) for p, n, r in _read(path, ASSIGNMENTS))
+                                       _int(r, "batch", p, n), r["name"], r.get("kind") or KIND_SMTP)
+                        for p, n, r in _read(path, ASSIGNMENTS))
     batches = tuple(PlanBatch(_int(r, "batch", p, n), tuple(a for a in r["apps"].split(";") if a),
                               _int(r, "grants", p, n), r["note"], _int(r, "mailboxes", p, n),
                               _int(r, "new_groups", p, n), _int(r, "scopes", p, n), _int(r, "assignments", p, n))
                     for p, n, r in _read(path, BATCHES))
     attributes = tuple((r["attribute"], r["value"], r["mailbox"]) for _p, _n, r in _read(path, ATTRIBUTES))
+    mail_access, mail_reach, policies = _read_mail(path) if MAIL_ACCESS in optional else ((), {}, ())
     plan = Plan(meta, grants, tuple(groups), tuple(scopes), assignments, batches, attributes, path,
-                _read_existing(path) if optional else ())
+                _read_existing(path) if EXISTING in optional else (), mail_access, mail_reach, policies)
     _raise_if_inexact(plan, path)
     counts = plan_counts(plan)
     for key, value in counts.items():
@@ -705,6 +836,17 @@ def _read_existing(path: Path) -> tuple[PlanExisting, ...]:
         raise PlanError(f"mailboxes of unknown assignment(s) {', '.join(sorted(members)[:5])}",
                         path=str(path / EXISTING_MEMBERS))
     return tuple(out)
+
+
+def _read_mail(path: Path) -> tuple[tuple[PlanMailAccess, ...], dict[str, frozenset[str]], tuple[PlanPolicy, ...]]:
+    access = tuple(PlanMailAccess(r["app_id"], r["app_name"], r["permission"], r["resource"], r["role"],
+                                  _int(r, "batch", p, n)) for p, n, r in _read(path, MAIL_ACCESS))
+    reach: dict[str, set[str]] = defaultdict(set)
+    for _p, _n, r in _read(path, MAIL_REACH):
+        reach[r["app_id"]].add(r["mailbox"])
+    policies = tuple(PlanPolicy(r["policy"], r["app_id"], r["app_name"], r["access_right"], r["scope"],
+                                _int(r, "batch", p, n)) for p, n, r in _read(path, ACCESS_POLICIES))
+    return access, {app: frozenset(m) for app, m in reach.items()}, policies
 
 
 def _read_meta(path: Path) -> dict:
