@@ -256,3 +256,25 @@ def test_a_refused_policy_read_is_not_read_with_the_reason_and_the_inventory_goe
     assert "refused" in manifest["access_policies"]["why_policies"]
     assert not (tmp_path / "inv" / POLICIES_FILE).exists()
     assert "refused" in read_inventory(tmp_path / "inv").mail_access.notes["why_policies"]
+
+
+@pytest.mark.parametrize("which", ["live", "exports"])
+def test_northwind_plans_the_restricted_apps_and_reports_the_others(both, which):
+    """Both inventory paths give the same Graph/EWS plan: the two RestrictAccess apps get their Application roles
+    on exactly the flattened sets (Archive Scope's nested Sales Team; Contracts' two policies together), the
+    DenyAccess and policy-less apps are reported, not planned."""
+    from migrator.planner.build import PlanOptions, build_plan
+    from migrator.planner.plan import check_exact
+    from migrator.planner.source import Source
+
+    inv = both[0] if which == "live" else both[1]
+    plan = build_plan(Source.from_inventory(inv, "inventory", "inv", "0" * 64), PlanOptions(time_limit=10))
+    assert check_exact(plan) == []
+    roles = {(a.app_id, a.role) for a in plan.assignments if a.kind == "graph-ews"}
+    assert roles == {(ARCHIVER, "Application Mail.Read"), (ARCHIVER, "Application Mail.Send"),
+                     (CONTRACTS, "Application Mail.ReadWrite"), (CONTRACTS, "Application Calendars.Read")}
+    assert plan.mail_reach[ARCHIVER] == {f"ana.silva{D}", f"ben.okafor{D}", f"chen.li{D}", f"invoices{D}"}
+    assert plan.mail_reach[CONTRACTS] == {f"eli.cohen{D}", f"fay.morgan{D}", f"chen.li{D}", f"dara.walsh{D}"}
+    assert sorted(p.app_id for p in plan.policies) == sorted([ARCHIVER, CONTRACTS, CONTRACTS])
+    status = {a["app_id"]: (a["status"], a["planned"]) for a in plan.meta["mail_access"]["apps"]}
+    assert status[EWS] == ("deny", False) and status[BOOKER] == ("tenant_wide", False)

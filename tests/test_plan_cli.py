@@ -59,6 +59,8 @@ Batch  Apps  Grants  Mailboxes  New groups  Scopes  Assignments  Note
 Existing RBAC: not read. The inventory did not read existing RBAC for Applications assignments (exports without \
 the Get-ManagementRoleAssignment file): an app already moved by hand would be planned as if it had none
 
+Graph/EWS:   access policies and the apps' mail permissions not read (nothing planned)
+
 Flagged apps (unscoped Entra permissions: RBAC scoping does not limit them until removed):
   crm (CRM): Microsoft Graph/Mail.Send
 """

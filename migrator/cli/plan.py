@@ -59,6 +59,11 @@ def plan_command(input_path: Path, out: Path | None, force: bool, strategy: str,
     app_id, mailbox[, right][, app_name]. The plan is checked for exactness before it is written: every app keeps
     exactly the mailboxes it can send as today (SendAs, and FullAccess when it holds SMTP.SendAsApp), no more,
     no fewer. FullAccess grants are kept for IMAP/POP unless --remove-fullaccess says otherwise.
+
+    Graph and EWS apps whose Entra mail permissions are fenced by RestrictAccess Application Access Policies get
+    an `Application <permission>` role on exactly the mailboxes their policies allow today (nested groups
+    flattened), from the same groups; their consent and then their policies are removed in their batch. DenyAccess
+    apps, apps with no policy (tenant-wide) and apps the inventory could not fully read are reported, not planned.
     """
     started = time.perf_counter()
     options = PlanOptions(strategy=strategy, pilot=pilot, batch_size=batch_size, prefix=prefix,
@@ -113,6 +118,7 @@ def summary(plan: Plan) -> dict:
                     for b in plan.batches],
         "flagged_apps": meta.get("flagged_apps", []),
         "existing_rbac": meta.get("existing_rbac"),
+        "mail_access": meta.get("mail_access"),
     }
 
 
@@ -134,7 +140,8 @@ def render_text(plan: Plan) -> str:
         f"Created:     {meta.get('created')}",
         f"Source:      {src.get('path')} ({src.get('kind')}, sha256 {str(src.get('sha256'))[:12]})",
         f"Role:        {meta.get('role')}",
-        f"Apps:        {c['apps']} ({c['apps_migrating']} migrating, {c['apps_flagged']} flagged)",
+        f"Apps:        {c['apps']} ({c['apps_migrating']} migrating, {c['apps_flagged']} flagged)"
+        + (f"; Graph/EWS: {c['mail_apps']} app(s), {c['mail_permissions']} permission(s)" if "mail_apps" in c else ""),
         f"Mailboxes:   {c['mailboxes']}",
         f"Grants:      {c['grants_migrate']} migrate (removed after the cut-over), {c['grants_keep']} keep "
         f"(FullAccess{fa_note})",
@@ -154,6 +161,7 @@ def render_text(plan: Plan) -> str:
         for r in [header, *rows]:
             lines.append("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) + "  " + r[-1])
     lines += _existing_lines(meta.get("existing_rbac"))
+    lines += _mail_lines(meta.get("mail_access"))
     flagged = meta.get("flagged_apps", [])
     if flagged:
         lines.append("")
@@ -162,6 +170,33 @@ def render_text(plan: Plan) -> str:
             name = f" ({f['app_name']})" if f.get("app_name") else ""
             lines.append(f"  {f['app_id']}{name}: {', '.join(f['permissions'])}")
     return "\n".join(lines)
+
+
+MAIL_STATUS_WORDS = {"deny": "DenyAccess: reported, not migrated (RBAC has no deny)",
+                     "tenant_wide": "no policy, tenant-wide today: reported, not scoped",
+                     "no_permission": "a policy but no fenced permission: reported",
+                     "unknown": "not fully read: reported, nothing guessed",
+                     "migrate": "planned"}
+
+
+def _mail_lines(mail: dict | None) -> list[str]:
+    """Graph/EWS apps fenced by Application Access Policies: planned, or reported only (and why)."""
+    if not mail or not mail.get("apps"):
+        if mail and not (mail.get("read", {}).get("policies_read") or mail.get("read", {}).get("permissions_read")):
+            return ["", "Graph/EWS:   access policies and the apps' mail permissions not read (nothing planned)"]
+        return []
+    lines = ["", "Graph/EWS apps (Application Access Policies):"]
+    for a in mail["apps"]:
+        name = f" ({a['app_name']})" if a.get("app_name") else ""
+        if a.get("planned"):
+            what = (f"batch {a['batch']}: {', '.join(a['roles'])} on {a['mailboxes']} mailbox(es); consent, then "
+                    f"{len(a['policies'])} polic{'y' if len(a['policies']) == 1 else 'ies'} removed")
+        else:
+            what = MAIL_STATUS_WORDS.get(a["status"], a["status"])
+            if a["status"] == "migrate":
+                what = a.get("note", "not planned")
+        lines.append(f"  {a['app_id']}{name}: {what}")
+    return lines
 
 
 def _existing_lines(existing: dict | None) -> list[str]:

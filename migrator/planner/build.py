@@ -31,14 +31,16 @@ from migrator.model import (
     RBAC_ROLE_SMTP_SEND_AS,
     Right,
 )
+from migrator.planner import aap_report, naming, opath, reuse
 from migrator.planner import existing as existing_rbac
-from migrator.planner import naming, opath, reuse
 from migrator.planner.batches import AppRadius, first_batch, make_batches
 from migrator.planner.cover import STRATEGIES, Strategy, solve_cover
 from migrator.planner.plan import (
     FORMAT,
     FUTURE_NOTE,
     KEEP,
+    KIND_GRAPH_EWS,
+    KIND_SMTP,
     MIGRATE,
     NEW,
     REUSE,
@@ -49,6 +51,8 @@ from migrator.planner.plan import (
     PlanExisting,
     PlanGrant,
     PlanGroup,
+    PlanMailAccess,
+    PlanPolicy,
     PlanScope,
     render_filter,
     scope_kind,
@@ -217,7 +221,11 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
             reach[app].add(mailbox)
     app_sets = {app: frozenset(s) for app, s in reach.items()}
     grant_apps = {row[0] for row in source.grants}
-    flagged = unscoped_permissions(inv.app_permissions)
+    # Graph/EWS access fenced by Application Access Policies (planner/aap_report.py): the apps it says migrate get
+    # `Application <permission>` roles on exactly the mailboxes their policies allow today, from the same cover
+    mail_reports = _mail_reports(inv, app_names)
+    mail_sets = {r.app_id: r.reach for r in mail_reports if r.status == aap_report.MIGRATE and r.reach}
+    flagged = _not_migrated(unscoped_permissions(inv.app_permissions), mail_reports, mail_sets)
 
     # 0. existing RBAC for Applications (planner/existing.py): an app already served keeps what it has, and only
     # the rest of its reach is covered; an app whose existing reach is beyond its legacy grants, or not exactly
@@ -229,27 +237,31 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
     # 1. the cover, preferring sets the tenant already has (an exact group, or an attribute value)
     found = reuse.candidates(inv.groups, inv.mailboxes, allow_attributes=options.allow_attribute_scopes)
     to_cover = {app: s for app, s in planned.items() if s}
+    to_cover.update({_mail_key(app): s for app, s in mail_sets.items()})  # an app's mail reach is a set of its own
     preferred = reuse.useful(found, to_cover.values())
     solve_limit = solver_time_limit(options, len(source.grants), started)
     cover = solve_cover(to_cover, strategy=options.strategy, time_limit=solve_limit, preferred=preferred)
     app_groups: dict[str, tuple[int, ...]] = {app: cover.app_groups.get(app, ()) for app in planned}
+    mail_groups: dict[str, tuple[int, ...]] = {app: cover.app_groups.get(_mail_key(app), ()) for app in mail_sets}
     elements = list(cover.groups)
     existing = [found.get(e) for e in elements]
     is_new = [x is None for x in existing]
 
-    # 2. batches: smallest blast radius first
-    radius = [AppRadius(app, len(app_sets[app]), sum(1 for i in app_groups[app] if is_new[i]))
-              for app in planned]
+    # 2. batches: smallest blast radius first; an app's SMTP and Graph/EWS parts move in the same batch
+    batched = list(planned) + sorted(set(mail_sets) - set(planned))
+    uses_of = {app: tuple(sorted(set(app_groups.get(app, ())) | set(mail_groups.get(app, ())))) for app in batched}
+    radius = [AppRadius(app, len(app_sets.get(app, frozenset()) | mail_sets.get(app, frozenset())),
+                        sum(1 for i in uses_of[app] if is_new[i])) for app in batched]
     batches = make_batches(radius, pilot=options.pilot, batch_size=options.batch_size)
     batch_of = {app: n for n, apps in enumerate(batches, start=1) for app in apps}
     position = {app: i for i, app in enumerate(a for apps in batches for a in apps)}
-    first = first_batch(batches, app_groups)
+    first = first_batch(batches, uses_of)
     first_app: dict[int, int] = {}
-    for app in sorted(planned, key=position.__getitem__):
-        for i in app_groups[app]:
+    for app in sorted(batched, key=position.__getitem__):
+        for i in uses_of[app]:
             first_app.setdefault(i, position[app])
     apps_using: dict[int, int] = defaultdict(int)
-    for idx in app_groups.values():
+    for idx in uses_of.values():
         for i in idx:
             apps_using[i] += 1
 
@@ -262,8 +274,10 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
     groups_by_key = {g.key: g for g in groups}
 
     # 4. scopes (one per distinct combination of an app's sets) and one assignment per app (per chunk)
+    mail_roles = {r.app_id: sorted({t.role for t in r.targets}) for r in mail_reports if r.app_id in mail_sets}
     scopes, assignments, scope_of_elem = _plan_scopes(batches, app_groups, key_of, term_of, groups_by_key,
-                                                      batch_of, app_names, options.role, namer, elem_hash)
+                                                      batch_of, app_names, options.role, namer, elem_hash,
+                                                      mail_groups, mail_roles)
 
     # 5. grants: SendAs migrate (with the set that carries it), FullAccess keep; app by app, so the
     # mailbox -> reason map is one app's at a time (1M grants), and equal reasons share one string
@@ -271,7 +285,9 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
                                term_of, scope_of_elem, batch_of, uses, rbac)
 
     # 6. batch rows
-    plan_batches = _plan_batches(batches, app_sets, flagged, groups, scopes, assignments, pilot=bool(options.pilot))
+    mail_access, mail_policies = _plan_mail(mail_reports, mail_sets, batch_of, app_names)
+    plan_batches = _plan_batches(batches, app_sets, flagged, groups, scopes, assignments, pilot=bool(options.pilot),
+                                 mail_sets=mail_sets, mail_access=mail_access, mail_policies=mail_policies)
 
     used_terms = sorted({t for s in scopes for t in s.attributes})
     meta = {
@@ -292,9 +308,69 @@ def build_plan(source: Source, options: PlanOptions = PlanOptions(), *, created:
                                 for a, u in sorted(uses.items())]},
     }
     meta["existing_rbac"] = _existing_meta(inv, rbac, app_names)
+    meta["mail_access"] = _mail_meta(inv, mail_reports, mail_sets, batch_of)
     return Plan(meta, tuple(plan_grants), tuple(groups), tuple(scopes), tuple(assignments), tuple(plan_batches),
                 tuple(reuse.attribute_holders(inv.mailboxes, used_terms)),
-                existing=_plan_existing(rbac, app_names, batch_of))
+                existing=_plan_existing(rbac, app_names, batch_of), mail_access=mail_access,
+                mail_reach=dict(mail_sets) if mail_access else {}, policies=mail_policies)
+
+
+def _mail_key(app: str) -> str:
+    """The cover's key for an app's Graph/EWS reach (its SMTP reach is keyed by the app id)."""
+    return f"{app}|graph-ews"
+
+
+def _mail_reports(inv, app_names: dict[str, str]) -> tuple[aap_report.AppAccessReport, ...]:
+    access = inv.mail_access
+    if not (access.policies_read or access.permissions_read):
+        return ()  # an inventory taken before these reads (or a grants CSV): nothing is known, nothing planned
+    return aap_report.report_apps(access, frozenset(m.address for m in inv.mailboxes), tuple(inv.groups),
+                                  names=app_names)
+
+
+def _not_migrated(flagged: dict[str, list[str]], reports, mail_sets: dict[str, frozenset[str]]) -> dict[str, list[str]]:
+    """The unscoped-permission flags, less the permissions the plan moves to RBAC (their consent is removed in the
+    app's batch, so they stop reaching beyond the app's set there)."""
+    moved = {(r.app_id, f"{t.resource}/{t.permission}".lower()) for r in reports if r.app_id in mail_sets
+             for t in r.targets}
+    out = {app: [p for p in perms if (app, p.lower()) not in moved] for app, perms in flagged.items()}
+    return {app: perms for app, perms in out.items() if perms}
+
+
+def _plan_mail(reports, mail_sets: dict[str, frozenset[str]], batch_of: dict[str, int], app_names: dict[str, str]
+               ) -> tuple[tuple[PlanMailAccess, ...], tuple[PlanPolicy, ...]]:
+    access: list[PlanMailAccess] = []
+    policies: list[PlanPolicy] = []
+    for r in reports:
+        if r.app_id not in mail_sets:
+            continue
+        name = r.app_name or app_names.get(r.app_id, "")
+        access += [PlanMailAccess(r.app_id, name, t.permission, t.resource, t.role, batch_of[r.app_id])
+                   for t in r.targets]
+        policies += [PlanPolicy(p.identity, r.app_id, name, p.access_right, p.scope, batch_of[r.app_id])
+                     for p in sorted(r.policies, key=lambda p: p.identity.lower())]
+    return tuple(access), tuple(policies)
+
+
+def _mail_meta(inv, reports, mail_sets: dict[str, frozenset[str]], batch_of: dict[str, int]) -> dict:
+    """plan.json `mail_access`: what the inventory read, and every app an access policy or a fenced permission
+    concerns: migrated here (with its batch), or reported only, with what an admin could do."""
+    out: dict = {"read": inv.mail_access.manifest(), "summary": aap_report.summary(reports), "apps": []}
+    for r in reports:
+        planned = r.app_id in mail_sets
+        note = r.why or " ".join(r.advice)
+        if r.status == aap_report.MIGRATE and not planned:
+            note = "its policies allow no mailbox: nothing to scope; the consent reaches nothing today"
+        out["apps"].append({
+            "app_id": r.app_id, "app_name": r.app_name, "status": r.status, "planned": planned,
+            "batch": batch_of.get(r.app_id) if planned else None,
+            "mailboxes": None if r.reach is None else len(r.reach),
+            "permissions": [f"{t.resource}/{t.permission}" for t in r.targets],
+            "roles": sorted({t.role for t in r.targets}) if planned else [],
+            "policies": [{"identity": p.identity, "access_right": p.access_right, "scope": p.scope}
+                         for p in r.policies],
+            "reuse_group": r.reuse_group, "shared_with": list(r.shared_with), "note": note})
+    return out
 
 
 def _existing_meta(inv, rbac: dict[str, existing_rbac.AppRbac], app_names: dict[str, str]) -> dict:
@@ -353,19 +429,28 @@ def _plan_groups(elements: list[frozenset[str]], existing: list, first: Mapping,
 
 def _plan_scopes(batches: list[tuple[str, ...]], app_groups: dict[str, tuple[int, ...]], key_of: dict[int, str],
                  term_of: dict[int, tuple[str, str]], groups_by_key: dict[str, PlanGroup], batch_of: dict[str, int],
-                 app_names: dict[str, str], role: str, namer: naming.Namer, elem_hash: dict[int, str]
+                 app_names: dict[str, str], role: str, namer: naming.Namer, elem_hash: dict[int, str],
+                 mail_groups: dict[str, tuple[int, ...]] | None = None, mail_roles: dict[str, list[str]] | None = None
                  ) -> tuple[list[PlanScope], list[PlanAssignment], dict[tuple[str, int], str]]:
     """One scope per distinct combination of an app's sets (at most MAX_TERMS_PER_SCOPE terms each) and one
-    assignment per app and scope, in batch order; returns them and the scope that carries each (app, element)."""
+    assignment per app and scope, in batch order; returns them and the scope that carries each (app, element).
+    An app's Graph/EWS reach is a combination of its own: one assignment per Application role on its scopes
+    (shared with any app, SMTP or not, whose combination is the same)."""
     scopes: list[PlanScope] = []
     scope_by_sig: dict[tuple, PlanScope] = {}
     assignments: list[PlanAssignment] = []
     scope_of_elem: dict[tuple[str, int], str] = {}
+    mail_groups, mail_roles = mail_groups or {}, mail_roles or {}
     ordered_apps = [a for apps in batches for a in apps]
-    s_width = max(4, len(str(len(ordered_apps))))
-    a_width = max(5, len(str(len(ordered_apps))))
-    for app in ordered_apps:
-        idx = app_groups[app]
+    tracks: list[tuple[str, str, tuple[int, ...], tuple[str, ...]]] = [
+        (app, KIND_SMTP, app_groups[app], (role,)) for app in ordered_apps if app in app_groups]
+    tracks += [(app, KIND_GRAPH_EWS, mail_groups[app], tuple(mail_roles[app])) for app in ordered_apps
+               if app in mail_groups]
+    order = {app: n for n, app in enumerate(ordered_apps)}
+    tracks.sort(key=lambda t: order[t[0]])  # stable: an app's SMTP track before its Graph/EWS one
+    s_width = max(4, len(str(len(tracks))))
+    a_width = max(5, len(str(sum(len(t[3]) for t in tracks))))
+    for app, kind, idx, roles in tracks:
         gterms = sorted((i for i in idx if i in key_of), key=lambda i: key_of[i])
         aterms = sorted((i for i in idx if i in term_of), key=lambda i: term_of[i])
         terms = gterms + aterms
@@ -383,18 +468,27 @@ def _plan_scopes(batches: list[tuple[str, ...]], app_groups: dict[str, tuple[int
                                   scope_kind(gkeys, attrs), attrs, batch_of[app], note)
                 scope_by_sig[sig] = scope
                 scopes.append(scope)
-            for i in chunk:
-                scope_of_elem[(app, i)] = scope.key
-            key = f"A{len(assignments) + 1:0{a_width}d}"
-            name = namer.name(key, naming.short_hash(app, scope.name))
-            assignments.append(PlanAssignment(key, app, app_names.get(app, ""), role, scope.key, batch_of[app], name))
+            if kind == KIND_SMTP:
+                for i in chunk:
+                    scope_of_elem[(app, i)] = scope.key
+            for r in roles:
+                key = f"A{len(assignments) + 1:0{a_width}d}"
+                # the SMTP name's hash input is unchanged (names of existing plans stay the same)
+                name = namer.name(key, naming.short_hash(app, scope.name) if kind == KIND_SMTP
+                                  else naming.short_hash(app, scope.name, r))
+                assignments.append(PlanAssignment(key, app, app_names.get(app, ""), r, scope.key, batch_of[app],
+                                                  name, kind))
     return scopes, assignments, scope_of_elem
 
 
 def _plan_batches(batches: list[tuple[str, ...]], app_sets: dict[str, frozenset[str]], flagged: dict[str, list[str]],
                   groups: list[PlanGroup], scopes: list[PlanScope], assignments: list[PlanAssignment], *,
-                  pilot: bool) -> list[PlanBatch]:
-    """batches.csv rows: apps, counts and a note (pilot or wave, unscoped permissions, open attribute scopes)."""
+                  pilot: bool, mail_sets: Mapping[str, frozenset[str]] | None = None,
+                  mail_access: tuple[PlanMailAccess, ...] = (), mail_policies: tuple[PlanPolicy, ...] = ()
+                  ) -> list[PlanBatch]:
+    """batches.csv rows: apps, counts and a note (pilot or wave, unscoped permissions, open attribute scopes,
+    Graph/EWS access moved off access policies)."""
+    mail_sets = mail_sets or {}
     plan_batches: list[PlanBatch] = []
     for n, apps in enumerate(batches, start=1):
         notes = ["pilot: smallest blast radius first" if (n == 1 and pilot) else "wave"]
@@ -405,8 +499,16 @@ def _plan_batches(batches: list[tuple[str, ...]], app_sets: dict[str, frozenset[
         open_scopes = [s.key for s in scopes if s.batch == n and s.attributes]
         if open_scopes:
             notes.append(f"attribute scope(s) {', '.join(open_scopes)}: {FUTURE_NOTE}")
-        mailboxes = set().union(*(app_sets[a] for a in apps)) if apps else set()
-        plan_batches.append(PlanBatch(n, tuple(apps), sum(len(app_sets[a]) for a in apps), "; ".join(notes),
+        mail_apps = [a for a in apps if a in mail_sets]
+        if mail_apps:
+            perms = sum(1 for m in mail_access if m.batch == n)
+            pols = sum(1 for p in mail_policies if p.batch == n)
+            notes.append(f"Graph/EWS: {len(mail_apps)} app(s), {perms} permission(s) moved to Application roles; "
+                         f"consent removed, then {pols} access polic{'y' if pols == 1 else 'ies'} after the token "
+                         "wait")
+        none: frozenset[str] = frozenset()
+        mailboxes = set().union(*(app_sets.get(a, none) | mail_sets.get(a, none) for a in apps)) if apps else set()
+        plan_batches.append(PlanBatch(n, tuple(apps), sum(len(app_sets.get(a, none)) for a in apps), "; ".join(notes),
                                       len(mailboxes), sum(1 for g in groups if g.batch == n and g.status == NEW),
                                       sum(1 for s in scopes if s.batch == n),
                                       sum(1 for a in assignments if a.batch == n)))
