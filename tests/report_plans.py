@@ -103,3 +103,73 @@ def large_plan(out: Path, apps: int = 40, mailboxes_per_app: int = 30, per_batch
     plan = Plan(_meta(None), tuple(grants), tuple(groups.values()), tuple(scopes), tuple(assignments),
                 tuple(batches))
     return write_plan(plan, out)
+
+
+APP_ARCHIVER = "44444444-4444-4444-8444-444444444444"
+APP_EWS = "55555555-5555-4555-8555-555555555555"
+APP_ROOMS = "66666666-6666-4666-8666-666666666666"
+APP_IDLE = "77777777-7777-4777-8777-777777777777"
+APP_LOST = "88888888-8888-4888-8888-888888888888"
+GRAPH, EXO = "Microsoft Graph", "Office 365 Exchange Online"
+ARCHIVE_SET = ("adele.vance@contoso.com", "bob.obrien@contoso.com", "carol.diaz@contoso.com")
+
+
+def _mail_app(app_id, name, status, *, planned=False, batch=None, mailboxes=None, permissions=(), roles=(),
+              policies=(), note=""):
+    return {"app_id": app_id, "app_name": name, "status": status, "planned": planned, "batch": batch,
+            "mailboxes": mailboxes, "permissions": list(permissions), "roles": list(roles),
+            "policies": [{"identity": f"contoso\\{app_id}:{scope}", "access_right": right, "scope": scope}
+                         for right, scope in policies],
+            "reuse_group": "", "shared_with": [], "note": note}
+
+
+def aap_plan(out: Path) -> Path:
+    """An SMTP app in batch 1 and a Graph app fenced by a RestrictAccess policy (on a nested group) in batch 2,
+    moved to `Application Mail.Read` and `Application Mail.Send` on one new group; plan.json's `mail_access` block
+    also lists a DenyAccess app, a tenant-wide app, a policy fencing nothing (hostile name) and an app with a part
+    not read, all reported only."""
+    from migrator.planner.plan import KIND_GRAPH_EWS, PlanMailAccess, PlanPolicy
+
+    plain = ("megan.bowen@contoso.com", "alex.wilber@contoso.com")
+    grants = [PlanGrant(APP_PLAIN, "Plain App", m, "SendAs", "migrate", "", 1) for m in plain]
+    groups = {
+        "G0001": PlanGroup("G0001", "migrator-G0001 Plain", "new", "", frozenset(plain), "migrator-g0001",
+                           "migrator-g0001@contoso.com", 1, 1),
+        "G0002": PlanGroup("G0002", "migrator-G0002 Archive", "new", "", frozenset(ARCHIVE_SET), "migrator-g0002",
+                           "migrator-g0002@contoso.com", 2, 1),
+    }
+    scopes = [_scope("S0001", "migrator-S0001", ["G0001"], [], groups, 1),
+              _scope("S0002", "migrator-S0002", ["G0002"], [], groups, 2)]
+    assignments = [
+        PlanAssignment("A00001", APP_PLAIN, "Plain App", ROLE, "S0001", 1, "migrator-A00001"),
+        PlanAssignment("A00002", APP_ARCHIVER, "Mail Archiver", "Application Mail.Read", "S0002", 2,
+                       "migrator-A00002", KIND_GRAPH_EWS),
+        PlanAssignment("A00003", APP_ARCHIVER, "Mail Archiver", "Application Mail.Send", "S0002", 2,
+                       "migrator-A00003", KIND_GRAPH_EWS),
+    ]
+    batches = [PlanBatch(1, (APP_PLAIN,), 2, "pilot", 2, 1, 1, 1),
+               PlanBatch(2, (APP_ARCHIVER,), 0, "wave", 3, 1, 1, 2)]
+    mail_access = (PlanMailAccess(APP_ARCHIVER, "Mail Archiver", "Mail.Read", GRAPH, "Application Mail.Read", 2),
+                   PlanMailAccess(APP_ARCHIVER, "Mail Archiver", "Mail.Send", GRAPH, "Application Mail.Send", 2))
+    policies = (PlanPolicy(f"contoso\\{APP_ARCHIVER}:archive-scope", APP_ARCHIVER, "Mail Archiver",
+                           "RestrictAccess", "archive-scope@contoso.com", 2),)
+    meta = _meta(2)
+    meta["mail_access"] = {
+        "read": {"policies_read": True, "members_read": True, "permissions_read": True},
+        "apps": [
+            _mail_app(APP_ARCHIVER, "Mail Archiver", "migrate", planned=True, batch=2, mailboxes=3,
+                      permissions=(f"{GRAPH}/Mail.Read", f"{GRAPH}/Mail.Send"),
+                      roles=("Application Mail.Read", "Application Mail.Send"),
+                      policies=(("RestrictAccess", "archive-scope@contoso.com"),)),
+            _mail_app(APP_EWS, "EWS Sync", "deny", mailboxes=297, permissions=(f"{EXO}/full_access_as_app",),
+                      policies=(("DenyAccess", "legal@contoso.com"),), note="keep the DenyAccess policy"),
+            _mail_app(APP_ROOMS, "Room Booker", "tenant_wide", permissions=(f"{GRAPH}/Calendars.ReadWrite",),
+                      note="the consent reaches every mailbox today"),
+            _mail_app(APP_IDLE, HOSTILE_APP2, "no_permission", mailboxes=2,
+                      policies=(("RestrictAccess", "legal@contoso.com"),), note="the policy fences no permission"),
+            _mail_app(APP_LOST, "Lost Scope", "unknown", permissions=(f"{GRAPH}/Mail.Read",),
+                      policies=(("RestrictAccess", "gone-group"),), note="not read: the scope of 1 policy"),
+        ]}
+    plan = Plan(meta, tuple(grants), tuple(groups.values()), tuple(scopes), tuple(assignments), tuple(batches),
+                mail_access=mail_access, mail_reach={APP_ARCHIVER: frozenset(ARCHIVE_SET)}, policies=policies)
+    return write_plan(plan, out)

@@ -10,7 +10,17 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 from html import escape
 
-from migrator.report.markdown import grants_text, helpdesk_paragraphs, report_title
+from migrator.report.markdown import (
+    MAIL_HEADER,
+    MAIL_REPORTED_HEADER,
+    MAIL_REPORTED_TITLE,
+    MAIL_TITLE,
+    grants_text,
+    helpdesk_paragraphs,
+    mail_paragraphs,
+    mail_rows,
+    report_title,
+)
 from migrator.report.model import ReportData, fmt_send, fmt_time
 from migrator.report.svg import render_svg
 
@@ -113,6 +123,21 @@ def _bound(data: ReportData) -> str:
             f'bound:</strong> {_e(data.bound_text)}.{bar}</div>')
 
 
+def _mail_html(data: ReportData) -> list[str]:
+    first, second = mail_paragraphs(data)
+    migrated, reported = mail_rows(data)
+    parts = [f'<h2 id="mail-access">{_e(MAIL_TITLE)}</h2>']
+    parts += [f'<p class="note">{_code_spans(p)}</p>' for p in first]
+    if migrated:
+        parts.append(_table(MAIL_HEADER, [[*r[:8], _state(str(r[8]))] for r in migrated], numeric={2, 5},
+                            cls="mail-migrated"))
+    if reported:
+        parts.append(f'<h3 id="mail-reported">{_e(MAIL_REPORTED_TITLE)}</h3>')
+        parts += [f'<p class="note">{_code_spans(p)}</p>' for p in second]
+        parts.append(_table(MAIL_REPORTED_HEADER, reported, cls="mail-reported"))
+    return parts
+
+
 def render_html(data: ReportData) -> str:
     c = data.counts
     t = data.totals
@@ -178,6 +203,8 @@ def render_html(data: ReportData) -> str:
     parts.append(_table(["Key", "Name", "Status", "Members", "Apps", "First batch", "Address"],
                         [[g.key, g.name, g.status, g.members, g.apps, g.batch, g.address] for g in data.groups],
                         numeric={3, 4, 5}))
+    if data.mail is not None:
+        parts += _mail_html(data)
     if data.smtp_sends:
         parts.append('<h2 id="smtp">SMTP sends</h2><p class="note">Each app signed in over SMTP (AUTH XOAUTH2) and '
                      "sent one message, before and after the run: the AUTH reply, then the message's.</p>")

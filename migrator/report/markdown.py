@@ -65,6 +65,74 @@ def helpdesk_paragraphs(data: ReportData) -> list[str]:
     ]
 
 
+MAIL_TITLE = "Graph/EWS access (Application Access Policies)"
+MAIL_REPORTED_TITLE = "Reported only: not touched by this plan"
+MAIL_HEADER = ["App", "App id", "Batch", "Permissions (consent removed)", "Application roles", "Mailboxes",
+               "Groups and filters", "Policies (removed last)", "State"]
+MAIL_REPORTED_HEADER = ["App", "App id", "Why not migrated", "Permissions", "Mailboxes reached", "Policies",
+                        "What an admin could do"]
+
+
+def mail_paragraphs(data: ReportData) -> tuple[list[str], list[str]]:
+    """The Graph/EWS section's text, shared by both renderers (code spans in backticks): (before the migrated
+    apps' table, before the reported apps' table)."""
+    mail = data.mail
+    if mail is None:
+        return [], []
+    first = []
+    if mail.not_read:
+        first.append("The inventory did not read every part, so some apps cannot be judged: "
+                     + "; ".join(mail.not_read) + ".")
+    if mail.migrated:
+        first.append(f"{len(mail.migrated)} app(s) move their Graph/EWS access off Application Access Policies: "
+                     "each Entra permission below is served by its `Application <permission>` role, scoped to exactly "
+                     "the mailboxes the app's RestrictAccess policies allow today (nested groups flattened: RBAC reads "
+                     "a group's direct members only). In the app's batch: role assignments, verify, propagation "
+                     "wait, then the Entra consent is removed, and the policy only after the token wait. Removed "
+                     "first, the policy would leave the consent reaching every mailbox.")
+    elif not mail.not_read:
+        first.append("No app's Graph/EWS access is migrated by this plan.")
+    second = []
+    if mail.reported:
+        second.append("These apps hold a permission an access policy fences, or are named by a policy, and are left "
+                      "as they are: RBAC for Applications has no deny; an app with no policy already reaches every "
+                      "mailbox, and scoping it is a decision, not a migration; nothing is guessed where a part was "
+                      "not read.")
+    return first, second
+
+
+def mail_rows(data: ReportData) -> tuple[list[list[object]], list[list[object]]]:
+    """The section's two tables' rows (migrated, reported), shared by both renderers."""
+    if data.mail is None:
+        return [], []
+    return ([[a.name, a.app_id, a.batch, ", ".join(a.permissions), ", ".join(a.roles), a.mailboxes,
+              "; ".join(a.groups), "; ".join(a.policies), a.state] for a in data.mail.migrated],
+            [[r.name, r.app_id, r.status_text, ", ".join(r.permissions), r.mailboxes, "; ".join(r.policies),
+              r.advice] for r in data.mail.reported])
+
+
+def _mail_markdown(data: ReportData) -> list[str]:
+    first, second = mail_paragraphs(data)
+    migrated, reported = mail_rows(data)
+    out = ["", f"## {MAIL_TITLE}", ""]
+    for paragraph in first:
+        out += [_code_md(paragraph), ""]
+    if migrated:
+        out += _table(MAIL_HEADER, migrated) + [""]
+    if reported:
+        out += [f"### {MAIL_REPORTED_TITLE}", ""]
+        for paragraph in second:
+            out += [_code_md(paragraph), ""]
+        out += _table(MAIL_REPORTED_HEADER, reported) + [""]
+    return out[:-1]
+
+
+def _code_md(text: str) -> str:
+    """Escaped text whose `backtick` spans stay code spans (their content is ours, not the plan's)."""
+    pieces = " ".join(text.split()).split("`")
+    return "".join(f"`{p}`" if i % 2 else "".join(_ESCAPE.get(ch, ch) for ch in p) for i, p in enumerate(pieces))
+
+
 def render_markdown(data: ReportData) -> str:
     c = data.counts
     out = [f"# {md(report_title(data))}", "",
@@ -122,6 +190,8 @@ def render_markdown(data: ReportData) -> str:
     if len(data.groups) > MAX_GROUP_ROWS:
         out += ["", f"… and {len(data.groups) - MAX_GROUP_ROWS} more groups (see report.html and groups.csv)."]
 
+    if data.mail is not None:
+        out += _mail_markdown(data)
     if data.smtp_sends:
         out += ["", "## SMTP sends", "", "Each app signed in over SMTP (AUTH XOAUTH2) and sent one message, before and "
                 "after the run: the AUTH reply, then the message's.", ""]

@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from migrator.model import Right
-from migrator.planner.plan import MIGRATE, NEW, REUSE, plan_counts
+from migrator.planner.plan import KIND_GRAPH_EWS, MIGRATE, NEW, REUSE, plan_counts
 from migrator.report.diagram import Diagram, build_diagram
+from migrator.report.mailaccess import MailSection, journal_states, mail_section
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class ReportData:
     tenant: str = ""                          # the tenant the plan is for (journal, else the live inventory)
     helpdesk: tuple[HelpdeskRow, ...] = ()   # the helpdesk section: how grant/revoke will treat each app
     totals: dict = field(default_factory=dict)  # SendAs grants: planned, migrated, on_legacy, restored (journal)
+    mail: MailSection | None = None  # Graph/EWS access (Application Access Policies); None: the plan says nothing
 
     @property
     def shared_group_count(self) -> int:
@@ -135,6 +137,7 @@ class RunState:
     runs: tuple[dict, ...] = ()
     note: str = ""
     tenant: str = ""
+    mail_states: dict = field(default_factory=dict)  # app id (lower) -> its consent and policy removals, in words
 
 
 def read_run_state(plan, *, now: float | None = None) -> RunState:
@@ -151,6 +154,7 @@ def read_run_state(plan, *, now: float | None = None) -> RunState:
             statuses = tuple(batch_statuses(plan, journal, now=now))
             runs = tuple(journal.runs())
             tenant = journal.get_meta("tenant") or ""
+            mail_states = journal_states(plan, journal) if plan.mail_access else {}
     except (sqlite3.Error, OSError) as exc:
         return RunState(note=f"The journal could not be read ({exc}); the run's state is missing from this report.")
     if not (plan_dir / JOURNAL_NAME).exists():
@@ -166,7 +170,8 @@ def read_run_state(plan, *, now: float | None = None) -> RunState:
                                          e.generation,
                                          rank.get((e.phase, e.step), len(rank)))))
     return RunState(events, statuses, runs,
-                    f"Read from {JOURNAL_NAME}: {len(runs)} run(s), {len(events)} step record(s).", tenant)
+                    f"Read from {JOURNAL_NAME}: {len(runs)} run(s), {len(events)} step record(s).", tenant,
+                    mail_states)
 
 
 def _condition_text(st, describe) -> str:
@@ -229,8 +234,9 @@ def _source_text(source: object) -> str:
 
 
 def helpdesk_rows(plan, names: dict[str, str]) -> tuple[HelpdeskRow, ...]:
-    """Per app with role assignments in the plan: its own and shared groups, and what `migrator grant` does with a
-    new mailbox (the same rule as change/incremental.py: the app's first own group by name, else a new group)."""
+    """Per app with SMTP role assignments in the plan: its own and shared groups, and what `migrator grant` does
+    with a new mailbox (the same rule as change/incremental.py: the app's first own group by name, else a new
+    group)."""
     scopes = {s.key: s for s in plan.scopes}
     group_name: dict[str, str] = {g.key: g.name for g in plan.groups}
     users: dict[str, set[str]] = defaultdict(set)
@@ -239,6 +245,12 @@ def helpdesk_rows(plan, names: dict[str, str]) -> tuple[HelpdeskRow, ...]:
     for a in plan.assignments:
         scope = scopes.get(a.scope)
         if scope is None:
+            continue
+        if a.kind == KIND_GRAPH_EWS:
+            # another Application role on the group (the same app's Mail.Read included): not an own group, since a
+            # member added for SMTP would widen that role too (change/setup.py other_users)
+            for key in scope.groups:
+                users[key].add(f"{a.app_id} ({a.role})")
             continue
         for key in scope.groups:
             users[key].add(a.app_id)
@@ -338,6 +350,7 @@ def build_report(plan, *, now: datetime | None = None, with_journal: bool = True
         flagged=tuple((names.get(a, "") or a, p) for a, p in sorted(flagged.items())), timeline=run.timeline,
         run_note=run.note, runs=run.runs, diagram=build_diagram(plan), smtp_sends=read_smtp_evidence(plan),
         tenant=run.tenant or _source_tenant(plan), helpdesk=helpdesk_rows(plan, names),
+        mail=mail_section(plan, run.mail_states),
         totals=totals(list(run.statuses)) if run.statuses else {
             "planned": sum(sendas.values()), "migrated": 0, "unconfirmed": 0, "on_legacy": sum(sendas.values()),
             "restored": 0})
