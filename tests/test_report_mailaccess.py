@@ -144,3 +144,34 @@ def test_report_command_writes_the_section(plan, tmp_path):
     assert result.exit_code == 0, result.output
     assert SECTION_MD in (out / "report.md").read_text(encoding="utf-8")
     assert '<h2 id="mail-access">' in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_each_migrated_app_s_consent_and_policy_removals_from_the_journal(plan, tmp_path):
+    import shutil
+
+    from migrator.executor.journal import Journal
+
+    folder = tmp_path / "plan"
+    shutil.copytree(plan.path, folder)
+    policy = f"contoso\\{APP_ARCHIVER}:archive-scope".lower()
+    with Journal(folder) as journal:
+        def act(phase, kind, key, op, status="applied"):
+            journal.mark_action(journal.record_intent(batch=2, generation=1, phase=phase, step="s", kind=kind,
+                                                      key=key, op=op), status)
+
+        act("execute", "mail_consent", f"{APP_ARCHIVER}|Mail.Read", "delete", "verified")
+        act("execute", "mail_consent", f"{APP_ARCHIVER}|Mail.Send", "delete", "intent")  # recorded, not sent
+    (row,) = build_report(load_plan(folder)).mail.migrated
+    assert row.state == "consent removed: 1 of 2; policy removed: 0 of 1"
+    with Journal(folder) as journal:
+        act("execute", "mail_consent", f"{APP_ARCHIVER}|Mail.Send", "delete")
+        act("execute", "access_policy", policy, "remove")
+        act("execute", "access_policy", "another-app's policy", "remove")  # not this app's: not counted
+    data = build_report(load_plan(folder))
+    assert data.mail.migrated[0].state == "consent removed: 2 of 2; policy removed: 1 of 1"
+    assert "| consent removed: 2 of 2; policy removed: 1 of 1 |" in render_markdown(data)
+    with Journal(folder) as journal:
+        act("rollback", "access_policy", policy, "restore")
+        act("rollback", "mail_consent", f"{APP_ARCHIVER}|Mail.Read", "grant")
+    assert build_report(load_plan(folder)).mail.migrated[0].state == (
+        "consent removed: 2 of 2; policy removed: 1 of 1; rolled back: policy restored 1 of 1, consent restored 1 of 2")

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 
+from migrator.model import norm_id
 from migrator.planner.plan import KIND_GRAPH_EWS
 
 # plan.json `mail_access.apps[].status` (planner/aap_report.py) as the report names it
@@ -25,7 +27,9 @@ STATUS_TEXT = {
     "unknown": "not known: a part was not read",
     "migrate": "not planned",
 }
-# journal action kinds of the Graph/EWS steps (executor): the Entra consent removed, the access policy removed
+# journal action kinds of the Graph/EWS steps (executor/aap.py): an app's Entra consent of one permission (key
+# `<app id>|<permission>`, op delete; rollback: grant), an access policy (key its Identity, op remove; rollback:
+# restore)
 CONSENT_KIND = "mail_consent"
 POLICY_KIND = "access_policy"
 
@@ -105,7 +109,7 @@ def _migrated(plan, states: dict[str, str]) -> tuple[MailAppRow, ...]:
         policies[p.app_id].append(f"{p.access_right} {p.scope}")
     rows = [MailAppRow(app, names[app], batch[app], tuple(perms[app]), tuple(dict.fromkeys(roles[app])),
                        len(plan.mail_reach.get(app, ())), tuple(dict.fromkeys(groups[app])), tuple(policies[app]),
-                       states.get(app.lower(), "planned"))
+                       states.get(norm_id(app), "planned"))
             for app in perms]
     return tuple(sorted(rows, key=lambda r: (r.batch, r.name.lower(), r.app_id)))
 
@@ -139,27 +143,36 @@ def _permission(text: str) -> str:
 
 
 def journal_states(plan, journal) -> dict[str, str]:
-    """Per migrated app (lower-case id): its consent and policy removals as the journal records them, in words
-    ("consent removed (2 of 2), policy removed (1 of 1)"); "rolled back: ..." once a rollback restored them."""
+    """Per migrated app (lower-case id): its consent and policy removals as the journal records them (the batch's
+    latest generation), in words; "planned" while its batch has not run."""
     out: dict[str, str] = {}
     for app in plan.mail_apps():
-        m_batch = next(m.batch for m in plan.mail_access if m.app_id == app)
         perms = [m for m in plan.mail_access if m.app_id == app]
-        pols = [p for p in plan.policies if p.app_id == app]
-        consent = _done(journal, m_batch, CONSENT_KIND, app)
-        policy = _done(journal, m_batch, POLICY_KIND, app)
-        restored_c = _done(journal, m_batch, CONSENT_KIND, app, phase="rollback")
-        restored_p = _done(journal, m_batch, POLICY_KIND, app, phase="rollback")
-        parts = []
-        if consent or policy:
-            parts.append(f"consent removed ({consent} of {len(perms)}), policy removed ({policy} of {len(pols)})")
-        if restored_c or restored_p:
-            parts.append(f"rolled back: consent restored ({restored_c}), policy restored ({restored_p})")
-        out[app.lower()] = "; ".join(parts) or "planned"
+        actions = journal.actions(batch=perms[0].batch)
+        if not actions:
+            out[norm_id(app)] = "planned"
+            continue
+        generation = max(a.generation for a in actions)
+        latest = [a for a in actions if a.generation == generation and a.status in ("applied", "verified")]
+        consents = {consent_key(app, m.permission) for m in perms}
+        policies = {norm_id(p.identity) for p in plan.policies if p.app_id == app}
+        done = partial(_count, latest)
+
+        text = (f"consent removed: {done(CONSENT_KIND, 'execute', 'delete', consents)} of {len(consents)}; "
+                f"policy removed: {done(POLICY_KIND, 'execute', 'remove', policies)} of {len(policies)}")
+        restored = (done(POLICY_KIND, "rollback", "restore", policies),
+                    done(CONSENT_KIND, "rollback", "grant", consents))
+        if any(restored):
+            text += (f"; rolled back: policy restored {restored[0]} of {len(policies)}, consent restored "
+                     f"{restored[1]} of {len(consents)}")
+        out[norm_id(app)] = text
     return out
 
 
-def _done(journal, batch: int, kind: str, app: str, *, phase: str = "execute") -> int:
-    """Actions of `kind` for `app` the journal records as applied (or verified) in `phase`."""
-    return sum(1 for a in journal.actions(batch=batch, phase=phase, kind=kind)
-               if a.key.lower().startswith(app.lower()) and a.status in ("applied", "verified"))
+def _count(actions: list, kind: str, phase: str, op: str, keys: set[str]) -> int:
+    return sum(1 for a in actions if (a.kind, a.phase, a.op) == (kind, phase, op) and a.key in keys)
+
+
+def consent_key(app_id: str, permission: str) -> str:
+    """The journal key of an app's consent of one permission (executor/aap.py)."""
+    return f"{norm_id(app_id)}|{permission}"
