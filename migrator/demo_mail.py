@@ -23,6 +23,9 @@ ARCHIVE_SCOPE = "archive-scope@contoso.com"
 NESTED = "legal-notices-senders@contoso.com"  # a security group of the sample, nested in Archive Scope
 ARCHIVE_DIRECT = ("renee.robbins@contoso.com", "jana.soto@contoso.com")
 MIGRATED = (ARCHIVER,)
+# plan.json mail_access statuses (planner/aap_report.py) in the story's words
+STATUS_WORDS = {"deny": "DenyAccess", "tenant_wide": "no policy: tenant-wide", "no_permission": "fences nothing",
+                "unknown": "not read", "migrate": "nothing to scope"}
 REPORTED = (EWS_SYNC, CRM_SYNC)
 
 
@@ -46,3 +49,77 @@ def with_mail_apps(fixture: dict) -> dict:
          "description": "Mail Archiver: archive mailboxes only"},
         {"app_id": EWS_SYNC, "scope": NESTED, "access_right": "DenyAccess", "description": "no EWS on legal"}]
     return data
+
+
+def describe_tenant() -> str:
+    """Chapter 1's line about the Graph/EWS apps."""
+    return ("Graph/EWS: Contoso Mail Archiver (Graph Mail.Read, Mail.Send) fenced by a RestrictAccess policy on "
+            "Archive Scope, which nests Legal Notices Senders; Contoso EWS Sync (EWS full_access_as_app) with a "
+            "DenyAccess policy; CRM Sync Service (Graph Mail.Send) with no policy")
+
+
+def describe_plan(plan) -> str:
+    """Chapter 3's line: what the plan moves, what it reports only."""
+    block = (plan.meta or {}).get("mail_access") or {}
+    reported = [a for a in block.get("apps") or () if isinstance(a, dict) and not a.get("planned")]
+    moved = ", ".join(f"{_name(plan, app)} ({len(plan.mail_reach.get(app, ()))} mailboxes, batch "
+                      f"{next(m.batch for m in plan.mail_access if m.app_id == app)})" for app in plan.mail_apps())
+    roles = sum(1 for a in plan.assignments if a.kind == "graph-ews")
+    told = ", ".join(f"{a.get('app_name') or a.get('app_id')} "
+                     f"({STATUS_WORDS.get(str(a.get('status')), str(a.get('status')))})" for a in reported)
+    return (f"Graph/EWS: {moved or 'no app'} -> {roles} Application role assignment(s); reported only, not "
+            f"touched: {told or 'none'}")
+
+
+def _name(plan, app_id: str) -> str:
+    return next((m.app_name for m in plan.mail_access if m.app_id == app_id), app_id)
+
+
+class MailWatch:
+    """What the Graph/EWS apps reached and held when the sandbox started, and the checks against it."""
+
+    def __init__(self, sb) -> None:
+        self.reach = sb.mail_access()  # app -> permission -> mailboxes a token reaches (None: every mailbox)
+        self.config = sb.mail_config([*MIGRATED, *REPORTED])
+
+    def migrated_problems(self, sb, plan, applied: set[int]) -> list[str]:
+        """Each migrated app of an applied batch: every permission served on exactly its original mailboxes, by
+        RBAC alone (consent gone, policy gone); of a batch not applied (rolled back): consent and policy as at the
+        start, with the same reach."""
+        now_reach = sb.mail_access(plan.mail_apps())
+        now_config = sb.mail_config(plan.mail_apps())
+        problems: list[str] = []
+        for app in plan.mail_apps():
+            batch = next(m.batch for m in plan.mail_access if m.app_id == app)
+            name = _name(plan, app)
+            for perm in sorted({m.permission for m in plan.mail_access if m.app_id == app}):
+                had, has = self.reach.get(app, {}).get(perm), now_reach.get(app, {}).get(perm)
+                if has != had:
+                    problems.append(f"{name} {perm}: reaches {_size(has)} mailbox(es), had {_size(had)}")
+            config = now_config.get(app, {})
+            want = {"consents": [], "policies": []} if batch in applied else self.config.get(app)
+            if config != want:
+                problems.append(f"{name} (batch {batch}): consents {config.get('consents')} and policies "
+                                f"{config.get('policies')}, expected {want}")
+        return problems
+
+    def untouched_problems(self, sb) -> list[str]:
+        """The reported apps (DenyAccess, no policy): consents, policies and reach exactly as at the start."""
+        now_config = sb.mail_config(REPORTED)
+        now_reach = sb.mail_access(REPORTED)
+        problems = [f"app {app}: {now_config.get(app)} now, {self.config.get(app)} at the start"
+                    for app in REPORTED if now_config.get(app) != self.config.get(app)]
+        problems += [f"app {app}: reaches {now_reach.get(app)} now" for app in REPORTED
+                     if now_reach.get(app) != self.reach.get(app)]
+        return problems
+
+
+def timeline_problems(report) -> list[str]:
+    """The sandbox's per-permission Graph/EWS timeline check (mailaccess.check_mail) as problems."""
+    out = [f"gap: app {i.app_id} {i.permission} on {i.mailbox} ({i.reason})" for i in report.mail_gaps]
+    out += [f"over-grant: app {i.app_id} {i.permission} on {i.mailbox} ({i.reason})" for i in report.mail_overgrants]
+    return out
+
+
+def _size(reach) -> str:
+    return "every" if reach is None else str(len(reach))

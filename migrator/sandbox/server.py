@@ -325,6 +325,24 @@ class Sandbox:
         with self.app.lock:
             return self.state.mail_access_now(app_ids)
 
+    def mail_config(self, app_ids) -> dict[str, dict]:
+        """Per app of `app_ids` the tenant holds: its Entra consents of AAP-fenced permissions and its Application
+        Access Policies as configured now, {"consents": [permission, ...], "policies": [(access right, scope
+        address), ...]}, both sorted (what a check compares before and after a run)."""
+        from migrator.sandbox import aap
+
+        with self.app.lock:
+            state = self.state
+            out: dict[str, dict] = {}
+            for app_id in app_ids:
+                app = state.apps.get(app_id.lower())
+                if app is None:
+                    continue
+                scopes = [(p.access_right, state.recipients[p.scope].primary_smtp if p.scope in state.recipients
+                           else p.scope) for p in aap.policies_of(state, app.app_id)]
+                out[app.app_id] = {"consents": sorted(state.mail_claims(app)), "policies": sorted(scopes)}
+            return out
+
     def pairs_seen(self) -> set[tuple[str, str]]:
         """Every (app, mailbox) pair that held SendAs or RBAC access at some time, or at the start."""
         with self.app.lock:
