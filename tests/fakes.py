@@ -89,6 +89,7 @@ class FakeTenant:
         self.groups: dict[str, FakeGroup] = {}  # guid -> group
         self.scopes: dict[str, dict] = {}
         self.assignments: dict[str, dict] = {}
+        self.access_policies: list[dict] = []  # Get-ApplicationAccessPolicy rows (no evaluation: sandbox/aap.py does)
         self.faults: list[Fault] = []
         self.crash_after_writes: int | None = None
         self.calls: Counter = Counter()
@@ -470,6 +471,28 @@ class FakeExchange(ExchangeApi):
             del self.t.assignments[name]
             self.t._rbac_changed()
         return self._c("remove_role_assignment", f)
+
+    def get_application_access_policies(self):
+        return self._c("get_application_access_policies", lambda: [dict(p) for p in self.t.access_policies])
+
+    def new_application_access_policy(self, app_id, scope_group, access_right, description=" "):
+        def f():
+            identity = f"tenant\\{app_id}:sid-{scope_group};ext-{scope_group}"
+            if any(p["Identity"].lower() == identity.lower() for p in self.t.access_policies):
+                raise AlreadyExists("policy exists", operation="New-ApplicationAccessPolicy")
+            row = {"Identity": identity, "AppId": app_id, "ScopeName": scope_group, "AccessRight": access_right,
+                   "Description": description}
+            self.t.access_policies.append(row)
+            return dict(row)
+        return self._c("new_application_access_policy", f)
+
+    def remove_application_access_policy(self, identity):
+        def f():
+            left = [p for p in self.t.access_policies if p["Identity"].lower() != identity.lower()]
+            if len(left) == len(self.t.access_policies):
+                raise NotFound("no policy", operation="Remove-ApplicationAccessPolicy")
+            self.t.access_policies = left
+        return self._c("remove_application_access_policy", f)
 
     def test_sp_authorization(self, sp_identity, resource=None):
         def f():

@@ -182,6 +182,30 @@ class AuthorizationResult:
 
 
 @dataclass(frozen=True)
+class AccessPolicyInfo:
+    """An Application Access Policy (Get-ApplicationAccessPolicy). `raw` is what a rollback re-creates it from."""
+
+    identity: str  # `<tenant>\\<app id>:<scope SID>;<scope ExternalDirectoryObjectId>` as Exchange shows it
+    app_id: str  # lower case
+    access_right: str  # RestrictAccess | DenyAccess
+    scope: str  # ScopeName (the scope group's or mailbox's name)
+    description: str
+    raw: Row = field(default_factory=dict, compare=False, repr=False)  # the tenant's own row, for the journal
+
+    @property
+    def key(self) -> str:
+        """The journal key of the policy: its Identity, lower case."""
+        return self.identity.strip().lower()
+
+    @classmethod
+    def from_row(cls, row: Row) -> AccessPolicyInfo:
+        description = row.get("Description")
+        return cls(text(row, "Identity"), norm_id(text(row, "AppId")), text(row, "AccessRight"),
+                   text(row, "ScopeName", "ScopeIdentity"), description if isinstance(description, str) else "",
+                   row)
+
+
+@dataclass(frozen=True)
 class EntraServicePrincipal:
     """An Entra service principal (Graph), with its app roles as (id, value) pairs."""
 
@@ -353,7 +377,29 @@ class ExchangeApi(ABC):
     def test_sp_authorization(self, sp_identity: str, resource: str | None = None) -> list[dict]:
         ...
 
+    @read
+    @abstractmethod
+    def get_application_access_policies(self) -> list[dict]:
+        ...
+
+    @write
+    @abstractmethod
+    def new_application_access_policy(self, app_id: str, scope_group: str, access_right: str,
+                                      description: str = " ") -> dict:
+        ...
+
+    @write
+    @abstractmethod
+    def remove_application_access_policy(self, identity: str) -> list[dict]:
+        ...
+
     # ---- typed reads (defined once, here) -------------------------------------------------------------------
+    @read
+    def access_policies(self) -> list[AccessPolicyInfo]:
+        """Every Application Access Policy of the tenant (Get-ApplicationAccessPolicy without -Identity: an
+        unknown identity would list them all anyway, docs/exchange.md §3)."""
+        return [AccessPolicyInfo.from_row(r) for r in self.get_application_access_policies()]
+
     @read
     def mailbox_refs(self) -> list[MailboxRef]:
         return [MailboxRef.from_row(r) for r in self.get_mailboxes()]
@@ -459,6 +505,7 @@ def raw_methods(api: type) -> list[str]:
 
 
 __all__ = [
+    "AccessPolicyInfo",
     "AppRoleAssignment",
     "AuthorizationResult",
     "EntraServicePrincipal",

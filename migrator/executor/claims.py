@@ -12,6 +12,8 @@ legacy grants gone the app is cut off (a claim token needs the legacy grant unde
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from migrator.errors import MigratorError
 from migrator.exchange.errors import ApiError
 from migrator.exchange.ratelimit import fan_out
@@ -24,24 +26,32 @@ def confirm_claims(ctx: Context, apps: list[str], *, present: bool) -> tuple[lis
     it `present` (or absent). Returns (failures, time of the last confirming read). Bounded by replication_timeout."""
     from migrator.executor.steps import smtp_assignments
 
+    return confirm_reads(ctx, apps, lambda a: bool(smtp_assignments(ctx, a)), present=present,
+                         what=lambda a: "SMTP.SendAsApp assignment", item=lambda a: f"app {a}")
+
+
+def confirm_reads(ctx: Context, items: list[str], there: Callable[[str], bool], *, present: bool,
+                  what: Callable[[str], str], item: Callable[[str], str]) -> tuple[list[ItemFailure], float]:
+    """Read `there(item)` until `readbacks` reads in a row, `readback_spacing` apart, answer `present`, for every
+    item. Returns (failures, time of the last confirming read). Bounded by replication_timeout."""
     need = max(1, int(ctx.settings.readbacks))
-    counts = {a: 0 for a in apps}
+    counts = {a: 0 for a in items}
     deadline = ctx.now() + ctx.settings.replication_timeout
-    workers = max(1, min(ctx.settings.concurrency, len(apps) or 1))
+    workers = max(1, min(ctx.settings.concurrency, len(items) or 1))
     while True:
-        pending = [a for a in apps if counts[a] < need]
+        pending = [a for a in items if counts[a] < need]
         if not pending:
             return [], ctx.now()
-        answers = fan_out(lambda a: bool(smtp_assignments(ctx, a)), pending, workers=workers)
-        for app_id, there in zip(pending, answers):
-            counts[app_id] = counts[app_id] + 1 if there == present else 0
-        pending = [a for a in apps if counts[a] < need]
+        answers = fan_out(there, pending, workers=workers)
+        for key, found in zip(pending, answers):
+            counts[key] = counts[key] + 1 if found == present else 0
+        pending = [a for a in items if counts[a] < need]
         if not pending:
             return [], ctx.now()
         if ctx.now() >= deadline:
             state = "present" if present else "absent"
-            return [ItemFailure(f"app {a}", f"SMTP.SendAsApp assignment not read back {state} {need} times in a "
-                                            f"row within {ctx.settings.replication_timeout:g} s") for a in pending], 0.0
+            return [ItemFailure(item(a), f"{what(a)} not read back {state} {need} times in a row within "
+                                         f"{ctx.settings.replication_timeout:g} s") for a in pending], 0.0
         ctx.sleep(ctx.settings.readback_spacing)
 
 

@@ -28,7 +28,7 @@ from migrator.exchange.access import access_of, is_write_call
 from migrator.executor.undolog import JournalWriteError
 from migrator.exitcodes import ExitCode
 from migrator.model import Right, norm_id
-from migrator.planner.plan import MIGRATE
+from migrator.planner.plan import KIND_GRAPH_EWS, MIGRATE
 
 PAUSE_FILE = "PAUSE"
 
@@ -54,6 +54,10 @@ class ExecSettings:
     # s a rollback waits after restoring legacy grants before it re-grants the claim: removals of legacy grants are
     # reported to take up to about 90 minutes to apply, restorations are assumed alike; plus a 15-minute margin
     grant_apply_wait: float = 6300.0
+    # s a rollback waits after restoring Application Access Policies before it re-grants the Graph/EWS consents
+    # they fence: Microsoft says policy changes "can take longer than 1 hour" to reach Graph and EWS; a consent
+    # granted back before its policy applies would reach every mailbox. 2 hours plus a 15-minute margin.
+    policy_apply_wait: float = 8100.0
     # How permission rows are matched to the batch's service principals: "any" of their names, or "object_id" only
     # (doctor found rows showing the ObjectId: a display name two principals share cannot confuse the match)
     trustee_match: str = "any"
@@ -280,11 +284,37 @@ class BatchView:
     # Role assignments the apps held before the plan and the plan builds on (existing.csv, action reuse): never
     # created or removed here, but verified with the new ones before any legacy grant goes, and drift-checked.
     existing: list = field(default_factory=list)
+    # Graph/EWS access moved off Application Access Policies (issue 16): the batch's mail_access.csv rows (one per
+    # app and Entra permission whose consent the batch removes), each such app's mail reach (what its policies let
+    # the consent reach today, flattened) and its access_policies.csv rows (removed last).
+    mail_access: list = field(default_factory=list)
+    mail_reach: dict[str, frozenset[str]] = field(default_factory=dict)
+    policies: list = field(default_factory=list)
+    # The apps the SMTP track handles (cut-over of SMTP.SendAsApp, SendAs/FullAccess removal): every app of the
+    # batch but one whose only business here is Graph/EWS access (no grant, no SMTP assignment, no reused one).
+    smtp_apps: tuple[str, ...] = ()
 
     def roles(self, app_id: str) -> set[str]:
-        """The roles whose assignments serve the app's RBAC set: its new assignments' and its reused ones'."""
-        return ({a.role for a in self.assignments if norm_id(a.app_id) == app_id}
+        """The roles whose assignments serve the app's SMTP RBAC set: its new SMTP assignments' and its reused
+        ones' (graph-ews assignments serve its mail reach: mail_roles)."""
+        return ({a.role for a in self.assignments if norm_id(a.app_id) == app_id and a.kind != KIND_GRAPH_EWS}
                 | {e.role for e in self.existing if norm_id(e.app_id) == app_id})
+
+    @property
+    def mail_apps(self) -> tuple[str, ...]:
+        """The apps whose Graph/EWS access the batch moves, sorted."""
+        return tuple(sorted({norm_id(m.app_id) for m in self.mail_access}))
+
+    def mail_permissions(self, app_id: str) -> list:
+        """The app's mail_access rows (permission, resource, role), sorted by permission."""
+        return sorted((m for m in self.mail_access if norm_id(m.app_id) == app_id), key=lambda m: m.permission)
+
+    def mail_roles(self, app_id: str) -> set[str]:
+        """The `Application <permission>` roles of the app's graph-ews assignments."""
+        return {a.role for a in self.assignments if norm_id(a.app_id) == app_id and a.kind == KIND_GRAPH_EWS}
+
+    def app_policies(self, app_id: str) -> list:
+        return [p for p in self.policies if norm_id(p.app_id) == app_id]
 
     def migrate_grants(self, right: str | None = None) -> list:
         return [g for g in self.grants if g.action == MIGRATE and (right is None or str(g.right) == right)]
@@ -318,7 +348,27 @@ def batch_view(plan, number: int) -> BatchView:
     names = {norm_id(g.app_id): g.app_name for g in grants}
     names.update({norm_id(a.app_id): a.app_name for a in assignments})
     existing = [e for e in getattr(plan, "existing", ()) if e.action == "reuse" and norm_id(e.app_id) in appset]
-    return BatchView(int(number), apps, grants, assignments, scopes, groups, names, existing)
+    mail_access = [m for m in getattr(plan, "mail_access", ()) if int(m.batch) == int(number)]
+    mail_apps = sorted({norm_id(m.app_id) for m in mail_access})
+    smtp_apps = tuple(a for a in apps if a not in mail_apps
+                      or any(norm_id(g.app_id) == a for g in grants)
+                      or any(norm_id(x.app_id) == a and x.kind != KIND_GRAPH_EWS for x in assignments)
+                      or any(norm_id(e.app_id) == a for e in existing))
+    if mail_access:  # a mail app the plan's batches.csv does not list (its apps are the SMTP ones): in the batch
+        extra = [a for a in mail_apps if a not in appset]
+        apps += tuple(extra)
+        appset |= set(extra)
+        assignments = [a for a in plan.assignments if norm_id(a.app_id) in appset]
+        scope_keys = {a.scope for a in assignments}
+        scopes = [s for s in plan.scopes if s.key in scope_keys]
+        group_keys = {k for s in scopes for k in s.groups}
+        groups = [g for g in plan.groups if g.key in group_keys]
+        names.update({norm_id(m.app_id): m.app_name for m in mail_access if norm_id(m.app_id) not in names})
+    reach = {norm_id(k): v for k, v in (getattr(plan, "mail_reach", {}) or {}).items()}
+    mail_reach = {a: frozenset(norm_id(m) for m in reach.get(a, ())) for a in mail_apps}
+    policies = [p for p in getattr(plan, "policies", ()) if int(p.batch) == int(number)]
+    return BatchView(int(number), apps, grants, assignments, scopes, groups, names, existing, mail_access,
+                     mail_reach, policies, smtp_apps)
 
 
 @dataclass

@@ -51,6 +51,20 @@ class Pending:
     assignment_ids: tuple[str, ...] = ()  # cut-over: the assignments to remove
 
 
+@dataclass(frozen=True)
+class PendingConsent:
+    """One app's Entra consent of a Graph/EWS permission (Mail.Read, full_access_as_app, ...) left to a privileged
+    admin: removed by the cut-over, granted back by a rollback."""
+
+    app_id: str
+    app_name: str
+    sp_id: str  # the app's service principal (object id)
+    permission: str
+    resource_id: str  # the resource's service principal (Microsoft Graph, or Office 365 Exchange Online)
+    role_id: str  # the app role of `permission` on that resource
+    assignment_ids: tuple[str, ...] = ()  # cut-over: the assignments to remove
+
+
 def _header(what: str, batch: int, tenant_id: str) -> list[str]:
     tenant = f" -TenantId {ps_literal(tenant_id)}" if tenant_id else ""
     return [
@@ -65,37 +79,62 @@ def _header(what: str, batch: int, tenant_id: str) -> list[str]:
     ]
 
 
-def cutover_script(batch: int, pending: list[Pending], resource_id: str, role_id: str, tenant_id: str = "") -> str:
-    lines = _header("cut-over (remove the apps' Entra SMTP.SendAsApp assignments)", batch, tenant_id)
+def cutover_script(batch: int, pending: list[Pending], resource_id: str, role_id: str, tenant_id: str = "",
+                   consents: list[PendingConsent] | tuple[PendingConsent, ...] = ()) -> str:
+    what = "remove the apps' Entra SMTP.SendAsApp assignments" if pending else ""
+    if consents:
+        what = (what + " and " if what else "remove the apps' ") + "Graph/EWS consents now served by RBAC"
+    lines = _header(f"cut-over ({what})", batch, tenant_id)
     for p in sorted(pending, key=lambda p: p.app_id):
         lines.append(f"# app {p.app_id} ({p.app_name})")
         lines += [f"Remove-MgServicePrincipalAppRoleAssignment -ServicePrincipalId {ps_literal(p.sp_id)} "
                   f"-AppRoleAssignmentId {ps_literal(a)}" for a in p.assignment_ids]
-    lines += _verify(pending, resource_id, role_id, expect="none")
+    for c in _sorted(consents):
+        lines.append(f"# app {c.app_id} ({c.app_name}): {c.permission}")
+        lines += [f"Remove-MgServicePrincipalAppRoleAssignment -ServicePrincipalId {ps_literal(c.sp_id)} "
+                  f"-AppRoleAssignmentId {ps_literal(a)}" for a in c.assignment_ids]
+    lines += _verify(pending, resource_id, role_id, expect="none", consents=consents)
     return "\n".join(lines) + "\n"
 
 
-def regrant_script(batch: int, pending: list[Pending], resource_id: str, role_id: str, tenant_id: str = "") -> str:
-    lines = _header("rollback re-grant (give the apps back their Entra SMTP.SendAsApp assignment)", batch,
-                    tenant_id)
+def regrant_script(batch: int, pending: list[Pending], resource_id: str, role_id: str, tenant_id: str = "",
+                   consents: list[PendingConsent] | tuple[PendingConsent, ...] = ()) -> str:
+    what = "give the apps back their Entra SMTP.SendAsApp assignment" if pending else ""
+    if consents:
+        what = (what + " and " if what else "give the apps back ") + "their Graph/EWS consents"
+    lines = _header(f"rollback re-grant ({what})", batch, tenant_id)
     for p in sorted(pending, key=lambda p: p.app_id):
         lines.append(f"# app {p.app_id} ({p.app_name})")
         lines.append(f"New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId {ps_literal(p.sp_id)} "
                      f"-PrincipalId {ps_literal(p.sp_id)} -ResourceId {ps_literal(resource_id)} "
                      f"-AppRoleId {ps_literal(role_id)}")
-    lines += _verify(pending, resource_id, role_id, expect="one")
+    for c in _sorted(consents):
+        lines.append(f"# app {c.app_id} ({c.app_name}): {c.permission}")
+        lines.append(f"New-MgServicePrincipalAppRoleAssignment -ServicePrincipalId {ps_literal(c.sp_id)} "
+                     f"-PrincipalId {ps_literal(c.sp_id)} -ResourceId {ps_literal(c.resource_id)} "
+                     f"-AppRoleId {ps_literal(c.role_id)}")
+    lines += _verify(pending, resource_id, role_id, expect="one", consents=consents)
     return "\n".join(lines) + "\n"
 
 
-def _verify(pending: list[Pending], resource_id: str, role_id: str, *, expect: str) -> list[str]:
-    want = "no SMTP.SendAsApp assignment is left" if expect == "none" else "each app holds SMTP.SendAsApp"
+def _sorted(consents) -> list[PendingConsent]:
+    return sorted(consents, key=lambda c: (c.app_id, c.permission))
+
+
+def _verify(pending: list[Pending], resource_id: str, role_id: str, *, expect: str,
+            consents: list[PendingConsent] | tuple[PendingConsent, ...] = ()) -> list[str]:
+    perms = (["SMTP.SendAsApp"] if pending else []) + (["the Graph/EWS permissions"] if consents else [])
+    want = (f"no {' or '.join(perms)} assignment is left" if expect == "none"
+            else f"each app holds {' and '.join(perms)}")
     lines = [f"# Verify ({want}):"]
-    for p in sorted(pending, key=lambda p: p.app_id):
-        lines.append(f"$left = @(Get-MgServicePrincipalAppRoleAssignment -ServicePrincipalId {ps_literal(p.sp_id)} "
-                     f"-All | Where-Object {{ $_.ResourceId -eq {ps_literal(resource_id)} -and $_.AppRoleId -eq "
-                     f"{ps_literal(role_id)} }})")
+    checks = [(p.app_id, p.sp_id, resource_id, role_id) for p in sorted(pending, key=lambda p: p.app_id)]
+    checks += [(f"{c.app_id} {c.permission}", c.sp_id, c.resource_id, c.role_id) for c in _sorted(consents)]
+    for what, sp_id, res_id, rid in checks:
+        lines.append(f"$left = @(Get-MgServicePrincipalAppRoleAssignment -ServicePrincipalId {ps_literal(sp_id)} "
+                     f"-All | Where-Object {{ $_.ResourceId -eq {ps_literal(res_id)} -and $_.AppRoleId -eq "
+                     f"{ps_literal(rid)} }})")
         check = "$left.Count -ne 0" if expect == "none" else "$left.Count -eq 0"
-        lines.append(f"if ({check}) {{ throw {ps_literal(f'app {p.app_id}: not done')} }}")
+        lines.append(f"if ({check}) {{ throw {ps_literal(f'app {what}: not done')} }}")
     lines.append("Write-Output 'Done: run the same migrator command again.'")
     return lines
 
@@ -112,7 +151,7 @@ def write_handover(plan_dir: Path, batch: int, step: str, script: str) -> Path:
     return path
 
 
-def handover_message(path: Path, count: int, what: str) -> str:
-    return (f"handed over: {count} app(s) need their Entra SMTP.SendAsApp assignment {what} by a privileged admin; "
+def handover_message(path: Path, count: int, what: str, *, assignment: str = "Entra SMTP.SendAsApp assignment") -> str:
+    return (f"handed over: {count} app(s) need their {assignment} {what} by a privileged admin; "
             f"the commands are in {path.name} in the plan folder. Run the same command again once they are done: "
             "it verifies them and goes on")

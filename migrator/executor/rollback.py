@@ -22,8 +22,18 @@ from collections.abc import Callable
 
 from migrator.errors import MigratorError
 from migrator.exchange.errors import AlreadyExists, ApiError, Forbidden, NotFound
+from migrator.executor.aap import (
+    CONSENT,
+    POLICY,
+    confirm_consents,
+    graph_resource_id,
+    regrant_consents,
+    restore_policies,
+    split_key,
+    verify_regrant,
+)
 from migrator.executor.context import Context, ItemFailure, StepResult
-from migrator.executor.entra import Pending, regrant_script
+from migrator.executor.entra import Pending, PendingConsent, regrant_script
 from migrator.executor.readback import await_read, settle
 from migrator.executor.runner import BatchOutcome, Runner
 from migrator.executor.states import BatchState, Outcome
@@ -100,23 +110,27 @@ def step_restore_grants(ctx: Context) -> StepResult:
 
     failures += ctx.for_each(_removed(ctx, "fullaccess"), restore_full, label="Restoring FullAccess",
                              name=lambda a: f"FullAccess {a.key}")
+    failures += restore_policies(ctx)  # Graph/EWS: the access policies, before their consents come back (aap.py)
     return StepResult(failures)
 
 
 def step_regrant(ctx: Context) -> StepResult:
-    """Give each app back the Entra SMTP.SendAsApp assignment the cut-over removed (only after the restored legacy
-    grants have had time to apply: the grants_wait step), through the client that may write Entra assignments;
-    without one, hand the grants over to a privileged admin and stop (entra.py). Then read its presence back before
-    the token wait, whose length comes from the token lifetime policies read first (tokens issued without the
-    claim depend on RBAC)."""
+    """Give each app back the Entra SMTP.SendAsApp assignment the cut-over removed, and each mail app its Graph/EWS
+    consents (aap.py), only after the restored legacy grants and access policies have had time to apply (the
+    grants_wait step), through the client that may write Entra assignments; without one, hand the grants over to a
+    privileged admin and stop (entra.py). Then read their presence back before the token wait, whose length comes
+    from the token lifetime policies read first (tokens issued without the claim or consent depend on RBAC)."""
     from migrator.executor.claims import confirm_claims
     from migrator.executor.lifetimes import read_token_lifetimes, token_wait
 
     cut = ctx.journal.actions(batch=ctx.batch, generation=ctx.generation, phase="execute", kind="entra_assignment",
                               op="delete")
-    if not cut:
+    mail_cut = ctx.journal.actions(batch=ctx.batch, generation=ctx.generation, phase="execute", kind=CONSENT,
+                                   op="delete")
+    if not cut and not mail_cut:
         return StepResult()
     pending: list[Pending] = []
+    consents: list[PendingConsent] = []
     lock = threading.Lock()
 
     def hand_over(app_id: str) -> None:
@@ -125,8 +139,10 @@ def step_regrant(ctx: Context) -> StepResult:
 
     resource_id, role_id = exchange_role(ctx)
     apps = [a.key for a in cut if a.key in ctx.sps]
-    lifetimes = read_token_lifetimes(ctx.graph, {a: ctx.sps[a]["object_id"] for a in apps},
-                                     extra_sp_ids=(resource_id,))
+    mail_apps = sorted({split_key(a.key)[0] for a in mail_cut} & set(ctx.sps))
+    extra_sps = (resource_id, graph_resource_id(ctx)) if mail_cut else (resource_id,)
+    lifetimes = read_token_lifetimes(ctx.graph, {a: ctx.sps[a]["object_id"] for a in sorted({*apps, *mail_apps})},
+                                     extra_sp_ids=extra_sps)
     try:
         wait = token_wait(ctx.settings, lifetimes)
     except MigratorError as exc:
@@ -165,18 +181,26 @@ def step_regrant(ctx: Context) -> StepResult:
         ctx.mark(act, "applied", result=row)
 
     failures = ctx.for_each(cut, regrant, label="Re-granting", name=lambda a: f"app {a.key}")
-    if pending and not failures:
-        script = regrant_script(ctx.batch, pending, resource_id, role_id, ctx.entra_tenant)
-        return StepResult(handover=_hand_over(ctx, "regrant", script, len(pending), "granted back"), detail=detail)
+    mail_failures, keys = regrant_consents(ctx, consents)
+    failures += mail_failures
+    if (pending or consents) and not failures:
+        script = regrant_script(ctx.batch, pending, resource_id, role_id, ctx.entra_tenant, consents=consents)
+        count = len({p.app_id for p in pending} | {c.app_id for c in consents})
+        what = ("Entra SMTP.SendAsApp assignment" if not consents else
+                "Entra Graph/EWS consents" if not pending else "Entra SMTP.SendAsApp assignment and Graph/EWS consents")
+        return StepResult(handover=_hand_over(ctx, "regrant", script, count, "granted back", assignment=what),
+                          detail=detail)
     if failures or ctx.dry_run:
         return StepResult(failures, detail)
     failures, present_at = confirm_claims(ctx, apps, present=True)
-    if failures:
-        return StepResult(failures, detail)
+    mail_failures, mail_present_at = confirm_consents(ctx, keys, present=True)
+    if failures or mail_failures:
+        return StepResult(failures + mail_failures, detail)
     for app_id in apps:
         act = ctx.recorded("entra_assignment", app_id, "grant")
         if act is not None and act.status != "verified":
             ctx.mark(act.id, "verified", verification={"present_at": present_at, "reads": ctx.settings.readbacks})
+    verify_regrant(ctx, keys, mail_present_at)
     return StepResult([], detail)
 
 
@@ -364,10 +388,15 @@ class RollbackRunner(Runner):
             restored = [a for kind in ("sendas", "fullaccess")
                         for a in ctx.journal.actions(batch=ctx.batch, generation=ctx.generation, phase="rollback",
                                                      kind=kind, op="restore")]
-            return float(self.settings.grant_apply_wait) if restored else 0.0
+            # Restored access policies must reach Graph/EWS before the consents they fence come back.
+            policies = ctx.journal.actions(batch=ctx.batch, generation=ctx.generation, phase="rollback", kind=POLICY,
+                                           op="restore")
+            return max(float(self.settings.grant_apply_wait) if restored else 0.0,
+                       float(self.settings.policy_apply_wait) if policies else 0.0)
         # Only tokens issued after a cut-over lack the claim; without any cut-over there is nothing to outlive.
-        cut = ctx.journal.actions(batch=ctx.batch, generation=ctx.generation, phase="execute",
-                                  kind="entra_assignment", op="delete")
+        cut = [a for kind, op in (("entra_assignment", "delete"), (CONSENT, "delete"))
+               for a in ctx.journal.actions(batch=ctx.batch, generation=ctx.generation, phase="execute", kind=kind,
+                                            op=op)]
         if not cut:
             return 0.0
         row = self.journal.step(ctx.batch, ctx.generation, "rollback", "regrant")

@@ -36,8 +36,21 @@ from migrator.exchange.interface import (
     RoleAssignmentInfo,
 )
 from migrator.exchange.ratelimit import fan_out
+from migrator.executor.aap import (
+    CONSENT,
+    POLICY,
+    confirm_consents,
+    consent_key,
+    cut_consents,
+    final_checks,
+    graph_resource_id,
+    mail_checks,
+    mail_drift,
+    remove_policies,
+    verify_cut,
+)
 from migrator.executor.context import Context, ItemFailure, StepResult
-from migrator.executor.entra import Pending, cutover_script, handover_message, write_handover
+from migrator.executor.entra import Pending, PendingConsent, cutover_script, handover_message, write_handover
 from migrator.executor.readback import await_read, first_pause, settle
 from migrator.exitcodes import ExitCode
 from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP, Right, norm_id
@@ -226,7 +239,7 @@ def _drift(ctx: Context, since: float) -> tuple[list[str], list[str]]:
     # Written by this tool recently enough for a read to lag behind it (within replication_timeout): older writes
     # have shown (or the read-back would have stopped the run), so a difference about them is someone else's.
     written = {(a.kind, a.key) for a in ctx.journal.actions(batch=view.number)
-               if a.kind in ("sendas", "fullaccess", "group") and (a.updated_at or 0) >= since}
+               if a.kind in ("sendas", "fullaccess", "group", POLICY, CONSENT) and (a.updated_at or 0) >= since}
     # 1. The batch's SendAs grants, as inventoried, minus those this tool removed.
     removed = {a.key for a in ctx.journal.actions(batch=view.number, generation=ctx.generation, phase="execute",
                                                  kind="sendas", op="remove")}
@@ -316,7 +329,9 @@ def _drift(ctx: Context, since: float) -> tuple[list[str], list[str]]:
                 diffs.append(f"role assignment {row.name!r} ({role}) of app {sp_ids[row.assignee]} is not in "
                              "the plan")
     diffs += _existing_drift(ctx, seen)  # someone else's change: never waited out as a lagging read
-    return diffs, own
+    # 4. Graph/EWS: the mail apps' access policies and fenced Entra consents (aap.py)
+    mail_diffs, mail_own = mail_drift(ctx, written)
+    return diffs + mail_diffs, own + mail_own
 
 
 def _existing_drift(ctx: Context, seen: dict[str, RoleAssignmentInfo]) -> list[str]:
@@ -393,7 +408,7 @@ def check_cutover_safe(ctx: Context) -> list[str]:
     problems: list[str] = []
     if not ctx.settings.cutover:
         return problems
-    for app_id in ctx.view.apps:
+    for app_id in ctx.view.smtp_apps:
         name = ctx.view.app_names.get(app_id, "")
         kept = [g for g in ctx.view.grants if norm_id(g.app_id) == app_id and g.right == Right.SEND_AS
                 and g.action != MIGRATE]
@@ -732,7 +747,7 @@ def verify_rbac(ctx: Context, label: str, *, size: int | None = None,
     `extra`: the step's other read-backs, (item name, check) pairs; a check raises MigratorError when it finds a
     difference. They are independent reads of things set before the step, so they go through the same pool, first,
     instead of a serial tail after the tests."""
-    checks: list[tuple[str, str, bool, str]] = []  # (app, mailbox, expected, role)
+    checks: list[tuple[str, str, bool, tuple[str, ...]]] = []  # (app, mailbox, expected, roles)
     universe = sorted({norm_id(g.mailbox) for g in ctx.plan.grants} | {
         norm_id(m) for g in ctx.plan.groups for m in g.members})
     for app_id in ctx.view.apps:
@@ -746,22 +761,27 @@ def verify_rbac(ctx: Context, label: str, *, size: int | None = None,
         if len(sample) < len(want):
             ctx.output.info(f"  app {app_id}: testing a random sample of {len(sample)} of {len(want)} mailboxes "
                             f"(seed {ctx.settings.seed})")
-        checks += [(app_id, m, True, role) for m in sample]
+        checks += [(app_id, m, True, (role,)) for m in sample]
         outside = [m for m in universe if m not in original]
         probes = ctx.sample(outside, key=f"probe:{app_id}")[: ctx.settings.probes]
-        checks += [(app_id, m, False, role) for m in probes]
+        checks += [(app_id, m, False, (role,)) for m in probes]
+    if ctx.view.mail_apps:  # Graph/EWS roles: the mail reach in scope, out-of-set probes (any tenant mailbox) not
+        mail_universe = sorted(set(universe) | set(mailbox_map(ctx).values()))
+        checks += mail_checks(ctx, mail_universe, size)
 
     def test(check) -> None:
-        app_id, mailbox, expected, role = check
+        app_id, mailbox, expected, roles = check
         oid = ctx.sps[app_id]["object_id"]
         for attempt in range(ctx.settings.verify_retries + 1):
-            result = _in_scope(ctx.exo.authorization(oid, mailbox), role)
-            if result == expected:
+            rows = ctx.exo.authorization(oid, mailbox)
+            inside = [r for r in roles if _in_scope(rows, r)]
+            if (len(inside) == len(roles)) if expected else not inside:
                 return
             if not expected:  # an over-grant is never waited out
                 break
             ctx.sleep(ctx.settings.verify_retry_delay * (attempt + 1))
-        raise MigratorError(f"app {app_id} {'not ' if expected else ''}in scope for {mailbox} "
+        which = inside if not expected else [r for r in roles if r not in inside]
+        raise MigratorError(f"app {app_id} {'not ' if expected else ''}in scope for {mailbox} ({', '.join(which)}) "
                             f"(expected InScope={expected})")
 
     if ctx.dry_run:
@@ -828,9 +848,11 @@ def smtp_assignments(ctx: Context, app_id: str) -> list[AppRoleAssignment]:
 
 
 def step_cutover(ctx: Context) -> StepResult:
-    """Record, then delete, each app's Entra SMTP.SendAsApp app-role assignment; read its absence back (claims.py)
-    before the token wait starts, whose length comes from the token lifetime policies read here, before any delete
-    (lifetimes.py). Then warn about app registrations that still request the permission.
+    """Record, then delete, each app's Entra SMTP.SendAsApp app-role assignment, and each mail app's Entra consents
+    of the Graph/EWS permissions its RBAC roles now serve (aap.py); read their absence back (claims.py) before the
+    token wait starts, whose length comes from the token lifetime policies read here, before any delete
+    (lifetimes.py: the apps', Exchange Online's and, with mail apps, Microsoft Graph's). Then warn about app
+    registrations that still request SMTP.SendAsApp.
 
     The delete goes through the client that may write Entra assignments (entra.py): the run's own, a second
     profile's, or none: then the step hands the deletes over to a privileged admin (a script in the plan folder)
@@ -839,10 +861,13 @@ def step_cutover(ctx: Context) -> StepResult:
     from migrator.executor.lifetimes import read_token_lifetimes, token_wait
 
     if not ctx.settings.cutover:
-        ctx.output.info("  cut-over disabled (--no-cutover): Entra SMTP.SendAsApp assignments left in place")
+        ctx.output.info("  cut-over disabled (--no-cutover): Entra SMTP.SendAsApp assignments (and Graph/EWS "
+                        "consents) left in place")
         return StepResult(detail={"skipped": True})
     pending: list[Pending] = []
+    consents: list[PendingConsent] = []
     lock = threading.Lock()
+    smtp_apps = list(ctx.view.smtp_apps)
 
     def hand_over(app_id: str, rows) -> None:
         with lock:
@@ -850,8 +875,9 @@ def step_cutover(ctx: Context) -> StepResult:
                                    tuple(r.id for r in rows)))
 
     resource_id, role_id = exchange_role(ctx)  # once, before the pool (each worker would otherwise read it)
+    extra_sps = (resource_id, graph_resource_id(ctx)) if ctx.view.mail_apps else (resource_id,)
     lifetimes = read_token_lifetimes(ctx.graph, {a: ctx.sps[a]["object_id"] for a in ctx.view.apps},
-                                     extra_sp_ids=(resource_id,))
+                                     extra_sp_ids=extra_sps)
     try:
         wait = token_wait(ctx.settings, lifetimes)  # before any delete: a policy that could not be read stops here
     except MigratorError as exc:
@@ -876,43 +902,54 @@ def step_cutover(ctx: Context) -> StepResult:
                 return hand_over(app_id, rows)
         ctx.mark(act, "applied")
 
-    failures = ctx.for_each(ctx.view.apps, cut, label="Cut-over", name=lambda a: f"app {a}")
+    failures = ctx.for_each(smtp_apps, cut, label="Cut-over", name=lambda a: f"app {a}")
+    failures += cut_consents(ctx, consents)
     detail = {"token_wait": wait, "token_lifetime_policies": lifetimes.to_dict()}
-    if pending and not failures:
-        script = cutover_script(ctx.batch, pending, resource_id, role_id, ctx.entra_tenant)
-        return StepResult(handover=_hand_over(ctx, "cutover", script, len(pending), "removed"), detail=detail)
+    if (pending or consents) and not failures:
+        script = cutover_script(ctx.batch, pending, resource_id, role_id, ctx.entra_tenant, consents=consents)
+        count = len({p.app_id for p in pending} | {c.app_id for c in consents})
+        what = ("Entra SMTP.SendAsApp assignment" if not consents else
+                "Entra Graph/EWS consents" if not pending else "Entra SMTP.SendAsApp assignment and Graph/EWS consents")
+        return StepResult(handover=_hand_over(ctx, "cutover", script, count, "removed", assignment=what),
+                          detail=detail)
     if failures or ctx.dry_run:
         return StepResult(failures, detail)
-    failures, absent_at = confirm_claims(ctx, list(ctx.view.apps), present=False)
-    if failures:
-        return StepResult(failures, detail)
-    for app_id in ctx.view.apps:
+    failures, absent_at = confirm_claims(ctx, smtp_apps, present=False)
+    keys = [consent_key(m.app_id, m.permission) for m in ctx.view.mail_access]
+    mail_failures, mail_absent_at = confirm_consents(ctx, keys, present=False)
+    if failures or mail_failures:
+        return StepResult(failures + mail_failures, detail)
+    for app_id in smtp_apps:
         done = ctx.recorded("entra_assignment", app_id, "delete")
         if done is not None and done.status != "verified":
             ctx.mark(done.id, "verified", verification={"absent_at": absent_at, "reads": ctx.settings.readbacks})
-    detail.update(check_registrations(ctx, list(ctx.view.apps)))
+    verify_cut(ctx, mail_absent_at)
+    detail.update(check_registrations(ctx, smtp_apps))
     return StepResult([], detail)
 
 
-def _hand_over(ctx: Context, step: str, script: str, count: int, what: str) -> str:
+def _hand_over(ctx: Context, step: str, script: str, count: int, what: str, *,
+               assignment: str = "Entra SMTP.SendAsApp assignment") -> str:
     ctx.output.info(script.rstrip("\n"))
     if ctx.dry_run:
-        return handover_message(Path(f"handover-batch-{ctx.batch}-{step}.ps1"), count, what)
+        return handover_message(Path(f"handover-batch-{ctx.batch}-{step}.ps1"), count, what, assignment=assignment)
     path = write_handover(Path(ctx.plan.path), ctx.batch, step, script)
-    return handover_message(path, count, what)
+    return handover_message(path, count, what, assignment=assignment)
 
 
 def step_remove_legacy(ctx: Context) -> StepResult:
-    """Remove the batch's migrated legacy grants, each recorded (its full row) before removal; verify by a scan."""
+    """Remove the batch's migrated legacy grants, each recorded (its full row) before removal; verify by a scan.
+    Then the mail apps' access policies (aap.py: only once their fenced consents are read back gone)."""
+    policy_failures = remove_policies(ctx)
     if ctx.settings.cutover and not ctx.dry_run:
         # A claim that came back during the token wait (a re-consent) needs the legacy grants: keep them.
         exchange_role(ctx)
-        back = [a for a in ctx.view.apps if smtp_assignments(ctx, a)]
+        back = [a for a in ctx.view.smtp_apps if smtp_assignments(ctx, a)]
         if back:
             from migrator.executor.claims import claim_back_warning
 
-            return StepResult([ItemFailure(f"app {a}", claim_back_warning(a, ctx.view.app_names.get(a, "")))
-                               for a in back])
+            return StepResult(policy_failures + [
+                ItemFailure(f"app {a}", claim_back_warning(a, ctx.view.app_names.get(a, ""))) for a in back])
     # The prior rows: the preflight's scan of this same invocation when it is recent (nothing in between writes
     # SendAs grants), else a new scan. Either way they are read before the first removal.
     rows = legacy_rows(ctx, max_age=ctx.settings.rescan_after)
@@ -994,7 +1031,7 @@ def step_remove_legacy(ctx: Context) -> StepResult:
                 if act is not None and act.status != "verified":
                     verified.append(act.id)
         ctx.mark_many(verified, "verified")
-    return StepResult(failures)
+    return StepResult(policy_failures + failures)
 
 
 def step_final_verify(ctx: Context) -> StepResult:
@@ -1008,7 +1045,8 @@ def step_final_verify(ctx: Context) -> StepResult:
                     raise MigratorError("Entra SMTP.SendAsApp assignment is back")
             return check
 
-        extra += [(f"app {app_id}", claim_check(app_id)) for app_id in ctx.view.apps]
+        extra += [(f"app {app_id}", claim_check(app_id)) for app_id in ctx.view.smtp_apps]
+    extra += final_checks(ctx)  # Graph/EWS: no fenced consent back, no removed policy back
     failures = verify_rbac(ctx, "Final verification", size=ctx.settings.final_verify_sample, extra=extra)
     if not ctx.dry_run:
         after = legacy_rows(ctx, max_age=ctx.settings.rescan_after)  # the removal's own check scan, if recent
