@@ -143,7 +143,10 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
 
     Steps, each reading before it writes and verifying after: preflight (plan hashes, drift, permissions,
     service-principal pointers) -> groups -> scopes -> role assignments -> verify -> propagation wait -> cut-over ->
-    token-lifetime wait -> remove the legacy SendAs grants -> final verification. The preflight runs `migrator
+    token-lifetime wait -> remove the legacy SendAs grants -> final verification. For an app whose Graph/EWS
+    access the plan moves (mail_access.csv), the cut-over removes its Entra consents of the fenced permissions and
+    the legacy step then removes its Application Access Policies (never before the consents are gone: the consent
+    without its policy reaches every mailbox). The preflight runs `migrator
     doctor`'s checks first (a clean doctor.json that `migrator doctor` wrote for this plan within the hour is
     reused; the preflight writes none) and refuses on a blocking finding. Killed or stopped (Ctrl-C, or a file
     named PAUSE in the plan folder), the same command resumes. Before its first change it shows the tenant, the
@@ -183,6 +186,10 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
 @click.option("--grant-wait", type=click.FloatRange(min=0), default=6300.0, show_default=True,
               help="Seconds between restoring the legacy grants and re-granting the claim, so the restored grants "
                    "apply first (removals are reported to take up to about 90 minutes; the default adds 15).")
+@click.option("--policy-wait", type=click.FloatRange(min=0), default=8100.0, show_default=True,
+              help="Seconds between restoring Application Access Policies and re-granting the Graph/EWS consents "
+                   "they fence, so the policies apply first (Microsoft: can take longer than an hour; the default is "
+                   "2 hours plus 15 minutes).")
 @token_option
 @margin_option
 @readback_option
@@ -193,16 +200,16 @@ def execute_command(plan_path: Path, profile: Path | None, batch: int | None, al
 @cutover_profile_option
 @json_option
 def rollback_command(plan_path: Path, profile: Path | None, batch: int, dry_run: bool, yes: bool, wait: bool,
-                     grant_wait: float, token_lifetime: float | None, token_margin: float, readback_spacing: float,
-                     from_undo_log: bool, cutover_profile: Path | None, as_json: bool) -> None:
+                     grant_wait: float, policy_wait: float, token_lifetime: float | None, token_margin: float,
+                     readback_spacing: float, from_undo_log: bool, cutover_profile: Path | None, as_json: bool) -> None:
     """Undo one batch from the journal, in reverse and without a gap.
 
-    Restores the removed legacy grants first, waits for them to apply, re-grants the Entra SMTP.SendAsApp
-    assignment (read back twice), waits the token lifetime, then removes the batch's role assignments, scopes and
-    the groups the tool created that no other applied batch uses. Resumable like execute. It says what it cannot
-    restore exactly. Before its first change it shows the tenant, the batch, its apps and what it will restore and
-    remove, and asks (--yes: no question). Exit codes as for execute (10: waiting for the restored grants to apply
-    or out the token lifetime).
+    Restores the removed legacy grants (and Application Access Policies) first, waits for them to apply, re-grants
+    the Entra SMTP.SendAsApp assignment (and the Graph/EWS consents; read back twice), waits the token lifetime,
+    then removes the batch's role assignments, scopes and the groups the tool created that no other applied batch
+    uses. Resumable like execute. It says what it cannot restore exactly. Before its first change it shows the
+    tenant, the batch, its apps and what it will restore and remove, and asks (--yes: no question). Exit codes as
+    for execute (10: waiting for the restored grants or policies to apply, or out the token lifetime).
 
     A change plan of `migrator grant`/`revoke` (--batch 1) is undone the same way: the members and assignments it
     removed are restored, then (after the propagation wait when an assignment was restored) the members it added and
@@ -214,7 +221,8 @@ def rollback_command(plan_path: Path, profile: Path | None, batch: int, dry_run:
     if from_undo_log and dry_run:
         raise InputError("--from-undo-log rebuilds journal.db, so it cannot run with --dry-run")
     settings = ExecSettings(token_lifetime=token_lifetime, token_margin=token_margin,
-                            readback_spacing=readback_spacing, grant_apply_wait=grant_wait)
+                            readback_spacing=readback_spacing, grant_apply_wait=grant_wait,
+                            policy_apply_wait=policy_wait)
     options = RunOptions(settings, dry_run=dry_run, wait=wait, confirm=None if yes else ask,
                          from_undo_log=from_undo_log, cutover_profile=cutover_profile)
     _run(plan_path, profile, phase="rollback", batches=[batch], options=options, graph_write=False, as_json=as_json)

@@ -1,0 +1,249 @@
+"""The executor's Graph/EWS track (issue 16) through the real clients (msal, requests, InvokeCommand, Graph) against
+the sandbox: a batch moving an app fenced by a RestrictAccess policy on a nested group (beside an SMTP app) to
+`Application Mail.Read` / `Mail.Send` role assignments, the consent removed before the policy; rollback back to the
+exact prior state; drift in a policy or a consent stops the run before any write; a dry run writes nothing. Each
+checked per permission by the sandbox's timeline (0 gaps, 0 over-grants), with the DenyAccess and policy-less apps
+untouched. The sandbox clock is real time fast-forwarded through the executor's waits (Clock.sleep)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aap_plan import aap_plan
+from aap_tenant import ARCHIVE_SET, ARCHIVER, EWSAPP, MAILBOXES, OPEN, aap_fixture
+from migrator.executor.aap import CONSENT, POLICY
+from migrator.executor.context import ExecSettings, Output
+from migrator.executor.journal import Journal
+from migrator.executor.rollback import RollbackRunner
+from migrator.executor.runner import Runner
+from migrator.planner.plan import load_plan
+from sandbox_tenant import BILLING, CRM
+
+pytestmark = pytest.mark.integration
+
+SANDBOX = {"sendas_delay": 0.0, "graph_replication_delay": 5.0, "propagation_delay": 100.0,
+           "access_policy_delay": 50.0, "token_lifetime": 300.0}
+EXEC = {"propagation_wait": 200.0, "token_lifetime": 300.0, "token_margin": 60.0, "readback_spacing": 5.0,
+        "grant_apply_wait": 60.0, "policy_apply_wait": 120.0, "replication_poll": 1.0, "verify_retry_delay": 1.0,
+        "replication_timeout": 60.0}
+FENCED = ("Mail.Read", "Mail.Send")
+
+
+@pytest.fixture
+def world(tmp_path):
+    from migrator.executor.session import connect
+    from migrator.sandbox.clock import Clock
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    clock = Clock()  # real time, moved forward by the executor's sleeps
+    with start_sandbox(aap_fixture(), clock=clock, settings=SandboxSettings(**SANDBOX), run_dir=tmp_path / "sb",
+                       smtp=False) as sb:
+        plan = aap_plan(sb.state, tmp_path / "plan")
+        conn = connect(sb.profile_path, preflight=False)
+        try:
+            yield sb, conn, plan, clock
+        finally:
+            conn.session.close()
+
+
+def run(world, *, rollback: bool = False, dry_run: bool = False, wait: bool = True, **settings):
+    _sb, conn, plan_path, clock = world
+    plan = load_plan(plan_path)
+    cls = RollbackRunner if rollback else Runner
+    with Journal(plan_path, readonly=dry_run, clock=clock.now) as journal:
+        runner = cls(plan, journal, conn.exo, conn.graph, settings=ExecSettings(**{**EXEC, **settings}), wait=wait,
+                     dry_run=dry_run, output=Output(quiet=True), now=clock.now, sleep=clock.sleep)
+        result = runner.run([1])
+    result.output = runner.output
+    return result
+
+
+def policies(sb) -> list[dict]:
+    rows = sb.state.invoke("Get-ApplicationAccessPolicy", {}, caller=sb.state.admin_caller())
+    return sorted(({k: v for k, v in r.items() if k != "ObjectState"} for r in rows), key=lambda r: r["Identity"])
+
+
+def consents(sb) -> dict[str, list[tuple[str, str]]]:
+    return {a["app_id"]: sorted((r["resource"], r["permission"]) for r in a.get("app_roles", []))
+            for a in sb.state.snapshot()["apps"]}
+
+
+def rbac_objects(sb) -> dict:
+    fx = sb.state.snapshot()
+    return {"groups": sorted(g["name"] for g in fx.get("groups", [])),
+            "scopes": sorted(s["name"] for s in fx.get("management_scopes", [])),
+            "assignments": sorted(r["name"] for r in fx.get("role_assignments", []))}
+
+
+def assert_clean(sb) -> None:
+    report = sb.check()
+    assert report.per_permission() == {}, report.to_dict()["per_permission"]
+    assert report.mail_gaps == [] and report.mail_overgrants == []
+    assert report.ok, report.to_dict()
+
+
+def test_execute_moves_the_fenced_app_consent_first_then_policy_and_rollback_restores_it(world):
+    sb, _conn, plan_path, _clock = world
+    before_policies, before_consents, before_rbac = policies(sb), consents(sb), rbac_objects(sb)
+    result = run(world)
+    assert [o.status for o in result.outcomes] == ["done"], result.outcomes[0].message
+    assert_clean(sb)
+    # the policy is gone, the other apps' policies are not (DenyAccess, the SMTP app's)
+    after = policies(sb)
+    assert [p["AppId"] for p in after if p["AppId"] == ARCHIVER] == []
+    assert after == [p for p in before_policies if p["AppId"] != ARCHIVER]
+    assert {p["AppId"] for p in after} == {EWSAPP, CRM}
+    # the consents are gone; every other app's Entra roles are as they were (policy-less, DenyAccess untouched)
+    now = consents(sb)
+    assert not {("Microsoft Graph", p) for p in FENCED} & set(now[ARCHIVER])
+    assert {a: r for a, r in now.items() if a not in (ARCHIVER, BILLING)} == {
+        a: r for a, r in before_consents.items() if a not in (ARCHIVER, BILLING)}
+    assert now[OPEN] == [("Microsoft Graph", "Calendars.ReadWrite")]
+    # RBAC serves exactly the policy's (flattened) reach per permission
+    reach = sb.mail_access([ARCHIVER])[ARCHIVER]
+    assert {p: set(reach[p]) for p in FENCED} == {p: set(ARCHIVE_SET) for p in FENCED}
+    with Journal(plan_path, readonly=True) as j:
+        acts = {(a.kind, a.key, a.op): a.status for a in j.actions(batch=1) if a.kind in (CONSENT, POLICY)}
+        prior = next(a.prior for a in j.actions(batch=1) if a.kind == POLICY)
+    assert acts == {(CONSENT, f"{ARCHIVER}|Mail.Read", "delete"): "verified",
+                    (CONSENT, f"{ARCHIVER}|Mail.Send", "delete"): "verified",
+                    (POLICY, next(p["Identity"] for p in before_policies if p["AppId"] == ARCHIVER).lower(),
+                     "remove"): "verified"}
+    assert prior == next(p for p in before_policies if p["AppId"] == ARCHIVER) | {"ObjectState": "Unchanged"}
+
+    back = run(world, rollback=True)
+    assert [o.status for o in back.outcomes] == ["done"], back.outcomes[0].message
+    assert policies(sb) == before_policies  # the same rows: identity, scope, AccessRight, Description
+    assert consents(sb) == before_consents
+    assert rbac_objects(sb) == before_rbac
+    assert_clean(sb)
+    assert {m for m in MAILBOXES if sb.state.can_use_mailbox(ARCHIVER, "Mail.Read", m)} == ARCHIVE_SET
+
+
+def test_dry_run_writes_nothing_and_shows_the_consent_and_policy_writes(world):
+    sb, _conn, plan_path, _clock = world
+    before = (policies(sb), consents(sb), rbac_objects(sb))
+    result = run(world, dry_run=True)
+    assert [o.status for o in result.outcomes] == ["done"]
+    assert (policies(sb), consents(sb), rbac_objects(sb)) == before
+    text = "\n".join(result.output.changes)
+    assert "Remove-ApplicationAccessPolicy" in text and "Application Mail.Send" in text
+    assert text.count("DELETE") + text.count("Remove-MgServicePrincipalAppRoleAssignment") >= 2, text
+    assert not (plan_path / "journal.db").exists() or not Journal(plan_path, readonly=True).actions()
+
+
+@pytest.mark.parametrize("tamper", ["policy removed", "policy added", "consent added", "consent removed"])
+def test_drift_in_a_policy_or_consent_stops_the_run_before_any_write(world, tamper):
+    from migrator.errors import DriftError
+
+    sb, conn, plan_path, clock = world
+    exo, graph = conn.exo, conn.graph
+    archiver_sp = graph.get_service_principal_by_app_id(ARCHIVER)["id"]
+    graph_sp = graph.get_resource_service_principal("00000003-0000-0000-c000-000000000000")
+    role = {r["value"]: r["id"] for r in graph_sp["appRoles"]}
+    if tamper == "policy removed":
+        exo.remove_application_access_policy(next(p["Identity"] for p in policies(sb) if p["AppId"] == ARCHIVER))
+        needle = "not found"
+    elif tamper == "policy added":  # a DenyAccess on one mailbox of its reach
+        exo.new_application_access_policy(ARCHIVER, "carol.diaz@contoso.com", "DenyAccess")
+        needle = "added since the plan"
+    elif tamper == "consent added":
+        graph.grant_app_role(archiver_sp, graph_sp["id"], role["Calendars.Read"])
+        needle = "Calendars.Read"
+    else:
+        row = next(a for a in graph.list_app_role_assignments(archiver_sp) if a["appRoleId"] == role["Mail.Send"])
+        graph.delete_app_role_assignment(archiver_sp, row["id"])
+        needle = "Mail.Send"
+    clock.sleep(10)  # past Graph's replication
+    before = (policies(sb), consents(sb), rbac_objects(sb))
+    with pytest.raises(DriftError) as err:
+        run(world)
+    assert needle in str(err.value) and "nothing was written" in str(err.value)
+    assert (policies(sb), consents(sb), rbac_objects(sb)) == before
+    with Journal(plan_path, readonly=True) as j:
+        assert j.actions(batch=1) == []
+
+
+class Crash(BaseException):
+    """Stands for SIGKILL right after a write was answered: nothing in the executor catches it."""
+
+
+class CrashAfter:
+    """A client whose `method` crashes the run right after the tenant applied it (once, when `when(*args)`)."""
+
+    def __init__(self, client, method: str, when=lambda *a: True) -> None:
+        self._client, self._method, self._when, self.fired = client, method, when, False
+
+    def __getattr__(self, name):
+        target = getattr(self._client, name)
+        if name != self._method:
+            return target
+
+        def call(*args, **kwargs):
+            result = target(*args, **kwargs)
+            if not self.fired and self._when(*args):
+                self.fired = True
+                raise Crash(name)
+            return result
+        return call
+
+
+def run_with(world, exo=None, graph=None, *, rollback: bool = False):
+    _sb, conn, plan_path, clock = world
+    plan = load_plan(plan_path)
+    cls = RollbackRunner if rollback else Runner
+    with Journal(plan_path, clock=clock.now) as journal:
+        return cls(plan, journal, exo or conn.exo, graph or conn.graph, settings=ExecSettings(**EXEC), wait=True,
+                   output=Output(quiet=True), now=clock.now, sleep=clock.sleep).run([1])
+
+
+@pytest.mark.parametrize("where", ["delete consent", "remove policy", "restore policy", "grant consent"])
+def test_a_crash_right_after_each_new_write_resumes_without_duplicates(world, where):
+    sb, conn, plan_path, _clock = world
+    before = (policies(sb), consents(sb), rbac_objects(sb))
+    archiver_sp = conn.graph.get_service_principal_by_app_id(ARCHIVER)["id"]
+    client, method = {"delete consent": ("graph", "delete_app_role_assignment"),
+                      "remove policy": ("exo", "remove_application_access_policy"),
+                      "restore policy": ("exo", "new_application_access_policy"),
+                      "grant consent": ("graph", "grant_app_role")}[where]
+    crashing = CrashAfter(getattr(conn, client), method,
+                          when=lambda *a: archiver_sp in str(a[0]) or ARCHIVER in str(a[0]))
+    rollback = where in ("restore policy", "grant consent")
+    if rollback:
+        assert run_with(world).outcomes[0].status == "done"
+    with pytest.raises(Crash):
+        run_with(world, **{client: crashing}, rollback=rollback)
+    assert crashing.fired
+    again = run_with(world, rollback=rollback)
+    assert [o.status for o in again.outcomes] == ["done"], again.outcomes[0].message
+    with Journal(plan_path, readonly=True) as j:
+        acts = [(a.kind, a.key, a.op, a.status) for a in j.actions(batch=1) if a.kind in (CONSENT, POLICY)]
+    assert len(acts) == len({a[:3] for a in acts}) and all(a[3] == "verified" for a in acts), acts
+    expected_ops = {"delete", "remove"} | ({"restore", "grant"} if rollback else set())
+    assert {a[2] for a in acts} == expected_ops
+    assert_clean(sb)
+    if rollback:
+        assert (policies(sb), consents(sb), rbac_objects(sb)) == before
+    else:
+        assert ARCHIVER not in {p["AppId"] for p in policies(sb)}
+
+
+def test_a_consent_back_during_the_token_wait_keeps_the_policy(world):
+    sb, conn, _plan_path, clock = world
+    graph = conn.graph
+    first = run(world, wait=False)  # stops at the propagation wait
+    assert first.outcomes[0].status == "waiting"
+    clock.sleep(EXEC["propagation_wait"] + 1)
+    second = run(world, wait=False)  # cut-over done, stops at the token wait
+    assert second.outcomes[0].status == "waiting" and "token wait" in second.outcomes[0].message
+    archiver_sp = graph.get_service_principal_by_app_id(ARCHIVER)["id"]
+    graph_sp = graph.get_resource_service_principal("00000003-0000-0000-c000-000000000000")
+    graph.grant_app_role(archiver_sp, graph_sp["id"],
+                         next(r["id"] for r in graph_sp["appRoles"] if r["value"] == "Mail.Send"))  # re-consented
+    clock.sleep(EXEC["token_lifetime"] + EXEC["token_margin"] + 1)
+    third = run(world, wait=False)
+    assert third.outcomes[0].status == "failed"
+    assert "Mail.Send is present again" in third.outcomes[0].message
+    assert ARCHIVER in {p["AppId"] for p in policies(sb)}  # the policy stays: the consent is fenced by it
+    assert_clean(sb)
