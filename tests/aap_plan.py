@@ -37,7 +37,7 @@ def archiver_policy_identity(state) -> str:
     return next(r["Identity"] for r in rows if r["AppId"] == ARCHIVER)
 
 
-def aap_plan(state, out: Path, *, archiver_in_batch_apps: bool = True) -> Path:
+def aap_plan(state, out: Path) -> Path:
     grants = tuple(PlanGrant(BILLING, "Billing Mailer", m, "SendAs", "migrate", "", 1) for m in BILLING_SET)
     groups = (PlanGroup("G0001", "RBAC SendAs Billing", "new", "", frozenset(BILLING_SET), "rbac-sendas-billing",
                         "rbac-sendas-billing@contoso.com", 1, 1),
@@ -52,8 +52,7 @@ def aap_plan(state, out: Path, *, archiver_in_batch_apps: bool = True) -> Path:
                        "RBAC Mail Archiver Mail.Read", KIND_GRAPH_EWS),
         PlanAssignment("A00003", ARCHIVER, "Mail Archiver", "Application Mail.Send", "S0002", 1,
                        "RBAC Mail Archiver Mail.Send", KIND_GRAPH_EWS))
-    apps = (BILLING, ARCHIVER) if archiver_in_batch_apps else (BILLING,)
-    batches = (PlanBatch(1, apps, len(grants), mailboxes=len(BILLING_SET) + len(ARCHIVE_SET), new_groups=2, scopes=2,
+    batches = (PlanBatch(1, (BILLING, ARCHIVER), len(grants), mailboxes=len(BILLING_SET) + len(ARCHIVE_SET), new_groups=2, scopes=2,
                          assignments=3),)
     mail_access = tuple(PlanMailAccess(ARCHIVER, "Mail Archiver", perm, GRAPH, f"Application {perm}", 1)
                         for perm in ("Mail.Read", "Mail.Send"))

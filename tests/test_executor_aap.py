@@ -247,3 +247,73 @@ def test_a_consent_back_during_the_token_wait_keeps_the_policy(world):
     assert "Mail.Send is present again" in third.outcomes[0].message
     assert ARCHIVER in {p["AppId"] for p in policies(sb)}  # the policy stays: the consent is fenced by it
     assert_clean(sb)
+
+
+def _regrant(conn, perm: str) -> None:
+    graph = conn.graph
+    archiver_sp = graph.get_service_principal_by_app_id(ARCHIVER)["id"]
+    graph_sp = graph.get_resource_service_principal("00000003-0000-0000-c000-000000000000")
+    graph.grant_app_role(archiver_sp, graph_sp["id"], next(r["id"] for r in graph_sp["appRoles"] if r["value"] == perm))
+
+
+def test_a_consent_back_after_the_batch_is_done_is_reported_by_execute_and_status(world):
+    from migrator.executor.status import claims_back
+
+    _sb, conn, plan_path, clock = world
+    assert run(world).outcomes[0].status == "done"
+    _regrant(conn, "Mail.Read")
+    clock.sleep(10)
+    again = run(world)
+    assert again.outcomes[0].status == "skipped"
+    assert "Mail.Read is back" in again.outcomes[0].message and "EVERY" in again.outcomes[0].message
+    with Journal(plan_path, readonly=True) as j:
+        warnings = claims_back(load_plan(plan_path), j, conn.graph)
+    assert [w for w in warnings if ARCHIVER in w and "Mail.Read" in w and "EVERY" in w], warnings
+
+
+def test_without_an_entra_writer_the_consent_removal_and_regrant_are_handed_over(world):
+    from migrator.executor.entra import EntraWrites
+
+    sb, conn, plan_path, clock = world
+    before = (policies(sb), consents(sb))
+    plan = load_plan(plan_path)
+
+    def go(cls):
+        with Journal(plan_path, clock=clock.now) as journal:
+            return cls(plan, journal, conn.exo, conn.graph, settings=ExecSettings(**EXEC), wait=True,
+                       output=Output(quiet=True), now=clock.now, sleep=clock.sleep,
+                       entra=EntraWrites(mode="handover")).run([1])
+
+    first = go(Runner)
+    assert first.outcomes[0].status == "handover"
+    script = (plan_path / "handover-batch-1-cutover.ps1").read_text(encoding="utf-8-sig")
+    archiver_sp = conn.graph.get_service_principal_by_app_id(ARCHIVER)["id"]
+    rows = [r for r in conn.graph.list_app_role_assignments(archiver_sp)]
+    graph_sp = conn.graph.get_resource_service_principal("00000003-0000-0000-c000-000000000000")
+    mail_roles = {r["id"] for r in graph_sp["appRoles"] if r["value"] in FENCED}
+    fenced = [r for r in rows if r["appRoleId"] in mail_roles]
+    assert len(fenced) == 2 and all(r["id"] in script for r in fenced)
+    assert ARCHIVER in {p["AppId"] for p in policies(sb)}  # nothing removed yet
+    # the privileged admin runs the script's removals (the SMTP one and the two consents)
+    for line in script.splitlines():
+        if line.startswith("Remove-MgServicePrincipalAppRoleAssignment"):
+            parts = line.split("'")
+            conn.graph.delete_app_role_assignment(parts[1], parts[3])
+    clock.sleep(10)  # the admin's change is read back after Graph's replication
+    second = go(Runner)
+    assert [o.status for o in second.outcomes] == ["done"], second.outcomes[0].message
+    assert_clean(sb)
+    back = go(RollbackRunner)
+    assert back.outcomes[0].status == "handover"
+    script = (plan_path / "handover-batch-1-regrant.ps1").read_text(encoding="utf-8-sig")
+    assert script.count("New-MgServicePrincipalAppRoleAssignment") == 3  # Billing's claim, Mail.Read, Mail.Send
+    assert ARCHIVER in {p["AppId"] for p in policies(sb)}  # the policy came back before the handover
+    for line in script.splitlines():
+        if line.startswith("New-MgServicePrincipalAppRoleAssignment"):
+            parts = line.split("'")
+            conn.graph.grant_app_role(parts[1], parts[5], parts[7])
+    clock.sleep(10)
+    done = go(RollbackRunner)
+    assert [o.status for o in done.outcomes] == ["done"], done.outcomes[0].message
+    assert (policies(sb), consents(sb)) == before
+    assert_clean(sb)

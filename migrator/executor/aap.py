@@ -434,6 +434,31 @@ def verify_regrant(ctx: Context, keys: list[str], present_at: float) -> None:
             ctx.mark(act.id, "verified", verification={"present_at": present_at, "reads": ctx.settings.readbacks})
 
 
+def consents_back(graph, sps: dict[str, str]) -> dict[str, list[str]]:
+    """App ids (of `sps`: app id -> SP object id) whose Entra consent of a fenced permission is present again, with
+    those permissions. Reads Graph (the two resources' app roles, then each app's assignments)."""
+    by_role: dict[tuple[str, str], str] = {}
+    for name, app_id in RESOURCE_APP_IDS.items():
+        sp = graph.resource_service_principal(app_id)
+        by_role.update({(norm_id(sp.id), norm_id(rid)): value for rid, value in sp.app_roles
+                        if value in AAP_PERMISSIONS and AAP_PERMISSIONS[value][0] == name})
+    out: dict[str, list[str]] = {}
+    for app_id, sp_id in sorted(sps.items()):
+        held = sorted({by_role[(r.resource_id, r.app_role_id)] for r in graph.app_role_assignments(sp_id)
+                       if (r.resource_id, r.app_role_id) in by_role})
+        if held:
+            out[app_id] = held
+    return out
+
+
+def consent_back_after_warning(app_id: str, app_name: str, permissions: list[str]) -> str:
+    """A done batch's app whose fenced consent came back: with its policy removed, it reaches every mailbox."""
+    return (f"app {app_id} ({app_name}): Entra consent of {', '.join(permissions)} is back (someone granted admin "
+            "consent again?) and its Application Access Policy was removed by this tool: the app reaches EVERY "
+            "mailbox with it. Delete the consent now (Remove-MgServicePrincipalAppRoleAssignment) and remove the "
+            "permission from the app registration, or roll the batch back")
+
+
 def graph_resource_id(ctx: Context) -> str:
     """Microsoft Graph's service principal id: its token lifetime policy counts for the mail apps' tokens."""
     return resources(ctx)[GRAPH_NAME][0]

@@ -354,16 +354,8 @@ def batch_view(plan, number: int) -> BatchView:
                       or any(norm_id(g.app_id) == a for g in grants)
                       or any(norm_id(x.app_id) == a and x.kind != KIND_GRAPH_EWS for x in assignments)
                       or any(norm_id(e.app_id) == a for e in existing))
-    if mail_access:  # a mail app the plan's batches.csv does not list (its apps are the SMTP ones): in the batch
-        extra = [a for a in mail_apps if a not in appset]
-        apps += tuple(extra)
-        appset |= set(extra)
-        assignments = [a for a in plan.assignments if norm_id(a.app_id) in appset]
-        scope_keys = {a.scope for a in assignments}
-        scopes = [s for s in plan.scopes if s.key in scope_keys]
-        group_keys = {k for s in scopes for k in s.groups}
-        groups = [g for g in plan.groups if g.key in group_keys]
-        names.update({norm_id(m.app_id): m.app_name for m in mail_access if norm_id(m.app_id) not in names})
+    # (check_exact makes every mail app an app of its batch in batches.csv)
+    names.update({norm_id(m.app_id): m.app_name for m in mail_access if norm_id(m.app_id) not in names})
     reach = {norm_id(k): v for k, v in (getattr(plan, "mail_reach", {}) or {}).items()}
     mail_reach = {a: frozenset(norm_id(m) for m in reach.get(a, ())) for a in mail_apps}
     policies = [p for p in getattr(plan, "policies", ()) if int(p.batch) == int(number)]

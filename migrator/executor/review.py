@@ -44,9 +44,15 @@ class PendingChange:
         if self.phase == "rollback":
             lines.append(f"  restore {c.get('sendas', 0)} SendAs and {c.get('fullaccess', 0)} FullAccess grant(s) "
                          "this batch removed")
+            if c.get("policies"):
+                lines.append(f"  restore {c['policies']} Application Access Policy(ies) this batch removed, then wait "
+                             "for them to apply")
             if c.get("entra"):
                 lines.append(f"  re-grant {c['entra']} Entra SMTP.SendAsApp assignment(s), then wait the token "
                              "lifetime")
+            if c.get("mail_consents"):
+                lines.append(f"  re-grant {c['mail_consents']} Entra Graph/EWS consent(s) (after the policies "
+                             "apply), then wait the token lifetime")
             lines.append(f"  remove {c.get('assignments', 0)} role assignment(s), {c.get('scopes', 0)} scope(s), "
                          f"{c.get('groups', 0)} group(s), {c.get('pointers', 0)} service-principal pointer(s) this "
                          "tool created")
@@ -56,8 +62,14 @@ class PendingChange:
             if c.get("cutover"):
                 lines.append(f"  after the propagation wait: remove {c['cutover']} Entra SMTP.SendAsApp "
                              "assignment(s) (the cut-over)")
+            if c.get("mail_consents"):
+                lines.append(f"  after the propagation wait: remove {c['mail_consents']} Entra Graph/EWS consent(s) "
+                             "now served by RBAC")
             full = f" and {c['fullaccess']} FullAccess grant(s)" if c.get("fullaccess") else ""
             lines.append(f"  after the token wait: remove {c.get('sendas', 0)} legacy SendAs grant(s){full}")
+            if c.get("policies"):
+                lines.append(f"  after the token wait: remove {c['policies']} Application Access Policy(ies), once "
+                             "their app's consents read back gone")
         if self.steps:
             lines.append("Steps to run: " + ", ".join(s.replace("_", " ") for s in self.steps))
         return "\n".join(lines)
@@ -87,9 +99,11 @@ def pending_change(ctx, *, tenant: str, state: str, steps: list[str]) -> Pending
         "groups_reused": sum(1 for g in view.groups if g.status != NEW),
         "scopes": len(view.scopes),
         "assignments": len(view.assignments),
-        "cutover": len(view.apps) if ctx.settings.cutover else 0,
+        "cutover": len(view.smtp_apps) if ctx.settings.cutover else 0,
         "sendas": len(view.migrate_grants("SendAs")),
         "fullaccess": len(view.migrate_grants("FullAccess")),
+        "mail_consents": len(view.mail_access) if ctx.settings.cutover else 0,
+        "policies": len(view.policies) if ctx.settings.cutover else 0,
     }
     return PendingChange("execute", tenant, str(ctx.plan.path), view.number, state != BatchState.NEW, apps, counts,
                          tuple(steps))
@@ -112,6 +126,7 @@ def _rollback_change(ctx, *, tenant: str, state: str, steps: list[str]) -> Pendi
     apps = tuple(AppChange(a, view.app_names.get(a, ""), per_app.get(a, 0)) for a in view.apps)
     counts = {"sendas": len(sendas), "fullaccess": len(removed("fullaccess")),
               "entra": len(removed("entra_assignment")), "assignments": kinds["assignment"],
+              "mail_consents": len(removed("mail_consent")), "policies": len(removed("access_policy")),
               "scopes": kinds["scope"], "groups": kinds["group"], "pointers": kinds["sp_pointer"]}
     return PendingChange("rollback", tenant, str(ctx.plan.path), view.number, state == "rolling_back", apps, counts,
                          tuple(steps))

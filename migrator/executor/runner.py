@@ -392,9 +392,24 @@ class Runner:
             if sp and sp.get("id"):
                 sps[action.key] = sp["id"]
         warnings = [claim_back_warning(a, view.app_names.get(a, "")) for a in claims_back(self.graph, sps)]
+        warnings += self.consents_back(number, view, generation)
         for warning in warnings:
             self.output.info(f"  warning: {warning}")
         return warnings
+
+    def consents_back(self, number: int, view, generation: int) -> list[str]:
+        """A done batch whose mail apps got a fenced Graph/EWS consent back after their policy went (aap.py)."""
+        from migrator.executor.aap import CONSENT, consent_back_after_warning, consents_back, split_key
+
+        apps = sorted({split_key(a.key)[0] for a in self.journal.actions(batch=number, generation=generation,
+                                                                      phase="execute", kind=CONSENT, op="delete")})
+        sps = {}
+        for app_id in apps:
+            sp = self.graph.get_service_principal_by_app_id(app_id)
+            if sp and sp.get("id"):
+                sps[app_id] = sp["id"]
+        return [consent_back_after_warning(a, view.app_names.get(a, ""), perms)
+                for a, perms in consents_back(self.graph, sps).items()] if sps else []
 
     def preflight(self, ctx: Context) -> None:
         """Read-only: service principals, drift, cut-over safety. Raises before any write of this invocation."""

@@ -217,7 +217,39 @@ def claims_back(plan, journal: Journal, graph) -> list[str]:
                 sp = graph.get_service_principal_by_app_id(action.key)
                 if sp and sp.get("id"):
                     sps[action.key] = sp["id"]
-    return [claim_back_warning(a, names.get(a, "")) for a in read_back(graph, sps)]
+    return [claim_back_warning(a, names.get(a, "")) for a in read_back(graph, sps)] + _consents_back(plan, journal,
+                                                                                                   graph)
+
+
+def _consents_back(plan, journal: Journal, graph) -> list[str]:
+    """Mail apps (of batches not rolled back) whose Graph/EWS consent the cut-over deleted and is back (aap.py)."""
+    from migrator.executor.aap import (
+        CONSENT,
+        POLICY,
+        consent_back_after_warning,
+        consent_back_warning,
+        consents_back,
+        split_key,
+    )
+
+    names = {norm_id(m.app_id): m.app_name for m in getattr(plan, "mail_access", ())}
+    sps: dict[str, str] = {}
+    policy_gone: set[str] = set()
+    for batch, (state, generation) in journal.batch_states().items():
+        if state not in ("executing", "done"):
+            continue
+        for action in journal.actions(batch=batch, generation=generation, phase="execute", kind=CONSENT, op="delete"):
+            app_id = split_key(action.key)[0]
+            if action.status in ("applied", "verified") and app_id not in sps:
+                sp = graph.get_service_principal_by_app_id(app_id)
+                if sp and sp.get("id"):
+                    sps[app_id] = sp["id"]
+        policy_gone |= {norm_id(str((a.prior or {}).get("AppId", ""))) for a in journal.actions(
+            batch=batch, generation=generation, phase="execute", kind=POLICY, op="remove") if isinstance(a.prior, dict)}
+    if not sps:
+        return []
+    return [(consent_back_after_warning if a in policy_gone else consent_back_warning)(a, names.get(a, ""), perms)
+            for a, perms in consents_back(graph, sps).items()]
 
 
 def exit_code(statuses: list[BatchStatus], *, now: float | None = None) -> int:

@@ -53,12 +53,18 @@ def _iso(ts: float) -> str:
 
 
 def target_of(kind: str, key: str) -> dict:
-    """The key spelled out for a reader: grants are `<app_id>|<mailbox>`, Entra assignments the app id."""
+    """The key spelled out for a reader: grants are `<app_id>|<mailbox>`, Entra assignments the app id, Graph/EWS
+    consents `<app_id>|<permission>`, access policies their Identity."""
     if kind in ("sendas", "fullaccess") and "|" in key:
         app_id, mailbox = key.split("|", 1)
         return {"app_id": app_id, "mailbox": mailbox, "right": "SendAs" if kind == "sendas" else "FullAccess"}
     if kind == "entra_assignment":
         return {"app_id": key, "permission": "SMTP.SendAsApp"}
+    if kind == "mail_consent" and "|" in key:  # executor/aap.py: a Graph/EWS consent
+        app_id, permission = key.split("|", 1)
+        return {"app_id": app_id, "permission": permission}
+    if kind == "access_policy":
+        return {"policy": key}
     return {"key": key}
 
 
