@@ -1,16 +1,18 @@
 """The executor's Graph/EWS track (issue 16) through the real clients (msal, requests, InvokeCommand, Graph) against
-the sandbox: a batch moving an app fenced by a RestrictAccess policy on a nested group (beside an SMTP app) to
-`Application Mail.Read` / `Mail.Send` role assignments, the consent removed before the policy; rollback back to the
-exact prior state; drift in a policy or a consent stops the run before any write; a dry run writes nothing. Each
-checked per permission by the sandbox's timeline (0 gaps, 0 over-grants), with the DenyAccess and policy-less apps
-untouched. The sandbox clock is real time fast-forwarded through the executor's waits (Clock.sleep)."""
+the sandbox, on the real planner's plan of a live inventory (aap_plan.py): a batch moving an app fenced by a
+RestrictAccess policy on a nested group, a mixed app (SendAs and Graph Mail.Send) and an SMTP app to RBAC for
+Applications, each consent removed before its policy; rollback back to the exact prior state; drift in a policy or a
+consent stops the run before any write; a dry run writes nothing; a crash right after each new kind of write
+resumes; a consent that comes back keeps the policy (or, once it is gone, is warned about). Each checked per
+permission by the sandbox's timeline (0 gaps, 0 over-grants), with the DenyAccess and policy-less apps untouched.
+The sandbox clock is real time fast-forwarded through the executor's waits (Clock.sleep)."""
 
 from __future__ import annotations
 
 import pytest
 
-from aap_plan import aap_plan
-from aap_tenant import ARCHIVE_SET, ARCHIVER, EWSAPP, MAILBOXES, OPEN, aap_fixture
+from aap_plan import mixed_fixture, planned
+from aap_tenant import ARCHIVE_SET, ARCHIVER, EWSAPP, MAILBOXES, OPEN
 from migrator.executor.aap import CONSENT, POLICY
 from migrator.executor.context import ExecSettings, Output
 from migrator.executor.journal import Journal
@@ -37,9 +39,9 @@ def world(tmp_path):
     from migrator.sandbox.settings import SandboxSettings
 
     clock = Clock()  # real time, moved forward by the executor's sleeps
-    with start_sandbox(aap_fixture(), clock=clock, settings=SandboxSettings(**SANDBOX), run_dir=tmp_path / "sb",
+    with start_sandbox(mixed_fixture(), clock=clock, settings=SandboxSettings(**SANDBOX), run_dir=tmp_path / "sb",
                        smtp=False) as sb:
-        plan = aap_plan(sb.state, tmp_path / "plan")
+        plan = planned(sb.profile_path, tmp_path / "plan")
         conn = connect(sb.profile_path, preflight=False)
         try:
             yield sb, conn, plan, clock
@@ -89,28 +91,33 @@ def test_execute_moves_the_fenced_app_consent_first_then_policy_and_rollback_res
     result = run(world)
     assert [o.status for o in result.outcomes] == ["done"], result.outcomes[0].message
     assert_clean(sb)
-    # the policy is gone, the other apps' policies are not (DenyAccess, the SMTP app's)
+    # the two migrated apps' policies are gone, the others' are not (DenyAccess; CRM's, which fences nothing it holds)
     after = policies(sb)
-    assert [p["AppId"] for p in after if p["AppId"] == ARCHIVER] == []
-    assert after == [p for p in before_policies if p["AppId"] != ARCHIVER]
+    moved = (ARCHIVER, BILLING)
+    assert after == [p for p in before_policies if p["AppId"] not in moved]
     assert {p["AppId"] for p in after} == {EWSAPP, CRM}
-    # the consents are gone; every other app's Entra roles are as they were (policy-less, DenyAccess untouched)
+    # the fenced consents are gone (and the SMTP claims); the other apps' Entra roles are as they were
     now = consents(sb)
-    assert not {("Microsoft Graph", p) for p in FENCED} & set(now[ARCHIVER])
-    assert {a: r for a, r in now.items() if a not in (ARCHIVER, BILLING)} == {
-        a: r for a, r in before_consents.items() if a not in (ARCHIVER, BILLING)}
+    assert now[ARCHIVER] == [] and now[BILLING] == [] and now[CRM] == []
+    assert {a: r for a, r in now.items() if a not in (*moved, CRM)} == {
+        a: r for a, r in before_consents.items() if a not in (*moved, CRM)}
     assert now[OPEN] == [("Microsoft Graph", "Calendars.ReadWrite")]
-    # RBAC serves exactly the policy's (flattened) reach per permission
-    reach = sb.mail_access([ARCHIVER])[ARCHIVER]
-    assert {p: set(reach[p]) for p in FENCED} == {p: set(ARCHIVE_SET) for p in FENCED}
+    assert now[EWSAPP] == [("Office 365 Exchange Online", "full_access_as_app")]
+    # RBAC serves exactly each policy's (flattened) reach per permission
+    reach = sb.mail_access([ARCHIVER, BILLING])
+    assert {p: set(reach[ARCHIVER][p]) for p in FENCED} == {p: set(ARCHIVE_SET) for p in FENCED}
+    assert set(reach[BILLING]["Mail.Send"]) == {"adele.vance@contoso.com", "bob.obrien@contoso.com"}
     with Journal(plan_path, readonly=True) as j:
         acts = {(a.kind, a.key, a.op): a.status for a in j.actions(batch=1) if a.kind in (CONSENT, POLICY)}
-        prior = next(a.prior for a in j.actions(batch=1) if a.kind == POLICY)
+        priors = {a.key: a.prior for a in j.actions(batch=1) if a.kind == POLICY}
+    identity = {p["AppId"]: p["Identity"] for p in before_policies if p["AppId"] in moved}
     assert acts == {(CONSENT, f"{ARCHIVER}|Mail.Read", "delete"): "verified",
                     (CONSENT, f"{ARCHIVER}|Mail.Send", "delete"): "verified",
-                    (POLICY, next(p["Identity"] for p in before_policies if p["AppId"] == ARCHIVER).lower(),
-                     "remove"): "verified"}
-    assert prior == next(p for p in before_policies if p["AppId"] == ARCHIVER) | {"ObjectState": "Unchanged"}
+                    (CONSENT, f"{BILLING}|Mail.Send", "delete"): "verified",
+                    (POLICY, identity[ARCHIVER].lower(), "remove"): "verified",
+                    (POLICY, identity[BILLING].lower(), "remove"): "verified"}
+    assert priors[identity[BILLING].lower()] == next(p for p in before_policies if p["AppId"] == BILLING) | {
+        "ObjectState": "Unchanged"}
 
     back = run(world, rollback=True)
     assert [o.status for o in back.outcomes] == ["done"], back.outcomes[0].message
@@ -306,7 +313,8 @@ def test_without_an_entra_writer_the_consent_removal_and_regrant_are_handed_over
     back = go(RollbackRunner)
     assert back.outcomes[0].status == "handover"
     script = (plan_path / "handover-batch-1-regrant.ps1").read_text(encoding="utf-8-sig")
-    assert script.count("New-MgServicePrincipalAppRoleAssignment") == 3  # Billing's claim, Mail.Read, Mail.Send
+    # the SMTP claims of Billing and CRM, Archiver's Mail.Read and Mail.Send, Billing's Mail.Send
+    assert script.count("New-MgServicePrincipalAppRoleAssignment") == 5
     assert ARCHIVER in {p["AppId"] for p in policies(sb)}  # the policy came back before the handover
     for line in script.splitlines():
         if line.startswith("New-MgServicePrincipalAppRoleAssignment"):
@@ -317,3 +325,48 @@ def test_without_an_entra_writer_the_consent_removal_and_regrant_are_handed_over
     assert [o.status for o in done.outcomes] == ["done"], done.outcomes[0].message
     assert (policies(sb), consents(sb)) == before
     assert_clean(sb)
+
+
+def test_northwind_two_policies_and_an_app_without_pointer_execute_and_roll_back_exactly(tmp_path):
+    """The Northwind sample: Contracts has two RestrictAccess policies (its reach is their union) and no Exchange
+    pointer (the batch creates one); Archiver's policy group nests another. Execute, then roll back."""
+    import json
+
+    from migrator.executor.session import connect
+    from migrator.samples import NORTHWIND_FIXTURE
+    from migrator.sandbox.clock import Clock
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    clock = Clock()
+    fixture = json.loads(NORTHWIND_FIXTURE.read_text(encoding="utf-8"))
+    with start_sandbox(fixture, clock=clock, settings=SandboxSettings(**SANDBOX), run_dir=tmp_path / "sb",
+                       smtp=False) as sb:
+        plan_path = planned(sb.profile_path, tmp_path / "plan")
+        plan = load_plan(plan_path)
+        assert len(plan.policies) == 3 and len(plan.mail_apps(1)) == 2
+        conn = connect(sb.profile_path, preflight=False)
+        try:
+            world = (sb, conn, plan_path, clock)
+            before = (policies(sb), consents(sb), rbac_objects(sb))
+            first = run(world)
+            assert [o.status for o in first.outcomes] == ["done"], first.outcomes[0].message
+            assert {p["AppId"] for p in policies(sb)} & set(plan.mail_apps(1)) == set()
+            assert_clean(sb)
+            assert [o.status for o in run(world, rollback=True).outcomes] == ["done"]
+            assert (policies(sb), consents(sb), rbac_objects(sb)) == before
+            assert_clean(sb)
+        finally:
+            conn.session.close()
+
+
+def test_a_pointer_get_service_principal_does_not_know_is_none_not_the_first_of_every_pointer(world):
+    """Get-ServicePrincipal answers an unknown identity with every pointer (the hazard): the client must not take
+    the first of them for the app (an app without a pointer would then never get one: Northwind's Contracts)."""
+    _sb, conn, _plan, _clock = world
+    unknown = "0badf00d-0000-4000-8000-000000000000"
+    assert len(conn.exo.invoke("Get-ServicePrincipal", {"Identity": unknown})) > 1  # the sandbox shows the hazard
+    assert conn.exo.get_service_principal(unknown) is None
+    sp = conn.graph.get_service_principal_by_app_id(ARCHIVER)["id"]
+    assert conn.exo.get_service_principal(sp)["AppId"] == ARCHIVER
+    assert conn.exo.get_service_principal(ARCHIVER)["ObjectId"] == sp

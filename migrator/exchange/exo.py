@@ -107,6 +107,10 @@ MEMBER_ERRORS = {"Add-DistributionGroupMember": "MemberAlreadyExistsException",
                  "Remove-DistributionGroupMember": "MemberNotFoundException"}
 
 
+# The fields of a Get-ServicePrincipal row that name the pointer (what -Identity may be given as).
+SP_POINTER_NAMES = ("AppId", "ObjectId", "Identity", "Name", "DisplayName", "Sid", "Id", "ServiceId", "Guid")
+
+
 def is_unsupported(exc: ApiError) -> bool:
     """The endpoint refused the cmdlet (403 NUL body) or has no such cmdlet / parameter set."""
     return isinstance(exc, CmdletRefused) or short_type(exc.exception_type) in UNSUPPORTED_TYPES
@@ -235,7 +239,16 @@ class ExchangeClient(ExchangeApi):
 
     @read
     def get_service_principal(self, identity: str) -> dict | None:
-        return self._get_one("Get-ServicePrincipal", identity)
+        """The pointer `identity` names (its AppId, ObjectId, Identity, Name, DisplayName or Sid), or None. An
+        identity Get-ServicePrincipal does not know is answered with EVERY pointer (docs/exchange.md §3): only a row
+        that names it is an answer, never the first of them."""
+        try:
+            rows = self.invoke("Get-ServicePrincipal", {"Identity": identity})
+        except NotFound:
+            return None
+        want = identity.strip().lower()
+        return next((r for r in rows if want in {str(r.get(f) or "").strip().lower() for f in SP_POINTER_NAMES}),
+                    None)
 
     @write
     def new_service_principal(self, app_id: str, object_id: str, display_name: str = "") -> dict:
