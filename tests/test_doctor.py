@@ -17,7 +17,7 @@ from sandbox_world import make_fixture, make_plan
 pytestmark = pytest.mark.integration
 
 CHECKS = ["admin_roles", "cmdlets", "smtp_role", "trustee_names", "fullaccess_scan", "token_lifetimes",
-          "rbac_assignments", "fullaccess_smtp"]
+          "rbac_assignments", "fullaccess_smtp", "access_policies"]
 
 
 def cli(*args):
@@ -132,3 +132,45 @@ def test_execute_refuses_on_a_blocking_finding_before_any_write(tmp_path):
         assert any(e["kind"] == "change" for e in sb.state.timeline.to_dict()["events"])
     finally:
         sb.stop()
+
+
+def test_access_policies_check_compares_exchanges_answer_with_the_plans_flattened_reach(tmp_path):
+    """A plan moving a Graph app fenced by a policy on a nested group: Test-ApplicationAccessPolicy agrees with the
+    plan's reach; after a mailbox joins the nested group the tenant grants more than the plan would scope: the
+    check differs, blocks, and execute refuses before any write."""
+    from aap_tenant import ARCHIVER, aap_fixture
+    from migrator.exchange.profile import load_profile
+    from migrator.inventory.tenant import Clients, live_inventory
+    from migrator.planner.build import PlanOptions, build_plan
+    from migrator.planner.plan import write_plan
+    from migrator.planner.source import Source
+    from migrator.sandbox.server import start_sandbox
+
+    with start_sandbox(aap_fixture(), run_dir=tmp_path / "sb", smtp=False) as sb:
+        inv = live_inventory(sb.profile_path, tmp_path / "inv", progress=False)
+        plan = write_plan(build_plan(Source.from_inventory(inv, "inventory", "inv", "0" * 64),
+                                     PlanOptions(time_limit=10)), tmp_path / "plan")
+        result = cli("doctor", plan, "--profile", sb.profile_path, "--sample", 10)
+        data = json.loads((plan / "doctor.json").read_text())
+        finding = next(f for f in data["findings"] if f["key"] == "access_policies")
+        assert finding["verdict"] == "verified", result.output
+        assert finding["data"]["tested"] == 5 and finding["data"]["differs"] == []  # 3 granted, 2 denied
+
+        clients = Clients(load_profile(sb.profile_path))
+        try:
+            clients.exo.add_group_member("sales-senders@contoso.com", "dan.wu@contoso.com")
+        finally:
+            clients.close()
+        result = cli("doctor", plan, "--profile", sb.profile_path, "--sample", 10)
+        assert result.exit_code == 7, result.output
+        finding = next(f for f in json.loads((plan / "doctor.json").read_text())["findings"]
+                       if f["key"] == "access_policies")
+        assert finding["verdict"] == "differs" and finding["blocking"]
+        assert f"{ARCHIVER} on dan.wu@contoso.com: Granted, the plan expects Denied" in finding["detail"]
+        def changes() -> list:  # everything the timeline records but the tokens the runs take
+            return [e for e in sb.state.timeline.to_dict()["events"] if e["kind"] != "token"]
+
+        before = changes()
+        refused = cli("execute", plan, "--profile", sb.profile_path, "--batch", 1, "--yes")
+        assert refused.exit_code == 7 and "nothing was written" in refused.output, refused.output
+        assert changes() == before

@@ -198,3 +198,23 @@ def test_round_trip_and_tampering_is_refused(tmp_path):
 def test_check_exact_catches_an_inexact_mail_track(edit, message):
     problems = check_exact(edit(plan_of(inventory())))
     assert any(message in p for p in problems), problems
+
+
+def test_the_powershell_export_refuses_a_batch_moving_graph_ews_access():
+    from migrator.powershell.batch import batch_slice
+
+    plan = plan_of(inventory())
+    with pytest.raises(PlanError, match="does not do; run this batch with `migrator execute`"):
+        batch_slice(plan, 1)
+
+
+def test_a_group_a_graph_ews_role_uses_is_no_apps_own_group_for_grant():
+    """`migrator grant` adds a mailbox to an app's own group: a group its EWS role is scoped on too would widen
+    that role, so the helpdesk table shows it as shared."""
+    from migrator.report.model import helpdesk_rows
+
+    plan = plan_of(inventory())
+    rows = {r.app_id: r for r in helpdesk_rows(plan, {})}
+    assert rows[MIXED].own_groups == () and rows[MIXED].shared_groups == ("Ews",)
+    assert rows[SMTP_APP].own_groups == ("Sales",)  # no Graph/EWS role on it
+    assert ARCHIVER not in rows  # no SMTP assignment: nothing `migrator grant` would do for it

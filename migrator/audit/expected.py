@@ -13,7 +13,7 @@ from pathlib import Path
 
 from migrator.model import norm_id
 from migrator.planner.naming import DEFAULT_PREFIX
-from migrator.planner.plan import MIGRATE, NEW, Plan
+from migrator.planner.plan import KIND_SMTP, MIGRATE, NEW, Plan
 
 DONE = "done"
 LEGACY_STATES = frozenset({"new", "rolled_back"})
@@ -141,7 +141,8 @@ def add_plan(exp: Expected, plan: Plan, label: str, states: dict[int, str], filt
     exp.tool_names |= {s.name for s in plan.scopes} | {a.name for a in plan.assignments}
     groups = {g.key: g for g in plan.groups}
     scopes = {s.key: s for s in plan.scopes}
-    assignment_of = {a.app_id: a for a in plan.assignments}
+    # the SMTP role's assignments (a Graph/EWS one, kind graph-ews, serves another role: not audited here yet)
+    assignment_of = {a.app_id: a for a in plan.assignments if a.kind == KIND_SMTP}
     held_of: dict[str, list] = {}  # app -> the existing assignments the plan built on (planner/existing.py)
     for e in plan.existing:  # every one the plan knew of is expected there (the ones it left alone too)
         exp.existing[e.assignment.lower()] = norm_id(e.app_id)

@@ -34,9 +34,10 @@ def doctor_command(plan_path: Path | None, profile: Path | None, out: Path | Non
     (pointer DisplayName, ObjectId, ...); the no-identity FullAccess scan against single reads on a sample; the
     migrator app's roles (from its tokens); that the 'Application SMTP.SendAsApp' role exists; the token lifetime
     policies; with PLAN, the plan's apps' existing RBAC-for-Applications assignments and the apps that reach
-    mailboxes through FullAccess alone while holding the SMTP claim. Prints a verdict per assumption (verified,
-    differs and what the tool will do, cannot tell) and writes doctor.json. `execute` runs the same checks as its
-    preflight. Exit: 0 nothing blocking, 7 a blocking finding, 4 tenant error.
+    mailboxes through FullAccess alone while holding the SMTP claim, and, for the Graph/EWS apps it moves,
+    Test-ApplicationAccessPolicy against the mailboxes the plan scopes them to (in and out). Prints a verdict per
+    assumption (verified, differs and what the tool will do, cannot tell) and writes doctor.json. `execute` runs
+    the same checks as its preflight. Exit: 0 nothing blocking, 7 a blocking finding, 4 tenant error.
     """
     from migrator.doctor import DOCTOR_FILE, run_doctor, write_report
     from migrator.executor import Connection

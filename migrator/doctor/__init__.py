@@ -18,6 +18,7 @@ from pathlib import Path
 
 from migrator.doctor.checks import (
     Probe,
+    check_access_policies,
     check_admin_roles,
     check_cmdlets,
     check_fullaccess_scan,
@@ -32,7 +33,7 @@ from migrator.errors import MigratorError
 from migrator.exitcodes import ExitCode
 
 ALL_CHECKS = (check_admin_roles, check_cmdlets, check_smtp_role, check_trustee_names, check_fullaccess_scan,
-              check_token_lifetimes, check_rbac_assignments, check_fullaccess_smtp)
+              check_token_lifetimes, check_rbac_assignments, check_fullaccess_smtp, check_access_policies)
 PREFLIGHT_CHECKS = tuple(c for c in ALL_CHECKS if c is not check_fullaccess_scan)
 PREFLIGHT_MAX_AGE = 3600.0  # s: a clean doctor.json of the same plan and tenant younger than this is reused
 

@@ -13,7 +13,8 @@ from typing import Any
 from migrator.doctor.findings import CANNOT_TELL, DIFFERS, VERIFIED, Finding
 from migrator.exchange.errors import ApiError, CmdletRefused, NotFound
 from migrator.exchange.interface import MailboxRef, rights, text, truthy
-from migrator.model import EXCHANGE_ONLINE_APP_ID, RBAC_ROLE_SMTP_SEND_AS, SMTP_SEND_AS_APP, norm_id
+from migrator.model import EXCHANGE_ONLINE_APP_ID, GRAPH_APP_ID, RBAC_ROLE_SMTP_SEND_AS, SMTP_SEND_AS_APP, norm_id
+from migrator.planner.plan import KIND_SMTP
 
 # Cmdlets the default read and write path sends through InvokeCommand (reads probed here; the writes are covered by
 # the admin's role, checked from its token), and the Get-EXO* names no public client sends that way.
@@ -339,7 +340,10 @@ def check_token_lifetimes(p: Probe) -> Finding:
     try:
         resource_id, _ = p.smtp_role()
         sps = {a: text(p.entra_sp(a), "id") for a in p.plan_apps() if p.entra_sp(a)}
-        found = read_token_lifetimes(p.graph, sps, extra_sp_ids=(resource_id,))
+        extra: list[str] = [resource_id]
+        if p.plan is not None and p.plan.mail_access:  # the Graph tokens of a Graph/EWS app end with its consent too
+            extra.append(p.graph.get_resource_service_principal(GRAPH_APP_ID)["id"])
+        found = read_token_lifetimes(p.graph, sps, extra_sp_ids=tuple(extra))
     except ApiError as exc:
         return Finding("token_lifetimes", assumption, CANNOT_TELL, f"a read failed: {exc}",
                        "stop at the cut-over unless --token-lifetime is given", blocking=p.token_lifetime is None)
@@ -399,7 +403,7 @@ def _rbac_sets(plan) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for a in plan.assignments:
         scope = scopes.get(a.scope)
-        if scope is None:
+        if scope is None or a.kind != KIND_SMTP:  # a Graph/EWS role is no SMTP reach
             continue
         got = out.setdefault(norm_id(a.app_id), set())
         for key in scope.groups:
@@ -449,3 +453,53 @@ def check_fullaccess_smtp(p: Probe) -> Finding:
     return Finding("fullaccess_smtp", assumption, VERIFIED,
                    f"{len(covered)} app(s) with FullAccess-only mailboxes and the claim, all covered by their scope"
                    if covered else "no app with the SMTP claim holds FullAccess-only mailboxes", data=data)
+
+
+# ---- 9. Application Access Policies: Exchange's own answer agrees with the plan's flattened reach --------------
+def check_access_policies(p: Probe) -> Finding:
+    """The plan took each Graph/EWS app's reach from the policy groups' members with nesting followed (docs/
+    exchange.md §8). Test-ApplicationAccessPolicy is Exchange's own evaluation of the same policies: a sample of
+    each app's mailboxes must be Granted and a sample of the others Denied. A difference means the model (or the
+    groups since the inventory) is not what the tenant does: the RBAC scope would then gap or over-grant."""
+    assumption = ("each Graph/EWS app's access policies grant exactly the mailboxes the plan scopes it to "
+                  "(Test-ApplicationAccessPolicy, nested groups included)")
+    mail_apps = p.plan.mail_apps() if p.plan is not None else []
+    if p.plan is None:
+        return Finding("access_policies", assumption, CANNOT_TELL, "no plan given", "check again with a PLAN")
+    if not mail_apps:
+        return Finding("access_policies", assumption, VERIFIED, "the plan moves no Graph/EWS access")
+    try:
+        present = {norm_id(text(r, "AppId")): r for r in p.exo.get_application_access_policies()}
+        tenant = [m.address for m in p.mailboxes()]
+    except ApiError as exc:
+        return Finding("access_policies", assumption, CANNOT_TELL, f"a read failed: {exc}",
+                       "rely on each batch's drift check and verification")
+    rng = random.Random(p.seed)
+    differs: list[str] = []
+    tested = moved = 0
+    for app in mail_apps:
+        if app not in present:  # its batch removed them already (or someone did: the batch's drift check decides)
+            moved += 1
+            continue
+        reach = sorted(p.plan.mail_reach.get(app, ()))
+        outside = sorted(set(tenant) - set(reach))
+        pairs = [(m, "Granted") for m in rng.sample(reach, min(p.sample, len(reach)))]
+        pairs += [(m, "Denied") for m in rng.sample(outside, min(p.sample, len(outside)))]
+        for mailbox, want in pairs:
+            try:
+                rows = p.exo.test_application_access_policy(mailbox, app)
+            except ApiError as exc:
+                return Finding("access_policies", assumption, CANNOT_TELL,
+                               f"Test-ApplicationAccessPolicy failed for {app} on {mailbox}: {exc}",
+                               "rely on each batch's drift check and verification")
+            tested += 1
+            got = text(rows[0], "AccessCheckResult") if rows else ""
+            if got.lower() != want.lower():
+                differs.append(f"{app} on {mailbox}: {got or 'no answer'}, the plan expects {want}")
+    data = {"apps": len(mail_apps), "tested": tested, "already_moved": moved, "differs": differs}
+    if differs:
+        return Finding("access_policies", assumption, DIFFERS, f"{len(differs)} of {tested}: {'; '.join(differs[:5])}",
+                       "stop: the policies (or their groups) no longer reach what the plan was made from; take a "
+                       "new inventory and plan", blocking=True, data=data)
+    return Finding("access_policies", assumption, VERIFIED, f"{tested} answers agree for {len(mail_apps) - moved} "
+                   f"app(s){f' ({moved} without their policies: moved already)' if moved else ''}", data=data)

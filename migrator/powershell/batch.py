@@ -112,6 +112,10 @@ def batch_slice(plan, number: int, *, probes_per_app: int = 3) -> BatchSlice:
         raise PlanError("the plan removes FullAccess grants (--remove-fullaccess), which the PowerShell export does "
                         "not do; run this batch with `migrator execute`, or make the plan without that option",
                         path=where, field="batch", value=str(number))
+    if any(m.batch == number for m in plan.mail_access):
+        raise PlanError("the batch moves Graph/EWS access off Application Access Policies (the Entra consent, then "
+                        "the policies, removed after a token wait), which the PowerShell export does not do; run this "
+                        "batch with `migrator execute`", path=where, field="batch", value=str(number))
     kept = sum(1 for g in plan.grants if g.app_id in app_ids and g.action != MIGRATE)
     # What each app's scope must reach: its SMTP reach (SendAs, and FullAccess of an app holding SMTP.SendAsApp)
     expected: dict[str, list[str]] = {a: [] for a, _ in apps}
