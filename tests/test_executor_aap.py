@@ -126,6 +126,11 @@ def test_execute_moves_the_fenced_app_consent_first_then_policy_and_rollback_res
     assert rbac_objects(sb) == before_rbac
     assert_clean(sb)
     assert {m for m in MAILBOXES if sb.state.can_use_mailbox(ARCHIVER, "Mail.Read", m)} == ARCHIVE_SET
+    # executed again after the rollback (a new generation): the restored policies and consents are no drift
+    again = run(world)
+    assert [o.status for o in again.outcomes] == ["done"], again.outcomes[0].message
+    assert {p["AppId"] for p in policies(sb)} == {EWSAPP, CRM}
+    assert_clean(sb)
 
 
 def test_dry_run_writes_nothing_and_shows_the_consent_and_policy_writes(world):
@@ -140,7 +145,8 @@ def test_dry_run_writes_nothing_and_shows_the_consent_and_policy_writes(world):
     assert not (plan_path / "journal.db").exists() or not Journal(plan_path, readonly=True).actions()
 
 
-@pytest.mark.parametrize("tamper", ["policy removed", "policy added", "consent added", "consent removed"])
+@pytest.mark.parametrize("tamper", ["policy removed", "policy added", "consent added", "consent removed",
+                                    "nested member added", "member removed"])
 def test_drift_in_a_policy_or_consent_stops_the_run_before_any_write(world, tamper):
     from migrator.errors import DriftError
 
@@ -158,10 +164,16 @@ def test_drift_in_a_policy_or_consent_stops_the_run_before_any_write(world, tamp
     elif tamper == "consent added":
         graph.grant_app_role(archiver_sp, graph_sp["id"], role["Calendars.Read"])
         needle = "Calendars.Read"
-    else:
+    elif tamper == "consent removed":
         row = next(a for a in graph.list_app_role_assignments(archiver_sp) if a["appRoleId"] == role["Mail.Send"])
         graph.delete_app_role_assignment(archiver_sp, row["id"])
         needle = "Mail.Send"
+    elif tamper == "nested member added":  # Sales Senders sits inside Archive Scope: erin now reached through it
+        exo.add_group_member("sales-senders@contoso.com", "erin.li@contoso.com")
+        needle = "now reaches erin.li@contoso.com"
+    else:
+        exo.remove_group_member("archive-scope@contoso.com", "carol.diaz@contoso.com")
+        needle = "no longer reaches carol.diaz@contoso.com"
     clock.sleep(10)  # past Graph's replication
     before = (policies(sb), consents(sb), rbac_objects(sb))
     with pytest.raises(DriftError) as err:

@@ -24,7 +24,7 @@ from functools import partial
 
 from migrator.errors import MigratorError
 from migrator.exchange.errors import AlreadyExists, ApiError, Forbidden, NotFound
-from migrator.exchange.interface import AccessPolicyInfo, AppRoleAssignment
+from migrator.exchange.interface import AccessPolicyInfo, AppRoleAssignment, text
 from migrator.executor.context import Context, ItemFailure
 from migrator.executor.entra import PendingConsent
 from migrator.executor.readback import await_read
@@ -136,8 +136,28 @@ def mail_drift(ctx: Context, written: set[tuple[str, str]]) -> tuple[list[str], 
         if actual[key].access_right.lower() != expected[key].access_right.lower():
             diffs.append(f"access policy {expected[key].identity!r}: AccessRight is now {actual[key].access_right}, "
                          f"the plan has {expected[key].access_right}")
-    # 2. Fenced consents
+    # 2. What the policies reach now (nested groups followed), while they still fence a consent: a member added to
+    #    a scope group (or to a group nested in it) since the plan would lose access at the cut-over, a member removed
+    #    would gain it through RBAC.
     deleted = _recorded_keys(ctx, CONSENT, "execute", "delete")
+    for app_id in view.mail_apps:
+        if any(split_key(k)[0] == app_id for k in deleted) or not view.app_policies(app_id):
+            continue  # its consents are going or gone: the policy no longer serves anything
+        if any(norm_id(p.identity) not in actual for p in view.app_policies(app_id)):
+            continue  # reported above
+        now, problem = policy_reach_now(ctx, app_id)
+        name = view.app_names.get(app_id, "")
+        if now is None:
+            diffs.append(f"access policies of app {app_id} ({name}): {problem}")
+            continue
+        planned = view.mail_reach.get(app_id, frozenset())
+        for m in sorted(now - planned):
+            diffs.append(f"app {app_id} ({name}) now reaches {m} through its access policy (a member added to its "
+                         "scope group, or to a group nested in it, since the plan)")
+        for m in sorted(planned - now):
+            diffs.append(f"app {app_id} ({name}) no longer reaches {m} through its access policy (a member removed "
+                         "from its scope group, or from a group nested in it, since the plan)")
+    # 3. Fenced consents
     regranted = _recorded_keys(ctx, CONSENT, "rollback", "grant", done_only=True)
     for app_id in view.mail_apps:
         name = view.app_names.get(app_id, "")
@@ -154,6 +174,35 @@ def mail_drift(ctx: Context, written: set[tuple[str, str]]) -> tuple[list[str], 
             diffs.append(f"Entra consent {perm} of app {app_id} ({name}) added since the plan: its access policy "
                          "fences it, and once the policy goes it would reach every mailbox")
     return diffs, own
+
+
+def policy_reach_now(ctx: Context, app_id: str) -> tuple[frozenset[str] | None, str]:
+    """The mailboxes the app's planned policies reach now, nested groups followed (as Exchange evaluates them; RBAC
+    sees direct members only), or (None, why) when a scope cannot be read as a group or a mailbox. Reads only."""
+    from migrator.executor.steps import mailbox_map
+
+    mailboxes = set(mailbox_map(ctx).values())
+    out: set[str] = set()
+    seen: set[str] = set()
+    stack = [norm_id(p.scope) for p in ctx.view.app_policies(app_id)]
+    while stack:
+        ident = stack.pop()
+        if not ident or ident in seen:
+            continue
+        seen.add(ident)
+        if ident in mailboxes:  # a policy scoped to a mailbox, or a mailbox member
+            out.add(ident)
+            continue
+        group = ctx.exo.group(ident)
+        if group is None:
+            return None, f"scope {ident!r} is neither a group nor a mailbox now"
+        for row in ctx.exo.get_group_members(group.identity or ident):
+            address = norm_id(text(row, "PrimarySmtpAddress", "WindowsEmailAddress"))
+            if "group" in text(row, "RecipientTypeDetails", "RecipientType").lower():
+                stack.append(address or norm_id(text(row, "Guid", "DistinguishedName", "Name")))
+            elif address in mailboxes:
+                out.add(address)
+    return frozenset(out), ""
 
 
 # ---------------------------------------------------------------------------------------------------------------
