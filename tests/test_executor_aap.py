@@ -382,3 +382,40 @@ def test_a_pointer_get_service_principal_does_not_know_is_none_not_the_first_of_
     sp = conn.graph.get_service_principal_by_app_id(ARCHIVER)["id"]
     assert conn.exo.get_service_principal(sp)["AppId"] == ARCHIVER
     assert conn.exo.get_service_principal(ARCHIVER)["ObjectId"] == sp
+
+
+def test_a_crash_between_two_policy_removals_of_one_app_resumes_through_the_cli_and_its_doctor(tmp_path):
+    """Northwind's Contracts has two policies: killed after the first removal, `migrator execute` (whose preflight
+    runs the doctor's Test-ApplicationAccessPolicy check) must resume and finish, not refuse because the one policy
+    left no longer grants the whole planned reach."""
+    import json
+
+    from click.testing import CliRunner
+
+    from migrator.cli import main
+    from migrator.executor.session import connect
+    from migrator.samples import NORTHWIND_FIXTURE
+    from migrator.sandbox.clock import Clock
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    contracts = "4e0f0000-0000-4000-8000-000000000005"
+    clock = Clock()
+    fixture = json.loads(NORTHWIND_FIXTURE.read_text(encoding="utf-8"))
+    with start_sandbox(fixture, clock=clock, settings=SandboxSettings(**SANDBOX), run_dir=tmp_path / "sb",
+                       smtp=False) as sb:
+        plan_path = planned(sb.profile_path, tmp_path / "plan")
+        conn = connect(sb.profile_path, preflight=False)
+        try:
+            world = (sb, conn, plan_path, clock)
+            crashing = CrashAfter(conn.exo, "remove_application_access_policy", when=lambda *a: contracts in a[0])
+            with pytest.raises(Crash):
+                run_with(world, exo=crashing)
+            assert [p["AppId"] for p in policies(sb)].count(contracts) == 1  # one of its two policies left
+        finally:
+            conn.session.close()
+        result = CliRunner().invoke(main, ["execute", str(plan_path), "--profile", str(sb.profile_path), "--batch",
+                                           "1", "--yes", "--token-lifetime", "300"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert contracts not in {p["AppId"] for p in policies(sb)}
+        assert_clean(sb)

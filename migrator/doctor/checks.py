@@ -469,7 +469,9 @@ def check_access_policies(p: Probe) -> Finding:
     if not mail_apps:
         return Finding("access_policies", assumption, VERIFIED, "the plan moves no Graph/EWS access")
     try:
-        present = {norm_id(text(r, "AppId")): r for r in p.exo.get_application_access_policies()}
+        rows = p.exo.get_application_access_policies()
+        present = {norm_id(text(r, "AppId")): r for r in rows}
+        identities = {norm_id(text(r, "Identity")) for r in rows}
         tenant = [m.address for m in p.mailboxes()]
     except ApiError as exc:
         return Finding("access_policies", assumption, CANNOT_TELL, f"a read failed: {exc}",
@@ -478,7 +480,10 @@ def check_access_policies(p: Probe) -> Finding:
     differs: list[str] = []
     tested = moved = 0
     for app in mail_apps:
-        if app not in present:  # its batch removed them already (or someone did: the batch's drift check decides)
+        planned = {norm_id(x.identity) for x in p.plan.policies if norm_id(x.app_id) == app}
+        if app not in present or not planned <= identities:
+            # its batch removed them (all, or some before a crash: those left grant less than the planned reach),
+            # or someone did: the batch's drift check decides
             moved += 1
             continue
         reach = sorted(p.plan.mail_reach.get(app, ()))
