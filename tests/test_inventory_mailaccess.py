@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,8 @@ from migrator.inventory.exports import inventory_from_exports
 from migrator.inventory.mailaccess import MEMBERS_FILE, PERMISSIONS_FILE, POLICIES_FILE
 from migrator.inventory.store import counts, read_inventory, write_inventory
 from migrator.inventory.tenant import Clients, live_inventory
-from migrator.model import EXCHANGE_ONLINE_APP_ID, GRAPH_APP_ID
 from migrator.samples import CONTOSO_EXPORTS, NORTHWIND_FIXTURE
+from migrator.sandbox.exports import write_exports
 
 pytestmark = pytest.mark.integration
 
@@ -31,64 +30,6 @@ CONTRACTS = "4e0f0000-0000-4000-8000-000000000005"
 D = "@northwind.example"
 
 
-def _write(path: Path, columns: list[str], rows: list[dict]) -> None:
-    with open(path, "w", newline="", encoding="utf-8-sig") as fh:
-        w = csv.DictWriter(fh, columns, quoting=csv.QUOTE_ALL, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: _text(r.get(c)) for c in columns})
-
-
-def _text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return str(value)
-
-
-def _export(clients: Clients, folder: Path) -> None:
-    """The export script's files, made as the script makes them, from the sandbox through the real clients."""
-    exo, graph = clients.exo, clients.graph
-    folder.mkdir()
-    cols = {name: columns for name, (_kind, columns) in SCRIPT_FILES.items()}
-    _write(folder / "service-principals.csv", cols["service-principals.csv"], exo.get_service_principals())
-    mailboxes = exo.get_mailboxes()
-    _write(folder / "mailboxes.csv", cols["mailboxes.csv"],
-           [{**m, "EmailAddresses": ";".join(a for a in m.get("EmailAddresses") or [] if a.lower().startswith("smtp:"))}
-            for m in mailboxes])
-    _write(folder / "recipient-permissions.csv", cols["recipient-permissions.csv"],
-           [r for r in exo.scan_recipient_permissions() if not r.get("IsInherited")
-            and r.get("Trustee") != "NT AUTHORITY\\SELF"])
-    _write(folder / "mailbox-permissions.csv", cols["mailbox-permissions.csv"],
-           [{**r, "Identity": m["PrimarySmtpAddress"]} for m in mailboxes
-            for r in exo.get_mailbox_permissions(m["PrimarySmtpAddress"])
-            if not r.get("IsInherited") and r.get("User") != "NT AUTHORITY\\SELF"])
-    groups = exo.get_distribution_groups()
-    _write(folder / "groups.csv", cols["groups.csv"], groups)
-    _write(folder / "group-members.csv", cols["group-members.csv"],
-           [{**m, "GroupIdentity": g["PrimarySmtpAddress"]} for g in groups
-            for m in exo.get_group_members(g["PrimarySmtpAddress"])])
-    _write(folder / "access-policies.csv", cols["access-policies.csv"], exo.get_application_access_policies())
-    rows = []
-    for resource_app in (GRAPH_APP_ID, EXCHANGE_ONLINE_APP_ID):
-        res = graph.get_resource_service_principal(resource_app)
-        values = {r["id"]: r["value"] for r in res["appRoles"]}
-        for a in graph.list_app_role_assigned_to(res["id"]):
-            principal = graph.request("GET", f"/servicePrincipals/{a['principalId']}?$select=id,appId")
-            rows.append({"PrincipalId": a["principalId"], "PrincipalAppId": principal["appId"],
-                         "PrincipalDisplayName": a["principalDisplayName"], "PrincipalType": a["principalType"],
-                         "ResourceId": res["id"], "ResourceDisplayName": res["displayName"],
-                         "AppRoleId": a["appRoleId"], "AppRoleValue": values[a["appRoleId"]]})
-    _write(folder / "app-role-assigned-to.csv", cols["app-role-assigned-to.csv"], rows)
-    # existing RBAC for Applications, as the script reads it (none in this tenant: header-only files, "read, none")
-    _write(folder / "role-assignments.csv", cols["role-assignments.csv"],
-           [{**r, "RoleAssignee": sp["ObjectId"]} for sp in exo.get_service_principals()
-            for r in exo.invoke("Get-ManagementRoleAssignment", {"RoleAssignee": sp["ObjectId"]})
-            if str(r.get("Role") or "").startswith("Application ")])
-    _write(folder / "management-scopes.csv", cols["management-scopes.csv"], exo.get_management_scopes())
-
-
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
     from migrator.sandbox.server import start_sandbox
@@ -97,7 +38,7 @@ def both(tmp_path_factory):
     with start_sandbox(NORTHWIND_FIXTURE, smtp=False, run_dir=tmp / "sb") as sb:
         clients = Clients(load_profile(sb.profile_path))
         try:
-            _export(clients, tmp / "exports")
+            write_exports(clients, tmp / "exports")
         finally:
             clients.close()
         live = live_inventory(sb.profile_path, tmp / "inv", progress=False)
