@@ -118,6 +118,13 @@ def test_execute_moves_the_fenced_app_consent_first_then_policy_and_rollback_res
                     (POLICY, identity[BILLING].lower(), "remove"): "verified"}
     assert priors[identity[BILLING].lower()] == next(p for p in before_policies if p["AppId"] == BILLING) | {
         "ObjectState": "Unchanged"}
+    # the registrations still request the removed permissions (the sandbox's default): warned, with the fix
+    assert "Mail.Read, Mail.Send (requiredResourceAccess)" in result.outcomes[0].message
+    with Journal(plan_path, readonly=True) as j:
+        from migrator.executor.status import batch_statuses
+
+        warnings = batch_statuses(load_plan(plan_path), j)[0].warnings
+    assert [w for w in warnings if ARCHIVER in w and "Mail.Read, Mail.Send" in w and "EVERY" in w], warnings
 
     back = run(world, rollback=True)
     assert [o.status for o in back.outcomes] == ["done"], back.outcomes[0].message

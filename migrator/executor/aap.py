@@ -292,6 +292,44 @@ def verify_cut(ctx: Context, absent_at: float) -> None:
             ctx.mark(done.id, "verified", verification={"absent_at": absent_at, "reads": ctx.settings.readbacks})
 
 
+def check_mail_registrations(ctx: Context) -> dict:
+    """After the cut-over: which mail apps' registrations still request a fenced permission the batch removed
+    (requiredResourceAccess). A later "Grant admin consent" re-adds the consent, and once the policy is gone the app
+    reaches every mailbox: each is noted with the fix; a registration that cannot be read is noted as such."""
+    from migrator.executor.claims import _note
+
+    requested: dict[str, list[str]] = {}
+    unread: list[str] = []
+    for app_id in ctx.view.mail_apps:
+        name = ctx.view.app_names.get(app_id, "")
+        try:
+            registration = ctx.graph.get_application_by_app_id(app_id)
+        except ApiError as exc:
+            unread.append(app_id)
+            _note(ctx, f"app {app_id} ({name}): could not read its app registration ({exc}); check that it no "
+                       f"longer requests {', '.join(m.permission for m in ctx.view.mail_permissions(app_id))}")
+            continue
+        wanted = {(norm_id(RESOURCE_APP_IDS[m.resource]), consent_role(ctx, m.resource, m.permission)[1]): m.permission
+                  for m in ctx.view.mail_permissions(app_id)}
+        perms = sorted({wanted[(norm_id(entry.get("resourceAppId")), norm_id(access.get("id")))]
+                        for entry in (registration or {}).get("requiredResourceAccess") or ()
+                        for access in entry.get("resourceAccess") or ()
+                        if str(access.get("type", "")).lower() == "role"
+                        and (norm_id(entry.get("resourceAppId")), norm_id(access.get("id"))) in wanted})
+        if perms:
+            requested[app_id] = perms
+            _note(ctx, mail_registration_warning(app_id, name, perms))
+    return {"mail_still_requested": requested, "mail_registration_unread": unread}
+
+
+def mail_registration_warning(app_id: str, app_name: str, permissions: list[str]) -> str:
+    return (f"app {app_id} ({app_name}): its app registration still requests {', '.join(permissions)} "
+            "(requiredResourceAccess); a later \"Grant admin consent\" re-adds the consent, and once its access "
+            "policy is gone the app reaches EVERY mailbox with it. Remove them from the registration's API "
+            "permissions (Entra admin center: App registrations > the app > API permissions > Remove permission; or "
+            "Update-MgApplication -RequiredResourceAccess without them)")
+
+
 def consent_back_warning(app_id: str, app_name: str, permissions: list[str]) -> str:
     return (f"app {app_id} ({app_name}): Entra consent of {', '.join(permissions)} is present again (someone granted "
             "admin consent again?); its access policy stays, since without it the consent reaches every mailbox. "

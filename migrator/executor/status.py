@@ -132,6 +132,8 @@ def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[
         names.setdefault(norm_id(g.app_id), g.app_name)
         if g.action == MIGRATE and g.right == Right.SEND_AS:
             planned[norm_id(g.app_id)] += 1
+    for m in getattr(plan, "mail_access", ()):  # a Graph/EWS-only app has no grant row
+        names.setdefault(norm_id(m.app_id), m.app_name)
     out = []
     for batch in plan.batches:
         n = int(batch.number)
@@ -180,6 +182,11 @@ def batch_statuses(plan, journal: Journal, *, now: float | None = None) -> list[
         if cut is not None and cut.status == "done" and cut.detail.get("still_requested"):
             status.warnings += [registration_warning(a, names.get(a, ""), cut.detail.get("smtp_role_id", ""))
                                 for a in cut.detail["still_requested"]]
+        if cut is not None and cut.status == "done" and cut.detail.get("mail_still_requested"):
+            from migrator.executor.aap import mail_registration_warning
+
+            status.warnings += [mail_registration_warning(a, names.get(a, ""), perms)
+                                for a, perms in sorted(cut.detail["mail_still_requested"].items())]
         out.append(status)
     return out
 

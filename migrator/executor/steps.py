@@ -39,6 +39,7 @@ from migrator.exchange.ratelimit import fan_out
 from migrator.executor.aap import (
     CONSENT,
     POLICY,
+    check_mail_registrations,
     confirm_consents,
     consent_key,
     cut_consents,
@@ -925,6 +926,7 @@ def step_cutover(ctx: Context) -> StepResult:
             ctx.mark(done.id, "verified", verification={"absent_at": absent_at, "reads": ctx.settings.readbacks})
     verify_cut(ctx, mail_absent_at)
     detail.update(check_registrations(ctx, smtp_apps))
+    detail.update(check_mail_registrations(ctx))
     return StepResult([], detail)
 
 
