@@ -85,10 +85,11 @@ def assert_clean(sb) -> None:
     assert report.ok, report.to_dict()
 
 
-def test_execute_moves_the_fenced_app_consent_first_then_policy_and_rollback_restores_it(world):
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_execute_moves_the_fenced_app_consent_first_then_policy_and_rollback_restores_it(world, concurrency):
     sb, _conn, plan_path, _clock = world
     before_policies, before_consents, before_rbac = policies(sb), consents(sb), rbac_objects(sb)
-    result = run(world)
+    result = run(world, concurrency=concurrency)
     assert [o.status for o in result.outcomes] == ["done"], result.outcomes[0].message
     assert_clean(sb)
     # the two migrated apps' policies are gone, the others' are not (DenyAccess; CRM's, which fences nothing it holds)
@@ -126,7 +127,7 @@ def test_execute_moves_the_fenced_app_consent_first_then_policy_and_rollback_res
         warnings = batch_statuses(load_plan(plan_path), j)[0].warnings
     assert [w for w in warnings if ARCHIVER in w and "Mail.Read, Mail.Send" in w and "EVERY" in w], warnings
 
-    back = run(world, rollback=True)
+    back = run(world, rollback=True, concurrency=concurrency)
     assert [o.status for o in back.outcomes] == ["done"], back.outcomes[0].message
     assert policies(sb) == before_policies  # the same rows: identity, scope, AccessRight, Description
     assert consents(sb) == before_consents
@@ -134,7 +135,7 @@ def test_execute_moves_the_fenced_app_consent_first_then_policy_and_rollback_res
     assert_clean(sb)
     assert {m for m in MAILBOXES if sb.state.can_use_mailbox(ARCHIVER, "Mail.Read", m)} == ARCHIVE_SET
     # executed again after the rollback (a new generation): the restored policies and consents are no drift
-    again = run(world)
+    again = run(world, concurrency=concurrency)
     assert [o.status for o in again.outcomes] == ["done"], again.outcomes[0].message
     assert {p["AppId"] for p in policies(sb)} == {EWSAPP, CRM}
     assert_clean(sb)
