@@ -9,6 +9,8 @@ The sandbox clock is real time fast-forwarded through the executor's waits (Cloc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from aap_plan import mixed_fixture, planned
@@ -31,8 +33,21 @@ EXEC = {"propagation_wait": 200.0, "token_lifetime": 300.0, "token_margin": 60.0
 FENCED = ("Mail.Read", "Mail.Send")
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """The planner's plan of the tenant, made once: the sandbox's ids (object ids, SIDs in the policies'
+    identities) are the same for every start of the same fixture."""
+    from migrator.sandbox.server import start_sandbox
+
+    tmp = tmp_path_factory.mktemp("aap-plan")
+    with start_sandbox(mixed_fixture(), run_dir=tmp / "sb", smtp=False) as sb:
+        return planned(sb.profile_path, tmp / "plan")
+
+
 @pytest.fixture
-def world(tmp_path):
+def world(tmp_path, template):
+    import shutil
+
     from migrator.executor.session import connect
     from migrator.sandbox.clock import Clock
     from migrator.sandbox.server import start_sandbox
@@ -41,7 +56,7 @@ def world(tmp_path):
     clock = Clock()  # real time, moved forward by the executor's sleeps
     with start_sandbox(mixed_fixture(), clock=clock, settings=SandboxSettings(**SANDBOX), run_dir=tmp_path / "sb",
                        smtp=False) as sb:
-        plan = planned(sb.profile_path, tmp_path / "plan")
+        plan = Path(shutil.copytree(template, tmp_path / "plan"))
         conn = connect(sb.profile_path, preflight=False)
         try:
             yield sb, conn, plan, clock
