@@ -15,7 +15,7 @@ from migrator.executor.context import ExecSettings, Output
 from migrator.executor.journal import Journal
 from migrator.executor.runner import Runner
 from migrator.planner.plan import load_plan
-from test_executor_aap import EXEC, world  # noqa: F401 (the fixture)
+from test_executor_aap import EXEC, template, world  # noqa: F401 (the fixtures)
 
 pytestmark = pytest.mark.integration
 
