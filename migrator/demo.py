@@ -4,8 +4,11 @@ The story: start the sandbox (the sample tenant, mild faults, propagation and to
 -> live inventory over HTTPS -> plan -> the pilot batch -> the waves (side by side: while one waits, the next goes
 on) -> check -> the last batch fails mid-way (a fault injected on one mailbox) -> roll it back -> check that its
 apps are back on exactly their legacy grants, and that the sandbox's timeline shows no access gap and no
-over-grant for the whole run -> write the report. Each step calls the same core functions as the commands
-(inventory, plan, execute, rollback, report); only the fault is the demo's own, injected at the sandbox's seam.
+over-grant for the whole run -> write the report. Beside the SMTP apps, a Graph app fenced by a RestrictAccess
+policy on a nested group moves to Application roles in one of the batches, and a DenyAccess app and a policy-less
+app are only reported (demo_mail.py); the checks cover them per permission. Each step calls the same core
+functions as the commands (inventory, plan, execute, rollback, report); only the fault is the demo's own, injected
+at the sandbox's seam.
 
 Exit status: 0 when every invariant holds, 1 (with the report still written) when one does not.
 """
@@ -33,10 +36,10 @@ MARKER = ".migrator-demo"
 # The sandbox's delays (seconds) and the executor's waits that cover them: each wait exceeds its delay.
 DEMO_DELAYS: dict[str, Any] = {  # SandboxSettings keywords
     "propagation_delay": 2.0, "token_lifetime": 3.0, "replication_delay": 0.5, "sendas_delay": 0.5,
-    "graph_replication_delay": 0.5}
+    "graph_replication_delay": 0.5, "access_policy_delay": 0.5}
 DEMO_WAITS: dict[str, Any] = {  # ExecSettings keywords
     "propagation_wait": 2.5, "token_lifetime": 3.0, "token_margin": 0.5, "readback_spacing": 0.6,
-    "grant_apply_wait": 0.8}
+    "grant_apply_wait": 0.8, "policy_apply_wait": 0.8}
 SIMULATED = "RecipientTaskException"
 
 
@@ -216,6 +219,7 @@ class _Stage:
     result: DemoResult
     sb: Any  # the running Sandbox
     original: set[tuple[str, str]]
+    mail: Any = None  # demo_mail.MailWatch: the Graph/EWS apps at the start
     plan: Any = None
     conn: Any = None
     settings: Any = None  # ExecSettings
@@ -234,6 +238,7 @@ class _Stage:
 
 def _run_demo(*, workdir: Path | None, seed: int, faults: str, quiet: bool, keep: Callable | None,
               apps_dir: Path) -> DemoResult:
+    from migrator.demo_mail import MailWatch, describe_tenant, with_mail_apps
     from migrator.executor.context import ExecSettings
     from migrator.executor.session import connect
     from migrator.rehearse import with_app_secrets
@@ -247,12 +252,14 @@ def _run_demo(*, workdir: Path | None, seed: int, faults: str, quiet: bool, keep
     settings = SandboxSettings(**DEMO_DELAYS)
 
     story.heading(1, "A sandbox tenant: Exchange Online, Entra ID and Graph on 127.0.0.1, over HTTPS")
-    fixture, app_secrets = with_app_secrets(load_fixture_data(DEFAULT_FIXTURE))  # apps sign in over SMTP too
+    # the sample plus the Graph/EWS apps (demo_mail.py); apps sign in over SMTP too
+    fixture, app_secrets = with_app_secrets(with_mail_apps(load_fixture_data(DEFAULT_FIXTURE)))
     with start_sandbox(fixture, seed=seed, faults=faults, settings=settings, run_dir=work / "sandbox") as sb:
-        stage = _Stage(story, result, sb, set(sb.original_grants))
+        stage = _Stage(story, result, sb, set(sb.original_grants), mail=MailWatch(sb))
         census = sb.census()
         story.line(f"{census['tenant']}: {census['mailboxes']} mailboxes, {census['apps']} apps, "
                    f"{len(stage.original)} SendAs grants held by apps; faults: {faults} (seed {seed})")
+        story.line(describe_tenant())
         story.line(f"RBAC changes reach sending after {settings.propagation_delay:g} s and the apps' tokens live "
                    f"{settings.token_lifetime:g} s (in Microsoft's cloud: 30 min-2 h and 60-90 min)")
         story.line(f"connection profile: {sb.profile_path}; SMTP submission: {sb.smtp_address[0]}:"
@@ -303,6 +310,7 @@ def _smtp_sends(stage: _Stage, sender: SmtpSender, when: str, what: str) -> dict
 
 def _inventory_and_plan(stage: _Stage, work: Path):
     """Chapters 2 and 3: the live inventory, then the plan (written to work/plan and loaded back, checked)."""
+    from migrator.demo_mail import describe_plan
     from migrator.inventory.store import counts as inventory_counts
     from migrator.inventory.tenant import live_inventory
     from migrator.planner.build import PlanOptions, build_plan
@@ -327,6 +335,7 @@ def _inventory_and_plan(stage: _Stage, work: Path):
     story.line(f"{pc['grants_migrate']} grants to migrate -> {pc['groups']} groups ({pc['groups_new']} new, "
                f"{pc['groups_reuse']} reused; proven lower bound {cover.get('lower_bound')}), {pc['scopes']} "
                f"scopes, {pc['assignments']} role assignments, {pc['batches']} batches -> {plan_dir}")
+    story.line(describe_plan(plan))
     return plan
 
 
@@ -339,11 +348,13 @@ def _execute_waves(stage: _Stage, before: list[int]) -> None:
         return
     story.heading(4, f"Execute the pilot (batch {before[0]}): set up RBAC, verify, wait for propagation, cut over, "
                      "wait out the old tokens, remove the legacy grants")
+    _mail_line(stage, before[:1])
     run = run_batches(stage.plan, plan_dir, stage.conn, before[:1], stage.settings, output=stage.out,
                       on_resume=stage.resumed)
     stage.check_done(f"batch {before[0]} done", run)
     if len(before) > 1:
         story.heading(5, f"Execute batches {before[1]}-{before[-1]} side by side (while one waits, the next goes on)")
+        _mail_line(stage, before[1:])
         run = run_batches(stage.plan, plan_dir, stage.conn, before[1:], stage.settings, output=stage.out,
                           on_resume=stage.resumed)
         stage.check_done(f"batches {before[1]}-{before[-1]} done", run)
@@ -351,6 +362,16 @@ def _execute_waves(stage: _Stage, before: list[int]) -> None:
     stage.check(f"tenant state = plan with batch(es) {', '.join(map(str, before))} applied",
                 end_state_problems(stage.sb, stage.plan, stage.original, set(before)))
     stage.check("no access gap, no over-grant so far", _timeline_problems(stage.sb.check()))
+    if stage.plan.mail_access:
+        stage.check(_mail_migrated_text(stage.plan), stage.mail.migrated_problems(stage.sb, stage.plan, set(before)))
+
+
+def _mail_line(stage: _Stage, numbers: list[int]) -> None:
+    from migrator.demo_mail import describe_batches
+
+    line = describe_batches(stage.plan, numbers)
+    if line:
+        stage.story.line(line)
 
 
 def _fail_and_roll_back(stage: _Stage, failing: int) -> None:
@@ -386,6 +407,7 @@ def _fail_and_roll_back(stage: _Stage, failing: int) -> None:
 
 def _final_checks(stage: _Stage, before: list[int], failing: int) -> None:
     """Chapter 9: the rolled-back apps, the tenant against the plan, and the whole timeline."""
+    from migrator.demo_mail import timeline_problems as mail_timeline_problems
     from migrator.rehearse import end_state_problems
 
     sb, plan = stage.sb, stage.plan
@@ -396,8 +418,26 @@ def _final_checks(stage: _Stage, before: list[int], failing: int) -> None:
     stage.check("tenant state = plan with the other batches applied",
                 end_state_problems(sb, plan, stage.original, set(before)))
     pairs = len(sb.pairs_seen())
+    report = sb.check()
     stage.check(f"zero access gaps and zero over-grants over {pairs} (app, mailbox) pairs, every token considered",
-                _timeline_problems(sb.check()))
+                _timeline_problems(report))
+    perms = sorted({(app, p) for app, reach in stage.mail.reach.items() for p in reach})
+    stage.check(f"Graph/EWS, per permission: zero gaps and zero over-grants over {len(perms)} (app, permission) "
+                "pairs, every token considered", mail_timeline_problems(report))
+    if plan.mail_access and failing in {m.batch for m in plan.mail_access}:
+        stage.check("the rolled-back Graph/EWS app(s) back on their consent and policy, with the same reach",
+                    stage.mail.migrated_problems(sb, plan, set(before)))
+    stage.check("the reported Graph/EWS apps untouched: Contoso EWS Sync (DenyAccess) and CRM Sync Service (no "
+                "policy) keep their consents, policies and reach", stage.mail.untouched_problems(sb))
+
+
+def _mail_migrated_text(plan) -> str:
+    """The chapter 6 check's title: each migrated Graph/EWS app and its permissions."""
+    apps = "; ".join(f"{next(m.app_name for m in plan.mail_access if m.app_id == app)}: "
+                     + ", ".join(m.permission for m in plan.mail_access if m.app_id == app)
+                     for app in plan.mail_apps())
+    return (f"Graph/EWS moved off access policies ({apps}): each permission reaches exactly its original mailboxes, "
+            "served by RBAC alone once its batch is applied (consent and policy removed)")
 
 
 def _witness_check(stage: _Stage, sends) -> None:

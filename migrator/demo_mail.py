@@ -123,3 +123,14 @@ def timeline_problems(report) -> list[str]:
 
 def _size(reach) -> str:
     return "every" if reach is None else str(len(reach))
+
+
+def describe_batches(plan, numbers: list[int]) -> str:
+    """A line for the chapter that runs `numbers`: the Graph/EWS apps they move, and in what order ("" if none)."""
+    apps = [app for app in plan.mail_apps() if next(m.batch for m in plan.mail_access if m.app_id == app) in numbers]
+    if not apps:
+        return ""
+    which = ", ".join(f"{_name(plan, app)} (batch {next(m.batch for m in plan.mail_access if m.app_id == app)})"
+                      for app in apps)
+    return (f"Graph/EWS: {which} moves too: its Application roles with the SMTP ones, its Entra consent removed at "
+            "the cut-over, its access policy only after the token wait")

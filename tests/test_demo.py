@@ -52,6 +52,16 @@ def test_demo_migrates_rolls_back_a_failed_batch_and_writes_the_report(tmp_path)
     md = (work / "plan" / "report" / "report.md").read_text(encoding="utf-8")
     assert "## SMTP sends" in md and md.count("| AUTH 235, message 250 | AUTH 235, message 250 |") == len(sends)
     assert 'id="smtp"' in report.read_text(encoding="utf-8")
+    # Graph/EWS: the archiver moved off its access policy, the DenyAccess and policy-less apps untouched, the
+    # timeline clean per permission; the report's section with the journal's state of the moved app
+    assert "Graph/EWS, per permission: zero gaps and zero over-grants over 4 (app, permission) pairs" in out
+    mail_checks = [c for c in checks["checks"] if "Graph/EWS" in c["check"]]
+    assert len(mail_checks) == 3 and all(c["ok"] for c in mail_checks), mail_checks
+    assert "## Graph/EWS access (Application Access Policies)" in md
+    assert "| Mail.Read (Microsoft Graph), Mail.Send (Microsoft Graph) | Application Mail.Read, Application " \
+           "Mail.Send | 11 |" in md
+    assert "| RestrictAccess archive-scope@contoso.com | consent removed: 2 of 2; policy removed: 1 of 1 |" in md
+    assert "| DenyAccess policy: RBAC has no deny |" in md and "| no policy: already reaches every mailbox |" in md
     # The sandbox's secret does not outlive it.
     assert not (work / "sandbox" / "client_secret").exists()
 

@@ -31,10 +31,12 @@ from migrator.exitcodes import ExitCode
 def demo_command(workdir: Path | None, seed: int, faults: str, keep: bool) -> None:
     """Run the whole migration against the bundled sandbox tenant, in about a minute.
 
-    Starts the sandbox (the Contoso sample: 300 mailboxes, 12 apps with grants) with mild faults and delays of a
-    few seconds, then: live inventory -> plan -> pilot batch -> the other batches -> a batch that fails mid-way
-    and is rolled back -> a check of the sandbox's timeline (no access gap, no over-grant, the rolled-back apps
-    on exactly their legacy grants) -> the report. Exit 0 when every check holds, 1 otherwise.
+    Starts the sandbox (the Contoso sample: 300 mailboxes, 12 apps with grants, plus Graph/EWS apps fenced by
+    Application Access Policies) with mild faults and delays of a few seconds, then: live inventory -> plan ->
+    pilot batch -> the other batches (one moves a Graph app off its RestrictAccess policy) -> a batch that fails
+    mid-way and is rolled back -> a check of the sandbox's timeline (no access gap, no over-grant, per Graph/EWS
+    permission too; the rolled-back apps on exactly their legacy grants; the DenyAccess and policy-less apps
+    untouched) -> the report. Exit 0 when every check holds, 1 otherwise.
     """
     from migrator.demo import run_demo, serve_until_interrupted
 

@@ -27,11 +27,6 @@ STATUS_TEXT = {
     "unknown": "not known: a part was not read",
     "migrate": "not planned",
 }
-# journal action kinds of the Graph/EWS steps (executor/aap.py): an app's Entra consent of one permission (key
-# `<app id>|<permission>`, op delete; rollback: grant), an access policy (key its Identity, op remove; rollback:
-# restore)
-CONSENT_KIND = "mail_consent"
-POLICY_KIND = "access_policy"
 
 
 @dataclass(frozen=True)
@@ -144,7 +139,12 @@ def _permission(text: str) -> str:
 
 def journal_states(plan, journal) -> dict[str, str]:
     """Per migrated app (lower-case id): its consent and policy removals as the journal records them (the batch's
-    latest generation), in words; "planned" while its batch has not run."""
+    latest generation; executor/aap.py: kind mail_consent, op delete / rollback grant; kind access_policy, op
+    remove / rollback restore), in words; "planned" while its batch has not run."""
+    from migrator.executor.aap import CONSENT as CONSENT_KIND
+    from migrator.executor.aap import POLICY as POLICY_KIND
+    from migrator.executor.aap import consent_key
+
     out: dict[str, str] = {}
     for app in plan.mail_apps():
         perms = [m for m in plan.mail_access if m.app_id == app]
@@ -171,8 +171,3 @@ def journal_states(plan, journal) -> dict[str, str]:
 
 def _count(actions: list, kind: str, phase: str, op: str, keys: set[str]) -> int:
     return sum(1 for a in actions if (a.kind, a.phase, a.op) == (kind, phase, op) and a.key in keys)
-
-
-def consent_key(app_id: str, permission: str) -> str:
-    """The journal key of an app's consent of one permission (executor/aap.py)."""
-    return f"{norm_id(app_id)}|{permission}"
