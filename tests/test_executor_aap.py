@@ -442,3 +442,48 @@ def test_a_crash_between_two_policy_removals_of_one_app_resumes_through_the_cli_
         assert result.exit_code == 0, result.output
         assert contracts not in {p["AppId"] for p in policies(sb)}
         assert_clean(sb)
+
+
+class SentTwice:
+    """A client whose given writes reach the tenant twice, as when an answer is lost and the client's retry sends
+    the request again: the second answer ("not found", "already exists") is the one the executor sees."""
+
+    def __init__(self, client, *methods: str) -> None:
+        self._client, self._methods = client, methods
+
+    def __getattr__(self, name):
+        target = getattr(self._client, name)
+        if name not in self._methods:
+            return target
+
+        def call(*args, **kwargs):
+            target(*args, **kwargs)
+            return target(*args, **kwargs)
+        return call
+
+
+def test_each_new_write_sent_twice_after_a_lost_answer_is_taken_as_done(world):
+    sb, conn, _plan_path, _clock = world
+    before = (policies(sb), consents(sb), rbac_objects(sb))
+    exo = SentTwice(conn.exo, "remove_application_access_policy", "new_application_access_policy")
+    graph = SentTwice(conn.graph, "delete_app_role_assignment", "grant_app_role")
+    done = run_with(world, exo=exo, graph=graph)
+    assert [o.status for o in done.outcomes] == ["done"], done.outcomes[0].message
+    assert ARCHIVER not in {p["AppId"] for p in policies(sb)}
+    assert_clean(sb)
+    back = run_with(world, exo=exo, graph=graph, rollback=True)
+    assert [o.status for o in back.outcomes] == ["done"], back.outcomes[0].message
+    assert (policies(sb), consents(sb), rbac_objects(sb)) == before
+    assert_clean(sb)
+
+
+def test_rollback_dry_run_writes_nothing_and_shows_the_policy_and_consent_restores(world):
+    sb, _conn, _plan_path, _clock = world
+    assert run(world).outcomes[0].status == "done"
+    after = (policies(sb), consents(sb), rbac_objects(sb))
+    dry = run(world, rollback=True, dry_run=True)
+    assert [o.status for o in dry.outcomes] == ["done"]
+    assert (policies(sb), consents(sb), rbac_objects(sb)) == after
+    text = "\n".join(dry.output.changes)
+    assert text.count("New-ApplicationAccessPolicy") == 2 and "-AccessRight 'RestrictAccess'" in text, text
+    assert text.count("New-MgServicePrincipalAppRoleAssignment") == 5, text  # 2 SMTP claims, 3 consents
