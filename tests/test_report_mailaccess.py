@@ -78,6 +78,8 @@ def test_the_migrated_app_comes_from_the_plan_files(plan):
 def test_markdown_section_exactly(plan):
     text = render_markdown(build_report(plan, with_journal=False))
     assert section(text, "## Graph/EWS access", "## For the helpdesk") == SECTION_MD + "\n"
+    assert "| Graph/EWS apps (access policies) | 1 moved to Application roles (2 permission(s), 1 policy removed), " \
+           "4 reported only |" in text
     # after the groups, before the helpdesk page
     assert text.index("## Groups") < text.index("## Graph/EWS access") < text.index("## For the helpdesk")
 
@@ -101,6 +103,8 @@ def test_html_section_exactly(plan):
     assert lines[3] == '<h3 id="mail-reported">Reported only: not touched by this plan</h3>'
     assert lines[4].startswith('<p class="note">These apps hold a permission an access policy fences')
     assert lines[5].count("<tr>") == 5 and len(lines) == 6
+    assert ('<p class="note">Graph/EWS apps (access policies): 1 moved to Application roles (2 permission(s), 1 '
+            "policy removed), 4 reported only.</p>") in page
     # the hostile name is text, never markup
     assert ("<td>Ops $x `whoami` &quot;quoted&quot; ‘smart’ $(Get-Date) &lt;b&gt;&amp;amp;&lt;/b&gt; [x](y) | #1"
             "</td>") in lines[5]
@@ -120,6 +124,7 @@ def test_an_inventory_that_did_not_read_the_policies_says_so(plan):
         "apps": []})
     bare = dataclasses.replace(plan, meta=meta, mail_access=(), mail_reach={}, policies=())
     text = render_markdown(build_report(bare, with_journal=False))
+    assert "Graph/EWS apps (access policies)" not in text  # nothing moved or reported: no summary line
     assert section(text, "## Graph/EWS access", "## For the helpdesk") == (
         "## Graph/EWS access (Application Access Policies)\n\nThe inventory did not read every part, so some apps "
         "cannot be judged: no Get-ApplicationAccessPolicy export (older exports): policies unknown; no "

@@ -19,6 +19,7 @@ from migrator.report.markdown import (
     helpdesk_paragraphs,
     mail_paragraphs,
     mail_rows,
+    mail_summary,
     report_title,
 )
 from migrator.report.model import ReportData, fmt_send, fmt_time
@@ -166,7 +167,9 @@ def render_html(data: ReportData) -> str:
     parts += [
         '<h2 id="summary">Summary</h2><div class="cards">'
         + "".join(f'<div class="card"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in cards) + "</div>",
-        f'<p class="note">SendAs grants: {_e(grants_text(data))}.</p>',
+        f'<p class="note">SendAs grants: {_e(grants_text(data))}.</p>'
+        + (f'<p class="note">Graph/EWS apps (access policies): {_e(mail_summary(data))}.</p>'
+           if mail_summary(data) else ""),
         _bound(data),
     ]
     note = f" ({data.diagram.note})" if data.diagram.note else ""

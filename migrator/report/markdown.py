@@ -73,6 +73,17 @@ MAIL_REPORTED_HEADER = ["App", "App id", "Why not migrated", "Permissions", "Mai
                         "What an admin could do"]
 
 
+def mail_summary(data: ReportData) -> str:
+    """The summary's Graph/EWS line ("" when no app is moved or reported)."""
+    mail = data.mail
+    if mail is None or not (mail.migrated or mail.reported):
+        return ""
+    permissions = sum(len(a.permissions) for a in mail.migrated)
+    policies = sum(len(a.policies) for a in mail.migrated)
+    return (f"{len(mail.migrated)} moved to Application roles ({permissions} permission(s), {policies} "
+            f"polic{'y' if policies == 1 else 'ies'} removed), {len(mail.reported)} reported only")
+
+
 def mail_paragraphs(data: ReportData) -> tuple[list[str], list[str]]:
     """The Graph/EWS section's text, shared by both renderers (code spans in backticks): (before the migrated
     apps' table, before the reported apps' table)."""
@@ -142,7 +153,7 @@ def render_markdown(data: ReportData) -> str:
         out += [f"> **Warning: {len(data.flagged)} app(s) hold unscoped Entra permissions.** Scoping does not limit "
                 "them until the unscoped permission is removed: see *Apps with unscoped Entra permissions*.", ""]
     out += ["## Summary", ""]
-    out += _table(["What", "Count"], [
+    summary: list[list[object]] = [
         ["Apps", f"{c.get('apps', 0)} ({c.get('apps_migrating', 0)} migrating, {c.get('apps_flagged', 0)} flagged)"],
         ["Mailboxes", c.get("mailboxes", 0)],
         ["SendAs grants", grants_text(data)],
@@ -153,7 +164,10 @@ def render_markdown(data: ReportData) -> str:
         ["Management scopes", c.get("scopes", 0)],
         ["Role assignments", c.get("assignments", 0)],
         ["Batches", c.get("batches", 0)],
-    ])
+    ]
+    if mail_summary(data):
+        summary.append(["Graph/EWS apps (access policies)", mail_summary(data)])
+    out += _table(["What", "Count"], summary)
     out += ["", f"**Groups used against the proven lower bound:** {md(data.bound_text)}.", ""]
 
     out += ["## Diagram", "", "Apps, the groups and filters their role assignments are scoped to, and the "
