@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from migrator.cli import main
 from migrator.planner.plan import load_plan
 from png_pixels import read_png
-from report_plans import HOSTILE_APP2, hostile_plan, large_plan
+from report_plans import HOSTILE_APP2, aap_plan, hostile_plan, large_plan
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -49,7 +49,8 @@ def sample_plan(out):
     return ROOT / "plans" / "contoso"
 
 
-@pytest.mark.parametrize("make_plan", [hostile_plan, large_plan, sample_plan], ids=["hostile", "large", "contoso"])
+@pytest.mark.parametrize("make_plan", [hostile_plan, large_plan, sample_plan, aap_plan],
+                         ids=["hostile", "large", "contoso", "graph-ews"])
 def test_report_renders_in_chromium(make_plan, tmp_path):
     page = report(make_plan(tmp_path / "plan"), tmp_path)
     shot = tmp_path / "report.png"
@@ -76,6 +77,11 @@ def test_report_renders_in_chromium(make_plan, tmp_path):
         assert "wave 1 &lt;script&gt;alert(1)&lt;/script&gt;" in dom
         assert HOSTILE_APP2.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in dom
         assert "No run yet" in dom
+    elif make_plan is aap_plan:  # the Graph/EWS section: the moved app, then the apps reported only
+        section = dom[dom.index('id="mail-access"'):dom.index('id="helpdesk"')]
+        assert section.count("<tr>") == 1 + 1 + 1 + 4  # two header rows, one moved app, four reported
+        assert "Mail Archiver" in section and "DenyAccess policy: RBAC has no deny" in section
+        assert HOSTILE_APP2.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in section
     elif make_plan is large_plan:
         assert "+15 more apps" in dom and "30 mailboxes" in dom
     else:
