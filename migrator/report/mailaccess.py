@@ -25,7 +25,7 @@ STATUS_TEXT = {
     "tenant_wide": "no policy: already reaches every mailbox",
     "no_permission": "policy fences no permission the app holds",
     "unknown": "not known: a part was not read",
-    "migrate": "not planned",
+    "migrate": "not planned: its policies allow no mailbox, nothing to scope",
 }
 
 
