@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from migrator.errors import InputError, PlanError, TenantError
 from migrator.executor.states import FINISHED, BatchState, Outcome
 from migrator.model import Right, norm_id
-from migrator.planner.plan import MIGRATE
+from migrator.planner.plan import KIND_SMTP, MIGRATE
 from migrator.sandbox.settings import CLAIM_RULES  # the claim rules the sandbox can emulate
 
 if TYPE_CHECKING:
@@ -135,6 +135,9 @@ def expected_access(plan, original: set[tuple[str, str]], applied: set[int]) -> 
     """Per app of the tenant: the SendAs grants, RBAC scope and claim the plan leaves once `applied` batches are
     done (every other batch never run, or rolled back)."""
     migrated_apps = {norm_id(a) for b in plan.batches if int(b.number) in applied for a in b.apps}
+    # an app whose batch moves only Graph/EWS access keeps its SMTP claim as it was (nothing expected of it here)
+    smtp_apps = {norm_id(g.app_id) for g in plan.grants if g.batch is not None} | {
+        norm_id(a.app_id) for a in plan.assignments if a.kind == KIND_SMTP}
     out: dict[str, dict] = {}
     for app_id, mailbox in original:
         out.setdefault(app_id, {"sendas": set(), "rbac": set(), "claim": True})["sendas"].add(mailbox)
@@ -145,9 +148,53 @@ def expected_access(plan, original: set[tuple[str, str]], applied: set[int]) -> 
             entry["rbac"].add(norm_id(g.mailbox))
             if g.action == MIGRATE and g.right == Right.SEND_AS:
                 entry["sendas"].discard(norm_id(g.mailbox))
-    for app_id in migrated_apps:
+    for app_id in migrated_apps & smtp_apps:
         out.setdefault(app_id, {"sendas": set(), "rbac": set(), "claim": True})["claim"] = False
     return out
+
+
+def mail_apps_followed(plan) -> list[str]:
+    """The apps a plan's Graph/EWS part concerns: those it moves and those it only reports."""
+    reported = [norm_id(a.get("app_id", "")) for a in (plan.meta.get("mail_access") or {}).get("apps", [])
+                if isinstance(a, dict)]
+    return sorted({norm_id(a) for a in plan.mail_apps()} | {a for a in reported if a})
+
+
+def mail_end_state_problems(sandbox, plan, applied: set[int], before: dict[str, dict]) -> list[str]:
+    """Graph/EWS end state: every app the plan moves reaches exactly its planned set per permission (a token issued
+    now), and, once its batch is done, holds none of the moved consents and none of its policies (before it, all of
+    them); every app the plan only reports has the consents and policies it had before (`before`: mail_config at
+    the start)."""
+    problems: list[str] = []
+    moved = plan.mail_apps()
+    batch_of = {m.app_id: m.batch for m in plan.mail_access}
+    perms: dict[str, set[str]] = {}
+    for m in plan.mail_access:
+        perms.setdefault(m.app_id, set()).add(m.permission)
+    reach = sandbox.mail_access(moved) if moved else {}
+    config = sandbox.mail_config(sorted(set(moved) | set(before)))
+    for app in moved:
+        want = plan.mail_reach.get(app, frozenset())
+        for perm in sorted(perms[app]):
+            have = reach.get(app, {}).get(perm, frozenset())
+            if have is None:
+                problems.append(f"app {app}: {perm} reaches every mailbox, the plan says {len(want)}")
+            elif set(have) != set(want):
+                problems.append(f"app {app}: {perm} reaches {len(have)} mailbox(es), the plan says {len(want)} "
+                                f"(e.g. {sorted(set(have) ^ set(want))[0]})")
+        now = config.get(app, {"consents": [], "policies": []})
+        done = batch_of[app] in applied
+        left = sorted(set(now["consents"]) & perms[app])
+        if done and left:
+            problems.append(f"app {app}: Entra consent {', '.join(left)} is held, the plan removed it")
+        if done and now["policies"]:
+            problems.append(f"app {app}: {len(now['policies'])} access polic(ies) left, the plan removed them")
+        if not done and app in before and now != before[app]:
+            problems.append(f"app {app}: its consents or policies changed, but its batch is not applied")
+    for app in sorted(set(before) - set(moved)):
+        if config.get(app) != before[app]:
+            problems.append(f"app {app} (reported, not moved): its consents or policies changed")
+    return problems
 
 
 def end_state_problems(sandbox, plan, original: set[tuple[str, str]], applied: set[int], *,
@@ -195,11 +242,16 @@ class Rehearsal:
     notes: list[str] = field(default_factory=list)
     start: float = 0.0  # the sandbox clock when the tenant was loaded: interval times are relative to it
     smtp: dict = field(default_factory=dict)  # the SMTP witness's counts (empty when it did not run)
+    # Graph/EWS per permission (sandbox/mailaccess.py check_mail): (app, permission, mailbox) intervals
+    mail_gaps: list = field(default_factory=list)
+    mail_overgrants: list = field(default_factory=list)
+    mail_followed: bool = False  # the plan has Graph/EWS apps (moved or reported)
 
     @property
     def ok(self) -> bool:
         smtp_ok = not self.smtp or (self.smtp.get("ok") and not self.smtp.get("disagreements"))
         return bool(not self.gaps and not self.overgrants and not self.end_state and smtp_ok
+                    and not self.mail_gaps and not self.mail_overgrants
                     and all(s in FINISHED for s in self.statuses.values()))
 
     def to_dict(self) -> dict:
@@ -212,7 +264,9 @@ class Rehearsal:
                 "gaps": [interval(i) for i in self.gaps], "overgrants": [interval(i) for i in self.overgrants],
                 "end_state": self.end_state, "faults": self.faults,
                 "api_calls": {"read": self.calls.get("read", 0), "write": self.calls.get("write", 0)},
-                "seconds": round(self.seconds, 2), "notes": self.notes, "smtp": self.smtp}
+                "seconds": round(self.seconds, 2), "notes": self.notes, "smtp": self.smtp,
+                "mail_gaps": [{**interval(i), "permission": i.permission} for i in self.mail_gaps],
+                "mail_overgrants": [{**interval(i), "permission": i.permission} for i in self.mail_overgrants]}
 
 
 def find_source(plan, inventory: Path | None = None):
@@ -289,6 +343,8 @@ def rehearse_once(plan, fixture: dict, *, claim_rule: str, seed: int = 0, faults
         with start_sandbox(fixture, seed=seed, faults=faults, settings=settings, run_dir=Path(tmp) / "sandbox",
                            clock=clock) as sb:
             conn = connect(sb.profile_path, graph_write=True)
+            followed = mail_apps_followed(plan)
+            mail_before = sb.mail_config(followed) if followed else {}
             witness = (sandbox_witness(sb, app_secrets, Path(tmp), now=clock.now, inside=smtp_sample[0],
                                        outside=smtp_sample[1]).start() if smtp_sample else None)
             try:
@@ -301,12 +357,13 @@ def rehearse_once(plan, fixture: dict, *, claim_rule: str, seed: int = 0, faults
             report = sb.check()  # followed past the last change to its steady end
             applied = {b for b, s in run.statuses.items() if s in FINISHED}
             end = end_state_problems(sb, plan, original, applied)
+            end += mail_end_state_problems(sb, plan, applied, mail_before) if followed else []
             fault_counts = dict(sb.faults.counts)
             start = sb.started_at
             smtp = {**sends.to_dict(), "disagreements": len(sb.smtp_disagreements())} if sends else {}
     return Rehearsal(claim_rule, run.statuses, run.resumes, run.problems, report.gaps, report.overgrants, end,
                      fault_counts, run.calls, time.monotonic() - started, list(fixture.get("notes", [])), start,
-                     smtp)
+                     smtp, list(report.mail_gaps), list(report.mail_overgrants), bool(followed))
 
 
 def with_app_secrets(fixture: dict) -> tuple[dict, dict[str, str]]:

@@ -123,6 +123,9 @@ def render(results) -> str:
         lines.append(f"  batches:      {batches}")
         lines.append(f"  access gaps:  {len(r.gaps)}")
         lines.append(f"  over-grants:  {len(r.overgrants)}")
+        if r.mail_followed:
+            lines.append(f"  Graph/EWS:    {len(r.mail_gaps)} gap(s), {len(r.mail_overgrants)} over-grant(s), per "
+                         "permission")
         lines.append(f"  end state:    {'as planned' if not r.end_state else f'{len(r.end_state)} difference(s)'}")
         if r.smtp:
             lines.append(f"  SMTP sends:   {r.smtp['probes']} sign-ins ({r.smtp['granted']} accepted, "
@@ -134,7 +137,8 @@ def render(results) -> str:
         faults = ", ".join(f"{n} {k}" for k, n in sorted(r.faults.items()) if n) or "none fired"
         lines.append(f"  faults:       {faults}; {r.resumes} resume(s); {r.calls.get('read', 0)} reads, "
                      f"{r.calls.get('write', 0)} writes; {r.seconds:.1f} s")
-        for what, items in (("gap", r.gaps), ("over-grant", r.overgrants)):
+        for what, items in (("gap", r.gaps), ("over-grant", r.overgrants), ("Graph/EWS gap", r.mail_gaps),
+                            ("Graph/EWS over-grant", r.mail_overgrants)):
             for i in items[:10]:
                 lines.append(f"  {what}: {_interval(i, r.start)}")
             if len(items) > 10:
