@@ -140,12 +140,13 @@ def mail_drift(ctx: Context, written: set[tuple[str, str]]) -> tuple[list[str], 
     #    a scope group (or to a group nested in it) since the plan would lose access at the cut-over, a member removed
     #    would gain it through RBAC.
     deleted = _recorded_keys(ctx, CONSENT, "execute", "delete")
+    read_groups: dict[str, list[dict] | None] = {}  # a group two apps' policies share is read once
     for app_id in view.mail_apps:
         if any(split_key(k)[0] == app_id for k in deleted) or not view.app_policies(app_id):
             continue  # its consents are going or gone: the policy no longer serves anything
         if any(norm_id(p.identity) not in actual for p in view.app_policies(app_id)):
             continue  # reported above
-        now, problem = policy_reach_now(ctx, app_id)
+        now, problem = policy_reach_now(ctx, app_id, read_groups)
         name = view.app_names.get(app_id, "")
         if now is None:
             diffs.append(f"access policies of app {app_id} ({name}): {problem}")
@@ -176,11 +177,14 @@ def mail_drift(ctx: Context, written: set[tuple[str, str]]) -> tuple[list[str], 
     return diffs, own
 
 
-def policy_reach_now(ctx: Context, app_id: str) -> tuple[frozenset[str] | None, str]:
+def policy_reach_now(ctx: Context, app_id: str, groups: dict[str, list[dict] | None] | None = None,
+                     ) -> tuple[frozenset[str] | None, str]:
     """The mailboxes the app's planned policies reach now, nested groups followed (as Exchange evaluates them; RBAC
-    sees direct members only), or (None, why) when a scope cannot be read as a group or a mailbox. Reads only."""
+    sees direct members only), or (None, why) when a scope cannot be read as a group or a mailbox. Reads only.
+    `groups`: member rows read so far in this check (identity -> rows, None: no such group), shared between apps."""
     from migrator.executor.steps import mailbox_map
 
+    groups = {} if groups is None else groups
     mailboxes = set(mailbox_map(ctx).values())
     out: set[str] = set()
     seen: set[str] = set()
@@ -193,10 +197,13 @@ def policy_reach_now(ctx: Context, app_id: str) -> tuple[frozenset[str] | None, 
         if ident in mailboxes:  # a policy scoped to a mailbox, or a mailbox member
             out.add(ident)
             continue
-        group = ctx.exo.group(ident)
-        if group is None:
+        if ident not in groups:
+            group = ctx.exo.group(ident)
+            groups[ident] = None if group is None else ctx.exo.get_group_members(group.identity or ident)
+        rows = groups[ident]
+        if rows is None:
             return None, f"scope {ident!r} is neither a group nor a mailbox now"
-        for row in ctx.exo.get_group_members(group.identity or ident):
+        for row in rows:
             address = norm_id(text(row, "PrimarySmtpAddress", "WindowsEmailAddress"))
             if "group" in text(row, "RecipientTypeDetails", "RecipientType").lower():
                 stack.append(address or norm_id(text(row, "Guid", "DistinguishedName", "Name")))
