@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from killing import run_killed
+from killing import chaos_faults, run_killed_at_random, until_done
 from migrator.planner.plan import load_plan
 from migrator.rehearse import with_app_secrets
 from migrator.smtp.witness import sandbox_witness
@@ -32,29 +32,10 @@ from sandbox_world import make_fixture, make_plan, tenant_shape
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SEEDS = int(os.environ.get("MIGRATOR_CHAOS_SEEDS", "1"))
-MAX_RUNS = 40
 # seconds per seed: a case that needs longer fails rather than hang the suite (a clean run of the every-shape
 # tenant takes ~25 s on a 2-core machine shared with other jobs; killed runs redo part of it).
 # MIGRATOR_CHAOS_CASE_BUDGET raises it for long series on a loaded machine.
 CASE_BUDGET = float(os.environ.get("MIGRATOR_CHAOS_CASE_BUDGET", "120"))
-
-
-def _faults():
-    from migrator.sandbox.faults import FaultProfile
-
-    # Every random fault the sandbox can inject, NUL-byte 403s (transient, and half of the genuine ones) included,
-    # a Graph bucket of its own that the cut-over's reads and writes can run dry, and read-after-write lag on every
-    # admin read (0.1-0.9 s of real time: a run killed right after a write is resumed while its reads still lag).
-    return FaultProfile(name="chaos-test", latency_mean_ms=2, latency_jitter_ms=2, throttle_rate=80,
-                        throttle_burst=15, graph_throttle_rate=20, graph_throttle_burst=5,
-                        throttle_no_retry_after=0.3, throttle_concurrency_text=0.2, transient_rate=0.03,
-                        drop_rate=0.01, nul_403_rate=0.03, forbidden_nul_share=0.5, post_commit_drop_rate=0.04,
-                        read_lag_s=0.5, read_lag_jitter_s=0.4)
-
-
-# What a failed item says when a transient fault outlived its retries (exchange/http.py): never acceptable here.
-TRANSIENT_MARKS = ("throttled after", "server error after", "cannot reach", "refused the cmdlet",
-                   "HTTP 403 access denied (", "inside $batch still")
 
 
 def _start(tmp: Path, seed: int, claim_rule: str, *, least_privilege: bool = False):
@@ -69,39 +50,10 @@ def _start(tmp: Path, seed: int, claim_rule: str, *, least_privilege: bool = Fal
                                claim_rule=claim_rule,
                                trustee_display="object_id" if claim_rule == "union" else "display_name")
     fixture, secrets = with_app_secrets(fixture)  # so the apps can sign in over SMTP (the witness)
-    sb = start_sandbox(fixture, seed=seed, faults=_faults(), settings=settings, run_dir=tmp / "sb",
+    sb = start_sandbox(fixture, seed=seed, faults=chaos_faults(), settings=settings, run_dir=tmp / "sb",
                        least_privilege=least_privilege)
     sb.app_secrets = secrets  # type: ignore[attr-defined]
     return sb, plan, grants
-
-
-def _run_killed(args: list[str], rng: random.Random, kill_window: tuple[float, float], deadline: float, *,
-                after_writes: Path | None = None, nth_range: tuple[int, int] = (1, 3)) -> int | None:
-    """Run `migrator <args>`; SIGKILL it at a random moment in kill_window (None if killed, else its exit code).
-    With after_writes (a plan folder), the window starts when this run has recorded its nth journal action."""
-    delay = rng.uniform(*kill_window)
-    nth = rng.randint(*nth_range)
-    code, err = run_killed(args, delay=delay, deadline=deadline,
-                           after_actions=(after_writes, nth) if after_writes else None)
-    marks = [m for m in TRANSIENT_MARKS if m in err]
-    assert not (code == 11 and marks), f"exit 11 from a transient fault ({marks}):\n{err[-3000:]}"
-    return code
-
-
-def _until_done(args: list[str], rng: random.Random, *, kill_window=(0.8, 5.0), deadline: float,
-                after_writes: Path | None = None, nth_range: tuple[int, int] = (1, 3)) -> tuple[int, int]:
-    """Re-run until the command exits 0; returns (runs, kills). The last attempts are left alone so it can end."""
-    kills = 0
-    for run in range(1, MAX_RUNS + 1):
-        window = kill_window if run <= MAX_RUNS // 2 and time.monotonic() < deadline - 20 else (1e9, 1e9)
-        code = _run_killed(args, rng, window, deadline, after_writes=after_writes, nth_range=nth_range)
-        if code is None:
-            kills += 1
-            continue
-        if code == 0:
-            return run, kills
-        assert code in (11, 12), f"unexpected exit {code} from migrator {' '.join(args)}"
-    raise AssertionError(f"did not finish in {MAX_RUNS} runs")
 
 
 def _assert_matches_plan(state, plan) -> None:
@@ -149,7 +101,7 @@ def test_killed_executor_converges_without_gaps_or_overgrants(tmp_path, claim_ru
             witness = sandbox_witness(sb, sb.app_secrets, tmp_path / f"s{seed}", now=sb.state.clock.now,
                                       inside=1, outside=1, interval=1.0).start()
             try:
-                runs, kills = _until_done(args, rng, deadline=deadline)
+                runs, kills = until_done(args, rng, deadline=deadline)
             finally:
                 sends = witness.stop()
             report = sb.state.check(grants)
@@ -185,14 +137,14 @@ def test_rollback_started_mid_batch_returns_the_tenant_to_its_prior_state(tmp_pa
                        "--yes", "--wait", "--propagation-wait", "0.8", "--token-lifetime", "1.0", "--token-margin",
                        "0.3", "--readback-spacing", "0.3"]
             # killed mid-batch: at a random moment after its first recorded write (or, rarely, it finishes)
-            _run_killed(execute, rng, (0.0, 4.0), deadline, after_writes=plan_path)
+            run_killed_at_random(execute, rng, (0.0, 4.0), deadline, after_writes=plan_path)
             assert tenant_shape(sb.state) != before  # the batch really was part-way
             rollback = ["rollback", str(plan_path), "--profile", str(sb.profile_path), "--batch", str(batch),
                         "--yes", "--wait", "--grant-wait", "0.5", "--token-lifetime", "1.0", "--token-margin", "0.3",
                         "--readback-spacing", "0.3"]
             # each rollback run is killed at a random moment soon after its first recorded change, until one
             # ends (a run that records a single change may finish before the kill lands: hence up to 3 seeds)
-            runs, kills = _until_done(rollback, rng, kill_window=(0.0, 0.05), deadline=deadline,
+            runs, kills = until_done(rollback, rng, kill_window=(0.0, 0.05), deadline=deadline,
                                       after_writes=plan_path, nth_range=(1, 1))
             total_kills += kills
             assert tenant_shape(sb.state) == before, seed
