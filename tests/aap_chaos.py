@@ -148,6 +148,11 @@ def make_plan(sb, tmp: Path) -> Path:
 
 def execute_problems(state, plan, before_mail: dict) -> list[str]:
     """What the end state of `execute --all` gets wrong (see the module docstring)."""
+    return smtp_problems(state, plan) + mail_problems(state, plan, before_mail)
+
+
+def smtp_problems(state, plan) -> list[str]:
+    """The plan's objects each once, no migrated legacy grant left, the kept FullAccess grants still there."""
     out: list[str] = []
     fx = state.to_fixture()
     groups = [g for g in fx.get("groups", []) if g["name"].startswith("migrator-")]
@@ -169,7 +174,13 @@ def execute_problems(state, plan, before_mail: dict) -> list[str]:
     full = {(p["user"]["app"], p["mailbox"]) for p in fx.get("mailbox_permissions", []) if "app" in p["user"]}
     if full != {(g.app_id, g.mailbox) for g in plan.grants if g.right == "FullAccess" and g.action == "keep"}:
         out.append(f"FullAccess left {sorted(full)}")
-    # Graph/EWS: exactly the plan's consents and policies are gone; everything else as before
+    return out
+
+
+def mail_problems(state, plan, before_mail: dict) -> list[str]:
+    """Graph/EWS: exactly the plan's consents and policies are gone; every other consent, policy and group (the
+    policy groups among them) as before."""
+    out: list[str] = []
     after = mail_state(state)
     gone = {(m.app_id, m.resource, m.permission) for m in plan.mail_access}
     want_roles = sorted(r for r in before_mail["app_roles"] if r not in gone)
