@@ -27,8 +27,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from aap_world import mail_state, make_aap_fixture
-from killing import chaos_faults, until_done
+from aap_world import MIGRATED_MAIL_APPS, mail_state, make_aap_fixture
+from killing import MAX_RUNS, chaos_faults, until_done
+from migrator.inventory.mailaccess import MEMBERS_FILE, PERMISSIONS_FILE, POLICIES_FILE
 from migrator.planner.plan import KIND_GRAPH_EWS, load_plan
 from sandbox_world import tenant_shape
 
@@ -70,6 +71,8 @@ class CaseResult:
     batches: int = 0
     mail_access: list[tuple[str, str]] = field(default_factory=list)  # (app role, permission) the plan migrates
     policies: list[tuple[str, str]] = field(default_factory=list)  # (app role, access right) the plan removes
+    reported: dict[str, str] = field(default_factory=dict)  # app role -> status, for apps plan.json reports only
+    plan_problems: list[str] = field(default_factory=list)
     execute_runs: int = 0
     execute_kills: int = 0
     execute_seconds: float = 0.0
@@ -84,6 +87,7 @@ class CaseResult:
 
     def problems(self) -> list[str]:
         out = [f"error: {self.error}"] if self.error else []
+        out += [f"plan: {p}" for p in self.plan_problems]
         for phase, check in (("after execute", self.after_execute), ("after rollback", self.after_rollback)):
             if not check.ok:
                 out.append(f"{phase}: timeline not clean: {check.detail}")
@@ -121,7 +125,7 @@ def _cli(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "migrator", *args], capture_output=True, text=True)
 
 
-def start(tmp: Path, seed: int, claim_rule: str):
+def start(tmp: Path, seed: int, claim_rule: str, *, faults=True):
     from migrator.sandbox.server import start_sandbox
     from migrator.sandbox.settings import SandboxSettings
 
@@ -129,15 +133,21 @@ def start(tmp: Path, seed: int, claim_rule: str):
     # Both ways of showing an SP trustee (UNVERIFIED live, docs/exchange.md §3): one per claim rule, as test_chaos.
     settings = SandboxSettings(**DELAYS, claim_rule=claim_rule,
                                trustee_display="object_id" if claim_rule == "union" else "display_name")
-    sb = start_sandbox(fixture, seed=seed, faults=chaos_faults(), settings=settings, run_dir=tmp / "sb")
+    sb = start_sandbox(fixture, seed=seed, faults=chaos_faults() if faults else "none",
+                       settings=settings, run_dir=tmp / "sb")
     return sb, ids
 
 
-def make_plan(sb, tmp: Path) -> Path:
-    """Live inventory of the sandbox (under its faults) and the planner's plan for it, through the CLI."""
+def make_plan(sb, tmp: Path, *, mail: bool = True) -> Path:
+    """Live inventory of the sandbox (under its faults) and the planner's plan for it, through the CLI. Without
+    `mail` the inventory's Graph/EWS files are left out (as an inventory that could not read them: the planner
+    then plans the SMTP part only and leaves every Graph/EWS app as it is)."""
     inv, plan = tmp / "inventory", tmp / "plan"
     done = _cli(["inventory", "--profile", str(sb.profile_path), "--out", str(inv)])
     assert done.returncode == 0, done.stdout + done.stderr
+    if not mail:
+        for name in (POLICIES_FILE, MEMBERS_FILE, PERMISSIONS_FILE):
+            (inv / name).unlink()
     done = _cli(["plan", str(inv), "--out", str(plan), "--pilot", "1", "--batch-size", "2", "--remove-fullaccess",
                  "--time-limit", "10"])
     assert done.returncode == 0, done.stdout + done.stderr
@@ -200,6 +210,28 @@ def mail_problems(state, plan, before_mail: dict) -> list[str]:
     return out
 
 
+def plan_problems(plan, ids: dict[str, str]) -> list[str]:
+    """What the plan of the whole tenant (Graph/EWS included) must say: the RestrictAccess apps move, each
+    permission of theirs once, their policies go; the DenyAccess and the policy-less app are reported only; the
+    two apps of equal reach share one scope for Mail.Read."""
+    out: list[str] = []
+    moved = {m.app_id for m in plan.mail_access}
+    if moved != {ids[r] for r in MIGRATED_MAIL_APPS}:
+        out.append(f"mail apps planned {sorted(moved)}, expected {[ids[r] for r in MIGRATED_MAIL_APPS]}")
+    if {p.app_id for p in plan.policies} != {ids[r] for r in MIGRATED_MAIL_APPS}:
+        out.append("the policies to remove are not exactly those of the RestrictAccess apps")
+    status = {a["app_id"]: a["status"] for a in (plan.meta.get("mail_access") or {}).get("apps", [])
+              if not a.get("planned")}
+    if status.get(ids["denied"]) != "deny" or status.get(ids["open"]) != "tenant_wide":
+        out.append(f"the DenyAccess and policy-less apps are not reported as such: {status}")
+    scope_of = {(a.app_id, a.role): a.scope for a in plan.assignments if a.kind == KIND_GRAPH_EWS}
+    role = "Application Mail.Read"
+    if scope_of.get((ids["archiver"], role)) is None or \
+            scope_of.get((ids["archiver"], role)) != scope_of.get((ids["twin"], role)):
+        out.append("the two apps of equal reach do not share their Mail.Read scope")
+    return out
+
+
 def rollback_problems(state, before_shape: dict, before_mail: dict) -> list[str]:
     out: list[str] = []
     shape, mail = tenant_shape(state), mail_state(state)
@@ -213,19 +245,27 @@ def rollback_problems(state, before_shape: dict, before_mail: dict) -> list[str]
 
 
 def run_case(tmp: Path, seed: int, claim_rule: str, *, budget: float = CASE_BUDGET,
-             execute_kills: int | None = None, rollback_kills: int | None = None) -> CaseResult:
+             execute_kills: int | None = None, rollback_kills: int | None = None, mail: bool = True,
+             chaos: bool = True) -> CaseResult:
     """The whole case; never raises for a failed check (see CaseResult.problems), only for a broken harness.
     `execute_kills`, `rollback_kills` (per batch): at most that many SIGKILLs (None: the first half of the runs
-    allowed, as test_chaos). The first run of each loop is always killed right after its first recorded change."""
+    allowed, as test_chaos). The first run of each loop is always killed right after its first recorded change.
+    `mail` False: the plan's SMTP part only (make_plan). `chaos` False: no faults and no kills (a clean run)."""
     result = CaseResult(seed, claim_rule)
-    sb, ids = start(tmp, seed, claim_rule)
+    sb, ids = start(tmp, seed, claim_rule, faults=chaos)
     role_of = {v: k for k, v in ids.items()}
+    runs_allowed = MAX_RUNS
+    if not chaos:  # a clean run: no kill, and a second run only to get past a wait it was told to skip
+        execute_kills, rollback_kills, runs_allowed = 0, 0, 2
     try:
-        plan_path = make_plan(sb, tmp)
+        plan_path = make_plan(sb, tmp, mail=mail)
         plan = load_plan(plan_path)
         result.batches = len(plan.batches)
         result.mail_access = sorted((role_of.get(m.app_id, m.app_id), m.permission) for m in plan.mail_access)
         result.policies = sorted((role_of.get(p.app_id, p.app_id), p.access_right) for p in plan.policies)
+        result.reported = {role_of.get(a["app_id"], a["app_id"]): a["status"]
+                           for a in (plan.meta.get("mail_access") or {}).get("apps", []) if not a.get("planned")}
+        result.plan_problems = plan_problems(plan, ids) if mail else []
         before_shape, before_mail = tenant_shape(sb.state), mail_state(sb.state)
         rng = random.Random(f"aap-{claim_rule}-{seed}")
         deadline = time.monotonic() + budget
@@ -236,9 +276,9 @@ def run_case(tmp: Path, seed: int, claim_rule: str, *, budget: float = CASE_BUDG
             # each run is killed 0-1.5 s after it has recorded 1-4 more journal actions (or ends first)
             result.execute_runs, result.execute_kills = until_done(
                 execute, rng, kill_window=(0.0, 1.5), deadline=deadline, after_writes=plan_path, nth_range=(1, 4),
-                max_kills=execute_kills, first_kill_now=True)
+                max_kills=execute_kills, first_kill_now=chaos, max_runs=runs_allowed)
         except AssertionError as exc:
-            result.error = f"execute: {exc}"
+            result.error = f"execute: {str(exc)[-2000:]}"
             return result
         finally:
             result.execute_seconds = round(time.monotonic() - t0, 1)
@@ -255,7 +295,7 @@ def run_case(tmp: Path, seed: int, claim_rule: str, *, budget: float = CASE_BUDG
                 # killed 0-0.3 s after it has recorded 1-2 more changes, until a run ends
                 runs, kills = until_done(rollback, rng, kill_window=(0.0, 0.3), deadline=deadline,
                                          after_writes=plan_path, nth_range=(1, 2), max_kills=rollback_kills,
-                                         first_kill_now=True)
+                                         first_kill_now=chaos, max_runs=runs_allowed)
                 result.rollback_runs += runs
                 result.rollback_kills += kills
         except AssertionError as exc:
