@@ -41,7 +41,7 @@ DELAYS = {"propagation_delay": 0.5, "token_lifetime": 1.0, "replication_delay": 
           "graph_replication_delay": 0.2, "access_policy_delay": 0.3}
 EXECUTE_WAITS = ["--propagation-wait", "0.8", "--token-lifetime", "1.0", "--token-margin", "0.3",
                  "--readback-spacing", "0.3"]
-ROLLBACK_WAITS = ["--grant-wait", "0.5", "--token-lifetime", "1.0", "--token-margin", "0.3",
+ROLLBACK_WAITS = ["--grant-wait", "0.5", "--policy-wait", "0.6", "--token-lifetime", "1.0", "--token-margin", "0.3",
                   "--readback-spacing", "0.3"]
 
 
