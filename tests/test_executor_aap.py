@@ -487,3 +487,54 @@ def test_rollback_dry_run_writes_nothing_and_shows_the_policy_and_consent_restor
     text = "\n".join(dry.output.changes)
     assert text.count("New-ApplicationAccessPolicy") == 2 and "-AccessRight 'RestrictAccess'" in text, text
     assert text.count("New-MgServicePrincipalAppRoleAssignment") == 5, text  # 2 SMTP claims, 3 consents
+
+
+def test_under_read_lag_the_policy_and_consent_read_backs_wait_and_the_batch_rolls_back_exactly(tmp_path, template):
+    """Every admin read (Get-ApplicationAccessPolicy, Graph's appRoleAssignments, groups, scopes, assignments) shows
+    a write only seconds after it: the removal and restore read-backs wait, nothing is written twice, the end states
+    are exact and the timeline clean."""
+    import shutil
+
+    from migrator.executor.session import connect
+    from migrator.sandbox.clock import Clock
+    from migrator.sandbox.faults import FaultProfile
+    from migrator.sandbox.server import start_sandbox
+    from migrator.sandbox.settings import SandboxSettings
+
+    clock = Clock()
+    with start_sandbox(mixed_fixture(), clock=clock, settings=SandboxSettings(**SANDBOX), run_dir=tmp_path / "sb",
+                       smtp=False, faults=FaultProfile(name="read-lag", read_lag_s=3.0, read_lag_jitter_s=2.0)) as sb:
+        plan_path = Path(shutil.copytree(template, tmp_path / "plan"))
+        conn = connect(sb.profile_path, preflight=False)
+        try:
+            world = (sb, conn, plan_path, clock)
+            before = (policies(sb), consents(sb), rbac_objects(sb))
+            done = run(world)
+            assert [o.status for o in done.outcomes] == ["done"], done.outcomes[0].message
+            assert done.calls["remove_application_access_policy"] == 2
+            clock.sleep(10)  # past the lag: the live state is what the reads show
+            assert {p["AppId"] for p in policies(sb)} == {EWSAPP, CRM}
+            assert_clean(sb)
+            back = run(world, rollback=True)
+            assert [o.status for o in back.outcomes] == ["done"], back.outcomes[0].message
+            assert back.calls["new_application_access_policy"] == 2 and back.calls["grant_app_role"] == 5
+            clock.sleep(10)
+            assert (policies(sb), consents(sb), rbac_objects(sb)) == before
+            assert_clean(sb)
+            assert sb.state.read_lag.writes > 0
+        finally:
+            conn.session.close()
+
+
+def test_get_application_access_policy_lags_behind_a_removal_and_a_creation(world):
+    sb, conn, _plan, clock = world
+    sb.state.read_lag.configure(5.0)
+    row = next(p for p in policies(sb) if p["AppId"] == ARCHIVER)
+    conn.exo.remove_application_access_policy(row["Identity"])
+    assert row["Identity"] in {p["Identity"] for p in policies(sb)}  # a lagging read still shows it
+    clock.sleep(6)
+    assert row["Identity"] not in {p["Identity"] for p in policies(sb)}
+    conn.exo.new_application_access_policy(ARCHIVER, "archive-scope@contoso.com", "RestrictAccess", " ")
+    assert row["Identity"] not in {p["Identity"] for p in policies(sb)}
+    clock.sleep(6)
+    assert row["Identity"] in {p["Identity"] for p in policies(sb)}

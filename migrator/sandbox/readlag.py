@@ -13,7 +13,8 @@ still answers "already exists"), and the data plane and the timeline checker fol
 
 Objects (kind, key): ("sendas", mailbox guid) and ("fullaccess", mailbox guid): the mailbox's permission rows;
 ("scope", lower name); ("assignment", lower name); ("group", guid): the group with its members; ("pointer",
-app id): the Exchange service-principal pointer; ("app_roles", principal SP object id): its app-role assignments.
+app id): the Exchange service-principal pointer; ("app_roles", principal SP object id): its app-role assignments;
+("policy", lower Identity): an Application Access Policy's Get-ApplicationAccessPolicy row.
 The snapshot kept for each is whatever the reading cmdlet needs (a copy, or None for "did not exist").
 """
 

@@ -2,6 +2,8 @@
 and Microsoft's evaluation rules; docs/exchange.md §8).
 
 Identity of a policy: `<tenant id>\\<app id>:<scope SID>;<scope ExternalDirectoryObjectId>`, as Exchange shows it.
+Get- lags behind New-/Set-/Remove- like the other admin reads (readlag.py, kind "policy"); Test- and the data plane
+follow the live configuration.
 New- takes several AppIds and makes one policy per app. Set- changes the Description only. Test- reads the
 configuration at once (the Graph/EWS data plane sees policy changes `access_policy_delay` later).
 Errors: an unknown scope or policy is ManagementObjectNotFoundException; a scope that is not a security principal
@@ -75,7 +77,15 @@ def _changed(state: TenantState, app_ids) -> None:
 
 @cmdlet("Get-ApplicationAccessPolicy", ("Identity",))
 def get_application_access_policy(state: TenantState, p: Params, caller: Caller):
-    rows = [policy_row(state, pol) for pol in state.access_policies]
+    # A policy created, changed or removed lately shows as it was to a lagging read (readlag.py): kind "policy",
+    # key its Identity in lower case, snapshot its row then (None: it did not exist).
+    rows_by_key = {policy_identity(state, pol).lower(): policy_row(state, pol) for pol in state.access_policies}
+    for key, before in state.read_lag.stale_of("policy").items():
+        if before is None:
+            rows_by_key.pop(key, None)
+        else:
+            rows_by_key[key] = dict(before)
+    rows = list(rows_by_key.values())
     identity = p.str("Identity")
     if _given(identity):
         key = identity.strip().lower()
@@ -110,6 +120,8 @@ def new_application_access_policy(state: TenantState, p: Params, caller: Caller)
     made = [aap.AccessPolicy(app_id=a, scope=scope.guid, access_right=right, description=description, created=now,
                              scope_sid=sid_for(scope.guid), scope_external_id=scope.external_id,
                              scope_name=scope.name) for a in app_ids]
+    for pol in made:
+        state.read_lag.wrote("policy", policy_identity(state, pol).lower(), None)
     state.access_policies.extend(made)
     _changed(state, app_ids)
     return CmdletResult([policy_row(state, pol) for pol in made])
@@ -121,6 +133,7 @@ def set_application_access_policy(state: TenantState, p: Params, caller: Caller)
     description = p.str("Description", required=True)
     if _space_used(state) - max(len(pol.description), 1) + max(len(description), 1) > POLICY_SPACE:
         raise CmdletError("InvalidOperationException", SPACE_EXCEEDED, cmdlet=p.cmdlet)
+    state.read_lag.wrote("policy", policy_identity(state, pol).lower(), policy_row(state, pol))
     pol.description = description
     return CmdletResult()
 
@@ -128,6 +141,7 @@ def set_application_access_policy(state: TenantState, p: Params, caller: Caller)
 @cmdlet("Remove-ApplicationAccessPolicy", ("Identity",), write=True)
 def remove_application_access_policy(state: TenantState, p: Params, caller: Caller):
     pol = _one_policy(state, p.str("Identity", required=True), p.cmdlet)
+    state.read_lag.wrote("policy", policy_identity(state, pol).lower(), policy_row(state, pol))
     state.access_policies.remove(pol)
     _changed(state, [pol.app_id])
     return CmdletResult()
