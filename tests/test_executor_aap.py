@@ -538,3 +538,28 @@ def test_get_application_access_policy_lags_behind_a_removal_and_a_creation(worl
     assert row["Identity"] not in {p["Identity"] for p in policies(sb)}
     clock.sleep(6)
     assert row["Identity"] in {p["Identity"] for p in policies(sb)}
+
+
+def test_after_the_cut_over_a_policy_group_change_neither_blocks_the_doctor_nor_the_resume(world):
+    """Once a batch has removed an app's consents (and their tokens expired) its policies fence nothing: a member
+    added to a policy group before they go (the helpdesk's habit) changes no access. Neither the doctor's
+    Test-ApplicationAccessPolicy check nor the drift check may then stop the batch from finishing; before the
+    cut-over the same change blocks (test_drift_..., the doctor's own test)."""
+    from migrator.doctor import run_doctor
+    from migrator.doctor.checks import check_access_policies
+
+    sb, conn, plan_path, clock = world
+    assert run(world, wait=False).outcomes[0].status == "waiting"  # propagation wait
+    clock.sleep(EXEC["propagation_wait"] + 1)
+    assert "token wait" in run(world, wait=False).outcomes[0].message
+    # past the token wait (while a token carrying the consent lives, the change would widen it: someone else's
+    # over-grant, which the timeline would rightly count), the policy still in place
+    clock.sleep(EXEC["token_lifetime"] + EXEC["token_margin"] + 1)
+    conn.exo.add_group_member("archive-scope@contoso.com", "erin.li@contoso.com")  # Archiver's policy group only
+    report = run_doctor(conn, load_plan(plan_path), checks=[check_access_policies], sample=10)
+    finding = report.findings[0]
+    assert finding.verdict == "verified" and not finding.blocking, finding
+    assert finding.data["already_moved"] == 2  # Archiver and Billing: their consents are gone
+    done = run(world)
+    assert [o.status for o in done.outcomes] == ["done"], done.outcomes[0].message
+    assert_clean(sb)

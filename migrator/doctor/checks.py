@@ -456,6 +456,19 @@ def check_fullaccess_smtp(p: Probe) -> Finding:
 
 
 # ---- 9. Application Access Policies: Exchange's own answer agrees with the plan's flattened reach --------------
+def _fenced_consents(p: Probe, apps: list[str]) -> dict[str, list[str]]:
+    """App id -> the fenced permissions its Entra consent holds now (executor/aap.py), for the apps that resolve."""
+    from migrator.executor.aap import consents_back
+
+    sps = {}
+    for app in apps:
+        sp = p.graph.get_service_principal_by_app_id(app)
+        if sp and sp.get("id"):
+            sps[app] = sp["id"]
+    return consents_back(p.graph, sps) if sps else {}
+
+
+
 def check_access_policies(p: Probe) -> Finding:
     """The plan took each Graph/EWS app's reach from the policy groups' members with nesting followed (docs/
     exchange.md §8). Test-ApplicationAccessPolicy is Exchange's own evaluation of the same policies: a sample of
@@ -473,6 +486,7 @@ def check_access_policies(p: Probe) -> Finding:
         present = {norm_id(text(r, "AppId")): r for r in rows}
         identities = {norm_id(text(r, "Identity")) for r in rows}
         tenant = [m.address for m in p.mailboxes()]
+        held = _fenced_consents(p, mail_apps)
     except ApiError as exc:
         return Finding("access_policies", assumption, CANNOT_TELL, f"a read failed: {exc}",
                        "rely on each batch's drift check and verification")
@@ -481,9 +495,11 @@ def check_access_policies(p: Probe) -> Finding:
     tested = moved = 0
     for app in mail_apps:
         planned = {norm_id(x.identity) for x in p.plan.policies if norm_id(x.app_id) == app}
-        if app not in present or not planned <= identities:
+        perms = {m.permission for m in p.plan.mail_access if norm_id(m.app_id) == app}
+        if app not in present or not planned <= identities or not perms & set(held.get(app, ())):
             # its batch removed them (all, or some before a crash: those left grant less than the planned reach),
-            # or someone did: the batch's drift check decides
+            # or its batch's cut-over removed the consents they fence (what they reach no longer matters), or
+            # someone did either: the batch's drift check decides
             moved += 1
             continue
         reach = sorted(p.plan.mail_reach.get(app, ()))
