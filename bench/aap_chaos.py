@@ -66,6 +66,14 @@ def _perm_cell(check: dict) -> str:
     return ", ".join(f"{p} {v['gaps']}/{v['overgrants']}" for p, v in per.items()) or "-"
 
 
+MAIL_KINDS = ("mail_consent", "access_policy")
+
+
+def _mail_kills(points: list[str] | None) -> int:
+    """Kills that cut a run right after a Graph/EWS consent or policy action was recorded or done."""
+    return sum(1 for p in points or () if any(k in p for k in MAIL_KINDS))
+
+
 def render(rows: list[dict], meta: dict) -> str:
     ok = [r for r in rows if not r.get("problems")]
     lines = [
@@ -82,9 +90,11 @@ def render(rows: list[dict], meta: dict) -> str:
         f"**{len(ok)} of {len(rows)} cases clean** (zero gaps and over-grants for SMTP, IMAP/POP and each Graph/EWS "
         "permission after execute and after the rollback; end state as the plan says; prior state restored).", "",
         "Per permission: `gaps/over-grants` over the whole timeline (after the rollback: execute and rollback).", "",
+        "SIGKILLs at consent/policy: the kills whose run had last recorded or finished a Graph/EWS consent or "
+        "access policy action (the journal's last changed action; execute / rollback).", "",
         "| claim rule | seed | Graph/EWS rows planned | execute runs / SIGKILLs / s | rollback runs / SIGKILLs / s "
-        "| SMTP gaps/over | per permission | problems |",
-        "|---|---:|---:|---|---|---|---|---|",
+        "| SIGKILLs at consent/policy | SMTP gaps/over | per permission | problems |",
+        "|---|---:|---:|---|---|---|---|---|---|",
     ]
     for r in rows:
         check = r.get("after_rollback") or {}
@@ -92,8 +102,16 @@ def render(rows: list[dict], meta: dict) -> str:
             f"| {r['claim_rule']} | {r['seed']} | {len(r.get('mail_access') or [])} "
             f"| {r.get('execute_runs', '-')} / {r.get('execute_kills', '-')} / {r.get('execute_seconds', '-')} "
             f"| {r.get('rollback_runs', '-')} / {r.get('rollback_kills', '-')} / {r.get('rollback_seconds', '-')} "
+            f"| {_mail_kills(r.get('execute_kill_points'))} / {_mail_kills(r.get('rollback_kill_points'))} "
             f"| {check.get('smtp_gaps', '-')}/{check.get('smtp_overgrants', '-')} | {_perm_cell(check)} "
             f"| {'; '.join(r.get('problems') or []) or 'none'} |")
+    points: dict[str, int] = {}
+    for r in rows:
+        for p in (r.get("execute_kill_points") or []) + (r.get("rollback_kill_points") or []):
+            points[p or "(no action yet)"] = points.get(p or "(no action yet)", 0) + 1
+    lines += ["", "Where the SIGKILLs landed (the journal action changed last before each kill, all cases):", "",
+              "| step/kind status | SIGKILLs |", "|---|---:|"]
+    lines += [f"| {p} | {n} |" for p, n in sorted(points.items(), key=lambda kv: (-kv[1], kv[0]))]
     return "\n".join(lines) + "\n"
 
 

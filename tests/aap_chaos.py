@@ -79,6 +79,9 @@ class CaseResult:
     rollback_runs: int = 0
     rollback_kills: int = 0
     rollback_seconds: float = 0.0
+    # per kill, the journal action changed last before it ("step/kind status"): where the runs were cut
+    execute_kill_points: list[str] = field(default_factory=list)
+    rollback_kill_points: list[str] = field(default_factory=list)
     after_execute: Check = field(default_factory=Check)
     after_rollback: Check = field(default_factory=Check)
     execute_state_problems: list[str] = field(default_factory=list)
@@ -276,7 +279,8 @@ def run_case(tmp: Path, seed: int, claim_rule: str, *, budget: float = CASE_BUDG
             # each run is killed 0-1.5 s after it has recorded 1-4 more journal actions (or ends first)
             result.execute_runs, result.execute_kills = until_done(
                 execute, rng, kill_window=(0.0, 1.5), deadline=deadline, after_writes=plan_path, nth_range=(1, 4),
-                max_kills=execute_kills, first_kill_now=chaos, max_runs=runs_allowed)
+                max_kills=execute_kills, first_kill_now=chaos, max_runs=runs_allowed,
+                kill_points=result.execute_kill_points)
         except AssertionError as exc:
             result.error = f"execute: {str(exc)[-2000:]}"
             return result
@@ -295,7 +299,8 @@ def run_case(tmp: Path, seed: int, claim_rule: str, *, budget: float = CASE_BUDG
                 # killed 0-0.3 s after it has recorded 1-2 more changes, until a run ends
                 runs, kills = until_done(rollback, rng, kill_window=(0.0, 0.3), deadline=deadline,
                                          after_writes=plan_path, nth_range=(1, 2), max_kills=rollback_kills,
-                                         first_kill_now=chaos, max_runs=runs_allowed)
+                                         first_kill_now=chaos, max_runs=runs_allowed,
+                                         kill_points=result.rollback_kill_points)
                 result.rollback_runs += runs
                 result.rollback_kills += kills
         except AssertionError as exc:

@@ -88,13 +88,29 @@ def run_killed_at_random(args: list[str], rng, kill_window: tuple[float, float],
     return code
 
 
+def last_action(folder: Path) -> str:
+    """`step/kind status` of the journal action changed last in the folder ("" when none can be read): where a
+    killed run was."""
+    db = folder / "journal.db"
+    if not db.exists():
+        return ""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            row = con.execute("SELECT step, kind, status FROM actions ORDER BY updated_at DESC, id DESC LIMIT 1")\
+                .fetchone()
+    except sqlite3.Error:
+        return ""
+    return f"{row[0]}/{row[1]} {row[2]}" if row else ""
+
+
 def until_done(args: list[str], rng, *, kill_window=(0.8, 5.0), deadline: float, after_writes: Path | None = None,
                nth_range: tuple[int, int] = (1, 3), max_runs: int = MAX_RUNS, max_kills: int | None = None,
-               first_kill_now: bool = False) -> tuple[int, int]:
+               first_kill_now: bool = False, kill_points: list[str] | None = None) -> tuple[int, int]:
     """Re-run `migrator <args>` until it exits 0, killing the first half of the runs at random (at most `max_kills`
     of them); returns (runs, kills). The last attempts (and any run starting within 20 s of the deadline) are left
     alone so it can end. `first_kill_now` (with after_writes): the first run is killed as soon as it has recorded
     its first journal action, so every loop has at least one kill mid-change whatever the randomness.
+    `kill_points` (with after_writes) receives, per kill, the journal action changed last (last_action).
     Exits other than 0, 11 and 12 fail the caller."""
     kills = 0
     for run in range(1, max_runs + 1):
@@ -106,6 +122,8 @@ def until_done(args: list[str], rng, *, kill_window=(0.8, 5.0), deadline: float,
         code = run_killed_at_random(args, rng, window, deadline, after_writes=after_writes, nth_range=nth)
         if code is None:
             kills += 1
+            if kill_points is not None and after_writes is not None:
+                kill_points.append(last_action(after_writes))
             continue
         if code == 0:
             return run, kills
