@@ -29,7 +29,6 @@ from pathlib import Path
 
 from aap_world import MIGRATED_MAIL_APPS, mail_state, make_aap_fixture
 from killing import MAX_RUNS, chaos_faults, until_done
-from migrator.inventory.mailaccess import MEMBERS_FILE, PERMISSIONS_FILE, POLICIES_FILE
 from migrator.planner.plan import KIND_GRAPH_EWS, load_plan
 from sandbox_world import tenant_shape
 
@@ -141,16 +140,11 @@ def start(tmp: Path, seed: int, claim_rule: str, *, faults=True):
     return sb, ids
 
 
-def make_plan(sb, tmp: Path, *, mail: bool = True) -> Path:
-    """Live inventory of the sandbox (under its faults) and the planner's plan for it, through the CLI. Without
-    `mail` the inventory's Graph/EWS files are left out (as an inventory that could not read them: the planner
-    then plans the SMTP part only and leaves every Graph/EWS app as it is)."""
+def make_plan(sb, tmp: Path) -> Path:
+    """Live inventory of the sandbox (under its faults) and the planner's plan for it, through the CLI."""
     inv, plan = tmp / "inventory", tmp / "plan"
     done = _cli(["inventory", "--profile", str(sb.profile_path), "--out", str(inv)])
     assert done.returncode == 0, done.stdout + done.stderr
-    if not mail:
-        for name in (POLICIES_FILE, MEMBERS_FILE, PERMISSIONS_FILE):
-            (inv / name).unlink()
     done = _cli(["plan", str(inv), "--out", str(plan), "--pilot", "1", "--batch-size", "2", "--remove-fullaccess",
                  "--time-limit", "10"])
     assert done.returncode == 0, done.stdout + done.stderr
@@ -248,12 +242,11 @@ def rollback_problems(state, before_shape: dict, before_mail: dict) -> list[str]
 
 
 def run_case(tmp: Path, seed: int, claim_rule: str, *, budget: float = CASE_BUDGET,
-             execute_kills: int | None = None, rollback_kills: int | None = None, mail: bool = True,
-             chaos: bool = True) -> CaseResult:
+             execute_kills: int | None = None, rollback_kills: int | None = None, chaos: bool = True) -> CaseResult:
     """The whole case; never raises for a failed check (see CaseResult.problems), only for a broken harness.
     `execute_kills`, `rollback_kills` (per batch): at most that many SIGKILLs (None: the first half of the runs
     allowed, as test_chaos). The first run of each loop is always killed right after its first recorded change.
-    `mail` False: the plan's SMTP part only (make_plan). `chaos` False: no faults and no kills (a clean run)."""
+    `chaos` False: no faults and no kills (a clean run)."""
     result = CaseResult(seed, claim_rule)
     sb, ids = start(tmp, seed, claim_rule, faults=chaos)
     role_of = {v: k for k, v in ids.items()}
@@ -261,14 +254,14 @@ def run_case(tmp: Path, seed: int, claim_rule: str, *, budget: float = CASE_BUDG
     if not chaos:  # a clean run: no kill, and a second run only to get past a wait it was told to skip
         execute_kills, rollback_kills, runs_allowed = 0, 0, 2
     try:
-        plan_path = make_plan(sb, tmp, mail=mail)
+        plan_path = make_plan(sb, tmp)
         plan = load_plan(plan_path)
         result.batches = len(plan.batches)
         result.mail_access = sorted((role_of.get(m.app_id, m.app_id), m.permission) for m in plan.mail_access)
         result.policies = sorted((role_of.get(p.app_id, p.app_id), p.access_right) for p in plan.policies)
         result.reported = {role_of.get(a["app_id"], a["app_id"]): a["status"]
                            for a in (plan.meta.get("mail_access") or {}).get("apps", []) if not a.get("planned")}
-        result.plan_problems = plan_problems(plan, ids) if mail else []
+        result.plan_problems = plan_problems(plan, ids)
         before_shape, before_mail = tenant_shape(sb.state), mail_state(sb.state)
         rng = random.Random(f"aap-{claim_rule}-{seed}")
         deadline = time.monotonic() + budget
