@@ -26,6 +26,11 @@ ASSIGNMENT_MISSING = "role assignment missing"
 ASSIGNMENT_CHANGED = "role assignment changed"
 EXTRA_ASSIGNMENT = "extra role assignment"
 CLAIM_BACK = "SMTP.SendAsApp claim re-granted"
+MAIL_CONSENT_BACK = "Graph/EWS consent re-granted"
+MAIL_POLICY_BACK = "access policy back"
+MAIL_ASSIGNMENT_MISSING = "Graph/EWS role assignment missing"
+MAIL_ASSIGNMENT_CHANGED = "Graph/EWS role assignment changed"
+MAIL_NOT_READ = "Graph/EWS access not read"
 ORPHAN = "tool-made object no plan uses"
 
 
@@ -58,6 +63,7 @@ class Reach:
 
 def compare(exp: Expected, obs: Observed) -> list[Finding]:
     return (_legacy(exp, obs) + _groups(exp, obs) + _scopes(exp, obs) + _assignments(exp, obs) + _claims(exp, obs)
+            + _mail(exp, obs)
             + _orphans(exp, obs))
 
 
@@ -147,6 +153,39 @@ def _claims(exp: Expected, obs: Observed) -> list[Finding]:
                     (entry.app_id,), "under-grant")
             for entry in sorted(exp.apps.values(), key=lambda e: e.app_id)
             if entry.migrated and entry.app_id in obs.claims]
+
+
+def _mail(exp: Expected, obs: Observed) -> list[Finding]:
+    """Graph/EWS apps moved off their access policies: a consent back (with no policy left it reaches every mailbox),
+    a removed policy back, their role assignments gone or moved."""
+    out = []
+    if exp.mail and not obs.mail_read:
+        return [Finding(MAIL_NOT_READ, "Graph/EWS", "the access policies or the apps' permissions could not be "
+                        "read: the moved apps' consents are not audited", tuple(sorted(exp.mail)), "not audited")]
+    for app_id, m in sorted(exp.mail.items()):
+        back = sorted(obs.mail_consents.get(app_id, set()) & m.permissions)
+        policies = obs.mail_policies.get(app_id, set())
+        if back:
+            wide = not policies
+            out.append(Finding(MAIL_CONSENT_BACK, app_id, f"Entra consent {', '.join(back)} is held again (a later "
+                               "'Grant admin consent'?)" + (": with its access policy gone the app reaches EVERY "
+                               "mailbox with it; remove the consent" if wide else
+                               "; an access policy fences it, but not the one the plan removed"),
+                               (app_id,), "over-grant" if wide else "configuration drift"))
+        returned = sorted(policies & m.policies)
+        if returned:
+            out.append(Finding(MAIL_POLICY_BACK, app_id, f"{len(returned)} access polic(ies) the batch removed are "
+                               "there again: they fence nothing while the consent is gone, and would fence a later "
+                               "consent", (app_id,), "configuration drift"))
+        for name, role, scope in m.assignments:
+            now = obs.mail_assignments.get(name.lower())
+            if now is None:
+                out.append(Finding(MAIL_ASSIGNMENT_MISSING, name, f"{role} for the app is gone", (app_id,),
+                                   "under-grant"))
+            elif now[0] != app_id or now[1].lower() != role.lower() or now[2].lower() != scope.lower():
+                out.append(Finding(MAIL_ASSIGNMENT_CHANGED, name, f"now {now[1]} for {now[0]} on {now[2]!r}, the "
+                                   f"plan made {role} on {scope!r}", (app_id,), "configuration drift"))
+    return out
 
 
 def _tool_made(exp: Expected, name: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from migrator.model import norm_id
 from migrator.planner.naming import DEFAULT_PREFIX
-from migrator.planner.plan import KIND_SMTP, MIGRATE, NEW, Plan
+from migrator.planner.plan import KIND_GRAPH_EWS, KIND_SMTP, MIGRATE, NEW, Plan
 
 DONE = "done"
 LEGACY_STATES = frozenset({"new", "rolled_back"})
@@ -36,6 +36,20 @@ class AppExpect:
     held: tuple[tuple[str, str, str, frozenset[str]], ...] = ()
 
 
+@dataclass(frozen=True)
+class MailExpect:
+    """A Graph/EWS app a done batch moved off its access policies: its consents and policies must stay gone, its
+    `Application <permission>` assignments stay as made."""
+
+    app_id: str
+    name: str
+    plan: str
+    batch: int
+    permissions: frozenset[str]  # the Entra permissions whose consent the batch removed
+    policies: frozenset[str]  # the policies it removed (Identity, lower case)
+    assignments: tuple[tuple[str, str, str], ...]  # (name, role, scope name)
+
+
 @dataclass
 class Expected:
     apps: dict[str, AppExpect] = field(default_factory=dict)
@@ -49,6 +63,7 @@ class Expected:
     tool_names: set[str] = field(default_factory=set)  # every object name the plans make
     prefixes: set[str] = field(default_factory=set)  # the plans' name prefixes (tool-made objects)
     notes: list[str] = field(default_factory=list)
+    mail: dict[str, MailExpect] = field(default_factory=dict)  # Graph/EWS apps of done batches, by app id
 
 
 def batch_states(plan_dir: Path) -> tuple[dict[int, str], dict[str, str]]:
@@ -190,3 +205,31 @@ def add_plan(exp: Expected, plan: Plan, label: str, states: dict[int, str], filt
                 if e.filter:
                     exp.scopes[e.scope] = e.filter
         exp.apps[entry.app_id] = entry
+    _add_mail(exp, plan, label, states, filters)
+
+
+def _add_mail(exp: Expected, plan: Plan, label: str, states: dict[int, str], filters: dict[str, str]) -> None:
+    """The Graph/EWS apps of the plan's done batches (mail_access.csv): their assignments, scopes and groups are
+    watched like the SMTP ones, their removed consents and policies must not come back."""
+    groups = {g.key: g for g in plan.groups}
+    scopes = {s.key: s for s in plan.scopes}
+    for app_id in plan.mail_apps():
+        rows = [m for m in plan.mail_access if m.app_id == app_id]
+        batch = rows[0].batch
+        if states.get(batch, "new") != DONE:
+            continue  # not moved (yet, or rolled back): its consents and policies are the tenant's as before
+        held = []
+        for a in plan.assignments:
+            if a.app_id != app_id or a.kind != KIND_GRAPH_EWS:
+                continue
+            scope = scopes[a.scope]
+            held.append((a.name, a.role, scope.name))
+            exp.scopes[scope.name] = filters.get(scope.name, "")
+            names = tuple(groups[k].name for k in scope.groups if k in groups)
+            exp.scope_groups[scope.name] = names
+            for key in scope.groups:
+                exp.groups[groups[key].name] = groups[key].members
+                exp.group_apps.setdefault(groups[key].name, set()).add(norm_id(app_id))
+        exp.mail[norm_id(app_id)] = MailExpect(
+            norm_id(app_id), rows[0].app_name, label, batch, frozenset(m.permission for m in rows),
+            frozenset(p.identity.lower() for p in plan.policies if p.app_id == app_id), tuple(held))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from migrator.exchange.interface import GroupMember, RoleAssignmentInfo, ScopeInfo, text
-from migrator.model import RBAC_ROLE_SMTP_SEND_AS, SMTP_SEND_AS_APP, norm_id
+from migrator.model import RBAC_ROLE_SMTP_SEND_AS, SMTP_SEND_AS_APP, aap_permissions_of_role, norm_id
 
 
 @dataclass
@@ -32,6 +32,12 @@ class Observed:
     # filter) as the inventory read them; a group they name serves those apps too
     other_roles: list[tuple[str, str, str, str, str]] = field(default_factory=list)
     group_ids: dict[str, str] = field(default_factory=dict)  # a group's address, GUID, DN, name (lower) -> name (lower)
+    # Graph/EWS: each app's consents of AAP-fenced permissions, its access policies (Identity, lower case), and the
+    # `Application <permission>` role assignments (lower name -> (app id, role, scope))
+    mail_consents: dict[str, set[str]] = field(default_factory=dict)
+    mail_policies: dict[str, set[str]] = field(default_factory=dict)
+    mail_assignments: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    mail_read: bool = False  # the live reads of policies and permissions answered
 
 
 def read_observed(profile_path) -> Observed:
@@ -83,7 +89,20 @@ def read_observed(profile_path) -> Observed:
             if text(row, name):
                 obs.principal_app[norm_id(text(row, name))] = app_id
     _add_names(obs, inventory)
+    _add_mail(obs, inventory)
     return obs
+
+
+def _add_mail(obs: Observed, inventory) -> None:
+    access = inventory.mail_access
+    obs.mail_read = access.policies_read and access.permissions_read
+    for p in access.permissions:
+        obs.mail_consents.setdefault(p.app_id, set()).add(p.permission)
+    for pol in access.policies:
+        obs.mail_policies.setdefault(pol.app_id, set()).add(pol.identity.lower())
+    for a in inventory.rbac:
+        if aap_permissions_of_role(a.role):
+            obs.mail_assignments[a.name.lower()] = (norm_id(a.app_id), a.role, a.scope)
 
 
 def _add_names(obs: Observed, inventory) -> None:

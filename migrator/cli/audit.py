@@ -24,8 +24,10 @@ def audit_command(plan_paths: tuple[Path, ...], profile: Path | None, as_json: b
     Reports new per-mailbox SendAs/FullAccess grants held by apps, members added to or removed from the plans'
     groups (and which apps each change over- or under-grants), edited or deleted scopes and role assignments,
     SMTP.SendAsApp claims re-granted in Entra, and objects named like this tool's that no given plan makes; and
-    each migrated app's SMTP reach today against the reach it was given. Exit 0 when clean, 1 with findings (for
-    a scheduled job), 2 bad input, 4 when the tenant could not be read (never reported clean).
+    each migrated app's SMTP reach today against the reach it was given. For Graph/EWS apps moved off their
+    access policies: a removed consent or policy back, their Application role assignments deleted or changed.
+    Exit 0 when clean, 1 with findings (for a scheduled job), 2 bad input, 4 when the tenant could not be read
+    (never reported clean).
 
     Give the change folders of `migrator grant`/`revoke` too (changes/*): an applied change is then expected,
     not reported.
