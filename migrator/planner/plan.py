@@ -363,13 +363,10 @@ def _check_mail(plan: Plan, scopes: dict[str, frozenset[str]], scope_batch: dict
             continue
         if (asg.app_id, asg.role.lower()) not in wanted:
             problems.append(f"{where}: {asg.role!r} serves no permission {MAIL_ACCESS} lists for app {asg.app_id}")
-        if asg.scope not in scopes:
-            problems.append(f"{where}: unknown scope {asg.scope!r}")
+        reached = _assignment_scope(asg, where, scopes, scope_batch, problems)
+        if reached is None:
             continue
-        if scope_batch[asg.scope] > asg.batch:
-            problems.append(f"{where}: in batch {asg.batch}, but scope {asg.scope} is only created in batch "
-                            f"{scope_batch[asg.scope]}")
-        got[(asg.app_id, asg.role.lower())] |= scopes[asg.scope]
+        got[(asg.app_id, asg.role.lower())] |= reached
         batches[asg.app_id].add(asg.batch)
     for (app, role), want in sorted(wanted.items()):
         have = got.get((app, role), set())
@@ -514,15 +511,24 @@ def _check_assignments(plan: Plan, scopes: dict[str, frozenset[str]], scope_batc
             continue  # Graph/EWS: checked against mail_access.csv (_check_mail)
         if role and asg.role != role:
             problems.append(f"{where}: role {asg.role!r} differs from the plan's role {role!r}")
-        if asg.scope not in scopes:
-            problems.append(f"{where}: unknown scope {asg.scope!r}")
+        reached = _assignment_scope(asg, where, scopes, scope_batch, problems)
+        if reached is None:
             continue
-        if scope_batch[asg.scope] > asg.batch:
-            problems.append(f"{where}: in batch {asg.batch}, but scope {asg.scope} is only created in batch "
-                            f"{scope_batch[asg.scope]}")
-        effective[asg.app_id] |= scopes[asg.scope]
+        effective[asg.app_id] |= reached
         assignment_batches[asg.app_id].add(asg.batch)
     return effective, assignment_batches
+
+
+def _assignment_scope(asg: PlanAssignment, where: str, scopes: dict[str, frozenset[str]],
+                      scope_batch: dict[str, int], problems: list[str]) -> frozenset[str] | None:
+    """The mailboxes of an assignment's scope (None: no such scope), noting a scope created after the assignment."""
+    if asg.scope not in scopes:
+        problems.append(f"{where}: unknown scope {asg.scope!r}")
+        return None
+    if scope_batch[asg.scope] > asg.batch:
+        problems.append(f"{where}: in batch {asg.batch}, but scope {asg.scope} is only created in batch "
+                        f"{scope_batch[asg.scope]}")
+    return scopes[asg.scope]
 
 
 def _check_existing(plan: Plan, effective: dict[str, set[str]], assignment_batches: dict[str, set[int]],
