@@ -303,14 +303,14 @@ def check_mail_registrations(ctx: Context) -> dict:
     """After the cut-over: which mail apps' registrations still request a fenced permission the batch removed
     (requiredResourceAccess). A later "Grant admin consent" re-adds the consent, and once the policy is gone the app
     reaches every mailbox: each is noted with the fix; a registration that cannot be read is noted as such."""
-    from migrator.executor.claims import _note
+    from migrator.executor.claims import _note, app_registration
 
     requested: dict[str, list[str]] = {}
     unread: list[str] = []
     for app_id in ctx.view.mail_apps:
         name = ctx.view.app_names.get(app_id, "")
         try:
-            registration = ctx.graph.get_application_by_app_id(app_id)
+            registration = app_registration(ctx, app_id)
         except ApiError as exc:
             unread.append(app_id)
             _note(ctx, f"app {app_id} ({name}): could not read its app registration ({exc}); check that it no "

@@ -83,6 +83,21 @@ def registration_warning(app_id: str, app_name: str, role_id: str) -> str:
             f"are gone, cuts the app off. Remove the request: {registration_fix(app_id, role_id)}")
 
 
+def app_registration(ctx: Context, app_id: str) -> dict | None:
+    """The app's registration (None: none found), read once per batch context and shared by the SMTP and the
+    Graph/EWS checks (a mixed app is read once); raises the read's ApiError to every caller when it failed."""
+    cache = ctx.cache.setdefault("registrations", {})
+    if app_id not in cache:
+        try:
+            cache[app_id] = ctx.graph.get_application_by_app_id(app_id)
+        except ApiError as exc:
+            cache[app_id] = exc
+    found = cache[app_id]
+    if isinstance(found, ApiError):
+        raise found
+    return found
+
+
 def check_registrations(ctx: Context, apps: list[str]) -> dict:
     """After the cut-over: which apps' registrations still request SMTP.SendAsApp. Notes each (with the fix);
     a registration the tool cannot read is noted as such, never taken as clean."""
@@ -93,7 +108,7 @@ def check_registrations(ctx: Context, apps: list[str]) -> dict:
     for app_id in apps:
         name = ctx.view.app_names.get(app_id, "")
         try:
-            registration = ctx.graph.get_application_by_app_id(app_id)
+            registration = app_registration(ctx, app_id)
         except ApiError as exc:
             unread.append(app_id)
             _note(ctx, f"app {app_id} ({name}): could not read its app registration ({exc}); check that it no "
