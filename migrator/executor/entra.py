@@ -139,6 +139,14 @@ def _verify(pending: list[Pending], resource_id: str, role_id: str, *, expect: s
     return lines
 
 
+def handover_subject(pending: list[Pending], consents: list[PendingConsent]) -> tuple[int, str]:
+    """(apps, what is handed over) for the hand-over message of a cut-over or a re-grant."""
+    count = len({p.app_id for p in pending} | {c.app_id for c in consents})
+    what = ("Entra SMTP.SendAsApp assignment" if not consents else
+            "Entra Graph/EWS consents" if not pending else "Entra SMTP.SendAsApp assignment and Graph/EWS consents")
+    return count, what
+
+
 def write_handover(plan_dir: Path, batch: int, step: str, script: str) -> Path:
     """The script into the plan folder, atomically (a half-written script must never be run)."""
     path = Path(plan_dir) / f"handover-batch-{batch}-{step}.ps1"

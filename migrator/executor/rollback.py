@@ -33,7 +33,7 @@ from migrator.executor.aap import (
     verify_regrant,
 )
 from migrator.executor.context import Context, ItemFailure, StepResult
-from migrator.executor.entra import Pending, PendingConsent, regrant_script
+from migrator.executor.entra import Pending, PendingConsent, handover_subject, regrant_script
 from migrator.executor.readback import await_read, settle
 from migrator.executor.runner import BatchOutcome, Runner
 from migrator.executor.states import BatchState, Outcome
@@ -185,9 +185,7 @@ def step_regrant(ctx: Context) -> StepResult:
     failures += mail_failures
     if (pending or consents) and not failures:
         script = regrant_script(ctx.batch, pending, resource_id, role_id, ctx.entra_tenant, consents=consents)
-        count = len({p.app_id for p in pending} | {c.app_id for c in consents})
-        what = ("Entra SMTP.SendAsApp assignment" if not consents else
-                "Entra Graph/EWS consents" if not pending else "Entra SMTP.SendAsApp assignment and Graph/EWS consents")
+        count, what = handover_subject(pending, consents)
         return StepResult(handover=_hand_over(ctx, "regrant", script, count, "granted back", assignment=what),
                           detail=detail)
     if failures or ctx.dry_run:

@@ -51,7 +51,14 @@ from migrator.executor.aap import (
     verify_cut,
 )
 from migrator.executor.context import Context, ItemFailure, StepResult
-from migrator.executor.entra import Pending, PendingConsent, cutover_script, handover_message, write_handover
+from migrator.executor.entra import (
+    Pending,
+    PendingConsent,
+    cutover_script,
+    handover_message,
+    handover_subject,
+    write_handover,
+)
 from migrator.executor.readback import await_read, first_pause, settle
 from migrator.exitcodes import ExitCode
 from migrator.model import EXCHANGE_ONLINE_APP_ID, SMTP_SEND_AS_APP, Right, norm_id
@@ -908,9 +915,7 @@ def step_cutover(ctx: Context) -> StepResult:
     detail = {"token_wait": wait, "token_lifetime_policies": lifetimes.to_dict()}
     if (pending or consents) and not failures:
         script = cutover_script(ctx.batch, pending, resource_id, role_id, ctx.entra_tenant, consents=consents)
-        count = len({p.app_id for p in pending} | {c.app_id for c in consents})
-        what = ("Entra SMTP.SendAsApp assignment" if not consents else
-                "Entra Graph/EWS consents" if not pending else "Entra SMTP.SendAsApp assignment and Graph/EWS consents")
+        count, what = handover_subject(pending, consents)
         return StepResult(handover=_hand_over(ctx, "cutover", script, count, "removed", assignment=what),
                           detail=detail)
     if failures or ctx.dry_run:
